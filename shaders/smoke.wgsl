@@ -1,0 +1,23 @@
+// Smoke kernel of the runtime tests: y[i] = x[i] * scale + offset, over n elements.
+// Bindings: 0 params, 1 x (read), 2 y (write). Dispatch: ceil(n / 64) workgroups of 64,
+// spread over x/y (runtime::grid).
+
+struct Params {
+    n: u32,
+    scale: f32,
+    offset: f32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if i >= p.n {
+        return;
+    }
+    y[i] = x[i] * p.scale + p.offset;
+}

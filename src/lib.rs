@@ -1,0 +1,13 @@
+//! wgbert: ModernBERT inference on any GPU.
+//!
+//! A small tensor runtime on wgpu (`runtime`), WGSL kernels with their Rust halves (`ops`),
+//! the ModernBERT model (`model`), text handling (`text`) and model sources (`hub`).
+
+pub mod error;
+pub mod ops;
+pub mod runtime;
+pub mod hub;
+pub mod model;
+pub mod text;
+
+pub use error::{Error, Result};

@@ -1,0 +1,4 @@
+//! The ModernBERT model: its configuration and its checkpoint.
+
+pub mod config;
+pub mod weights;

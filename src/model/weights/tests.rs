@@ -1,0 +1,1 @@
+//! Unit tests of the checkpoint reader on small synthetic safetensors files.

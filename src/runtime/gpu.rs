@@ -1,0 +1,415 @@
+//! The GPU: adapter choice, device creation with the adapter's own limits and the optional
+//! features the kernels use, the capabilities kernels choose variants from, buffer creation
+//! against the device limits, and the one place where results are read back.
+
+use std::sync::Arc;
+
+use crate::runtime::pipeline::PipelineCache;
+use crate::{Error, Result};
+
+/// How to pick an adapter.
+#[derive(Debug, Clone, Default)]
+pub struct GpuOptions {
+    /// Backends to consider ("vulkan", "metal", "dx12", "gl"; comma-separated). `None` reads
+    /// `WGPU_BACKEND`, else all backends.
+    pub backend: Option<String>,
+    /// Pick the first adapter whose name contains this (case-insensitive). `None` reads
+    /// `WGPU_ADAPTER_NAME`, else the high-performance default.
+    pub adapter: Option<String>,
+}
+
+/// A cooperative-matrix configuration the adapter reports (f16 inputs only are kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct CoopShape {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    /// Accumulator type: "f16" or "f32".
+    pub acc: &'static str,
+}
+
+/// What the kernels may rely on, recorded once per device.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Capabilities {
+    pub f16: bool,
+    pub subgroups: bool,
+    pub subgroup_min_size: u32,
+    pub subgroup_max_size: u32,
+    pub timestamps: bool,
+    pub coop_matrix: Vec<CoopShape>,
+    pub max_storage_binding: u64,
+    pub max_buffer_size: u64,
+    pub max_workgroup_storage: u32,
+    pub max_invocations: u32,
+    pub max_workgroups_per_dim: u32,
+    pub min_uniform_offset_alignment: u32,
+    pub min_storage_offset_alignment: u32,
+}
+
+impl Capabilities {
+    fn from_parts(
+        features: wgpu::Features,
+        limits: &wgpu::Limits,
+        info: &wgpu::AdapterInfo,
+        coop: Vec<CoopShape>,
+    ) -> Self {
+        let subgroups = features.contains(wgpu::Features::SUBGROUP);
+        Capabilities {
+            f16: features.contains(wgpu::Features::SHADER_F16),
+            subgroups,
+            subgroup_min_size: if subgroups { info.subgroup_min_size } else { 0 },
+            subgroup_max_size: if subgroups { info.subgroup_max_size } else { 0 },
+            timestamps: features.contains(wgpu::Features::TIMESTAMP_QUERY),
+            coop_matrix: if features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+                coop
+            } else {
+                Vec::new()
+            },
+            max_storage_binding: limits.max_storage_buffer_binding_size as u64,
+            max_buffer_size: limits.max_buffer_size,
+            max_workgroup_storage: limits.max_compute_workgroup_storage_size,
+            max_invocations: limits.max_compute_invocations_per_workgroup,
+            max_workgroups_per_dim: limits.max_compute_workgroups_per_dimension,
+            min_uniform_offset_alignment: limits.min_uniform_buffer_offset_alignment,
+            min_storage_offset_alignment: limits.min_storage_buffer_offset_alignment,
+        }
+    }
+
+    /// True when a 16x16x16 f16 cooperative matrix with an f32 accumulator is available.
+    pub fn coop_16x16_f32(&self) -> bool {
+        self.coop_matrix.iter().any(|s| s.m == 16 && s.n == 16 && s.k == 16 && s.acc == "f32")
+    }
+}
+
+/// Optional features requested when the adapter has them.
+const WANTED: wgpu::Features = wgpu::Features::SHADER_F16
+    .union(wgpu::Features::SUBGROUP)
+    .union(wgpu::Features::TIMESTAMP_QUERY)
+    .union(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+
+/// A device and queue plus what the runtime knows about them. Shared as `Arc<Gpu>`.
+pub struct Gpu {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    caps: Capabilities,
+    pipelines: PipelineCache,
+}
+
+impl std::fmt::Debug for Gpu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpu").field("adapter", &self.info.name).field("caps", &self.caps).finish()
+    }
+}
+
+/// Everything `wgbert info` reports about one adapter.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AdapterReport {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    pub vendor: u32,
+    pub device: u32,
+    pub capabilities: Capabilities,
+}
+
+fn backends_from(opt: Option<&str>) -> wgpu::Backends {
+    match opt {
+        Some(s) => wgpu::Backends::from_comma_list(s),
+        None => wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
+    }
+}
+
+fn instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+fn coop_shapes(adapter: &wgpu::Adapter) -> Vec<CoopShape> {
+    if !adapter.features().contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+        return Vec::new();
+    }
+    let mut shapes: Vec<CoopShape> = adapter
+        .cooperative_matrix_properties()
+        .into_iter()
+        .filter(|p| p.ab_type == wgpu::CooperativeScalarType::F16)
+        .filter_map(|p| {
+            let acc = match p.cr_type {
+                wgpu::CooperativeScalarType::F16 => "f16",
+                wgpu::CooperativeScalarType::F32 => "f32",
+                _ => return None,
+            };
+            Some(CoopShape { m: p.m_size, n: p.n_size, k: p.k_size, acc })
+        })
+        .collect();
+    shapes.dedup();
+    shapes
+}
+
+fn report(adapter: &wgpu::Adapter) -> AdapterReport {
+    let info = adapter.get_info();
+    let caps = Capabilities::from_parts(
+        adapter.features(),
+        &adapter.limits(),
+        &info,
+        coop_shapes(adapter),
+    );
+    AdapterReport {
+        name: info.name.clone(),
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver: info.driver.clone(),
+        driver_info: info.driver_info.clone(),
+        vendor: info.vendor,
+        device: info.device,
+        capabilities: caps,
+    }
+}
+
+/// Lists every adapter the chosen backends expose.
+pub fn list_adapters(backend: Option<&str>) -> Vec<AdapterReport> {
+    let inst = instance(backends_from(backend));
+    pollster::block_on(inst.enumerate_adapters(backends_from(backend)))
+        .iter()
+        .map(report)
+        .collect()
+}
+
+impl Gpu {
+    /// Picks an adapter and creates a device with its own limits and the wanted features.
+    pub fn new(opts: &GpuOptions) -> Result<Arc<Gpu>> {
+        let backends = backends_from(opts.backend.as_deref());
+        let inst = instance(backends);
+        let name = opts.adapter.clone().or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok());
+        let adapter = match &name {
+            Some(want) => {
+                let want_lc = want.to_lowercase();
+                let all = pollster::block_on(inst.enumerate_adapters(backends));
+                let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
+                all.into_iter()
+                    .find(|a| a.get_info().name.to_lowercase().contains(&want_lc))
+                    .ok_or_else(|| {
+                        Error::NoAdapter(format!(
+                            " named like '{want}' (available: {})",
+                            if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                        ))
+                    })?
+            }
+            None => pollster::block_on(inst.request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                apply_limit_buckets: false,
+            }))
+            .map_err(|e| {
+                Error::NoAdapter(format!(
+                    " ({e}); install a Vulkan/Metal/DX12 driver (on Linux without a GPU: \
+                     mesa-vulkan-drivers for lavapipe) or pick one with --backend/--adapter"
+                ))
+            })?,
+        };
+        let info = adapter.get_info();
+        let features = adapter.features() & WANTED;
+        let coop = coop_shapes(&adapter);
+        let desc = wgpu::DeviceDescriptor {
+            label: Some("wgbert"),
+            required_features: features,
+            required_limits: adapter.limits(),
+            // SAFETY: cooperative matrices are experimental in wgpu; every kernel that uses them
+            // is tested against the CPU reference on the device itself.
+            experimental_features: if features
+                .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+            {
+                unsafe { wgpu::ExperimentalFeatures::enabled() }
+            } else {
+                wgpu::ExperimentalFeatures::disabled()
+            },
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
+            Error::RequestDevice { adapter: info.name.clone(), message: e.to_string() }
+        })?;
+        Ok(Self::assemble(device, queue, info, coop))
+    }
+
+    /// Adopts a device and queue owned by a host application. The runtime uses whatever
+    /// features and limits that device was created with; pass the adapter (if at hand) so
+    /// its name and cooperative-matrix shapes are known.
+    pub fn from_wgpu(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        adapter: Option<&wgpu::Adapter>,
+    ) -> Arc<Gpu> {
+        let info = device.adapter_info();
+        let coop = adapter.map(coop_shapes).unwrap_or_default();
+        Self::assemble(device, queue, info, coop)
+    }
+
+    fn assemble(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+        coop: Vec<CoopShape>,
+    ) -> Arc<Gpu> {
+        let caps = Capabilities::from_parts(device.features(), &device.limits(), &info, coop);
+        let lost_name = info.name.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            log::error!("device '{lost_name}' lost ({reason:?}): {msg}");
+        });
+        device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
+            log::error!("uncaptured wgpu error: {e}");
+        }));
+        Arc::new(Gpu { device, queue, info, caps, pipelines: PipelineCache::default() })
+    }
+
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+    pub fn info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+    pub fn caps(&self) -> &Capabilities {
+        &self.caps
+    }
+    pub(crate) fn pipelines(&self) -> &PipelineCache {
+        &self.pipelines
+    }
+
+    /// Checks that `bytes` fits one storage binding (and one buffer) on this device.
+    pub fn check_binding(&self, name: &str, bytes: u64) -> Result<()> {
+        if bytes > self.caps.max_buffer_size {
+            return Err(Error::BufferTooLarge {
+                name: name.to_string(),
+                bytes,
+                limit: self.caps.max_buffer_size,
+                what: "max_buffer_size",
+            });
+        }
+        if bytes > self.caps.max_storage_binding {
+            return Err(Error::BufferTooLarge {
+                name: name.to_string(),
+                bytes,
+                limit: self.caps.max_storage_binding,
+                what: "max_storage_buffer_binding_size",
+            });
+        }
+        Ok(())
+    }
+
+    /// A zero-filled storage buffer that can be bound whole, written and read back.
+    pub fn storage(&self, name: &str, bytes: u64) -> Result<wgpu::Buffer> {
+        let size = bytes.max(4).next_multiple_of(4);
+        self.check_binding(name, size)?;
+        self.guarded(&format!("allocating '{name}' ({size} bytes)"), || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(name),
+                size,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_DST
+                    | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            })
+        })
+    }
+
+    /// A storage buffer holding `data` (padded to 4 bytes).
+    pub fn upload(&self, name: &str, data: &[u8]) -> Result<wgpu::Buffer> {
+        let buf = self.storage(name, data.len() as u64)?;
+        self.write(&buf, 0, data);
+        Ok(buf)
+    }
+
+    /// Writes bytes into a buffer at an offset (padded to 4 bytes as wgpu requires).
+    pub fn write(&self, buf: &wgpu::Buffer, offset: u64, data: &[u8]) {
+        if data.is_empty() {
+            return;
+        }
+        if data.len() % 4 == 0 {
+            self.queue.write_buffer(buf, offset, data);
+        } else {
+            let mut padded = data.to_vec();
+            padded.resize(data.len().next_multiple_of(4), 0);
+            self.queue.write_buffer(buf, offset, &padded);
+        }
+    }
+
+    /// Runs `f` inside out-of-memory and validation error scopes, turning what they catch
+    /// into typed errors.
+    pub fn guarded<T>(&self, context: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        let v = pollster::block_on(validation.pop());
+        let o = pollster::block_on(oom.pop());
+        if let Some(e) = o {
+            log::debug!("{e}");
+            return Err(Error::OutOfMemory { context: context.to_string() });
+        }
+        if let Some(e) = v {
+            return Err(Error::Gpu { context: context.to_string(), message: e.to_string() });
+        }
+        Ok(value)
+    }
+
+    /// Waits for all submitted work, mapping a lost device or a timeout to typed errors.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
+            .map(|_| ())
+            .map_err(|e| Error::DeviceLost(e.to_string()))
+    }
+
+    /// Reads `len` bytes at `offset` of a storage buffer back to the host. The one readback
+    /// path of the crate: copy into a staging buffer, submit, map, wait.
+    pub fn read(&self, what: &str, buf: &wgpu::Buffer, offset: u64, len: u64) -> Result<Vec<u8>> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let what = what.to_string();
+        let padded = len.next_multiple_of(4);
+        if offset % 4 != 0 || offset + padded > buf.size() {
+            return Err(Error::Readback {
+                what,
+                message: format!("range {offset}..{} outside {} bytes", offset + len, buf.size()),
+            });
+        }
+        let staging = self.guarded("allocating a readback buffer", || {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size: padded,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        enc.copy_buffer_to_buffer(buf, offset, &staging, 0, padded);
+        self.queue.submit([enc.finish()]);
+        let slice = staging.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        match rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Error::Readback { what, message: e.to_string() }),
+            Err(_) => {
+                return Err(Error::Readback { what, message: "map callback never ran".into() });
+            }
+        }
+        let mut out = slice
+            .get_mapped_range()
+            .map_err(|e| Error::Readback { what: what.clone(), message: e.to_string() })?
+            .to_vec();
+        staging.unmap();
+        out.truncate(len as usize);
+        Ok(out)
+    }
+}

@@ -1,0 +1,30 @@
+//! The model-agnostic runtime: the GPU and its capabilities, shader preprocessing and the
+//! pipeline cache, activation placement, recorded plans, readback and GPU timing.
+
+pub mod arena;
+pub mod gpu;
+pub mod pipeline;
+pub mod plan;
+pub mod profile;
+pub mod shader;
+
+pub use gpu::{AdapterReport, Capabilities, CoopShape, Gpu, GpuOptions, list_adapters};
+pub use pipeline::{Access, Kernel};
+pub use plan::{Launch, Plan, PlanBuilder, RunSizes, TensorId};
+pub use profile::Profile;
+
+/// Spreads `n` workgroups over x and y so neither exceeds `max_per_dim`; shaders recover the
+/// linear index as `wg.x + wg.y * num_workgroups.x` and skip indices past their work.
+pub fn grid(n: u32, max_per_dim: u32) -> [u32; 3] {
+    if n <= max_per_dim {
+        [n, 1, 1]
+    } else {
+        let y = n.div_ceil(max_per_dim);
+        [n.div_ceil(y), y, 1]
+    }
+}
+
+/// Workgroups needed to cover `n` items with `per` items each.
+pub fn groups(n: u32, per: u32) -> u32 {
+    n.div_ceil(per)
+}

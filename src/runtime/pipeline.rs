@@ -1,0 +1,182 @@
+//! Kernels and the pipeline cache. A `Kernel` names a shader file, an entry point, the
+//! preprocessor defines of its variant and the access of each storage binding; pipelines are
+//! created once per distinct `Kernel` and shared by every plan on the device.
+//!
+//! Binding convention of every kernel: `@group(0) @binding(0)` is the step's parameters
+//! (a uniform struct of at most `PARAMS_SLOT` bytes, bound at a dynamic offset of the plan's
+//! one uniform buffer); bindings `1..=n` are storage buffers in the order of `bindings`.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+
+use crate::runtime::gpu::Gpu;
+use crate::runtime::shader;
+use crate::{Error, Result};
+
+/// Bytes reserved for one step's parameters in the plan's uniform buffer.
+pub const PARAMS_SLOT: u64 = 256;
+
+/// How a kernel uses a storage binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Access {
+    Read,
+    ReadWrite,
+}
+
+/// One compute pipeline: shader + entry + variant defines + binding accesses.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Kernel {
+    pub shader: &'static str,
+    pub entry: &'static str,
+    pub defines: Vec<(String, String)>,
+    pub bindings: Vec<Access>,
+}
+
+impl Kernel {
+    pub fn new(shader: &'static str, entry: &'static str, bindings: &[Access]) -> Self {
+        Kernel { shader, entry, defines: Vec::new(), bindings: bindings.to_vec() }
+    }
+
+    /// Adds a preprocessor define (builder style).
+    pub fn define(mut self, key: &str, value: impl ToString) -> Self {
+        self.defines.push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// A readable key such as `matmul/matmul_residual[ELEM=f16]`.
+    pub fn name(&self) -> String {
+        let mut s = format!("{}/{}", self.shader, self.entry);
+        if !self.defines.is_empty() {
+            let d: Vec<String> = self.defines.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            s.push_str(&format!("[{}]", d.join(",")));
+        }
+        s
+    }
+
+    /// The preprocessed WGSL of this variant.
+    pub fn wgsl(&self) -> Result<String> {
+        shader::preprocess(self.shader, &self.defines)
+    }
+}
+
+/// A created pipeline and the bind group layout it was created with.
+#[derive(Debug)]
+pub struct CachedPipeline {
+    pub pipeline: wgpu::ComputePipeline,
+    pub layout: wgpu::BindGroupLayout,
+}
+
+/// Pipelines and bind group layouts, created once per device.
+#[derive(Default)]
+pub struct PipelineCache {
+    pipelines: Mutex<HashMap<Kernel, Arc<CachedPipeline>>>,
+    layouts: Mutex<HashMap<Vec<Access>, wgpu::BindGroupLayout>>,
+}
+
+impl PipelineCache {
+    /// Number of pipelines created so far.
+    pub fn len(&self) -> usize {
+        self.pipelines.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn layout_for(gpu: &Gpu, access: &[Access]) -> Result<wgpu::BindGroupLayout> {
+    let cache = &gpu.pipelines().layouts;
+    let mut map = cache.lock().map_err(|_| poisoned())?;
+    if let Some(l) = map.get(access) {
+        return Ok(l.clone());
+    }
+    let mut entries = vec![wgpu::BindGroupLayoutEntry {
+        binding: 0,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: true,
+            min_binding_size: None,
+        },
+        count: None,
+    }];
+    for (i, a) in access.iter().enumerate() {
+        entries.push(wgpu::BindGroupLayoutEntry {
+            binding: i as u32 + 1,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Storage { read_only: *a == Access::Read },
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        });
+    }
+    let layout = gpu.guarded("creating a bind group layout", || {
+        gpu.device().create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: None,
+            entries: &entries,
+        })
+    })?;
+    map.insert(access.to_vec(), layout.clone());
+    Ok(layout)
+}
+
+fn poisoned() -> Error {
+    Error::Gpu { context: "pipeline cache".into(), message: "lock poisoned by a panic".into() }
+}
+
+/// The pipeline of `kernel`, created on first use. Shader and pipeline errors (including a
+/// panic inside the shader translator) become `Error::Shader` naming the kernel.
+pub fn pipeline(gpu: &Gpu, kernel: &Kernel) -> Result<Arc<CachedPipeline>> {
+    if let Some(p) = gpu.pipelines().pipelines.lock().map_err(|_| poisoned())?.get(kernel) {
+        return Ok(p.clone());
+    }
+    let name = kernel.name();
+    let source = kernel.wgsl()?;
+    let shader_err = |message: String| Error::Shader { kernel: name.clone(), message };
+    let layout = layout_for(gpu, &kernel.bindings)?;
+    let device = gpu.device();
+    let created = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        gpu.guarded(&format!("creating kernel {name}"), || {
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&name),
+                source: wgpu::ShaderSource::Wgsl(source.as_str().into()),
+            });
+            let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(&name),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+            device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&name),
+                layout: Some(&pl),
+                module: &module,
+                entry_point: Some(kernel.entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &[],
+                    // Every kernel writes its workgroup memory before reading it.
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            })
+        })
+    }));
+    let pipeline = match created {
+        Ok(Ok(p)) => p,
+        Ok(Err(Error::Gpu { message, .. })) => return Err(shader_err(message)),
+        Ok(Err(e)) => return Err(e),
+        Err(panic) => {
+            let msg = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "panic in the shader compiler".into());
+            return Err(shader_err(format!("shader translation panicked: {msg}")));
+        }
+    };
+    let entry = Arc::new(CachedPipeline { pipeline, layout });
+    gpu.pipelines().pipelines.lock().map_err(|_| poisoned())?.insert(kernel.clone(), entry.clone());
+    Ok(entry)
+}

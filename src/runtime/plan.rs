@@ -1,0 +1,451 @@
+//! Recorded plans. A `PlanBuilder` collects tensors and steps once; `build` places the
+//! activations (see `arena`), creates buffers, pipelines and bind groups. A `Plan` then runs
+//! many times: the host writes its inputs, `run` evaluates each step's launch function for
+//! the batch's sizes, writes all parameters into the one uniform buffer and encodes every
+//! step into one command buffer. Nothing is allocated per run.
+
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+use crate::runtime::arena::{self, Lifetime};
+use crate::runtime::gpu::Gpu;
+use crate::runtime::pipeline::{self, Access, CachedPipeline, Kernel, PARAMS_SLOT};
+use crate::runtime::profile::{self, Profile};
+use crate::{Error, Result};
+
+/// A tensor of a plan (an index into its tensor table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TensorId(pub(crate) usize);
+
+/// The sizes of one run. Steps compute their parameters and workgroup counts from these;
+/// the plan's buffers are sized for the capacity it was built with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunSizes {
+    /// Rows of the packed activations (tokens).
+    pub rows: u32,
+    /// Segments (sequences) in the batch.
+    pub segments: u32,
+    /// Longest segment.
+    pub max_segment: u32,
+    /// Rows selected for a head (e.g. [MASK] positions), if any.
+    pub selected: u32,
+}
+
+/// What a step dispatches in one run: its parameter bytes and workgroup counts.
+/// A zero count skips the step.
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    pub params: Vec<u8>,
+    pub workgroups: [u32; 3],
+}
+
+impl Launch {
+    pub fn new<P: bytemuck::Pod>(params: &P, workgroups: [u32; 3]) -> Self {
+        Launch { params: bytemuck::bytes_of(params).to_vec(), workgroups }
+    }
+}
+
+type LaunchFn = Box<dyn Fn(&RunSizes) -> Launch + Send + Sync>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Input,
+    Output,
+    External,
+    Activation,
+}
+
+struct TensorDecl {
+    name: String,
+    bytes: u64,
+    kind: Kind,
+    external: Option<wgpu::Buffer>,
+}
+
+struct StepDecl {
+    label: String,
+    kernel: Kernel,
+    bindings: Vec<TensorId>,
+    launch: LaunchFn,
+}
+
+/// Collects the tensors and steps of a plan.
+pub struct PlanBuilder {
+    gpu: Arc<Gpu>,
+    tensors: Vec<TensorDecl>,
+    steps: Vec<StepDecl>,
+}
+
+impl PlanBuilder {
+    pub fn new(gpu: Arc<Gpu>) -> Self {
+        PlanBuilder { gpu, tensors: Vec::new(), steps: Vec::new() }
+    }
+
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
+    }
+
+    fn add(&mut self, name: &str, bytes: u64, kind: Kind, external: Option<wgpu::Buffer>) -> TensorId {
+        self.tensors.push(TensorDecl { name: name.to_string(), bytes, kind, external });
+        TensorId(self.tensors.len() - 1)
+    }
+
+    /// A buffer the host writes before each run (ids, offsets...).
+    pub fn input(&mut self, name: &str, bytes: u64) -> TensorId {
+        self.add(name, bytes, Kind::Input, None)
+    }
+
+    /// A buffer the host reads after a run; it is never shared with other tensors.
+    pub fn output(&mut self, name: &str, bytes: u64) -> TensorId {
+        self.add(name, bytes, Kind::Output, None)
+    }
+
+    /// A buffer created outside the plan (weights), bound whole.
+    pub fn external(&mut self, name: &str, buffer: &wgpu::Buffer) -> TensorId {
+        self.add(name, buffer.size(), Kind::External, Some(buffer.clone()))
+    }
+
+    /// A temporary that lives from its first to its last step and may share memory with
+    /// other temporaries. Its contents are undefined until a step writes it.
+    pub fn activation(&mut self, name: &str, bytes: u64) -> TensorId {
+        self.add(name, bytes, Kind::Activation, None)
+    }
+
+    /// Bytes a tensor was declared with.
+    pub fn bytes(&self, t: TensorId) -> u64 {
+        self.tensors[t.0].bytes
+    }
+
+    /// Appends a step. `launch` maps the run's sizes to parameters and workgroup counts.
+    pub fn step(
+        &mut self,
+        label: impl Into<String>,
+        kernel: Kernel,
+        bindings: &[TensorId],
+        launch: impl Fn(&RunSizes) -> Launch + Send + Sync + 'static,
+    ) -> Result<()> {
+        let label = label.into();
+        if bindings.len() != kernel.bindings.len() {
+            return Err(Error::PlanInput(format!(
+                "step '{label}': kernel {} takes {} buffers, got {}",
+                kernel.name(),
+                kernel.bindings.len(),
+                bindings.len()
+            )));
+        }
+        for (i, t) in bindings.iter().enumerate() {
+            let writes = kernel.bindings[i] == Access::ReadWrite;
+            let aliased = bindings.iter().enumerate().any(|(j, u)| j != i && u == t);
+            if writes && aliased {
+                return Err(Error::PlanInput(format!(
+                    "step '{label}': '{}' is bound twice and written",
+                    self.tensors[t.0].name
+                )));
+            }
+        }
+        self.steps.push(StepDecl { label, kernel, bindings: bindings.to_vec(), launch: Box::new(launch) });
+        Ok(())
+    }
+
+    /// Places activations, creates buffers, pipelines and bind groups.
+    pub fn build(self) -> Result<Plan> {
+        let gpu = self.gpu.clone();
+        // Lifetimes of activations.
+        let mut span: Vec<Option<(usize, usize)>> = vec![None; self.tensors.len()];
+        for (s, step) in self.steps.iter().enumerate() {
+            for t in &step.bindings {
+                let e = span[t.0].get_or_insert((s, s));
+                e.1 = s;
+            }
+        }
+        let acts: Vec<usize> =
+            (0..self.tensors.len()).filter(|&i| self.tensors[i].kind == Kind::Activation).collect();
+        let lifetimes: Vec<Lifetime> = acts
+            .iter()
+            .map(|&i| {
+                let (first, last) = span[i].unwrap_or((0, 0));
+                Lifetime { bytes: self.tensors[i].bytes.next_multiple_of(4), first, last }
+            })
+            .collect();
+        for t in &self.tensors {
+            gpu.check_binding(&t.name, t.bytes)?;
+        }
+        let placement = arena::place(&lifetimes);
+        let mut slots = Vec::with_capacity(placement.slot_bytes.len());
+        for (s, &bytes) in placement.slot_bytes.iter().enumerate() {
+            slots.push(gpu.storage(&format!("arena slot {s}"), bytes)?);
+        }
+        let mut buffers: Vec<Option<wgpu::Buffer>> = vec![None; self.tensors.len()];
+        let mut persistent_bytes = 0u64;
+        for (i, t) in self.tensors.iter().enumerate() {
+            buffers[i] = match t.kind {
+                Kind::External => t.external.clone(),
+                Kind::Input | Kind::Output => {
+                    persistent_bytes += t.bytes;
+                    Some(gpu.storage(&t.name, t.bytes)?)
+                }
+                Kind::Activation => None,
+            };
+        }
+        for (k, &i) in acts.iter().enumerate() {
+            buffers[i] = Some(slots[placement.slot_of[k]].clone());
+        }
+        let slot = PARAMS_SLOT.max(gpu.caps().min_uniform_offset_alignment as u64);
+        let uniform = gpu.guarded("allocating the parameter buffer", || {
+            gpu.device().create_buffer(&wgpu::BufferDescriptor {
+                label: Some("plan parameters"),
+                size: slot * self.steps.len().max(1) as u64,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        let mut steps = Vec::with_capacity(self.steps.len());
+        for (s, decl) in self.steps.into_iter().enumerate() {
+            let pipe = pipeline::pipeline(&gpu, &decl.kernel)?;
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &uniform,
+                    offset: 0,
+                    size: NonZeroU64::new(PARAMS_SLOT),
+                }),
+            }];
+            for (j, t) in decl.bindings.iter().enumerate() {
+                let buffer = buffers[t.0].as_ref().ok_or_else(|| {
+                    Error::PlanInput(format!("tensor '{}' has no buffer", self.tensors[t.0].name))
+                })?;
+                let size = self.tensors[t.0].bytes.max(4).next_multiple_of(4).min(buffer.size());
+                entries.push(wgpu::BindGroupEntry {
+                    binding: j as u32 + 1,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer,
+                        offset: 0,
+                        size: NonZeroU64::new(size),
+                    }),
+                });
+            }
+            let bind_group = gpu.guarded(&format!("binding step '{}'", decl.label), || {
+                gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(&decl.label),
+                    layout: &pipe.layout,
+                    entries: &entries,
+                })
+            })?;
+            steps.push(Step {
+                label: decl.label,
+                family: decl.kernel.shader,
+                kernel: decl.kernel.name(),
+                pipeline: pipe,
+                bind_group,
+                uniform_offset: (s as u64 * slot) as u32,
+                launch: decl.launch,
+            });
+        }
+        let tensors = self
+            .tensors
+            .into_iter()
+            .zip(buffers)
+            .map(|(d, b)| PlacedTensor { name: d.name, bytes: d.bytes, kind: d.kind, buffer: b })
+            .collect();
+        Ok(Plan {
+            gpu,
+            steps,
+            tensors,
+            uniform,
+            slot,
+            arena_bytes: placement.total_bytes(),
+            persistent_bytes,
+            params: Vec::new(),
+            last_sizes: None,
+        })
+    }
+}
+
+pub(crate) struct Step {
+    pub(crate) label: String,
+    pub(crate) family: &'static str,
+    pub(crate) kernel: String,
+    pipeline: Arc<CachedPipeline>,
+    bind_group: wgpu::BindGroup,
+    uniform_offset: u32,
+    launch: LaunchFn,
+}
+
+struct PlacedTensor {
+    name: String,
+    bytes: u64,
+    kind: Kind,
+    buffer: Option<wgpu::Buffer>,
+}
+
+/// A built plan: run it many times with new inputs.
+pub struct Plan {
+    gpu: Arc<Gpu>,
+    steps: Vec<Step>,
+    tensors: Vec<PlacedTensor>,
+    uniform: wgpu::Buffer,
+    slot: u64,
+    arena_bytes: u64,
+    persistent_bytes: u64,
+    params: Vec<u8>,
+    last_sizes: Option<RunSizes>,
+}
+
+impl Plan {
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
+    }
+
+    /// Bytes of the shared activation slots.
+    pub fn arena_bytes(&self) -> u64 {
+        self.arena_bytes
+    }
+
+    /// Peak bytes the plan holds on the device beyond external buffers (weights):
+    /// activation slots + inputs + outputs + parameters.
+    pub fn peak_bytes(&self) -> u64 {
+        self.arena_bytes + self.persistent_bytes + self.uniform.size()
+    }
+
+    pub fn n_steps(&self) -> usize {
+        self.steps.len()
+    }
+
+    fn tensor(&self, t: TensorId) -> Result<&PlacedTensor> {
+        self.tensors.get(t.0).ok_or_else(|| Error::PlanInput(format!("unknown tensor #{}", t.0)))
+    }
+
+    /// Writes host data into an input tensor (at most its declared size).
+    pub fn write(&self, t: TensorId, data: &[u8]) -> Result<()> {
+        let tensor = self.tensor(t)?;
+        if tensor.kind != Kind::Input {
+            return Err(Error::PlanInput(format!("'{}' is not an input", tensor.name)));
+        }
+        if data.len() as u64 > tensor.bytes {
+            return Err(Error::PlanInput(format!(
+                "'{}' holds {} bytes, got {}",
+                tensor.name,
+                tensor.bytes,
+                data.len()
+            )));
+        }
+        if let Some(b) = &tensor.buffer {
+            self.gpu.write(b, 0, data);
+        }
+        Ok(())
+    }
+
+    /// Reads `len` bytes at `offset` of an output tensor.
+    pub fn read(&self, t: TensorId, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let tensor = self.tensor(t)?;
+        if tensor.kind != Kind::Output {
+            return Err(Error::PlanInput(format!("'{}' is not an output", tensor.name)));
+        }
+        if offset + len > tensor.bytes {
+            return Err(Error::PlanInput(format!(
+                "read of {len} bytes at {offset} past the end of '{}' ({} bytes)",
+                tensor.name, tensor.bytes
+            )));
+        }
+        let buffer = tensor.buffer.as_ref().ok_or_else(|| Error::PlanInput("no buffer".into()))?;
+        self.gpu.read(&tensor.name, buffer, offset, len)
+    }
+
+    /// Evaluates every step's launch for `sizes` and uploads the parameters (skipped when the
+    /// sizes equal the previous run's).
+    fn prepare(&mut self, sizes: &RunSizes) -> Result<Vec<[u32; 3]>> {
+        let max_dim = self.gpu.caps().max_workgroups_per_dim;
+        let mut counts = Vec::with_capacity(self.steps.len());
+        let fresh = self.last_sizes.as_ref() != Some(sizes);
+        if fresh {
+            self.params.clear();
+            self.params.resize(self.slot as usize * self.steps.len(), 0);
+        }
+        for (s, step) in self.steps.iter().enumerate() {
+            let launch = (step.launch)(sizes);
+            if launch.params.len() as u64 > PARAMS_SLOT {
+                return Err(Error::PlanInput(format!(
+                    "step '{}': {} parameter bytes, over {PARAMS_SLOT}",
+                    step.label,
+                    launch.params.len()
+                )));
+            }
+            if let Some(d) = launch.workgroups.iter().find(|&&d| d > max_dim) {
+                return Err(Error::PlanInput(format!(
+                    "step '{}' ({}): {d} workgroups in one dimension, over the device limit {max_dim}",
+                    step.label, step.kernel
+                )));
+            }
+            if fresh {
+                let at = s * self.slot as usize;
+                self.params[at..at + launch.params.len()].copy_from_slice(&launch.params);
+            }
+            counts.push(launch.workgroups);
+        }
+        if fresh {
+            self.gpu.write(&self.uniform, 0, &self.params);
+            self.last_sizes = Some(*sizes);
+        }
+        Ok(counts)
+    }
+
+    /// Runs every step for a batch of `sizes` in one command buffer.
+    pub fn run(&mut self, sizes: &RunSizes) -> Result<()> {
+        let counts = self.prepare(sizes)?;
+        let gpu = self.gpu.clone();
+        gpu.guarded("running a plan", || {
+            let mut enc = gpu.device().create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("plan"),
+                    timestamp_writes: None,
+                });
+                for (step, wg) in self.steps.iter().zip(&counts) {
+                    if wg.contains(&0) {
+                        continue;
+                    }
+                    pass.set_pipeline(&step.pipeline.pipeline);
+                    pass.set_bind_group(0, &step.bind_group, &[step.uniform_offset]);
+                    pass.dispatch_workgroups(wg[0], wg[1], wg[2]);
+                }
+            }
+            gpu.queue().submit([enc.finish()]);
+        })
+    }
+
+    /// Runs like `run`, timing every step with timestamp queries (one pass per step).
+    pub fn run_profiled(&mut self, sizes: &RunSizes) -> Result<Profile> {
+        if !self.gpu.caps().timestamps {
+            return Err(Error::Unsupported(
+                "GPU timestamps (TIMESTAMP_QUERY) are not available: no per-kernel times".into(),
+            ));
+        }
+        let counts = self.prepare(sizes)?;
+        profile::run_timed(&self.gpu, &self.steps, &counts, |pass, step| {
+            pass.set_pipeline(&step.pipeline.pipeline);
+            pass.set_bind_group(0, &step.bind_group, &[step.uniform_offset]);
+        })
+    }
+
+    /// A human-readable listing: steps with their kernels and buffers, and memory.
+    pub fn describe(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "plan: {} steps", self.steps.len());
+        for (i, st) in self.steps.iter().enumerate() {
+            let _ = writeln!(s, "  {i:4} {:<28} {}", st.label, st.kernel);
+        }
+        let _ = writeln!(s, "tensors:");
+        for t in &self.tensors {
+            let _ = writeln!(s, "  {:<32} {:>12} bytes  {:?}", t.name, t.bytes, t.kind);
+        }
+        let _ = writeln!(
+            s,
+            "activation arena: {} bytes; inputs/outputs: {} bytes; peak (without weights): {} bytes",
+            self.arena_bytes,
+            self.persistent_bytes,
+            self.peak_bytes()
+        );
+        s
+    }
+}

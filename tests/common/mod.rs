@@ -1,0 +1,47 @@
+//! Shared test helpers: one GPU per test process (lavapipe in CI) and tolerance checks.
+#![allow(dead_code)]
+
+use std::sync::{Arc, OnceLock};
+
+use wgbert::runtime::{Gpu, GpuOptions};
+
+/// The test GPU. Fails loudly when no adapter exists: CI installs lavapipe.
+pub fn gpu() -> Arc<Gpu> {
+    static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
+    GPU.get_or_init(|| match Gpu::new(&GpuOptions::default()) {
+        Ok(g) => g,
+        Err(e) => panic!("tests need a GPU adapter (install mesa-vulkan-drivers): {e}"),
+    })
+    .clone()
+}
+
+/// Asserts `|got - want| <= atol + rtol * |want|` everywhere, naming the worst index.
+pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let mut worst = (0usize, 0.0f64);
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g as f64 - w).abs();
+        let excess = err - (atol + rtol * w.abs());
+        if !(g.is_finite()) || excess > worst.1 {
+            worst = (i, if g.is_finite() { excess } else { f64::INFINITY });
+        }
+    }
+    assert!(
+        worst.1 <= 0.0,
+        "{what}: worst index {} got {} want {} (atol {atol}, rtol {rtol})",
+        worst.0,
+        got[worst.0],
+        want[worst.0]
+    );
+}
+
+/// A deterministic pseudo-random vector in [-scale, scale].
+pub fn rand_vec(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}

@@ -1,0 +1,130 @@
+//! The runtime on a real adapter (lavapipe in CI): recorded plans, arena reuse, errors,
+//! profiling.
+
+mod common;
+
+use wgbert::runtime::{Access, Kernel, Launch, PlanBuilder, RunSizes};
+
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct SmokeParams {
+    n: u32,
+    scale: f32,
+    offset: f32,
+    _pad: u32,
+}
+
+fn smoke() -> Kernel {
+    Kernel::new("smoke", "main", &[Access::Read, Access::ReadWrite])
+}
+
+fn smoke_step(b: &mut PlanBuilder, x: wgbert::runtime::TensorId, y: wgbert::runtime::TensorId, scale: f32, offset: f32) {
+    let max = b.gpu().caps().max_workgroups_per_dim;
+    b.step(format!("y = x*{scale}+{offset}"), smoke(), &[x, y], move |s: &RunSizes| {
+        let p = SmokeParams { n: s.rows, scale, offset, _pad: 0 };
+        Launch::new(&p, wgbert::runtime::grid(s.rows.div_ceil(64), max))
+    })
+    .unwrap();
+}
+
+#[test]
+fn a_recorded_plan_runs_twice_with_new_inputs() {
+    let gpu = common::gpu();
+    let cap = 1000u64;
+    let mut b = PlanBuilder::new(gpu.clone());
+    let x = b.input("x", cap * 4);
+    let t1 = b.activation("t1", cap * 4);
+    let t2 = b.activation("t2", cap * 4);
+    let t3 = b.activation("t3", cap * 4);
+    let y = b.output("y", cap * 4);
+    smoke_step(&mut b, x, t1, 2.0, 1.0);
+    smoke_step(&mut b, t1, t2, 1.0, -3.0);
+    smoke_step(&mut b, t2, t3, 0.5, 0.0);
+    smoke_step(&mut b, t3, y, 1.0, 10.0);
+    let mut plan = b.build().unwrap();
+    // Four temporaries in a chain need only two slots.
+    assert_eq!(plan.arena_bytes(), 2 * cap * 4, "{}", plan.describe());
+
+    for (round, n) in [(0u32, 1000usize), (1, 77)] {
+        let input: Vec<f32> = (0..n).map(|i| i as f32 * (round as f32 + 1.0) - 5.0).collect();
+        plan.write(x, bytemuck::cast_slice(&input)).unwrap();
+        plan.run(&RunSizes { rows: n as u32, ..Default::default() }).unwrap();
+        let out: Vec<f32> = bytemuck::cast_slice(&plan.read(y, 0, n as u64 * 4).unwrap()).to_vec();
+        for i in 0..n {
+            let want = ((input[i] * 2.0 + 1.0) - 3.0) * 0.5 + 10.0;
+            assert_eq!(out[i], want, "round {round} index {i}");
+        }
+    }
+}
+
+#[test]
+fn bad_plans_are_typed_errors() {
+    let gpu = common::gpu();
+    let mut b = PlanBuilder::new(gpu.clone());
+    let x = b.input("x", 16);
+    let y = b.output("y", 16);
+    // Wrong number of buffers.
+    let e = b.step("bad", smoke(), &[x], |_| Launch::default()).unwrap_err();
+    assert!(e.to_string().contains("takes 2 buffers"), "{e}");
+    // The same buffer read and written.
+    let e = b.step("alias", smoke(), &[y, y], |_| Launch::default()).unwrap_err();
+    assert!(e.to_string().contains("bound twice"), "{e}");
+    // A buffer over the binding limit.
+    let mut b = PlanBuilder::new(gpu.clone());
+    let huge = gpu.caps().max_storage_binding + 4;
+    let x = b.input("x", 16);
+    let big = b.activation("too big", huge);
+    smoke_step(&mut b, x, big, 1.0, 0.0);
+    let e = b.build().err().expect("must refuse");
+    assert!(matches!(e, wgbert::Error::BufferTooLarge { .. }), "{e}");
+    assert!(e.to_string().contains("too big"), "{e}");
+    // Writing more than an input holds; reading an input.
+    let mut b = PlanBuilder::new(gpu.clone());
+    let x = b.input("x", 16);
+    let y = b.output("y", 16);
+    smoke_step(&mut b, x, y, 1.0, 0.0);
+    let plan = b.build().unwrap();
+    assert!(plan.write(x, &[0u8; 20]).is_err());
+    assert!(plan.read(x, 0, 4).is_err());
+    assert!(plan.read(y, 8, 16).is_err());
+}
+
+#[test]
+fn a_broken_shader_is_a_shader_error_naming_the_kernel() {
+    let gpu = common::gpu();
+    let k = Kernel::new("smoke", "no_such_entry", &[Access::Read, Access::ReadWrite]);
+    let e = wgbert::runtime::pipeline::pipeline(&gpu, &k).unwrap_err();
+    match e {
+        wgbert::Error::Shader { kernel, .. } => assert!(kernel.contains("no_such_entry")),
+        other => panic!("expected a shader error, got {other}"),
+    }
+}
+
+#[test]
+fn profiling_reports_every_step_or_says_why_not() {
+    let gpu = common::gpu();
+    let mut b = PlanBuilder::new(gpu.clone());
+    let x = b.input("x", 4096);
+    let y = b.output("y", 4096);
+    smoke_step(&mut b, x, y, 1.0, 0.0);
+    let mut plan = b.build().unwrap();
+    match plan.run_profiled(&RunSizes { rows: 1024, ..Default::default() }) {
+        Ok(p) => {
+            assert_eq!(p.steps.len(), 1);
+            assert_eq!(p.by_family()[0].0, "smoke");
+            assert!(p.total_ns() >= 0.0);
+        }
+        Err(e) => {
+            assert!(!gpu.caps().timestamps);
+            assert!(matches!(e, wgbert::Error::Unsupported(_)), "{e}");
+        }
+    }
+}
+
+#[test]
+fn info_lists_the_adapter() {
+    let list = wgbert::runtime::list_adapters(None);
+    assert!(!list.is_empty());
+    let gpu = common::gpu();
+    assert!(list.iter().any(|a| a.name == gpu.info().name));
+}
