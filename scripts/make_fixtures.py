@@ -259,6 +259,8 @@ def make(name, out_root, seed):
     for extra in directory.iterdir():
         if extra.name == "generation_config.json":
             extra.unlink()
+        else:
+            extra.chmod(0o644)  # safetensors writes 0600 temp files
     if opts.get("dialect") == "4.x":
         rewrite_as_v4(directory, opts["every"], opts["global_theta"], opts["local_theta"])
 

@@ -23,7 +23,12 @@ pub enum Error {
 
     /// A buffer or a binding would exceed a device limit.
     #[error("buffer '{name}' needs {bytes} bytes, over the device limit {what} = {limit} bytes")]
-    BufferTooLarge { name: String, bytes: u64, limit: u64, what: &'static str },
+    BufferTooLarge {
+        name: String,
+        bytes: u64,
+        limit: u64,
+        what: &'static str,
+    },
 
     /// The device ran out of memory.
     #[error("GPU out of memory while {context}; try a smaller --max-tokens or --dtype f16")]
@@ -71,7 +76,10 @@ pub enum Error {
 
     /// Finding or downloading model files failed.
     #[error("model source '{source_name}': {message}")]
-    Hub { source_name: String, message: String },
+    Hub {
+        source_name: String,
+        message: String,
+    },
 
     /// A bad option value (dtype, pooling, capacity...).
     #[error("invalid option: {0}")]
@@ -89,6 +97,9 @@ pub enum Error {
 impl Error {
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

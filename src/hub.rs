@@ -1,1 +1,476 @@
-//! placeholder
+//! Model sources: a local directory or a Hugging Face hub id, resolved to local files
+//! (config.json, tokenizer.json, safetensors weights). Hub files live in the hf-hub cache
+//! (`models--owner--name/{refs,blobs,snapshots}`), shared with Python's `huggingface_hub`.
+//!
+//! Online, files already in the cache are used without contacting the hub (as hf-hub's
+//! `get` does); anything missing is downloaded with hf-hub's progress bar on stderr. Offline
+//! (`--offline` or `HF_HUB_OFFLINE=1`), a miss is an error that says so.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use hf_hub::api::sync::{ApiBuilder, ApiError, ApiRepo};
+use hf_hub::{Cache, Repo, RepoType};
+
+use crate::{Error, Result};
+
+const CONFIG: &str = "config.json";
+const TOKENIZER: &str = "tokenizer.json";
+const SINGLE: &str = "model.safetensors";
+const INDEX: &str = "model.safetensors.index.json";
+
+/// Where a model comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    /// A local directory holding config.json and the weights.
+    Dir(PathBuf),
+    /// A hub repository `owner/name`, at `revision` (branch, tag or commit; default "main").
+    Hub {
+        repo: String,
+        revision: Option<String>,
+    },
+}
+
+impl fmt::Display for ModelSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModelSource::Dir(dir) => write!(f, "{}", dir.display()),
+            ModelSource::Hub { repo, revision } => match revision {
+                Some(rev) => write!(f, "{repo}@{rev}"),
+                None => write!(f, "{repo}"),
+            },
+        }
+    }
+}
+
+impl ModelSource {
+    /// An existing directory is `Dir`; `owner/name[@revision]` is `Hub`. Something that
+    /// looks like a path (starts with `.`, `/` or `~`, has a backslash or more than one
+    /// slash) but is not a directory is an error rather than a hub id.
+    pub fn parse(s: &str) -> Result<Self> {
+        let err = |message: &str| hub_err(s, message);
+        if s.trim().is_empty() {
+            return Err(err(
+                "empty name: pass a directory or a hub id like owner/name",
+            ));
+        }
+        let path = expand_tilde(s);
+        if path.is_dir() {
+            return Ok(ModelSource::Dir(path));
+        }
+        if path.exists() {
+            return Err(err("is a file; pass the directory that holds config.json"));
+        }
+        let (id, revision) = match s.split_once('@') {
+            Some((id, rev)) => (id, Some(rev)),
+            None => (s, None),
+        };
+        if looks_like_path(id) {
+            return Err(err("directory not found"));
+        }
+        let valid_part = |p: &str| {
+            !p.is_empty()
+                && p != "."
+                && p != ".."
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        };
+        match id.split_once('/') {
+            Some((owner, name)) if valid_part(owner) && valid_part(name) => {}
+            _ => {
+                return Err(err(
+                    "not a directory, nor a hub id like owner/name[@revision]",
+                ));
+            }
+        }
+        if revision.is_some_and(|r| r.trim().is_empty()) {
+            return Err(err("empty revision after '@'"));
+        }
+        Ok(ModelSource::Hub {
+            repo: id.to_string(),
+            revision: revision.map(str::to_string),
+        })
+    }
+}
+
+/// The local files of a model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelFiles {
+    /// The model directory for `ModelSource::Dir`; `None` for hub snapshots (cached files
+    /// of one repo may sit in different snapshot folders).
+    pub dir: Option<PathBuf>,
+    /// config.json.
+    pub config: PathBuf,
+    /// tokenizer.json, when the model has one.
+    pub tokenizer: Option<PathBuf>,
+    /// Either `[model.safetensors]`, or `[model.safetensors.index.json, shard, shard, ...]`.
+    pub weights: Vec<PathBuf>,
+}
+
+impl ModelFiles {
+    /// True when the weights come as an index plus shards.
+    pub fn is_sharded(&self) -> bool {
+        self.weights
+            .first()
+            .is_some_and(|p| p.to_string_lossy().ends_with(".index.json"))
+    }
+
+    /// The .safetensors files alone, without the index.
+    pub fn safetensors(&self) -> &[PathBuf] {
+        let skip = usize::from(self.is_sharded());
+        &self.weights[skip..]
+    }
+}
+
+/// How to reach the hub.
+#[derive(Clone, Default)]
+pub struct HubOptions {
+    /// Use only the cache (also on when `HF_HUB_OFFLINE` is 1/true/yes/on).
+    pub offline: bool,
+    /// The hub cache folder (the one holding `models--*`); else `HF_HUB_CACHE`,
+    /// `$HF_HOME/hub`, or `~/.cache/huggingface/hub`.
+    pub cache_dir: Option<PathBuf>,
+    /// Show hf-hub's download progress bars on stderr.
+    pub progress: bool,
+    /// Access token for gated or private repos; else `HF_TOKEN`, else the cached login.
+    pub token: Option<String>,
+}
+
+impl fmt::Debug for HubOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HubOptions")
+            .field("offline", &self.offline)
+            .field("cache_dir", &self.cache_dir)
+            .field("progress", &self.progress)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+/// Finds (and, online, downloads) the files of a model.
+pub fn resolve(source: &ModelSource, opts: &HubOptions) -> Result<ModelFiles> {
+    match source {
+        ModelSource::Dir(dir) => resolve_dir(dir),
+        ModelSource::Hub { repo, revision } => {
+            let rev = revision.as_deref().unwrap_or("main");
+            let name = source.to_string();
+            let cache = CacheFetch {
+                root: cache_root(opts, &name)?,
+                repo,
+                rev,
+                name: &name,
+            };
+            let offline = opts.offline || env_flag(std::env::var("HF_HUB_OFFLINE").ok());
+            if offline {
+                return collect(&mut &cache, None);
+            }
+            // Everything already cached: no network needed.
+            if let Ok(files) = collect(&mut &cache, None) {
+                if files.tokenizer.is_some() {
+                    log::info!("{name}: using the files in {}", cache.root.display());
+                    return Ok(files);
+                }
+            }
+            let mut online = OnlineFetch::connect(&cache, opts)?;
+            collect(&mut online, None)
+        }
+    }
+}
+
+fn resolve_dir(dir: &Path) -> Result<ModelFiles> {
+    let err = |message: String| hub_err(dir.display(), message);
+    if !dir.exists() {
+        return Err(err("directory not found".into()));
+    }
+    if !dir.is_dir() {
+        return Err(err("not a directory".into()));
+    }
+    std::fs::read_dir(dir).map_err(|e| err(format!("cannot read the directory: {e}")))?;
+    collect(&mut DirFetch(dir), Some(dir.to_path_buf()))
+}
+
+/// One way of getting a named file of a model.
+trait Fetch {
+    /// The local path of `file`, `None` when the model has no such file.
+    fn fetch(&mut self, file: &str) -> Result<Option<PathBuf>>;
+    /// Whether the model has `file`, without fetching it.
+    fn has(&self, file: &str) -> bool;
+    /// The error for a required file that is absent.
+    fn missing(&self, file: &str) -> Error;
+}
+
+/// The file layout shared by all sources.
+fn collect(src: &mut impl Fetch, dir: Option<PathBuf>) -> Result<ModelFiles> {
+    let config = src.fetch(CONFIG)?.ok_or_else(|| src.missing(CONFIG))?;
+    let tokenizer = src.fetch(TOKENIZER)?;
+    let weights = if let Some(single) = src.fetch(SINGLE)? {
+        vec![single]
+    } else if let Some(index) = src.fetch(INDEX)? {
+        let mut weights = vec![index.clone()];
+        for shard in shard_names(&index)? {
+            weights.push(src.fetch(&shard)?.ok_or_else(|| src.missing(&shard))?);
+        }
+        weights
+    } else if src.has("pytorch_model.bin") {
+        return Err(src.missing(
+            "model.safetensors (only safetensors weights are supported, \
+                                this model has pytorch_model.bin)",
+        ));
+    } else {
+        return Err(src.missing("model.safetensors or model.safetensors.index.json"));
+    };
+    Ok(ModelFiles {
+        dir,
+        config,
+        tokenizer,
+        weights,
+    })
+}
+
+/// The shard file names of a `model.safetensors.index.json`, sorted, each once.
+fn shard_names(index: &Path) -> Result<Vec<String>> {
+    let bad = |message: String| Error::Weights {
+        path: index.to_path_buf(),
+        message,
+    };
+    let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let map = json
+        .get("weight_map")
+        .and_then(|m| m.as_object())
+        .ok_or_else(|| bad("no \"weight_map\" object".into()))?;
+    let mut shards = BTreeSet::new();
+    for (tensor, file) in map {
+        let file = file
+            .as_str()
+            .ok_or_else(|| bad(format!("{tensor}: shard is not a string")))?;
+        // A hub file name may come from anyone: keep shards inside the model folder.
+        let escapes = file.contains('\\')
+            || Path::new(file)
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)));
+        if file.is_empty() || escapes {
+            return Err(bad(format!(
+                "{tensor}: shard name {file:?} leaves the model folder"
+            )));
+        }
+        shards.insert(file.to_string());
+    }
+    if shards.is_empty() {
+        return Err(bad("\"weight_map\" lists no shards".into()));
+    }
+    Ok(shards.into_iter().collect())
+}
+
+struct DirFetch<'a>(&'a Path);
+
+impl Fetch for DirFetch<'_> {
+    fn fetch(&mut self, file: &str) -> Result<Option<PathBuf>> {
+        let path = self.0.join(file);
+        Ok(path.is_file().then_some(path))
+    }
+    fn has(&self, file: &str) -> bool {
+        self.0.join(file).is_file()
+    }
+    fn missing(&self, file: &str) -> Error {
+        let message = if file == CONFIG {
+            "no config.json in this directory (is it a model directory?)".to_string()
+        } else {
+            format!("no {file} in this directory")
+        };
+        hub_err(self.0.display(), message)
+    }
+}
+
+/// Lookups in the hf-hub cache, with no network.
+struct CacheFetch<'a> {
+    root: PathBuf,
+    repo: &'a str,
+    rev: &'a str,
+    name: &'a str,
+}
+
+impl CacheFetch<'_> {
+    fn get(&self, file: &str) -> Option<PathBuf> {
+        let cache = Cache::new(self.root.clone());
+        let repo = Repo::with_revision(self.repo.into(), RepoType::Model, self.rev.into());
+        if let Some(path) = cache.repo(repo.clone()).get(file) {
+            return Some(path);
+        }
+        // hf-hub reads refs/<rev> verbatim (a trailing newline breaks it), and a revision
+        // given as a commit hash has no ref file at all; look those up by hand.
+        let base = self.root.join(repo.folder_name());
+        let commit = match std::fs::read_to_string(base.join("refs").join(self.rev)) {
+            Ok(s) => s.trim().to_string(),
+            Err(_) if is_commit_hash(self.rev) => self.rev.to_string(),
+            Err(_) => return None,
+        };
+        let path = base.join("snapshots").join(commit).join(file);
+        path.is_file().then_some(path)
+    }
+}
+
+impl Fetch for &CacheFetch<'_> {
+    fn fetch(&mut self, file: &str) -> Result<Option<PathBuf>> {
+        Ok(self.get(file))
+    }
+    fn has(&self, file: &str) -> bool {
+        self.get(file).is_some()
+    }
+    fn missing(&self, file: &str) -> Error {
+        let (repo, root) = (self.repo, self.root.display());
+        let message = format!(
+            "{repo}/{file} is not in the cache ({root}), run once online or pass a directory"
+        );
+        hub_err(self.name, message)
+    }
+}
+
+/// Downloads through hf-hub (cache first), knowing the repo's file list.
+struct OnlineFetch<'a> {
+    repo: ApiRepo,
+    files: HashSet<String>,
+    name: &'a str,
+}
+
+impl<'a> OnlineFetch<'a> {
+    fn connect(cache: &CacheFetch<'a>, opts: &HubOptions) -> Result<Self> {
+        let mut builder = ApiBuilder::from_cache(Cache::new(cache.root.clone()))
+            .with_progress(opts.progress)
+            .with_user_agent("wgbert", env!("CARGO_PKG_VERSION"));
+        let token = opts
+            .token
+            .clone()
+            .or_else(|| std::env::var("HF_TOKEN").ok());
+        if let Some(token) = token.filter(|t| !t.trim().is_empty()) {
+            builder = builder.with_token(Some(token));
+        }
+        if let Ok(endpoint) = std::env::var("HF_ENDPOINT") {
+            builder = builder.with_endpoint(endpoint);
+        }
+        let api = builder
+            .build()
+            .map_err(|e| net_error(cache.name, "setting up the client", &e))?;
+        let repo = Repo::with_revision(cache.repo.into(), RepoType::Model, cache.rev.into());
+        let repo = api.repo(repo);
+        let info = repo
+            .info()
+            .map_err(|e| net_error(cache.name, "listing the files", &e))?;
+        let files = info.siblings.into_iter().map(|s| s.rfilename).collect();
+        Ok(Self {
+            repo,
+            files,
+            name: cache.name,
+        })
+    }
+}
+
+impl Fetch for OnlineFetch<'_> {
+    fn fetch(&mut self, file: &str) -> Result<Option<PathBuf>> {
+        if !self.files.contains(file) {
+            return Ok(None);
+        }
+        let what = format!("downloading {file}");
+        self.repo
+            .get(file)
+            .map(Some)
+            .map_err(|e| net_error(self.name, &what, &e))
+    }
+    fn has(&self, file: &str) -> bool {
+        self.files.contains(file)
+    }
+    fn missing(&self, file: &str) -> Error {
+        hub_err(self.name, format!("the repository has no {file}"))
+    }
+}
+
+fn net_error(name: &str, what: &str, e: &ApiError) -> Error {
+    let text = e.to_string();
+    let hint = if text.contains("status code 401") || text.contains("status code 403") {
+        "the repository is gated or private: set HF_TOKEN to a token with access"
+    } else if text.contains("status code 404") {
+        "no such repository or revision (private repos need HF_TOKEN)"
+    } else {
+        "check the network, or use --offline with a cached model, or pass a local directory"
+    };
+    hub_err(name, format!("{what} failed: {text}; {hint}"))
+}
+
+fn hub_err(source_name: impl fmt::Display, message: impl Into<String>) -> Error {
+    Error::Hub {
+        source_name: source_name.to_string(),
+        message: message.into(),
+    }
+}
+
+fn cache_root(opts: &HubOptions, name: &str) -> Result<PathBuf> {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    opts.cache_dir
+        .clone()
+        .or_else(|| var("HF_HUB_CACHE"))
+        .or_else(|| var("HF_HOME").map(|h| h.join("hub")))
+        .or_else(|| std::env::home_dir().map(|h| h.join(".cache").join("huggingface").join("hub")))
+        .ok_or_else(|| hub_err(name, "no home directory for the cache: set HF_HOME"))
+}
+
+/// Whether an environment flag like `HF_HUB_OFFLINE` is on.
+fn env_flag(value: Option<String>) -> bool {
+    value.is_some_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
+    })
+}
+
+fn is_commit_hash(rev: &str) -> bool {
+    rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit())
+}
+
+fn looks_like_path(s: &str) -> bool {
+    s.starts_with(['.', '/', '~'])
+        || s.contains('\\')
+        || s.matches('/').count() > 1
+        || s.as_bytes().get(1) == Some(&b':')
+}
+
+fn expand_tilde(s: &str) -> PathBuf {
+    let rest = match s.strip_prefix('~') {
+        Some(rest) if rest.is_empty() || rest.starts_with(['/', '\\']) => rest,
+        _ => return PathBuf::from(s),
+    };
+    match std::env::home_dir() {
+        Some(home) => home.join(rest.trim_start_matches(['/', '\\'])),
+        None => PathBuf::from(s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_hashes_paths() {
+        for v in ["1", "true", "TRUE", "yes", "on"] {
+            assert!(env_flag(Some(v.into())), "{v}");
+        }
+        for v in ["0", "false", "", "no"] {
+            assert!(!env_flag(Some(v.into())), "{v}");
+        }
+        assert!(!env_flag(None));
+        assert!(is_commit_hash(&"ab12".repeat(10)));
+        assert!(!is_commit_hash("main"));
+        for s in ["./x", "../x", "/x", "~/x", "a/b/c", "a\\b", "C:x"] {
+            assert!(looks_like_path(s), "{s}");
+        }
+        for s in ["a/b", "bare", "org-1/model.v2"] {
+            assert!(!looks_like_path(s), "{s}");
+        }
+    }
+}

@@ -4,10 +4,10 @@
 //! the ModernBERT model (`model`), text handling (`text`) and model sources (`hub`).
 
 pub mod error;
-pub mod ops;
-pub mod runtime;
 pub mod hub;
 pub mod model;
+pub mod ops;
+pub mod runtime;
 pub mod text;
 
 pub use error::{Error, Result};

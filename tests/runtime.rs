@@ -18,12 +18,28 @@ fn smoke() -> Kernel {
     Kernel::new("smoke", "main", &[Access::Read, Access::ReadWrite])
 }
 
-fn smoke_step(b: &mut PlanBuilder, x: wgbert::runtime::TensorId, y: wgbert::runtime::TensorId, scale: f32, offset: f32) {
+fn smoke_step(
+    b: &mut PlanBuilder,
+    x: wgbert::runtime::TensorId,
+    y: wgbert::runtime::TensorId,
+    scale: f32,
+    offset: f32,
+) {
     let max = b.gpu().caps().max_workgroups_per_dim;
-    b.step(format!("y = x*{scale}+{offset}"), smoke(), &[x, y], move |s: &RunSizes| {
-        let p = SmokeParams { n: s.rows, scale, offset, _pad: 0 };
-        Launch::new(&p, wgbert::runtime::grid(s.rows.div_ceil(64), max))
-    })
+    b.step(
+        format!("y = x*{scale}+{offset}"),
+        smoke(),
+        &[x, y],
+        move |s: &RunSizes| {
+            let p = SmokeParams {
+                n: s.rows,
+                scale,
+                offset,
+                _pad: 0,
+            };
+            Launch::new(&p, wgbert::runtime::grid(s.rows.div_ceil(64), max))
+        },
+    )
     .unwrap();
 }
 
@@ -46,9 +62,15 @@ fn a_recorded_plan_runs_twice_with_new_inputs() {
     assert_eq!(plan.arena_bytes(), 2 * cap * 4, "{}", plan.describe());
 
     for (round, n) in [(0u32, 1000usize), (1, 77)] {
-        let input: Vec<f32> = (0..n).map(|i| i as f32 * (round as f32 + 1.0) - 5.0).collect();
+        let input: Vec<f32> = (0..n)
+            .map(|i| i as f32 * (round as f32 + 1.0) - 5.0)
+            .collect();
         plan.write(x, bytemuck::cast_slice(&input)).unwrap();
-        plan.run(&RunSizes { rows: n as u32, ..Default::default() }).unwrap();
+        plan.run(&RunSizes {
+            rows: n as u32,
+            ..Default::default()
+        })
+        .unwrap();
         let out: Vec<f32> = bytemuck::cast_slice(&plan.read(y, 0, n as u64 * 4).unwrap()).to_vec();
         for i in 0..n {
             let want = ((input[i] * 2.0 + 1.0) - 3.0) * 0.5 + 10.0;
@@ -64,10 +86,14 @@ fn bad_plans_are_typed_errors() {
     let x = b.input("x", 16);
     let y = b.output("y", 16);
     // Wrong number of buffers.
-    let e = b.step("bad", smoke(), &[x], |_| Launch::default()).unwrap_err();
+    let e = b
+        .step("bad", smoke(), &[x], |_| Launch::default())
+        .unwrap_err();
     assert!(e.to_string().contains("takes 2 buffers"), "{e}");
     // The same buffer read and written.
-    let e = b.step("alias", smoke(), &[y, y], |_| Launch::default()).unwrap_err();
+    let e = b
+        .step("alias", smoke(), &[y, y], |_| Launch::default())
+        .unwrap_err();
     assert!(e.to_string().contains("bound twice"), "{e}");
     // A buffer over the binding limit.
     let mut b = PlanBuilder::new(gpu.clone());
@@ -108,7 +134,10 @@ fn profiling_reports_every_step_or_says_why_not() {
     let y = b.output("y", 4096);
     smoke_step(&mut b, x, y, 1.0, 0.0);
     let mut plan = b.build().unwrap();
-    match plan.run_profiled(&RunSizes { rows: 1024, ..Default::default() }) {
+    match plan.run_profiled(&RunSizes {
+        rows: 1024,
+        ..Default::default()
+    }) {
         Ok(p) => {
             assert_eq!(p.steps.len(), 1);
             assert_eq!(p.by_family()[0].0, "smoke");

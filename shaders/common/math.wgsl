@@ -9,3 +9,21 @@ fn erf_f32(x: f32) -> f32 {
     let y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * exp(-a * a);
     return s * y;
 }
+
+// Activations, chosen by the ACT define as act_{{ACT}}(x).
+fn act_gelu(x: f32) -> f32 {
+    return 0.5 * x * (1.0 + erf_f32(x * 0.70710678118654752));
+}
+
+fn act_gelu_tanh(x: f32) -> f32 {
+    let c = 0.7978845608028654;
+    return 0.5 * x * (1.0 + tanh(c * (x + 0.044715 * x * x * x)));
+}
+
+fn act_silu(x: f32) -> f32 {
+    return x / (1.0 + exp(-x));
+}
+
+fn act_relu(x: f32) -> f32 {
+    return max(x, 0.0);
+}

@@ -186,7 +186,10 @@ impl ModelConfig {
             });
         };
         let config = Self::from_fields(&Fields::new(obj, path))?;
-        config.check().map_err(|message| Error::Config { path: path.to_path_buf(), message })?;
+        config.check().map_err(|message| Error::Config {
+            path: path.to_path_buf(),
+            message,
+        })?;
         Ok(config)
     }
 
@@ -321,12 +324,18 @@ impl ModelConfig {
         let limits = [
             ("vocab_size", self.vocab_size, MAX_VOCAB),
             ("hidden_size", self.hidden_size, MAX_HIDDEN),
-            ("intermediate_size", self.intermediate_size, MAX_INTERMEDIATE),
+            (
+                "intermediate_size",
+                self.intermediate_size,
+                MAX_INTERMEDIATE,
+            ),
             ("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS),
         ];
         for (key, value, limit) in limits {
             if value > limit {
-                return Err(format!("`{key}` = {value} is implausibly large (limit {limit})"));
+                return Err(format!(
+                    "`{key}` = {value} is implausibly large (limit {limit})"
+                ));
             }
         }
         if self.hidden_size % self.num_attention_heads != 0 {
@@ -342,7 +351,10 @@ impl ModelConfig {
             ));
         }
         if !(self.norm_eps.is_finite() && self.norm_eps > 0.0) {
-            return Err(format!("`norm_eps` = {} must be a positive number", self.norm_eps));
+            return Err(format!(
+                "`norm_eps` = {} must be a positive number",
+                self.norm_eps
+            ));
         }
         for (key, theta) in [
             ("global rope theta", self.global_rope_theta),
@@ -374,6 +386,12 @@ impl ModelConfig {
 /// `n` layers where layer i is global iff `i % every == 0`.
 pub(crate) fn every_nth_global(n: usize, every: usize) -> Vec<LayerKind> {
     (0..n)
-        .map(|i| if i % every.max(1) == 0 { LayerKind::Global } else { LayerKind::Local })
+        .map(|i| {
+            if i % every.max(1) == 0 {
+                LayerKind::Global
+            } else {
+                LayerKind::Local
+            }
+        })
         .collect()
 }

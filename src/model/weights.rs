@@ -182,9 +182,16 @@ impl Checkpoint {
                     });
                 }
             }
-            shards.push(Shard { path: path.clone(), map });
+            shards.push(Shard {
+                path: path.clone(),
+                map,
+            });
         }
-        let checkpoint = Checkpoint { dir: dir.to_path_buf(), shards, tensors };
+        let checkpoint = Checkpoint {
+            dir: dir.to_path_buf(),
+            shards,
+            tensors,
+        };
         if let Some((index_path, weight_map)) = index {
             checkpoint.check_index(index_path, weight_map)?;
         }
@@ -195,12 +202,17 @@ impl Checkpoint {
     fn check_index(&self, index_path: &Path, weight_map: &HashMap<String, String>) -> Result<()> {
         for (name, file) in weight_map {
             let canonical = canonical_name(name);
-            let found = self.tensors.get(&canonical).map(|e| &self.shards[e.shard].path);
+            let found = self
+                .tensors
+                .get(&canonical)
+                .map(|e| &self.shards[e.shard].path);
             let in_file = found.and_then(|p| p.file_name()).and_then(|f| f.to_str());
             if in_file != Some(file.as_str()) {
                 return Err(Error::Weights {
                     path: index_path.to_path_buf(),
-                    message: format!("the index puts tensor '{name}' in {file}, but it is not there"),
+                    message: format!(
+                        "the index puts tensor '{name}' in {file}, but it is not there"
+                    ),
                 });
             }
         }
@@ -241,7 +253,9 @@ impl Checkpoint {
 
     /// Shape of a tensor, `None` when absent.
     pub fn shape(&self, name: &str) -> Option<&[usize]> {
-        self.tensors.get(&canonical_name(name)).map(|e| e.shape.as_slice())
+        self.tensors
+            .get(&canonical_name(name))
+            .map(|e| e.shape.as_slice())
     }
 
     /// Stored dtype of a tensor; an error when absent or not F32/F16/BF16.
@@ -252,7 +266,9 @@ impl Checkpoint {
 
     /// The file a tensor lives in, `None` when absent.
     pub fn file_of(&self, name: &str) -> Option<&Path> {
-        self.tensors.get(&canonical_name(name)).map(|e| self.shards[e.shard].path.as_path())
+        self.tensors
+            .get(&canonical_name(name))
+            .map(|e| self.shards[e.shard].path.as_path())
     }
 
     fn entry(&self, name: &str) -> Result<(String, &Entry)> {
@@ -284,10 +300,13 @@ impl Checkpoint {
         let (canonical, entry) = self.entry(name)?;
         let src = self.supported(name, entry)?;
         let shard = &self.shards[entry.shard];
-        let bytes = shard.map.get(entry.start..entry.end).ok_or_else(|| Error::Weights {
-            path: shard.path.clone(),
-            message: format!("tensor '{canonical}' lies past the end of the file"),
-        })?;
+        let bytes = shard
+            .map
+            .get(entry.start..entry.end)
+            .ok_or_else(|| Error::Weights {
+                path: shard.path.clone(),
+                message: format!("tensor '{canonical}' lies past the end of the file"),
+            })?;
         let n = bytes.len() / src.size_bytes();
         out.clear();
         out.reserve(n * storage.size_bytes());

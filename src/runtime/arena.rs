@@ -37,7 +37,10 @@ pub fn place(lifetimes: &[Lifetime]) -> Placement {
         let free = (0..slot_bytes.len()).filter(|&s| busy_until[s] < need.first);
         // Best fit: the smallest free slot that is big enough, else the largest free slot
         // (grown), else a new slot.
-        let fitting = free.clone().filter(|&s| slot_bytes[s] >= need.bytes).min_by_key(|&s| slot_bytes[s]);
+        let fitting = free
+            .clone()
+            .filter(|&s| slot_bytes[s] >= need.bytes)
+            .min_by_key(|&s| slot_bytes[s]);
         let slot = match fitting.or_else(|| free.max_by_key(|&s| slot_bytes[s])) {
             Some(s) => s,
             None => {
@@ -50,7 +53,10 @@ pub fn place(lifetimes: &[Lifetime]) -> Placement {
         busy_until[slot] = need.last;
         slot_of[i] = slot;
     }
-    Placement { slot_of, slot_bytes }
+    Placement {
+        slot_of,
+        slot_bytes,
+    }
 }
 
 #[cfg(test)]
@@ -61,8 +67,13 @@ mod tests {
     #[test]
     fn a_chain_reuses_two_slots() {
         // x0 -> x1 -> x2 -> x3, each read by the next step only.
-        let l: Vec<Lifetime> =
-            (0..4).map(|i| Lifetime { bytes: 100, first: i, last: i + 1 }).collect();
+        let l: Vec<Lifetime> = (0..4)
+            .map(|i| Lifetime {
+                bytes: 100,
+                first: i,
+                last: i + 1,
+            })
+            .collect();
         let p = place(&l);
         assert_eq!(p.slot_bytes.len(), 2, "{p:?}");
         assert_eq!(p.total_bytes(), 200);

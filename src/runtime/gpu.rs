@@ -77,7 +77,9 @@ impl Capabilities {
 
     /// True when a 16x16x16 f16 cooperative matrix with an f32 accumulator is available.
     pub fn coop_16x16_f32(&self) -> bool {
-        self.coop_matrix.iter().any(|s| s.m == 16 && s.n == 16 && s.k == 16 && s.acc == "f32")
+        self.coop_matrix
+            .iter()
+            .any(|s| s.m == 16 && s.n == 16 && s.k == 16 && s.acc == "f32")
     }
 }
 
@@ -98,7 +100,10 @@ pub struct Gpu {
 
 impl std::fmt::Debug for Gpu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Gpu").field("adapter", &self.info.name).field("caps", &self.caps).finish()
+        f.debug_struct("Gpu")
+            .field("adapter", &self.info.name)
+            .field("caps", &self.caps)
+            .finish()
     }
 }
 
@@ -129,7 +134,10 @@ fn instance(backends: wgpu::Backends) -> wgpu::Instance {
 }
 
 fn coop_shapes(adapter: &wgpu::Adapter) -> Vec<CoopShape> {
-    if !adapter.features().contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+    if !adapter
+        .features()
+        .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+    {
         return Vec::new();
     }
     let mut shapes: Vec<CoopShape> = adapter
@@ -142,7 +150,12 @@ fn coop_shapes(adapter: &wgpu::Adapter) -> Vec<CoopShape> {
                 wgpu::CooperativeScalarType::F32 => "f32",
                 _ => return None,
             };
-            Some(CoopShape { m: p.m_size, n: p.n_size, k: p.k_size, acc })
+            Some(CoopShape {
+                m: p.m_size,
+                n: p.n_size,
+                k: p.k_size,
+                acc,
+            })
         })
         .collect();
     shapes.dedup();
@@ -183,7 +196,10 @@ impl Gpu {
     pub fn new(opts: &GpuOptions) -> Result<Arc<Gpu>> {
         let backends = backends_from(opts.backend.as_deref());
         let inst = instance(backends);
-        let name = opts.adapter.clone().or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok());
+        let name = opts
+            .adapter
+            .clone()
+            .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok());
         let adapter = match &name {
             Some(want) => {
                 let want_lc = want.to_lowercase();
@@ -194,7 +210,11 @@ impl Gpu {
                     .ok_or_else(|| {
                         Error::NoAdapter(format!(
                             " named like '{want}' (available: {})",
-                            if names.is_empty() { "none".to_string() } else { names.join(", ") }
+                            if names.is_empty() {
+                                "none".to_string()
+                            } else {
+                                names.join(", ")
+                            }
                         ))
                     })?
             }
@@ -231,7 +251,10 @@ impl Gpu {
             trace: wgpu::Trace::Off,
         };
         let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
-            Error::RequestDevice { adapter: info.name.clone(), message: e.to_string() }
+            Error::RequestDevice {
+                adapter: info.name.clone(),
+                message: e.to_string(),
+            }
         })?;
         Ok(Self::assemble(device, queue, info, coop))
     }
@@ -263,7 +286,13 @@ impl Gpu {
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
             log::error!("uncaptured wgpu error: {e}");
         }));
-        Arc::new(Gpu { device, queue, info, caps, pipelines: PipelineCache::default() })
+        Arc::new(Gpu {
+            device,
+            queue,
+            info,
+            caps,
+            pipelines: PipelineCache::default(),
+        })
     }
 
     pub fn device(&self) -> &wgpu::Device {
@@ -350,10 +379,15 @@ impl Gpu {
         let o = pollster::block_on(oom.pop());
         if let Some(e) = o {
             log::debug!("{e}");
-            return Err(Error::OutOfMemory { context: context.to_string() });
+            return Err(Error::OutOfMemory {
+                context: context.to_string(),
+            });
         }
         if let Some(e) = v {
-            return Err(Error::Gpu { context: context.to_string(), message: e.to_string() });
+            return Err(Error::Gpu {
+                context: context.to_string(),
+                message: e.to_string(),
+            });
         }
         Ok(value)
     }
@@ -361,7 +395,10 @@ impl Gpu {
     /// Waits for all submitted work, mapping a lost device or a timeout to typed errors.
     pub fn wait(&self) -> Result<()> {
         self.device
-            .poll(wgpu::PollType::Wait { submission_index: None, timeout: None })
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: None,
+            })
             .map(|_| ())
             .map_err(|e| Error::DeviceLost(e.to_string()))
     }
@@ -377,7 +414,11 @@ impl Gpu {
         if offset % 4 != 0 || offset + padded > buf.size() {
             return Err(Error::Readback {
                 what,
-                message: format!("range {offset}..{} outside {} bytes", offset + len, buf.size()),
+                message: format!(
+                    "range {offset}..{} outside {} bytes",
+                    offset + len,
+                    buf.size()
+                ),
             });
         }
         let staging = self.guarded("allocating a readback buffer", || {
@@ -399,14 +440,25 @@ impl Gpu {
         self.wait()?;
         match rx.recv() {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(Error::Readback { what, message: e.to_string() }),
+            Ok(Err(e)) => {
+                return Err(Error::Readback {
+                    what,
+                    message: e.to_string(),
+                });
+            }
             Err(_) => {
-                return Err(Error::Readback { what, message: "map callback never ran".into() });
+                return Err(Error::Readback {
+                    what,
+                    message: "map callback never ran".into(),
+                });
             }
         }
         let mut out = slice
             .get_mapped_range()
-            .map_err(|e| Error::Readback { what: what.clone(), message: e.to_string() })?
+            .map_err(|e| Error::Readback {
+                what: what.clone(),
+                message: e.to_string(),
+            })?
             .to_vec();
         staging.unmap();
         out.truncate(len as usize);

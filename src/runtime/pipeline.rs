@@ -35,7 +35,12 @@ pub struct Kernel {
 
 impl Kernel {
     pub fn new(shader: &'static str, entry: &'static str, bindings: &[Access]) -> Self {
-        Kernel { shader, entry, defines: Vec::new(), bindings: bindings.to_vec() }
+        Kernel {
+            shader,
+            entry,
+            defines: Vec::new(),
+            bindings: bindings.to_vec(),
+        }
     }
 
     /// Adds a preprocessor define (builder style).
@@ -48,7 +53,11 @@ impl Kernel {
     pub fn name(&self) -> String {
         let mut s = format!("{}/{}", self.shader, self.entry);
         if !self.defines.is_empty() {
-            let d: Vec<String> = self.defines.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let d: Vec<String> = self
+                .defines
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             s.push_str(&format!("[{}]", d.join(",")));
         }
         s
@@ -106,7 +115,9 @@ fn layout_for(gpu: &Gpu, access: &[Access]) -> Result<wgpu::BindGroupLayout> {
             binding: i as u32 + 1,
             visibility: wgpu::ShaderStages::COMPUTE,
             ty: wgpu::BindingType::Buffer {
-                ty: wgpu::BufferBindingType::Storage { read_only: *a == Access::Read },
+                ty: wgpu::BufferBindingType::Storage {
+                    read_only: *a == Access::Read,
+                },
                 has_dynamic_offset: false,
                 min_binding_size: None,
             },
@@ -114,28 +125,41 @@ fn layout_for(gpu: &Gpu, access: &[Access]) -> Result<wgpu::BindGroupLayout> {
         });
     }
     let layout = gpu.guarded("creating a bind group layout", || {
-        gpu.device().create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: None,
-            entries: &entries,
-        })
+        gpu.device()
+            .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                label: None,
+                entries: &entries,
+            })
     })?;
     map.insert(access.to_vec(), layout.clone());
     Ok(layout)
 }
 
 fn poisoned() -> Error {
-    Error::Gpu { context: "pipeline cache".into(), message: "lock poisoned by a panic".into() }
+    Error::Gpu {
+        context: "pipeline cache".into(),
+        message: "lock poisoned by a panic".into(),
+    }
 }
 
 /// The pipeline of `kernel`, created on first use. Shader and pipeline errors (including a
 /// panic inside the shader translator) become `Error::Shader` naming the kernel.
 pub fn pipeline(gpu: &Gpu, kernel: &Kernel) -> Result<Arc<CachedPipeline>> {
-    if let Some(p) = gpu.pipelines().pipelines.lock().map_err(|_| poisoned())?.get(kernel) {
+    if let Some(p) = gpu
+        .pipelines()
+        .pipelines
+        .lock()
+        .map_err(|_| poisoned())?
+        .get(kernel)
+    {
         return Ok(p.clone());
     }
     let name = kernel.name();
     let source = kernel.wgsl()?;
-    let shader_err = |message: String| Error::Shader { kernel: name.clone(), message };
+    let shader_err = |message: String| Error::Shader {
+        kernel: name.clone(),
+        message,
+    };
     let layout = layout_for(gpu, &kernel.bindings)?;
     let device = gpu.device();
     let created = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -177,6 +201,10 @@ pub fn pipeline(gpu: &Gpu, kernel: &Kernel) -> Result<Arc<CachedPipeline>> {
         }
     };
     let entry = Arc::new(CachedPipeline { pipeline, layout });
-    gpu.pipelines().pipelines.lock().map_err(|_| poisoned())?.insert(kernel.clone(), entry.clone());
+    gpu.pipelines()
+        .pipelines
+        .lock()
+        .map_err(|_| poisoned())?
+        .insert(kernel.clone(), entry.clone());
     Ok(entry)
 }

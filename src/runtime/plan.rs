@@ -41,7 +41,10 @@ pub struct Launch {
 
 impl Launch {
     pub fn new<P: bytemuck::Pod>(params: &P, workgroups: [u32; 3]) -> Self {
-        Launch { params: bytemuck::bytes_of(params).to_vec(), workgroups }
+        Launch {
+            params: bytemuck::bytes_of(params).to_vec(),
+            workgroups,
+        }
     }
 }
 
@@ -78,15 +81,30 @@ pub struct PlanBuilder {
 
 impl PlanBuilder {
     pub fn new(gpu: Arc<Gpu>) -> Self {
-        PlanBuilder { gpu, tensors: Vec::new(), steps: Vec::new() }
+        PlanBuilder {
+            gpu,
+            tensors: Vec::new(),
+            steps: Vec::new(),
+        }
     }
 
     pub fn gpu(&self) -> &Arc<Gpu> {
         &self.gpu
     }
 
-    fn add(&mut self, name: &str, bytes: u64, kind: Kind, external: Option<wgpu::Buffer>) -> TensorId {
-        self.tensors.push(TensorDecl { name: name.to_string(), bytes, kind, external });
+    fn add(
+        &mut self,
+        name: &str,
+        bytes: u64,
+        kind: Kind,
+        external: Option<wgpu::Buffer>,
+    ) -> TensorId {
+        self.tensors.push(TensorDecl {
+            name: name.to_string(),
+            bytes,
+            kind,
+            external,
+        });
         TensorId(self.tensors.len() - 1)
     }
 
@@ -143,7 +161,12 @@ impl PlanBuilder {
                 )));
             }
         }
-        self.steps.push(StepDecl { label, kernel, bindings: bindings.to_vec(), launch: Box::new(launch) });
+        self.steps.push(StepDecl {
+            label,
+            kernel,
+            bindings: bindings.to_vec(),
+            launch: Box::new(launch),
+        });
         Ok(())
     }
 
@@ -158,13 +181,18 @@ impl PlanBuilder {
                 e.1 = s;
             }
         }
-        let acts: Vec<usize> =
-            (0..self.tensors.len()).filter(|&i| self.tensors[i].kind == Kind::Activation).collect();
+        let acts: Vec<usize> = (0..self.tensors.len())
+            .filter(|&i| self.tensors[i].kind == Kind::Activation)
+            .collect();
         let lifetimes: Vec<Lifetime> = acts
             .iter()
             .map(|&i| {
                 let (first, last) = span[i].unwrap_or((0, 0));
-                Lifetime { bytes: self.tensors[i].bytes.next_multiple_of(4), first, last }
+                Lifetime {
+                    bytes: self.tensors[i].bytes.next_multiple_of(4),
+                    first,
+                    last,
+                }
             })
             .collect();
         for t in &self.tensors {
@@ -214,7 +242,11 @@ impl PlanBuilder {
                 let buffer = buffers[t.0].as_ref().ok_or_else(|| {
                     Error::PlanInput(format!("tensor '{}' has no buffer", self.tensors[t.0].name))
                 })?;
-                let size = self.tensors[t.0].bytes.max(4).next_multiple_of(4).min(buffer.size());
+                let size = self.tensors[t.0]
+                    .bytes
+                    .max(4)
+                    .next_multiple_of(4)
+                    .min(buffer.size());
                 entries.push(wgpu::BindGroupEntry {
                     binding: j as u32 + 1,
                     resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -245,7 +277,12 @@ impl PlanBuilder {
             .tensors
             .into_iter()
             .zip(buffers)
-            .map(|(d, b)| PlacedTensor { name: d.name, bytes: d.bytes, kind: d.kind, buffer: b })
+            .map(|(d, b)| PlacedTensor {
+                name: d.name,
+                bytes: d.bytes,
+                kind: d.kind,
+                buffer: b,
+            })
             .collect();
         Ok(Plan {
             gpu,
@@ -312,14 +349,19 @@ impl Plan {
     }
 
     fn tensor(&self, t: TensorId) -> Result<&PlacedTensor> {
-        self.tensors.get(t.0).ok_or_else(|| Error::PlanInput(format!("unknown tensor #{}", t.0)))
+        self.tensors
+            .get(t.0)
+            .ok_or_else(|| Error::PlanInput(format!("unknown tensor #{}", t.0)))
     }
 
     /// Writes host data into an input tensor (at most its declared size).
     pub fn write(&self, t: TensorId, data: &[u8]) -> Result<()> {
         let tensor = self.tensor(t)?;
         if tensor.kind != Kind::Input {
-            return Err(Error::PlanInput(format!("'{}' is not an input", tensor.name)));
+            return Err(Error::PlanInput(format!(
+                "'{}' is not an input",
+                tensor.name
+            )));
         }
         if data.len() as u64 > tensor.bytes {
             return Err(Error::PlanInput(format!(
@@ -339,7 +381,10 @@ impl Plan {
     pub fn read(&self, t: TensorId, offset: u64, len: u64) -> Result<Vec<u8>> {
         let tensor = self.tensor(t)?;
         if tensor.kind != Kind::Output {
-            return Err(Error::PlanInput(format!("'{}' is not an output", tensor.name)));
+            return Err(Error::PlanInput(format!(
+                "'{}' is not an output",
+                tensor.name
+            )));
         }
         if offset + len > tensor.bytes {
             return Err(Error::PlanInput(format!(
@@ -347,7 +392,10 @@ impl Plan {
                 tensor.name, tensor.bytes
             )));
         }
-        let buffer = tensor.buffer.as_ref().ok_or_else(|| Error::PlanInput("no buffer".into()))?;
+        let buffer = tensor
+            .buffer
+            .as_ref()
+            .ok_or_else(|| Error::PlanInput("no buffer".into()))?;
         self.gpu.read(&tensor.name, buffer, offset, len)
     }
 

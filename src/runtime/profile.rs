@@ -39,8 +39,10 @@ impl Profile {
             e.0 += s.ns;
             e.1 += 1;
         }
-        let mut v: Vec<(String, f64, usize)> =
-            m.into_iter().map(|(k, (ns, n))| (k.to_string(), ns, n)).collect();
+        let mut v: Vec<(String, f64, usize)> = m
+            .into_iter()
+            .map(|(k, (ns, n))| (k.to_string(), ns, n))
+            .collect();
         v.sort_by(|a, b| b.1.total_cmp(&a.1));
         v
     }
@@ -111,19 +113,27 @@ pub(crate) fn run_timed(
         }
         for (k, set) in sets.iter().enumerate() {
             let used = (n - k as u32 * per_set).min(per_set) * 2;
-            enc.resolve_query_set(set, 0..used, &resolve, k as u64 * QUERIES_PER_SET as u64 * 8);
+            enc.resolve_query_set(
+                set,
+                0..used,
+                &resolve,
+                k as u64 * QUERIES_PER_SET as u64 * 8,
+            );
         }
         gpu.queue().submit([enc.finish()]);
     })?;
     let raw = gpu.read("timestamps", &resolve, 0, resolve_bytes)?;
-    let ticks: &[u64] = bytemuck::try_cast_slice(&raw)
-        .map_err(|e| Error::Readback { what: "timestamps".into(), message: e.to_string() })?;
+    let ticks: &[u64] = bytemuck::try_cast_slice(&raw).map_err(|e| Error::Readback {
+        what: "timestamps".into(),
+        message: e.to_string(),
+    })?;
     let period = gpu.queue().get_timestamp_period() as f64;
     let times = steps
         .iter()
         .enumerate()
         .map(|(i, step)| {
-            let base = (i / per_set as usize) * QUERIES_PER_SET as usize + (i % per_set as usize) * 2;
+            let base =
+                (i / per_set as usize) * QUERIES_PER_SET as usize + (i % per_set as usize) * 2;
             let ns = ticks[base + 1].saturating_sub(ticks[base]) as f64 * period;
             StepTime {
                 label: step.label.clone(),

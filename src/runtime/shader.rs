@@ -12,14 +12,13 @@
 use crate::{Error, Result};
 
 /// Every shader file, by name (the file stem under `shaders/`).
-pub const SHADERS: &[(&str, &str)] = &[
-    ("smoke", include_str!("../../shaders/smoke.wgsl")),
-];
+pub const SHADERS: &[(&str, &str)] = &[("smoke", include_str!("../../shaders/smoke.wgsl"))];
 
 /// Files that `#include` can reach.
-pub const COMMON: &[(&str, &str)] = &[
-    ("common/math.wgsl", include_str!("../../shaders/common/math.wgsl")),
-];
+pub const COMMON: &[(&str, &str)] = &[(
+    "common/math.wgsl",
+    include_str!("../../shaders/common/math.wgsl"),
+)];
 
 /// The source of a shader file by name.
 pub fn source(name: &str) -> Result<&'static str> {
@@ -27,12 +26,18 @@ pub fn source(name: &str) -> Result<&'static str> {
         .iter()
         .find(|(n, _)| *n == name)
         .map(|(_, s)| *s)
-        .ok_or_else(|| Error::Shader { kernel: name.into(), message: "no such shader file".into() })
+        .ok_or_else(|| Error::Shader {
+            kernel: name.into(),
+            message: "no such shader file".into(),
+        })
 }
 
 /// Expands includes, conditionals and substitutions of shader `name` with `defines`.
 pub fn preprocess(name: &str, defines: &[(String, String)]) -> Result<String> {
-    let err = |message: String| Error::Shader { kernel: name.to_string(), message };
+    let err = |message: String| Error::Shader {
+        kernel: name.to_string(),
+        message,
+    };
     let mut out = String::new();
     let mut included: Vec<&str> = Vec::new();
     expand(source(name)?, defines, &mut out, &mut included).map_err(err)?;
@@ -40,7 +45,9 @@ pub fn preprocess(name: &str, defines: &[(String, String)]) -> Result<String> {
 }
 
 fn is_on(defines: &[(String, String)], key: &str) -> bool {
-    defines.iter().any(|(k, v)| k == key && v != "0" && !v.is_empty())
+    defines
+        .iter()
+        .any(|(k, v)| k == key && v != "0" && !v.is_empty())
 }
 
 fn expand<'a>(
@@ -59,12 +66,16 @@ fn expand<'a>(
             continue;
         }
         if t == "#else" {
-            let top = stack.last_mut().ok_or(format!("line {}: #else without #if", lineno + 1))?;
+            let top = stack
+                .last_mut()
+                .ok_or(format!("line {}: #else without #if", lineno + 1))?;
             top.0 = !top.0;
             continue;
         }
         if t == "#endif" {
-            stack.pop().ok_or(format!("line {}: #endif without #if", lineno + 1))?;
+            stack
+                .pop()
+                .ok_or(format!("line {}: #endif without #if", lineno + 1))?;
             continue;
         }
         if !active {
@@ -119,14 +130,23 @@ mod tests {
     use super::*;
 
     fn d(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
     }
 
     #[test]
     fn conditionals_and_substitutions() {
         let mut out = String::new();
         let src = "a\n#if F16\nenable f16;\n#else\n// f32\n#endif\nx: {{ELEM}}\n";
-        expand(src, &d(&[("F16", "1"), ("ELEM", "f16")]), &mut out, &mut Vec::new()).unwrap();
+        expand(
+            src,
+            &d(&[("F16", "1"), ("ELEM", "f16")]),
+            &mut out,
+            &mut Vec::new(),
+        )
+        .unwrap();
         assert_eq!(out, "a\nenable f16;\nx: f16\n");
         let mut out = String::new();
         expand(src, &d(&[("ELEM", "f32")]), &mut out, &mut Vec::new()).unwrap();
@@ -140,8 +160,13 @@ mod tests {
         assert!(e.contains("NOPE"), "{e}");
         let e = expand("#if A\nx\n", &[], &mut String::new(), &mut Vec::new()).unwrap_err();
         assert!(e.contains("unterminated"), "{e}");
-        let e = expand("#include \"common/zz.wgsl\"\n", &[], &mut String::new(), &mut Vec::new())
-            .unwrap_err();
+        let e = expand(
+            "#include \"common/zz.wgsl\"\n",
+            &[],
+            &mut String::new(),
+            &mut Vec::new(),
+        )
+        .unwrap_err();
         assert!(e.contains("zz.wgsl"), "{e}");
     }
 

@@ -48,7 +48,10 @@ impl PackedBatch {
     /// batches past `u32::MAX` tokens are refused.
     pub fn push(&mut self, index: usize, seq: &[u32]) -> Result<()> {
         if seq.is_empty() {
-            return Err(Error::Input { index, message: "empty token sequence".into() });
+            return Err(Error::Input {
+                index,
+                message: "empty token sequence".into(),
+            });
         }
         let too_long = || Error::Input {
             index,
@@ -120,7 +123,12 @@ where
         max_seqs: usize,
     ) -> Result<Self> {
         check_limits(capacity_tokens, max_seqs)?;
-        Ok(Self { source: source.into_iter(), capacity_tokens, max_seqs, pending: None })
+        Ok(Self {
+            source: source.into_iter(),
+            capacity_tokens,
+            max_seqs,
+            pending: None,
+        })
     }
 
     /// The token capacity of a batch.
@@ -137,7 +145,10 @@ where
         let (index, seq) = item?;
         let len = seq.as_ref().len();
         if len == 0 {
-            return Err(Error::Input { index, message: "empty token sequence".into() });
+            return Err(Error::Input {
+                index,
+                message: "empty token sequence".into(),
+            });
         }
         if len > self.capacity_tokens {
             return Err(Error::Input {
@@ -205,7 +216,9 @@ fn check_limits(capacity_tokens: usize, max_seqs: usize) -> Result<()> {
         )));
     }
     if max_seqs == 0 {
-        return Err(Error::Option("a batch must allow at least 1 sequence".into()));
+        return Err(Error::Option(
+            "a batch must allow at least 1 sequence".into(),
+        ));
     }
     Ok(())
 }

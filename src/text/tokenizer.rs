@@ -67,7 +67,10 @@ impl TextTokenizer {
             return Err(Error::Tokenizer(format!("{}: {msg}", path.display())));
         }
         if !path.is_file() {
-            return Err(Error::Tokenizer(format!("{}: file not found", path.display())));
+            return Err(Error::Tokenizer(format!(
+                "{}: file not found",
+                path.display()
+            )));
         }
         let inner = tokenizers::Tokenizer::from_file(path)
             .map_err(|e| Error::Tokenizer(format!("{}: cannot load: {e}", path.display())))?;
@@ -87,7 +90,12 @@ impl TextTokenizer {
             mask: inner.token_to_id("[MASK]"),
             pad: inner.token_to_id("[PAD]"),
         };
-        let tok = Self { inner, special, max_len: None, truncate: false };
+        let tok = Self {
+            inner,
+            special,
+            max_len: None,
+            truncate: false,
+        };
         // The truncation policy and the [CLS]/[SEP] layout rely on the post-processor; a
         // tokenizer.json without one would silently feed the model unframed text.
         let empty = tok.encode("", 0)?;
@@ -149,29 +157,32 @@ impl TextTokenizer {
 
     /// Tokenizes one text as `[CLS] text [SEP]`; `index` names the text in errors.
     pub fn encode(&self, text: &str, index: usize) -> Result<Encoded> {
-        let enc = self
-            .inner
-            .encode(text, true)
-            .map_err(|e| Error::Input { index, message: format!("tokenizing failed: {e}") })?;
+        let enc = self.inner.encode(text, true).map_err(|e| Error::Input {
+            index,
+            message: format!("tokenizing failed: {e}"),
+        })?;
         self.finish(enc, index, "text")
     }
 
     /// Tokenizes a pair as `[CLS] a [SEP] b [SEP]`; `index` names the pair in errors.
     pub fn encode_pair(&self, a: &str, b: &str, index: usize) -> Result<Encoded> {
-        let enc = self
-            .inner
-            .encode((a, b), true)
-            .map_err(|e| Error::Input { index, message: format!("tokenizing failed: {e}") })?;
+        let enc = self.inner.encode((a, b), true).map_err(|e| Error::Input {
+            index,
+            message: format!("tokenizing failed: {e}"),
+        })?;
         self.finish(enc, index, "text pair")
     }
 
     /// Tokenizes many texts on all cores; result `i` is text `i`, errors name
     /// `first_index + i`.
     pub fn encode_batch(&self, texts: &[&str], first_index: usize) -> Result<Vec<Encoded>> {
-        let encs = self.inner.encode_batch(texts.to_vec(), true).map_err(|e| Error::Input {
-            index: first_index,
-            message: format!("tokenizing a batch of {} texts failed: {e}", texts.len()),
-        })?;
+        let encs = self
+            .inner
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| Error::Input {
+                index: first_index,
+                message: format!("tokenizing a batch of {} texts failed: {e}", texts.len()),
+            })?;
         encs.into_iter()
             .enumerate()
             .map(|(i, enc)| self.finish(enc, first_index + i, "text"))
@@ -192,7 +203,10 @@ impl TextTokenizer {
                 });
             }
         }
-        Ok(Encoded { ids: enc.get_ids().to_vec(), offsets: enc.get_offsets().to_vec() })
+        Ok(Encoded {
+            ids: enc.get_ids().to_vec(),
+            offsets: enc.get_offsets().to_vec(),
+        })
     }
 
     /// Turns ids back into text, leaving out special tokens.

@@ -43,7 +43,10 @@ impl<'a> Fields<'a> {
     }
 
     pub(super) fn err(&self, message: String) -> Error {
-        Error::Config { path: self.path.to_path_buf(), message }
+        Error::Config {
+            path: self.path.to_path_buf(),
+            message,
+        }
     }
 
     fn get(&self, key: &str) -> Option<&'a Value> {
@@ -71,21 +74,30 @@ impl<'a> Fields<'a> {
     pub(super) fn opt_f64(&self, key: &str) -> Result<Option<f64>> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.as_f64().map(Some).ok_or_else(|| self.wrong_type(key, "a number", v)),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| self.wrong_type(key, "a number", v)),
         }
     }
 
     pub(super) fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.as_bool().map(Some).ok_or_else(|| self.wrong_type(key, "true or false", v)),
+            Some(v) => v
+                .as_bool()
+                .map(Some)
+                .ok_or_else(|| self.wrong_type(key, "true or false", v)),
         }
     }
 
     pub(super) fn opt_str(&self, key: &str) -> Result<Option<&'a str>> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.as_str().map(Some).ok_or_else(|| self.wrong_type(key, "a string", v)),
+            Some(v) => v
+                .as_str()
+                .map(Some)
+                .ok_or_else(|| self.wrong_type(key, "a string", v)),
         }
     }
 
@@ -105,7 +117,9 @@ impl<'a> Fields<'a> {
         match self.opt_str(key)? {
             None => Ok(default),
             Some(name) => Pooling::from_name(name).ok_or_else(|| {
-                self.err(format!("`{key}` = '{name}' is not supported (use 'cls' or 'mean')"))
+                self.err(format!(
+                    "`{key}` = '{name}' is not supported (use 'cls' or 'mean')"
+                ))
             }),
         }
     }
@@ -121,8 +135,12 @@ impl<'a> Fields<'a> {
     }
 
     pub(super) fn str_list(&self, key: &str) -> Result<Vec<String>> {
-        let Some(v) = self.get(key) else { return Ok(Vec::new()) };
-        let items = v.as_array().ok_or_else(|| self.wrong_type(key, "a list of strings", v))?;
+        let Some(v) = self.get(key) else {
+            return Ok(Vec::new());
+        };
+        let items = v
+            .as_array()
+            .ok_or_else(|| self.wrong_type(key, "a list of strings", v))?;
         items
             .iter()
             .map(|item| {
@@ -148,7 +166,9 @@ impl<'a> Fields<'a> {
         let mut slots: Vec<Option<String>> = vec![None; map.len()];
         for (key, name) in map {
             let id: usize = key.trim().parse().map_err(|_| {
-                self.err(format!("`id2label` key '{key}' is not a non-negative integer"))
+                self.err(format!(
+                    "`id2label` key '{key}' is not a non-negative integer"
+                ))
             })?;
             let name = name
                 .as_str()
@@ -193,12 +213,18 @@ impl<'a> Fields<'a> {
                         ))
                     })
                 };
-                items.iter().enumerate().map(parse).collect::<Result<Vec<_>>>()?
+                items
+                    .iter()
+                    .enumerate()
+                    .map(parse)
+                    .collect::<Result<Vec<_>>>()?
             }
             None => {
                 let every = self.opt_usize("global_attn_every_n_layers")?.unwrap_or(3);
                 if every == 0 {
-                    return Err(self.err("`global_attn_every_n_layers` is 0; it must be at least 1".into()));
+                    return Err(
+                        self.err("`global_attn_every_n_layers` is 0; it must be at least 1".into())
+                    );
                 }
                 every_nth_global(n_layers.min(super::MAX_LAYERS + 1), every)
             }
@@ -231,9 +257,9 @@ impl<'a> Fields<'a> {
                 }
             }
             if let Some(theta) = entry_obj.get("rope_theta").filter(|t| !t.is_null()) {
-                return theta
-                    .as_f64()
-                    .ok_or_else(|| self.wrong_type(&format!("{label}.rope_theta"), "a number", theta));
+                return theta.as_f64().ok_or_else(|| {
+                    self.wrong_type(&format!("{label}.rope_theta"), "a number", theta)
+                });
             }
         }
         Ok(self.opt_f64(old_key)?.unwrap_or(default))

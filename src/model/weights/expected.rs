@@ -16,13 +16,22 @@ pub struct Heads {
 
 impl Heads {
     /// A bare encoder.
-    pub const NONE: Heads = Heads { mlm: false, classifier: None };
+    pub const NONE: Heads = Heads {
+        mlm: false,
+        classifier: None,
+    };
     /// The masked-LM head.
-    pub const MLM: Heads = Heads { mlm: true, classifier: None };
+    pub const MLM: Heads = Heads {
+        mlm: true,
+        classifier: None,
+    };
 
     /// A classifier with `labels` outputs.
     pub fn classifier(labels: usize) -> Heads {
-        Heads { mlm: false, classifier: Some(labels) }
+        Heads {
+            mlm: false,
+            classifier: Some(labels),
+        }
     }
 
     /// Whether `head.dense` / `head.norm` are needed.
@@ -55,7 +64,13 @@ pub fn expected_tensors(cfg: &ModelConfig, heads: Heads) -> Vec<(String, Vec<usi
         if layer > 0 {
             norm(&mut push, &format!("{p}.attn_norm"));
         }
-        linear(&mut push, &format!("{p}.attn.Wqkv"), 3 * h, h, cfg.attention_bias);
+        linear(
+            &mut push,
+            &format!("{p}.attn.Wqkv"),
+            3 * h,
+            h,
+            cfg.attention_bias,
+        );
         linear(&mut push, &format!("{p}.attn.Wo"), h, h, cfg.attention_bias);
         norm(&mut push, &format!("{p}.mlp_norm"));
         linear(&mut push, &format!("{p}.mlp.Wi"), 2 * i, h, cfg.mlp_bias);
@@ -83,7 +98,10 @@ pub fn expected_tensors(cfg: &ModelConfig, heads: Heads) -> Vec<(String, Vec<usi
 
 /// Number of parameters `cfg` stores with `heads` (ModernBERT-base MLM: 149,655,232).
 pub fn param_count(cfg: &ModelConfig, heads: Heads) -> usize {
-    expected_tensors(cfg, heads).iter().map(|(_, shape)| shape.iter().product::<usize>()).sum()
+    expected_tensors(cfg, heads)
+        .iter()
+        .map(|(_, shape)| shape.iter().product::<usize>())
+        .sum()
 }
 
 impl Checkpoint {
@@ -93,8 +111,12 @@ impl Checkpoint {
             return Heads::classifier(shape.first().copied().unwrap_or(0));
         }
         let decoder_ok = !cfg.decoder_bias || self.contains("decoder.bias");
-        let mlm = self.contains("head.dense.weight") && self.contains("head.norm.weight") && decoder_ok;
-        Heads { mlm, classifier: None }
+        let mlm =
+            self.contains("head.dense.weight") && self.contains("head.norm.weight") && decoder_ok;
+        Heads {
+            mlm,
+            classifier: None,
+        }
     }
 
     /// Checks presence, shape and dtype of every tensor `cfg` requires, before any upload;
@@ -149,6 +171,9 @@ impl Checkpoint {
     }
 
     fn err(&self, message: String) -> Error {
-        Error::Weights { path: self.dir.clone(), message }
+        Error::Weights {
+            path: self.dir.clone(),
+            message,
+        }
     }
 }

@@ -20,7 +20,10 @@ pub(super) struct Info {
 }
 
 fn weights_err(path: &Path, message: String) -> Error {
-    Error::Weights { path: path.to_path_buf(), message }
+    Error::Weights {
+        path: path.to_path_buf(),
+        message,
+    }
 }
 
 /// Reads the header of a whole (mapped) safetensors file. The crate checks that offsets are
@@ -35,15 +38,29 @@ pub(super) fn parse(bytes: &[u8], path: &Path) -> Result<Vec<(String, Info)>> {
         let (start, end) = info.data_offsets;
         let (Some(start), Some(end)) = (data_start.checked_add(start), data_start.checked_add(end))
         else {
-            return Err(weights_err(path, format!("tensor '{name}' has offsets that overflow")));
+            return Err(weights_err(
+                path,
+                format!("tensor '{name}' has offsets that overflow"),
+            ));
         };
         if end > bytes.len() || start > end {
             return Err(weights_err(
                 path,
-                format!("tensor '{name}' lies past the end of the file ({} bytes)", bytes.len()),
+                format!(
+                    "tensor '{name}' lies past the end of the file ({} bytes)",
+                    bytes.len()
+                ),
             ));
         }
-        out.push((name, Info { dtype: info.dtype, shape: info.shape.clone(), start, end }));
+        out.push((
+            name,
+            Info {
+                dtype: info.dtype,
+                shape: info.shape.clone(),
+                start,
+                end,
+            },
+        ));
     }
     Ok(out)
 }
@@ -65,7 +82,9 @@ fn explain(e: SafeTensorError, bytes: &[u8]) -> String {
             header_len.unwrap_or(0)
         ),
         SafeTensorError::InvalidHeader(_) | SafeTensorError::InvalidHeaderDeserialization(_) => {
-            format!("header is not valid safetensors JSON ({e}): corrupt, or not a safetensors file")
+            format!(
+                "header is not valid safetensors JSON ({e}): corrupt, or not a safetensors file"
+            )
         }
         SafeTensorError::MetadataIncompleteBuffer => match expected_len(bytes) {
             Some(expected) if expected > len => format!(
@@ -98,7 +117,9 @@ fn expected_len(bytes: &[u8]) -> Option<usize> {
         .filter_map(|(_, v)| v.get("data_offsets")?.get(1)?.as_u64())
         .max()
         .unwrap_or(0);
-    N_LEN.checked_add(n)?.checked_add(usize::try_from(data_end).ok()?)
+    N_LEN
+        .checked_add(n)?
+        .checked_add(usize::try_from(data_end).ok()?)
 }
 
 /// Reads `model.safetensors.index.json`: the shard files (sorted, each once) and the weight map.
@@ -111,19 +132,28 @@ pub(super) fn read_index(
     let value: Value = serde_json::from_str(&text)
         .map_err(|e| weights_err(index, format!("index is not valid JSON: {e}")))?;
     let Some(map) = value.get("weight_map").and_then(Value::as_object) else {
-        return Err(weights_err(index, "index has no `weight_map` object".into()));
+        return Err(weights_err(
+            index,
+            "index has no `weight_map` object".into(),
+        ));
     };
     let mut weight_map = HashMap::with_capacity(map.len());
     let mut files: Vec<String> = Vec::new();
     for (name, file) in map {
         let Some(file) = file.as_str() else {
-            return Err(weights_err(index, format!("`weight_map[{name}]` is not a file name")));
+            return Err(weights_err(
+                index,
+                format!("`weight_map[{name}]` is not a file name"),
+            ));
         };
         let plain = Path::new(file).file_name().and_then(|f| f.to_str()) == Some(file);
         if !plain || file == ".." {
             return Err(weights_err(
                 index,
-                format!("shard '{file}' of tensor '{name}' is not a plain file name in {}", dir.display()),
+                format!(
+                    "shard '{file}' of tensor '{name}' is not a plain file name in {}",
+                    dir.display()
+                ),
             ));
         }
         if !files.iter().any(|f| f == file) {
@@ -139,7 +169,10 @@ pub(super) fn read_index(
     if let Some(missing) = paths.iter().find(|p| !p.is_file()) {
         return Err(weights_err(
             index,
-            format!("shard {} listed in the index does not exist", missing.display()),
+            format!(
+                "shard {} listed in the index does not exist",
+                missing.display()
+            ),
         ));
     }
     Ok((paths, weight_map))

@@ -1,0 +1,2 @@
+//! criterion benches (filled in by the matmul kernels).
+fn main() {}

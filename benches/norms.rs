@@ -1,0 +1,2 @@
+//! criterion benches (filled in by the norms kernels).
+fn main() {}
