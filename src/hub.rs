@@ -155,7 +155,7 @@ pub fn resolve(source: &ModelSource, opts: &HubOptions) -> Result<ModelFiles> {
         ModelSource::Hub { repo, revision } => {
             let rev = revision.as_deref().unwrap_or("main");
             let name = source.to_string();
-            let cache = CacheFetch {
+            let mut cache = CacheFetch {
                 root: cache_root(opts, &name)?,
                 repo,
                 rev,
@@ -163,10 +163,10 @@ pub fn resolve(source: &ModelSource, opts: &HubOptions) -> Result<ModelFiles> {
             };
             let offline = opts.offline || env_flag(std::env::var("HF_HUB_OFFLINE").ok());
             if offline {
-                return collect(&mut &cache, None);
+                return collect(&mut cache, None);
             }
             // Everything already cached: no network needed.
-            if let Ok(files) = collect(&mut &cache, None) {
+            if let Ok(files) = collect(&mut cache, None) {
                 if files.tokenizer.is_some() {
                     log::info!("{name}: using the files in {}", cache.root.display());
                     return Ok(files);
@@ -194,8 +194,6 @@ fn resolve_dir(dir: &Path) -> Result<ModelFiles> {
 trait Fetch {
     /// The local path of `file`, `None` when the model has no such file.
     fn fetch(&mut self, file: &str) -> Result<Option<PathBuf>>;
-    /// Whether the model has `file`, without fetching it.
-    fn has(&self, file: &str) -> bool;
     /// The error for a required file that is absent.
     fn missing(&self, file: &str) -> Error;
 }
@@ -212,13 +210,9 @@ fn collect(src: &mut impl Fetch, dir: Option<PathBuf>) -> Result<ModelFiles> {
             weights.push(src.fetch(&shard)?.ok_or_else(|| src.missing(&shard))?);
         }
         weights
-    } else if src.has("pytorch_model.bin") {
-        return Err(src.missing(
-            "model.safetensors (only safetensors weights are supported, \
-                                this model has pytorch_model.bin)",
-        ));
     } else {
-        return Err(src.missing("model.safetensors or model.safetensors.index.json"));
+        let what = "model.safetensors or model.safetensors.index.json (only safetensors)";
+        return Err(src.missing(what));
     };
     Ok(ModelFiles {
         dir,
@@ -271,9 +265,6 @@ impl Fetch for DirFetch<'_> {
         let path = self.0.join(file);
         Ok(path.is_file().then_some(path))
     }
-    fn has(&self, file: &str) -> bool {
-        self.0.join(file).is_file()
-    }
     fn missing(&self, file: &str) -> Error {
         let message = if file == CONFIG {
             "no config.json in this directory (is it a model directory?)".to_string()
@@ -292,12 +283,12 @@ struct CacheFetch<'a> {
     name: &'a str,
 }
 
-impl CacheFetch<'_> {
-    fn get(&self, file: &str) -> Option<PathBuf> {
+impl Fetch for CacheFetch<'_> {
+    fn fetch(&mut self, file: &str) -> Result<Option<PathBuf>> {
         let cache = Cache::new(self.root.clone());
         let repo = Repo::with_revision(self.repo.into(), RepoType::Model, self.rev.into());
         if let Some(path) = cache.repo(repo.clone()).get(file) {
-            return Some(path);
+            return Ok(Some(path));
         }
         // hf-hub reads refs/<rev> verbatim (a trailing newline breaks it), and a revision
         // given as a commit hash has no ref file at all; look those up by hand.
@@ -305,19 +296,10 @@ impl CacheFetch<'_> {
         let commit = match std::fs::read_to_string(base.join("refs").join(self.rev)) {
             Ok(s) => s.trim().to_string(),
             Err(_) if is_commit_hash(self.rev) => self.rev.to_string(),
-            Err(_) => return None,
+            Err(_) => return Ok(None),
         };
         let path = base.join("snapshots").join(commit).join(file);
-        path.is_file().then_some(path)
-    }
-}
-
-impl Fetch for &CacheFetch<'_> {
-    fn fetch(&mut self, file: &str) -> Result<Option<PathBuf>> {
-        Ok(self.get(file))
-    }
-    fn has(&self, file: &str) -> bool {
-        self.get(file).is_some()
+        Ok(path.is_file().then_some(path))
     }
     fn missing(&self, file: &str) -> Error {
         let (repo, root) = (self.repo, self.root.display());
@@ -377,9 +359,6 @@ impl Fetch for OnlineFetch<'_> {
             .get(file)
             .map(Some)
             .map_err(|e| net_error(self.name, &what, &e))
-    }
-    fn has(&self, file: &str) -> bool {
-        self.files.contains(file)
     }
     fn missing(&self, file: &str) -> Error {
         hub_err(self.name, format!("the repository has no {file}"))
