@@ -319,6 +319,7 @@ def make(name, out_root, seed):
                 f.write(f'  "{key}": [\n    {rows}\n  ]{sep}\n')
             else:
                 f.write(f"  {json.dumps(key)}: {json.dumps(value)}{sep}\n")
+        f.write("}\n")
     size = sum(p.stat().st_size for p in directory.iterdir())
     print(f"{name}: {size / 1024:.0f} KiB, worst relative gap to NumPy {worst:.2e}")
 

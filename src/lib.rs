@@ -3,6 +3,7 @@
 //! A small tensor runtime on wgpu (`runtime`), WGSL kernels with their Rust halves (`ops`),
 //! the ModernBERT model (`model`), text handling (`text`) and model sources (`hub`).
 
+pub mod encoder;
 pub mod error;
 pub mod hub;
 pub mod model;

@@ -9,7 +9,8 @@ use naga::back::{hlsl, msl, spv};
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 
 fn translate(name: &str, entry: &str, src: &str) -> Result<(), String> {
-    let module = naga::front::wgsl::parse_str(src).map_err(|e| format!("parse: {}", e.emit_to_string(src)))?;
+    let module = naga::front::wgsl::parse_str(src)
+        .map_err(|e| format!("parse: {}", e.emit_to_string(src)))?;
     let info = Validator::new(ValidationFlags::all(), Capabilities::all())
         .validate(&module)
         .map_err(|e| format!("validate: {}", e.emit_to_string(src)))?;
@@ -17,21 +18,35 @@ fn translate(name: &str, entry: &str, src: &str) -> Result<(), String> {
         return Err(format!("no entry point '{entry}'"));
     }
     let uses_coop = src.contains("wgpu_cooperative_matrix");
-    let spv_opts = spv::Options { lang_version: (1, 3), ..Default::default() };
-    let pipe = spv::PipelineOptions { shader_stage: naga::ShaderStage::Compute, entry_point: entry.to_string() };
-    let spirv = std::panic::catch_unwind(AssertUnwindSafe(|| spv::write_vec(&module, &info, &spv_opts, Some(&pipe))))
-        .map_err(|p| format!("SPIR-V writer panicked: {}", panic_text(&p)))?
-        .map_err(|e| format!("SPIR-V: {e}"))?;
+    let spv_opts = spv::Options {
+        lang_version: (1, 3),
+        ..Default::default()
+    };
+    let pipe = spv::PipelineOptions {
+        shader_stage: naga::ShaderStage::Compute,
+        entry_point: entry.to_string(),
+    };
+    let spirv = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        spv::write_vec(&module, &info, &spv_opts, Some(&pipe))
+    }))
+    .map_err(|p| format!("SPIR-V writer panicked: {}", panic_text(&p)))?
+    .map_err(|e| format!("SPIR-V: {e}"))?;
     assert!(!spirv.is_empty(), "{name}: empty SPIR-V");
 
-    let msl_opts = msl::Options { lang_version: (3, 0), fake_missing_bindings: true, ..Default::default() };
+    let msl_opts = msl::Options {
+        lang_version: (3, 0),
+        fake_missing_bindings: true,
+        ..Default::default()
+    };
     let msl_pipe = msl::PipelineOptions {
         entry_point: Some((naga::ShaderStage::Compute, entry.to_string())),
         ..Default::default()
     };
-    std::panic::catch_unwind(AssertUnwindSafe(|| msl::write_string(&module, &info, &msl_opts, &msl_pipe)))
-        .map_err(|p| format!("MSL writer panicked: {}", panic_text(&p)))?
-        .map_err(|e| format!("MSL: {e}"))?;
+    std::panic::catch_unwind(AssertUnwindSafe(|| {
+        msl::write_string(&module, &info, &msl_opts, &msl_pipe)
+    }))
+    .map_err(|p| format!("MSL writer panicked: {}", panic_text(&p)))?
+    .map_err(|e| format!("MSL: {e}"))?;
 
     // HLSL has no cooperative matrices in naga 30: those kernels are Vulkan/Metal only, and
     // the runtime never selects them on DX12.
@@ -46,7 +61,9 @@ fn translate(name: &str, entry: &str, src: &str) -> Result<(), String> {
         };
         let mut out = String::new();
         std::panic::catch_unwind(AssertUnwindSafe(|| {
-            hlsl::Writer::new(&mut out, &hlsl_opts, &hlsl_pipe).write(&module, &info, None).map(|_| ())
+            hlsl::Writer::new(&mut out, &hlsl_opts, &hlsl_pipe)
+                .write(&module, &info, None)
+                .map(|_| ())
         }))
         .map_err(|p| format!("HLSL writer panicked: {}", panic_text(&p)))?
         .map_err(|e| format!("HLSL: {e}"))?;
@@ -77,14 +94,23 @@ fn every_kernel_translates_to_spirv_msl_and_hlsl() {
             }
         }
     }
-    assert!(failures.is_empty(), "{} of {} kernels failed:\n{}", failures.len(), kernels.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} kernels failed:\n{}",
+        failures.len(),
+        kernels.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
 fn every_shader_file_is_used_by_some_kernel() {
     let kernels = wgbert::ops::all_kernels();
     for (file, _) in wgbert::runtime::shader::SHADERS {
-        assert!(kernels.iter().any(|k| k.shader == *file), "shaders/{file}.wgsl has no kernel variant in ops::all_kernels()");
+        assert!(
+            kernels.iter().any(|k| k.shader == *file),
+            "shaders/{file}.wgsl has no kernel variant in ops::all_kernels()"
+        );
     }
 }
 

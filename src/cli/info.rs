@@ -30,7 +30,10 @@ fn print_adapter(i: usize, a: &AdapterReport) {
     println!("    driver:            {} {}", a.driver, a.driver_info);
     println!("    shader-f16:        {}", yes(c.f16));
     if c.subgroups {
-        println!("    subgroups:         yes (size {}..{})", c.subgroup_min_size, c.subgroup_max_size);
+        println!(
+            "    subgroups:         yes (size {}..{})",
+            c.subgroup_min_size, c.subgroup_max_size
+        );
     } else {
         println!("    subgroups:         no");
     }
@@ -38,13 +41,22 @@ fn print_adapter(i: usize, a: &AdapterReport) {
     if c.coop_matrix.is_empty() {
         println!("    cooperative matrix: no");
     } else {
-        let shapes: Vec<String> =
-            c.coop_matrix.iter().map(|s| format!("{}x{}x{} f16->{}", s.m, s.n, s.k, s.acc)).collect();
+        let shapes: Vec<String> = c
+            .coop_matrix
+            .iter()
+            .map(|s| format!("{}x{}x{} f16->{}", s.m, s.n, s.k, s.acc))
+            .collect();
         println!("    cooperative matrix: {}", shapes.join(", "));
     }
-    println!("    max storage binding: {} MiB", c.max_storage_binding >> 20);
+    println!(
+        "    max storage binding: {} MiB",
+        c.max_storage_binding >> 20
+    );
     println!("    max buffer:          {} MiB", c.max_buffer_size >> 20);
-    println!("    workgroup storage:   {} KiB", c.max_workgroup_storage >> 10);
+    println!(
+        "    workgroup storage:   {} KiB",
+        c.max_workgroup_storage >> 10
+    );
     println!("    invocations/group:   {}", c.max_invocations);
     println!("    workgroups/dim:      {}", c.max_workgroups_per_dim);
 }

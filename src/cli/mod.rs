@@ -1,21 +1,102 @@
 //! Command-line definitions and dispatch.
 
+mod bench;
+mod bench_kernels;
+mod embed;
 mod info;
+mod input;
+mod output;
+mod tasks;
 
-use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use wgbert::encoder::{Encoder, LoadOptions};
+use wgbert::hub::HubOptions;
+use wgbert::ops::DType;
+use wgbert::runtime::GpuOptions;
 
 /// ModernBERT on any GPU: fill-mask, embeddings, classification, benchmarks.
 #[derive(Parser, Debug)]
 #[command(name = "wgbert", version, about, long_about = None)]
 pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command understands.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Model: a hub id (owner/name[@revision]) or a local directory.
+    #[arg(long, global = true, default_value = "answerdotai/ModernBERT-base", env = "WGBERT_MODEL")]
+    pub model: String,
+    /// tokenizer.json to use instead of the model's.
+    #[arg(long, global = true)]
+    pub tokenizer: Option<PathBuf>,
+    /// Storage precision (default: f16 where the GPU has it, else f32).
+    #[arg(long, global = true, value_enum)]
+    pub dtype: Option<DTypeArg>,
     /// Graphics backend(s): vulkan, metal, dx12, gl (comma-separated).
     #[arg(long, global = true, env = "WGPU_BACKEND")]
     pub backend: Option<String>,
     /// Use the first adapter whose name contains this.
     #[arg(long, global = true, env = "WGPU_ADAPTER_NAME")]
     pub adapter: Option<String>,
-    #[command(subcommand)]
-    pub command: Command,
+    /// Never touch the network: use the hub cache or a local directory.
+    #[arg(long, global = true)]
+    pub offline: bool,
+    /// Cut texts longer than the model's limit instead of refusing them.
+    #[arg(long, global = true)]
+    pub truncate: bool,
+    /// Largest number of tokens in one GPU batch (default: sized to the device).
+    #[arg(long, global = true)]
+    pub max_tokens: Option<usize>,
+    /// Print the encoder's recorded plan (steps, buffers, peak memory) on stderr.
+    #[arg(long, global = true)]
+    pub dump_plan: bool,
+    /// No progress output on stderr.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DTypeArg {
+    F16,
+    F32,
+}
+
+impl From<DTypeArg> for DType {
+    fn from(d: DTypeArg) -> DType {
+        match d {
+            DTypeArg::F16 => DType::F16,
+            DTypeArg::F32 => DType::F32,
+        }
+    }
+}
+
+impl Global {
+    pub fn gpu_options(&self) -> GpuOptions {
+        GpuOptions { backend: self.backend.clone(), adapter: self.adapter.clone() }
+    }
+
+    pub fn load(&self) -> anyhow::Result<Encoder> {
+        let opts = LoadOptions {
+            dtype: self.dtype.map(Into::into),
+            gpu: self.gpu_options(),
+            hub: HubOptions { offline: self.offline, progress: !self.quiet, ..Default::default() },
+            tokenizer: self.tokenizer.clone(),
+            truncate: self.truncate,
+            max_batch_tokens: self.max_tokens,
+            progress: !self.quiet,
+        };
+        let enc = Encoder::load(&self.model, &opts)?;
+        if self.dump_plan {
+            eprintln!("{}", enc.describe_plan(enc.capacity())?);
+        }
+        Ok(enc)
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -26,10 +107,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Predict the tokens hidden behind [MASK] in each text.
+    FillMask(tasks::FillMaskArgs),
+    /// Embed texts (for retrieval / RAG / code search).
+    Embed(embed::EmbedArgs),
+    /// Sequence classification with a fine-tuned classifier.
+    Classify(tasks::ClassifyArgs),
+    /// Throughput on the benchmark workloads, and kernel sweeps.
+    Bench(bench::BenchArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Info { json } => info::run(cli.backend.as_deref(), json),
+        Command::Info { json } => info::run(cli.global.backend.as_deref(), json),
+        Command::FillMask(a) => tasks::fill_mask(&cli.global, &a),
+        Command::Embed(a) => embed::run(&cli.global, &a),
+        Command::Classify(a) => tasks::classify(&cli.global, &a),
+        Command::Bench(a) => bench::run(&cli.global, &a),
     }
 }

@@ -338,13 +338,13 @@ impl ModelConfig {
                 ));
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(format!(
                 "`hidden_size` ({}) is not divisible by `num_attention_heads` ({})",
                 self.hidden_size, self.num_attention_heads
             ));
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(format!(
                 "head_dim = hidden_size / num_attention_heads = {} is odd; RoPE needs an even head_dim",
                 self.head_dim

@@ -2,3 +2,6 @@
 
 pub mod config;
 pub mod weights;
+pub mod upload;
+pub mod graph;
+pub mod heads;

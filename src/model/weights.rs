@@ -5,6 +5,7 @@
 //! are canonical (`model.` prefix on encoder tensors) whether or not the file carries the prefix.
 //! What a config requires, and the check before any upload, live in [`expected`].
 
+mod convert;
 mod expected;
 mod header;
 #[cfg(test)]
@@ -14,7 +15,6 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use half::{bf16, f16};
 use memmap2::Mmap;
 use safetensors::Dtype;
 
@@ -127,6 +127,13 @@ impl std::fmt::Debug for Checkpoint {
 impl Checkpoint {
     /// Opens `dir/model.safetensors`, or the shards listed by `dir/model.safetensors.index.json`.
     pub fn open(dir: &Path) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(Error::Weights {
+                path: dir.to_path_buf(),
+                message: "not a directory (expected a model directory with model.safetensors)"
+                    .into(),
+            });
+        }
         let single = dir.join(SINGLE_FILE);
         if single.is_file() {
             return Self::open_files(dir, &[single], None);
@@ -307,44 +314,13 @@ impl Checkpoint {
                 path: shard.path.clone(),
                 message: format!("tensor '{canonical}' lies past the end of the file"),
             })?;
-        let n = bytes.len() / src.size_bytes();
         out.clear();
-        out.reserve(n * storage.size_bytes());
-        let overflow = |value: f32| Error::Weights {
+        convert::convert(src, storage, bytes, out).map_err(|value| Error::Weights {
             path: shard.path.clone(),
             message: format!(
                 "tensor '{canonical}' holds {value}, beyond the f16 range (65504); load it as f32"
             ),
-        };
-        match (src, storage) {
-            (WeightDType::F32, Storage::F32) | (WeightDType::F16, Storage::F16) => {
-                out.extend_from_slice(bytes)
-            }
-            (WeightDType::F16, Storage::F32) => {
-                for c in bytes.chunks_exact(2) {
-                    let x = f16::from_le_bytes([c[0], c[1]]).to_f32();
-                    out.extend_from_slice(&x.to_le_bytes());
-                }
-            }
-            (WeightDType::BF16, Storage::F32) => {
-                for c in bytes.chunks_exact(2) {
-                    let x = bf16::from_le_bytes([c[0], c[1]]).to_f32();
-                    out.extend_from_slice(&x.to_le_bytes());
-                }
-            }
-            (WeightDType::F32, Storage::F16) => {
-                for c in bytes.chunks_exact(4) {
-                    let x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-                    out.extend_from_slice(&to_f16(x).ok_or_else(|| overflow(x))?.to_le_bytes());
-                }
-            }
-            (WeightDType::BF16, Storage::F16) => {
-                for c in bytes.chunks_exact(2) {
-                    let x = bf16::from_le_bytes([c[0], c[1]]).to_f32();
-                    out.extend_from_slice(&to_f16(x).ok_or_else(|| overflow(x))?.to_le_bytes());
-                }
-            }
-        }
+        })?;
         Ok(entry.shape.clone())
     }
 
@@ -358,10 +334,4 @@ impl Checkpoint {
             .collect();
         Ok((values, shape))
     }
-}
-
-/// Rounds to f16 (nearest even); `None` when a finite value overflows to infinity.
-fn to_f16(x: f32) -> Option<f16> {
-    let h = f16::from_f32(x);
-    (h.is_finite() || !x.is_finite()).then_some(h)
 }

@@ -2,6 +2,16 @@
 //! `shaders/`: its parameter struct (mirrors the WGSL uniform), variant choice, dispatch
 //! math, the step it records into a plan, and a CPU reference with f64 accumulation.
 
+pub mod convert;
+pub mod matmul;
+pub mod rope;
+pub mod attention;
+pub mod embedding;
+pub mod gather;
+pub mod layernorm;
+pub mod pooling;
+pub mod topk;
+
 use crate::runtime::Kernel;
 
 /// Storage precision of activations and weights. Accumulation is always f32.
@@ -74,7 +84,15 @@ pub fn all_kernels() -> Vec<Kernel> {
             crate::runtime::Access::ReadWrite,
         ],
     )];
-    v.extend([]);
+    v.extend(convert::variants());
+    v.extend(matmul::variants());
+    v.extend(rope::variants());
+    v.extend(attention::variants());
+    v.extend(layernorm::variants());
+    v.extend(embedding::variants());
+    v.extend(pooling::variants());
+    v.extend(gather::variants());
+    v.extend(topk::variants());
     v
 }
 

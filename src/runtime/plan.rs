@@ -354,6 +354,19 @@ impl Plan {
             .ok_or_else(|| Error::PlanInput(format!("unknown tensor #{}", t.0)))
     }
 
+    /// The buffer behind an input or output tensor, for binding into another plan (a head
+    /// reading the encoder's output).
+    pub fn buffer(&self, t: TensorId) -> Result<&wgpu::Buffer> {
+        let tensor = self.tensor(t)?;
+        match (tensor.kind, &tensor.buffer) {
+            (Kind::Input | Kind::Output, Some(b)) => Ok(b),
+            _ => Err(Error::PlanInput(format!(
+                "'{}' is not an input or output",
+                tensor.name
+            ))),
+        }
+    }
+
     /// Writes host data into an input tensor (at most its declared size).
     pub fn write(&self, t: TensorId, data: &[u8]) -> Result<()> {
         let tensor = self.tensor(t)?;

@@ -12,13 +12,36 @@
 use crate::{Error, Result};
 
 /// Every shader file, by name (the file stem under `shaders/`).
-pub const SHADERS: &[(&str, &str)] = &[("smoke", include_str!("../../shaders/smoke.wgsl"))];
+pub const SHADERS: &[(&str, &str)] = &[
+    // One line per shader file.
+    ("smoke", include_str!("../../shaders/smoke.wgsl")),
+    ("layernorm", include_str!("../../shaders/layernorm.wgsl")),
+    ("embedding", include_str!("../../shaders/embedding.wgsl")),
+    ("pooling", include_str!("../../shaders/pooling.wgsl")),
+    ("gather", include_str!("../../shaders/gather.wgsl")),
+    ("topk", include_str!("../../shaders/topk.wgsl")),
+    ("rope", include_str!("../../shaders/rope.wgsl")),
+    ("attention", include_str!("../../shaders/attention.wgsl")),
+    ("convert", include_str!("../../shaders/convert.wgsl")),
+    ("matmul", include_str!("../../shaders/matmul.wgsl")),
+    ("matmul_subgroup", include_str!("../../shaders/matmul_subgroup.wgsl")),
+];
 
 /// Files that `#include` can reach.
-pub const COMMON: &[(&str, &str)] = &[(
-    "common/math.wgsl",
-    include_str!("../../shaders/common/math.wgsl"),
-)];
+pub const COMMON: &[(&str, &str)] = &[
+    (
+        "common/math.wgsl",
+        include_str!("../../shaders/common/math.wgsl"),
+    ),
+    (
+        "common/rownorm.wgsl",
+        include_str!("../../shaders/common/rownorm.wgsl"),
+    ),
+    (
+        "common/matmul_epilogue.wgsl",
+        include_str!("../../shaders/common/matmul_epilogue.wgsl"),
+    ),
+];
 
 /// The source of a shader file by name.
 pub fn source(name: &str) -> Result<&'static str> {

@@ -222,3 +222,109 @@ fn check_limits(capacity_tokens: usize, max_seqs: usize) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Result;
+
+    fn input_err(e: Error) -> (usize, String) {
+        match e {
+            Error::Input { index, message } => (index, message),
+            other => panic!("expected Error::Input, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn pack_example() -> Result<()> {
+        let seqs = vec![vec![1, 2, 3], vec![4, 5], vec![6, 7, 8, 9], vec![10]];
+        let batches = pack(&seqs, 5, 8)?;
+        assert_eq!(batches.len(), 2);
+        let b = &batches[0];
+        assert_eq!(b.ids, [1, 2, 3, 4, 5]);
+        assert_eq!(b.positions, [0, 1, 2, 0, 1]);
+        assert_eq!(b.cu_seqlens, [0, 3, 5]);
+        assert_eq!((b.max_seqlen, b.n_tokens(), b.n_seqs()), (3, 5, 2));
+        assert_eq!(b.indices, [0, 1]);
+        assert_eq!((b.seq_range(1), b.seq_ids(1)), (3..5, &[4, 5][..]));
+        assert_eq!(
+            batches[1].indices,
+            [2, 3],
+            "greedy: [10] joins the 4-token batch"
+        );
+        let capped = pack(&seqs, 100, 2)?;
+        let per: Vec<_> = capped.iter().map(|b| b.indices.clone()).collect();
+        assert_eq!(per, [vec![0, 1], vec![2, 3]], "max_seqs closes batches");
+        Ok(())
+    }
+
+    #[test]
+    fn pack_errors_name_the_input() {
+        let (index, message) = input_err(pack(&[vec![1], vec![1; 9]], 8, 4).unwrap_err());
+        assert_eq!(index, 1);
+        assert!(
+            message.contains("9 tokens") && message.contains("capacity of 8"),
+            "{message}"
+        );
+        let (index, message) = input_err(pack(&[vec![1], vec![]], 8, 4).unwrap_err());
+        assert_eq!(index, 1);
+        assert!(message.contains("empty"), "{message}");
+        assert!(matches!(pack(&[vec![1]], 0, 4), Err(Error::Option(_))));
+        assert!(matches!(pack(&[vec![1]], 4, 0), Err(Error::Option(_))));
+        assert!(pack::<Vec<u32>>(&[], 4, 4).unwrap().is_empty());
+    }
+
+    #[test]
+    fn packer_streams_and_passes_errors_through() {
+        let source = vec![
+            Ok((10, vec![1, 2])),
+            Ok((11, vec![3])),
+            Err(Error::Input {
+                index: 12,
+                message: "bad text".into(),
+            }),
+            Ok((13, vec![4, 5, 6])),
+            Ok((14, vec![])),
+            Ok((15, vec![7])),
+        ];
+        let out: Vec<_> = Packer::new(source, 4, 8).unwrap().collect();
+        let shape: Vec<_> = out
+            .iter()
+            .map(|r| match r {
+                Ok(b) => Ok(b.indices.clone()),
+                Err(e) => Err(input_err_ref(e)),
+            })
+            .collect();
+        let want = vec![
+            Ok(vec![10, 11]),
+            Err(12),
+            Ok(vec![13]),
+            Err(14),
+            Ok(vec![15]),
+        ];
+        assert_eq!(
+            shape, want,
+            "the batch so far comes first, then the error, then the rest"
+        );
+    }
+
+    fn input_err_ref(e: &Error) -> usize {
+        match e {
+            Error::Input { index, .. } => *index,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn packer_is_lazy() {
+        // An endless source: the packer must pull only what one batch needs.
+        let source = (0..).map(|i| Ok::<_, Error>((i, vec![i as u32 + 1; 1 + i % 5])));
+        let mut packer = Packer::new(source, 16, 1024).unwrap();
+        let mut next = 0;
+        for batch in packer.by_ref().take(1000) {
+            let batch = batch.unwrap();
+            assert_eq!(batch.indices[0], next);
+            next = *batch.indices.last().unwrap() + 1;
+        }
+    }
+}

@@ -260,3 +260,159 @@ impl TextTokenizer {
 fn need(id: Option<u32>, token: &str) -> Result<u32> {
     id.ok_or_else(|| Error::Tokenizer(format!("the vocabulary has no {token} token")))
 }
+
+#[cfg(test)]
+mod tests {
+    //! The wrapper's logic on a tiny word-level tokenizer built here; tests/text.rs runs
+    //! the real ModernBERT tokenizer.
+
+    use super::*;
+    use anyhow::Result;
+    use tokenizers::models::wordlevel::WordLevel;
+    use tokenizers::pre_tokenizers::whitespace::Whitespace;
+    use tokenizers::processors::template::TemplateProcessing;
+    use tokenizers::{AddedToken, Tokenizer};
+
+    const SPECIALS: [&str; 5] = ["[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"];
+    const WORDS: [&str; 5] = ["hello", "world", "a", "b", "c"];
+
+    /// A word-level tokenizer framed like ModernBERT: ids 0..5 special, 5.. the words.
+    fn tiny_inner(with_mask: bool) -> Tokenizer {
+        let vocab: serde_json::Map<_, _> = SPECIALS
+            .iter()
+            .chain(WORDS.iter())
+            .enumerate()
+            .filter(|(_, t)| with_mask || **t != "[MASK]")
+            .map(|(i, t)| (t.to_string(), serde_json::json!(i)))
+            .collect();
+        let json = serde_json::json!({ "type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]" });
+        let model: WordLevel = serde_json::from_str(&json.to_string()).unwrap();
+        let template = TemplateProcessing::builder()
+            .try_single("[CLS] $A [SEP]")
+            .unwrap()
+            .try_pair("[CLS] $A [SEP] $B [SEP]")
+            .unwrap()
+            .special_tokens(vec![("[CLS]", 1), ("[SEP]", 2)])
+            .build()
+            .unwrap();
+        let mut tok = Tokenizer::new(model);
+        tok.with_pre_tokenizer(Some(Whitespace {}));
+        tok.with_post_processor(Some(template));
+        let specials = SPECIALS.iter().filter(|t| with_mask || **t != "[MASK]");
+        tok.add_special_tokens(specials.map(|t| AddedToken::from(*t, true)))
+            .unwrap();
+        tok
+    }
+
+    fn tiny() -> TextTokenizer {
+        TextTokenizer::from_tokenizer(tiny_inner(true)).unwrap()
+    }
+
+    fn input_err(e: Error) -> (usize, String) {
+        match e {
+            Error::Input { index, message } => (index, message),
+            other => panic!("expected Error::Input, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tiny_encodes_with_template() -> Result<()> {
+        let tok = tiny();
+        let e = tok.encode("hello world", 0)?;
+        assert_eq!(e.ids, [1, 5, 6, 2]);
+        assert_eq!(e.offsets, [(0, 0), (0, 5), (6, 11), (0, 0)]);
+        assert_eq!(
+            tok.encode("", 0)?.ids,
+            [1, 2],
+            "empty text is just [CLS] [SEP]"
+        );
+        assert_eq!(
+            tok.encode("hello zzz", 0)?.ids,
+            [1, 5, 0, 2],
+            "unknown word is [UNK]"
+        );
+        assert_eq!(tok.encode_pair("a b", "c", 0)?.ids, [1, 7, 8, 2, 9, 2]);
+        let batch = tok.encode_batch(&["a", "b c", ""], 0)?;
+        let ids: Vec<_> = batch.into_iter().map(|e| e.ids).collect();
+        assert_eq!(ids, [vec![1, 7, 2], vec![1, 8, 9, 2], vec![1, 2]]);
+        Ok(())
+    }
+
+    #[test]
+    fn tiny_special_ids_decode() -> Result<()> {
+        let tok = tiny();
+        assert_eq!(
+            (tok.cls_id()?, tok.sep_id()?, tok.pad_id()?, tok.mask_id()?),
+            (1, 2, 3, 4)
+        );
+        assert_eq!(tok.decode(&[1, 5, 6, 2])?, "hello world");
+        assert_eq!(tok.id_to_token(6).as_deref(), Some("world"));
+        assert_eq!(tok.id_to_token(999), None);
+        assert_eq!(tok.vocab_size(), 10);
+        let no_mask = TextTokenizer::from_tokenizer(tiny_inner(false))?;
+        let e = no_mask.mask_id().unwrap_err();
+        assert!(
+            matches!(&e, Error::Tokenizer(m) if m.contains("[MASK]")),
+            "{e}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn tiny_limit_rejects_or_truncates() -> Result<()> {
+        let text = "a b c a b c"; // 6 words, 8 tokens framed
+        let strict = tiny().with_limit(Some(5), false)?;
+        let (index, message) = input_err(strict.encode(text, 7).unwrap_err());
+        assert_eq!(index, 7);
+        assert!(
+            message.contains("has 8 tokens, over the model's limit of 5 (use --truncate)"),
+            "{message}"
+        );
+        let (index, _) = input_err(strict.encode_batch(&["a", text], 10).unwrap_err());
+        assert_eq!(index, 11, "batch errors name the text's own index");
+        assert!(strict.encode_pair("a b", "c a", 3).is_err());
+        assert_eq!(
+            strict.encode("a b c", 0)?.ids,
+            [1, 7, 8, 9, 2],
+            "at the limit is fine"
+        );
+
+        let cut = tiny().with_limit(Some(5), true)?;
+        let e = cut.encode(text, 0)?;
+        assert_eq!(e.ids, [1, 7, 8, 9, 2], "truncated, final [SEP] kept");
+        assert_eq!(e.offsets.len(), 5);
+        let p = cut.encode_pair("a b c", "a", 0)?;
+        assert_eq!(p.ids, [1, 7, 2, 7, 2], "the longer side loses tokens first");
+        assert_eq!(cut.encode("", 0)?.ids, [1, 2]);
+
+        assert!(matches!(
+            tiny().with_limit(Some(2), true),
+            Err(Error::Option(_))
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn tokenizer_file_errors_name_the_path() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let good = dir.path().join("tokenizer.json");
+        tiny_inner(true).save(&good, false).unwrap();
+        assert_eq!(
+            TextTokenizer::from_file(&good)?.encode("c", 0)?.ids,
+            [1, 9, 2]
+        );
+
+        let broken = dir.path().join("broken.json");
+        std::fs::write(&broken, "{ not json")?;
+        let missing = dir.path().join("absent.json");
+        for path in [&broken, &missing, &dir.path().to_path_buf()] {
+            let e = TextTokenizer::from_file(path).unwrap_err();
+            let shown = path.display().to_string();
+            assert!(
+                matches!(&e, Error::Tokenizer(m) if m.contains(&shown)),
+                "{e}"
+            );
+        }
+        Ok(())
+    }
+}

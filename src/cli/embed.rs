@@ -1,0 +1,167 @@
+//! `wgbert embed`: texts in, embeddings out, streaming in chunks so that any number of texts
+//! runs with bounded memory; results are written in input order.
+
+use std::io::{BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
+use wgbert::encoder::{EmbedPooling, Embedding};
+use wgbert::text::pack::Packer;
+
+use super::Global;
+use super::input::{TextItem, Texts};
+use super::output::{MatrixFormat, MatrixWriter};
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolingArg {
+    Cls,
+    Mean,
+    None,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormatArg {
+    Jsonl,
+    Npy,
+    Safetensors,
+}
+
+#[derive(Args, Debug)]
+pub struct EmbedArgs {
+    /// cls: the [CLS] state; mean: mean over tokens; none: every token's state.
+    #[arg(long, value_enum, default_value = "mean")]
+    pub pooling: PoolingArg,
+    /// L2-normalise each vector.
+    #[arg(long)]
+    pub normalize: bool,
+    /// Read texts from a file (.jsonl: objects with "text", other fields carried; else one per line).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Write here instead of stdout (required for npy/safetensors).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub format: FormatArg,
+    /// Texts per chunk read, tokenized and embedded at a time.
+    #[arg(long, default_value_t = 4096)]
+    pub chunk: usize,
+    /// Texts (else --input, else stdin).
+    pub texts: Vec<String>,
+}
+
+enum Sink {
+    Jsonl(Box<dyn Write>),
+    Matrix(MatrixWriter),
+}
+
+fn count_lines(path: &Path) -> Option<u64> {
+    let f = std::fs::File::open(path).ok()?;
+    Some(std::io::BufReader::new(f).split(b'\n').count() as u64)
+}
+
+pub fn run(g: &Global, a: &EmbedArgs) -> Result<()> {
+    if a.chunk == 0 {
+        bail!("--chunk must be at least 1");
+    }
+    let matrix = match a.format {
+        FormatArg::Jsonl => None,
+        FormatArg::Npy => Some(MatrixFormat::Npy),
+        FormatArg::Safetensors => Some(MatrixFormat::Safetensors),
+    };
+    if matrix.is_some() && a.pooling == PoolingArg::None {
+        bail!("--pooling none gives a matrix per text: use --format jsonl");
+    }
+    if matrix.is_some() && a.output.is_none() {
+        bail!("--format npy/safetensors needs --output FILE");
+    }
+    let texts = Texts::open(&a.texts, a.input.as_deref())?;
+    let enc = g.load()?;
+    let hidden = enc.config().hidden_size;
+    let mut sink = match (matrix, &a.output) {
+        (Some(fmt), Some(path)) => Sink::Matrix(MatrixWriter::create(path, fmt, hidden)?),
+        (None, Some(path)) => Sink::Jsonl(Box::new(BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("cannot write output file {}", path.display()))?,
+        ))),
+        (None, None) => Sink::Jsonl(Box::new(BufWriter::new(std::io::stdout().lock()))),
+        (Some(_), None) => unreachable_output()?,
+    };
+    let pooling = match a.pooling {
+        PoolingArg::Cls => EmbedPooling::Cls,
+        PoolingArg::Mean => EmbedPooling::Mean,
+        PoolingArg::None => EmbedPooling::None,
+    };
+    let total = if !a.texts.is_empty() { Some(a.texts.len() as u64) } else { a.input.as_deref().and_then(count_lines) };
+    let bar = if g.quiet { ProgressBar::hidden() } else { ProgressBar::new(total.unwrap_or(0)) };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} texts  {msg}  ETA {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let start = std::time::Instant::now();
+    let mut tokens_done = 0usize;
+    let tok = enc.tokenizer()?;
+    let mut index = 0usize;
+    let mut texts = texts.peekable();
+    while texts.peek().is_some() {
+        let chunk: Vec<TextItem> = texts.by_ref().take(a.chunk).collect::<Result<_>>()?;
+        let first = index;
+        index += chunk.len();
+        let mut seqs = Vec::with_capacity(chunk.len());
+        for (i, item) in chunk.iter().enumerate() {
+            seqs.push(tok.encode(&item.text, first + i)?.ids);
+        }
+        let mut results: Vec<Option<Embedding>> = vec![None; chunk.len()];
+        let source = seqs.iter().enumerate().map(|(i, s)| Ok((i, s.as_slice())));
+        for batch in Packer::new(source, enc.capacity(), enc.capacity())? {
+            let batch = batch.map_err(|e| reindex(e, first))?;
+            for (i, e) in enc.embed_packed(&batch, pooling, a.normalize)? {
+                tokens_done += e.n_tokens;
+                results[i] = Some(e);
+            }
+            let secs = start.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!("{:.0} tokens/s", tokens_done as f64 / secs));
+            bar.inc(batch.n_seqs() as u64);
+        }
+        for (i, (item, e)) in chunk.into_iter().zip(results).enumerate() {
+            let e = e.context("an embedding went missing")?;
+            write_one(&mut sink, first + i, item, e, pooling == EmbedPooling::None)?;
+        }
+    }
+    bar.finish_and_clear();
+    match sink {
+        Sink::Jsonl(mut w) => w.flush().context("writing the output")?,
+        Sink::Matrix(m) => m.finish()?,
+    }
+    Ok(())
+}
+
+fn unreachable_output() -> Result<Sink> {
+    bail!("--format npy/safetensors needs --output FILE")
+}
+
+fn reindex(e: wgbert::Error, first: usize) -> wgbert::Error {
+    match e {
+        wgbert::Error::Input { index, message } => wgbert::Error::Input { index: index + first, message },
+        other => other,
+    }
+}
+
+fn write_one(sink: &mut Sink, index: usize, item: TextItem, e: Embedding, per_token: bool) -> Result<()> {
+    match sink {
+        Sink::Matrix(m) => m.push(&e.vectors[0]),
+        Sink::Jsonl(w) => {
+            let mut obj = item.extra;
+            obj.insert("index".into(), index.into());
+            obj.insert("n_tokens".into(), e.n_tokens.into());
+            let embedding = if per_token {
+                serde_json::to_value(&e.vectors)?
+            } else {
+                serde_json::to_value(&e.vectors[0])?
+            };
+            obj.insert("embedding".into(), embedding);
+            writeln!(w, "{}", serde_json::Value::Object(obj)).context("writing the output")
+        }
+    }
+}

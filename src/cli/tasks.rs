@@ -1,0 +1,80 @@
+//! `wgbert fill-mask` and `wgbert classify`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use serde_json::json;
+
+use super::Global;
+use super::input::Texts;
+
+#[derive(Args, Debug)]
+pub struct FillMaskArgs {
+    /// Candidates per [MASK].
+    #[arg(long, default_value_t = 5)]
+    pub top_k: usize,
+    /// One JSON object per text per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Read texts from a file (.jsonl: objects with "text"; else one per line).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Texts (else --input, else stdin).
+    pub texts: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ClassifyArgs {
+    /// One JSON object per text per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Read texts from a file (.jsonl: objects with "text"; else one per line).
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    /// Texts (else --input, else stdin).
+    pub texts: Vec<String>,
+}
+
+fn read_all(texts: &[String], input: Option<&std::path::Path>) -> Result<Vec<String>> {
+    Texts::open(texts, input)?.map(|t| t.map(|t| t.text)).collect()
+}
+
+pub fn fill_mask(g: &Global, a: &FillMaskArgs) -> Result<()> {
+    if a.top_k == 0 || a.top_k > 64 {
+        anyhow::bail!("--top-k must be between 1 and 64, got {}", a.top_k);
+    }
+    let texts = read_all(&a.texts, a.input.as_deref())?;
+    let enc = g.load()?;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let results = enc.fill_mask(&refs, a.top_k)?;
+    for (text, masks) in texts.iter().zip(results) {
+        if a.json {
+            println!("{}", json!({ "text": text, "masks": masks }));
+            continue;
+        }
+        println!("{text}");
+        for m in masks {
+            println!("  [MASK] at token {}:", m.position);
+            for c in m.candidates {
+                println!("    {:>8.4}  {:<16} {}", c.score, format!("{:?}", c.token), c.sequence);
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn classify(g: &Global, a: &ClassifyArgs) -> Result<()> {
+    let texts = read_all(&a.texts, a.input.as_deref())?;
+    let enc = g.load()?;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let results = enc.classify(&refs)?;
+    for (text, c) in texts.iter().zip(results) {
+        if a.json {
+            println!("{}", json!({ "text": text, "label": c.label, "score": c.score, "logits": c.logits }));
+        } else {
+            println!("{:<20} {:.4}  {text}", c.label, c.score);
+        }
+    }
+    Ok(())
+}

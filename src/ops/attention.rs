@@ -1,0 +1,237 @@
+//! Varlen flash attention over packed sequences (`shaders/attention.wgsl`): per sequence and
+//! head, `softmax(q k^T / sqrt(d)) v` with an online softmax in f32, globally or within a band
+//! `|i - j| <= window`. Never stores a score matrix; banded layers visit only the key tiles
+//! that intersect the band, so their cost is linear in the sequence length.
+
+use crate::ops::DType;
+use crate::runtime::{self, Access, Kernel, Launch, PlanBuilder, RunSizes, TensorId};
+use crate::{Error, Result};
+
+/// Query rows per workgroup (one invocation each; `BR` in the shader).
+const BR: u32 = 64;
+/// Keys per online-softmax chunk (`CH` in the shader); the key tile is a multiple of it.
+const CH: u32 = 8;
+/// Head sizes with a compiled variant.
+pub const HEAD_DIMS: [u32; 3] = [16, 32, 64];
+/// Windows at or above this are global in effect; clamping keeps `q + window` in u32.
+const WINDOW_CLAMP: u32 = 1 << 30;
+
+/// Mirrors `AttentionParams` in `shaders/attention.wgsl`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct AttentionParams {
+    pub n_heads: u32,
+    pub segments: u32,
+    /// Row strides in vec4 units.
+    pub qkv_stride: u32,
+    pub out_stride: u32,
+    pub windowed: u32,
+    pub window: u32,
+    /// log2(e) / sqrt(head_dim).
+    pub scale: f32,
+    pub _pad: u32,
+}
+
+/// One attention step.
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionArgs {
+    /// `[T, 3H]` after RoPE: rows `[Q | K | V]`, head h at columns `h * head_dim` of each block.
+    pub qkv: TensorId,
+    /// `[B + 1]` u32 row offsets of the sequences.
+    pub cu_seqlens: TensorId,
+    /// `[T, H]`: heads concatenated in order.
+    pub out: TensorId,
+    pub n_heads: u32,
+    pub head_dim: u32,
+    /// `None`: every key of the sequence; `Some(w)`: keys with `|i - j| <= w`.
+    pub window: Option<u32>,
+    pub dtype: DType,
+}
+
+/// Keys per staged tile: 2 tiles (K and V) of `bc * head_dim` f32 within 16 KiB, halved
+/// while the device allows less workgroup memory.
+fn key_tile(head_dim: u32, max_workgroup_storage: u32) -> u32 {
+    let mut bc = 2048 / head_dim;
+    while bc > CH && 2 * bc * head_dim * 4 > max_workgroup_storage {
+        bc /= 2;
+    }
+    bc
+}
+
+/// The kernel of one precision, head size and key tile.
+pub fn kernel(dtype: DType, head_dim: u32, bc: u32) -> Kernel {
+    dtype
+        .apply(Kernel::new(
+            "attention",
+            "main",
+            &[Access::Read, Access::Read, Access::ReadWrite],
+        ))
+        .define("HEAD_DIM", head_dim)
+        .define("BC", bc)
+}
+
+/// Every variant (16 KiB tiles), for the translation test.
+pub fn variants() -> Vec<Kernel> {
+    let mut v = Vec::new();
+    for dtype in [DType::F32, DType::F16] {
+        for d in HEAD_DIMS {
+            v.push(kernel(dtype, d, key_tile(d, 16384)));
+        }
+    }
+    v
+}
+
+/// Records one attention step. Uses `RunSizes::segments` and `RunSizes::max_segment` (which
+/// must be the longest sequence of the batch); sequences past the capacity of `cu_seqlens`
+/// are not computed.
+pub fn record(b: &mut PlanBuilder, label: &str, args: &AttentionArgs) -> Result<()> {
+    let &AttentionArgs {
+        qkv,
+        cu_seqlens,
+        out,
+        n_heads,
+        head_dim,
+        window,
+        dtype,
+    } = args;
+    if n_heads == 0 {
+        return Err(Error::Option(
+            "attention: n_heads must be at least 1".into(),
+        ));
+    }
+    if !HEAD_DIMS.contains(&head_dim) {
+        return Err(Error::Option(format!(
+            "attention: head_dim {head_dim} has no kernel (supported: {HEAD_DIMS:?})"
+        )));
+    }
+    let caps = b.gpu().caps().clone();
+    if dtype == DType::F16 && !caps.f16 {
+        return Err(Error::Unsupported(
+            "attention: f16 storage needs SHADER_F16".into(),
+        ));
+    }
+    let bc = key_tile(head_dim, caps.max_workgroup_storage);
+    if 2 * bc * head_dim * 4 > caps.max_workgroup_storage {
+        return Err(Error::Unsupported(format!(
+            "attention: needs {} bytes of workgroup memory, the device has {}",
+            2 * bc * head_dim * 4,
+            caps.max_workgroup_storage
+        )));
+    }
+    let hidden = n_heads as u64 * head_dim as u64;
+    let qkv_rows = b.bytes(qkv) / (3 * hidden * dtype.size());
+    if b.bytes(out) < qkv_rows * hidden * dtype.size() {
+        return Err(Error::PlanInput(format!(
+            "attention '{label}': out holds {} bytes, under the {qkv_rows} rows of qkv",
+            b.bytes(out)
+        )));
+    }
+    let max_segments =
+        u32::try_from((b.bytes(cu_seqlens) / 4).saturating_sub(1)).unwrap_or(u32::MAX);
+    let h4 = u32::try_from(hidden / 4)
+        .map_err(|_| Error::Option(format!("attention: hidden size {hidden} too large")))?;
+    let params = AttentionParams {
+        n_heads,
+        segments: 0,
+        qkv_stride: 3 * h4,
+        out_stride: h4,
+        windowed: u32::from(window.is_some()),
+        window: window.unwrap_or(0).min(WINDOW_CLAMP),
+        scale: (std::f64::consts::LOG2_E / (head_dim as f64).sqrt()) as f32,
+        _pad: 0,
+    };
+    let max_dim = caps.max_workgroups_per_dim;
+    b.step(
+        label,
+        kernel(dtype, head_dim, bc),
+        &[qkv, cu_seqlens, out],
+        move |s: &RunSizes| {
+            let segments = s.segments.min(max_segments);
+            let p = AttentionParams { segments, ..params };
+            if s.rows == 0 || segments == 0 || s.max_segment == 0 {
+                return Launch::new(&p, [0, 0, 0]);
+            }
+            let pairs = n_heads.saturating_mul(segments);
+            let g = runtime::grid(pairs, max_dim);
+            Launch::new(&p, [s.max_segment.div_ceil(BR), g[0], g[1]])
+        },
+    )
+}
+
+/// (query, key) pairs the mask allows: `sum_s sum_i |{j in s : |i - j| <= w}|` (or `S^2`).
+pub fn allowed_pairs(cu_seqlens: &[u32], window: Option<u32>) -> u64 {
+    cu_seqlens
+        .windows(2)
+        .map(|s| {
+            let len = s[1].saturating_sub(s[0]) as u64;
+            match window {
+                None => len * len,
+                Some(w) => (0..len)
+                    .map(|i| (i + w as u64).min(len - 1) + 1 - i.saturating_sub(w as u64))
+                    .sum(),
+            }
+        })
+        .sum()
+}
+
+/// The CPU reference in f64: `out [T, H]` for `qkv [T, 3H]` (values as the GPU holds them).
+/// A query without allowed keys gives zeros.
+pub fn reference(
+    qkv: &[f32],
+    cu_seqlens: &[u32],
+    n_heads: u32,
+    head_dim: u32,
+    window: Option<u32>,
+) -> Vec<f64> {
+    let (nh, d) = (n_heads as usize, head_dim as usize);
+    let h = nh * d;
+    let rows = cu_seqlens.last().copied().unwrap_or(0) as usize;
+    let mut out = vec![0.0f64; rows * h];
+    let scale = 1.0 / (d as f64).sqrt();
+    let at = |row: usize, block: usize, head: usize, c: usize| {
+        qkv[row * 3 * h + block * h + head * d + c] as f64
+    };
+    let mut scores = Vec::new();
+    for s in cu_seqlens.windows(2) {
+        let (start, end) = (s[0] as usize, s[1] as usize);
+        for head in 0..nh {
+            for i in start..end {
+                let allowed = |j: usize| window.is_none_or(|w| i.abs_diff(j) <= w as usize);
+                scores.clear();
+                for j in (start..end).filter(|&j| allowed(j)) {
+                    let dot: f64 = (0..d).map(|c| at(i, 0, head, c) * at(j, 1, head, c)).sum();
+                    scores.push((j, dot * scale));
+                }
+                let Some(max) = scores.iter().map(|x| x.1).reduce(f64::max) else {
+                    continue;
+                };
+                let total: f64 = scores.iter().map(|x| (x.1 - max).exp()).sum();
+                for &(j, sc) in &scores {
+                    let w = (sc - max).exp() / total;
+                    for c in 0..d {
+                        out[i * h + head * d + c] += w * at(j, 2, head, c);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn key_tiles_fit_the_workgroup_memory() {
+        assert_eq!(super::key_tile(64, 16384), 32);
+        assert_eq!(super::key_tile(16, 16384), 128);
+        assert_eq!(super::key_tile(64, 8192), 16);
+    }
+
+    #[test]
+    fn allowed_pairs_count_the_band() {
+        assert_eq!(super::allowed_pairs(&[0, 3, 8], None), 9 + 25);
+        // Length 5, window 1: 2 + 3 + 3 + 3 + 2.
+        assert_eq!(super::allowed_pairs(&[0, 5], Some(1)), 13);
+        assert_eq!(super::allowed_pairs(&[0, 5], Some(100)), 25);
+    }
+}

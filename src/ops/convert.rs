@@ -1,0 +1,58 @@
+//! Element-type conversion between f32 and f16 storage, for the seams where a head needs f32
+//! (logits for top-k, pooled vectors) and the encoder stores f16. A no-op pair is refused.
+
+use crate::ops::{DType, Rows};
+use crate::runtime::{Access, Kernel, Launch, PlanBuilder, TensorId, grid};
+use crate::{Error, Result};
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct ConvertParams {
+    pub n: u32,
+    pub _pad: [u32; 3],
+}
+
+pub fn kernel(from: DType, to: DType) -> Kernel {
+    let k = Kernel::new("convert", "main", &[Access::Read, Access::ReadWrite])
+        .define("IN", from.wgsl())
+        .define("OUT", to.wgsl());
+    if from == DType::F16 || to == DType::F16 {
+        k.define("F16", 1)
+    } else {
+        k
+    }
+}
+
+pub fn variants() -> Vec<Kernel> {
+    vec![
+        kernel(DType::F16, DType::F32),
+        kernel(DType::F32, DType::F16),
+    ]
+}
+
+/// Converts `rows x width` elements of `x` (in `from`) into `y` (in `to`).
+#[allow(clippy::too_many_arguments)]
+pub fn record(
+    b: &mut PlanBuilder,
+    label: &str,
+    x: TensorId,
+    y: TensorId,
+    rows: Rows,
+    width: u32,
+    from: DType,
+    to: DType,
+) -> Result<()> {
+    if from == to {
+        return Err(Error::PlanInput(format!(
+            "{label}: conversion from {from:?} to itself"
+        )));
+    }
+    let max = b.gpu().caps().max_workgroups_per_dim;
+    b.step(label, kernel(from, to), &[x, y], move |s| {
+        let n = rows.eval(s) * width;
+        Launch::new(
+            &ConvertParams { n, _pad: [0; 3] },
+            grid(n.div_ceil(256), max),
+        )
+    })
+}

@@ -1,0 +1,185 @@
+//! Rotary position embedding (GPT-NeoX `rotate_half`) applied in place to the Q and K blocks of
+//! the packed QKV activation `[rows, 3H]`, with the angle rounded exactly as HF rounds it.
+//! Kept as its own kernel (not fused into attention): attention loads each key row many times
+//! (once per query tile), so rotating at load time would redo the trigonometry per load.
+
+use crate::ops::{DType, Rows};
+use crate::runtime::{self, Access, Kernel, Launch, PlanBuilder, RunSizes, TensorId};
+use crate::{Error, Result};
+
+/// Invocations per workgroup (must match `@workgroup_size` in `shaders/rope.wgsl`).
+const WG: u32 = 64;
+/// Frequencies the parameter block holds (head_dim <= 64).
+const MAX_HALF: usize = 32;
+
+/// Mirrors `RopeParams` in `shaders/rope.wgsl` (160 bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct RopeParams {
+    pub n_rows: u32,
+    pub n_heads: u32,
+    pub head_dim: u32,
+    pub half_dim: u32,
+    pub stride: u32,
+    pub _pad: [u32; 3],
+    /// `inv_freq[c]` as f32 bits.
+    pub inv_freq: [u32; MAX_HALF],
+}
+
+/// The kernel of one precision.
+pub fn kernel(dtype: DType) -> Kernel {
+    dtype.apply(Kernel::new(
+        "rope",
+        "main",
+        &[Access::ReadWrite, Access::Read],
+    ))
+}
+
+/// Every variant, for the translation test.
+pub fn variants() -> Vec<Kernel> {
+    vec![kernel(DType::F32), kernel(DType::F16)]
+}
+
+/// `inv_freq[c] = 1 / theta^(2c/d)` for `c < d/2`, rounded like HF's
+/// `1.0 / (theta ** (arange(0, d, 2).float() / d))` in f32: the exponent is an f32 division,
+/// the power is the correctly rounded f32 of the exact power (what libm/Sleef `powf` return),
+/// and the reciprocal is an f32 division.
+pub fn inv_freq(head_dim: u32, theta: f32) -> Vec<f32> {
+    (0..head_dim / 2)
+        .map(|c| {
+            let e = (2 * c) as f32 / head_dim as f32;
+            let pw = (theta as f64).powf(e as f64) as f32;
+            1.0f32 / pw
+        })
+        .collect()
+}
+
+fn check(n_heads: u32, head_dim: u32, theta: f32) -> Result<()> {
+    if n_heads == 0 {
+        return Err(Error::Option("rope: n_heads must be at least 1".into()));
+    }
+    if head_dim < 2 || !head_dim.is_multiple_of(2) || head_dim as usize > 2 * MAX_HALF {
+        return Err(Error::Option(format!(
+            "rope: head_dim {head_dim} must be even and in 2..={}",
+            2 * MAX_HALF
+        )));
+    }
+    if !(theta.is_finite() && theta > 0.0) {
+        return Err(Error::Option(format!(
+            "rope: theta {theta} must be positive"
+        )));
+    }
+    Ok(())
+}
+
+/// Records the in-place rotation of q and k of every head of `qkv [rows, 3 * n_heads *
+/// head_dim]` by `positions [rows]` (u32). Rows past the capacity of `qkv` or `positions`
+/// are not touched.
+#[allow(clippy::too_many_arguments)]
+pub fn record(
+    b: &mut PlanBuilder,
+    label: &str,
+    qkv: TensorId,
+    positions: TensorId,
+    rows: Rows,
+    n_heads: u32,
+    head_dim: u32,
+    theta: f32,
+    dtype: DType,
+) -> Result<()> {
+    check(n_heads, head_dim, theta)?;
+    if dtype == DType::F16 && !b.gpu().caps().f16 {
+        return Err(Error::Unsupported(
+            "rope: f16 storage needs SHADER_F16".into(),
+        ));
+    }
+    let stride = 3 * n_heads * head_dim;
+    let row_bytes = stride as u64 * dtype.size();
+    let capacity = (b.bytes(qkv) / row_bytes).min(b.bytes(positions) / 4);
+    let capacity = u32::try_from(capacity).unwrap_or(u32::MAX);
+    let mut freq = [0u32; MAX_HALF];
+    for (slot, f) in freq.iter_mut().zip(inv_freq(head_dim, theta)) {
+        *slot = f.to_bits();
+    }
+    let half = head_dim / 2;
+    let max_dim = b.gpu().caps().max_workgroups_per_dim;
+    b.step(
+        label,
+        kernel(dtype),
+        &[qkv, positions],
+        move |s: &RunSizes| {
+            let n_rows = rows.eval(s).min(capacity);
+            let params = RopeParams {
+                n_rows,
+                n_heads,
+                head_dim,
+                half_dim: half,
+                stride,
+                _pad: [0; 3],
+                inv_freq: freq,
+            };
+            let items = n_rows as u64 * half as u64;
+            let groups = u32::try_from(items.div_ceil(WG as u64)).unwrap_or(u32::MAX);
+            let wg = if groups == 0 {
+                [0, 0, 0]
+            } else {
+                runtime::grid(groups, max_dim)
+            };
+            Launch::new(&params, wg)
+        },
+    )
+}
+
+/// The CPU reference: `qkv [rows, 3H]` with q and k rotated (v copied), in f64 arithmetic on
+/// the f32 angle `f32(p) * inv_freq[c]` that HF computes. Call it with the values the GPU
+/// holds (already rounded to the storage precision).
+pub fn reference(
+    qkv: &[f32],
+    positions: &[u32],
+    n_heads: u32,
+    head_dim: u32,
+    theta: f32,
+) -> Vec<f64> {
+    let (nh, d) = (n_heads as usize, head_dim as usize);
+    let stride = 3 * nh * d;
+    let inv = inv_freq(head_dim, theta);
+    let mut out: Vec<f64> = qkv.iter().map(|&x| x as f64).collect();
+    for (row, &pos) in positions.iter().enumerate() {
+        if (row + 1) * stride > qkv.len() {
+            break;
+        }
+        for (c, &f) in inv.iter().enumerate() {
+            let phi = ((pos as f32) * f) as f64;
+            let (sin, cos) = phi.sin_cos();
+            for h in 0..2 * nh {
+                let a = row * stride + h * d + c;
+                let b = a + d / 2;
+                let (x0, x1) = (qkv[a] as f64, qkv[b] as f64);
+                out[a] = x0 * cos - x1 * sin;
+                out[b] = x1 * cos + x0 * sin;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn inv_freq_starts_at_one_and_decays_like_hf() {
+        let f = super::inv_freq(64, 10000.0);
+        assert_eq!(f.len(), 32);
+        assert_eq!(f[0], 1.0);
+        // 1 / 10000^(62/64), f32.
+        assert!((f[31] as f64 - 10000f64.powf(-62.0 / 64.0)).abs() < 1e-11);
+    }
+
+    #[test]
+    fn bad_shapes_are_option_errors() {
+        assert!(super::check(0, 64, 1e4).is_err());
+        assert!(super::check(12, 63, 1e4).is_err());
+        assert!(super::check(12, 128, 1e4).is_err());
+        assert!(super::check(12, 64, f32::NAN).is_err());
+        assert!(super::check(12, 64, 160000.0).is_ok());
+    }
+}

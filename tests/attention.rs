@@ -1,0 +1,408 @@
+//! RoPE and varlen attention on a real adapter (lavapipe in CI) against the f64 references.
+//!
+//! Tolerances (`|gpu - ref| <= atol + rtol * |ref|`):
+//! - RoPE f32: atol 2e-6, rtol 1e-5 on values in [-1, 1]. The reference uses HF's f32 angle
+//!   `f32(p) * inv_freq` and f64 sin/cos; the kernel reproduces that angle bit for bit and
+//!   evaluates sin/cos to ~2e-7, so even positions ~8200 pass. (Against the *exact* angle in
+//!   f64 the f32 angle itself is off by up to half an ulp of 8192, 2.4e-4 rad: that is the
+//!   reference's rounding, which the kernel deliberately copies.)
+//! - RoPE f16: rtol 5e-4 (half an f16 ulp, 2^-11 = 4.9e-4, from rounding the output), atol 2e-6.
+//! - Attention f32: atol 2e-5, rtol 1e-5; scores are f32 dot products of <= 64 terms and exp2
+//!   is a few ulp, outputs are convex combinations of v in [-1, 1].
+//! - Attention f16: rtol 5e-4 (output rounding to f16) + atol 2e-5 (the f32 arithmetic);
+//!   inputs are the same f16-rounded values for the GPU and the reference.
+
+mod common;
+
+use proptest::prelude::*;
+use wgbert::ops::attention::{self, AttentionArgs};
+use wgbert::ops::{DType, Rows, rope};
+use wgbert::runtime::{PlanBuilder, RunSizes};
+
+fn dtypes() -> Vec<DType> {
+    if common::gpu().caps().f16 {
+        vec![DType::F32, DType::F16]
+    } else {
+        vec![DType::F32]
+    }
+}
+
+fn cu_of(lens: &[u32]) -> Vec<u32> {
+    let mut cu = vec![0u32];
+    for l in lens {
+        cu.push(cu.last().copied().unwrap_or(0) + l);
+    }
+    cu
+}
+
+fn positions_of(lens: &[u32]) -> Vec<u32> {
+    lens.iter().flat_map(|&l| 0..l).collect()
+}
+
+/// Values as the GPU stores them in `dtype`.
+fn stored(dtype: DType, v: &[f32]) -> Vec<f32> {
+    dtype.decode(&dtype.encode(v))
+}
+
+struct Case<'a> {
+    lens: &'a [u32],
+    n_heads: u32,
+    head_dim: u32,
+    window: Option<u32>,
+    dtype: DType,
+    seed: u64,
+}
+
+/// Runs attention over packed random q/k/v (scale 2 so the softmax is far from uniform).
+fn attention_case(c: &Case) -> (Vec<f32>, Vec<f64>) {
+    let gpu = common::gpu();
+    let cu = cu_of(c.lens);
+    let t = *cu.last().unwrap_or(&0) as u64;
+    let h = (c.n_heads * c.head_dim) as u64;
+    let qkv = stored(
+        c.dtype,
+        &common::rand_vec((t * 3 * h) as usize, c.seed, 2.0),
+    );
+    let es = c.dtype.size();
+    // Two spare rows and sequences of capacity, like a real plan.
+    let mut b = PlanBuilder::new(gpu.clone());
+    let qkv_t = b.input("qkv", (t + 2) * 3 * h * es);
+    let cu_t = b.input("cu_seqlens", (cu.len() as u64 + 2) * 4);
+    let out_t = b.output("out", (t + 2) * h * es);
+    let args = AttentionArgs {
+        qkv: qkv_t,
+        cu_seqlens: cu_t,
+        out: out_t,
+        n_heads: c.n_heads,
+        head_dim: c.head_dim,
+        window: c.window,
+        dtype: c.dtype,
+    };
+    attention::record(&mut b, "attention", &args).unwrap();
+    let mut plan = b.build().unwrap();
+    plan.write(qkv_t, &c.dtype.encode(&qkv)).unwrap();
+    plan.write(cu_t, bytemuck::cast_slice(&cu)).unwrap();
+    plan.run(&RunSizes {
+        rows: t as u32,
+        segments: c.lens.len() as u32,
+        max_segment: c.lens.iter().copied().max().unwrap_or(0),
+        selected: 0,
+    })
+    .unwrap();
+    let got = c.dtype.decode(&plan.read(out_t, 0, t * h * es).unwrap());
+    let want = attention::reference(&qkv, &cu, c.n_heads, c.head_dim, c.window);
+    (got, want)
+}
+
+fn tolerance(dtype: DType) -> (f64, f64) {
+    match dtype {
+        DType::F32 => (2e-5, 1e-5),
+        DType::F16 => (2e-5, 5e-4),
+    }
+}
+
+fn check_attention(c: &Case) {
+    let (got, want) = attention_case(c);
+    let (atol, rtol) = tolerance(c.dtype);
+    let what = format!(
+        "attention {:?} lens {:?} heads {} d {} window {:?}",
+        c.dtype, c.lens, c.n_heads, c.head_dim, c.window
+    );
+    common::assert_close(&what, &got, &want, atol, rtol);
+}
+
+#[test]
+fn attention_matches_reference_across_head_dims_windows_and_lengths() {
+    let lens = [1u32, 5, 17, 40, 130];
+    for dtype in dtypes() {
+        for head_dim in attention::HEAD_DIMS {
+            for window in [None, Some(8), Some(16), Some(64)] {
+                check_attention(&Case {
+                    lens: &lens,
+                    n_heads: if head_dim == 64 { 2 } else { 3 },
+                    head_dim,
+                    window,
+                    dtype,
+                    seed: head_dim as u64 + window.unwrap_or(999) as u64,
+                });
+            }
+        }
+    }
+}
+
+#[test]
+fn modernbert_local_window_on_sequences_longer_than_the_band() {
+    // w = local_attention / 2 = 64: only sequences over 129 tokens see the band.
+    for dtype in dtypes() {
+        check_attention(&Case {
+            lens: &[300, 3, 129, 65, 200],
+            n_heads: 2,
+            head_dim: 64,
+            window: Some(64),
+            dtype,
+            seed: 7,
+        });
+    }
+}
+
+#[test]
+fn a_single_token_and_a_zero_window() {
+    for dtype in dtypes() {
+        for window in [None, Some(0), Some(64)] {
+            // A lone token attends to itself: the output is its v.
+            check_attention(&Case {
+                lens: &[1],
+                n_heads: 1,
+                head_dim: 32,
+                window,
+                dtype,
+                seed: 3,
+            });
+        }
+        check_attention(&Case {
+            lens: &[4, 70],
+            n_heads: 1,
+            head_dim: 16,
+            window: Some(0),
+            dtype,
+            seed: 4,
+        });
+    }
+}
+
+#[test]
+fn a_long_banded_sequence_past_8192_tokens() {
+    // Banding keeps this cheap on lavapipe: each query tile visits (64 + 2 * 8) keys.
+    check_attention(&Case {
+        lens: &[8300, 2],
+        n_heads: 1,
+        head_dim: 16,
+        window: Some(8),
+        dtype: DType::F32,
+        seed: 11,
+    });
+}
+
+#[test]
+fn a_global_sequence_of_several_tiles() {
+    check_attention(&Case {
+        lens: &[700],
+        n_heads: 1,
+        head_dim: 16,
+        window: None,
+        dtype: DType::F32,
+        seed: 12,
+    });
+}
+
+#[test]
+fn bad_attention_arguments_are_typed_errors() {
+    let gpu = common::gpu();
+    let mut b = PlanBuilder::new(gpu.clone());
+    let qkv = b.input("qkv", 10 * 3 * 64 * 4);
+    let cu = b.input("cu", 8);
+    // Smaller than the 10 rows qkv holds.
+    let out = b.output("out", 9 * 64 * 4);
+    let mut args = AttentionArgs {
+        qkv,
+        cu_seqlens: cu,
+        out,
+        n_heads: 1,
+        head_dim: 48,
+        window: None,
+        dtype: DType::F32,
+    };
+    let e = attention::record(&mut b, "a", &args).unwrap_err();
+    assert!(matches!(e, wgbert::Error::Option(_)), "{e}");
+    args.head_dim = 64;
+    args.n_heads = 0;
+    assert!(attention::record(&mut b, "a", &args).is_err());
+    args.n_heads = 1;
+    let e = attention::record(&mut b, "a", &args).unwrap_err();
+    assert!(matches!(e, wgbert::Error::PlanInput(_)), "{e}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+    #[test]
+    fn attention_random_shapes(
+        lens in proptest::collection::vec(1u32..150, 1..4),
+        window in proptest::option::of(0u32..40),
+        dim_index in 0usize..3,
+        n_heads in 1u32..3,
+        seed in 0u64..1000,
+    ) {
+        check_attention(&Case {
+            lens: &lens,
+            n_heads,
+            head_dim: attention::HEAD_DIMS[dim_index],
+            window,
+            dtype: DType::F32,
+            seed,
+        });
+    }
+}
+
+/// Runs RoPE in place on an external qkv buffer and reads it back.
+fn rope_case(
+    lens: &[u32],
+    n_heads: u32,
+    head_dim: u32,
+    theta: f32,
+    dtype: DType,
+) -> (Vec<f32>, Vec<f64>) {
+    let gpu = common::gpu();
+    let positions = positions_of(lens);
+    let t = positions.len() as u64;
+    let h = (n_heads * head_dim) as u64;
+    let es = dtype.size();
+    let x = stored(dtype, &common::rand_vec((t * 3 * h) as usize, 5, 1.0));
+    // One spare row: rows past RunSizes::rows must not move.
+    let mut bytes = dtype.encode(&x);
+    bytes.resize(((t + 1) * 3 * h * es) as usize, 0);
+    let buf = gpu.upload("qkv", &bytes).unwrap();
+    let mut b = PlanBuilder::new(gpu.clone());
+    let qkv_t = b.external("qkv", &buf);
+    let pos_t = b.input("positions", (t + 1) * 4);
+    rope::record(
+        &mut b,
+        "rope",
+        qkv_t,
+        pos_t,
+        Rows::Tokens,
+        n_heads,
+        head_dim,
+        theta,
+        dtype,
+    )
+    .unwrap();
+    let mut plan = b.build().unwrap();
+    plan.write(pos_t, bytemuck::cast_slice(&positions)).unwrap();
+    plan.run(&RunSizes {
+        rows: t as u32,
+        segments: lens.len() as u32,
+        max_segment: lens.iter().copied().max().unwrap_or(0),
+        selected: 0,
+    })
+    .unwrap();
+    let all = gpu.read("qkv", &buf, 0, (t + 1) * 3 * h * es).unwrap();
+    let got = dtype.decode(&all);
+    let mut want = rope::reference(&x, &positions, n_heads, head_dim, theta);
+    want.extend(std::iter::repeat_n(0.0, (3 * h) as usize));
+    (got, want)
+}
+
+#[test]
+fn rope_matches_reference_with_positions_restarting_per_sequence() {
+    for dtype in dtypes() {
+        let (atol, rtol) = match dtype {
+            DType::F32 => (2e-6, 1e-5),
+            DType::F16 => (2e-6, 5e-4),
+        };
+        for (theta, head_dim, n_heads) in [(10000.0, 64, 2), (160000.0, 64, 1), (10000.0, 16, 3)] {
+            let lens = [1u32, 3, 65, 129];
+            let (got, want) = rope_case(&lens, n_heads, head_dim, theta, dtype);
+            let what = format!("rope {dtype:?} theta {theta} d {head_dim}");
+            common::assert_close(&what, &got, &want, atol, rtol);
+        }
+    }
+}
+
+#[test]
+fn rope_keeps_the_reference_angle_at_long_positions() {
+    // Positions 0..8205: phi reaches 8204 rad at c = 0, where WGSL's own sin/cos may err by
+    // ~5e-4; the kernel's reduction keeps the f32 tolerance.
+    for dtype in dtypes() {
+        let (atol, rtol) = match dtype {
+            DType::F32 => (2e-6, 1e-5),
+            DType::F16 => (2e-6, 5e-4),
+        };
+        for theta in [10000.0, 160000.0] {
+            let (got, want) = rope_case(&[8205, 7], 1, 16, theta, dtype);
+            let what = format!("long rope {dtype:?} theta {theta}");
+            common::assert_close(&what, &got, &want, atol, rtol);
+        }
+    }
+}
+
+#[test]
+fn rope_then_attention_in_one_plan() {
+    // The ModernBERT order: rotate in place, then attend; checked against both references.
+    let gpu = common::gpu();
+    let lens = [3u32, 140, 20];
+    let (n_heads, head_dim, window, theta) = (2u32, 64u32, Some(64), 10000.0f32);
+    let cu = cu_of(&lens);
+    let positions = positions_of(&lens);
+    let t = positions.len() as u64;
+    let h = (n_heads * head_dim) as u64;
+    let x = common::rand_vec((t * 3 * h) as usize, 21, 2.0);
+    let buf = gpu.upload("qkv", bytemuck::cast_slice(&x)).unwrap();
+    let mut b = PlanBuilder::new(gpu.clone());
+    let qkv_t = b.external("qkv", &buf);
+    let pos_t = b.input("positions", t * 4);
+    let cu_t = b.input("cu", cu.len() as u64 * 4);
+    let out_t = b.output("out", t * h * 4);
+    let dtype = DType::F32;
+    rope::record(
+        &mut b,
+        "rope",
+        qkv_t,
+        pos_t,
+        Rows::Tokens,
+        n_heads,
+        head_dim,
+        theta,
+        dtype,
+    )
+    .unwrap();
+    let args = AttentionArgs {
+        qkv: qkv_t,
+        cu_seqlens: cu_t,
+        out: out_t,
+        n_heads,
+        head_dim,
+        window,
+        dtype,
+    };
+    attention::record(&mut b, "attention", &args).unwrap();
+    let mut plan = b.build().unwrap();
+    plan.write(pos_t, bytemuck::cast_slice(&positions)).unwrap();
+    plan.write(cu_t, bytemuck::cast_slice(&cu)).unwrap();
+    plan.run(&RunSizes {
+        rows: t as u32,
+        segments: lens.len() as u32,
+        max_segment: 140,
+        selected: 0,
+    })
+    .unwrap();
+    let got = dtype.decode(&plan.read(out_t, 0, t * h * 4).unwrap());
+    let rotated: Vec<f32> = rope::reference(&x, &positions, n_heads, head_dim, theta)
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    let want = attention::reference(&rotated, &cu, n_heads, head_dim, window);
+    common::assert_close("rope + attention", &got, &want, 2e-5, 1e-5);
+}
+
+#[test]
+fn bad_rope_arguments_are_option_errors() {
+    let gpu = common::gpu();
+    let mut b = PlanBuilder::new(gpu.clone());
+    let qkv = b.input("qkv", 3 * 64 * 4);
+    let pos = b.input("pos", 4);
+    for (heads, dim, theta) in [(1, 63, 1e4), (1, 128, 1e4), (0, 64, 1e4), (1, 64, -1.0)] {
+        let e = rope::record(
+            &mut b,
+            "rope",
+            qkv,
+            pos,
+            Rows::Tokens,
+            heads,
+            dim,
+            theta,
+            DType::F32,
+        )
+        .unwrap_err();
+        assert!(matches!(e, wgbert::Error::Option(_)), "{e}");
+    }
+}

@@ -1,0 +1,313 @@
+//! Matmul on the test adapter against the f64 reference: every epilogue x {f32, f16} x
+//! {tiled, subgroup} over awkward shapes, the automatic variant switch, argument errors and
+//! a property test over random small shapes.
+//!
+//! Tolerances (`|got - want| <= atol + rtol * |want|`):
+//! - f32: rtol 1e-5, atol 1e-5. The GPU sums K <= 100 f32 products of magnitude < 1, so its
+//!   rounding stays far below 1e-5 of the result; atol covers results near 0 after
+//!   cancellation, and the f32 erf of GELU (<= 2e-7 absolute).
+//! - f16: inputs (x, W, bias, residual) are rounded to f16 before the reference, so only the
+//!   f32 accumulation (as above) and the one rounding of the stored f16 output differ:
+//!   2^-11 ~ 4.9e-4 relative. rtol 1e-3 leaves a factor 2; atol 1e-4 covers the f32 part
+//!   near 0 (f16 spacing there is finer).
+
+mod common;
+
+use proptest::prelude::*;
+use wgbert::ops::matmul::{self, Epilogue, MatmulArgs, MatmulVariant};
+use wgbert::ops::{Activation, DType, Rows};
+use wgbert::runtime::{PlanBuilder, RunSizes};
+
+const GELU: Activation = Activation::GeluErf;
+
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    k: usize,
+    n: usize,
+    dtype: DType,
+    variant: Option<MatmulVariant>,
+    epilogue: Epilogue,
+    bias: bool,
+}
+
+/// Shapes (T, K, N): T in {1, 3, 65, 129, 300}, K and N off the 16/64 grid, plus an exact tile.
+const SHAPES: &[(usize, usize, usize)] = &[
+    (1, 24, 17),
+    (3, 40, 48),
+    (65, 100, 70),
+    (129, 5, 33),
+    (300, 40, 70),
+    (64, 32, 64),
+];
+
+fn round(dtype: DType, v: Vec<f32>) -> Vec<f32> {
+    dtype.decode(&dtype.encode(&v))
+}
+
+fn tolerance(dtype: DType) -> (f64, f64) {
+    match dtype {
+        DType::F32 => (1e-5, 1e-5),
+        DType::F16 => (1e-4, 1e-3),
+    }
+}
+
+fn dtypes() -> Vec<DType> {
+    if common::gpu().caps().f16 {
+        vec![DType::F32, DType::F16]
+    } else {
+        eprintln!("adapter has no SHADER_F16: f16 cases skipped");
+        vec![DType::F32]
+    }
+}
+
+fn variants() -> Vec<MatmulVariant> {
+    if common::gpu().caps().subgroups {
+        vec![MatmulVariant::Tiled, MatmulVariant::Subgroup]
+    } else {
+        eprintln!("adapter has no subgroups: subgroup cases skipped");
+        vec![MatmulVariant::Tiled]
+    }
+}
+
+/// Runs one case on the GPU (plan built for `cap` rows, run once per entry of `runs`) and
+/// checks each run against the reference.
+fn check(c: Case, cap: usize, runs: &[usize], seed: u64) {
+    let gpu = common::gpu();
+    let w_rows = match c.epilogue {
+        Epilogue::GeGlu(_) => 2 * c.n,
+        _ => c.n,
+    };
+    let es = c.dtype.size();
+    let x = round(c.dtype, common::rand_vec(cap * c.k, seed, 1.0));
+    let w = round(c.dtype, common::rand_vec(w_rows * c.k, seed + 1, 0.5));
+    let bias = round(c.dtype, common::rand_vec(w_rows, seed + 2, 1.0));
+    let res = round(c.dtype, common::rand_vec(cap * c.n, seed + 3, 2.0));
+    let residual = c.epilogue == Epilogue::Residual;
+
+    let mut b = PlanBuilder::new(gpu.clone());
+    let xt = b.input("x", (cap * c.k) as u64 * es);
+    let wbuf = gpu.upload("w", &c.dtype.encode(&w)).unwrap();
+    let wt = b.external("w", &wbuf);
+    let bbuf = gpu.upload("bias", &c.dtype.encode(&bias)).unwrap();
+    let bt = c.bias.then(|| b.external("bias", &bbuf));
+    let rt = residual.then(|| b.input("residual", (cap * c.n) as u64 * es));
+    let yt = b.output("y", (cap * c.n) as u64 * es);
+    let args = MatmulArgs {
+        x: xt,
+        w: wt,
+        bias: bt,
+        residual: rt,
+        y: yt,
+        rows: Rows::Tokens,
+        k: c.k as u32,
+        n: c.n as u32,
+        dtype: c.dtype,
+        epilogue: c.epilogue,
+        variant: c.variant,
+    };
+    matmul::record(&mut b, "matmul", &args).unwrap();
+    let mut plan = b.build().unwrap();
+    plan.write(xt, &c.dtype.encode(&x)).unwrap();
+    if let Some(rt) = rt {
+        plan.write(rt, &c.dtype.encode(&res)).unwrap();
+    }
+    for &t in runs {
+        plan.run(&RunSizes {
+            rows: t as u32,
+            ..Default::default()
+        })
+        .unwrap();
+        let got = c
+            .dtype
+            .decode(&plan.read(yt, 0, (t * c.n) as u64 * es).unwrap());
+        let want = matmul::reference(
+            &x[..t * c.k],
+            &w,
+            c.bias.then_some(&bias[..]),
+            residual.then_some(&res[..t * c.n]),
+            t,
+            c.k,
+            c.n,
+            c.epilogue,
+        );
+        let (atol, rtol) = tolerance(c.dtype);
+        common::assert_close(&format!("{c:?} T={t}"), &got, &want, atol, rtol);
+    }
+}
+
+/// Every shape x dtype x variant for one epilogue, with and without bias.
+fn sweep(epilogue: Epilogue, biases: &[bool]) {
+    let mut seed = 1;
+    for dtype in dtypes() {
+        for variant in variants() {
+            for &bias in biases {
+                for &(t, k, n) in SHAPES {
+                    let c = Case {
+                        t,
+                        k,
+                        n,
+                        dtype,
+                        variant: Some(variant),
+                        epilogue,
+                        bias,
+                    };
+                    check(c, t, &[t], seed);
+                    seed += 10;
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn plain_product() {
+    sweep(Epilogue::None, &[false]);
+}
+
+#[test]
+fn bias() {
+    sweep(Epilogue::None, &[true]);
+}
+
+#[test]
+fn residual_add() {
+    sweep(Epilogue::Residual, &[false, true]);
+}
+
+#[test]
+fn activation() {
+    sweep(Epilogue::Act(GELU), &[false, true]);
+}
+
+#[test]
+fn geglu() {
+    sweep(Epilogue::GeGlu(GELU), &[false, true]);
+}
+
+#[test]
+fn other_activations() {
+    for act in [Activation::GeluTanh, Activation::Silu, Activation::Relu] {
+        for variant in variants() {
+            for epilogue in [Epilogue::Act(act), Epilogue::GeGlu(act)] {
+                let c = Case {
+                    k: 37,
+                    n: 19,
+                    dtype: DType::F32,
+                    variant: Some(variant),
+                    epilogue,
+                    bias: true,
+                };
+                check(c, 67, &[67], 77);
+            }
+        }
+    }
+}
+
+/// One plan, automatic variant: runs with few rows and many rows (either side of
+/// SMALL_ROWS), then few again, so each launch fully rewrites its rows.
+#[test]
+fn automatic_variant_switches_with_the_row_count() {
+    for dtype in dtypes() {
+        for epilogue in [Epilogue::Residual, Epilogue::GeGlu(GELU)] {
+            let c = Case {
+                k: 40,
+                n: 70,
+                dtype,
+                variant: None,
+                epilogue,
+                bias: true,
+            };
+            let small = matmul::SMALL_ROWS as usize;
+            check(c, 130, &[3, 130, small, small + 1, 1], 5);
+        }
+    }
+}
+
+#[test]
+fn zero_rows_is_a_skipped_launch() {
+    let c = Case {
+        k: 8,
+        n: 8,
+        dtype: DType::F32,
+        variant: None,
+        epilogue: Epilogue::None,
+        bias: false,
+    };
+    check(c, 4, &[0, 4], 9);
+}
+
+#[test]
+fn bad_arguments_are_typed_errors() {
+    let gpu = common::gpu();
+    let mut b = PlanBuilder::new(gpu.clone());
+    let x = b.input("x", 4 * 8 * 4);
+    let w = b.input("w", 16 * 8 * 4);
+    let r = b.input("r", 4 * 16 * 4);
+    let y = b.output("y", 4 * 16 * 4);
+    let tiny = b.input("tiny", 8);
+    let ok = MatmulArgs {
+        x,
+        w,
+        bias: None,
+        residual: None,
+        y,
+        rows: Rows::Fixed(4),
+        k: 8,
+        n: 16,
+        dtype: DType::F32,
+        epilogue: Epilogue::None,
+        variant: Some(MatmulVariant::Tiled),
+    };
+    let cases = [
+        ("needs a residual", MatmulArgs { epilogue: Epilogue::Residual, ..ok }),
+        ("only read by", MatmulArgs { residual: Some(r), ..ok }),
+        ("weight holds", MatmulArgs { epilogue: Epilogue::GeGlu(GELU), ..ok }),
+        ("bias holds", MatmulArgs { bias: Some(tiny), ..ok }),
+        ("buffers hold 4", MatmulArgs { rows: Rows::Fixed(5), ..ok }),
+        ("must be positive", MatmulArgs { k: 0, ..ok }),
+    ];
+    for (want, args) in cases {
+        let e = matmul::record(&mut b, "m", &args).unwrap_err();
+        assert!(matches!(e, wgbert::Error::PlanInput(_)), "{e}");
+        assert!(e.to_string().contains(want), "{want}: {e}");
+    }
+    // The output bound as an input too is refused by the plan.
+    let e = matmul::record(&mut b, "m", &MatmulArgs { x: y, ..ok }).unwrap_err();
+    assert!(e.to_string().contains("bound twice"), "{e}");
+    matmul::record(&mut b, "m", &ok).unwrap();
+}
+
+fn epilogue_strategy() -> impl Strategy<Value = Epilogue> {
+    prop_oneof![
+        Just(Epilogue::None),
+        Just(Epilogue::Residual),
+        Just(Epilogue::Act(GELU)),
+        Just(Epilogue::GeGlu(GELU)),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn random_shapes_match_the_reference(
+        t in 1usize..90,
+        k in 1usize..70,
+        n in 1usize..80,
+        epilogue in epilogue_strategy(),
+        bias in any::<bool>(),
+        f16 in any::<bool>(),
+        subgroup in any::<bool>(),
+        seed in 0u64..1000,
+    ) {
+        let caps = common::gpu().caps().clone();
+        let dtype = if f16 && caps.f16 { DType::F16 } else { DType::F32 };
+        let variant = if subgroup && caps.subgroups {
+            MatmulVariant::Subgroup
+        } else {
+            MatmulVariant::Tiled
+        };
+        let c = Case { k, n, dtype, variant: Some(variant), epilogue, bias };
+        check(c, t, &[t], seed);
+    }
+}
