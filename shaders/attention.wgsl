@@ -35,7 +35,8 @@ struct AttentionParams {
     window: u32,
     // log2(e) / sqrt(D).
     scale: f32,
-    _pad: u32,
+    // Rows of the batch: offsets past it (a corrupt cu_seqlens) are clamped, never looped over.
+    rows: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: AttentionParams;
@@ -55,8 +56,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     if seq >= p.segments {
         return;
     }
-    let start = cu_seqlens[seq];
-    let len = cu_seqlens[seq + 1u] - start;
+    let end = min(cu_seqlens[seq + 1u], p.rows);
+    let start = min(cu_seqlens[seq], end);
+    let len = end - start;
     let q0 = wg.x * BR;
     if q0 >= len {
         return;

@@ -143,7 +143,6 @@ fn sweep(epilogue: Epilogue, biases: &[bool]) {
             for &bias in biases {
                 for &(t, k, n) in SHAPES {
                     let c = Case {
-                        t,
                         k,
                         n,
                         dtype,
@@ -259,11 +258,41 @@ fn bad_arguments_are_typed_errors() {
         variant: Some(MatmulVariant::Tiled),
     };
     let cases = [
-        ("needs a residual", MatmulArgs { epilogue: Epilogue::Residual, ..ok }),
-        ("only read by", MatmulArgs { residual: Some(r), ..ok }),
-        ("weight holds", MatmulArgs { epilogue: Epilogue::GeGlu(GELU), ..ok }),
-        ("bias holds", MatmulArgs { bias: Some(tiny), ..ok }),
-        ("buffers hold 4", MatmulArgs { rows: Rows::Fixed(5), ..ok }),
+        (
+            "needs a residual",
+            MatmulArgs {
+                epilogue: Epilogue::Residual,
+                ..ok
+            },
+        ),
+        (
+            "only read by",
+            MatmulArgs {
+                residual: Some(r),
+                ..ok
+            },
+        ),
+        (
+            "weight holds",
+            MatmulArgs {
+                epilogue: Epilogue::GeGlu(GELU),
+                ..ok
+            },
+        ),
+        (
+            "bias holds",
+            MatmulArgs {
+                bias: Some(tiny),
+                ..ok
+            },
+        ),
+        (
+            "buffers hold 4",
+            MatmulArgs {
+                rows: Rows::Fixed(5),
+                ..ok
+            },
+        ),
         ("must be positive", MatmulArgs { k: 0, ..ok }),
     ];
     for (want, args) in cases {

@@ -2,9 +2,8 @@
 // values held in registers: thread `lid` owns columns lid + j * RN_WG, j < RN_PT (the PT
 // define, a power of two chosen by the host from `hidden`), and holds 0 past the row's end.
 // rn_sum reduces with a shared-memory tree, or, with the SUBGROUP define, with subgroupAdd
-// and one partial per subgroup (2 barriers instead of 8). In the SUBGROUP variant the entry
-// point must set `rn_sg` = (subgroup_id, num_subgroups,
-// subgroup_invocation_id) before the first call.
+// and one partial per subgroup (2 barriers instead of 9). In the SUBGROUP variant the entry
+// point sets `rn_sg` = (subgroup_id, num_subgroups, subgroup_invocation_id) first.
 // Every call must be reached by the whole workgroup (uniform control flow).
 
 const RN_WG: u32 = 128u;

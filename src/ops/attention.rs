@@ -29,7 +29,8 @@ pub struct AttentionParams {
     pub window: u32,
     /// log2(e) / sqrt(head_dim).
     pub scale: f32,
-    pub _pad: u32,
+    /// Rows of the batch (cu_seqlens offsets are clamped to it).
+    pub rows: u32,
 }
 
 /// One attention step.
@@ -126,6 +127,7 @@ pub fn record(b: &mut PlanBuilder, label: &str, args: &AttentionArgs) -> Result<
             b.bytes(out)
         )));
     }
+    let row_capacity = u32::try_from(qkv_rows).unwrap_or(u32::MAX);
     let max_segments =
         u32::try_from((b.bytes(cu_seqlens) / 4).saturating_sub(1)).unwrap_or(u32::MAX);
     let h4 = u32::try_from(hidden / 4)
@@ -138,7 +140,7 @@ pub fn record(b: &mut PlanBuilder, label: &str, args: &AttentionArgs) -> Result<
         windowed: u32::from(window.is_some()),
         window: window.unwrap_or(0).min(WINDOW_CLAMP),
         scale: (std::f64::consts::LOG2_E / (head_dim as f64).sqrt()) as f32,
-        _pad: 0,
+        rows: 0,
     };
     let max_dim = caps.max_workgroups_per_dim;
     b.step(
@@ -147,7 +149,11 @@ pub fn record(b: &mut PlanBuilder, label: &str, args: &AttentionArgs) -> Result<
         &[qkv, cu_seqlens, out],
         move |s: &RunSizes| {
             let segments = s.segments.min(max_segments);
-            let p = AttentionParams { segments, ..params };
+            let p = AttentionParams {
+                segments,
+                rows: s.rows.min(row_capacity),
+                ..params
+            };
             if s.rows == 0 || segments == 0 || s.max_segment == 0 {
                 return Launch::new(&p, [0, 0, 0]);
             }

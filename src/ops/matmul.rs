@@ -207,7 +207,9 @@ fn check(b: &PlanBuilder, label: &str, a: &MatmulArgs) -> Result<u32> {
     }
     let bias_bytes = a.bias.map(|t| b.bytes(t));
     if bias_bytes.is_some_and(|bytes| bytes < w_rows * es) {
-        return bad(format!("bias holds {bias_bytes:?} bytes, needs [{w_rows}] x {es}"));
+        return bad(format!(
+            "bias holds {bias_bytes:?} bytes, needs [{w_rows}] x {es}"
+        ));
     }
     let mut cap = (b.bytes(a.x) / (k * es)).min(b.bytes(a.y) / (n * es));
     match (a.epilogue, a.residual) {
@@ -327,7 +329,12 @@ mod tests {
         assert_eq!((p.tiles_n, p.tiles), (2, 2));
         let p = MatmulVariant::Subgroup.params(Epilogue::None, 300, 8, 17);
         assert_eq!((p.tiles_n, p.tiles), (5, 5));
-        assert_eq!(MatmulVariant::Subgroup.params(Epilogue::None, 0, 8, 17).tiles, 0);
+        assert_eq!(
+            MatmulVariant::Subgroup
+                .params(Epilogue::None, 0, 8, 17)
+                .tiles,
+            0
+        );
         assert_eq!(std::mem::size_of::<MatmulParams>(), 32);
     }
 
@@ -336,7 +343,12 @@ mod tests {
         let k = kernel(MatmulVariant::Tiled, DType::F16, Epilogue::Residual, true);
         assert_eq!(k.bindings.len(), 5);
         assert!(k.name().contains("BIAS=4") && k.name().contains("RESIDUAL=5"));
-        let k = kernel(MatmulVariant::Subgroup, DType::F32, Epilogue::Residual, false);
+        let k = kernel(
+            MatmulVariant::Subgroup,
+            DType::F32,
+            Epilogue::Residual,
+            false,
+        );
         assert!(k.name().contains("RESIDUAL=4"), "{}", k.name());
         assert_eq!(variants().len(), 80);
     }
