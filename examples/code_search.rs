@@ -34,7 +34,14 @@ fn main() -> Result<()> {
     if chunks.is_empty() {
         bail!("no .{ext} code under {}", args[0]);
     }
-    let enc = Encoder::load(&model, &LoadOptions { truncate: true, progress: true, ..Default::default() })?;
+    let enc = Encoder::load(
+        &model,
+        &LoadOptions {
+            truncate: true,
+            progress: true,
+            ..Default::default()
+        },
+    )?;
     let texts: Vec<&str> = chunks.iter().map(|c| c.1.as_str()).collect();
     let vecs = enc.embed(&texts, EmbedPooling::Mean, true)?;
     let q = &enc.embed(&[args[1].as_str()], EmbedPooling::Mean, true)?[0].vectors[0];
@@ -45,7 +52,11 @@ fn main() -> Result<()> {
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
     for (s, i) in scored.iter().take(5) {
-        println!("{s:.4}  {}\n{}\n", chunks[*i].0, chunks[*i].1.lines().take(6).collect::<Vec<_>>().join("\n"));
+        println!(
+            "{s:.4}  {}\n{}\n",
+            chunks[*i].0,
+            chunks[*i].1.lines().take(6).collect::<Vec<_>>().join("\n")
+        );
     }
     Ok(())
 }

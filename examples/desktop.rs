@@ -19,9 +19,11 @@ fn main() -> Result<()> {
 
     // The application's own device: it decides features and limits. wgbert uses what it gets
     // (f16 only when the app enabled SHADER_F16).
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let adapter = pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
-        .context("no adapter")?;
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter =
+        pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
+            .context("no adapter")?;
     let features = adapter.features() & wgpu::Features::SHADER_F16;
     let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
         label: Some("desktop app"),
@@ -44,7 +46,13 @@ fn main() -> Result<()> {
         usage: wgpu::BufferUsages::STORAGE,
         mapped_at_creation: false,
     });
-    let v = worker.join().map_err(|_| anyhow::anyhow!("worker panicked"))??;
-    println!("embedded on the app's device: {} dims, first {:?}", v[0].vectors[0].len(), &v[0].vectors[0][..4]);
+    let v = worker
+        .join()
+        .map_err(|_| anyhow::anyhow!("worker panicked"))??;
+    println!(
+        "embedded on the app's device: {} dims, first {:?}",
+        v[0].vectors[0].len(),
+        &v[0].vectors[0][..4]
+    );
     Ok(())
 }

@@ -16,12 +16,22 @@ fn main() -> Result<()> {
         }
         _ => "answerdotai/ModernBERT-base".to_string(),
     };
-    let text = args.first().cloned().unwrap_or_else(|| "The capital of France is [MASK].".into());
+    let text = args
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "The capital of France is [MASK].".into());
 
     // 1. Load the model (from the hub cache or a directory) onto the best adapter.
-    let opts = LoadOptions { progress: true, ..Default::default() };
+    let opts = LoadOptions {
+        progress: true,
+        ..Default::default()
+    };
     let encoder = Encoder::load(&model, &opts)?;
-    println!("running on {} ({:?})", encoder.gpu().info().name, encoder.dtype());
+    println!(
+        "running on {} ({:?})",
+        encoder.gpu().info().name,
+        encoder.dtype()
+    );
 
     // 2. Fill the mask and read the predictions.
     for mask in &encoder.fill_mask(&[text.as_str()], 5)?[0] {

@@ -9,7 +9,8 @@ use wgbert::encoder::{EmbedPooling, Encoder, LoadOptions};
 
 fn main() -> Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let model = take_flag(&mut args, "--model").unwrap_or_else(|| "answerdotai/ModernBERT-base".into());
+    let model =
+        take_flag(&mut args, "--model").unwrap_or_else(|| "answerdotai/ModernBERT-base".into());
     if args.len() < 2 {
         bail!("usage: semantic_search DOCS_DIR QUERY... [--model ID|DIR]");
     }
@@ -23,7 +24,11 @@ fn main() -> Result<()> {
             docs.push(text);
         }
     }
-    let opts = LoadOptions { truncate: true, progress: true, ..Default::default() };
+    let opts = LoadOptions {
+        truncate: true,
+        progress: true,
+        ..Default::default()
+    };
     let enc = Encoder::load(&model, &opts)?;
     let doc_refs: Vec<&str> = docs.iter().map(String::as_str).collect();
     let doc_vecs = enc.embed(&doc_refs, EmbedPooling::Mean, true)?;

@@ -19,6 +19,9 @@ use crate::ops::pooling::PoolMode;
 use crate::runtime::{Gpu, GpuOptions, RunSizes};
 use crate::text::pack::{PackedBatch, Packer};
 use crate::text::tokenizer::TextTokenizer;
+
+/// Per sequence: (position, top-k (token id, probability)) for each selected position.
+pub type TopK = Vec<Vec<(usize, Vec<(u32, f32)>)>>;
 use crate::{Error, Result};
 
 /// How to load a model.
@@ -162,13 +165,24 @@ impl Encoder {
         };
         let weights = ModelWeights::load(&gpu, &config, &ck, dtype, &mut on_tensor)?;
         if progress {
-            eprintln!("\rloaded {} tensors ({} MiB, {dtype:?}) on {}{:40}", done, weights.bytes >> 20, gpu.info().name, "");
+            eprintln!(
+                "\rloaded {} tensors ({} MiB, {dtype:?}) on {}{:40}",
+                done,
+                weights.bytes >> 20,
+                gpu.info().name,
+                ""
+            );
         }
         Self::assemble(gpu, config, weights, tokenizer, opts.max_batch_tokens)
     }
 
     /// A model with random weights of `config`'s shapes (benchmarks, tests); no tokenizer.
-    pub fn random(gpu: Arc<Gpu>, config: ModelConfig, dtype: Option<DType>, max_batch_tokens: Option<usize>) -> Result<Encoder> {
+    pub fn random(
+        gpu: Arc<Gpu>,
+        config: ModelConfig,
+        dtype: Option<DType>,
+        max_batch_tokens: Option<usize>,
+    ) -> Result<Encoder> {
         let dtype = pick_dtype(&gpu, dtype)?;
         let weights = ModelWeights::random(&gpu, &config, dtype, 0x5eed)?;
         Self::assemble(gpu, config, weights, None, max_batch_tokens)
@@ -192,7 +206,14 @@ impl Encoder {
             Some(n) => n,
             None => DEFAULT_CAPACITY.min(limit),
         };
-        Ok(Encoder { gpu, config, weights, tokenizer, capacity, buckets: Mutex::new(BTreeMap::new()) })
+        Ok(Encoder {
+            gpu,
+            config,
+            weights,
+            tokenizer,
+            capacity,
+            buckets: Mutex::new(BTreeMap::new()),
+        })
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -221,7 +242,11 @@ impl Encoder {
     /// Tokenizes texts (errors name the text's index).
     pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
         let tok = self.tokenizer()?;
-        texts.iter().enumerate().map(|(i, t)| tok.encode(t, i).map(|e| e.ids)).collect()
+        texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| tok.encode(t, i).map(|e| e.ids))
+            .collect()
     }
 
     fn bucket_for(&self, tokens: usize) -> usize {
@@ -232,11 +257,40 @@ impl Encoder {
         c
     }
 
+    /// The bucket of capacity `cap`, its encoder plan recorded on first use.
+    fn bucket_mut<'a>(
+        &self,
+        buckets: &'a mut BTreeMap<usize, Bucket>,
+        cap: usize,
+    ) -> Result<&'a mut Bucket> {
+        match buckets.entry(cap) {
+            std::collections::btree_map::Entry::Occupied(e) => Ok(e.into_mut()),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                let enc = EncoderGraph::build(&self.gpu, &self.config, &self.weights, cap, cap)?;
+                Ok(v.insert(Bucket {
+                    enc,
+                    pools: HashMap::new(),
+                    mlm: HashMap::new(),
+                    seq_cls: None,
+                    tok_cls: None,
+                }))
+            }
+        }
+    }
+
     /// Runs the encoder on one packed batch and hands the bucket to `f` to run heads/read.
-    fn with_batch<T>(&self, batch: &PackedBatch, selected: u32, f: impl FnOnce(&mut Bucket, &RunSizes) -> Result<T>) -> Result<T> {
+    fn with_batch<T>(
+        &self,
+        batch: &PackedBatch,
+        selected: u32,
+        f: impl FnOnce(&mut Bucket, &RunSizes) -> Result<T>,
+    ) -> Result<T> {
         let t = batch.n_tokens();
         if t > self.capacity {
-            return Err(Error::PlanInput(format!("batch of {t} tokens over the capacity {}", self.capacity)));
+            return Err(Error::PlanInput(format!(
+                "batch of {t} tokens over the capacity {}",
+                self.capacity
+            )));
         }
         let vocab = self.config.vocab_size as u32;
         if let Some(bad) = batch.ids.iter().find(|&&id| id >= vocab) {
@@ -247,11 +301,7 @@ impl Encoder {
         }
         let cap = self.bucket_for(t);
         let mut buckets = self.buckets.lock().map_err(|_| poisoned())?;
-        if !buckets.contains_key(&cap) {
-            let enc = EncoderGraph::build(&self.gpu, &self.config, &self.weights, cap, cap)?;
-            buckets.insert(cap, Bucket { enc, pools: HashMap::new(), mlm: HashMap::new(), seq_cls: None, tok_cls: None });
-        }
-        let bucket = buckets.get_mut(&cap).ok_or_else(poisoned)?;
+        let bucket = self.bucket_mut(&mut buckets, cap)?;
         let sizes = RunSizes {
             rows: t as u32,
             segments: batch.n_seqs() as u32,
@@ -260,15 +310,12 @@ impl Encoder {
         };
         let enc = &mut bucket.enc;
         enc.plan.write(enc.ids, bytemuck::cast_slice(&batch.ids))?;
-        enc.plan.write(enc.positions, bytemuck::cast_slice(&batch.positions))?;
-        enc.plan.write(enc.cu_seqlens, bytemuck::cast_slice(&batch.cu_seqlens))?;
+        enc.plan
+            .write(enc.positions, bytemuck::cast_slice(&batch.positions))?;
+        enc.plan
+            .write(enc.cu_seqlens, bytemuck::cast_slice(&batch.cu_seqlens))?;
         enc.plan.run(&sizes)?;
         f(bucket, &sizes)
-    }
-
-    /// Packs token sequences into batches that fit this encoder.
-    pub fn pack<'a>(&self, seqs: impl IntoIterator<Item = Result<(usize, &'a [u32])>> + 'a) -> Result<Packer<impl Iterator<Item = Result<(usize, &'a [u32])>>>> {
-        Packer::new(seqs.into_iter(), self.capacity, self.capacity)
     }
 
     /// Final hidden states `[len, hidden]` (f32) of every token of each sequence.
@@ -298,7 +345,12 @@ impl Encoder {
     }
 
     /// Embeddings of token sequences (see `embed`).
-    pub fn embed_ids(&self, seqs: &[Vec<u32>], pooling: EmbedPooling, normalize: bool) -> Result<Vec<Embedding>> {
+    pub fn embed_ids(
+        &self,
+        seqs: &[Vec<u32>],
+        pooling: EmbedPooling,
+        normalize: bool,
+    ) -> Result<Vec<Embedding>> {
         let mut out: Vec<Option<Embedding>> = vec![None; seqs.len()];
         self.for_each_batch(seqs, |batch, bucket, sizes| {
             for (i, e) in self.embed_batch(batch, bucket, sizes, pooling, normalize)? {
@@ -310,8 +362,15 @@ impl Encoder {
     }
 
     /// Embeds one packed batch, returning (input index, embedding) pairs.
-    pub fn embed_packed(&self, batch: &PackedBatch, pooling: EmbedPooling, normalize: bool) -> Result<Vec<(usize, Embedding)>> {
-        self.with_batch(batch, 0, |bucket, sizes| self.embed_batch(batch, bucket, sizes, pooling, normalize))
+    pub fn embed_packed(
+        &self,
+        batch: &PackedBatch,
+        pooling: EmbedPooling,
+        normalize: bool,
+    ) -> Result<Vec<(usize, Embedding)>> {
+        self.with_batch(batch, 0, |bucket, sizes| {
+            self.embed_batch(batch, bucket, sizes, pooling, normalize)
+        })
     }
 
     fn embed_batch(
@@ -335,7 +394,13 @@ impl Encoder {
                         if normalize {
                             v.iter_mut().for_each(|row| l2_normalize(row));
                         }
-                        (batch.indices[s], Embedding { n_tokens: n_tokens(s), vectors: v })
+                        (
+                            batch.indices[s],
+                            Embedding {
+                                n_tokens: n_tokens(s),
+                                vectors: v,
+                            },
+                        )
                     })
                     .collect());
             }
@@ -344,45 +409,76 @@ impl Encoder {
             let head = PoolHead::build(&self.gpu, &bucket.enc, mode, normalize)?;
             bucket.pools.insert((mode, normalize), head);
         }
-        let head = bucket.pools.get_mut(&(mode, normalize)).ok_or_else(poisoned)?;
+        let head = bucket
+            .pools
+            .get_mut(&(mode, normalize))
+            .ok_or_else(poisoned)?;
         head.plan.run(sizes)?;
         let h = self.config.hidden_size;
-        let bytes = head.plan.read(head.out, 0, (batch.n_seqs() * h * 4) as u64)?;
+        let bytes = head
+            .plan
+            .read(head.out, 0, (batch.n_seqs() * h * 4) as u64)?;
         let values = DType::F32.decode(&bytes);
         Ok(values
             .chunks_exact(h)
             .enumerate()
-            .map(|(s, v)| (batch.indices[s], Embedding { n_tokens: n_tokens(s), vectors: vec![v.to_vec()] }))
+            .map(|(s, v)| {
+                (
+                    batch.indices[s],
+                    Embedding {
+                        n_tokens: n_tokens(s),
+                        vectors: vec![v.to_vec()],
+                    },
+                )
+            })
             .collect())
     }
 
     /// Embeds texts: pooled (cls/mean, optionally L2-normalised) or every token's state.
-    pub fn embed(&self, texts: &[&str], pooling: EmbedPooling, normalize: bool) -> Result<Vec<Embedding>> {
+    pub fn embed(
+        &self,
+        texts: &[&str],
+        pooling: EmbedPooling,
+        normalize: bool,
+    ) -> Result<Vec<Embedding>> {
         let seqs = self.tokenize(texts)?;
         self.embed_ids(&seqs, pooling, normalize)
     }
 
     /// Top-k predictions at every mask position of token sequences.
-    pub fn fill_mask_ids(&self, seqs: &[Vec<u32>], mask_id: u32, k: usize) -> Result<Vec<Vec<(usize, Vec<(u32, f32)>)>>> {
+    pub fn fill_mask_ids(&self, seqs: &[Vec<u32>], mask_id: u32, k: usize) -> Result<TopK> {
         let positions: Vec<Vec<usize>> = seqs
             .iter()
-            .map(|s| s.iter().enumerate().filter(|(_, id)| **id == mask_id).map(|(p, _)| p).collect())
+            .map(|s| {
+                s.iter()
+                    .enumerate()
+                    .filter(|(_, id)| **id == mask_id)
+                    .map(|(p, _)| p)
+                    .collect()
+            })
             .collect();
         self.mlm_topk(seqs, &positions, k)
     }
 
     /// The MLM head's top-k (token id, softmax probability) at chosen positions of each
     /// sequence; results follow the order of `positions`.
-    pub fn mlm_topk(&self, seqs: &[Vec<u32>], positions: &[Vec<usize>], k: usize) -> Result<Vec<Vec<(usize, Vec<(u32, f32)>)>>> {
+    pub fn mlm_topk(&self, seqs: &[Vec<u32>], positions: &[Vec<usize>], k: usize) -> Result<TopK> {
         if k == 0 || k > 64 {
-            return Err(Error::Option(format!("top-k must be between 1 and 64, got {k}")));
+            return Err(Error::Option(format!(
+                "top-k must be between 1 and 64, got {k}"
+            )));
         }
         if positions.len() != seqs.len() {
-            return Err(Error::Option("one position list per sequence is needed".into()));
+            return Err(Error::Option(
+                "one position list per sequence is needed".into(),
+            ));
         }
         for (i, (s, p)) in seqs.iter().zip(positions).enumerate() {
             if let Some(bad) = p.iter().find(|&&p| p >= s.len()) {
-                return Err(Error::Input { index: i, message: format!("position {bad} is past the sequence's {} tokens", s.len()) });
+                return Err(Error::Input {
+                    index: i,
+                    message: format!("position {bad} is past the sequence's {} tokens", s.len()),
+                });
             }
         }
         if self.weights.heads.mlm.not() {
@@ -409,7 +505,10 @@ impl Encoder {
             for chunk in picks.chunks(MLM_ROWS) {
                 let rows: Vec<u32> = chunk.iter().map(|m| m.2).collect();
                 head.plan.write(head.rows, bytemuck::cast_slice(&rows))?;
-                head.plan.run(&RunSizes { selected: rows.len() as u32, ..Default::default() })?;
+                head.plan.run(&RunSizes {
+                    selected: rows.len() as u32,
+                    ..Default::default()
+                })?;
                 let bytes = head.plan.read(head.out, 0, (rows.len() * k * 8) as u64)?;
                 let top = crate::ops::topk::decode(&bytes, rows.len(), k);
                 for (m, cands) in chunk.iter().zip(top) {
@@ -429,7 +528,10 @@ impl Encoder {
         let seqs = self.tokenize(texts)?;
         for (i, s) in seqs.iter().enumerate() {
             if !s.contains(&mask) {
-                return Err(Error::Input { index: i, message: "the text has no [MASK] token".into() });
+                return Err(Error::Input {
+                    index: i,
+                    message: "the text has no [MASK] token".into(),
+                });
             }
         }
         let raw = self.fill_mask_ids(&seqs, mask, k)?;
@@ -448,7 +550,10 @@ impl Encoder {
                         sequence: tok.decode(&filled)?,
                     });
                 }
-                masks.push(MaskPrediction { position, candidates });
+                masks.push(MaskPrediction {
+                    position,
+                    candidates,
+                });
             }
             results.push(masks);
         }
@@ -456,7 +561,15 @@ impl Encoder {
     }
 
     fn labels(&self, n: usize) -> Vec<String> {
-        (0..n).map(|i| self.config.id2label.get(i).cloned().unwrap_or_else(|| format!("LABEL_{i}"))).collect()
+        (0..n)
+            .map(|i| {
+                self.config
+                    .id2label
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| format!("LABEL_{i}"))
+            })
+            .collect()
     }
 
     /// Raw sequence-classification logits of token sequences.
@@ -464,7 +577,12 @@ impl Encoder {
         let mut out = vec![Vec::new(); seqs.len()];
         self.for_each_batch(seqs, |batch, bucket, sizes| {
             if bucket.seq_cls.is_none() {
-                bucket.seq_cls = Some(ClassifierHead::sequence(&self.gpu, &self.config, &self.weights, &bucket.enc)?);
+                bucket.seq_cls = Some(ClassifierHead::sequence(
+                    &self.gpu,
+                    &self.config,
+                    &self.weights,
+                    &bucket.enc,
+                )?);
             }
             let head = bucket.seq_cls.as_mut().ok_or_else(poisoned)?;
             if let Some(rows) = head.rows {
@@ -473,7 +591,9 @@ impl Encoder {
             }
             head.plan.run(sizes)?;
             let l = head.labels;
-            let bytes = head.plan.read(head.out, 0, (batch.n_seqs() * l * 4) as u64)?;
+            let bytes = head
+                .plan
+                .read(head.out, 0, (batch.n_seqs() * l * 4) as u64)?;
             for (s, v) in DType::F32.decode(&bytes).chunks_exact(l).enumerate() {
                 out[batch.indices[s]] = v.to_vec();
             }
@@ -493,7 +613,12 @@ impl Encoder {
             .map(|l| {
                 let scores = softmax(&l);
                 let best = argmax(&scores);
-                Classification { label: names.get(best).cloned().unwrap_or_default(), score: scores[best], logits: l, scores }
+                Classification {
+                    label: names.get(best).cloned().unwrap_or_default(),
+                    score: scores[best],
+                    logits: l,
+                    scores,
+                }
             })
             .collect())
     }
@@ -516,16 +641,26 @@ impl Encoder {
         let mut out = vec![Vec::new(); seqs.len()];
         self.for_each_batch(seqs, |batch, bucket, sizes| {
             if bucket.tok_cls.is_none() {
-                bucket.tok_cls = Some(ClassifierHead::token(&self.gpu, &self.config, &self.weights, &bucket.enc)?);
+                bucket.tok_cls = Some(ClassifierHead::token(
+                    &self.gpu,
+                    &self.config,
+                    &self.weights,
+                    &bucket.enc,
+                )?);
             }
             let head = bucket.tok_cls.as_mut().ok_or_else(poisoned)?;
             head.plan.run(sizes)?;
             let l = head.labels;
-            let bytes = head.plan.read(head.out, 0, (batch.n_tokens() * l * 4) as u64)?;
+            let bytes = head
+                .plan
+                .read(head.out, 0, (batch.n_tokens() * l * 4) as u64)?;
             let all = DType::F32.decode(&bytes);
             for s in 0..batch.n_seqs() {
                 let r = batch.seq_range(s);
-                out[batch.indices[s]] = all[r.start * l..r.end * l].chunks_exact(l).map(|c| c.to_vec()).collect();
+                out[batch.indices[s]] = all[r.start * l..r.end * l]
+                    .chunks_exact(l)
+                    .map(|c| c.to_vec())
+                    .collect();
             }
             Ok(())
         })?;
@@ -546,7 +681,12 @@ impl Encoder {
                     .map(|(&token_id, l)| {
                         let scores = softmax(&l);
                         let best = argmax(&scores);
-                        TokenLabel { token_id, label: names.get(best).cloned().unwrap_or_default(), score: scores[best], logits: l }
+                        TokenLabel {
+                            token_id,
+                            label: names.get(best).cloned().unwrap_or_default(),
+                            score: scores[best],
+                            logits: l,
+                        }
                     })
                     .collect()
             })
@@ -557,11 +697,7 @@ impl Encoder {
     pub fn describe_plan(&self, tokens: usize) -> Result<String> {
         let cap = self.bucket_for(tokens.max(1));
         let mut buckets = self.buckets.lock().map_err(|_| poisoned())?;
-        if !buckets.contains_key(&cap) {
-            let enc = EncoderGraph::build(&self.gpu, &self.config, &self.weights, cap, cap)?;
-            buckets.insert(cap, Bucket { enc, pools: HashMap::new(), mlm: HashMap::new(), seq_cls: None, tok_cls: None });
-        }
-        let b = buckets.get(&cap).ok_or_else(poisoned)?;
+        let b = self.bucket_mut(&mut buckets, cap)?;
         Ok(format!(
             "encoder plan for {cap} tokens ({:?}), weights {} bytes\n{}",
             self.weights.dtype,
@@ -572,7 +708,9 @@ impl Encoder {
 
     /// Runs the encoder on a packed batch with per-step GPU timing (benchmarks).
     pub fn profile_batch(&self, batch: &PackedBatch) -> Result<crate::runtime::Profile> {
-        self.with_batch(batch, 0, |bucket, sizes| bucket.enc.plan.run_profiled(sizes))
+        self.with_batch(batch, 0, |bucket, sizes| {
+            bucket.enc.plan.run_profiled(sizes)
+        })
     }
 
     /// Runs the encoder on a packed batch and waits (benchmarks): returns the plan's peak bytes.
@@ -588,12 +726,17 @@ fn read_hidden(bucket: &Bucket, batch: &PackedBatch) -> Result<Vec<Vec<Vec<f32>>
     let enc = &bucket.enc;
     let h = enc.hidden_size;
     let e = enc.dtype.size() as usize;
-    let bytes = enc.plan.read(enc.hidden, 0, (batch.n_tokens() * h * e) as u64)?;
+    let bytes = enc
+        .plan
+        .read(enc.hidden, 0, (batch.n_tokens() * h * e) as u64)?;
     let all = enc.dtype.decode(&bytes);
     Ok((0..batch.n_seqs())
         .map(|s| {
             let r = batch.seq_range(s);
-            all[r.start * h..r.end * h].chunks_exact(h).map(|c| c.to_vec()).collect()
+            all[r.start * h..r.end * h]
+                .chunks_exact(h)
+                .map(|c| c.to_vec())
+                .collect()
         })
         .collect())
 }
@@ -611,7 +754,10 @@ fn pick_dtype(gpu: &Gpu, want: Option<DType>) -> Result<DType> {
 }
 
 fn poisoned() -> Error {
-    Error::Gpu { context: "encoder state".into(), message: "lock poisoned by an earlier panic".into() }
+    Error::Gpu {
+        context: "encoder state".into(),
+        message: "lock poisoned by an earlier panic".into(),
+    }
 }
 
 /// Softmax in f64 for stability.
@@ -623,11 +769,18 @@ pub fn softmax(l: &[f32]) -> Vec<f32> {
 }
 
 fn argmax(v: &[f32]) -> usize {
-    v.iter().enumerate().fold(0, |best, (i, &x)| if x > v[best] { i } else { best })
+    v.iter()
+        .enumerate()
+        .fold(0, |best, (i, &x)| if x > v[best] { i } else { best })
 }
 
 /// Scales a vector to unit L2 norm (as torch's F.normalize, eps 1e-12).
 pub fn l2_normalize(v: &mut [f32]) {
-    let n = v.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt().max(1e-12);
+    let n = v
+        .iter()
+        .map(|&x| (x as f64) * (x as f64))
+        .sum::<f64>()
+        .sqrt()
+        .max(1e-12);
     v.iter_mut().for_each(|x| *x = (*x as f64 / n) as f32);
 }

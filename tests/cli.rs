@@ -7,13 +7,18 @@ use assert_cmd::Command;
 use serde_json::{Value, json};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// A WordLevel tokenizer: [PAD]=0 [CLS]=1 [SEP]=2 [MASK]=3 [UNK]=4, then w5..w511.
 fn write_tokenizer(path: &Path) {
     let mut vocab = serde_json::Map::new();
-    for (i, t) in ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"].iter().enumerate() {
+    for (i, t) in ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
+        .iter()
+        .enumerate()
+    {
         vocab.insert(t.to_string(), json!(i));
     }
     for i in 5..512 {
@@ -50,19 +55,35 @@ fn model_dir(name: &str) -> tempfile::TempDir {
 
 fn wgbert(dir: &Path) -> Command {
     let mut c = Command::cargo_bin("wgbert").unwrap();
-    c.arg("--model").arg(dir).arg("--quiet").env("HF_HUB_OFFLINE", "1");
+    c.arg("--model")
+        .arg(dir)
+        .arg("--quiet")
+        .env("HF_HUB_OFFLINE", "1");
     c
 }
 
 fn json_lines(out: &[u8]) -> Vec<Value> {
-    String::from_utf8(out.to_vec()).unwrap().lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
+    String::from_utf8(out.to_vec())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
 }
 
 #[test]
 fn fill_mask_json_lists_candidates_per_mask() {
     let dir = model_dir("mlm_v4");
     let out = wgbert(dir.path())
-        .args(["--dtype", "f32", "fill-mask", "--json", "--top-k", "3", "w7 w8 [MASK] w9", "[MASK] w10 [MASK]"])
+        .args([
+            "--dtype",
+            "f32",
+            "fill-mask",
+            "--json",
+            "--top-k",
+            "3",
+            "w7 w8 [MASK] w9",
+            "[MASK] w10 [MASK]",
+        ])
         .assert()
         .success()
         .get_output()
@@ -73,7 +94,10 @@ fn fill_mask_json_lists_candidates_per_mask() {
     assert_eq!(lines[0]["text"], "w7 w8 [MASK] w9");
     let masks = lines[0]["masks"].as_array().unwrap();
     assert_eq!(masks.len(), 1);
-    assert_eq!(masks[0]["position"], 3, "[CLS] w7 w8 [MASK]: the mask is token 3");
+    assert_eq!(
+        masks[0]["position"], 3,
+        "[CLS] w7 w8 [MASK]: the mask is token 3"
+    );
     let cands = masks[0]["candidates"].as_array().unwrap();
     assert_eq!(cands.len(), 3);
     let scores: Vec<f64> = cands.iter().map(|c| c["score"].as_f64().unwrap()).collect();
@@ -95,30 +119,69 @@ fn fill_mask_without_mask_fails_with_a_message() {
 #[test]
 fn embed_jsonl_from_arguments_stdin_and_files() {
     let dir = model_dir("encoder_noprefix");
-    let out = wgbert(dir.path()).args(["embed", "--normalize", "w5 w6", "w7"]).assert().success().get_output().stdout.clone();
+    let out = wgbert(dir.path())
+        .args(["embed", "--normalize", "w5 w6", "w7"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let lines = json_lines(&out);
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["index"], 0);
     assert_eq!(lines[1]["n_tokens"], 3);
-    let v: Vec<f64> = lines[0]["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+    let v: Vec<f64> = lines[0]["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
     assert_eq!(v.len(), 32);
     let norm: f64 = v.iter().map(|x| x * x).sum::<f64>().sqrt();
     assert!((norm - 1.0).abs() < 1e-3, "{norm}");
 
     // stdin, one text per line; --pooling none gives every token.
-    let out = wgbert(dir.path()).args(["embed", "--pooling", "none"]).write_stdin("w5 w6\nw9\n").assert().success().get_output().stdout.clone();
+    let out = wgbert(dir.path())
+        .args(["embed", "--pooling", "none"])
+        .write_stdin("w5 w6\nw9\n")
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let lines = json_lines(&out);
     assert_eq!(lines.len(), 2);
-    assert_eq!(lines[0]["embedding"].as_array().unwrap().len(), 4, "[CLS] w5 w6 [SEP]");
+    assert_eq!(
+        lines[0]["embedding"].as_array().unwrap().len(),
+        4,
+        "[CLS] w5 w6 [SEP]"
+    );
 
     // JSONL input carries other fields; npy output.
     let input = dir.path().join("docs.jsonl");
-    std::fs::write(&input, "{\"text\": \"w5 w6\", \"id\": \"a\"}\n{\"text\": \"w8\", \"id\": \"b\"}\n").unwrap();
-    let out = wgbert(dir.path()).args(["embed", "--input"]).arg(&input).assert().success().get_output().stdout.clone();
+    std::fs::write(
+        &input,
+        "{\"text\": \"w5 w6\", \"id\": \"a\"}\n{\"text\": \"w8\", \"id\": \"b\"}\n",
+    )
+    .unwrap();
+    let out = wgbert(dir.path())
+        .args(["embed", "--input"])
+        .arg(&input)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let lines = json_lines(&out);
     assert_eq!(lines[1]["id"], "b");
     let npy = dir.path().join("e.npy");
-    wgbert(dir.path()).args(["embed", "--format", "npy", "--output"]).arg(&npy).arg("--input").arg(&input).assert().success();
+    wgbert(dir.path())
+        .args(["embed", "--format", "npy", "--output"])
+        .arg(&npy)
+        .arg("--input")
+        .arg(&input)
+        .assert()
+        .success();
     let bytes = std::fs::read(&npy).unwrap();
     assert!(String::from_utf8_lossy(&bytes[..256]).contains("(2, 32)"));
     assert_eq!(bytes.len(), 256 + 2 * 32 * 4);
@@ -127,7 +190,13 @@ fn embed_jsonl_from_arguments_stdin_and_files() {
 #[test]
 fn classify_json_gives_label_score_logits() {
     let dir = model_dir("cls_mean");
-    let out = wgbert(dir.path()).args(["--dtype", "f32", "classify", "--json", "w5 w6 w7", "w9"]).assert().success().get_output().stdout.clone();
+    let out = wgbert(dir.path())
+        .args(["--dtype", "f32", "classify", "--json", "w5 w6 w7", "w9"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let lines = json_lines(&out);
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["logits"].as_array().unwrap().len(), 3);
@@ -139,23 +208,46 @@ fn classify_json_gives_label_score_logits() {
 #[test]
 fn classify_without_a_classifier_is_an_error() {
     let dir = model_dir("mlm_v4");
-    wgbert(dir.path()).args(["classify", "w5"]).assert().failure().stderr(predicates::str::contains("classif"));
+    wgbert(dir.path())
+        .args(["classify", "w5"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("classif"));
 }
 
 #[test]
 fn bad_model_directory_and_options_fail_cleanly() {
     let mut c = Command::cargo_bin("wgbert").unwrap();
-    c.args(["--model", "./no/such/dir", "embed", "x"]).assert().failure().stderr(predicates::str::contains("no/such/dir"));
+    c.args(["--model", "./no/such/dir", "embed", "x"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("no/such/dir"));
     let mut c = Command::cargo_bin("wgbert").unwrap();
     c.args(["embed", "--no-such-option"]).assert().failure();
     let dir = model_dir("encoder_noprefix");
-    wgbert(dir.path()).args(["embed", "--output", "/nonexistent-dir/out.jsonl", "w5"]).assert().failure().stderr(predicates::str::contains("nonexistent-dir"));
+    wgbert(dir.path())
+        .args(["embed", "--output", "/nonexistent-dir/out.jsonl", "w5"])
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("nonexistent-dir"));
 }
 
 #[test]
 fn info_json_lists_adapters() {
-    let out = Command::cargo_bin("wgbert").unwrap().args(["info", "--json"]).assert().success().get_output().stdout.clone();
+    let out = Command::cargo_bin("wgbert")
+        .unwrap()
+        .args(["info", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let v: Value = serde_json::from_slice(&out).unwrap();
     assert!(!v.as_array().unwrap().is_empty());
-    assert!(v[0]["capabilities"]["max_storage_binding"].as_u64().unwrap() > 0);
+    assert!(
+        v[0]["capabilities"]["max_storage_binding"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
 }

@@ -112,7 +112,13 @@ fn check_ln(c: &LnCase) {
     let x: Vec<f32> = rand_vec(n, c.seed, 2.0).iter().map(|v| v + 3.0).collect();
     let x = stored(dt, &x);
     let r = stored(dt, &rand_vec(n, c.seed + 1, 1.5));
-    let w = stored(dt, &rand_vec(hidden, c.seed + 2, 1.0).iter().map(|v| v + 1.0).collect::<Vec<_>>());
+    let w = stored(
+        dt,
+        &rand_vec(hidden, c.seed + 2, 1.0)
+            .iter()
+            .map(|v| v + 1.0)
+            .collect::<Vec<_>>(),
+    );
     let b = stored(dt, &rand_vec(hidden, c.seed + 3, 0.5));
     let bias = c.bias.then_some(b.as_slice());
     let (h, y) = run_ln(c, &x, &r, &w, &b);
@@ -126,7 +132,10 @@ fn check_ln(c: &LnCase) {
         let h_rtol = if dt == DType::F32 { 1e-7 } else { 1e-3 };
         assert_close(&format!("{what}: h"), &h, &h_ref, 1e-30, h_rtol);
         // y normalises the stored h: rebuild it exactly as the kernel rounds it.
-        let h_stored: Vec<f32> = stored(dt, &x.iter().zip(&r).map(|(a, b)| a + b).collect::<Vec<_>>());
+        let h_stored: Vec<f32> = stored(
+            dt,
+            &x.iter().zip(&r).map(|(a, b)| a + b).collect::<Vec<_>>(),
+        );
         let y_ref = layernorm::reference(&h_stored, &w, bias, hidden, EPS);
         assert_close(&format!("{what}: y"), &y, &y_ref, atol, rtol);
     } else {
@@ -226,14 +235,32 @@ fn zero_rows_skip_and_bad_arguments_are_errors() {
 
     let mut pb = PlanBuilder::new(gpu.clone());
     let (x, w, y) = (pb.input("x", 4), pb.input("w", 4), pb.output("y", 4));
-    let base = LayerNormArgs { x, weight: w, y, hidden: 1, ..args };
+    let base = LayerNormArgs {
+        x,
+        weight: w,
+        y,
+        hidden: 1,
+        ..args
+    };
     let cases = [
         LayerNormArgs { hidden: 0, ..base },
-        LayerNormArgs { hidden: 4097, ..base },
+        LayerNormArgs {
+            hidden: 4097,
+            ..base
+        },
         LayerNormArgs { hidden: 2, ..base },
-        LayerNormArgs { eps: f32::NAN, ..base },
-        LayerNormArgs { rows: Rows::Fixed(2), ..base },
-        LayerNormArgs { residual: Some(x), ..base },
+        LayerNormArgs {
+            eps: f32::NAN,
+            ..base
+        },
+        LayerNormArgs {
+            rows: Rows::Fixed(2),
+            ..base
+        },
+        LayerNormArgs {
+            residual: Some(x),
+            ..base
+        },
     ];
     for (i, a) in cases.iter().enumerate() {
         let e = layernorm::record(&mut pb, "bad", a).expect_err(&format!("case {i}"));
@@ -255,7 +282,13 @@ fn check_embedding(c: &EmbCase) {
     let gpu = common::gpu();
     let (dt, h) = (c.dtype, c.hidden);
     let table = stored(dt, &rand_vec(c.vocab * h, c.seed, 2.0));
-    let w = stored(dt, &rand_vec(h, c.seed + 1, 1.0).iter().map(|v| v + 1.0).collect::<Vec<_>>());
+    let w = stored(
+        dt,
+        &rand_vec(h, c.seed + 1, 1.0)
+            .iter()
+            .map(|v| v + 1.0)
+            .collect::<Vec<_>>(),
+    );
     let b = stored(dt, &rand_vec(h, c.seed + 2, 0.5));
     // Ids cover the first and last rows, repeats, and one past the table (-> zero row).
     let mut ids: Vec<u32> = (0..c.rows)
@@ -311,7 +344,13 @@ fn embedding_layernorm_matches_reference() {
     let mut seed = 5000;
     for dtype in dtypes() {
         for reduce in reductions() {
-            for (rows, hidden, vocab) in [(1, 17, 3), (3, 48, 50), (65, 100, 97), (129, 768, 300), (300, 32, 1000)] {
+            for (rows, hidden, vocab) in [
+                (1, 17, 3),
+                (3, 48, 50),
+                (65, 100, 97),
+                (129, 768, 300),
+                (300, 32, 1000),
+            ] {
                 for bias in [false, true] {
                     seed += 10;
                     check_embedding(&EmbCase {
@@ -352,4 +391,18 @@ proptest! {
             seed,
         });
     }
+}
+
+#[test]
+fn layernorm_spreads_rows_past_one_dispatch_dimension() {
+    let rows = common::gpu().caps().max_workgroups_per_dim as usize + 100;
+    check_ln(&LnCase {
+        rows,
+        hidden: 3,
+        residual: true,
+        bias: false,
+        dtype: DType::F32,
+        reduce: Reduce::best(common::gpu().caps()),
+        seed: 77,
+    });
 }

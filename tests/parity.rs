@@ -13,22 +13,48 @@ use wgbert::encoder::{Encoder, LoadOptions};
 use wgbert::ops::DType;
 
 fn fixture(name: &str) -> (PathBuf, Value) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     let text = std::fs::read_to_string(dir.join("expected.json")).expect("fixture expected.json");
     (dir, serde_json::from_str(&text).expect("fixture JSON"))
 }
 
-fn load(dir: &PathBuf, dtype: DType) -> Encoder {
-    let opts = LoadOptions { dtype: Some(dtype), ..Default::default() };
+fn load(dir: &std::path::Path, dtype: DType) -> Encoder {
+    let opts = LoadOptions {
+        dtype: Some(dtype),
+        ..Default::default()
+    };
     Encoder::load_on(common::gpu(), dir.to_str().unwrap(), &opts).expect("load fixture model")
 }
 
 fn inputs(exp: &Value) -> Vec<Vec<u32>> {
-    exp["inputs"].as_array().unwrap().iter().map(|s| s.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect()).collect()
+    exp["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            s.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect()
+        })
+        .collect()
 }
 
 fn matrix(v: &Value) -> Vec<Vec<f64>> {
-    v.as_array().unwrap().iter().map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        })
+        .collect()
 }
 
 fn check_hidden_f32(name: &str) {
@@ -49,7 +75,14 @@ fn check_hidden_f32(name: &str) {
             }
         }
     }
-    assert!(worst.0 <= 1e-4, "{name}: max abs error {:.3e} at seq {} token {} feature {}", worst.0, worst.1, worst.2, worst.3);
+    assert!(
+        worst.0 <= 1e-4,
+        "{name}: max abs error {:.3e} at seq {} token {} feature {}",
+        worst.0,
+        worst.1,
+        worst.2,
+        worst.3
+    );
 }
 
 fn check_hidden_f16(name: &str) {
@@ -62,19 +95,33 @@ fn check_hidden_f16(name: &str) {
     let enc = load(&dir, DType::F16);
     let got = enc.hidden_states(&inputs(&exp)).unwrap();
     for (s, out) in exp["outputs"].as_array().unwrap().iter().enumerate() {
-        for (t, (g, w)) in got[s].iter().zip(matrix(&out["last_hidden_state"])).enumerate() {
+        for (t, (g, w)) in got[s]
+            .iter()
+            .zip(matrix(&out["last_hidden_state"]))
+            .enumerate()
+        {
             let dot: f64 = g.iter().zip(&w).map(|(a, b)| *a as f64 * b).sum();
             let na: f64 = g.iter().map(|a| (*a as f64).powi(2)).sum::<f64>().sqrt();
             let nb: f64 = w.iter().map(|b| b * b).sum::<f64>().sqrt();
             let cos = dot / (na * nb);
-            assert!(cos >= 0.999, "{name} f16: cosine {cos:.6} at seq {s} token {t}");
+            assert!(
+                cos >= 0.999,
+                "{name} f16: cosine {cos:.6} at seq {s} token {t}"
+            );
         }
     }
 }
 
 #[test]
 fn hidden_states_f32_match_transformers() {
-    for name in ["mlm_v4", "mlm_v5_bf16", "mlm_sharded", "encoder_noprefix", "cls_mean", "tokcls"] {
+    for name in [
+        "mlm_v4",
+        "mlm_v5_bf16",
+        "mlm_sharded",
+        "encoder_noprefix",
+        "cls_mean",
+        "tokcls",
+    ] {
         check_hidden_f32(name);
     }
 }
@@ -100,16 +147,29 @@ fn mlm_top5_matches_transformers() {
             for (p, (pos, cands)) in got[s].iter().enumerate() {
                 assert_eq!(*pos, p);
                 let ids: Vec<u64> = cands.iter().map(|c| c.0 as u64).collect();
-                let want: Vec<u64> = want_ids[p].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+                let want: Vec<u64> = want_ids[p]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_u64().unwrap())
+                    .collect();
                 // Ranks may swap only where the reference's own logits are within 1e-4.
                 for r in 0..5 {
                     if ids[r] != want[r] {
-                        let gap = (want_logits[p][r] - want_logits[p][r.min(3) + 1]).abs().min((want_logits[p][r] - want_logits[p][r.max(1) - 1]).abs());
-                        assert!(gap < 1e-4, "{name} seq {s} pos {p}: top-5 {ids:?}, expected {want:?}");
+                        let gap = (want_logits[p][r] - want_logits[p][r.min(3) + 1])
+                            .abs()
+                            .min((want_logits[p][r] - want_logits[p][r.max(1) - 1]).abs());
+                        assert!(
+                            gap < 1e-4,
+                            "{name} seq {s} pos {p}: top-5 {ids:?}, expected {want:?}"
+                        );
                     }
                 }
                 let total: f32 = cands.iter().map(|c| c.1).sum();
-                assert!(total > 0.0 && total <= 1.0001, "{name}: probabilities {cands:?}");
+                assert!(
+                    total > 0.0 && total <= 1.0001,
+                    "{name}: probabilities {cands:?}"
+                );
             }
         }
     }
@@ -121,7 +181,12 @@ fn classification_logits_match_transformers() {
     let enc = load(&dir, DType::F32);
     let got = enc.classify_ids(&inputs(&exp)).unwrap();
     for (s, out) in exp["outputs"].as_array().unwrap().iter().enumerate() {
-        let want: Vec<f64> = out["logits"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let want: Vec<f64> = out["logits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
         common::assert_close(&format!("cls_mean seq {s}"), &got[s], &want, 1e-4, 0.0);
     }
     let (dir, exp) = fixture("tokcls");
@@ -143,6 +208,38 @@ fn a_sequence_gives_the_same_output_alone_and_packed() {
     for (s, seq) in seqs.iter().enumerate() {
         let alone = enc.hidden_states(std::slice::from_ref(seq)).unwrap();
         let want: Vec<f64> = alone[0].concat().iter().map(|&x| x as f64).collect();
-        common::assert_close(&format!("seq {s} packed vs alone"), &packed[s].concat(), &want, 1e-5, 1e-5);
+        common::assert_close(
+            &format!("seq {s} packed vs alone"),
+            &packed[s].concat(),
+            &want,
+            1e-5,
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn eight_threads_get_the_same_results_as_one() {
+    let (dir, exp) = fixture("mlm_v4");
+    let enc = std::sync::Arc::new(load(&dir, DType::F32));
+    let seqs = inputs(&exp);
+    let want = enc.hidden_states(&seqs).unwrap();
+    let handles: Vec<_> = (0..8)
+        .map(|t| {
+            let enc = enc.clone();
+            let seqs = seqs.clone();
+            std::thread::spawn(move || {
+                // Each thread asks for a different subset, in a different order.
+                let order: Vec<usize> = (0..seqs.len()).map(|i| (i + t) % seqs.len()).collect();
+                let mine: Vec<Vec<u32>> = order.iter().map(|&i| seqs[i].clone()).collect();
+                (order, enc.hidden_states(&mine).unwrap())
+            })
+        })
+        .collect();
+    for h in handles {
+        let (order, got) = h.join().expect("thread");
+        for (k, &i) in order.iter().enumerate() {
+            assert_eq!(got[k], want[i], "sequence {i} differs under concurrency");
+        }
     }
 }

@@ -49,13 +49,22 @@ pub fn run(g: &Global, a: &BenchArgs) -> Result<()> {
     }
     let text = std::fs::read_to_string(&a.workloads)
         .with_context(|| format!("cannot read workloads file {}", a.workloads.display()))?;
-    let all: BTreeMap<String, Vec<usize>> = serde_json::from_str(&text)
-        .with_context(|| format!("{}: expected {{\"name\": [lengths...]}}", a.workloads.display()))?;
+    let all: BTreeMap<String, Vec<usize>> = serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{}: expected {{\"name\": [lengths...]}}",
+            a.workloads.display()
+        )
+    })?;
     let wanted: Option<Vec<&str>> = a.only.as_deref().map(|s| s.split(',').collect());
     let enc = match &a.random {
         Some(size) => {
             let gpu = Gpu::new(&g.gpu_options())?;
-            Encoder::random(gpu, ModelConfig::random(size)?, g.dtype.map(Into::into), g.max_tokens)?
+            Encoder::random(
+                gpu,
+                ModelConfig::random(size)?,
+                g.dtype.map(Into::into),
+                g.max_tokens,
+            )?
         }
         None => g.load()?,
     };
@@ -65,17 +74,40 @@ pub fn run(g: &Global, a: &BenchArgs) -> Result<()> {
     report.insert("adapter".into(), json!(gpu.info().name));
     report.insert("backend".into(), json!(format!("{:?}", gpu.info().backend)));
     report.insert("dtype".into(), json!(format!("{:?}", enc.dtype())));
-    report.insert("model".into(), json!(a.random.as_ref().map(|s| format!("random-{s}")).unwrap_or(g.model.clone())));
+    report.insert(
+        "model".into(),
+        json!(
+            a.random
+                .as_ref()
+                .map(|s| format!("random-{s}"))
+                .unwrap_or(g.model.clone())
+        ),
+    );
     if !a.json {
-        println!("adapter {} ({:?}), {:?}, weights {} MiB", gpu.info().name, gpu.info().backend, enc.dtype(), enc.weight_bytes() >> 20);
-        println!("{:<22} {:>8} {:>14} {:>12} {:>14}", "workload", "tokens", "tokens/s", "ms/run", "peak MiB");
+        println!(
+            "adapter {} ({:?}), {:?}, weights {} MiB",
+            gpu.info().name,
+            gpu.info().backend,
+            enc.dtype(),
+            enc.weight_bytes() >> 20
+        );
+        println!(
+            "{:<22} {:>8} {:>14} {:>12} {:>14}",
+            "workload", "tokens", "tokens/s", "ms/run", "peak MiB"
+        );
     }
     for (name, lengths) in &all {
         if wanted.as_ref().is_some_and(|w| !w.contains(&name.as_str())) {
             continue;
         }
-        if lengths.iter().any(|&l| l == 0 || l > enc.config().max_position_embeddings) {
-            bail!("workload {name}: lengths must be 1..={}", enc.config().max_position_embeddings);
+        if lengths
+            .iter()
+            .any(|&l| l == 0 || l > enc.config().max_position_embeddings)
+        {
+            bail!(
+                "workload {name}: lengths must be 1..={}",
+                enc.config().max_position_embeddings
+            );
         }
         let mut seed = 12345u64;
         let seqs: Vec<Vec<u32>> = lengths
@@ -83,14 +115,17 @@ pub fn run(g: &Global, a: &BenchArgs) -> Result<()> {
             .map(|&l| {
                 (0..l)
                     .map(|_| {
-                        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                        seed = seed
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
                         5 + ((seed >> 33) as u32 % (vocab.min(50000) - 5))
                     })
                     .collect()
             })
             .collect();
         let source = seqs.iter().enumerate().map(|(i, s)| Ok((i, s.as_slice())));
-        let batches: Vec<_> = Packer::new(source, enc.capacity(), enc.capacity())?.collect::<wgbert::Result<_>>()?;
+        let batches: Vec<_> =
+            Packer::new(source, enc.capacity(), enc.capacity())?.collect::<wgbert::Result<_>>()?;
         let tokens: usize = lengths.iter().sum();
         let mut peak = 0u64;
         for b in &batches {
@@ -117,9 +152,16 @@ pub fn run(g: &Global, a: &BenchArgs) -> Result<()> {
         let peak_mib = (peak + enc.weight_bytes()) as f64 / (1u64 << 20) as f64;
         let tps = tokens as f64 / secs;
         if !a.json {
-            println!("{name:<22} {tokens:>8} {tps:>14.0} {:>12.2} {peak_mib:>14.1}", secs * 1e3);
+            println!(
+                "{name:<22} {tokens:>8} {tps:>14.0} {:>12.2} {peak_mib:>14.1}",
+                secs * 1e3
+            );
             for (family, ns, n) in profile.by_family() {
-                println!("    {family:<18} {:>10.3} ms  {:>5.1}%  ({n} steps)", ns / 1e6, 100.0 * ns / profile.total_ns().max(1.0));
+                println!(
+                    "    {family:<18} {:>10.3} ms  {:>5.1}%  ({n} steps)",
+                    ns / 1e6,
+                    100.0 * ns / profile.total_ns().max(1.0)
+                );
             }
         }
         report.insert(

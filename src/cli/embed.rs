@@ -83,7 +83,8 @@ pub fn run(g: &Global, a: &EmbedArgs) -> Result<()> {
     let mut sink = match (matrix, &a.output) {
         (Some(fmt), Some(path)) => Sink::Matrix(MatrixWriter::create(path, fmt, hidden)?),
         (None, Some(path)) => Sink::Jsonl(Box::new(BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("cannot write output file {}", path.display()))?,
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot write output file {}", path.display()))?,
         ))),
         (None, None) => Sink::Jsonl(Box::new(BufWriter::new(std::io::stdout().lock()))),
         (Some(_), None) => unreachable_output()?,
@@ -93,8 +94,16 @@ pub fn run(g: &Global, a: &EmbedArgs) -> Result<()> {
         PoolingArg::Mean => EmbedPooling::Mean,
         PoolingArg::None => EmbedPooling::None,
     };
-    let total = if !a.texts.is_empty() { Some(a.texts.len() as u64) } else { a.input.as_deref().and_then(count_lines) };
-    let bar = if g.quiet { ProgressBar::hidden() } else { ProgressBar::new(total.unwrap_or(0)) };
+    let total = if !a.texts.is_empty() {
+        Some(a.texts.len() as u64)
+    } else {
+        a.input.as_deref().and_then(count_lines)
+    };
+    let bar = if g.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total.unwrap_or(0))
+    };
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} texts  {msg}  ETA {eta}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -143,12 +152,21 @@ fn unreachable_output() -> Result<Sink> {
 
 fn reindex(e: wgbert::Error, first: usize) -> wgbert::Error {
     match e {
-        wgbert::Error::Input { index, message } => wgbert::Error::Input { index: index + first, message },
+        wgbert::Error::Input { index, message } => wgbert::Error::Input {
+            index: index + first,
+            message,
+        },
         other => other,
     }
 }
 
-fn write_one(sink: &mut Sink, index: usize, item: TextItem, e: Embedding, per_token: bool) -> Result<()> {
+fn write_one(
+    sink: &mut Sink,
+    index: usize,
+    item: TextItem,
+    e: Embedding,
+    per_token: bool,
+) -> Result<()> {
     match sink {
         Sink::Matrix(m) => m.push(&e.vectors[0]),
         Sink::Jsonl(w) => {

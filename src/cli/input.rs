@@ -34,28 +34,56 @@ impl Texts {
             bail!("give texts either as arguments or with --input, not both");
         }
         if !args.is_empty() {
-            let items: Vec<Result<TextItem>> =
-                args.iter().map(|t| Ok(TextItem { text: t.clone(), extra: Default::default() })).collect();
-            return Ok(Texts { inner: Box::new(items.into_iter()) });
+            let items: Vec<Result<TextItem>> = args
+                .iter()
+                .map(|t| {
+                    Ok(TextItem {
+                        text: t.clone(),
+                        extra: Default::default(),
+                    })
+                })
+                .collect();
+            return Ok(Texts {
+                inner: Box::new(items.into_iter()),
+            });
         }
         match input {
             Some(path) => {
-                let file = File::open(path).with_context(|| format!("cannot open input file {}", path.display()))?;
+                let file = File::open(path)
+                    .with_context(|| format!("cannot open input file {}", path.display()))?;
                 let jsonl = path.extension().is_some_and(|e| e == "jsonl");
-                Ok(Texts { inner: Box::new(lines(Box::new(BufReader::new(file)), path.to_path_buf(), jsonl)) })
+                Ok(Texts {
+                    inner: Box::new(lines(
+                        Box::new(BufReader::new(file)),
+                        path.to_path_buf(),
+                        jsonl,
+                    )),
+                })
             }
             None => {
                 let stdin = std::io::stdin();
                 if stdin.is_terminal() {
-                    bail!("no texts: pass them as arguments, with --input FILE, or on stdin (one per line)");
+                    bail!(
+                        "no texts: pass them as arguments, with --input FILE, or on stdin (one per line)"
+                    );
                 }
-                Ok(Texts { inner: Box::new(lines(Box::new(stdin.lock()), PathBuf::from("<stdin>"), false)) })
+                Ok(Texts {
+                    inner: Box::new(lines(
+                        Box::new(stdin.lock()),
+                        PathBuf::from("<stdin>"),
+                        false,
+                    )),
+                })
             }
         }
     }
 }
 
-fn lines(reader: Box<dyn BufRead>, path: PathBuf, jsonl: bool) -> impl Iterator<Item = Result<TextItem>> {
+fn lines(
+    reader: Box<dyn BufRead>,
+    path: PathBuf,
+    jsonl: bool,
+) -> impl Iterator<Item = Result<TextItem>> {
     let mut reader = reader;
     let mut lineno = 0usize;
     std::iter::from_fn(move || {
@@ -65,7 +93,12 @@ fn lines(reader: Box<dyn BufRead>, path: PathBuf, jsonl: bool) -> impl Iterator<
             match reader.read_until(b'\n', &mut buf) {
                 Ok(0) => return None,
                 Ok(_) => {}
-                Err(e) => return Some(Err(anyhow::anyhow!("{}: line {lineno}: {e}", path.display()))),
+                Err(e) => {
+                    return Some(Err(anyhow::anyhow!(
+                        "{}: line {lineno}: {e}",
+                        path.display()
+                    )));
+                }
             }
             while buf.last().is_some_and(|&c| c == b'\n' || c == b'\r') {
                 buf.pop();
@@ -86,7 +119,10 @@ fn lines(reader: Box<dyn BufRead>, path: PathBuf, jsonl: bool) -> impl Iterator<
                 }
                 return Some(parse_jsonl(&line, &path, lineno));
             }
-            return Some(Ok(TextItem { text: line, extra: Default::default() }));
+            return Some(Ok(TextItem {
+                text: line,
+                extra: Default::default(),
+            }));
         }
     })
 }
@@ -99,7 +135,10 @@ fn parse_jsonl(line: &str, path: &Path, lineno: usize) -> Result<TextItem> {
     };
     match map.remove("text") {
         Some(serde_json::Value::String(text)) => Ok(TextItem { text, extra: map }),
-        Some(_) => bail!("{}: line {lineno}: \"text\" is not a string", path.display()),
+        Some(_) => bail!(
+            "{}: line {lineno}: \"text\" is not a string",
+            path.display()
+        ),
         None => bail!("{}: line {lineno} has no \"text\" field", path.display()),
     }
 }

@@ -30,7 +30,12 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct Global {
     /// Model: a hub id (owner/name[@revision]) or a local directory.
-    #[arg(long, global = true, default_value = "answerdotai/ModernBERT-base", env = "WGBERT_MODEL")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "answerdotai/ModernBERT-base",
+        env = "WGBERT_MODEL"
+    )]
     pub model: String,
     /// tokenizer.json to use instead of the model's.
     #[arg(long, global = true)]
@@ -78,14 +83,21 @@ impl From<DTypeArg> for DType {
 
 impl Global {
     pub fn gpu_options(&self) -> GpuOptions {
-        GpuOptions { backend: self.backend.clone(), adapter: self.adapter.clone() }
+        GpuOptions {
+            backend: self.backend.clone(),
+            adapter: self.adapter.clone(),
+        }
     }
 
     pub fn load(&self) -> anyhow::Result<Encoder> {
         let opts = LoadOptions {
             dtype: self.dtype.map(Into::into),
             gpu: self.gpu_options(),
-            hub: HubOptions { offline: self.offline, progress: !self.quiet, ..Default::default() },
+            hub: HubOptions {
+                offline: self.offline,
+                progress: !self.quiet,
+                ..Default::default()
+            },
             tokenizer: self.tokenizer.clone(),
             truncate: self.truncate,
             max_batch_tokens: self.max_tokens,

@@ -25,15 +25,25 @@ pub struct MatrixWriter {
 
 impl MatrixWriter {
     pub fn create(path: &Path, format: MatrixFormat, cols: usize) -> Result<Self> {
-        let file = File::create(path).with_context(|| format!("cannot write output file {}", path.display()))?;
+        let file = File::create(path)
+            .with_context(|| format!("cannot write output file {}", path.display()))?;
         let mut out = BufWriter::new(file);
         out.write_all(&[b' '; HEADER])?;
-        Ok(MatrixWriter { out, format, cols, rows: 0 })
+        Ok(MatrixWriter {
+            out,
+            format,
+            cols,
+            rows: 0,
+        })
     }
 
     pub fn push(&mut self, row: &[f32]) -> Result<()> {
         if row.len() != self.cols {
-            bail!("row of {} values in a matrix of {} columns", row.len(), self.cols);
+            bail!(
+                "row of {} values in a matrix of {} columns",
+                row.len(),
+                self.cols
+            );
         }
         for v in row {
             self.out.write_all(&v.to_le_bytes())?;

@@ -37,7 +37,9 @@ pub struct ClassifyArgs {
 }
 
 fn read_all(texts: &[String], input: Option<&std::path::Path>) -> Result<Vec<String>> {
-    Texts::open(texts, input)?.map(|t| t.map(|t| t.text)).collect()
+    Texts::open(texts, input)?
+        .map(|t| t.map(|t| t.text))
+        .collect()
 }
 
 pub fn fill_mask(g: &Global, a: &FillMaskArgs) -> Result<()> {
@@ -57,7 +59,12 @@ pub fn fill_mask(g: &Global, a: &FillMaskArgs) -> Result<()> {
         for m in masks {
             println!("  [MASK] at token {}:", m.position);
             for c in m.candidates {
-                println!("    {:>8.4}  {:<16} {}", c.score, format!("{:?}", c.token), c.sequence);
+                println!(
+                    "    {:>8.4}  {:<16} {}",
+                    c.score,
+                    format!("{:?}", c.token),
+                    c.sequence
+                );
             }
         }
     }
@@ -71,7 +78,10 @@ pub fn classify(g: &Global, a: &ClassifyArgs) -> Result<()> {
     let results = enc.classify(&refs)?;
     for (text, c) in texts.iter().zip(results) {
         if a.json {
-            println!("{}", json!({ "text": text, "label": c.label, "score": c.score, "logits": c.logits }));
+            println!(
+                "{}",
+                json!({ "text": text, "label": c.label, "score": c.score, "logits": c.logits })
+            );
         } else {
             println!("{:<20} {:.4}  {text}", c.label, c.score);
         }

@@ -73,7 +73,9 @@ impl EncoderGraph {
         max_seqs: usize,
     ) -> Result<EncoderGraph> {
         if capacity == 0 || max_seqs == 0 {
-            return Err(Error::Option("the token capacity must be at least 1".into()));
+            return Err(Error::Option(
+                "the token capacity must be at least 1".into(),
+            ));
         }
         let dt = w.dtype;
         let e = dt.size();
@@ -91,10 +93,22 @@ impl EncoderGraph {
         let emb_norm = b.external("embeddings.norm", &w.emb_norm);
         let emb_norm_b = opt(&mut b, "embeddings.norm.bias", &w.emb_norm_bias);
         let mut x = b.activation("h", cap * h as u64 * e);
-        ops::embedding::record(&mut b, "embedding", &ops::embedding::EmbeddingArgs {
-            ids, table, weight: emb_norm, bias: emb_norm_b, y: x, rows: Rows::Tokens, hidden: h,
-            vocab: cfg.vocab_size as u32, eps, dtype: dt,
-        })?;
+        ops::embedding::record(
+            &mut b,
+            "embedding",
+            &ops::embedding::EmbeddingArgs {
+                ids,
+                table,
+                weight: emb_norm,
+                bias: emb_norm_b,
+                y: x,
+                rows: Rows::Tokens,
+                hidden: h,
+                vocab: cfg.vocab_size as u32,
+                eps,
+                dtype: dt,
+            },
+        )?;
         let act = activation(cfg.hidden_activation);
         for (i, lw) in w.layers.iter().enumerate() {
             let name = |s: &str| format!("layers.{i}.{s}");
@@ -104,67 +118,173 @@ impl EncoderGraph {
                     let weight = b.external(&name("attn_norm"), norm);
                     let bias = opt(&mut b, &name("attn_norm.bias"), &lw.attn_norm_bias);
                     let y = b.activation(&name("attn_in"), cap * h as u64 * e);
-                    ops::layernorm::record(&mut b, &name("attn_norm"), &ops::layernorm::LayerNormArgs {
-                        x, residual: None, sum_out: None, weight, bias, y, rows: Rows::Tokens,
-                        hidden: h, eps, dtype: dt,
-                    })?;
+                    ops::layernorm::record(
+                        &mut b,
+                        &name("attn_norm"),
+                        &ops::layernorm::LayerNormArgs {
+                            x,
+                            residual: None,
+                            sum_out: None,
+                            weight,
+                            bias,
+                            y,
+                            rows: Rows::Tokens,
+                            hidden: h,
+                            eps,
+                            dtype: dt,
+                        },
+                    )?;
                     y
                 }
             };
             let qkv = b.activation(&name("qkv"), cap * 3 * h as u64 * e);
             let wqkv = b.external(&name("Wqkv"), &lw.wqkv);
             let wqkv_b = opt(&mut b, &name("Wqkv.bias"), &lw.wqkv_bias);
-            ops::matmul::record(&mut b, &name("Wqkv"), &MatmulArgs {
-                x: attn_in, w: wqkv, bias: wqkv_b, residual: None, y: qkv, rows: Rows::Tokens,
-                k: h, n: 3 * h, dtype: dt, epilogue: Epilogue::None, variant: None,
-            })?;
-            let kind = cfg.layers[i];
-            ops::rope::record(&mut b, &name("rope"), qkv, positions, Rows::Tokens, nh, hd, cfg.rope_theta(i), dt)?;
-            let attn = b.activation(&name("attn"), cap * h as u64 * e);
-            ops::attention::record(&mut b, &name("attention"), &ops::attention::AttentionArgs {
-                qkv, cu_seqlens, out: attn, n_heads: nh, head_dim: hd,
-                window: match kind {
-                    LayerKind::Global => None,
-                    LayerKind::Local => Some(cfg.window_half() as u32),
+            ops::matmul::record(
+                &mut b,
+                &name("Wqkv"),
+                &MatmulArgs {
+                    x: attn_in,
+                    w: wqkv,
+                    bias: wqkv_b,
+                    residual: None,
+                    y: qkv,
+                    rows: Rows::Tokens,
+                    k: h,
+                    n: 3 * h,
+                    dtype: dt,
+                    epilogue: Epilogue::None,
+                    variant: None,
                 },
-                dtype: dt,
-            })?;
+            )?;
+            let kind = cfg.layers[i];
+            ops::rope::record(
+                &mut b,
+                &name("rope"),
+                qkv,
+                positions,
+                Rows::Tokens,
+                nh,
+                hd,
+                cfg.rope_theta(i),
+                dt,
+            )?;
+            let attn = b.activation(&name("attn"), cap * h as u64 * e);
+            ops::attention::record(
+                &mut b,
+                &name("attention"),
+                &ops::attention::AttentionArgs {
+                    qkv,
+                    cu_seqlens,
+                    out: attn,
+                    n_heads: nh,
+                    head_dim: hd,
+                    window: match kind {
+                        LayerKind::Global => None,
+                        LayerKind::Local => Some(cfg.window_half() as u32),
+                    },
+                    dtype: dt,
+                },
+            )?;
             let h2 = b.activation(&name("h2"), cap * h as u64 * e);
             let wo = b.external(&name("Wo"), &lw.wo);
             let wo_b = opt(&mut b, &name("Wo.bias"), &lw.wo_bias);
-            ops::matmul::record(&mut b, &name("Wo"), &MatmulArgs {
-                x: attn, w: wo, bias: wo_b, residual: Some(x), y: h2, rows: Rows::Tokens,
-                k: h, n: h, dtype: dt, epilogue: Epilogue::Residual, variant: None,
-            })?;
+            ops::matmul::record(
+                &mut b,
+                &name("Wo"),
+                &MatmulArgs {
+                    x: attn,
+                    w: wo,
+                    bias: wo_b,
+                    residual: Some(x),
+                    y: h2,
+                    rows: Rows::Tokens,
+                    k: h,
+                    n: h,
+                    dtype: dt,
+                    epilogue: Epilogue::Residual,
+                    variant: None,
+                },
+            )?;
             let mlp_in = b.activation(&name("mlp_in"), cap * h as u64 * e);
             let mlp_norm = b.external(&name("mlp_norm"), &lw.mlp_norm);
             let mlp_norm_b = opt(&mut b, &name("mlp_norm.bias"), &lw.mlp_norm_bias);
-            ops::layernorm::record(&mut b, &name("mlp_norm"), &ops::layernorm::LayerNormArgs {
-                x: h2, residual: None, sum_out: None, weight: mlp_norm, bias: mlp_norm_b, y: mlp_in,
-                rows: Rows::Tokens, hidden: h, eps, dtype: dt,
-            })?;
+            ops::layernorm::record(
+                &mut b,
+                &name("mlp_norm"),
+                &ops::layernorm::LayerNormArgs {
+                    x: h2,
+                    residual: None,
+                    sum_out: None,
+                    weight: mlp_norm,
+                    bias: mlp_norm_b,
+                    y: mlp_in,
+                    rows: Rows::Tokens,
+                    hidden: h,
+                    eps,
+                    dtype: dt,
+                },
+            )?;
             let gated = b.activation(&name("gated"), cap * inter as u64 * e);
             let wi = b.external(&name("Wi"), &lw.wi);
             let wi_b = opt(&mut b, &name("Wi.bias"), &lw.wi_bias);
-            ops::matmul::record(&mut b, &name("Wi+geglu"), &MatmulArgs {
-                x: mlp_in, w: wi, bias: wi_b, residual: None, y: gated, rows: Rows::Tokens,
-                k: h, n: inter, dtype: dt, epilogue: Epilogue::GeGlu(act), variant: None,
-            })?;
+            ops::matmul::record(
+                &mut b,
+                &name("Wi+geglu"),
+                &MatmulArgs {
+                    x: mlp_in,
+                    w: wi,
+                    bias: wi_b,
+                    residual: None,
+                    y: gated,
+                    rows: Rows::Tokens,
+                    k: h,
+                    n: inter,
+                    dtype: dt,
+                    epilogue: Epilogue::GeGlu(act),
+                    variant: None,
+                },
+            )?;
             let h3 = b.activation(&name("h"), cap * h as u64 * e);
             let wo2 = b.external(&name("mlp.Wo"), &lw.wo_mlp);
             let wo2_b = opt(&mut b, &name("mlp.Wo.bias"), &lw.wo_mlp_bias);
-            ops::matmul::record(&mut b, &name("mlp.Wo"), &MatmulArgs {
-                x: gated, w: wo2, bias: wo2_b, residual: Some(h2), y: h3, rows: Rows::Tokens,
-                k: inter, n: h, dtype: dt, epilogue: Epilogue::Residual, variant: None,
-            })?;
+            ops::matmul::record(
+                &mut b,
+                &name("mlp.Wo"),
+                &MatmulArgs {
+                    x: gated,
+                    w: wo2,
+                    bias: wo2_b,
+                    residual: Some(h2),
+                    y: h3,
+                    rows: Rows::Tokens,
+                    k: inter,
+                    n: h,
+                    dtype: dt,
+                    epilogue: Epilogue::Residual,
+                    variant: None,
+                },
+            )?;
             x = h3;
         }
         let final_norm = b.external("final_norm", &w.final_norm);
         let final_norm_b = opt(&mut b, "final_norm.bias", &w.final_norm_bias);
-        ops::layernorm::record(&mut b, "final_norm", &ops::layernorm::LayerNormArgs {
-            x, residual: None, sum_out: None, weight: final_norm, bias: final_norm_b, y: hidden,
-            rows: Rows::Tokens, hidden: h, eps, dtype: dt,
-        })?;
+        ops::layernorm::record(
+            &mut b,
+            "final_norm",
+            &ops::layernorm::LayerNormArgs {
+                x,
+                residual: None,
+                sum_out: None,
+                weight: final_norm,
+                bias: final_norm_b,
+                y: hidden,
+                rows: Rows::Tokens,
+                hidden: h,
+                eps,
+                dtype: dt,
+            },
+        )?;
         let plan = b.build()?;
         Ok(EncoderGraph {
             plan,

@@ -58,17 +58,42 @@ fn dense_act_norm(
     let dense_w = b.external("head.dense", &head.dense);
     let dense_b = ext(b, "head.dense.bias", &head.dense_bias);
     let d = b.activation("head.dense.out", bytes);
-    ops::matmul::record(b, "head.dense+act", &MatmulArgs {
-        x, w: dense_w, bias: dense_b, residual: None, y: d, rows, k: h, n: h, dtype: dt,
-        epilogue: Epilogue::Act(activation(cfg.classifier_activation)), variant: None,
-    })?;
+    ops::matmul::record(
+        b,
+        "head.dense+act",
+        &MatmulArgs {
+            x,
+            w: dense_w,
+            bias: dense_b,
+            residual: None,
+            y: d,
+            rows,
+            k: h,
+            n: h,
+            dtype: dt,
+            epilogue: Epilogue::Act(activation(cfg.classifier_activation)),
+            variant: None,
+        },
+    )?;
     let norm_w = b.external("head.norm", &head.norm);
     let norm_b = ext(b, "head.norm.bias", &head.norm_bias);
     let y = b.activation("head.norm.out", bytes);
-    ops::layernorm::record(b, "head.norm", &ops::layernorm::LayerNormArgs {
-        x: d, residual: None, sum_out: None, weight: norm_w, bias: norm_b, y, rows, hidden: h,
-        eps: cfg.norm_eps, dtype: dt,
-    })?;
+    ops::layernorm::record(
+        b,
+        "head.norm",
+        &ops::layernorm::LayerNormArgs {
+            x: d,
+            residual: None,
+            sum_out: None,
+            weight: norm_w,
+            bias: norm_b,
+            y,
+            rows,
+            hidden: h,
+            eps: cfg.norm_eps,
+            dtype: dt,
+        },
+    )?;
     Ok(y)
 }
 
@@ -89,32 +114,83 @@ fn linear_f32_out(
 ) -> Result<TensorId> {
     let out = b.output(out_name, cap_rows * n as u64 * 4);
     let direct = dt == DType::F32;
-    let y = if direct { out } else { b.activation(&format!("{label}.out"), cap_rows * n as u64 * dt.size()) };
-    ops::matmul::record(b, label, &MatmulArgs {
-        x, w, bias, residual: None, y, rows, k, n, dtype: dt, epilogue: Epilogue::None, variant: None,
-    })?;
+    let y = if direct {
+        out
+    } else {
+        b.activation(&format!("{label}.out"), cap_rows * n as u64 * dt.size())
+    };
+    ops::matmul::record(
+        b,
+        label,
+        &MatmulArgs {
+            x,
+            w,
+            bias,
+            residual: None,
+            y,
+            rows,
+            k,
+            n,
+            dtype: dt,
+            epilogue: Epilogue::None,
+            variant: None,
+        },
+    )?;
     if !direct {
-        ops::convert::record(b, &format!("{label}.to_f32"), y, out, rows, n, dt, DType::F32)?;
+        ops::convert::record(
+            b,
+            &format!("{label}.to_f32"),
+            y,
+            out,
+            rows,
+            n,
+            dt,
+            DType::F32,
+        )?;
     }
     Ok(out)
 }
 
 impl PoolHead {
-    pub fn build(gpu: &Arc<Gpu>, enc: &EncoderGraph, mode: PoolMode, normalize: bool) -> Result<Self> {
+    pub fn build(
+        gpu: &Arc<Gpu>,
+        enc: &EncoderGraph,
+        mode: PoolMode,
+        normalize: bool,
+    ) -> Result<Self> {
         let mut b = PlanBuilder::new(gpu.clone());
         let hidden = b.external("last_hidden_state", enc.plan.buffer(enc.hidden)?);
         let cu = b.external("cu_seqlens", enc.plan.buffer(enc.cu_seqlens)?);
         let h = enc.hidden_size as u32;
         let out = b.output("pooled", enc.max_seqs as u64 * h as u64 * 4);
-        ops::pooling::record(&mut b, "pool", &PoolArgs {
-            x: hidden, cu_seqlens: cu, out, hidden: h, mode, normalize, dtype: enc.dtype,
-        })?;
-        Ok(PoolHead { plan: b.build()?, out })
+        ops::pooling::record(
+            &mut b,
+            "pool",
+            &PoolArgs {
+                x: hidden,
+                cu_seqlens: cu,
+                out,
+                hidden: h,
+                mode,
+                normalize,
+                dtype: enc.dtype,
+            },
+        )?;
+        Ok(PoolHead {
+            plan: b.build()?,
+            out,
+        })
     }
 }
 
 impl MlmHead {
-    pub fn build(gpu: &Arc<Gpu>, cfg: &ModelConfig, w: &ModelWeights, enc: &EncoderGraph, k: usize) -> Result<Self> {
+    pub fn build(
+        gpu: &Arc<Gpu>,
+        cfg: &ModelConfig,
+        w: &ModelWeights,
+        enc: &EncoderGraph,
+        k: usize,
+    ) -> Result<Self> {
         let (Some(head), Some(decoder)) = (&w.head, &w.decoder) else {
             return Err(Error::MissingHead {
                 task: "fill masks",
@@ -129,20 +205,51 @@ impl MlmHead {
         let hidden = b.external("last_hidden_state", enc.plan.buffer(enc.hidden)?);
         let rows = b.input("mask rows", r * 4);
         let sel = b.activation("mask states", r * h as u64 * dt.size());
-        ops::gather::record(&mut b, "gather masks", hidden, rows, sel, Rows::Selected, h, dt)?;
+        ops::gather::record(
+            &mut b,
+            "gather masks",
+            hidden,
+            rows,
+            sel,
+            Rows::Selected,
+            h,
+            dt,
+        )?;
         let normed = dense_act_norm(&mut b, cfg, head, sel, Rows::Selected, r, dt)?;
         let dec = b.external("decoder", decoder);
         let dec_b = ext(&mut b, "decoder.bias", &w.decoder_bias);
-        let logits = linear_f32_out(&mut b, "decoder", normed, dec, dec_b, Rows::Selected, r, h, v, dt, "logits")?;
+        let logits = linear_f32_out(
+            &mut b,
+            "decoder",
+            normed,
+            dec,
+            dec_b,
+            Rows::Selected,
+            r,
+            h,
+            v,
+            dt,
+            "logits",
+        )?;
         let out = b.output("top-k", r * k as u64 * 8);
         ops::topk::record(&mut b, "top-k", logits, out, Rows::Selected, v, k as u32)?;
-        Ok(MlmHead { plan: b.build()?, rows, out, k })
+        Ok(MlmHead {
+            plan: b.build()?,
+            rows,
+            out,
+            k,
+        })
     }
 }
 
 impl ClassifierHead {
     /// Sequence classification: pool (cls or mean, per the config), head, classifier.
-    pub fn sequence(gpu: &Arc<Gpu>, cfg: &ModelConfig, w: &ModelWeights, enc: &EncoderGraph) -> Result<Self> {
+    pub fn sequence(
+        gpu: &Arc<Gpu>,
+        cfg: &ModelConfig,
+        w: &ModelWeights,
+        enc: &EncoderGraph,
+    ) -> Result<Self> {
         let (head, (cw, cb), labels) = parts(w)?;
         let dt = enc.dtype;
         let h = cfg.hidden_size as u32;
@@ -153,23 +260,59 @@ impl ClassifierHead {
         let rows = match cfg.classifier_pooling {
             Pooling::Cls => {
                 let rows = b.input("cls rows", s * 4);
-                ops::gather::record(&mut b, "cls rows", hidden, rows, pooled, Rows::Segments, h, dt)?;
+                ops::gather::record(
+                    &mut b,
+                    "cls rows",
+                    hidden,
+                    rows,
+                    pooled,
+                    Rows::Segments,
+                    h,
+                    dt,
+                )?;
                 Some(rows)
             }
             Pooling::Mean => {
                 let cu = b.external("cu_seqlens", enc.plan.buffer(enc.cu_seqlens)?);
                 if dt == DType::F32 {
-                    ops::pooling::record(&mut b, "mean pool", &PoolArgs {
-                        x: hidden, cu_seqlens: cu, out: pooled, hidden: h, mode: PoolMode::Mean,
-                        normalize: false, dtype: dt,
-                    })?;
+                    ops::pooling::record(
+                        &mut b,
+                        "mean pool",
+                        &PoolArgs {
+                            x: hidden,
+                            cu_seqlens: cu,
+                            out: pooled,
+                            hidden: h,
+                            mode: PoolMode::Mean,
+                            normalize: false,
+                            dtype: dt,
+                        },
+                    )?;
                 } else {
                     let p32 = b.activation("pooled f32", s * h as u64 * 4);
-                    ops::pooling::record(&mut b, "mean pool", &PoolArgs {
-                        x: hidden, cu_seqlens: cu, out: p32, hidden: h, mode: PoolMode::Mean,
-                        normalize: false, dtype: dt,
-                    })?;
-                    ops::convert::record(&mut b, "pooled to f16", p32, pooled, Rows::Segments, h, DType::F32, dt)?;
+                    ops::pooling::record(
+                        &mut b,
+                        "mean pool",
+                        &PoolArgs {
+                            x: hidden,
+                            cu_seqlens: cu,
+                            out: p32,
+                            hidden: h,
+                            mode: PoolMode::Mean,
+                            normalize: false,
+                            dtype: dt,
+                        },
+                    )?;
+                    ops::convert::record(
+                        &mut b,
+                        "pooled to f16",
+                        p32,
+                        pooled,
+                        Rows::Segments,
+                        h,
+                        DType::F32,
+                        dt,
+                    )?;
                 }
                 None
             }
@@ -177,12 +320,34 @@ impl ClassifierHead {
         let normed = dense_act_norm(&mut b, cfg, head, pooled, Rows::Segments, s, dt)?;
         let cw = b.external("classifier", cw);
         let cb = ext(&mut b, "classifier.bias", cb);
-        let out = linear_f32_out(&mut b, "classifier", normed, cw, cb, Rows::Segments, s, h, labels as u32, dt, "logits")?;
-        Ok(ClassifierHead { plan: b.build()?, rows, out, labels })
+        let out = linear_f32_out(
+            &mut b,
+            "classifier",
+            normed,
+            cw,
+            cb,
+            Rows::Segments,
+            s,
+            h,
+            labels as u32,
+            dt,
+            "logits",
+        )?;
+        Ok(ClassifierHead {
+            plan: b.build()?,
+            rows,
+            out,
+            labels,
+        })
     }
 
     /// Token classification: head and classifier at every token.
-    pub fn token(gpu: &Arc<Gpu>, cfg: &ModelConfig, w: &ModelWeights, enc: &EncoderGraph) -> Result<Self> {
+    pub fn token(
+        gpu: &Arc<Gpu>,
+        cfg: &ModelConfig,
+        w: &ModelWeights,
+        enc: &EncoderGraph,
+    ) -> Result<Self> {
         let (head, (cw, cb), labels) = parts(w)?;
         let dt = enc.dtype;
         let h = cfg.hidden_size as u32;
@@ -192,12 +357,33 @@ impl ClassifierHead {
         let normed = dense_act_norm(&mut b, cfg, head, hidden, Rows::Tokens, t, dt)?;
         let cw = b.external("classifier", cw);
         let cb = ext(&mut b, "classifier.bias", cb);
-        let out = linear_f32_out(&mut b, "classifier", normed, cw, cb, Rows::Tokens, t, h, labels as u32, dt, "logits")?;
-        Ok(ClassifierHead { plan: b.build()?, rows: None, out, labels })
+        let out = linear_f32_out(
+            &mut b,
+            "classifier",
+            normed,
+            cw,
+            cb,
+            Rows::Tokens,
+            t,
+            h,
+            labels as u32,
+            dt,
+            "logits",
+        )?;
+        Ok(ClassifierHead {
+            plan: b.build()?,
+            rows: None,
+            out,
+            labels,
+        })
     }
 }
 
-type ClassifierParts<'a> = (&'a HeadWeights, (&'a wgpu::Buffer, &'a Option<wgpu::Buffer>), usize);
+type ClassifierParts<'a> = (
+    &'a HeadWeights,
+    (&'a wgpu::Buffer, &'a Option<wgpu::Buffer>),
+    usize,
+);
 
 fn parts(w: &ModelWeights) -> Result<ClassifierParts<'_>> {
     match (&w.head, &w.classifier, w.heads.classifier) {

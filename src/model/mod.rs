@@ -1,7 +1,7 @@
 //! The ModernBERT model: its configuration and its checkpoint.
 
 pub mod config;
-pub mod weights;
-pub mod upload;
 pub mod graph;
 pub mod heads;
+pub mod upload;
+pub mod weights;

@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
+use crate::Result;
 use crate::model::config::ModelConfig;
 use crate::model::weights::{Checkpoint, Heads, Storage};
 use crate::ops::DType;
 use crate::runtime::Gpu;
-use crate::Result;
 
 /// One layer's buffers. `attn_norm` is absent on layer 0 (identity); biases follow the
 /// config's flags.
@@ -89,12 +89,18 @@ impl Loader<'_> {
     }
 
     fn maybe(&mut self, present: bool, name: &str) -> Result<Option<wgpu::Buffer>> {
-        if present { self.load(name).map(Some) } else { Ok(None) }
+        if present {
+            self.load(name).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 }
 
 fn hash(s: &str) -> u64 {
-    s.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3))
+    s.bytes().fold(0xcbf29ce484222325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100000001b3)
+    })
 }
 
 /// Element count of a tensor of a random model (names as in the checkpoint).
@@ -143,9 +149,24 @@ impl ModelWeights {
     }
 
     /// Random weights of the config's shapes (benchmarks without downloads), with an MLM head.
-    pub fn random(gpu: &Arc<Gpu>, cfg: &ModelConfig, dtype: DType, seed: u64) -> Result<ModelWeights> {
-        let heads = Heads { mlm: true, classifier: None };
-        Self::build(gpu, cfg, Source::Random { seed, cfg }, heads, dtype, &mut |_| {})
+    pub fn random(
+        gpu: &Arc<Gpu>,
+        cfg: &ModelConfig,
+        dtype: DType,
+        seed: u64,
+    ) -> Result<ModelWeights> {
+        let heads = Heads {
+            mlm: true,
+            classifier: None,
+        };
+        Self::build(
+            gpu,
+            cfg,
+            Source::Random { seed, cfg },
+            heads,
+            dtype,
+            &mut |_| {},
+        )
     }
 
     fn build(
@@ -164,7 +185,15 @@ impl ModelWeights {
             Source::Checkpoint(ck) => ck.contains("decoder.weight"),
             Source::Random { .. } => false,
         };
-        let mut l = Loader { gpu, source, storage, dtype, scratch: Vec::new(), bytes: 0, on_tensor };
+        let mut l = Loader {
+            gpu,
+            source,
+            storage,
+            dtype,
+            scratch: Vec::new(),
+            bytes: 0,
+            on_tensor,
+        };
         let nb = cfg.norm_bias;
         let tok_embeddings = l.load("model.embeddings.tok_embeddings.weight")?;
         let emb_norm = l.load("model.embeddings.norm.weight")?;
@@ -202,13 +231,20 @@ impl ModelWeights {
             None
         };
         let decoder = if heads.mlm {
-            Some(if untied { l.load("decoder.weight")? } else { tok_embeddings.clone() })
+            Some(if untied {
+                l.load("decoder.weight")?
+            } else {
+                tok_embeddings.clone()
+            })
         } else {
             None
         };
         let decoder_bias = l.maybe(heads.mlm && cfg.decoder_bias, "decoder.bias")?;
         let classifier = match heads.classifier {
-            Some(_) => Some((l.load("classifier.weight")?, Some(l.load("classifier.bias")?))),
+            Some(_) => Some((
+                l.load("classifier.weight")?,
+                Some(l.load("classifier.bias")?),
+            )),
             None => None,
         };
         let bytes = l.bytes;

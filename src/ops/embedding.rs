@@ -80,19 +80,35 @@ pub fn record(b: &mut PlanBuilder, label: &str, a: &EmbeddingArgs) -> Result<()>
 }
 
 /// Records the embedding step with a chosen reduction.
-pub fn record_with(b: &mut PlanBuilder, label: &str, a: &EmbeddingArgs, reduce: Reduce) -> Result<()> {
+pub fn record_with(
+    b: &mut PlanBuilder,
+    label: &str,
+    a: &EmbeddingArgs,
+    reduce: Reduce,
+) -> Result<()> {
     let caps = b.gpu().caps().clone();
     check_dtype(&caps, a.dtype)?;
     reduce.check(&caps)?;
     if !(a.eps.is_finite() && a.eps >= 0.0) {
-        return Err(Error::PlanInput(format!("step '{label}': eps {} must be finite and >= 0", a.eps)));
+        return Err(Error::PlanInput(format!(
+            "step '{label}': eps {} must be finite and >= 0",
+            a.eps
+        )));
     }
     if a.vocab == 0 {
-        return Err(Error::PlanInput(format!("step '{label}': empty vocabulary")));
+        return Err(Error::PlanInput(format!(
+            "step '{label}': empty vocabulary"
+        )));
     }
     let kernel = kernel(a.dtype, a.hidden, reduce)?;
     let vec_bytes = a.hidden as u64 * a.dtype.size();
-    need_bytes(b, label, "the embedding table", a.table, a.vocab as u64 * vec_bytes)?;
+    need_bytes(
+        b,
+        label,
+        "the embedding table",
+        a.table,
+        a.vocab as u64 * vec_bytes,
+    )?;
     need_bytes(b, label, "the weight", a.weight, vec_bytes)?;
     if let Some(bias) = a.bias {
         need_bytes(b, label, "the bias", bias, vec_bytes)?;
@@ -103,18 +119,30 @@ pub fn record_with(b: &mut PlanBuilder, label: &str, a: &EmbeddingArgs, reduce: 
     let (rows, hidden, vocab, eps) = (a.rows, a.hidden, a.vocab, a.eps);
     let has_bias = a.bias.is_some() as u32;
     let max_dim = caps.max_workgroups_per_dim;
-    b.step(label, kernel, &[a.ids, a.table, a.weight, bias, a.y], move |s: &RunSizes| {
-        let n = rows.eval(s).min(cap);
-        let p = EmbedParams {
-            rows: n,
-            hidden,
-            eps,
-            has_bias,
-            vocab,
-            _pad: [0; 3],
-        };
-        Launch::new(&p, if n == 0 { [0, 0, 0] } else { runtime::grid(n, max_dim) })
-    })
+    b.step(
+        label,
+        kernel,
+        &[a.ids, a.table, a.weight, bias, a.y],
+        move |s: &RunSizes| {
+            let n = rows.eval(s).min(cap);
+            let p = EmbedParams {
+                rows: n,
+                hidden,
+                eps,
+                has_bias,
+                vocab,
+                _pad: [0; 3],
+            };
+            Launch::new(
+                &p,
+                if n == 0 {
+                    [0, 0, 0]
+                } else {
+                    runtime::grid(n, max_dim)
+                },
+            )
+        },
+    )
 }
 
 /// `LN(E[ids[t]])` in f64; an id >= vocab gives the bias row (or zeros), like the kernel.

@@ -81,7 +81,13 @@ pub(crate) fn rows_in(b: &PlanBuilder, t: TensorId, row_bytes: u64) -> u32 {
 }
 
 /// Requires that `t` holds at least `bytes` (weights, fixed-size outputs).
-pub(crate) fn need_bytes(b: &PlanBuilder, label: &str, what: &str, t: TensorId, bytes: u64) -> Result<()> {
+pub(crate) fn need_bytes(
+    b: &PlanBuilder,
+    label: &str,
+    what: &str,
+    t: TensorId,
+    bytes: u64,
+) -> Result<()> {
     if b.bytes(t) < bytes {
         return Err(Error::PlanInput(format!(
             "step '{label}': {what} holds {} bytes, needs {bytes}",
@@ -183,12 +189,20 @@ pub fn record(b: &mut PlanBuilder, label: &str, a: &LayerNormArgs) -> Result<()>
 }
 
 /// Records a LayerNorm step with a chosen reduction (tests cover both).
-pub fn record_with(b: &mut PlanBuilder, label: &str, a: &LayerNormArgs, reduce: Reduce) -> Result<()> {
+pub fn record_with(
+    b: &mut PlanBuilder,
+    label: &str,
+    a: &LayerNormArgs,
+    reduce: Reduce,
+) -> Result<()> {
     let caps = b.gpu().caps().clone();
     check_dtype(&caps, a.dtype)?;
     reduce.check(&caps)?;
     if !(a.eps.is_finite() && a.eps >= 0.0) {
-        return Err(Error::PlanInput(format!("step '{label}': eps {} must be finite and >= 0", a.eps)));
+        return Err(Error::PlanInput(format!(
+            "step '{label}': eps {} must be finite and >= 0",
+            a.eps
+        )));
     }
     let kernel = kernel(a.dtype, a.hidden, a.residual.is_some(), reduce)?;
     let vec_bytes = a.hidden as u64 * a.dtype.size();
@@ -200,7 +214,9 @@ pub fn record_with(b: &mut PlanBuilder, label: &str, a: &LayerNormArgs, reduce: 
     let mut cap = rows_in(b, a.x, vec_bytes).min(rows_in(b, a.y, vec_bytes));
     let bindings = match (a.residual, a.sum_out) {
         (Some(r), Some(h)) => {
-            cap = cap.min(rows_in(b, r, vec_bytes)).min(rows_in(b, h, vec_bytes));
+            cap = cap
+                .min(rows_in(b, r, vec_bytes))
+                .min(rows_in(b, h, vec_bytes));
             vec![a.x, r, a.weight, bias, h, a.y]
         }
         (None, None) => vec![a.x, a.weight, bias, a.y],
@@ -221,12 +237,25 @@ pub fn record_with(b: &mut PlanBuilder, label: &str, a: &LayerNormArgs, reduce: 
             eps,
             has_bias,
         };
-        Launch::new(&p, if n == 0 { [0, 0, 0] } else { runtime::grid(n, max_dim) })
+        Launch::new(
+            &p,
+            if n == 0 {
+                [0, 0, 0]
+            } else {
+                runtime::grid(n, max_dim)
+            },
+        )
     })
 }
 
 /// `LN(x)` row by row in f64 (population variance, eps inside the sqrt).
-pub fn reference(x: &[f32], weight: &[f32], bias: Option<&[f32]>, hidden: usize, eps: f32) -> Vec<f64> {
+pub fn reference(
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    hidden: usize,
+    eps: f32,
+) -> Vec<f64> {
     let h: Vec<f64> = x.iter().map(|&v| v as f64).collect();
     normalise(&h, weight, bias, hidden, eps)
 }
@@ -240,7 +269,11 @@ pub fn reference_add(
     hidden: usize,
     eps: f32,
 ) -> (Vec<f64>, Vec<f64>) {
-    let h: Vec<f64> = x.iter().zip(residual).map(|(&a, &b)| a as f64 + b as f64).collect();
+    let h: Vec<f64> = x
+        .iter()
+        .zip(residual)
+        .map(|(&a, &b)| a as f64 + b as f64)
+        .collect();
     let y = normalise(&h, weight, bias, hidden, eps);
     (h, y)
 }

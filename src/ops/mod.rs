@@ -2,14 +2,14 @@
 //! `shaders/`: its parameter struct (mirrors the WGSL uniform), variant choice, dispatch
 //! math, the step it records into a plan, and a CPU reference with f64 accumulation.
 
-pub mod convert;
-pub mod matmul;
-pub mod rope;
 pub mod attention;
+pub mod convert;
 pub mod embedding;
 pub mod gather;
 pub mod layernorm;
+pub mod matmul;
 pub mod pooling;
+pub mod rope;
 pub mod topk;
 
 use crate::runtime::Kernel;

@@ -4,10 +4,10 @@
 //! `cu_seqlens` and `RunSizes::segments`. An empty sequence pools to zeros.
 //! Shader: `shaders/pooling.wgsl`; one workgroup per sequence.
 
+use crate::Result;
 use crate::ops::DType;
 use crate::ops::layernorm::{PER_THREAD_BUCKETS, check_dtype, per_thread, rows_in};
 use crate::runtime::{self, Access, Kernel, Launch, PlanBuilder, RunSizes, TensorId};
-use crate::Result;
 
 /// How a sequence becomes one vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -77,28 +77,47 @@ pub fn record(b: &mut PlanBuilder, label: &str, a: &PoolArgs) -> Result<()> {
     check_dtype(&caps, a.dtype)?;
     let kernel = kernel(a.dtype, a.hidden)?;
     let row_cap = rows_in(b, a.x, a.hidden as u64 * a.dtype.size());
-    let seg_cap = rows_in(b, a.out, a.hidden as u64 * 4).min(rows_in(b, a.cu_seqlens, 4).saturating_sub(1));
+    let seg_cap =
+        rows_in(b, a.out, a.hidden as u64 * 4).min(rows_in(b, a.cu_seqlens, 4).saturating_sub(1));
     let (hidden, mode, normalize) = (a.hidden, a.mode, a.normalize as u32);
     let max_dim = caps.max_workgroups_per_dim;
-    b.step(label, kernel, &[a.x, a.cu_seqlens, a.out], move |s: &RunSizes| {
-        let n = s.segments.min(seg_cap);
-        let p = PoolParams {
-            segments: n,
-            hidden,
-            rows: s.rows.min(row_cap),
-            mode: match mode {
-                PoolMode::Cls => 0,
-                PoolMode::Mean => 1,
-            },
-            normalize,
-            _pad: [0; 3],
-        };
-        Launch::new(&p, if n == 0 { [0, 0, 0] } else { runtime::grid(n, max_dim) })
-    })
+    b.step(
+        label,
+        kernel,
+        &[a.x, a.cu_seqlens, a.out],
+        move |s: &RunSizes| {
+            let n = s.segments.min(seg_cap);
+            let p = PoolParams {
+                segments: n,
+                hidden,
+                rows: s.rows.min(row_cap),
+                mode: match mode {
+                    PoolMode::Cls => 0,
+                    PoolMode::Mean => 1,
+                },
+                normalize,
+                _pad: [0; 3],
+            };
+            Launch::new(
+                &p,
+                if n == 0 {
+                    [0, 0, 0]
+                } else {
+                    runtime::grid(n, max_dim)
+                },
+            )
+        },
+    )
 }
 
 /// Pooled vectors `[segments, hidden]` in f64, where `cu_seqlens` has `segments + 1` entries.
-pub fn reference(x: &[f32], cu_seqlens: &[u32], hidden: usize, mode: PoolMode, normalize: bool) -> Vec<f64> {
+pub fn reference(
+    x: &[f32],
+    cu_seqlens: &[u32],
+    hidden: usize,
+    mode: PoolMode,
+    normalize: bool,
+) -> Vec<f64> {
     let mut out = Vec::new();
     for w in cu_seqlens.windows(2) {
         let (start, end) = (w[0] as usize, (w[1] as usize).max(w[0] as usize));

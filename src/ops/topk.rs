@@ -54,7 +54,9 @@ pub fn record(
         )));
     }
     if vocab == 0 {
-        return Err(Error::PlanInput(format!("step '{label}': empty vocabulary")));
+        return Err(Error::PlanInput(format!(
+            "step '{label}': empty vocabulary"
+        )));
     }
     let cap = rows_in(b, logits, vocab as u64 * 4).min(rows_in(b, out, k as u64 * 8));
     check_rows(label, rows, cap)?;
@@ -70,7 +72,14 @@ pub fn record(
             k,
             idx_digits,
         };
-        Launch::new(&p, if n == 0 { [0, 0, 0] } else { runtime::grid(n, max_dim) })
+        Launch::new(
+            &p,
+            if n == 0 {
+                [0, 0, 0]
+            } else {
+                runtime::grid(n, max_dim)
+            },
+        )
     })
 }
 

@@ -65,7 +65,7 @@ impl Capabilities {
             } else {
                 Vec::new()
             },
-            max_storage_binding: limits.max_storage_buffer_binding_size as u64,
+            max_storage_binding: limits.max_storage_buffer_binding_size,
             max_buffer_size: limits.max_buffer_size,
             max_workgroup_storage: limits.max_compute_workgroup_storage_size,
             max_invocations: limits.max_compute_invocations_per_workgroup,
@@ -120,10 +120,12 @@ pub struct AdapterReport {
     pub capabilities: Capabilities,
 }
 
+/// Explicit backends, else `WGPU_BACKEND`, else the primary ones (Vulkan, Metal, DX12);
+/// GL is used only when asked for or when no primary adapter exists.
 fn backends_from(opt: Option<&str>) -> wgpu::Backends {
     match opt {
         Some(s) => wgpu::Backends::from_comma_list(s),
-        None => wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
+        None => wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY),
     }
 }
 
@@ -184,8 +186,12 @@ fn report(adapter: &wgpu::Adapter) -> AdapterReport {
 
 /// Lists every adapter the chosen backends expose.
 pub fn list_adapters(backend: Option<&str>) -> Vec<AdapterReport> {
-    let inst = instance(backends_from(backend));
-    pollster::block_on(inst.enumerate_adapters(backends_from(backend)))
+    let backends = match backend {
+        Some(s) => wgpu::Backends::from_comma_list(s),
+        None => wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
+    };
+    let inst = instance(backends);
+    pollster::block_on(inst.enumerate_adapters(backends))
         .iter()
         .map(report)
         .collect()
@@ -194,7 +200,12 @@ pub fn list_adapters(backend: Option<&str>) -> Vec<AdapterReport> {
 impl Gpu {
     /// Picks an adapter and creates a device with its own limits and the wanted features.
     pub fn new(opts: &GpuOptions) -> Result<Arc<Gpu>> {
-        let backends = backends_from(opts.backend.as_deref());
+        let mut backends = backends_from(opts.backend.as_deref());
+        if backends == wgpu::Backends::PRIMARY
+            && pollster::block_on(instance(backends).enumerate_adapters(backends)).is_empty()
+        {
+            backends = wgpu::Backends::all();
+        }
         let inst = instance(backends);
         let name = opts
             .adapter
@@ -360,7 +371,7 @@ impl Gpu {
         if data.is_empty() {
             return;
         }
-        if data.len() % 4 == 0 {
+        if data.len().is_multiple_of(4) {
             self.queue.write_buffer(buf, offset, data);
         } else {
             let mut padded = data.to_vec();
@@ -411,7 +422,7 @@ impl Gpu {
         }
         let what = what.to_string();
         let padded = len.next_multiple_of(4);
-        if offset % 4 != 0 || offset + padded > buf.size() {
+        if !offset.is_multiple_of(4) || offset + padded > buf.size() {
             return Err(Error::Readback {
                 what,
                 message: format!(

@@ -24,7 +24,10 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("attention", include_str!("../../shaders/attention.wgsl")),
     ("convert", include_str!("../../shaders/convert.wgsl")),
     ("matmul", include_str!("../../shaders/matmul.wgsl")),
-    ("matmul_subgroup", include_str!("../../shaders/matmul_subgroup.wgsl")),
+    (
+        "matmul_subgroup",
+        include_str!("../../shaders/matmul_subgroup.wgsl"),
+    ),
 ];
 
 /// Files that `#include` can reach.
