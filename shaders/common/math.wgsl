@@ -10,7 +10,7 @@ fn erf_f32(x: f32) -> f32 {
     return s * y;
 }
 
-// Activations, chosen by the ACT define as act_{{ACT}}(x).
+// Activations; kernels pick one through their ACT define (act_gelu, act_silu, ...).
 fn act_gelu(x: f32) -> f32 {
     return 0.5 * x * (1.0 + erf_f32(x * 0.70710678118654752));
 }
