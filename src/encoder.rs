@@ -105,6 +105,33 @@ struct Bucket {
 
 /// A loaded model on a GPU. `Send + Sync`: calls from several threads are serialised on the
 /// device (one batch at a time), each returning its own results.
+///
+/// ```no_run
+/// use wgbert::encoder::{EmbedPooling, Encoder, LoadOptions};
+///
+/// let enc = Encoder::load("answerdotai/ModernBERT-base", &LoadOptions::default())?;
+/// for mask in &enc.fill_mask(&["The capital of France is [MASK]."], 5)?[0] {
+///     for c in &mask.candidates {
+///         println!("{:.3} {}", c.score, c.token);
+///     }
+/// }
+/// let docs = enc.embed(&["first document", "second document"], EmbedPooling::Mean, true)?;
+/// assert_eq!(docs[0].vectors[0].len(), enc.config().hidden_size);
+/// # Ok::<(), wgbert::Error>(())
+/// ```
+///
+/// On a device the host application owns:
+///
+/// ```no_run
+/// # fn app_device() -> (wgpu::Device, wgpu::Queue, wgpu::Adapter) { unimplemented!() }
+/// use wgbert::encoder::{Encoder, LoadOptions};
+/// use wgbert::runtime::Gpu;
+///
+/// let (device, queue, adapter) = app_device();
+/// let gpu = Gpu::from_wgpu(device, queue, Some(&adapter));
+/// let enc = Encoder::load_on(gpu, "answerdotai/ModernBERT-base", &LoadOptions::default())?;
+/// # Ok::<(), wgbert::Error>(())
+/// ```
 pub struct Encoder {
     gpu: Arc<Gpu>,
     config: ModelConfig,

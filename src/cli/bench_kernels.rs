@@ -1,10 +1,187 @@
-//! `wgbert bench --kernels`: matmul and attention sweeps in TFLOP/s.
+//! `wgbert bench --kernels`: matmul and attention sweeps on ModernBERT-base shapes (and a
+//! 4096^3 square matmul), timed on the GPU with timestamp queries where available (wall time
+//! otherwise), reported in TFLOP/s.
+
+use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Result;
-use std::sync::Arc;
-use wgbert::ops::DType;
-use wgbert::runtime::Gpu;
+use serde_json::json;
+use wgbert::ops::attention::{self, AttentionArgs};
+use wgbert::ops::matmul::{self, Epilogue, MatmulArgs};
+use wgbert::ops::{DType, Rows};
+use wgbert::runtime::{Gpu, Plan, RunSizes};
 
-pub fn run(_gpu: &Arc<Gpu>, _dtype: Option<DType>, _json: bool) -> Result<()> {
-    anyhow::bail!("kernel sweeps are not available in this build")
+const REPS: usize = 5;
+
+fn time_plan(gpu: &Gpu, plan: &mut Plan, sizes: &RunSizes) -> Result<f64> {
+    plan.run(sizes)?;
+    gpu.wait()?;
+    if gpu.caps().timestamps {
+        let mut ns = 0.0;
+        for _ in 0..REPS {
+            ns += plan.run_profiled(sizes)?.total_ns();
+        }
+        return Ok(ns / REPS as f64 * 1e-9);
+    }
+    let t = Instant::now();
+    for _ in 0..REPS {
+        plan.run(sizes)?;
+    }
+    gpu.wait()?;
+    Ok(t.elapsed().as_secs_f64() / REPS as f64)
+}
+
+fn matmul_case(
+    gpu: &Arc<Gpu>,
+    dt: DType,
+    t: u32,
+    k: u32,
+    n: u32,
+    epilogue: Epilogue,
+) -> Result<f64> {
+    let e = dt.size();
+    let mut b = wgbert::runtime::PlanBuilder::new(gpu.clone());
+    let out_n = match epilogue {
+        Epilogue::GeGlu(_) => n / 2,
+        _ => n,
+    };
+    let w = gpu.upload("w", &dt.encode(&vec![0.01; (k * n) as usize]))?;
+    let x = b.input("x", t as u64 * k as u64 * e);
+    let w = b.external("w", &w);
+    let r = b.input("r", t as u64 * out_n as u64 * e);
+    let y = b.output("y", t as u64 * out_n as u64 * e);
+    let residual = matches!(epilogue, Epilogue::Residual).then_some(r);
+    matmul::record(
+        &mut b,
+        "matmul",
+        &MatmulArgs {
+            x,
+            w,
+            bias: None,
+            residual,
+            y,
+            rows: Rows::Fixed(t),
+            k,
+            n: out_n,
+            dtype: dt,
+            epilogue,
+            variant: None,
+        },
+    )?;
+    let mut plan = b.build()?;
+    plan.write(x, &dt.encode(&vec![0.5; (t * k) as usize]))?;
+    let secs = time_plan(
+        gpu,
+        &mut plan,
+        &RunSizes {
+            rows: t,
+            ..Default::default()
+        },
+    )?;
+    Ok(2.0 * t as f64 * k as f64 * n as f64 / secs / 1e12)
+}
+
+fn attention_case(
+    gpu: &Arc<Gpu>,
+    dt: DType,
+    seqs: u32,
+    len: u32,
+    window: Option<u32>,
+) -> Result<f64> {
+    let (heads, d) = (12u32, 64u32);
+    let t = seqs * len;
+    let e = dt.size();
+    let mut b = wgbert::runtime::PlanBuilder::new(gpu.clone());
+    let qkv = b.input("qkv", t as u64 * 3 * heads as u64 * d as u64 * e);
+    let cu = b.input("cu_seqlens", (seqs as u64 + 1) * 4);
+    let out = b.output("out", t as u64 * heads as u64 * d as u64 * e);
+    attention::record(
+        &mut b,
+        "attention",
+        &AttentionArgs {
+            qkv,
+            cu_seqlens: cu,
+            out,
+            n_heads: heads,
+            head_dim: d,
+            window,
+            dtype: dt,
+        },
+    )?;
+    let mut plan = b.build()?;
+    let cu_v: Vec<u32> = (0..=seqs).map(|i| i * len).collect();
+    plan.write(cu, bytemuck::cast_slice(&cu_v))?;
+    plan.write(qkv, &dt.encode(&vec![0.1; (t * 3 * heads * d) as usize]))?;
+    let sizes = RunSizes {
+        rows: t,
+        segments: seqs,
+        max_segment: len,
+        selected: 0,
+    };
+    let secs = time_plan(gpu, &mut plan, &sizes)?;
+    let pairs = attention::allowed_pairs(&cu_v, window) as f64;
+    Ok(4.0 * pairs * d as f64 * heads as f64 / secs / 1e12)
+}
+
+pub fn run(gpu: &Arc<Gpu>, dtype: Option<DType>, json_out: bool) -> Result<()> {
+    let dt = dtype.unwrap_or(if gpu.caps().f16 {
+        DType::F16
+    } else {
+        DType::F32
+    });
+    let small = std::env::var("WGBERT_BENCH_SMALL").is_ok_and(|v| v == "1");
+    let t = if small { 256 } else { 32768 };
+    let act = wgbert::ops::Activation::GeluErf;
+    let mut cases: Vec<(String, f64)> = Vec::new();
+    let matmuls = [
+        ("Wqkv 768->2304", t, 768, 2304, Epilogue::None),
+        ("attn.Wo 768->768 +res", t, 768, 768, Epilogue::Residual),
+        ("Wi 768->2304 geglu", t, 768, 2304, Epilogue::GeGlu(act)),
+        ("mlp.Wo 1152->768 +res", t, 1152, 768, Epilogue::Residual),
+    ];
+    for (name, t, k, n, ep) in matmuls {
+        cases.push((
+            format!("matmul {name} T={t}"),
+            matmul_case(gpu, dt, t, k, n, ep)?,
+        ));
+    }
+    let sq = if small { 256 } else { 4096 };
+    cases.push((
+        format!("matmul {sq}^3"),
+        matmul_case(gpu, dt, sq, sq, sq, Epilogue::None)?,
+    ));
+    let (s512, s8k) = if small { (4, 1) } else { (64, 4) };
+    let long = if small { 1024 } else { 8192 };
+    cases.push((
+        format!("attention global 512 x {s512}"),
+        attention_case(gpu, dt, s512, 512, None)?,
+    ));
+    cases.push((
+        format!("attention global {long} x {s8k}"),
+        attention_case(gpu, dt, s8k, long, None)?,
+    ));
+    cases.push((
+        format!("attention window 64, {long} x {s8k}"),
+        attention_case(gpu, dt, s8k, long, Some(64))?,
+    ));
+    if json_out {
+        let m: serde_json::Map<String, serde_json::Value> =
+            cases.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        println!(
+            "{}",
+            json!({ "adapter": gpu.info().name, "dtype": format!("{dt:?}"), "tflops": m })
+        );
+    } else {
+        println!(
+            "adapter {} ({:?}), {dt:?}; TFLOP/s (GPU timestamps: {})",
+            gpu.info().name,
+            gpu.info().backend,
+            gpu.caps().timestamps
+        );
+        for (name, tf) in cases {
+            println!("  {name:<44} {tf:>9.3}");
+        }
+    }
+    Ok(())
 }
