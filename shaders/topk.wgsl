@@ -14,6 +14,9 @@
 
 const WG: u32 = 256u;
 const KMAX: u32 = 64u;
+// Copies of the histogram, thread lid counting into copy lid % HCOPIES: logits crowd into a
+// few bins of the top digit, and spreading them cuts same-address atomic contention.
+const HCOPIES: u32 = 8u;
 const LOWEST: f32 = -3.40282347e38;
 
 struct TopkParams {
@@ -28,7 +31,7 @@ struct TopkParams {
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<u32>;
 
-var<workgroup> hist: array<atomic<u32>, WG>;
+var<workgroup> hist: array<atomic<u32>, HCOPIES * WG>; // [HCOPIES][WG]
 var<workgroup> suffix: array<u32, WG>;
 var<workgroup> red_m: array<f32, WG>;
 var<workgroup> red_s: array<f32, WG>;
@@ -42,6 +45,12 @@ var<workgroup> cand_val: array<f32, KMAX>;
 fn key_of(x: f32) -> u32 {
     let u = select(bitcast<u32>(x), 0u, x == 0.0);
     return select(u | 0x80000000u, ~u, (u >> 31u) != 0u);
+}
+
+fn clear_hist(lid: u32) {
+    for (var c = 0u; c < HCOPIES; c++) {
+        atomicStore(&hist[c * WG + lid], 0u);
+    }
 }
 
 // a and b agree on the bits at and above `shift` (32: nothing to compare).
@@ -62,9 +71,10 @@ fn topk_softmax(
     let n = p.vocab;
     let base = row * n;
     let ndig = 4u + p.idx_digits;
+    let hbase = (lid % HCOPIES) * WG;
 
     // Pass 0: softmax statistics (online max / sum) and the histogram of the top digit.
-    atomicStore(&hist[lid], 0u);
+    clear_hist(lid);
     if lid == 0u {
         atomicStore(&n_cand, 0u);
     }
@@ -79,7 +89,7 @@ fn topk_softmax(
         } else {
             s += exp(x - m);
         }
-        atomicAdd(&hist[key_of(x) >> 24u], 1u);
+        atomicAdd(&hist[hbase + (key_of(x) >> 24u)], 1u);
     }
     red_m[lid] = m;
     red_s[lid] = s;
@@ -105,20 +115,20 @@ fn topk_softmax(
     loop {
         if d > 0u {
             // Histogram of digit d over the elements whose higher digits equal the prefix.
-            atomicStore(&hist[lid], 0u);
+            clear_hist(lid);
             workgroupBarrier();
             for (var i = lid; i < n; i += WG) {
                 let key = key_of(logits[base + i]);
                 if d < 4u {
                     let hi = 32u - 8u * d;
                     if (key >> hi) == (vprefix >> hi) {
-                        atomicAdd(&hist[(key >> (hi - 8u)) & 255u], 1u);
+                        atomicAdd(&hist[hbase + ((key >> (hi - 8u)) & 255u)], 1u);
                     }
                 } else {
                     let rev = n - 1u - i;
                     let hi = 8u * (p.idx_digits - (d - 4u));
                     if key == vprefix && hi_eq(rev, iprefix, hi) {
-                        atomicAdd(&hist[(rev >> (hi - 8u)) & 255u], 1u);
+                        atomicAdd(&hist[hbase + ((rev >> (hi - 8u)) & 255u)], 1u);
                     }
                 }
             }
@@ -126,7 +136,10 @@ fn topk_softmax(
         }
         // Suffix sums over the bins; the bin where the count from the top reaches `need`
         // holds the boundary.
-        let h = atomicLoad(&hist[lid]);
+        var h = 0u;
+        for (var c = 0u; c < HCOPIES; c++) {
+            h += atomicLoad(&hist[c * WG + lid]);
+        }
         suffix[lid] = h;
         workgroupBarrier();
         for (var off = 1u; off < WG; off <<= 1u) {

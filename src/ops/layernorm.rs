@@ -97,9 +97,9 @@ pub(crate) fn need_bytes(
     Ok(())
 }
 
-/// The row count a step runs on, clamped to the `cap` rows its buffers hold so that a run
-/// with more rows than the plan was built for cannot write past them; a fixed count over
-/// the capacity is refused when recording.
+/// Refuses a fixed row count over the `cap` rows a step's buffers hold. Run-time counts
+/// (`Rows::Tokens`...) are clamped to `cap` in the launch instead, so a run with more rows
+/// than the plan was built for cannot write past the buffers.
 pub(crate) fn check_rows(label: &str, rows: Rows, cap: u32) -> Result<()> {
     if let Rows::Fixed(n) = rows
         && n > cap
