@@ -66,28 +66,32 @@ pub fn run(g: &Global, a: &EmbedArgs) -> Result<()> {
     if a.chunk == 0 {
         bail!("--chunk must be at least 1");
     }
-    let matrix = match a.format {
-        FormatArg::Jsonl => None,
-        FormatArg::Npy => Some(MatrixFormat::Npy),
-        FormatArg::Safetensors => Some(MatrixFormat::Safetensors),
+    let matrix = match (a.format, &a.output) {
+        (FormatArg::Jsonl, _) => None,
+        (FormatArg::Npy, Some(path)) => Some((MatrixFormat::Npy, path)),
+        (FormatArg::Safetensors, Some(path)) => Some((MatrixFormat::Safetensors, path)),
+        (_, None) => bail!("--format npy/safetensors needs --output FILE"),
     };
     if matrix.is_some() && a.pooling == PoolingArg::None {
         bail!("--pooling none gives a matrix per text: use --format jsonl");
     }
-    if matrix.is_some() && a.output.is_none() {
-        bail!("--format npy/safetensors needs --output FILE");
-    }
     let texts = Texts::open(&a.texts, a.input.as_deref())?;
-    let enc = g.load()?;
-    let hidden = enc.config().hidden_size;
-    let mut sink = match (matrix, &a.output) {
-        (Some(fmt), Some(path)) => Sink::Matrix(MatrixWriter::create(path, fmt, hidden)?),
-        (None, Some(path)) => Sink::Jsonl(Box::new(BufWriter::new(
+    // A JSONL output file is opened before the model loads, so a bad path fails at once.
+    let jsonl: Option<Box<dyn Write>> = match (&matrix, &a.output) {
+        (Some(_), _) => None,
+        (None, Some(path)) => Some(Box::new(BufWriter::new(
             std::fs::File::create(path)
                 .with_context(|| format!("cannot write output file {}", path.display()))?,
         ))),
-        (None, None) => Sink::Jsonl(Box::new(BufWriter::new(std::io::stdout().lock()))),
-        (Some(_), None) => unreachable_output()?,
+        (None, None) => Some(Box::new(BufWriter::new(std::io::stdout().lock()))),
+    };
+    let enc = g.load()?;
+    let mut sink = match (jsonl, matrix) {
+        (Some(w), _) => Sink::Jsonl(w),
+        (None, Some((fmt, path))) => {
+            Sink::Matrix(MatrixWriter::create(path, fmt, enc.config().hidden_size)?)
+        }
+        (None, None) => bail!("no output"),
     };
     let pooling = match a.pooling {
         PoolingArg::Cls => EmbedPooling::Cls,
@@ -144,10 +148,6 @@ pub fn run(g: &Global, a: &EmbedArgs) -> Result<()> {
         Sink::Matrix(m) => m.finish()?,
     }
     Ok(())
-}
-
-fn unreachable_output() -> Result<Sink> {
-    bail!("--format npy/safetensors needs --output FILE")
 }
 
 fn reindex(e: wgbert::Error, first: usize) -> wgbert::Error {

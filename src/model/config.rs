@@ -52,41 +52,8 @@ impl LayerKind {
     }
 }
 
-/// Activation function of the MLP (`hidden_activation`) or of the head (`classifier_activation`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Activation {
-    /// Exact GELU, `0.5 x (1 + erf(x / sqrt 2))` (`gelu`).
-    GeluErf,
-    /// The tanh approximation of GELU (`gelu_pytorch_tanh`, `gelu_new`, `gelu_fast`).
-    GeluTanh,
-    /// `x * sigmoid(x)` (`silu`, `swish`).
-    Silu,
-    /// `max(x, 0)` (`relu`).
-    Relu,
-}
-
-impl Activation {
-    /// Maps a transformers `ACT2FN` name; `None` for names we do not implement.
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "gelu" | "gelu_python" => Some(Activation::GeluErf),
-            "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" => Some(Activation::GeluTanh),
-            "silu" | "swish" => Some(Activation::Silu),
-            "relu" => Some(Activation::Relu),
-            _ => None,
-        }
-    }
-
-    /// The canonical transformers name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Activation::GeluErf => "gelu",
-            Activation::GeluTanh => "gelu_pytorch_tanh",
-            Activation::Silu => "silu",
-            Activation::Relu => "relu",
-        }
-    }
-}
+/// Activation functions (`hidden_activation`, `classifier_activation`); the kernels' own type.
+pub use crate::ops::Activation;
 
 /// How sequence classification pools the final hidden states.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -33,17 +33,6 @@ pub struct EncoderGraph {
     pub hidden_size: usize,
 }
 
-/// Maps a config activation onto the kernels' activation.
-pub fn activation(a: crate::model::config::Activation) -> ops::Activation {
-    use crate::model::config::Activation as A;
-    match a {
-        A::GeluErf => ops::Activation::GeluErf,
-        A::GeluTanh => ops::Activation::GeluTanh,
-        A::Silu => ops::Activation::Silu,
-        A::Relu => ops::Activation::Relu,
-    }
-}
-
 /// Device bytes per token of the encoder's activations (the widest live set), used to size
 /// capacities to a memory budget.
 pub fn bytes_per_token(cfg: &ModelConfig, dtype: DType) -> u64 {
@@ -109,7 +98,7 @@ impl EncoderGraph {
                 dtype: dt,
             },
         )?;
-        let act = activation(cfg.hidden_activation);
+        let act = cfg.hidden_activation;
         for (i, lw) in w.layers.iter().enumerate() {
             let name = |s: &str| format!("layers.{i}.{s}");
             let attn_in = match &lw.attn_norm {

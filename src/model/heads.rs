@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::model::config::{ModelConfig, Pooling};
-use crate::model::graph::{EncoderGraph, activation};
+use crate::model::graph::EncoderGraph;
 use crate::model::upload::{HeadWeights, ModelWeights};
 use crate::ops::matmul::{Epilogue, MatmulArgs};
 use crate::ops::pooling::{PoolArgs, PoolMode};
@@ -71,7 +71,7 @@ fn dense_act_norm(
             k: h,
             n: h,
             dtype: dt,
-            epilogue: Epilogue::Act(activation(cfg.classifier_activation)),
+            epilogue: Epilogue::Act(cfg.classifier_activation),
             variant: None,
         },
     )?;
@@ -250,7 +250,6 @@ impl ClassifierHead {
         w: &ModelWeights,
         enc: &EncoderGraph,
     ) -> Result<Self> {
-        let (head, (cw, cb), labels) = parts(w)?;
         let dt = enc.dtype;
         let h = cfg.hidden_size as u32;
         let s = enc.max_seqs as u64;
@@ -260,85 +259,35 @@ impl ClassifierHead {
         let rows = match cfg.classifier_pooling {
             Pooling::Cls => {
                 let rows = b.input("cls rows", s * 4);
-                ops::gather::record(
-                    &mut b,
-                    "cls rows",
-                    hidden,
-                    rows,
-                    pooled,
-                    Rows::Segments,
-                    h,
-                    dt,
-                )?;
+                let seg = Rows::Segments;
+                ops::gather::record(&mut b, "cls rows", hidden, rows, pooled, seg, h, dt)?;
                 Some(rows)
             }
             Pooling::Mean => {
                 let cu = b.external("cu_seqlens", enc.plan.buffer(enc.cu_seqlens)?);
-                if dt == DType::F32 {
-                    ops::pooling::record(
-                        &mut b,
-                        "mean pool",
-                        &PoolArgs {
-                            x: hidden,
-                            cu_seqlens: cu,
-                            out: pooled,
-                            hidden: h,
-                            mode: PoolMode::Mean,
-                            normalize: false,
-                            dtype: dt,
-                        },
-                    )?;
-                } else {
-                    let p32 = b.activation("pooled f32", s * h as u64 * 4);
-                    ops::pooling::record(
-                        &mut b,
-                        "mean pool",
-                        &PoolArgs {
-                            x: hidden,
-                            cu_seqlens: cu,
-                            out: p32,
-                            hidden: h,
-                            mode: PoolMode::Mean,
-                            normalize: false,
-                            dtype: dt,
-                        },
-                    )?;
-                    ops::convert::record(
-                        &mut b,
-                        "pooled to f16",
-                        p32,
-                        pooled,
-                        Rows::Segments,
-                        h,
-                        DType::F32,
-                        dt,
-                    )?;
+                // Pooling writes f32; an f16 model converts before its head.
+                let out = match dt {
+                    DType::F32 => pooled,
+                    DType::F16 => b.activation("pooled f32", s * h as u64 * 4),
+                };
+                let args = PoolArgs {
+                    x: hidden,
+                    cu_seqlens: cu,
+                    out,
+                    hidden: h,
+                    mode: PoolMode::Mean,
+                    normalize: false,
+                    dtype: dt,
+                };
+                ops::pooling::record(&mut b, "mean pool", &args)?;
+                if dt != DType::F32 {
+                    let seg = Rows::Segments;
+                    ops::convert::record(&mut b, "pooled", out, pooled, seg, h, DType::F32, dt)?;
                 }
                 None
             }
         };
-        let normed = dense_act_norm(&mut b, cfg, head, pooled, Rows::Segments, s, dt)?;
-        let cw = b.external("classifier", cw);
-        let cb = ext(&mut b, "classifier.bias", cb);
-        let out = linear_f32_out(
-            &mut b,
-            "classifier",
-            normed,
-            cw,
-            cb,
-            Rows::Segments,
-            s,
-            h,
-            labels as u32,
-            dt,
-            "logits",
-        )?;
-        Ok(ClassifierHead {
-            plan: b.build()?,
-            rows,
-            out,
-            labels,
-        })
+        Self::finish(b, cfg, w, dt, pooled, Rows::Segments, s, rows)
     }
 
     /// Token classification: head and classifier at every token.
@@ -348,31 +297,46 @@ impl ClassifierHead {
         w: &ModelWeights,
         enc: &EncoderGraph,
     ) -> Result<Self> {
-        let (head, (cw, cb), labels) = parts(w)?;
-        let dt = enc.dtype;
-        let h = cfg.hidden_size as u32;
-        let t = enc.capacity as u64;
         let mut b = PlanBuilder::new(gpu.clone());
         let hidden = b.external("last_hidden_state", enc.plan.buffer(enc.hidden)?);
-        let normed = dense_act_norm(&mut b, cfg, head, hidden, Rows::Tokens, t, dt)?;
+        let cap = enc.capacity as u64;
+        Self::finish(b, cfg, w, enc.dtype, hidden, Rows::Tokens, cap, None)
+    }
+
+    /// dense -> act -> LN -> classifier (f32 logits) over `rows` rows of `x`, then build.
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        mut b: PlanBuilder,
+        cfg: &ModelConfig,
+        w: &ModelWeights,
+        dt: DType,
+        x: TensorId,
+        rows: Rows,
+        cap_rows: u64,
+        row_index: Option<TensorId>,
+    ) -> Result<Self> {
+        let (head, (cw, cb), labels) = parts(w)?;
+        let h = cfg.hidden_size as u32;
+        let normed = dense_act_norm(&mut b, cfg, head, x, rows, cap_rows, dt)?;
         let cw = b.external("classifier", cw);
         let cb = ext(&mut b, "classifier.bias", cb);
+        let n = labels as u32;
         let out = linear_f32_out(
             &mut b,
             "classifier",
             normed,
             cw,
             cb,
-            Rows::Tokens,
-            t,
+            rows,
+            cap_rows,
             h,
-            labels as u32,
+            n,
             dt,
             "logits",
         )?;
         Ok(ClassifierHead {
             plan: b.build()?,
-            rows: None,
+            rows: row_index,
             out,
             labels,
         })

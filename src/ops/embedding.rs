@@ -133,14 +133,7 @@ pub fn record_with(
                 vocab,
                 _pad: [0; 3],
             };
-            Launch::new(
-                &p,
-                if n == 0 {
-                    [0, 0, 0]
-                } else {
-                    runtime::grid(n, max_dim)
-                },
-            )
+            Launch::new(&p, runtime::grid(n, max_dim))
         },
     )
 }

@@ -61,14 +61,7 @@ pub fn record(
             src_rows,
             _pad: 0,
         };
-        Launch::new(
-            &p,
-            if n == 0 {
-                [0, 0, 0]
-            } else {
-                runtime::grid(n, max_dim)
-            },
-        )
+        Launch::new(&p, runtime::grid(n, max_dim))
     })
 }
 

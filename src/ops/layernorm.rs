@@ -237,14 +237,7 @@ pub fn record_with(
             eps,
             has_bias,
         };
-        Launch::new(
-            &p,
-            if n == 0 {
-                [0, 0, 0]
-            } else {
-                runtime::grid(n, max_dim)
-            },
-        )
+        Launch::new(&p, runtime::grid(n, max_dim))
     })
 }
 

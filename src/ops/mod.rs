@@ -133,6 +133,27 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// Maps a transformers `ACT2FN` name; `None` for names we do not implement.
+    pub fn from_name(name: &str) -> Option<Self> {
+        match name {
+            "gelu" | "gelu_python" => Some(Activation::GeluErf),
+            "gelu_pytorch_tanh" | "gelu_new" | "gelu_fast" => Some(Activation::GeluTanh),
+            "silu" | "swish" => Some(Activation::Silu),
+            "relu" => Some(Activation::Relu),
+            _ => None,
+        }
+    }
+
+    /// The canonical transformers name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::GeluErf => "gelu",
+            Activation::GeluTanh => "gelu_pytorch_tanh",
+            Activation::Silu => "silu",
+            Activation::Relu => "relu",
+        }
+    }
+
     pub fn wgsl(self) -> &'static str {
         match self {
             Activation::GeluErf => "gelu",

@@ -98,14 +98,7 @@ pub fn record(b: &mut PlanBuilder, label: &str, a: &PoolArgs) -> Result<()> {
                 normalize,
                 _pad: [0; 3],
             };
-            Launch::new(
-                &p,
-                if n == 0 {
-                    [0, 0, 0]
-                } else {
-                    runtime::grid(n, max_dim)
-                },
-            )
+            Launch::new(&p, runtime::grid(n, max_dim))
         },
     )
 }

@@ -72,14 +72,7 @@ pub fn record(
             k,
             idx_digits,
         };
-        Launch::new(
-            &p,
-            if n == 0 {
-                [0, 0, 0]
-            } else {
-                runtime::grid(n, max_dim)
-            },
-        )
+        Launch::new(&p, runtime::grid(n, max_dim))
     })
 }
 

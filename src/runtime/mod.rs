@@ -15,6 +15,7 @@ pub use profile::Profile;
 
 /// Spreads `n` workgroups over x and y so neither exceeds `max_per_dim`; shaders recover the
 /// linear index as `wg.x + wg.y * num_workgroups.x` and skip indices past their work.
+/// `n == 0` gives a zero count, which `Plan::run` skips.
 pub fn grid(n: u32, max_per_dim: u32) -> [u32; 3] {
     if n <= max_per_dim {
         [n, 1, 1]
