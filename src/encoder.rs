@@ -181,23 +181,28 @@ impl Encoder {
             None => None,
         };
         let dtype = pick_dtype(&gpu, opts.dtype)?;
-        let total = ck.len();
-        let mut done = 0usize;
-        let progress = opts.progress;
+        // A bar on a terminal; nothing when stderr is redirected or progress is off.
+        let bar = if opts.progress {
+            indicatif::ProgressBar::new(ck.len() as u64)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("loading weights {bar:30} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
         let mut on_tensor = |name: &str| {
-            done += 1;
-            if progress {
-                eprint!("\rloading weights: {done}/{total} {name:<60}");
-            }
+            bar.inc(1);
+            bar.set_message(name.to_string());
         };
         let weights = ModelWeights::load(&gpu, &config, &ck, dtype, &mut on_tensor)?;
-        if progress {
+        bar.finish_and_clear();
+        if opts.progress {
+            let mib = weights.bytes >> 20;
             eprintln!(
-                "\rloaded {} tensors ({} MiB, {dtype:?}) on {}{:40}",
-                done,
-                weights.bytes >> 20,
-                gpu.info().name,
-                ""
+                "loaded {} ({mib} MiB, {dtype:?}) on {}",
+                source,
+                gpu.info().name
             );
         }
         Self::assemble(gpu, config, weights, tokenizer, opts.max_batch_tokens)
@@ -320,10 +325,17 @@ impl Encoder {
             )));
         }
         let vocab = self.config.vocab_size as u32;
-        if let Some(bad) = batch.ids.iter().find(|&&id| id >= vocab) {
+        if let Some(pos) = batch.ids.iter().position(|&id| id >= vocab) {
+            // Name the sequence that holds the id, not the batch's first one.
+            let s = (0..batch.n_seqs())
+                .find(|&s| batch.seq_range(s).contains(&pos))
+                .unwrap_or(0);
             return Err(Error::Input {
-                index: batch.indices.first().copied().unwrap_or(0),
-                message: format!("token id {bad} is outside the model's vocabulary of {vocab}"),
+                index: batch.indices.get(s).copied().unwrap_or(0),
+                message: format!(
+                    "token id {} is outside the model's vocabulary of {vocab}",
+                    batch.ids[pos]
+                ),
             });
         }
         let cap = self.bucket_for(t);

@@ -129,7 +129,8 @@ pub fn run(g: &Global, a: &EmbedArgs) -> Result<()> {
         let source = seqs.iter().enumerate().map(|(i, s)| Ok((i, s.as_slice())));
         for batch in Packer::new(source, enc.capacity(), enc.capacity())? {
             let batch = batch.map_err(|e| reindex(e, first))?;
-            for (i, e) in enc.embed_packed(&batch, pooling, a.normalize)? {
+            let embedded = enc.embed_packed(&batch, pooling, a.normalize);
+            for (i, e) in embedded.map_err(|e| reindex(e, first))? {
                 tokens_done += e.n_tokens;
                 results[i] = Some(e);
             }
