@@ -7,11 +7,15 @@
 //! classifier). Epilogues fuse bias, residual add, an activation or GeGLU into the store, so
 //! GeGLU's 2I-wide intermediate never reaches memory.
 //!
+//! A tensor-core variant (`shaders/matmul_coop.wgsl`, see `ops::matmul_coop`) replaces the
+//! tiled one for f16 when the adapter has cooperative matrices and the kernel passed its
+//! run-time self-check on the device.
+//!
 //! Without a forced variant, a step whose row count is only known at run time is recorded
 //! twice when the adapter has subgroups: the subgroup kernel runs when the run has at most
 //! `SMALL_ROWS` rows and the tiled one otherwise (the other launch is skipped).
 
-use crate::ops::{Activation, DType, Rows};
+use crate::ops::{Activation, DType, Rows, matmul_coop};
 use crate::runtime::{self, Access, Capabilities, Kernel, Launch, PlanBuilder, RunSizes, TensorId};
 use crate::{Error, Result};
 
@@ -28,8 +32,7 @@ pub enum Epilogue {
     GeGlu(Activation),
 }
 
-/// Which kernel computes the product. A cooperative-matrix (tensor-core) variant will join
-/// these; `record` picks among the variants the adapter supports.
+/// Which kernel computes the product; `record` picks among the variants the adapter supports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum MatmulVariant {
     /// Shared-memory tiles of 64x64 outputs, 256 threads of 4x4 each; any adapter.
@@ -37,6 +40,9 @@ pub enum MatmulVariant {
     /// One subgroup per output column, lanes split K, `subgroupAdd` reduces; for few rows.
     /// Needs `Capabilities::subgroups`; correct for any subgroup size.
     Subgroup,
+    /// Cooperative matrices (tensor cores), 128x64 tiles of four 32-wide subgroups; f16
+    /// storage only. Needs `matmul_coop::supported`.
+    Coop,
 }
 
 /// Up to this many rows the subgroup kernel is chosen over the tiled one (64-row tiles leave
@@ -92,6 +98,7 @@ impl MatmulVariant {
         match self {
             MatmulVariant::Tiled => "matmul",
             MatmulVariant::Subgroup => "matmul_subgroup",
+            MatmulVariant::Coop => "matmul_coop",
         }
     }
 
@@ -100,6 +107,7 @@ impl MatmulVariant {
         match self {
             MatmulVariant::Tiled => true,
             MatmulVariant::Subgroup => caps.subgroups,
+            MatmulVariant::Coop => matmul_coop::supported(caps),
         }
     }
 
@@ -114,6 +122,7 @@ impl MatmulVariant {
                 (rows.div_ceil(TILE_M), n.div_ceil(cols))
             }
             MatmulVariant::Subgroup => (u32::from(rows > 0), n.div_ceil(SUBGROUP_COLS)),
+            MatmulVariant::Coop => matmul_coop::tiles(epilogue, rows, n),
         };
         MatmulParams {
             rows,
@@ -183,7 +192,7 @@ pub fn flops(t: u64, k: u64, n: u64, epilogue: Epilogue) -> u64 {
 }
 
 /// Checks the arguments against the tensors' sizes and returns the most rows they hold.
-fn check(b: &PlanBuilder, label: &str, a: &MatmulArgs) -> Result<u32> {
+pub(crate) fn check(b: &PlanBuilder, label: &str, a: &MatmulArgs) -> Result<u32> {
     let bad = |m: String| Err(Error::PlanInput(format!("matmul '{label}': {m}")));
     if a.k == 0 || a.n == 0 {
         return bad(format!("k = {} and n = {} must be positive", a.k, a.n));
@@ -227,35 +236,47 @@ fn check(b: &PlanBuilder, label: &str, a: &MatmulArgs) -> Result<u32> {
 }
 
 /// Records the step(s) of one matmul. The variant is `args.variant` if set (an error when the
-/// adapter lacks it), else chosen from the adapter and the row count (see the module docs).
+/// adapter lacks it), else chosen from the adapter and the row count (see the module docs;
+/// the first automatic choice of Coop on a device runs its self-check).
 /// Rows past the buffers' capacity are clamped to it (the plan's owner checks run sizes).
 pub fn record(b: &mut PlanBuilder, label: &str, args: &MatmulArgs) -> Result<()> {
     let cap = check(b, label, args)?;
     let caps = b.gpu().caps().clone();
+    // The variant for many rows; Coop only after its self-check on this device.
+    let big = || {
+        if matmul_coop::usable(b.gpu(), args.dtype) {
+            MatmulVariant::Coop
+        } else {
+            MatmulVariant::Tiled
+        }
+    };
     // (variant, rows it runs for: lo..=hi)
     let plan: Vec<(MatmulVariant, u32, u32)> = match args.variant {
         Some(v) if !v.supported(&caps) => {
+            let needs = match v {
+                MatmulVariant::Coop => "16x16x16 f16/f32 cooperative matrices, 32-wide subgroups",
+                _ => "subgroups",
+            };
             return Err(Error::Unsupported(format!(
-                "matmul '{label}': the {v:?} variant needs subgroups"
+                "matmul '{label}': the {v:?} variant needs {needs}"
+            )));
+        }
+        Some(MatmulVariant::Coop) if args.dtype != DType::F16 => {
+            return Err(Error::Unsupported(format!(
+                "matmul '{label}': the Coop variant stores f16 only"
             )));
         }
         Some(v) => vec![(v, 0, u32::MAX)],
-        None if !MatmulVariant::Subgroup.supported(&caps) => {
-            vec![(MatmulVariant::Tiled, 0, u32::MAX)]
-        }
+        None if !MatmulVariant::Subgroup.supported(&caps) => vec![(big(), 0, u32::MAX)],
         None => match args.rows {
             Rows::Fixed(r) if r <= SMALL_ROWS => vec![(MatmulVariant::Subgroup, 0, u32::MAX)],
-            Rows::Fixed(_) => vec![(MatmulVariant::Tiled, 0, u32::MAX)],
+            Rows::Fixed(_) => vec![(big(), 0, u32::MAX)],
             _ => vec![
                 (MatmulVariant::Subgroup, 0, SMALL_ROWS),
-                (MatmulVariant::Tiled, SMALL_ROWS + 1, u32::MAX),
+                (big(), SMALL_ROWS + 1, u32::MAX),
             ],
         },
     };
-    let mut bindings = vec![args.x, args.w, args.y];
-    bindings.extend(args.bias);
-    bindings.extend(args.residual);
-    let max_dim = caps.max_workgroups_per_dim;
     for (variant, lo, hi) in plan {
         let kernel = kernel(variant, args.dtype, args.epilogue, args.bias.is_some());
         let step_label = if lo == 0 && hi == u32::MAX {
@@ -263,24 +284,44 @@ pub fn record(b: &mut PlanBuilder, label: &str, args: &MatmulArgs) -> Result<()>
         } else {
             format!("{label} ({variant:?}, rows {lo}..={hi})")
         };
-        let a = *args;
-        let name = label.to_string();
-        b.step(step_label, kernel, &bindings, move |s: &RunSizes| {
-            let want = a.rows.eval(s);
-            if want > cap {
-                log::warn!("matmul '{name}': {want} rows clamped to the capacity {cap}");
-            }
-            let rows = want.min(cap);
-            let p = variant.params(a.epilogue, rows, a.k, a.n);
-            let wg = if rows < lo || rows > hi || p.tiles == 0 {
-                [0, 0, 0]
-            } else {
-                runtime::grid(p.tiles, max_dim)
-            };
-            Launch::new(&p, wg)
-        })?;
+        record_step(b, step_label, kernel, args, variant, cap, lo, hi)?;
     }
     Ok(())
+}
+
+/// Records one launch of `kernel` (a build of `variant`) that runs when the run's rows are in
+/// `lo..=hi`, clamped to `cap`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn record_step(
+    b: &mut PlanBuilder,
+    step_label: String,
+    kernel: Kernel,
+    args: &MatmulArgs,
+    variant: MatmulVariant,
+    cap: u32,
+    lo: u32,
+    hi: u32,
+) -> Result<()> {
+    let mut bindings = vec![args.x, args.w, args.y];
+    bindings.extend(args.bias);
+    bindings.extend(args.residual);
+    let max_dim = b.gpu().caps().max_workgroups_per_dim;
+    let a = *args;
+    let name = step_label.clone();
+    b.step(step_label, kernel, &bindings, move |s: &RunSizes| {
+        let want = a.rows.eval(s);
+        if want > cap {
+            log::warn!("matmul '{name}': {want} rows clamped to the capacity {cap}");
+        }
+        let rows = want.min(cap);
+        let p = variant.params(a.epilogue, rows, a.k, a.n);
+        let wg = if rows < lo || rows > hi || p.tiles == 0 {
+            [0, 0, 0]
+        } else {
+            runtime::grid(p.tiles, max_dim)
+        };
+        Launch::new(&p, wg)
+    })
 }
 
 /// CPU reference with f64 accumulation. `x` is `[t, k]`, `w` `[n, k]` (`[2n, k]` for GeGLU),

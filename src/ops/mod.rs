@@ -8,6 +8,7 @@ pub mod embedding;
 pub mod gather;
 pub mod layernorm;
 pub mod matmul;
+pub mod matmul_coop;
 pub mod pooling;
 pub mod rope;
 pub mod topk;
@@ -86,6 +87,7 @@ pub fn all_kernels() -> Vec<Kernel> {
     )];
     v.extend(convert::variants());
     v.extend(matmul::variants());
+    v.extend(matmul_coop::variants());
     v.extend(rope::variants());
     v.extend(attention::variants());
     v.extend(layernorm::variants());

@@ -28,6 +28,10 @@ pub const SHADERS: &[(&str, &str)] = &[
         "matmul_subgroup",
         include_str!("../../shaders/matmul_subgroup.wgsl"),
     ),
+    (
+        "matmul_coop",
+        include_str!("../../shaders/matmul_coop.wgsl"),
+    ),
 ];
 
 /// Files that `#include` can reach.

@@ -1,0 +1,282 @@
+//! The tensor-core matmul (`MatmulVariant::Coop`, `shaders/matmul_coop.wgsl`).
+//!
+//! - Variant choice: where the adapter lacks cooperative matrices (lavapipe, CI), forcing Coop
+//!   is `Error::Unsupported` and the automatic choice records the tiled/subgroup kernels;
+//!   where it has them, the automatic choice is Coop exactly when the self-check passed.
+//! - The emulated build (`EMULATE`: fragments as per-invocation arrays, plain loops for the
+//!   cooperative operations) against the f64 reference: checks the tiling, double-buffered
+//!   staging, zero padding, warp-tile offsets, load layouts and the staged epilogue on any
+//!   adapter, lavapipe included. Slow, so tiny shapes.
+//! - The real kernel against the f64 reference over awkward shapes and every epilogue, ONLY
+//!   where the adapter supports it: on lavapipe these tests print that they are skipped; on
+//!   the GPU machine (NVIDIA, `scripts/device_check.sh`) they run.
+//! - Its SPIR-V really contains cooperative-matrix instructions (so the naga translation test
+//!   covers them).
+//!
+//! Tolerance (`|got - want| <= atol + rtol * |want|`), as tests/matmul.rs for f16: inputs
+//! are rounded to f16 before the reference, so only the f32 accumulation (products of f16 are
+//! exact in f32; K <= 130 sums of magnitude < 1) and the one f16 rounding of the output
+//! (2^-11 relative) differ: rtol 1e-3, atol 1e-4.
+
+mod common;
+
+use wgbert::ops::matmul::{self, Epilogue, MatmulArgs, MatmulVariant};
+use wgbert::ops::{Activation, DType, Rows, matmul_coop};
+use wgbert::runtime::{PlanBuilder, RunSizes};
+
+const GELU: Activation = Activation::GeluErf;
+const ATOL: f64 = 1e-4;
+const RTOL: f64 = 1e-3;
+
+fn round(v: Vec<f32>) -> Vec<f32> {
+    DType::F16.decode(&DType::F16.encode(&v))
+}
+
+fn coop_supported() -> bool {
+    matmul_coop::supported(common::gpu().caps())
+}
+
+/// Plain arguments over fresh tensors of `b` (rows fixed at `t`).
+fn args(b: &mut PlanBuilder, t: u32, k: u32, n: u32, dtype: DType) -> MatmulArgs {
+    let es = dtype.size() as u32;
+    MatmulArgs {
+        x: b.input("x", (t * k * es) as u64),
+        w: b.input("w", (n * k * es) as u64),
+        bias: None,
+        residual: None,
+        y: b.output("y", (t * n * es) as u64),
+        rows: Rows::Fixed(t),
+        k,
+        n,
+        dtype,
+        epilogue: Epilogue::None,
+        variant: None,
+    }
+}
+
+#[test]
+fn variant_choice_follows_the_adapter() {
+    let gpu = common::gpu();
+    if !gpu.caps().f16 {
+        eprintln!("adapter has no SHADER_F16: skipped");
+        return;
+    }
+    // Rows known only at run time: both row ranges are recorded.
+    let mut b = PlanBuilder::new(gpu.clone());
+    let a = MatmulArgs {
+        rows: Rows::Tokens,
+        ..args(&mut b, 200, 64, 96, DType::F16)
+    };
+    matmul::record(&mut b, "auto", &a).unwrap();
+    let fixed = args(&mut b, 200, 64, 96, DType::F16);
+    matmul::record(&mut b, "auto fixed", &fixed).unwrap();
+    let listing = b.build().unwrap().describe();
+    let coop = matmul_coop::usable(&gpu, DType::F16);
+    assert_eq!(listing.contains("matmul_coop/"), coop, "{listing}");
+    assert_eq!(listing.contains("matmul/main"), !coop, "{listing}");
+    if gpu.caps().subgroups {
+        assert!(listing.contains("matmul_subgroup/"), "{listing}");
+    }
+    // f32 never uses Coop, forced or not.
+    let mut b = PlanBuilder::new(gpu.clone());
+    let a = args(&mut b, 200, 64, 96, DType::F32);
+    matmul::record(&mut b, "f32", &a).unwrap();
+    assert!(!b.build().unwrap().describe().contains("matmul_coop/"));
+    let mut b = PlanBuilder::new(gpu.clone());
+    let forced = MatmulArgs {
+        variant: Some(MatmulVariant::Coop),
+        ..args(&mut b, 200, 64, 96, DType::F32)
+    };
+    let e = matmul::record(&mut b, "f32 coop", &forced).unwrap_err();
+    assert!(matches!(e, wgbert::Error::Unsupported(_)), "{e}");
+
+    let forced = MatmulArgs {
+        variant: Some(MatmulVariant::Coop),
+        ..args(&mut b, 200, 64, 96, DType::F16)
+    };
+    let r = matmul::record(&mut b, "coop", &forced);
+    if coop_supported() {
+        r.unwrap();
+    } else {
+        eprintln!("adapter has no usable cooperative matrices: Coop is Unsupported, as it must be");
+        let e = r.unwrap_err();
+        assert!(matches!(e, wgbert::Error::Unsupported(_)), "{e}");
+        assert!(e.to_string().contains("cooperative"), "{e}");
+        assert!(!matmul_coop::usable(&gpu, DType::F16));
+    }
+}
+
+/// Runs one f16 case (`emulated` picks the build) and checks it against the reference.
+fn check(t: usize, k: usize, n: usize, epilogue: Epilogue, bias: bool, emulated: bool, seed: u64) {
+    let gpu = common::gpu();
+    let w_rows = match epilogue {
+        Epilogue::GeGlu(_) => 2 * n,
+        _ => n,
+    };
+    let es = DType::F16.size();
+    let x = round(common::rand_vec(t * k, seed, 1.0));
+    let w = round(common::rand_vec(w_rows * k, seed + 1, 0.5));
+    let bv = round(common::rand_vec(w_rows, seed + 2, 1.0));
+    let res = round(common::rand_vec(t * n, seed + 3, 2.0));
+    let residual = epilogue == Epilogue::Residual;
+
+    let mut b = PlanBuilder::new(gpu.clone());
+    let xt = b.input("x", (t * k) as u64 * es);
+    let wbuf = gpu.upload("w", &DType::F16.encode(&w)).unwrap();
+    let wt = b.external("w", &wbuf);
+    let bbuf = gpu.upload("bias", &DType::F16.encode(&bv)).unwrap();
+    let bt = bias.then(|| b.external("bias", &bbuf));
+    let rt = residual.then(|| b.input("residual", (t * n) as u64 * es));
+    let yt = b.output("y", (t * n) as u64 * es);
+    let a = MatmulArgs {
+        x: xt,
+        w: wt,
+        bias: bt,
+        residual: rt,
+        y: yt,
+        rows: Rows::Tokens,
+        k: k as u32,
+        n: n as u32,
+        dtype: DType::F16,
+        epilogue,
+        variant: Some(MatmulVariant::Coop),
+    };
+    if emulated {
+        matmul_coop::record_emulated(&mut b, "coop", &a).unwrap();
+    } else {
+        matmul::record(&mut b, "coop", &a).unwrap();
+    }
+    let mut plan = b.build().unwrap();
+    plan.write(xt, &DType::F16.encode(&x)).unwrap();
+    if let Some(rt) = rt {
+        plan.write(rt, &DType::F16.encode(&res)).unwrap();
+    }
+    plan.run(&RunSizes {
+        rows: t as u32,
+        ..Default::default()
+    })
+    .unwrap();
+    let got = DType::F16.decode(&plan.read(yt, 0, (t * n) as u64 * es).unwrap());
+    let want = matmul::reference(
+        &x,
+        &w,
+        bias.then_some(&bv[..]),
+        residual.then_some(&res[..]),
+        t,
+        k,
+        n,
+        epilogue,
+    );
+    let what = format!("T={t} K={k} N={n} {epilogue:?} bias={bias} emulated={emulated}");
+    common::assert_close(&what, &got, &want, ATOL, RTOL);
+}
+
+fn all_epilogues() -> Vec<Epilogue> {
+    let mut e = vec![Epilogue::None, Epilogue::Residual];
+    for a in [
+        Activation::GeluErf,
+        Activation::GeluTanh,
+        Activation::Silu,
+        Activation::Relu,
+    ] {
+        e.push(Epilogue::Act(a));
+        e.push(Epilogue::GeGlu(a));
+    }
+    e
+}
+
+/// Tiling logic without tensor cores: ragged row/column tiles, K below, off and across the
+/// 32-wide blocks (both staging buffers), two row tiles, and each epilogue kind.
+#[test]
+fn emulated_kernel_matches_the_reference() {
+    if !common::gpu().caps().f16 {
+        eprintln!("adapter has no SHADER_F16: skipped");
+        return;
+    }
+    let cases = [
+        (1, 24, 17, Epilogue::None, false),
+        (70, 100, 90, Epilogue::None, true),
+        (129, 5, 33, Epilogue::Residual, true),
+        (40, 72, 40, Epilogue::GeGlu(GELU), true),
+        (33, 40, 20, Epilogue::GeGlu(Activation::Silu), false),
+        (20, 16, 64, Epilogue::Act(GELU), true),
+    ];
+    for (i, &(t, k, n, e, bias)) in cases.iter().enumerate() {
+        check(t, k, n, e, bias, true, 100 + 10 * i as u64);
+    }
+}
+
+/// The real kernel: awkward shapes x every epilogue, with and without bias. Runs only where
+/// the adapter supports cooperative matrices (the GPU machine); skipped on lavapipe.
+#[test]
+fn coop_kernel_matches_the_reference() {
+    if !coop_supported() {
+        eprintln!("adapter has no 16x16 f16/f32 cooperative matrices: real Coop cases skipped");
+        return;
+    }
+    let shapes = [
+        (1, 24, 17),
+        (3, 40, 48),
+        (65, 100, 70),
+        (129, 5, 33),
+        (300, 40, 70),
+        (128, 64, 64),
+        (257, 130, 200),
+    ];
+    let mut seed = 1;
+    for e in all_epilogues() {
+        for bias in [false, true] {
+            for &(t, k, n) in &shapes {
+                check(t, k, n, e, bias, false, seed);
+                seed += 10;
+            }
+        }
+    }
+}
+
+/// The device's own self-check (what `matmul::record` runs before choosing Coop by itself).
+#[test]
+fn self_check_passes_where_supported() {
+    let gpu = common::gpu();
+    if !coop_supported() {
+        eprintln!("adapter has no usable cooperative matrices: self-check skipped");
+        return;
+    }
+    matmul_coop::self_check(&gpu).unwrap();
+}
+
+/// The translation test in tests/shaders.rs covers the real cooperative-matrix code only if
+/// the Coop kernels compile to SPIR-V cooperative-matrix instructions.
+#[test]
+fn coop_kernels_emit_cooperative_matrix_spirv() {
+    use naga::back::spv;
+    use naga::valid::{Capabilities, ValidationFlags, Validator};
+    for (kernel, want) in [
+        (matmul_coop::kernel(Epilogue::GeGlu(GELU), true), true),
+        (
+            matmul_coop::emulated_kernel(Epilogue::Residual, true),
+            false,
+        ),
+    ] {
+        let src = kernel.wgsl().unwrap();
+        let module = naga::front::wgsl::parse_str(&src).unwrap();
+        let info = Validator::new(ValidationFlags::all(), Capabilities::all())
+            .validate(&module)
+            .unwrap();
+        let opts = spv::Options {
+            lang_version: (1, 3),
+            ..Default::default()
+        };
+        let words = spv::write_vec(&module, &info, &opts, None).unwrap();
+        // OpCooperativeMatrixLoadKHR = 4457, StoreKHR = 4458, MulAddKHR = 4459.
+        let mut ops = Vec::new();
+        let mut at = 5;
+        while at < words.len() {
+            ops.push(words[at] & 0xffff);
+            at += (words[at] >> 16).max(1) as usize;
+        }
+        for op in [4457, 4458, 4459] {
+            assert_eq!(ops.contains(&op), want, "{}: opcode {op}", kernel.name());
+        }
+    }
+}
