@@ -96,6 +96,7 @@ pub struct Gpu {
     info: wgpu::AdapterInfo,
     caps: Capabilities,
     pipelines: PipelineCache,
+    bounds_checks: bool,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -303,6 +304,9 @@ impl Gpu {
             info,
             caps,
             pipelines: PipelineCache::default(),
+            // Speed runs may drop wgpu's per-access clamping (WGBERT_SHADER_CHECKS=0); every
+            // kernel guards its own indices, and the tests run with the checks on.
+            bounds_checks: std::env::var("WGBERT_SHADER_CHECKS").map_or(true, |v| v != "0"),
         })
     }
 
@@ -317,6 +321,10 @@ impl Gpu {
     }
     pub fn caps(&self) -> &Capabilities {
         &self.caps
+    }
+    /// Whether shaders keep wgpu's runtime bounds checks (off with `WGBERT_SHADER_CHECKS=0`).
+    pub fn bounds_checks(&self) -> bool {
+        self.bounds_checks
     }
     pub(crate) fn pipelines(&self) -> &PipelineCache {
         &self.pipelines

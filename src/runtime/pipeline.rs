@@ -164,10 +164,22 @@ pub fn pipeline(gpu: &Gpu, kernel: &Kernel) -> Result<Arc<CachedPipeline>> {
     let device = gpu.device();
     let created = std::panic::catch_unwind(AssertUnwindSafe(|| {
         gpu.guarded(&format!("creating kernel {name}"), || {
-            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            let desc = wgpu::ShaderModuleDescriptor {
                 label: Some(&name),
                 source: wgpu::ShaderSource::Wgsl(source.as_str().into()),
-            });
+            };
+            let module = if gpu.bounds_checks() {
+                device.create_shader_module(desc)
+            } else {
+                // SAFETY: every kernel bounds its indices by the sizes in its parameters,
+                // which `record` checks against the buffers; the tests run with checks on.
+                unsafe {
+                    device.create_shader_module_trusted(
+                        desc,
+                        wgpu::ShaderRuntimeChecks::unchecked(),
+                    )
+                }
+            };
             let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                 label: Some(&name),
                 bind_group_layouts: &[Some(&layout)],
