@@ -154,7 +154,8 @@ where
             return Err(Error::Input {
                 index,
                 message: format!(
-                    "sequence of {len} tokens is longer than the batch capacity of {} tokens",
+                    "sequence of {len} tokens is longer than the batch capacity of {} tokens \
+                     (raise --max-tokens)",
                     self.capacity_tokens
                 ),
             });
