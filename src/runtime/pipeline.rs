@@ -174,10 +174,8 @@ pub fn pipeline(gpu: &Gpu, kernel: &Kernel) -> Result<Arc<CachedPipeline>> {
                 // SAFETY: every kernel bounds its indices by the sizes in its parameters,
                 // which `record` checks against the buffers; the tests run with checks on.
                 unsafe {
-                    device.create_shader_module_trusted(
-                        desc,
-                        wgpu::ShaderRuntimeChecks::unchecked(),
-                    )
+                    device
+                        .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
                 }
             };
             let pl = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
