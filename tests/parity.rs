@@ -13,9 +13,7 @@ use wgbert::encoder::{Encoder, LoadOptions};
 use wgbert::ops::DType;
 
 fn fixture(name: &str) -> (PathBuf, Value) {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
+    let dir = common::fixtures_dir().join(name);
     let text = std::fs::read_to_string(dir.join("expected.json")).expect("fixture expected.json");
     (dir, serde_json::from_str(&text).expect("fixture JSON"))
 }

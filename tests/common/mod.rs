@@ -49,3 +49,11 @@ pub fn rand_vec(n: usize, seed: u64, scale: f32) -> Vec<f32> {
         })
         .collect()
 }
+
+/// `tests/fixtures/`: beside the sources when they are where the tests were built, else
+/// relative to the working directory (test binaries carried to another machine and run from
+/// the repository root).
+pub fn fixtures_dir() -> std::path::PathBuf {
+    let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    if built.is_dir() { built } else { std::path::PathBuf::from("tests/fixtures") }
+}
