@@ -95,16 +95,23 @@ fn attention_case(c: &Case) -> (Vec<f32>, Vec<f64>) {
     (got, want)
 }
 
-fn tolerance(dtype: DType) -> (f64, f64) {
-    match dtype {
+fn tolerance(c: &Case) -> (f64, f64) {
+    match c.dtype {
         DType::F32 => (1e-5, 1e-5),
+        // Where the tensor-core kernel is chosen (f16 on NVIDIA), P is rounded to f16 before
+        // PV: that kernel's own tolerance (tests/attention_coop.rs) applies.
+        DType::F16
+            if wgbert::ops::attention_coop::usable(&common::gpu(), DType::F16, c.head_dim) =>
+        {
+            (5e-4, 5e-4)
+        }
         DType::F16 => (1e-5, 5e-4),
     }
 }
 
 fn check_attention(c: &Case) {
     let (got, want) = attention_case(c);
-    let (atol, rtol) = tolerance(c.dtype);
+    let (atol, rtol) = tolerance(c);
     let what = format!(
         "attention {:?} lens {:?} heads {} d {} window {:?}",
         c.dtype, c.lens, c.n_heads, c.head_dim, c.window

@@ -2,8 +2,10 @@
 //! head, `softmax(q k^T / sqrt(d)) v` with an online softmax in f32, globally or within a band
 //! `|i - j| <= window`. Never stores a score matrix; banded layers visit only the key tiles
 //! that intersect the band, so their cost is linear in the sequence length.
+//! For f16 on adapters with cooperative matrices, `record` uses the tensor-core variant
+//! (`ops::attention_coop`) once its self-check has passed on the device.
 
-use crate::ops::DType;
+use crate::ops::{DType, attention_coop};
 use crate::runtime::{self, Access, Kernel, Launch, PlanBuilder, RunSizes, TensorId};
 use crate::{Error, Result};
 
@@ -84,8 +86,25 @@ pub fn variants() -> Vec<Kernel> {
 
 /// Records one attention step. Uses `RunSizes::segments` and `RunSizes::max_segment` (which
 /// must be the longest sequence of the batch); sequences past the capacity of `cu_seqlens`
-/// are not computed.
+/// are not computed. f16 runs on the tensor-core variant where `attention_coop::usable`.
 pub fn record(b: &mut PlanBuilder, label: &str, args: &AttentionArgs) -> Result<()> {
+    let coop = attention_coop::usable(b.gpu(), args.dtype, args.head_dim);
+    record_kernel(
+        b,
+        label,
+        args,
+        coop.then(|| attention_coop::kernel(args.head_dim)),
+    )
+}
+
+/// Records one attention step with `kernel_override` (a build of the portable or the
+/// tensor-core shader: same bindings, parameters and dispatch), or the portable kernel.
+pub(crate) fn record_kernel(
+    b: &mut PlanBuilder,
+    label: &str,
+    args: &AttentionArgs,
+    kernel_override: Option<Kernel>,
+) -> Result<()> {
     let &AttentionArgs {
         qkv,
         cu_seqlens,
@@ -111,14 +130,20 @@ pub fn record(b: &mut PlanBuilder, label: &str, args: &AttentionArgs) -> Result<
             "attention: f16 storage needs SHADER_F16".into(),
         ));
     }
-    let bc = key_tile(head_dim, caps.max_workgroup_storage);
-    if 2 * bc * head_dim * 4 > caps.max_workgroup_storage {
-        return Err(Error::Unsupported(format!(
-            "attention: needs {} bytes of workgroup memory, the device has {}",
-            2 * bc * head_dim * 4,
-            caps.max_workgroup_storage
-        )));
-    }
+    let kernel = match kernel_override {
+        Some(k) => k,
+        None => {
+            let bc = key_tile(head_dim, caps.max_workgroup_storage);
+            if 2 * bc * head_dim * 4 > caps.max_workgroup_storage {
+                return Err(Error::Unsupported(format!(
+                    "attention: needs {} bytes of workgroup memory, the device has {}",
+                    2 * bc * head_dim * 4,
+                    caps.max_workgroup_storage
+                )));
+            }
+            kernel(dtype, head_dim, bc)
+        }
+    };
     let hidden = n_heads as u64 * head_dim as u64;
     let qkv_rows = b.bytes(qkv) / (3 * hidden * dtype.size());
     if b.bytes(out) < qkv_rows * hidden * dtype.size() {
@@ -145,7 +170,7 @@ pub fn record(b: &mut PlanBuilder, label: &str, args: &AttentionArgs) -> Result<
     let max_dim = caps.max_workgroups_per_dim;
     b.step(
         label,
-        kernel(dtype, head_dim, bc),
+        kernel,
         &[qkv, cu_seqlens, out],
         move |s: &RunSizes| {
             let segments = s.segments.min(max_segments);

@@ -3,6 +3,7 @@
 //! math, the step it records into a plan, and a CPU reference with f64 accumulation.
 
 pub mod attention;
+pub mod attention_coop;
 pub mod convert;
 pub mod embedding;
 pub mod gather;
@@ -90,6 +91,7 @@ pub fn all_kernels() -> Vec<Kernel> {
     v.extend(matmul_coop::variants());
     v.extend(rope::variants());
     v.extend(attention::variants());
+    v.extend(attention_coop::variants());
     v.extend(layernorm::variants());
     v.extend(embedding::variants());
     v.extend(pooling::variants());

@@ -22,6 +22,10 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("topk", include_str!("../../shaders/topk.wgsl")),
     ("rope", include_str!("../../shaders/rope.wgsl")),
     ("attention", include_str!("../../shaders/attention.wgsl")),
+    (
+        "attention_coop",
+        include_str!("../../shaders/attention_coop.wgsl"),
+    ),
     ("convert", include_str!("../../shaders/convert.wgsl")),
     ("matmul", include_str!("../../shaders/matmul.wgsl")),
     (

@@ -55,5 +55,9 @@ pub fn rand_vec(n: usize, seed: u64, scale: f32) -> Vec<f32> {
 /// the repository root).
 pub fn fixtures_dir() -> std::path::PathBuf {
     let built = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    if built.is_dir() { built } else { std::path::PathBuf::from("tests/fixtures") }
+    if built.is_dir() {
+        built
+    } else {
+        std::path::PathBuf::from("tests/fixtures")
+    }
 }

@@ -1,0 +1,271 @@
+//! The tensor-core attention (`ops::attention_coop`, `shaders/attention_coop.wgsl`).
+//!
+//! - Variant choice: where the adapter lacks cooperative matrices (lavapipe, CI), forcing it
+//!   is `Error::Unsupported` and `attention::record` records the portable kernel; where it
+//!   has them, the automatic choice for f16 is the tensor-core kernel exactly when the
+//!   self-check passed. f32 never uses it.
+//! - The emulated build (`EMULATE`: fragments as per-invocation data, plain loops for the
+//!   cooperative operations) against the f64 reference on any adapter, lavapipe included:
+//!   checks Q/K/V staging and zero padding, the subgroup row split, the S and O_blk round
+//!   trips, masking, the online softmax with its two half-row invocations, block skipping in
+//!   window mode and the output layout. On lavapipe's 32 KiB the key blocks are 64 (d 16) or
+//!   32 (d 32, 64) keys; the real kernel uses 64.
+//! - The real kernel against the reference ONLY where the adapter supports it: on lavapipe
+//!   these tests print that they are skipped; on the GPU machine (`scripts/device_check.sh`)
+//!   they run, with the device's self-check.
+//! - Its SPIR-V really contains cooperative-matrix instructions (so the naga translation test
+//!   covers them); the emulated builds translate too and contain none.
+//!
+//! Tolerance (`|got - want| <= atol + rtol * |want|`): inputs are the same f16 values for the
+//! GPU and the reference; scores are exact f16 products summed in f32. P is rounded to f16
+//! (2^-11 relative) and the normaliser sums the rounded weights, so an output, a convex
+//! combination of v in [-2, 2], moves by at most 2^-11 * max |v_j - o| <= 4 * 2^-11 ~ 2e-3 in
+//! the worst case; but the roundings of independent weights cancel like a random walk, and
+//! lavapipe's worst over every case here is 2.0e-4. atol 5e-4 (2.5x that) still fails a
+//! normaliser off by 0.1% (checked by mutating the kernel); rtol 5e-4 is the output's own f16
+//! rounding (half an ulp, 2^-11).
+
+mod common;
+
+use wgbert::ops::attention::{self, AttentionArgs};
+use wgbert::ops::{DType, attention_coop};
+use wgbert::runtime::{PlanBuilder, RunSizes};
+
+const ATOL: f64 = 5e-4;
+const RTOL: f64 = 5e-4;
+
+fn coop_supported() -> bool {
+    attention_coop::supported(common::gpu().caps())
+}
+
+fn cu_of(lens: &[u32]) -> Vec<u32> {
+    let mut cu = vec![0u32];
+    for l in lens {
+        cu.push(cu[cu.len() - 1] + l);
+    }
+    cu
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Build {
+    Emulated,
+    Real,
+}
+
+/// Runs one f16 case with `build` over packed random q/k/v (scale 2, so the softmax is far
+/// from uniform) and checks it against `attention::reference`.
+fn check(lens: &[u32], n_heads: u32, head_dim: u32, window: Option<u32>, build: Build) {
+    let gpu = common::gpu();
+    let cu = cu_of(lens);
+    let t = cu[cu.len() - 1] as u64;
+    let h = (n_heads * head_dim) as u64;
+    let seed = t + head_dim as u64 + window.map_or(999, u64::from);
+    let qkv =
+        DType::F16.decode(&DType::F16.encode(&common::rand_vec((t * 3 * h) as usize, seed, 2.0)));
+    // Two spare rows and sequences of capacity, like a real plan.
+    let mut b = PlanBuilder::new(gpu.clone());
+    let qkv_t = b.input("qkv", (t + 2) * 3 * h * 2);
+    let cu_t = b.input("cu_seqlens", (cu.len() as u64 + 2) * 4);
+    let out_t = b.output("out", (t + 2) * h * 2);
+    let args = AttentionArgs {
+        qkv: qkv_t,
+        cu_seqlens: cu_t,
+        out: out_t,
+        n_heads,
+        head_dim,
+        window,
+        dtype: DType::F16,
+    };
+    match build {
+        Build::Emulated => attention_coop::record_emulated(&mut b, "coop", &args).unwrap(),
+        Build::Real => attention_coop::record(&mut b, "coop", &args).unwrap(),
+    }
+    let mut plan = b.build().unwrap();
+    plan.write(qkv_t, &DType::F16.encode(&qkv)).unwrap();
+    plan.write(cu_t, bytemuck::cast_slice(&cu)).unwrap();
+    plan.run(&RunSizes {
+        rows: t as u32,
+        segments: lens.len() as u32,
+        max_segment: lens.iter().copied().max().unwrap_or(0),
+        selected: 0,
+    })
+    .unwrap();
+    let got = DType::F16.decode(&plan.read(out_t, 0, t * h * 2).unwrap());
+    let want = attention::reference(&qkv, &cu, n_heads, head_dim, window);
+    let what = format!(
+        "coop attention ({}) lens {lens:?} heads {n_heads} d {head_dim} window {window:?}",
+        if build == Build::Real {
+            "real"
+        } else {
+            "emulated"
+        }
+    );
+    common::assert_close(&what, &got, &want, ATOL, RTOL);
+}
+
+const LENS: [&[u32]; 2] = [&[1, 5, 17, 40, 130], &[300, 129, 65]];
+const WINDOWS: [Option<u32>; 3] = [None, Some(8), Some(64)];
+
+fn all_cases(build: Build) {
+    for lens in LENS {
+        for head_dim in attention_coop::HEAD_DIMS {
+            for window in WINDOWS {
+                check(lens, 2, head_dim, window, build);
+            }
+        }
+    }
+}
+
+fn has_f16() -> bool {
+    let f16 = common::gpu().caps().f16;
+    if !f16 {
+        eprintln!("adapter has no SHADER_F16: skipped");
+    }
+    f16
+}
+
+/// The kernel's tiling without tensor cores: ragged query tiles and key blocks, sequences of
+/// one token, bands narrower than a block and the ModernBERT band (64) on > 129 tokens.
+#[test]
+fn emulated_kernel_matches_the_reference() {
+    if !has_f16() {
+        return;
+    }
+    all_cases(Build::Emulated);
+}
+
+/// Edge cases on the emulated build: a zero window (each query sees only itself), an empty
+/// sequence between two others, three heads.
+#[test]
+fn emulated_kernel_edge_cases() {
+    if !has_f16() {
+        return;
+    }
+    check(&[1], 1, 64, Some(0), Build::Emulated);
+    check(&[3, 0, 70], 3, 32, None, Build::Emulated);
+    check(&[4, 70], 1, 16, Some(0), Build::Emulated);
+}
+
+/// The real kernel over the same cases. Runs only where the adapter supports cooperative
+/// matrices (the GPU machine); skipped on lavapipe.
+#[test]
+fn coop_kernel_matches_the_reference() {
+    if !coop_supported() {
+        eprintln!("adapter has no 16x16 f16/f32 cooperative matrices: real coop attention skipped");
+        return;
+    }
+    all_cases(Build::Real);
+    check(&[1], 1, 64, Some(0), Build::Real);
+    check(&[3, 0, 70], 3, 32, None, Build::Real);
+    check(&[1000, 2], 2, 64, None, Build::Real);
+    check(&[2100], 2, 64, Some(64), Build::Real);
+}
+
+/// The device's own self-check (what `attention::record` runs before choosing the kernel).
+#[test]
+fn self_check_passes_where_supported() {
+    if !coop_supported() {
+        eprintln!("adapter has no usable cooperative matrices: attention self-check skipped");
+        return;
+    }
+    attention_coop::self_check(&common::gpu()).unwrap();
+}
+
+fn args_of(b: &mut PlanBuilder, dtype: DType) -> AttentionArgs {
+    let es = dtype.size();
+    AttentionArgs {
+        qkv: b.input("qkv", 10 * 3 * 128 * es),
+        cu_seqlens: b.input("cu", 8),
+        out: b.output("out", 10 * 128 * es),
+        n_heads: 2,
+        head_dim: 64,
+        window: None,
+        dtype,
+    }
+}
+
+#[test]
+fn variant_choice_follows_the_adapter() {
+    let gpu = common::gpu();
+    if !has_f16() {
+        return;
+    }
+    let coop = attention_coop::usable(&gpu, DType::F16, 64);
+    let mut b = PlanBuilder::new(gpu.clone());
+    let a = args_of(&mut b, DType::F16);
+    attention::record(&mut b, "auto", &a).unwrap();
+    let listing = b.build().unwrap().describe();
+    assert_eq!(listing.contains("attention_coop/"), coop, "{listing}");
+    assert_eq!(listing.contains("attention/main"), !coop, "{listing}");
+
+    // f32 never uses it, automatically or forced.
+    let mut b = PlanBuilder::new(gpu.clone());
+    let a = args_of(&mut b, DType::F32);
+    attention::record(&mut b, "f32", &a).unwrap();
+    assert!(!b.build().unwrap().describe().contains("attention_coop/"));
+    let mut b = PlanBuilder::new(gpu.clone());
+    let a = args_of(&mut b, DType::F32);
+    let e = attention_coop::record(&mut b, "f32 coop", &a).unwrap_err();
+    assert!(matches!(e, wgbert::Error::Unsupported(_)), "{e}");
+    assert!(!attention_coop::usable(&gpu, DType::F32, 64));
+
+    let a = args_of(&mut b, DType::F16);
+    let r = attention_coop::record(&mut b, "coop", &a);
+    if coop_supported() {
+        r.unwrap();
+    } else {
+        eprintln!(
+            "adapter has no usable cooperative matrices: forcing is Unsupported, as it must be"
+        );
+        let e = r.unwrap_err();
+        assert!(matches!(e, wgbert::Error::Unsupported(_)), "{e}");
+        assert!(e.to_string().contains("cooperative"), "{e}");
+        assert!(!coop);
+    }
+    // Bad arguments stay typed errors on the forced paths.
+    let bad = AttentionArgs {
+        head_dim: 48,
+        ..args_of(&mut b, DType::F16)
+    };
+    assert!(attention_coop::record_emulated(&mut b, "bad", &bad).is_err());
+}
+
+/// The translation test in tests/shaders.rs covers the real cooperative-matrix code only if
+/// the kernels compile to SPIR-V cooperative-matrix instructions; the emulated builds (not in
+/// `ops::all_kernels`) are translated here and must contain none.
+#[test]
+fn coop_kernels_emit_cooperative_matrix_spirv() {
+    use naga::back::spv;
+    use naga::valid::{Capabilities, ValidationFlags, Validator};
+    let mut kernels: Vec<(wgbert::runtime::Kernel, bool)> = attention_coop::variants()
+        .into_iter()
+        .map(|k| (k, true))
+        .collect();
+    for d in attention_coop::HEAD_DIMS {
+        for storage in [32768, 49152] {
+            kernels.push((attention_coop::emulated_kernel(d, storage).unwrap(), false));
+        }
+    }
+    for (kernel, want) in kernels {
+        let src = kernel.wgsl().unwrap();
+        let module = naga::front::wgsl::parse_str(&src).unwrap();
+        let info = Validator::new(ValidationFlags::all(), Capabilities::all())
+            .validate(&module)
+            .unwrap();
+        let opts = spv::Options {
+            lang_version: (1, 3),
+            ..Default::default()
+        };
+        let words = spv::write_vec(&module, &info, &opts, None).unwrap();
+        // OpCooperativeMatrixLoadKHR = 4457, StoreKHR = 4458, MulAddKHR = 4459.
+        let mut ops = Vec::new();
+        let mut at = 5;
+        while at < words.len() {
+            ops.push(words[at] & 0xffff);
+            at += (words[at] >> 16).max(1) as usize;
+        }
+        for op in [4457, 4458, 4459] {
+            assert_eq!(ops.contains(&op), want, "{}: opcode {op}", kernel.name());
+        }
+    }
+}
