@@ -1,0 +1,143 @@
+//! Fill-mask: the MLM head at selected rows and its GPU top-k.
+
+use super::{Encoder, poisoned};
+use crate::model::heads::{MLM_ROWS, MlmHead};
+use crate::runtime::RunSizes;
+use crate::{Error, Result};
+
+/// Per sequence: (position, top-k (token id, probability)) for each selected position.
+pub type TopK = Vec<Vec<(usize, Vec<(u32, f32)>)>>;
+
+/// One candidate token for a [MASK].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Candidate {
+    pub token_id: u32,
+    pub token: String,
+    pub score: f32,
+    /// The text with this mask filled by the candidate (other masks left as they are).
+    pub sequence: String,
+}
+
+/// The candidates of one [MASK], at its index in the tokenized sequence ([CLS] = 0).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct MaskPrediction {
+    pub position: usize,
+    pub candidates: Vec<Candidate>,
+}
+
+impl Encoder {
+    /// Top-k predictions at every mask position of token sequences.
+    pub fn fill_mask_ids(&self, seqs: &[Vec<u32>], mask_id: u32, k: usize) -> Result<TopK> {
+        let positions: Vec<Vec<usize>> = seqs
+            .iter()
+            .map(|s| {
+                s.iter()
+                    .enumerate()
+                    .filter(|(_, id)| **id == mask_id)
+                    .map(|(p, _)| p)
+                    .collect()
+            })
+            .collect();
+        self.mlm_topk(seqs, &positions, k)
+    }
+
+    /// The MLM head's top-k (token id, softmax probability) at chosen positions of each
+    /// sequence; results follow the order of `positions`.
+    pub fn mlm_topk(&self, seqs: &[Vec<u32>], positions: &[Vec<usize>], k: usize) -> Result<TopK> {
+        if k == 0 || k > 64 {
+            return Err(Error::Option(format!(
+                "top-k must be between 1 and 64, got {k}"
+            )));
+        }
+        if positions.len() != seqs.len() {
+            return Err(Error::Option(
+                "one position list per sequence is needed".into(),
+            ));
+        }
+        for (i, (s, p)) in seqs.iter().zip(positions).enumerate() {
+            if let Some(bad) = p.iter().find(|&&p| p >= s.len()) {
+                return Err(Error::Input {
+                    index: i,
+                    message: format!("position {bad} is past the sequence's {} tokens", s.len()),
+                });
+            }
+        }
+        if !self.weights.heads.mlm {
+            return Err(Error::MissingHead {
+                task: "fill masks",
+                message: "the checkpoint has no MLM head (head.dense, head.norm, decoder); use a ModernBertForMaskedLM checkpoint".into(),
+            });
+        }
+        let mut out = vec![Vec::new(); seqs.len()];
+        self.for_each_batch(seqs, |batch, bucket, _| {
+            if !bucket.mlm.contains_key(&k) {
+                let head = MlmHead::build(&self.gpu, &self.config, &self.weights, &bucket.enc, k)?;
+                bucket.mlm.insert(k, head);
+            }
+            let head = bucket.mlm.get_mut(&k).ok_or_else(poisoned)?;
+            // (sequence, position in sequence, packed row) of every selected token.
+            let mut picks: Vec<(usize, usize, u32)> = Vec::new();
+            for s in 0..batch.n_seqs() {
+                let start = batch.seq_range(s).start;
+                for &p in &positions[batch.indices[s]] {
+                    picks.push((s, p, (start + p) as u32));
+                }
+            }
+            for chunk in picks.chunks(MLM_ROWS) {
+                let rows: Vec<u32> = chunk.iter().map(|m| m.2).collect();
+                head.plan.write(head.rows, bytemuck::cast_slice(&rows))?;
+                head.plan.run(&RunSizes {
+                    selected: rows.len() as u32,
+                    ..Default::default()
+                })?;
+                let bytes = head.plan.read(head.out, 0, (rows.len() * k * 8) as u64)?;
+                let top = crate::ops::topk::decode(&bytes, rows.len(), k);
+                for (m, cands) in chunk.iter().zip(top) {
+                    out[batch.indices[m.0]].push((m.1, cands));
+                }
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Fill-mask on texts: for every [MASK], the top-k tokens with probabilities. A text
+    /// without [MASK] is an error naming it.
+    pub fn fill_mask(&self, texts: &[&str], k: usize) -> Result<Vec<Vec<MaskPrediction>>> {
+        let tok = self.tokenizer()?;
+        let mask = tok.mask_id()?;
+        let seqs = self.tokenize(texts)?;
+        for (i, s) in seqs.iter().enumerate() {
+            if !s.contains(&mask) {
+                return Err(Error::Input {
+                    index: i,
+                    message: "the text has no [MASK] token".into(),
+                });
+            }
+        }
+        let raw = self.fill_mask_ids(&seqs, mask, k)?;
+        let mut results = Vec::with_capacity(raw.len());
+        for (seq, preds) in seqs.iter().zip(raw) {
+            let mut masks = Vec::new();
+            for (position, cands) in preds {
+                let mut candidates = Vec::new();
+                for (id, score) in cands {
+                    let mut filled = seq.clone();
+                    filled[position] = id;
+                    candidates.push(Candidate {
+                        token_id: id,
+                        token: tok.decode(&[id])?,
+                        score,
+                        sequence: tok.decode(&filled)?,
+                    });
+                }
+                masks.push(MaskPrediction {
+                    position,
+                    candidates,
+                });
+            }
+            results.push(masks);
+        }
+        Ok(results)
+    }
+}

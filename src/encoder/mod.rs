@@ -1,0 +1,404 @@
+//! `Encoder`: a loaded ModernBERT on a GPU, and the tasks it serves (embeddings, fill-mask,
+//! classification). Texts are tokenized, packed into batches up to the device's token
+//! capacity, run through the recorded encoder plan of the smallest capacity bucket that holds
+//! the batch, and the heads' results are returned in input order.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use crate::hub::{self, HubOptions, ModelSource};
+use crate::model::config::ModelConfig;
+use crate::model::graph::{self, EncoderGraph};
+use crate::model::heads::{ClassifierHead, MlmHead, PoolHead};
+use crate::model::upload::ModelWeights;
+use crate::model::weights::Checkpoint;
+use crate::ops::DType;
+use crate::ops::pooling::PoolMode;
+use crate::runtime::{Gpu, GpuOptions, RunSizes};
+use crate::text::pack::{PackedBatch, Packer};
+use crate::text::tokenizer::TextTokenizer;
+
+use crate::{Error, Result};
+
+mod classify;
+mod embed;
+mod mlm;
+
+pub use classify::{Classification, TokenLabel, softmax};
+pub use embed::{EmbedPooling, Embedding, l2_normalize};
+pub use mlm::{Candidate, MaskPrediction, TopK};
+
+/// How to load a model.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Storage precision; `None` picks f16 where the adapter has it, else f32.
+    pub dtype: Option<DType>,
+    /// Adapter choice (ignored by `load_on`).
+    pub gpu: GpuOptions,
+    /// Hub access (cache, offline, token, progress).
+    pub hub: HubOptions,
+    /// A tokenizer.json to use instead of the model's.
+    pub tokenizer: Option<PathBuf>,
+    /// Cut texts longer than the model's limit instead of refusing them.
+    pub truncate: bool,
+    /// Largest number of tokens in one batch; `None` sizes it to the device.
+    pub max_batch_tokens: Option<usize>,
+    /// Print loading progress on stderr.
+    pub progress: bool,
+}
+
+struct Bucket {
+    enc: EncoderGraph,
+    pools: HashMap<(PoolMode, bool), PoolHead>,
+    mlm: HashMap<usize, MlmHead>,
+    seq_cls: Option<ClassifierHead>,
+    tok_cls: Option<ClassifierHead>,
+}
+
+/// A loaded model on a GPU. `Send + Sync`: calls from several threads are serialised on the
+/// device (one batch at a time), each returning its own results.
+///
+/// ```no_run
+/// use wgbert::encoder::{EmbedPooling, Encoder, LoadOptions};
+///
+/// let enc = Encoder::load("answerdotai/ModernBERT-base", &LoadOptions::default())?;
+/// for mask in &enc.fill_mask(&["The capital of France is [MASK]."], 5)?[0] {
+///     for c in &mask.candidates {
+///         println!("{:.3} {}", c.score, c.token);
+///     }
+/// }
+/// let docs = enc.embed(&["first document", "second document"], EmbedPooling::Mean, true)?;
+/// assert_eq!(docs[0].vectors[0].len(), enc.config().hidden_size);
+/// # Ok::<(), wgbert::Error>(())
+/// ```
+///
+/// On a device the host application owns:
+///
+/// ```no_run
+/// # fn app_device() -> (wgpu::Device, wgpu::Queue, wgpu::Adapter) { unimplemented!() }
+/// use wgbert::encoder::{Encoder, LoadOptions};
+/// use wgbert::runtime::Gpu;
+///
+/// let (device, queue, adapter) = app_device();
+/// let gpu = Gpu::from_wgpu(device, queue, Some(&adapter));
+/// let enc = Encoder::load_on(gpu, "answerdotai/ModernBERT-base", &LoadOptions::default())?;
+/// # Ok::<(), wgbert::Error>(())
+/// ```
+pub struct Encoder {
+    gpu: Arc<Gpu>,
+    config: ModelConfig,
+    weights: ModelWeights,
+    tokenizer: Option<TextTokenizer>,
+    capacity: usize,
+    buckets: Mutex<BTreeMap<usize, Bucket>>,
+}
+
+/// Smallest bucket: batches up to this many tokens use a plan of this size.
+const MIN_BUCKET: usize = 512;
+/// Default capacity: enough for a full 8192-token sequence plus a little.
+const DEFAULT_CAPACITY: usize = 16384;
+
+impl Encoder {
+    /// Loads a model from a directory or a hub id (e.g. `answerdotai/ModernBERT-base`) on an
+    /// adapter picked by `opts.gpu`.
+    pub fn load(source: &str, opts: &LoadOptions) -> Result<Encoder> {
+        let gpu = Gpu::new(&opts.gpu)?;
+        Self::load_on(gpu, source, opts)
+    }
+
+    /// Loads a model onto a device the caller already owns (`Gpu::from_wgpu`).
+    pub fn load_on(gpu: Arc<Gpu>, source: &str, opts: &LoadOptions) -> Result<Encoder> {
+        let src = ModelSource::parse(source)?;
+        let files = hub::resolve(&src, &opts.hub)?;
+        let config = ModelConfig::from_file(&files.config)?;
+        let ck = match files.weights.first() {
+            // A hub snapshot or a model directory holds the index and its shards side by side.
+            Some(first) if files.is_sharded() => {
+                Checkpoint::open(first.parent().unwrap_or(std::path::Path::new(".")))?
+            }
+            Some(first) => Checkpoint::open_file(first)?,
+            None => {
+                return Err(Error::Hub {
+                    source_name: source.to_string(),
+                    message: "no safetensors weights found".into(),
+                });
+            }
+        };
+        let tok_path = opts.tokenizer.clone().or(files.tokenizer.clone());
+        let tokenizer = match tok_path {
+            Some(p) => Some(
+                TextTokenizer::from_file(&p)?
+                    .with_limit(Some(config.max_position_embeddings), opts.truncate)?,
+            ),
+            None => None,
+        };
+        let dtype = pick_dtype(&gpu, opts.dtype)?;
+        // A bar on a terminal; nothing when stderr is redirected or progress is off.
+        let bar = if opts.progress {
+            indicatif::ProgressBar::new(ck.len() as u64)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("loading weights {bar:30} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let mut on_tensor = |name: &str| {
+            bar.inc(1);
+            bar.set_message(name.to_string());
+        };
+        let weights = ModelWeights::load(&gpu, &config, &ck, dtype, &mut on_tensor)?;
+        bar.finish_and_clear();
+        if opts.progress {
+            let mib = weights.bytes >> 20;
+            eprintln!(
+                "loaded {} ({mib} MiB, {dtype:?}) on {}",
+                source,
+                gpu.info().name
+            );
+        }
+        Self::assemble(gpu, config, weights, tokenizer, opts.max_batch_tokens)
+    }
+
+    /// A model with random weights of `config`'s shapes (benchmarks, tests); no tokenizer.
+    pub fn random(
+        gpu: Arc<Gpu>,
+        config: ModelConfig,
+        dtype: Option<DType>,
+        max_batch_tokens: Option<usize>,
+    ) -> Result<Encoder> {
+        let dtype = pick_dtype(&gpu, dtype)?;
+        let weights = ModelWeights::random(&gpu, &config, dtype, 0x5eed)?;
+        Self::assemble(gpu, config, weights, None, max_batch_tokens)
+    }
+
+    fn assemble(
+        gpu: Arc<Gpu>,
+        config: ModelConfig,
+        weights: ModelWeights,
+        tokenizer: Option<TextTokenizer>,
+        max_batch_tokens: Option<usize>,
+    ) -> Result<Encoder> {
+        let limit = graph::max_capacity_for_bindings(&gpu, &config, weights.dtype);
+        let capacity = match max_batch_tokens {
+            Some(0) => return Err(Error::Option("--max-tokens must be at least 1".into())),
+            Some(n) if n > limit => {
+                return Err(Error::Option(format!(
+                    "a batch of {n} tokens needs buffers over this device's binding limit; at most {limit}"
+                )));
+            }
+            Some(n) => n,
+            None => DEFAULT_CAPACITY.min(limit),
+        };
+        Ok(Encoder {
+            gpu,
+            config,
+            weights,
+            tokenizer,
+            capacity,
+            buckets: Mutex::new(BTreeMap::new()),
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
+    }
+    pub fn dtype(&self) -> DType {
+        self.weights.dtype
+    }
+    /// Tokens per batch at most (the largest plan's capacity).
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+    pub fn tokenizer(&self) -> Result<&TextTokenizer> {
+        self.tokenizer.as_ref().ok_or_else(|| {
+            Error::Tokenizer("this model has no tokenizer.json; pass one with --tokenizer".into())
+        })
+    }
+    /// Bytes of weights on the device.
+    pub fn weight_bytes(&self) -> u64 {
+        self.weights.bytes
+    }
+
+    /// Tokenizes texts (errors name the text's index).
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
+        let tok = self.tokenizer()?;
+        texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| tok.encode(t, i).map(|e| e.ids))
+            .collect()
+    }
+
+    fn bucket_for(&self, tokens: usize) -> usize {
+        let mut c = MIN_BUCKET.min(self.capacity);
+        while c < tokens {
+            c = (c * 2).min(self.capacity);
+        }
+        c
+    }
+
+    /// The bucket of capacity `cap`, its encoder plan recorded on first use.
+    fn bucket_mut<'a>(
+        &self,
+        buckets: &'a mut BTreeMap<usize, Bucket>,
+        cap: usize,
+    ) -> Result<&'a mut Bucket> {
+        match buckets.entry(cap) {
+            std::collections::btree_map::Entry::Occupied(e) => Ok(e.into_mut()),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                let enc = EncoderGraph::build(&self.gpu, &self.config, &self.weights, cap, cap)?;
+                Ok(v.insert(Bucket {
+                    enc,
+                    pools: HashMap::new(),
+                    mlm: HashMap::new(),
+                    seq_cls: None,
+                    tok_cls: None,
+                }))
+            }
+        }
+    }
+
+    /// Runs the encoder on one packed batch and hands the bucket to `f` to run heads/read.
+    fn with_batch<T>(
+        &self,
+        batch: &PackedBatch,
+        selected: u32,
+        f: impl FnOnce(&mut Bucket, &RunSizes) -> Result<T>,
+    ) -> Result<T> {
+        let t = batch.n_tokens();
+        if t > self.capacity {
+            return Err(Error::PlanInput(format!(
+                "batch of {t} tokens over the capacity {}",
+                self.capacity
+            )));
+        }
+        let vocab = self.config.vocab_size as u32;
+        if let Some(pos) = batch.ids.iter().position(|&id| id >= vocab) {
+            // Name the sequence that holds the id, not the batch's first one.
+            let s = (0..batch.n_seqs())
+                .find(|&s| batch.seq_range(s).contains(&pos))
+                .unwrap_or(0);
+            return Err(Error::Input {
+                index: batch.indices.get(s).copied().unwrap_or(0),
+                message: format!(
+                    "token id {} is outside the model's vocabulary of {vocab}",
+                    batch.ids[pos]
+                ),
+            });
+        }
+        let cap = self.bucket_for(t);
+        let mut buckets = self.buckets.lock().map_err(|_| poisoned())?;
+        let bucket = self.bucket_mut(&mut buckets, cap)?;
+        let sizes = RunSizes {
+            rows: t as u32,
+            segments: batch.n_seqs() as u32,
+            max_segment: batch.max_seqlen,
+            selected,
+        };
+        let enc = &mut bucket.enc;
+        enc.plan.write(enc.ids, bytemuck::cast_slice(&batch.ids))?;
+        enc.plan
+            .write(enc.positions, bytemuck::cast_slice(&batch.positions))?;
+        enc.plan
+            .write(enc.cu_seqlens, bytemuck::cast_slice(&batch.cu_seqlens))?;
+        enc.plan.run(&sizes)?;
+        f(bucket, &sizes)
+    }
+
+    /// Final hidden states `[len, hidden]` (f32) of every token of each sequence.
+    pub fn hidden_states(&self, seqs: &[Vec<u32>]) -> Result<Vec<Vec<Vec<f32>>>> {
+        let mut out = vec![Vec::new(); seqs.len()];
+        self.for_each_batch(seqs, |batch, bucket, _| {
+            let hs = read_hidden(bucket, batch)?;
+            for (s, v) in hs.into_iter().enumerate() {
+                out[batch.indices[s]] = v;
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn for_each_batch(
+        &self,
+        seqs: &[Vec<u32>],
+        mut f: impl FnMut(&PackedBatch, &mut Bucket, &RunSizes) -> Result<()>,
+    ) -> Result<()> {
+        let source = seqs.iter().enumerate().map(|(i, s)| Ok((i, s.as_slice())));
+        for batch in Packer::new(source, self.capacity, self.capacity)? {
+            let batch = batch?;
+            self.with_batch(&batch, 0, |bucket, sizes| f(&batch, bucket, sizes))?;
+        }
+        Ok(())
+    }
+
+    /// The plan listing of the bucket that a batch of `tokens` tokens would use.
+    pub fn describe_plan(&self, tokens: usize) -> Result<String> {
+        let cap = self.bucket_for(tokens.max(1));
+        let mut buckets = self.buckets.lock().map_err(|_| poisoned())?;
+        let b = self.bucket_mut(&mut buckets, cap)?;
+        Ok(format!(
+            "encoder plan for {cap} tokens ({:?}), weights {} bytes\n{}",
+            self.weights.dtype,
+            self.weights.bytes,
+            b.enc.plan.describe()
+        ))
+    }
+
+    /// Runs the encoder on a packed batch with per-step GPU timing (benchmarks).
+    pub fn profile_batch(&self, batch: &PackedBatch) -> Result<crate::runtime::Profile> {
+        self.with_batch(batch, 0, |bucket, sizes| {
+            bucket.enc.plan.run_profiled(sizes)
+        })
+    }
+
+    /// Runs the encoder on a packed batch and waits (benchmarks): returns the plan's peak bytes.
+    pub fn run_batch(&self, batch: &PackedBatch) -> Result<u64> {
+        self.with_batch(batch, 0, |bucket, _| {
+            self.gpu.wait()?;
+            Ok(bucket.enc.plan.peak_bytes())
+        })
+    }
+}
+
+fn read_hidden(bucket: &Bucket, batch: &PackedBatch) -> Result<Vec<Vec<Vec<f32>>>> {
+    let enc = &bucket.enc;
+    let h = enc.hidden_size;
+    let e = enc.dtype.size() as usize;
+    let bytes = enc
+        .plan
+        .read(enc.hidden, 0, (batch.n_tokens() * h * e) as u64)?;
+    let all = enc.dtype.decode(&bytes);
+    Ok((0..batch.n_seqs())
+        .map(|s| {
+            let r = batch.seq_range(s);
+            all[r.start * h..r.end * h]
+                .chunks_exact(h)
+                .map(|c| c.to_vec())
+                .collect()
+        })
+        .collect())
+}
+
+fn pick_dtype(gpu: &Gpu, want: Option<DType>) -> Result<DType> {
+    match want {
+        Some(DType::F16) if !gpu.caps().f16 => Err(Error::Unsupported(format!(
+            "f16 storage (SHADER_F16) on '{}'; use --dtype f32",
+            gpu.info().name
+        ))),
+        Some(d) => Ok(d),
+        None if gpu.caps().f16 => Ok(DType::F16),
+        None => Ok(DType::F32),
+    }
+}
+
+fn poisoned() -> Error {
+    Error::Gpu {
+        context: "encoder state".into(),
+        message: "lock poisoned by an earlier panic".into(),
+    }
+}
