@@ -15,11 +15,11 @@
 //! values, so each output is a convex combination of v with weights off by at most 2^-11
 //! relative: |error| <= 2^-11 * max |v_j - o| plus the f16 rounding of the output.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
+use crate::ops::DType;
 use crate::ops::attention::{self, AttentionArgs};
-use crate::ops::{DType, matmul_coop};
+use crate::ops::coop::{self, Verdicts};
 use crate::runtime::{Access, Capabilities, Gpu, Kernel, PlanBuilder, RunSizes};
 use crate::{Error, Result};
 
@@ -131,54 +131,16 @@ pub fn record_emulated(b: &mut PlanBuilder, label: &str, args: &AttentionArgs) -
     attention::record_kernel(b, label, args, Some(k))
 }
 
-/// Verdicts of the self-check, per adapter (backend, name, driver).
-fn verdicts() -> &'static Mutex<HashMap<String, bool>> {
-    static V: OnceLock<Mutex<HashMap<String, bool>>> = OnceLock::new();
-    V.get_or_init(Default::default)
-}
-
-fn adapter_key(gpu: &Gpu) -> String {
-    let i = gpu.info();
-    format!("{:?}/{}/{}/{}", i.backend, i.name, i.driver, i.driver_info)
-}
-
 /// Whether `attention::record` may choose this kernel on its own: f16, a head size it has,
 /// supported, not turned off by `WGBERT_COOP=0`, and the self-check (run on first use, kept
 /// per adapter) agrees with the CPU reference. A failed check logs a warning once.
 pub fn usable(gpu: &Arc<Gpu>, dtype: DType, head_dim: u32) -> bool {
-    if dtype != DType::F16
-        || !HEAD_DIMS.contains(&head_dim)
-        || !supported(gpu.caps())
-        || !matmul_coop::enabled_by_env()
-    {
-        return false;
-    }
-    let key = adapter_key(gpu);
-    let cached = verdicts().lock().ok().and_then(|m| m.get(&key).copied());
-    if let Some(v) = cached {
-        return v;
-    }
-    // Not holding the lock while the GPU works; two threads may both check, harmlessly.
-    let verdict = match self_check(gpu) {
-        Ok(()) => {
-            log::info!(
-                "cooperative-matrix attention verified on '{}'",
-                gpu.info().name
-            );
-            true
-        }
-        Err(e) => {
-            log::warn!(
-                "cooperative-matrix attention disabled on '{}', using the portable kernel: {e}",
-                gpu.info().name
-            );
-            false
-        }
-    };
-    if let Ok(mut m) = verdicts().lock() {
-        m.insert(key, verdict);
-    }
-    verdict
+    static VERDICTS: Verdicts = Verdicts::new("attention", "portable kernel");
+    dtype == DType::F16
+        && HEAD_DIMS.contains(&head_dim)
+        && supported(gpu.caps())
+        && coop::enabled_by_env()
+        && VERDICTS.verified(gpu, self_check)
 }
 
 /// Self-check cases (sequence lengths, window), run for every head size: ragged query tiles

@@ -10,9 +10,9 @@
 //! verdict is kept per adapter for the process. `WGBERT_COOP=0` turns the automatic choice
 //! off. A forced `MatmulVariant::Coop` (tests, benchmarks) skips the self-check.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 
+use crate::ops::coop::{Verdicts, enabled_by_env};
 use crate::ops::matmul::{self, Epilogue, MatmulArgs, MatmulVariant};
 use crate::ops::{Activation, DType, Rows};
 use crate::runtime::{Capabilities, Gpu, Kernel, PlanBuilder, RunSizes};
@@ -109,55 +109,15 @@ pub fn record_emulated(b: &mut PlanBuilder, label: &str, args: &MatmulArgs) -> R
     )
 }
 
-/// False when `WGBERT_COOP` is "0" (or empty): the automatic choice never picks Coop.
-pub fn enabled_by_env() -> bool {
-    std::env::var("WGBERT_COOP").map_or(true, |v| !v.trim().is_empty() && v.trim() != "0")
-}
-
-/// Verdicts of the self-check, per adapter (backend, name, driver).
-fn verdicts() -> &'static Mutex<HashMap<String, bool>> {
-    static V: OnceLock<Mutex<HashMap<String, bool>>> = OnceLock::new();
-    V.get_or_init(Default::default)
-}
-
-fn adapter_key(gpu: &Gpu) -> String {
-    let i = gpu.info();
-    format!("{:?}/{}/{}/{}", i.backend, i.name, i.driver, i.driver_info)
-}
-
 /// Whether `matmul::record` may choose Coop on its own for `dtype` on this device: supported,
 /// f16, not turned off by `WGBERT_COOP=0`, and the self-check (run on first use, kept per
 /// adapter) agrees with the CPU reference. A failed check logs a warning once.
 pub fn usable(gpu: &Arc<Gpu>, dtype: DType) -> bool {
-    if dtype != DType::F16 || !supported(gpu.caps()) || !enabled_by_env() {
-        return false;
-    }
-    let key = adapter_key(gpu);
-    let cached = verdicts().lock().ok().and_then(|m| m.get(&key).copied());
-    if let Some(v) = cached {
-        return v;
-    }
-    // Not holding the lock while the GPU works; two threads may both check, harmlessly.
-    let verdict = match self_check(gpu) {
-        Ok(()) => {
-            log::info!(
-                "cooperative-matrix matmul verified on '{}'",
-                gpu.info().name
-            );
-            true
-        }
-        Err(e) => {
-            log::warn!(
-                "cooperative-matrix matmul disabled on '{}', using the tiled kernel: {e}",
-                gpu.info().name
-            );
-            false
-        }
-    };
-    if let Ok(mut m) = verdicts().lock() {
-        m.insert(key, verdict);
-    }
-    verdict
+    static VERDICTS: Verdicts = Verdicts::new("matmul", "tiled kernel");
+    dtype == DType::F16
+        && supported(gpu.caps())
+        && enabled_by_env()
+        && VERDICTS.verified(gpu, self_check)
 }
 
 /// Shapes of the self-check (T, K, N, epilogue, bias): two row tiles with a ragged last one,

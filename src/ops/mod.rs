@@ -5,6 +5,7 @@
 pub mod attention;
 pub mod attention_coop;
 pub mod convert;
+pub mod coop;
 pub mod embedding;
 pub mod gather;
 pub mod layernorm;
