@@ -1,74 +1,11 @@
 //! The `wgbert` binary on a fixture model (a tiny random ModernBERT saved by transformers) with
 //! a word-level tokenizer written by the test over the fixture's 512-token vocabulary.
 
-use std::path::{Path, PathBuf};
+mod common;
 
 use assert_cmd::Command;
-use serde_json::{Value, json};
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-/// A WordLevel tokenizer: [PAD]=0 [CLS]=1 [SEP]=2 [MASK]=3 [UNK]=4, then w5..w511.
-fn write_tokenizer(path: &Path) {
-    let mut vocab = serde_json::Map::new();
-    for (i, t) in ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
-        .iter()
-        .enumerate()
-    {
-        vocab.insert(t.to_string(), json!(i));
-    }
-    for i in 5..512 {
-        vocab.insert(format!("w{i}"), json!(i));
-    }
-    let added: Vec<Value> = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
-        .iter()
-        .enumerate()
-        .map(|(i, t)| json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}))
-        .collect();
-    let tok = json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
-        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"},
-        "post_processor": {"type": "TemplateProcessing",
-            "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
-            "pair": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "[SEP]", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 0}}, {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
-            "special_tokens": {"[CLS]": {"id": "[CLS]", "ids": [1], "tokens": ["[CLS]"]}, "[SEP]": {"id": "[SEP]", "ids": [2], "tokens": ["[SEP]"]}}},
-        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
-    });
-    std::fs::write(path, serde_json::to_string(&tok).unwrap()).unwrap();
-}
-
-/// A model directory: the fixture's files plus the test tokenizer.
-fn model_dir(name: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixture(name)).unwrap() {
-        let p = entry.unwrap().path();
-        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
-    }
-    write_tokenizer(&dir.path().join("tokenizer.json"));
-    dir
-}
-
-fn wgbert(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("wgbert").unwrap();
-    c.arg("--model")
-        .arg(dir)
-        .arg("--quiet")
-        .env("HF_HUB_OFFLINE", "1");
-    c
-}
-
-fn json_lines(out: &[u8]) -> Vec<Value> {
-    String::from_utf8(out.to_vec())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
-}
+use common::model_dir::{json_lines, model_dir, wgbert};
+use serde_json::Value;
 
 #[test]
 fn fill_mask_json_lists_candidates_per_mask() {

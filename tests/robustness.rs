@@ -50,7 +50,7 @@
 mod common;
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use assert_cmd::Command;
 use serde_json::{Value, json};
@@ -58,63 +58,10 @@ use wgbert::Error;
 use wgbert::encoder::{EmbedPooling, Encoder, LoadOptions};
 use wgbert::ops::DType;
 
+use common::model_dir::{json_lines, model_dir, wgbert, write_tokenizer};
+
 // ---------------------------------------------------------------------------------------------
-// Helpers (the model-directory helpers are the ones of tests/cli.rs, with a vocabulary size).
-
-fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-/// A WordLevel tokenizer: [PAD]=0 [CLS]=1 [SEP]=2 [MASK]=3 [UNK]=4, then w5..w{vocab-1}.
-fn write_tokenizer(path: &Path, vocab_size: usize) {
-    let specials = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"];
-    let mut vocab = serde_json::Map::new();
-    for (i, t) in specials.iter().enumerate() {
-        vocab.insert(t.to_string(), json!(i));
-    }
-    for i in 5..vocab_size {
-        vocab.insert(format!("w{i}"), json!(i));
-    }
-    let added: Vec<Value> = specials
-        .iter()
-        .enumerate()
-        .map(|(i, t)| json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false, "normalized": false, "special": true}))
-        .collect();
-    let tok = json!({
-        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
-        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"},
-        "post_processor": {"type": "TemplateProcessing",
-            "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
-            "pair": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}, {"SpecialToken": {"id": "[SEP]", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 0}}, {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
-            "special_tokens": {"[CLS]": {"id": "[CLS]", "ids": [1], "tokens": ["[CLS]"]}, "[SEP]": {"id": "[SEP]", "ids": [2], "tokens": ["[SEP]"]}}},
-        "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": true},
-        "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "[UNK]"}
-    });
-    std::fs::write(path, serde_json::to_string(&tok).unwrap()).unwrap();
-}
-
-/// A model directory: the fixture's files (copied, so they may be corrupted) plus the test
-/// tokenizer over the fixtures' 512-token vocabulary.
-fn model_dir(name: &str) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixture(name)).unwrap() {
-        let p = entry.unwrap().path();
-        std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
-    }
-    write_tokenizer(&dir.path().join("tokenizer.json"), 512);
-    dir
-}
-
-fn wgbert(dir: &Path) -> Command {
-    let mut c = Command::cargo_bin("wgbert").unwrap();
-    c.arg("--model")
-        .arg(dir)
-        .arg("--quiet")
-        .env("HF_HUB_OFFLINE", "1");
-    c
-}
+// Helpers (model directories: tests/common/model_dir.rs).
 
 fn bare_wgbert() -> Command {
     let mut c = Command::cargo_bin("wgbert").unwrap();
@@ -141,14 +88,6 @@ fn fails_with(cmd: &mut Command, code: i32, wanted: &[&str]) -> String {
 /// `embed` on a model directory, expecting exit 1 and `wanted` in stderr.
 fn embed_fails(dir: &Path, wanted: &[&str]) -> String {
     fails_with(wgbert(dir).args(["embed", "w5 w6"]), 1, wanted)
-}
-
-fn json_lines(out: &[u8]) -> Vec<Value> {
-    String::from_utf8(out.to_vec())
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("a JSON line"))
-        .collect()
 }
 
 fn succeeds(cmd: &mut Command) -> Vec<Value> {

@@ -1,6 +1,8 @@
 //! Shared test helpers: one GPU per test process (lavapipe in CI) and tolerance checks.
 #![allow(dead_code)]
 
+pub mod model_dir;
+
 use std::sync::{Arc, OnceLock};
 
 use wgbert::runtime::{Gpu, GpuOptions};
