@@ -5,9 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# (grep without -q reads all its input: with pipefail, an early exit would fail the pipe.)
 have_vulkan_driver() {
-  ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json 2>/dev/null | grep -q . &&
-    { ldconfig -p 2>/dev/null | grep -q libvulkan.so.1; }
+  ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json 2>/dev/null | grep . >/dev/null &&
+    ldconfig -p 2>/dev/null | grep libvulkan.so.1 >/dev/null
 }
 
 if ! have_vulkan_driver; then
