@@ -5,10 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# (grep without -q reads all its input: with pipefail, an early exit would fail the pipe.)
+# An ICD file and the loader (no pipes with early exits: this script runs with pipefail).
 have_vulkan_driver() {
-  ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json 2>/dev/null | grep . >/dev/null &&
-    ldconfig -p 2>/dev/null | grep libvulkan.so.1 >/dev/null
+  local f
+  for f in /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json; do
+    if [ -e "$f" ]; then
+      ldconfig -p 2>/dev/null | grep libvulkan.so.1 >/dev/null
+      return
+    fi
+  done
+  return 1
 }
 
 if ! have_vulkan_driver; then
