@@ -94,7 +94,7 @@ pub fn run(g: &Global, a: &EmbedArgs) -> Result<()> {
     };
     let per_token = a.pooling == Some(PoolingArg::None) || a.multi_vector.is_some();
     if matrix.is_some() && per_token {
-        bail!("per-token vectors give a matrix per text: use --format jsonl");
+        bail!("--pooling none and --multi-vector give a matrix per text: use --format jsonl");
     }
     let texts = Texts::open(&a.texts, a.input.as_deref())?;
     // A JSONL output file is opened before the model loads, so a bad path fails at once.
