@@ -101,7 +101,10 @@ fn bi_encoders_match_sentence_transformers() {
                 .map(|e| e.vectors.into_iter().next().unwrap())
                 .collect();
             check_vectors(
-                &format!("{name} case {c} {case:?}"),
+                &format!(
+                    "{name} case {c} (prompt_name {}, prompt {}, truncate_dim {})",
+                    case["prompt_name"], case["prompt"], case["truncate_dim"]
+                ),
                 &got,
                 &case["embeddings"],
             );
