@@ -36,6 +36,10 @@ expected.json:
         mlm_logits_first3   [len][3] logits of ids 0, 1, 2                        (mlm)
         logits              [num_labels] (sequence) or [len][num_labels] (token)  (classifiers)
 Floats are rounded to 7 significant digits.
+
+The retrieval-layout fixtures (sentence-transformers bi-encoders and cross-encoder, a PyLate
+ColBERT) are written by the sibling scripts/make_st_fixtures.py, which reuses `randomize` and
+`rounded` from here.
 """
 
 import argparse

@@ -6,7 +6,7 @@
 //! `get` does); anything missing is downloaded with hf-hub's progress bar on stderr. Offline
 //! (`--offline` or `HF_HUB_OFFLINE=1`), a miss is an error that says so.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -106,6 +106,9 @@ pub struct ModelFiles {
     pub tokenizer: Option<PathBuf>,
     /// Either `[model.safetensors]`, or `[model.safetensors.index.json, shard, shard, ...]`.
     pub weights: Vec<PathBuf>,
+    /// The sentence-transformers / PyLate files that exist, by name relative to the model
+    /// root (`modules.json`, `1_Pooling/config.json`, `2_Dense/model.safetensors`, ...).
+    pub sentence: BTreeMap<String, PathBuf>,
 }
 
 impl ModelFiles {
@@ -214,11 +217,22 @@ fn collect(src: &mut impl Fetch, dir: Option<PathBuf>) -> Result<ModelFiles> {
         let what = "model.safetensors or model.safetensors.index.json (only safetensors)";
         return Err(src.missing(what));
     };
+    let mut sentence = BTreeMap::new();
+    if let Some(modules) = src.fetch(crate::sentence::MODULES)? {
+        let mut names = crate::sentence::layout_file_names(&modules)?;
+        names.insert(0, crate::sentence::MODULES.to_string());
+        for name in names {
+            if let Some(path) = src.fetch(&name)? {
+                sentence.insert(name, path);
+            }
+        }
+    }
     Ok(ModelFiles {
         dir,
         config,
         tokenizer,
         weights,
+        sentence,
     })
 }
 

@@ -9,6 +9,7 @@ pub mod hub;
 pub mod model;
 pub mod ops;
 pub mod runtime;
+pub mod sentence;
 pub mod text;
 
 pub use error::{Error, Result};

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use wgbert::encoder::{EmbedPooling, Embedding};
+use wgbert::encoder::{EmbedOptions, EmbedPooling, Embedding, Prompt};
 use wgbert::text::pack::Packer;
 
 use super::Global;
@@ -22,6 +22,12 @@ pub enum PoolingArg {
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MultiArg {
+    Query,
+    Document,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FormatArg {
     Jsonl,
     Npy,
@@ -30,12 +36,26 @@ pub enum FormatArg {
 
 #[derive(Args, Debug)]
 pub struct EmbedArgs {
-    /// cls: the [CLS] state; mean: mean over tokens; none: every token's state.
-    #[arg(long, value_enum, default_value = "mean")]
-    pub pooling: PoolingArg,
-    /// L2-normalise each vector.
+    /// Pool the encoder's output (cls: the [CLS] state; mean: mean over tokens; none: every
+    /// token's state) instead of following the model's sentence-transformers modules
+    /// (default: follow them; mean pooling for a plain checkpoint).
+    #[arg(long, value_enum)]
+    pub pooling: Option<PoolingArg>,
+    /// L2-normalise each vector (after --dimensions).
     #[arg(long)]
     pub normalize: bool,
+    /// Put the model's prompt NAME (e.g. query, document) before each text.
+    #[arg(long, conflicts_with = "prompt")]
+    pub prompt_name: Option<String>,
+    /// Put this text before each text (as sentence-transformers' prompt).
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Keep the first N values of each vector (Matryoshka truncation).
+    #[arg(long)]
+    pub dimensions: Option<usize>,
+    /// ColBERT models: per-token vectors of queries or documents (JSONL only).
+    #[arg(long, value_enum, conflicts_with_all = ["pooling", "prompt", "prompt_name", "dimensions"])]
+    pub multi_vector: Option<MultiArg>,
     /// Read texts from a file (.jsonl: objects with "text", other fields carried; else one per line).
     #[arg(long)]
     pub input: Option<PathBuf>,
@@ -72,8 +92,9 @@ pub fn run(g: &Global, a: &EmbedArgs) -> Result<()> {
         (FormatArg::Safetensors, Some(path)) => Some((MatrixFormat::Safetensors, path)),
         (_, None) => bail!("--format npy/safetensors needs --output FILE"),
     };
-    if matrix.is_some() && a.pooling == PoolingArg::None {
-        bail!("--pooling none gives a matrix per text: use --format jsonl");
+    let per_token = a.pooling == Some(PoolingArg::None) || a.multi_vector.is_some();
+    if matrix.is_some() && per_token {
+        bail!("--pooling none and --multi-vector give a matrix per text: use --format jsonl");
     }
     let texts = Texts::open(&a.texts, a.input.as_deref())?;
     // A JSONL output file is opened before the model loads, so a bad path fails at once.
@@ -86,17 +107,37 @@ pub fn run(g: &Global, a: &EmbedArgs) -> Result<()> {
         (None, None) => Some(Box::new(BufWriter::new(std::io::stdout().lock()))),
     };
     let enc = g.load()?;
-    let mut sink = match (jsonl, matrix) {
-        (Some(w), _) => Sink::Jsonl(w),
-        (None, Some((fmt, path))) => {
-            Sink::Matrix(MatrixWriter::create(path, fmt, enc.config().hidden_size)?)
-        }
-        (None, None) => bail!("no output"),
-    };
-    let pooling = match a.pooling {
+    let pooling = a.pooling.map(|p| match p {
         PoolingArg::Cls => EmbedPooling::Cls,
         PoolingArg::Mean => EmbedPooling::Mean,
         PoolingArg::None => EmbedPooling::None,
+    });
+    let prompt = match (&a.prompt_name, &a.prompt) {
+        (Some(name), _) => Prompt::Name(name.clone()),
+        (None, Some(text)) => Prompt::Text(text.clone()),
+        (None, None) => Prompt::ModelDefault,
+    };
+    let opts = EmbedOptions {
+        prompt,
+        dimensions: a.dimensions,
+        normalize: a.normalize,
+        pooling,
+    };
+    // Checked before any text is read: a bad prompt name or a model that cannot do this.
+    let spec = match a.multi_vector {
+        None => Some(enc.embed_spec(&opts)?),
+        Some(_) => None,
+    };
+    let hidden = enc.config().hidden_size;
+    let width = match pooling {
+        Some(_) => hidden,
+        None => enc.sentence_config().output_dim(hidden),
+    };
+    let width = a.dimensions.map_or(width, |d| d.min(width));
+    let mut sink = match (jsonl, matrix) {
+        (Some(w), _) => Sink::Jsonl(w),
+        (None, Some((fmt, path))) => Sink::Matrix(MatrixWriter::create(path, fmt, width)?),
+        (None, None) => bail!("no output"),
     };
     let total = if !a.texts.is_empty() {
         Some(a.texts.len() as u64)
@@ -114,22 +155,41 @@ pub fn run(g: &Global, a: &EmbedArgs) -> Result<()> {
     );
     let start = std::time::Instant::now();
     let mut tokens_done = 0usize;
-    let tok = enc.tokenizer()?;
     let mut index = 0usize;
     let mut texts = texts.peekable();
     while texts.peek().is_some() {
         let chunk: Vec<TextItem> = texts.by_ref().take(a.chunk).collect::<Result<_>>()?;
         let first = index;
         index += chunk.len();
+        let mut results: Vec<Option<Embedding>> = vec![None; chunk.len()];
+        let Some(spec) = &spec else {
+            let query = a.multi_vector == Some(MultiArg::Query);
+            let refs: Vec<&str> = chunk.iter().map(|t| t.text.as_str()).collect();
+            let seqs = enc.multi_tokens(&refs, query, first)?;
+            let embedded = enc.embed_multi_ids(&seqs, query);
+            for (i, e) in embedded
+                .map_err(|e| reindex(e, first))?
+                .into_iter()
+                .enumerate()
+            {
+                tokens_done += e.n_tokens;
+                results[i] = Some(e);
+            }
+            bar.inc(chunk.len() as u64);
+            for (i, (item, e)) in chunk.into_iter().zip(results).enumerate() {
+                let e = e.context("an embedding went missing")?;
+                write_one(&mut sink, first + i, item, e, true)?;
+            }
+            continue;
+        };
         let mut seqs = Vec::with_capacity(chunk.len());
         for (i, item) in chunk.iter().enumerate() {
-            seqs.push(tok.encode(&item.text, first + i)?.ids);
+            seqs.push(enc.embed_tokens(spec, &item.text, first + i)?);
         }
-        let mut results: Vec<Option<Embedding>> = vec![None; chunk.len()];
         let source = seqs.iter().enumerate().map(|(i, s)| Ok((i, s.as_slice())));
         for batch in Packer::new(source, enc.capacity(), enc.capacity())? {
             let batch = batch.map_err(|e| reindex(e, first))?;
-            let embedded = enc.embed_packed(&batch, pooling, a.normalize);
+            let embedded = enc.embed_packed_with(&batch, spec);
             for (i, e) in embedded.map_err(|e| reindex(e, first))? {
                 tokens_done += e.n_tokens;
                 results[i] = Some(e);
@@ -140,7 +200,7 @@ pub fn run(g: &Global, a: &EmbedArgs) -> Result<()> {
         }
         for (i, (item, e)) in chunk.into_iter().zip(results).enumerate() {
             let e = e.context("an embedding went missing")?;
-            write_one(&mut sink, first + i, item, e, pooling == EmbedPooling::None)?;
+            write_one(&mut sink, first + i, item, e, per_token)?;
         }
     }
     bar.finish_and_clear();

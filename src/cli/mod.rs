@@ -6,6 +6,7 @@ mod embed;
 mod info;
 mod input;
 mod output;
+mod rerank;
 mod tasks;
 
 use std::path::PathBuf;
@@ -125,6 +126,8 @@ pub enum Command {
     Embed(embed::EmbedArgs),
     /// Sequence classification with a fine-tuned classifier.
     Classify(tasks::ClassifyArgs),
+    /// Score documents against a query, best first (cross-encoder, bi-encoder or ColBERT).
+    Rerank(rerank::RerankArgs),
     /// Throughput on the benchmark workloads, and kernel sweeps.
     Bench(bench::BenchArgs),
 }
@@ -135,6 +138,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::FillMask(a) => tasks::fill_mask(&cli.global, &a),
         Command::Embed(a) => embed::run(&cli.global, &a),
         Command::Classify(a) => tasks::classify(&cli.global, &a),
+        Command::Rerank(a) => rerank::run(&cli.global, &a),
         Command::Bench(a) => bench::run(&cli.global, &a),
     }
 }

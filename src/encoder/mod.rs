@@ -16,6 +16,7 @@ use crate::model::weights::Checkpoint;
 use crate::ops::DType;
 use crate::ops::pooling::PoolMode;
 use crate::runtime::{Gpu, GpuOptions, RunSizes};
+use crate::sentence::{ModelKind, SentenceConfig};
 use crate::text::pack::{PackedBatch, Packer};
 use crate::text::tokenizer::TextTokenizer;
 
@@ -24,10 +25,12 @@ use crate::{Error, Result};
 mod classify;
 mod embed;
 mod mlm;
+mod sentence;
 
 pub use classify::{Classification, TokenLabel, softmax};
 pub use embed::{EmbedPooling, Embedding, l2_normalize};
 pub use mlm::{Candidate, MaskPrediction, TopK};
+pub use sentence::{EmbedOptions, EmbedSpec, Prompt, Ranked, RerankOptions, similarity};
 
 /// How to load a model.
 #[derive(Debug, Clone, Default)]
@@ -90,6 +93,7 @@ pub struct Encoder {
     config: ModelConfig,
     weights: ModelWeights,
     tokenizer: Option<TextTokenizer>,
+    sentence: SentenceConfig,
     capacity: usize,
     buckets: Mutex<BTreeMap<usize, Bucket>>,
 }
@@ -112,6 +116,7 @@ impl Encoder {
         let src = ModelSource::parse(source)?;
         let files = hub::resolve(&src, &opts.hub)?;
         let config = ModelConfig::from_file(&files.config)?;
+        let sentence = SentenceConfig::from_files(&files, &config)?;
         let ck = match files.weights.first() {
             // A hub snapshot or a model directory holds the index and its shards side by side.
             Some(first) if files.is_sharded() => {
@@ -126,11 +131,14 @@ impl Encoder {
             }
         };
         let tok_path = opts.tokenizer.clone().or(files.tokenizer.clone());
+        // sentence-transformers' max_seq_length caps the model's own limit (ColBERT models
+        // cut queries and documents to their own lengths instead).
+        let limit = match (sentence.max_seq_length, sentence.kind()) {
+            (Some(n), kind) if kind != ModelKind::Colbert => n.min(config.max_position_embeddings),
+            _ => config.max_position_embeddings,
+        };
         let tokenizer = match tok_path {
-            Some(p) => Some(
-                TextTokenizer::from_file(&p)?
-                    .with_limit(Some(config.max_position_embeddings), opts.truncate)?,
-            ),
+            Some(p) => Some(TextTokenizer::from_file(&p)?.with_limit(Some(limit), opts.truncate)?),
             None => None,
         };
         let dtype = pick_dtype(&gpu, opts.dtype)?;
@@ -158,7 +166,9 @@ impl Encoder {
                 gpu.info().name
             );
         }
-        Self::assemble(gpu, config, weights, tokenizer, opts.max_batch_tokens)
+        let mut enc = Self::assemble(gpu, config, weights, tokenizer, opts.max_batch_tokens)?;
+        enc.sentence = sentence;
+        Ok(enc)
     }
 
     /// A model with random weights of `config`'s shapes (benchmarks, tests); no tokenizer.
@@ -196,6 +206,7 @@ impl Encoder {
             config,
             weights,
             tokenizer,
+            sentence: SentenceConfig::default(),
             capacity,
             buckets: Mutex::new(BTreeMap::new()),
         })
@@ -203,6 +214,11 @@ impl Encoder {
 
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+    /// The model's retrieval layout: its kind (embedder, cross-encoder, ColBERT), pooling,
+    /// Dense modules, normalization, prompts and similarity.
+    pub fn sentence_config(&self) -> &SentenceConfig {
+        &self.sentence
     }
     pub fn gpu(&self) -> &Arc<Gpu> {
         &self.gpu

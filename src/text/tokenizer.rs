@@ -164,6 +164,16 @@ impl TextTokenizer {
         self.finish(enc, index, "text")
     }
 
+    /// Tokenizes one text without refusing it past the limit: the caller cuts it (ColBERT's
+    /// query and document lengths). With truncation on it is already cut to the limit.
+    pub fn encode_any_length(&self, text: &str, index: usize) -> Result<Vec<u32>> {
+        let enc = self.inner.encode(text, true).map_err(|e| Error::Input {
+            index,
+            message: format!("tokenizing failed: {e}"),
+        })?;
+        Ok(enc.get_ids().to_vec())
+    }
+
     /// Tokenizes a pair as `[CLS] a [SEP] b [SEP]`; `index` names the pair in errors.
     pub fn encode_pair(&self, a: &str, b: &str, index: usize) -> Result<Encoded> {
         let enc = self.inner.encode((a, b), true).map_err(|e| Error::Input {

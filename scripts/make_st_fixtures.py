@@ -1,0 +1,273 @@
+#!/usr/bin/env python3
+"""Write tiny retrieval models in the sentence-transformers and PyLate layouts, with the outputs
+those libraries compute for them, for wgbert's tests (tests/sentence.rs, tests/rerank_cli.rs).
+
+Run by hand, never at test time. PyLate pins its own sentence-transformers/transformers, so the
+ColBERT fixture is written from a second environment:
+
+    python3 scripts/make_st_fixtures.py st        # needs torch + sentence-transformers
+    python3 scripts/make_st_fixtures.py colbert   # needs torch + pylate
+    ... --out DIR                                  # somewhere else than tests/fixtures/
+
+Every model is a random-weight ModernBERT (hidden 32, 3 layers, global and local layers) with a
+small word-level tokenizer built here (`[PAD] [CLS] [SEP] [MASK] [UNK]`, a few words and
+punctuation, framed `[CLS] A [SEP]` / `[CLS] A [SEP] B [SEP]` like ModernBERT's). The libraries
+save the models themselves; expected.json records what they return (float32, sdpa attention,
+one text per batch) and the library versions:
+
+    st_mean_dense     mean pooling + Dense(Tanh) + Normalize, query/document prompts,
+                      current `pooling_mode` config; cases with truncate_dim and a literal prompt
+    st_cls_oldkeys    CLS pooling, no Normalize, the older boolean Pooling keys, cosine
+    st_mean_noprompt  mean pooling with include_prompt false, default_prompt_name "query"
+    cross_encoder     a one-label CrossEncoder (ModernBertForSequenceClassification)
+    colbert           a PyLate ColBERT: [Q]/[D] prefixes, [MASK] expansion to query_length
+                      (attended), document_length, a skiplist, Dense projection to 16
+"""
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformers import (
+    ModernBertConfig,
+    ModernBertForSequenceClassification,
+    ModernBertModel,
+    PreTrainedTokenizerFast,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_fixtures import randomize, rounded  # noqa: E402
+
+SPECIALS = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
+WORDS = ("the a of and to in is was for on with as by at from it that this are be "
+         "search_query search_document query document passage cat dog bird fish tree river "
+         "city paris france capital rust code gpu shader vector model text search rerank "
+         "fast slow red blue green small big old new good bad run runs ran eat eats sleep "
+         "what where who how why when").split()
+PUNCT = [".", ",", "?", "!", ":", ";", "(", ")", "-"]
+
+TEXTS = [
+    "the cat sat on the mat .",          # "sat", "mat" are [UNK]
+    "what is the capital of france ?",
+    "paris is the capital of france",
+    "rust code runs on the gpu , fast !",
+    "a small dog ran in the old city",
+    "fish",
+]
+QUERY = "what is the capital of france ?"
+DOCS = TEXTS[2:] + ["the capital of france is paris .", "green tree by the river"]
+
+
+def tokenizer_files(directory):
+    vocab = {t: i for i, t in enumerate(SPECIALS + WORDS + PUNCT)}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
+        special_tokens=[("[CLS]", 1), ("[SEP]", 2)])
+    tok.add_special_tokens(SPECIALS)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]", unk_token="[UNK]", model_max_length=512)
+    fast.save_pretrained(directory)
+    return len(vocab)
+
+
+def backbone(directory, cls, seed, **extra):
+    """A random tiny ModernBERT with the test tokenizer, saved by transformers."""
+    vocab = tokenizer_files(directory)
+    config = ModernBertConfig(
+        vocab_size=vocab, hidden_size=32, num_attention_heads=2, intermediate_size=48,
+        num_hidden_layers=3, local_attention=8, max_position_embeddings=512,
+        pad_token_id=0, cls_token_id=1, sep_token_id=2, bos_token_id=1, eos_token_id=2,
+        **extra)
+    torch.manual_seed(seed)
+    model = cls(config).eval()
+    randomize(model, seed)
+    model.save_pretrained(directory, safe_serialization=True)
+
+
+def tidy(directory):
+    for p in sorted(directory.rglob("*"), reverse=True):
+        if p.name in ("README.md", "generation_config.json"):
+            p.unlink()
+        elif p.is_file():
+            p.chmod(0o644)
+
+
+def write_expected(directory, expected):
+    with open(directory / "expected.json", "w") as f:
+        json.dump(expected, f, indent=1)
+        f.write("\n")
+    size = sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+    print(f"{directory.name}: {size / 1024:.0f} KiB")
+
+
+def vec(x):
+    return rounded(x.tolist())
+
+
+def versions(*mods):
+    out = {"torch": torch.__version__}
+    for m in mods:
+        out[m.__name__] = m.__version__
+    import transformers
+    out["transformers"] = transformers.__version__
+    return out
+
+
+# ---------------------------------------------------------------- sentence-transformers
+
+def st_fixtures(out_root):
+    import sentence_transformers
+    from sentence_transformers import CrossEncoder, SentenceTransformer
+    from sentence_transformers.models import Dense, Normalize, Pooling, Transformer
+
+    def bi_encoder(name, seed, pooling, dense, normalize, prompts, default_prompt, similarity,
+                   cases, old_keys=False):
+        directory = out_root / name
+        shutil.rmtree(directory, ignore_errors=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            backbone(Path(tmp), ModernBertModel, seed)
+            modules = [Transformer(tmp, max_seq_length=64,
+                                   model_args={"attn_implementation": "sdpa"}), pooling]
+            if dense:
+                torch.manual_seed(seed + 1)
+                d = Dense(32, 16, bias=True, activation_function=torch.nn.Tanh())
+                with torch.no_grad():
+                    d.linear.weight.normal_(0.0, 0.5)
+                    d.linear.bias.normal_(0.0, 0.2)
+                modules.append(d)
+            if normalize:
+                modules.append(Normalize())
+            model = SentenceTransformer(modules=modules, prompts=prompts,
+                                        default_prompt_name=default_prompt,
+                                        similarity_fn_name=similarity, device="cpu")
+            model.save(str(directory), create_model_card=False)
+        if old_keys:
+            pool_cfg = directory / "1_Pooling" / "config.json"
+            cfg = json.loads(pool_cfg.read_text())
+            mode = cfg.pop("pooling_mode")
+            dim = cfg.pop("embedding_dimension", cfg.pop("word_embedding_dimension", 32))
+            old = {"word_embedding_dimension": dim}
+            for key, m in [("cls_token", "cls"), ("mean_tokens", "mean"), ("max_tokens", "max"),
+                           ("mean_sqrt_len_tokens", "mean_sqrt_len_tokens"),
+                           ("weightedmean_tokens", "weightedmean"), ("lasttoken", "lasttoken")]:
+                old["pooling_mode_" + key] = (m == mode)
+            old.update(cfg)
+            pool_cfg.write_text(json.dumps(old, indent=2) + "\n")
+        tidy(directory)
+        model = SentenceTransformer(str(directory), device="cpu",
+                                    model_kwargs={"attn_implementation": "sdpa"})
+        results = []
+        for case in cases:
+            kw = {k: v for k, v in case.items() if v is not None}
+            emb = model.encode(TEXTS, batch_size=1, convert_to_tensor=True, **kw)
+            results.append({**case, "embeddings": vec(emb)})
+        q = model.encode([QUERY], prompt_name="query" if "query" in (prompts or {}) else None,
+                         batch_size=1, convert_to_tensor=True)
+        d = model.encode(DOCS, prompt_name="document" if "document" in (prompts or {}) else None,
+                         batch_size=1, convert_to_tensor=True)
+        scores = model.similarity(q, d)[0]
+        write_expected(directory, {
+            "fixture": name, "versions": versions(sentence_transformers), "texts": TEXTS,
+            "cases": results,
+            "rerank": {"query": QUERY, "documents": DOCS, "scores": vec(scores)},
+        })
+
+    prompts = {"query": "search_query : ", "document": "search_document : "}
+    bi_encoder("st_mean_dense", 3001, Pooling(32, pooling_mode="mean"), True, True, prompts,
+               None, "cosine", [
+                   {"prompt_name": None, "prompt": None, "truncate_dim": None},
+                   {"prompt_name": "query", "prompt": None, "truncate_dim": None},
+                   {"prompt_name": "document", "prompt": None, "truncate_dim": None},
+                   {"prompt_name": None, "prompt": "rerank : ", "truncate_dim": None},
+                   {"prompt_name": "query", "prompt": None, "truncate_dim": 8},
+                   {"prompt_name": "query", "prompt": None, "truncate_dim": 8,
+                    "normalize_embeddings": True},
+               ])
+    bi_encoder("st_cls_oldkeys", 3002, Pooling(32, pooling_mode="cls"), False, False, None,
+               None, "cosine", [{"prompt_name": None, "prompt": None, "truncate_dim": None}],
+               old_keys=True)
+    bi_encoder("st_mean_noprompt", 3003, Pooling(32, pooling_mode="mean", include_prompt=False),
+               False, True, prompts, "query", "dot", [
+                   {"prompt_name": None, "prompt": None, "truncate_dim": None},
+                   {"prompt_name": "document", "prompt": None, "truncate_dim": None},
+               ])
+
+    # A one-label cross-encoder, saved by CrossEncoder.
+    directory = out_root / "cross_encoder"
+    shutil.rmtree(directory, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        backbone(Path(tmp), ModernBertForSequenceClassification, 3004, num_labels=1,
+                 classifier_pooling="mean")
+        model = CrossEncoder(tmp, num_labels=1, device="cpu",
+                             model_kwargs={"attn_implementation": "sdpa"})
+        model.save(str(directory), create_model_card=False)
+    tidy(directory)
+    model = CrossEncoder(str(directory), device="cpu", model_kwargs={"attn_implementation": "sdpa"})
+    pairs = [(QUERY, d) for d in DOCS]
+    scores = model.predict(pairs, batch_size=1, convert_to_tensor=True)
+    raw = model.predict(pairs, batch_size=1, convert_to_tensor=True,
+                        activation_fn=torch.nn.Identity())
+    ranking = model.rank(QUERY, DOCS, batch_size=1)
+    write_expected(directory, {
+        "fixture": "cross_encoder", "versions": versions(sentence_transformers),
+        "query": QUERY, "documents": DOCS, "scores": vec(scores), "raw_scores": vec(raw),
+        "rank": [r["corpus_id"] for r in ranking],
+    })
+
+
+# ---------------------------------------------------------------- PyLate
+
+def colbert_fixture(out_root):
+    import pylate
+    from pylate import models, scores as pscores
+
+    directory = out_root / "colbert"
+    shutil.rmtree(directory, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        backbone(Path(tmp), ModernBertModel, 3005)
+        torch.manual_seed(3006)
+        model = models.ColBERT(tmp, embedding_size=16, query_length=12, document_length=10,
+                               attend_to_expansion_tokens=True,
+                               skiplist_words=[".", ",", "!", "the"], device="cpu",
+                               model_kwargs={"attn_implementation": "sdpa"})
+        model.save(str(directory))
+    tidy(directory)
+    model = models.ColBERT(str(directory), device="cpu",
+                           model_kwargs={"attn_implementation": "sdpa"})
+    queries = [QUERY, "fish", "rust code on the gpu"]
+    q = model.encode(queries, is_query=True, batch_size=1)
+    d = model.encode(DOCS, is_query=False, batch_size=1)
+    s = pscores.colbert_scores(torch.tensor(q[0])[None], [torch.tensor(x) for x in d])[0] \
+        if False else [float(pscores.colbert_scores(torch.tensor(q[0])[None],
+                                                     torch.tensor(x)[None])[0][0]) for x in d]
+    write_expected(directory, {
+        "fixture": "colbert", "versions": versions(pylate),
+        "queries": queries, "query_embeddings": [vec(torch.tensor(x)) for x in q],
+        "documents": DOCS, "document_embeddings": [vec(torch.tensor(x)) for x in d],
+        "rerank": {"query": QUERY, "scores": rounded(s)},
+    })
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    here = Path(__file__).resolve().parent.parent
+    parser.add_argument("which", choices=["st", "colbert"])
+    parser.add_argument("--out", type=Path, default=here / "tests" / "fixtures")
+    args = parser.parse_args()
+    torch.set_grad_enabled(False)
+    if args.which == "st":
+        st_fixtures(args.out)
+    else:
+        colbert_fixture(args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+//! `wgbert embed` and `wgbert rerank` on the sentence-transformers / PyLate fixtures
+//! (tests/fixtures/{st_*,cross_encoder,colbert}, written by scripts/make_st_fixtures.py).
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::model_dir::{json_lines, wgbert};
+use predicates::prelude::PredicateBooleanExt;
+use serde_json::Value;
+
+fn fixture(name: &str) -> (PathBuf, Value) {
+    let dir = common::fixtures_dir().join(name);
+    let text = std::fs::read_to_string(dir.join("expected.json")).unwrap();
+    (dir, serde_json::from_str(&text).unwrap())
+}
+
+fn run_ok(dir: &std::path::Path, args: &[&str]) -> Vec<Value> {
+    let out = wgbert(dir)
+        .arg("--dtype")
+        .arg("f32")
+        .args(args)
+        .assert()
+        .success();
+    json_lines(&out.get_output().stdout)
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+fn embed_follows_the_model_and_its_prompts() {
+    let (dir, exp) = fixture("st_mean_dense");
+    let text = exp["texts"][1].as_str().unwrap();
+    let cases = exp["cases"].as_array().unwrap();
+    for (args, case) in [
+        (vec![], 0),
+        (vec!["--prompt-name", "query"], 1),
+        (vec!["--prompt", "rerank : "], 3),
+    ] {
+        let mut all = vec!["embed"];
+        all.extend(args.iter().copied());
+        all.push(text);
+        let lines = run_ok(&dir, &all);
+        let got: Vec<f32> = floats(&lines[0]["embedding"])
+            .iter()
+            .map(|&x| x as f32)
+            .collect();
+        let want = floats(&cases[case]["embeddings"][1]);
+        common::assert_close(&format!("embed {args:?}"), &got, &want, 1e-4, 0.0);
+    }
+    let lines = run_ok(
+        &dir,
+        &[
+            "embed",
+            "--prompt-name",
+            "query",
+            "--dimensions",
+            "8",
+            "fish",
+        ],
+    );
+    assert_eq!(lines[0]["embedding"].as_array().unwrap().len(), 8);
+    assert_eq!(lines[0]["n_tokens"], 5, "the prompt's tokens count");
+    let got: Vec<f32> = floats(&lines[0]["embedding"])
+        .iter()
+        .map(|&x| x as f32)
+        .collect();
+    common::assert_close(
+        "truncate_dim",
+        &got,
+        &floats(&cases[4]["embeddings"][5]),
+        1e-4,
+        0.0,
+    );
+    // --pooling overrides the model: the encoder's own width, no Dense.
+    let lines = run_ok(&dir, &["embed", "--pooling", "cls", "fish"]);
+    assert_eq!(lines[0]["embedding"].as_array().unwrap().len(), 32);
+}
+
+#[test]
+fn embed_refuses_what_the_model_lacks() {
+    let (dir, _) = fixture("st_mean_dense");
+    wgbert(&dir)
+        .args(["embed", "--prompt-name", "passage", "fish"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("no prompt named 'passage'"));
+    wgbert(&dir)
+        .args(["embed", "--multi-vector", "query", "fish"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("not a ColBERT model"));
+    let (dir, _) = fixture("cross_encoder");
+    wgbert(&dir)
+        .args(["embed", "fish"])
+        .assert()
+        .code(1)
+        .stderr(predicates::str::contains("use rerank"));
+}
+
+#[test]
+fn rerank_with_a_cross_encoder_sorts_by_score() {
+    let (dir, exp) = fixture("cross_encoder");
+    let docs: Vec<&str> = exp["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    let mut args = vec![
+        "rerank",
+        "--json",
+        "--query",
+        exp["query"].as_str().unwrap(),
+    ];
+    args.extend(&docs);
+    let lines = run_ok(&dir, &args);
+    let order: Vec<u64> = lines.iter().map(|l| l["index"].as_u64().unwrap()).collect();
+    let want: Vec<u64> = exp["rank"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(order, want);
+    let scores = floats(&exp["scores"]);
+    for l in &lines {
+        let i = l["index"].as_u64().unwrap() as usize;
+        assert_eq!(l["text"], docs[i]);
+        assert!((l["score"].as_f64().unwrap() - scores[i]).abs() <= 1e-4);
+    }
+    args.splice(1..1, ["--raw-scores", "--top-n", "2"]);
+    let lines = run_ok(&dir, &args);
+    assert_eq!(lines.len(), 2);
+    let raw = floats(&exp["raw_scores"]);
+    let i = lines[0]["index"].as_u64().unwrap() as usize;
+    assert!((lines[0]["score"].as_f64().unwrap() - raw[i]).abs() <= 1e-4);
+}
+
+#[test]
+fn colbert_multi_vector_and_maxsim_rerank() {
+    let (dir, exp) = fixture("colbert");
+    let q = exp["queries"][0].as_str().unwrap();
+    let lines = run_ok(&dir, &["embed", "--multi-vector", "query", q]);
+    let vectors = lines[0]["embedding"].as_array().unwrap();
+    assert_eq!(vectors.len(), 12, "expanded to query_length");
+    assert_eq!(lines[0]["n_tokens"], 12);
+    let want = &exp["query_embeddings"][0];
+    for (t, v) in vectors.iter().enumerate() {
+        let got: Vec<f32> = floats(v).iter().map(|&x| x as f32).collect();
+        common::assert_close(&format!("token {t}"), &got, &floats(&want[t]), 1e-4, 0.0);
+    }
+    let d = exp["documents"][0].as_str().unwrap();
+    let lines = run_ok(&dir, &["embed", "--multi-vector", "document", d]);
+    let n = exp["document_embeddings"][0].as_array().unwrap().len();
+    assert_eq!(
+        lines[0]["embedding"].as_array().unwrap().len(),
+        n,
+        "skiplist applied"
+    );
+    let docs: Vec<&str> = exp["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    let mut args = vec!["rerank", "--json", "--query", q];
+    args.extend(&docs);
+    let lines = run_ok(&dir, &args);
+    let scores = floats(&exp["rerank"]["scores"]);
+    let best = (0..scores.len())
+        .max_by(|&a, &b| scores[a].total_cmp(&scores[b]))
+        .unwrap();
+    assert_eq!(lines[0]["index"].as_u64().unwrap() as usize, best);
+}
+
+#[test]
+fn a_broken_layout_exits_1_naming_the_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = common::fixtures_dir().join("st_cls_oldkeys");
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, dir.path().join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    // 1_Pooling is not copied: its folder is missing.
+    wgbert(dir.path())
+        .args(["embed", "fish"])
+        .assert()
+        .code(1)
+        .stderr(
+            predicates::str::contains("1_Pooling").and(predicates::str::contains("missing folder")),
+        );
+}
