@@ -6,6 +6,7 @@ mod embed;
 mod info;
 mod input;
 mod output;
+mod serve;
 mod tasks;
 
 use std::path::PathBuf;
@@ -16,7 +17,7 @@ use wgbert::hub::HubOptions;
 use wgbert::ops::DType;
 use wgbert::runtime::GpuOptions;
 
-/// ModernBERT on any GPU: fill-mask, embeddings, classification, benchmarks.
+/// ModernBERT on any GPU: fill-mask, embeddings, classification, serving, benchmarks.
 #[derive(Parser, Debug)]
 #[command(name = "wgbert", version, about, long_about = None)]
 pub struct Cli {
@@ -127,6 +128,8 @@ pub enum Command {
     Classify(tasks::ClassifyArgs),
     /// Throughput on the benchmark workloads, and kernel sweeps.
     Bench(bench::BenchArgs),
+    /// HTTP server: TEI and OpenAI embeddings APIs, rerank, predict, fill-mask.
+    Serve(serve::ServeArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -136,5 +139,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Embed(a) => embed::run(&cli.global, &a),
         Command::Classify(a) => tasks::classify(&cli.global, &a),
         Command::Bench(a) => bench::run(&cli.global, &a),
+        Command::Serve(a) => serve::run(&cli.global, &a),
     }
 }
