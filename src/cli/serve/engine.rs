@@ -10,7 +10,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{Receiver, Sender};
 use std::time::Instant;
 
 use tokio::sync::oneshot;
@@ -106,11 +106,8 @@ impl Engine {
                     Err(_) => return,
                 }
             }
-            loop {
-                match rx.try_recv() {
-                    Ok(job) => pending.push_back(job),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                }
+            while let Ok(job) = rx.try_recv() {
+                pending.push_back(job);
             }
             let group = self.take_group(&mut pending);
             self.run_group(group);
