@@ -7,6 +7,7 @@ mod info;
 mod input;
 mod output;
 mod rerank;
+mod serve;
 mod tasks;
 
 use std::path::PathBuf;
@@ -17,7 +18,7 @@ use wgbert::hub::HubOptions;
 use wgbert::ops::DType;
 use wgbert::runtime::GpuOptions;
 
-/// ModernBERT on any GPU: fill-mask, embeddings, classification, benchmarks.
+/// ModernBERT on any GPU: fill-mask, embeddings, classification, serving, benchmarks.
 #[derive(Parser, Debug)]
 #[command(name = "wgbert", version, about, long_about = None)]
 pub struct Cli {
@@ -130,6 +131,8 @@ pub enum Command {
     Rerank(rerank::RerankArgs),
     /// Throughput on the benchmark workloads, and kernel sweeps.
     Bench(bench::BenchArgs),
+    /// HTTP server: TEI and OpenAI embeddings APIs, rerank, predict, fill-mask.
+    Serve(serve::ServeArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -140,5 +143,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Classify(a) => tasks::classify(&cli.global, &a),
         Command::Rerank(a) => rerank::run(&cli.global, &a),
         Command::Bench(a) => bench::run(&cli.global, &a),
+        Command::Serve(a) => serve::run(&cli.global, &a),
     }
 }

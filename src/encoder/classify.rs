@@ -50,6 +50,12 @@ impl Encoder {
             .collect()
     }
 
+    /// The classifier's label names in output order (`id2label`, else `LABEL_i`); empty
+    /// for a model without a classifier.
+    pub fn label_names(&self) -> Vec<String> {
+        self.labels(self.weights.heads.classifier.unwrap_or(0))
+    }
+
     /// Raw sequence-classification logits of token sequences.
     pub fn classify_ids(&self, seqs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
         let mut out = vec![Vec::new(); seqs.len()];

@@ -116,28 +116,41 @@ impl Encoder {
             }
         }
         let raw = self.fill_mask_ids(&seqs, mask, k)?;
-        let mut results = Vec::with_capacity(raw.len());
-        for (seq, preds) in seqs.iter().zip(raw) {
-            let mut masks = Vec::new();
-            for (position, cands) in preds {
-                let mut candidates = Vec::new();
-                for (id, score) in cands {
-                    let mut filled = seq.clone();
-                    filled[position] = id;
-                    candidates.push(Candidate {
-                        token_id: id,
-                        token: tok.decode(&[id])?,
-                        score,
-                        sequence: tok.decode(&filled)?,
-                    });
+        seqs.iter()
+            .zip(raw)
+            .map(|(seq, preds)| self.mask_predictions(seq, preds))
+            .collect()
+    }
+
+    /// Turns one sequence's raw top-k (as `fill_mask_ids` returns it) into the candidates
+    /// `fill_mask` gives: each token decoded, and the sequence with that mask filled in.
+    /// For callers that tokenize and batch themselves (a server packing many requests).
+    pub fn mask_predictions(
+        &self,
+        seq: &[u32],
+        preds: Vec<(usize, Vec<(u32, f32)>)>,
+    ) -> Result<Vec<MaskPrediction>> {
+        let tok = self.tokenizer()?;
+        let mut masks = Vec::with_capacity(preds.len());
+        for (position, cands) in preds {
+            let mut candidates = Vec::with_capacity(cands.len());
+            for (id, score) in cands {
+                let mut filled = seq.to_vec();
+                if let Some(slot) = filled.get_mut(position) {
+                    *slot = id;
                 }
-                masks.push(MaskPrediction {
-                    position,
-                    candidates,
+                candidates.push(Candidate {
+                    token_id: id,
+                    token: tok.decode(&[id])?,
+                    score,
+                    sequence: tok.decode(&filled)?,
                 });
             }
-            results.push(masks);
+            masks.push(MaskPrediction {
+                position,
+                candidates,
+            });
         }
-        Ok(results)
+        Ok(masks)
     }
 }

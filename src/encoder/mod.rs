@@ -12,7 +12,7 @@ use crate::model::config::ModelConfig;
 use crate::model::graph::{self, EncoderGraph};
 use crate::model::heads::{ClassifierHead, MlmHead, PoolHead};
 use crate::model::upload::ModelWeights;
-use crate::model::weights::Checkpoint;
+use crate::model::weights::{Checkpoint, Heads};
 use crate::ops::DType;
 use crate::ops::pooling::PoolMode;
 use crate::runtime::{Gpu, GpuOptions, RunSizes};
@@ -234,6 +234,10 @@ impl Encoder {
         self.tokenizer.as_ref().ok_or_else(|| {
             Error::Tokenizer("this model has no tokenizer.json; pass one with --tokenizer".into())
         })
+    }
+    /// The task heads the checkpoint carries (masked-LM, classifier with its label count).
+    pub fn heads(&self) -> Heads {
+        self.weights.heads
     }
     /// Bytes of weights on the device.
     pub fn weight_bytes(&self) -> u64 {

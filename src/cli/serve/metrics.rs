@@ -1,0 +1,84 @@
+//! Prometheus metrics: requests by route and status, time in the queue, tokens per engine
+//! call, tokens per second and GPU time per call.
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use prometheus::{Encoder as _, Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+use std::sync::Arc;
+
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    pub queue_seconds: Histogram,
+    pub batch_tokens: Histogram,
+    pub tokens_per_second: Histogram,
+    pub gpu_seconds: Histogram,
+}
+
+fn histogram(name: &str, help: &str, buckets: Vec<f64>) -> prometheus::Result<Histogram> {
+    Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+}
+
+impl Metrics {
+    pub fn new() -> prometheus::Result<Metrics> {
+        let seconds = prometheus::exponential_buckets(0.0005, 2.0, 16)?;
+        let m = Metrics {
+            registry: Registry::new(),
+            requests: IntCounterVec::new(
+                Opts::new("wgbert_requests_total", "HTTP requests by route and status"),
+                &["route", "status"],
+            )?,
+            queue_seconds: histogram(
+                "wgbert_queue_seconds",
+                "time a request waited for the engine",
+                seconds.clone(),
+            )?,
+            batch_tokens: histogram(
+                "wgbert_batch_tokens",
+                "tokens per engine call",
+                prometheus::exponential_buckets(16.0, 2.0, 12)?,
+            )?,
+            tokens_per_second: histogram(
+                "wgbert_tokens_per_second",
+                "tokens per second of each engine call",
+                prometheus::exponential_buckets(100.0, 2.0, 18)?,
+            )?,
+            gpu_seconds: histogram("wgbert_gpu_seconds", "time of each engine call", seconds)?,
+        };
+        m.registry.register(Box::new(m.requests.clone()))?;
+        for h in [
+            &m.queue_seconds,
+            &m.batch_tokens,
+            &m.tokens_per_second,
+            &m.gpu_seconds,
+        ] {
+            m.registry.register(Box::new(h.clone()))?;
+        }
+        Ok(m)
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        if let Err(e) = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            return format!("# encoding metrics failed: {e}\n");
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// Middleware: counts every answer by its route pattern and status.
+pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let response = next.run(req).await;
+    metrics
+        .requests
+        .with_label_values(&[route.as_str(), response.status().as_str()])
+        .inc();
+    response
+}

@@ -1,0 +1,384 @@
+//! `wgbert serve` over real HTTP on the fixture models: every route, its answers against the
+//! CLI's on the same texts, every error status, load shedding and graceful shutdown.
+
+mod common;
+mod serve_util;
+
+use common::model_dir::{json_lines, model_dir, wgbert};
+use serde_json::{Value, json};
+use serve_util::{Server, assert_json_close, floats, reranker_dir};
+
+const TOL: f64 = 1e-5;
+
+fn cli_lines(dir: &std::path::Path, args: &[&str]) -> Vec<Value> {
+    let out = wgbert(dir)
+        .args(args)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    json_lines(&out)
+}
+
+#[test]
+fn routes_answer_like_the_cli() {
+    let dir = model_dir("mlm_v4");
+    let s = Server::start(dir.path(), &["--dtype", "f32"], &[]);
+    assert_eq!(s.get("/health").0, 200);
+    let (status, info) = s.get("/info");
+    assert_eq!(status, 200);
+    let info: Value = serde_json::from_str(&info).unwrap();
+    assert_eq!(info["model_dtype"], "f32");
+    assert_eq!(info["max_input_length"], 512);
+    assert!(
+        info["model_type"]
+            .as_str()
+            .unwrap()
+            .contains("masked language model")
+    );
+
+    let texts = ["w5 w6", "w7 w8 w9 w10"];
+    // /embed = `wgbert embed --normalize` (mean pooling).
+    let got = s.ok("/embed", &json!({ "inputs": texts }));
+    let want = cli_lines(
+        dir.path(),
+        &["--dtype", "f32", "embed", "--normalize", texts[0], texts[1]],
+    );
+    for (i, w) in want.iter().enumerate() {
+        assert_json_close(&got[i], &w["embedding"], TOL, &format!("/embed {i}"));
+    }
+    let one = s.ok("/embed", &json!({ "inputs": texts[1] }));
+    assert_json_close(&one[0], &got[1], TOL, "a single text");
+    let raw = s.ok("/embed", &json!({ "inputs": texts[0], "normalize": false }));
+    let norm: f64 = floats(&raw[0]).iter().map(|x| x * x).sum::<f64>().sqrt();
+    assert!(
+        (norm - 1.0).abs() > 1e-3,
+        "normalize: false keeps the norm ({norm})"
+    );
+
+    // /embed_all = `wgbert embed --pooling none`.
+    let got = s.ok("/embed_all", &json!({ "inputs": texts }));
+    let want = cli_lines(
+        dir.path(),
+        &[
+            "--dtype",
+            "f32",
+            "embed",
+            "--pooling",
+            "none",
+            texts[0],
+            texts[1],
+        ],
+    );
+    for (i, w) in want.iter().enumerate() {
+        assert_json_close(&got[i], &w["embedding"], TOL, &format!("/embed_all {i}"));
+    }
+
+    // /fill-mask = `wgbert fill-mask --json`.
+    let masked = ["w7 w8 [MASK] w9", "[MASK] w10 [MASK]"];
+    let got = s.ok("/fill-mask", &json!({ "inputs": masked, "top_k": 3 }));
+    let want = cli_lines(
+        dir.path(),
+        &[
+            "--dtype",
+            "f32",
+            "fill-mask",
+            "--json",
+            "--top-k",
+            "3",
+            masked[0],
+            masked[1],
+        ],
+    );
+    assert_json_close(&got, &json!(want), TOL, "/fill-mask");
+
+    // OpenAI: the same vectors as /embed, in floats or base64; usage counts tokens.
+    let v = s.ok("/v1/embeddings", &json!({ "input": texts, "model": "m" }));
+    assert_eq!(v["object"], "list");
+    assert_eq!(v["model"], "m");
+    assert_eq!(v["usage"]["prompt_tokens"], 4 + 6);
+    let tei = s.ok("/embed", &json!({ "inputs": texts }));
+    for i in 0..2 {
+        assert_eq!(v["data"][i]["index"], i);
+        assert_json_close(&v["data"][i]["embedding"], &tei[i], TOL, "openai");
+    }
+    let b = s.ok(
+        "/embeddings",
+        &json!({ "input": texts[0], "model": "m", "encoding_format": "base64" }),
+    );
+    let bytes = base64_decode(b["data"][0]["embedding"].as_str().unwrap());
+    let from_b64: Vec<f64> = bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()) as f64)
+        .collect();
+    assert_json_close(&json!(from_b64), &tei[0], TOL, "base64");
+    // Token ids as given: [CLS] w5 w6 [SEP] is the text "w5 w6".
+    let ids = s.ok(
+        "/v1/embeddings",
+        &json!({ "input": [1, 5, 6, 2], "model": "m" }),
+    );
+    assert_json_close(&ids["data"][0]["embedding"], &tei[0], TOL, "token ids");
+    let short = s.ok(
+        "/v1/embeddings",
+        &json!({ "input": texts[0], "model": "m", "dimensions": 8 }),
+    );
+    let d = floats(&short["data"][0]["embedding"]);
+    assert_eq!(d.len(), 8);
+    assert!((d.iter().map(|x| x * x).sum::<f64>().sqrt() - 1.0).abs() < 1e-4);
+
+    // /tokenize.
+    let t = s.ok("/tokenize", &json!({ "inputs": "w5 w6" }));
+    let toks = t[0].as_array().unwrap();
+    let ids: Vec<u64> = toks.iter().map(|t| t["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, [1, 5, 6, 2]);
+    assert_eq!(toks[0]["special"], true);
+    assert_eq!(
+        toks[2],
+        json!({"id": 6, "text": "w6", "special": false, "start": 3, "stop": 5})
+    );
+    let bare = s.ok(
+        "/tokenize",
+        &json!({ "inputs": ["w5"], "add_special_tokens": false }),
+    );
+    assert_eq!(bare[0].as_array().unwrap().len(), 1);
+
+    let (status, metrics) = s.get("/metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.contains("wgbert_requests_total{route=\"/embed\",status=\"200\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("wgbert_gpu_seconds_count"), "{metrics}");
+    assert!(s.terminate().success());
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .expect("base64")
+}
+
+#[test]
+fn every_error_status_and_the_server_stays_up() {
+    let dir = model_dir("mlm_v4");
+    let mut s = Server::start(
+        dir.path(),
+        &[],
+        &[
+            "--max-client-batch-size",
+            "4",
+            "--api-key",
+            "secret",
+            "--inject-device-fault",
+            "77",
+        ],
+    );
+    // 401 without the key, except on /health; both dialects.
+    let (status, body) = s.post_raw("/embed", r#"{"inputs": "w5"}"#);
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("\"error_type\":\"Unauthorized\""), "{body}");
+    let (status, body) = s.post_raw("/v1/embeddings", r#"{"input": "w5", "model": "m"}"#);
+    assert_eq!(status, 401);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["error"]["type"], "authentication_error", "{body}");
+    assert_eq!(s.get("/health").0, 200);
+    s.key = Some("secret".into());
+
+    // 422: malformed JSON, wrong types; OpenAI's body on OpenAI routes.
+    let (status, body) = s.post_raw("/embed", "{not json");
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("\"error_type\":\"Validation\""), "{body}");
+    s.fails("/embed", &json!({ "inputs": 5 }), 422);
+    s.fails(
+        "/fill-mask",
+        &json!({ "inputs": "[MASK]", "top_k": "many" }),
+        422,
+    );
+    let (status, v) = s.post(
+        "/v1/embeddings",
+        &json!({ "input": [1, "a"], "model": "m" }),
+    );
+    assert_eq!(status, 422);
+    assert!(
+        v["error"]["message"].is_string() && v["error"]["code"] == "validation",
+        "{v}"
+    );
+    // 400: empty inputs, bad values, wrong task.
+    s.fails("/embed", &json!({ "inputs": [] }), 400);
+    s.fails("/embed", &json!({ "inputs": "" }), 400);
+    let (status, v) = s.post("/v1/embeddings", &json!({ "input": [], "model": "m" }));
+    assert_eq!(
+        (status, v["error"]["code"].as_str()),
+        (400, Some("empty")),
+        "{v}"
+    );
+    let (status, v) = s.post(
+        "/v1/embeddings",
+        &json!({ "input": [1, 900, 2], "model": "m" }),
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("vocabulary"),
+        "{v}"
+    );
+    let m = s.fails(
+        "/embed",
+        &json!({ "inputs": "w5", "prompt_name": "query" }),
+        400,
+    );
+    assert!(m.contains("prompt"), "{m}");
+    let m = s.fails("/embed", &json!({ "inputs": "w5", "dimensions": 0 }), 400);
+    assert!(m.contains("dimensions"), "{m}");
+    let m = s.fails("/fill-mask", &json!({ "inputs": "w5 w6" }), 400);
+    assert!(m.contains("[MASK]"), "{m}");
+    let m = s.fails("/rerank", &json!({ "query": "w5", "texts": ["w6"] }), 400);
+    assert!(m.contains("masked language model"), "{m}");
+    let m = s.fails("/predict", &json!({ "inputs": "w5" }), 400);
+    assert!(m.contains("masked language model"), "{m}");
+    // 413: too long without truncation, too many inputs.
+    let long = vec!["w9"; 600].join(" ");
+    let m = s.fails("/embed", &json!({ "inputs": long }), 413);
+    assert!(m.contains("602 tokens"), "{m}");
+    let cut = s.ok("/embed", &json!({ "inputs": long, "truncate": true }));
+    assert_eq!(cut[0].as_array().unwrap().len(), 32);
+    s.fails("/embed", &json!({ "inputs": vec!["w5"; 5] }), 413);
+    // 424: a device failure answers its own request; the server stays up.
+    let m = s.fails("/embed", &json!({ "inputs": "w5 w77" }), 424);
+    assert!(m.contains("injected device fault"), "{m}");
+    assert_eq!(s.get("/health").0, 200);
+    s.ok("/embed", &json!({ "inputs": "w5 w76" }));
+    // Unknown routes are 404.
+    assert_eq!(s.get("/nowhere").0, 404);
+    assert!(s.terminate().success());
+}
+
+#[test]
+fn classifier_and_reranker_routes() {
+    let dir = model_dir("cls_mean");
+    let s = Server::start(dir.path(), &["--dtype", "f32"], &[]);
+    let texts = ["w5 w6 w7", "w9"];
+    let got = s.ok("/predict", &json!({ "inputs": texts }));
+    let want = cli_lines(
+        dir.path(),
+        &["--dtype", "f32", "classify", "--json", texts[0], texts[1]],
+    );
+    for (i, w) in want.iter().enumerate() {
+        let preds = got[i].as_array().unwrap();
+        assert_eq!(preds.len(), 3);
+        assert_eq!(preds[0]["label"], w["label"], "the best label first");
+        assert_json_close(&preds[0]["score"], &w["score"], TOL, "softmax score");
+        let sum: f64 = preds.iter().map(|p| p["score"].as_f64().unwrap()).sum();
+        assert!((sum - 1.0).abs() < 1e-4);
+    }
+    let single = s.ok(
+        "/predict",
+        &json!({ "inputs": texts[1], "raw_scores": true }),
+    );
+    let logits = floats(&want[1]["logits"]);
+    let best = logits.iter().cloned().fold(f64::MIN, f64::max);
+    assert_json_close(&single[0]["score"], &json!(best), TOL, "raw logit");
+    let m = s.fails("/rerank", &json!({ "query": "w5", "texts": ["w6"] }), 400);
+    assert!(m.contains("sequence classifier (3 labels)"), "{m}");
+    let m = s.fails("/fill-mask", &json!({ "inputs": "[MASK]" }), 400);
+    assert!(m.contains("sequence classifier"), "{m}");
+    drop(s);
+
+    let dir = reranker_dir();
+    let s = Server::start(dir.path(), &["--dtype", "f32"], &[]);
+    let docs = ["w6 w7", "w8", "w9 w10 w11", "w12"];
+    let ranked = s.ok(
+        "/rerank",
+        &json!({ "query": "w5 w6", "texts": docs, "return_text": true }),
+    );
+    let raw = s.ok(
+        "/rerank",
+        &json!({ "query": "w5 w6", "texts": docs, "raw_scores": true }),
+    );
+    let ranked = ranked.as_array().unwrap();
+    assert_eq!(ranked.len(), 4);
+    let scores: Vec<f64> = ranked
+        .iter()
+        .map(|r| r["score"].as_f64().unwrap())
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    for r in ranked {
+        let i = r["index"].as_u64().unwrap() as usize;
+        assert_eq!(r["text"], docs[i]);
+        let logit = raw
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["index"] == i)
+            .unwrap()["score"]
+            .as_f64()
+            .unwrap();
+        let p = 1.0 / (1.0 + (-logit).exp());
+        assert!(
+            (p - r["score"].as_f64().unwrap()).abs() < 1e-5,
+            "sigmoid of the raw score"
+        );
+        assert!(raw[0].get("text").is_none());
+    }
+    // One document alone scores as it did among the others.
+    let alone = s.ok("/rerank", &json!({ "query": "w5 w6", "texts": [docs[2]] }));
+    let among = ranked.iter().find(|r| r["index"] == 2).unwrap();
+    assert_json_close(
+        &alone[0]["score"],
+        &among["score"],
+        TOL,
+        "independent of company",
+    );
+    assert!(s.terminate().success());
+}
+
+#[test]
+fn over_max_concurrent_requests_is_429() {
+    let dir = model_dir("encoder_noprefix");
+    let s = Server::start(dir.path(), &[], &["--max-concurrent-requests", "1"]);
+    let long = vec!["w9 w10 w11"; 150].join(" ");
+    let body = json!({ "inputs": vec![long; 16] });
+    let barrier = std::sync::Barrier::new(12);
+    let statuses: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..12)
+            .map(|_| {
+                scope.spawn(|| {
+                    barrier.wait();
+                    s.post("/embed_all", &body).0
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        statuses.iter().all(|&c| c == 200 || c == 429),
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.contains(&429) && statuses.contains(&200),
+        "{statuses:?}"
+    );
+    let (status, v) = s.post("/embed", &json!({ "inputs": "w5" }));
+    assert_eq!(status, 200, "free again once the others finished: {v}");
+    assert!(s.terminate().success());
+}
+
+#[test]
+fn sigterm_lets_the_request_in_flight_finish_and_exits_0() {
+    let dir = model_dir("encoder_noprefix");
+    let s = Server::start(dir.path(), &[], &[]);
+    let long = vec!["w9 w10 w11"; 150].join(" ");
+    let body = json!({ "inputs": vec![long; 32] });
+    let status = std::thread::scope(|scope| {
+        let request = scope.spawn(|| s.post("/embed_all", &body).0);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        s.sigterm();
+        request.join().unwrap()
+    });
+    assert_eq!(status, 200, "the request in flight is answered");
+    assert!(s.wait_exit().success(), "exit 0 after SIGTERM");
+}
