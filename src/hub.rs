@@ -3,8 +3,9 @@
 //! (`models--owner--name/{refs,blobs,snapshots}`), shared with Python's `huggingface_hub`.
 //!
 //! Online, files already in the cache are used without contacting the hub (as hf-hub's
-//! `get` does); anything missing is downloaded with hf-hub's progress bar on stderr. Offline
-//! (`--offline` or `HF_HUB_OFFLINE=1`), a miss is an error that says so.
+//! `get` does); anything missing is downloaded, reported to `HubOptions::progress`. Offline
+//! (`--offline` or `HF_HUB_OFFLINE=1`), a miss is an error that says so. Hub ids need the
+//! `hub` feature (`hub/remote.rs`); without it only directories resolve.
 
 use std::collections::BTreeSet;
 use std::fmt;

@@ -164,7 +164,7 @@ fn a_closed_stdout_ends_every_command_quietly() {
         "--workloads",
         workloads.to_str().unwrap(),
     ];
-    let runs: Vec<Vec<&str>> = vec![
+    let runs: [Vec<&str>; 5] = [
         vec!["info", "--json"],
         vec!["info"],
         [&model[..], &["fill-mask", "--json"]].concat(),

@@ -178,6 +178,22 @@ fn is_commit_hash(rev: &str) -> bool {
     rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit())
 }
 
+/// hf-hub's download progress, passed on to the caller's observer.
+struct Relay<'a>(&'a dyn Progress);
+
+impl hf_hub::api::Progress for Relay<'_> {
+    fn init(&mut self, size: usize, filename: &str) {
+        self.0
+            .start(&format!("downloading {filename}"), size as u64);
+    }
+    fn update(&mut self, size: usize) {
+        self.0.advance(size as u64, "");
+    }
+    fn finish(&mut self) {
+        self.0.finish();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,21 +209,5 @@ mod tests {
         assert!(!env_flag(None));
         assert!(is_commit_hash(&"ab12".repeat(10)));
         assert!(!is_commit_hash("main"));
-    }
-}
-
-/// hf-hub's download progress, passed on to the caller's observer.
-struct Relay<'a>(&'a dyn Progress);
-
-impl hf_hub::api::Progress for Relay<'_> {
-    fn init(&mut self, size: usize, filename: &str) {
-        self.0
-            .start(&format!("downloading {filename}"), size as u64);
-    }
-    fn update(&mut self, size: usize) {
-        self.0.advance(size as u64, "");
-    }
-    fn finish(&mut self) {
-        self.0.finish();
     }
 }

@@ -133,7 +133,9 @@ pub fn quiet_on_closed_stdout(cmd: &mut std::process::Command) {
     );
     // Drivers may log on stderr (GL without XDG_RUNTIME_DIR); wgbert itself says nothing.
     for noise in ["panicked", "Broken pipe", "failed printing", "error: "] {
-        let ours = stderr.lines().any(|l| l.contains(noise) && !l.contains("XDG_RUNTIME_DIR"));
+        let ours = stderr
+            .lines()
+            .any(|l| l.contains(noise) && !l.contains("XDG_RUNTIME_DIR"));
         assert!(!ours, "{cmd:?} printed: {stderr}");
     }
 }
