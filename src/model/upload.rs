@@ -49,7 +49,7 @@ pub struct ModelWeights {
     pub head: Option<HeadWeights>,
     /// The MLM decoder: `decoder.weight` when stored (untied), else the embedding table.
     pub decoder: Option<Linear>,
-    /// `classifier.weight` [labels, H] and `classifier.bias` [labels].
+    /// `classifier.weight` `[labels, H]` and `classifier.bias` `[labels]`.
     pub classifier: Option<Linear>,
     pub heads: Heads,
     /// Bytes of all weight buffers.
