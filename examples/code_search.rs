@@ -38,7 +38,6 @@ fn main() -> Result<()> {
         &model,
         &LoadOptions {
             truncate: true,
-            progress: true,
             ..Default::default()
         },
     )?;

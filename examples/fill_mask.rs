@@ -23,7 +23,6 @@ fn main() -> Result<()> {
 
     // 1. Load the model (from the hub cache or a directory) onto the best adapter.
     let opts = LoadOptions {
-        progress: true,
         ..Default::default()
     };
     let encoder = Encoder::load(&model, &opts)?;

@@ -35,7 +35,6 @@ fn main() -> Result<()> {
     }
     let opts = LoadOptions {
         truncate: true,
-        progress: true,
         ..Default::default()
     };
 

@@ -4,8 +4,11 @@
 //! cargo run --release --example semantic_search -- DOCS_DIR "query" ["query"...] [--model ID|DIR]
 //! (an embedding fine-tune such as nomic-ai/modernbert-embed-base gives meaningful scores)
 
+use std::sync::Arc;
+
 use anyhow::{Context, Result, bail};
 use wgbert::encoder::{EmbedPooling, Encoder, LoadOptions};
+use wgbert::progress::Progress;
 
 fn main() -> Result<()> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
@@ -26,7 +29,7 @@ fn main() -> Result<()> {
     }
     let opts = LoadOptions {
         truncate: true,
-        progress: true,
+        progress: Some(Arc::new(Report)),
         ..Default::default()
     };
     let enc = Encoder::load(&model, &opts)?;
@@ -61,4 +64,14 @@ fn take_flag(args: &mut Vec<String>, flag: &str) -> Option<String> {
     let v = args.remove(i + 1);
     args.remove(i);
     Some(v)
+}
+
+/// The library reports loading progress to an observer and never prints; this one prints a
+/// line per job (downloads, the weight upload). An application would draw a bar.
+struct Report;
+
+impl Progress for Report {
+    fn start(&self, what: &str, total: u64) {
+        eprintln!("{what} ({total})");
+    }
 }

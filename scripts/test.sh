@@ -36,6 +36,11 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+echo "== the library alone: cargo build --lib --no-default-features"
+cargo build --lib --no-default-features
+cargo clippy --lib --no-default-features -- -D warnings
+echo "== cargo doc --no-deps (warnings are errors)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 echo "== cargo test"
 cargo test "$@"
 echo "== cargo bench --no-run"

@@ -46,6 +46,17 @@ pub enum Error {
     #[error("reading back '{what}' from the GPU failed: {message}")]
     Readback { what: String, message: String },
 
+    /// An op was asked to record a step with an argument it cannot take (a shape, a size, a
+    /// buffer too small for it). Names the op, its step, the argument and what it expected.
+    #[error("{op} step '{step}': {arg} must be {expected}, got {got}")]
+    OpArg {
+        op: &'static str,
+        step: String,
+        arg: &'static str,
+        expected: String,
+        got: String,
+    },
+
     /// A plan was run with inputs that do not match how it was built.
     #[error("invalid plan input: {0}")]
     PlanInput(String),
@@ -66,7 +77,7 @@ pub enum Error {
     #[error("tokenizer: {0}")]
     Tokenizer(String),
 
-    /// A text cannot be processed as asked (too long, no [MASK], empty...).
+    /// A text cannot be processed as asked (too long, no `[MASK]`, empty...).
     #[error("input {index}: {message}")]
     Input { index: usize, message: String },
 

@@ -3,17 +3,19 @@
 //! (`models--owner--name/{refs,blobs,snapshots}`), shared with Python's `huggingface_hub`.
 //!
 //! Online, files already in the cache are used without contacting the hub (as hf-hub's
-//! `get` does); anything missing is downloaded with hf-hub's progress bar on stderr. Offline
-//! (`--offline` or `HF_HUB_OFFLINE=1`), a miss is an error that says so.
+//! `get` does); anything missing is downloaded, reported to `HubOptions::progress`. Offline
+//! (`--offline` or `HF_HUB_OFFLINE=1`), a miss is an error that says so. Hub ids need the
+//! `hub` feature (`hub/remote.rs`); without it only directories resolve.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use hf_hub::api::sync::{ApiBuilder, ApiError, ApiRepo};
-use hf_hub::{Cache, Repo, RepoType};
-
+use crate::progress::Observer;
 use crate::{Error, Result};
+
+#[cfg(feature = "hub")]
+mod remote;
 
 const CONFIG: &str = "config.json";
 const TOKENIZER: &str = "tokenizer.json";
@@ -134,8 +136,8 @@ pub struct HubOptions {
     /// The hub cache folder (the one holding `models--*`); else `HF_HUB_CACHE`,
     /// `$HF_HOME/hub`, or `~/.cache/huggingface/hub`.
     pub cache_dir: Option<PathBuf>,
-    /// Show hf-hub's download progress bars on stderr.
-    pub progress: bool,
+    /// Told about each download (bytes of one file at a time).
+    pub progress: Observer,
     /// Access token for gated or private repos; else `HF_TOKEN`, else the cached login.
     pub token: Option<String>,
 }
@@ -145,7 +147,7 @@ impl fmt::Debug for HubOptions {
         f.debug_struct("HubOptions")
             .field("offline", &self.offline)
             .field("cache_dir", &self.cache_dir)
-            .field("progress", &self.progress)
+            .field("progress", &self.progress.is_some())
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .finish()
     }
@@ -157,27 +159,21 @@ pub fn resolve(source: &ModelSource, opts: &HubOptions) -> Result<ModelFiles> {
         ModelSource::Dir(dir) => resolve_dir(dir),
         ModelSource::Hub { repo, revision } => {
             let rev = revision.as_deref().unwrap_or("main");
-            let name = source.to_string();
-            let mut cache = CacheFetch {
-                root: cache_root(opts, &name)?,
-                repo,
-                rev,
-                name: &name,
-            };
-            let offline = opts.offline || env_flag(std::env::var("HF_HUB_OFFLINE").ok());
-            if offline {
-                return collect(&mut cache, None);
-            }
-            // Everything already cached: no network needed.
-            if let Ok(files) = collect(&mut cache, None) {
-                if files.tokenizer.is_some() {
-                    log::info!("{name}: using the files in {}", cache.root.display());
-                    return Ok(files);
-                }
-            }
-            let mut online = OnlineFetch::connect(&cache, opts)?;
-            collect(&mut online, None)
+            remote::resolve(&source.to_string(), repo, rev, opts)
         }
+    }
+}
+
+/// Without the `hub` feature a hub id cannot be resolved.
+#[cfg(not(feature = "hub"))]
+mod remote {
+    use super::*;
+
+    pub fn resolve(name: &str, _: &str, _: &str, _: &HubOptions) -> Result<ModelFiles> {
+        Err(hub_err(
+            name,
+            "this build of wgbert has no hub client (the `hub` feature); pass a local directory",
+        ))
     }
 }
 
@@ -194,7 +190,7 @@ fn resolve_dir(dir: &Path) -> Result<ModelFiles> {
 }
 
 /// One way of getting a named file of a model.
-trait Fetch {
+pub(crate) trait Fetch {
     /// The local path of `file`, `None` when the model has no such file.
     fn fetch(&mut self, file: &str) -> Result<Option<PathBuf>>;
     /// The error for a required file that is absent.
@@ -202,7 +198,7 @@ trait Fetch {
 }
 
 /// The file layout shared by all sources.
-fn collect(src: &mut impl Fetch, dir: Option<PathBuf>) -> Result<ModelFiles> {
+pub(crate) fn collect(src: &mut impl Fetch, dir: Option<PathBuf>) -> Result<ModelFiles> {
     let config = src.fetch(CONFIG)?.ok_or_else(|| src.missing(CONFIG))?;
     let tokenizer = src.fetch(TOKENIZER)?;
     let weights = if let Some(single) = src.fetch(SINGLE)? {
@@ -289,141 +285,11 @@ impl Fetch for DirFetch<'_> {
     }
 }
 
-/// Lookups in the hf-hub cache, with no network.
-struct CacheFetch<'a> {
-    root: PathBuf,
-    repo: &'a str,
-    rev: &'a str,
-    name: &'a str,
-}
-
-impl Fetch for CacheFetch<'_> {
-    fn fetch(&mut self, file: &str) -> Result<Option<PathBuf>> {
-        let cache = Cache::new(self.root.clone());
-        let repo = Repo::with_revision(self.repo.into(), RepoType::Model, self.rev.into());
-        if let Some(path) = cache.repo(repo.clone()).get(file) {
-            return Ok(Some(path));
-        }
-        // hf-hub reads refs/<rev> verbatim (a trailing newline breaks it), and a revision
-        // given as a commit hash has no ref file at all; look those up by hand.
-        let base = self.root.join(repo.folder_name());
-        let commit = match std::fs::read_to_string(base.join("refs").join(self.rev)) {
-            Ok(s) => s.trim().to_string(),
-            Err(_) if is_commit_hash(self.rev) => self.rev.to_string(),
-            Err(_) => return Ok(None),
-        };
-        let path = base.join("snapshots").join(commit).join(file);
-        Ok(path.is_file().then_some(path))
-    }
-    fn missing(&self, file: &str) -> Error {
-        let (repo, root) = (self.repo, self.root.display());
-        let message = format!(
-            "{repo}/{file} is not in the cache ({root}), run once online or pass a directory"
-        );
-        hub_err(self.name, message)
-    }
-}
-
-/// Downloads through hf-hub (cache first), knowing the repo's file list.
-struct OnlineFetch<'a> {
-    repo: ApiRepo,
-    files: HashSet<String>,
-    name: &'a str,
-}
-
-impl<'a> OnlineFetch<'a> {
-    fn connect(cache: &CacheFetch<'a>, opts: &HubOptions) -> Result<Self> {
-        let mut builder = ApiBuilder::from_cache(Cache::new(cache.root.clone()))
-            .with_progress(opts.progress)
-            .with_user_agent("wgbert", env!("CARGO_PKG_VERSION"));
-        let token = opts
-            .token
-            .clone()
-            .or_else(|| std::env::var("HF_TOKEN").ok());
-        if let Some(token) = token.filter(|t| !t.trim().is_empty()) {
-            builder = builder.with_token(Some(token));
-        }
-        if let Ok(endpoint) = std::env::var("HF_ENDPOINT") {
-            builder = builder.with_endpoint(endpoint);
-        }
-        let api = builder
-            .build()
-            .map_err(|e| net_error(cache.name, "setting up the client", &e))?;
-        let repo = Repo::with_revision(cache.repo.into(), RepoType::Model, cache.rev.into());
-        let repo = api.repo(repo);
-        let info = repo
-            .info()
-            .map_err(|e| net_error(cache.name, "listing the files", &e))?;
-        let files = info.siblings.into_iter().map(|s| s.rfilename).collect();
-        Ok(Self {
-            repo,
-            files,
-            name: cache.name,
-        })
-    }
-}
-
-impl Fetch for OnlineFetch<'_> {
-    fn fetch(&mut self, file: &str) -> Result<Option<PathBuf>> {
-        if !self.files.contains(file) {
-            return Ok(None);
-        }
-        let what = format!("downloading {file}");
-        self.repo
-            .get(file)
-            .map(Some)
-            .map_err(|e| net_error(self.name, &what, &e))
-    }
-    fn missing(&self, file: &str) -> Error {
-        hub_err(self.name, format!("the repository has no {file}"))
-    }
-}
-
-fn net_error(name: &str, what: &str, e: &ApiError) -> Error {
-    let text = e.to_string();
-    let hint = if text.contains("status code 401") || text.contains("status code 403") {
-        "the repository is gated or private: set HF_TOKEN to a token with access"
-    } else if text.contains("status code 404") {
-        "no such repository or revision (private repos need HF_TOKEN)"
-    } else {
-        "check the network, or use --offline with a cached model, or pass a local directory"
-    };
-    hub_err(name, format!("{what} failed: {text}; {hint}"))
-}
-
-fn hub_err(source_name: impl fmt::Display, message: impl Into<String>) -> Error {
+pub(crate) fn hub_err(source_name: impl fmt::Display, message: impl Into<String>) -> Error {
     Error::Hub {
         source_name: source_name.to_string(),
         message: message.into(),
     }
-}
-
-fn cache_root(opts: &HubOptions, name: &str) -> Result<PathBuf> {
-    let var = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    opts.cache_dir
-        .clone()
-        .or_else(|| var("HF_HUB_CACHE"))
-        .or_else(|| var("HF_HOME").map(|h| h.join("hub")))
-        .or_else(|| std::env::home_dir().map(|h| h.join(".cache").join("huggingface").join("hub")))
-        .ok_or_else(|| hub_err(name, "no home directory for the cache: set HF_HOME"))
-}
-
-/// Whether an environment flag like `HF_HUB_OFFLINE` is on.
-fn env_flag(value: Option<String>) -> bool {
-    value.is_some_and(|v| {
-        matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "1" | "true" | "yes" | "on"
-        )
-    })
-}
-
-fn is_commit_hash(rev: &str) -> bool {
-    rev.len() == 40 && rev.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 fn looks_like_path(s: &str) -> bool {
@@ -449,16 +315,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn flags_hashes_paths() {
-        for v in ["1", "true", "TRUE", "yes", "on"] {
-            assert!(env_flag(Some(v.into())), "{v}");
-        }
-        for v in ["0", "false", "", "no"] {
-            assert!(!env_flag(Some(v.into())), "{v}");
-        }
-        assert!(!env_flag(None));
-        assert!(is_commit_hash(&"ab12".repeat(10)));
-        assert!(!is_commit_hash("main"));
+    fn paths_look_like_paths() {
         for s in ["./x", "../x", "/x", "~/x", "a/b/c", "a\\b", "C:x"] {
             assert!(looks_like_path(s), "{s}");
         }

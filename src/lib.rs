@@ -8,6 +8,7 @@ pub mod error;
 pub mod hub;
 pub mod model;
 pub mod ops;
+pub mod progress;
 pub mod runtime;
 pub mod sentence;
 pub mod text;

@@ -4,29 +4,22 @@
 mod common;
 
 use assert_cmd::Command;
-use common::model_dir::{json_lines, model_dir, wgbert};
+use common::model_dir::{fails_with, floats, model_dir, quiet_on_closed_stdout, succeeds, wgbert};
 use serde_json::Value;
 
 #[test]
 fn fill_mask_json_lists_candidates_per_mask() {
     let dir = model_dir("mlm_v4");
-    let out = wgbert(dir.path())
-        .args([
-            "--dtype",
-            "f32",
-            "fill-mask",
-            "--json",
-            "--top-k",
-            "3",
-            "w7 w8 [MASK] w9",
-            "[MASK] w10 [MASK]",
-        ])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let lines = json_lines(&out);
+    let lines = succeeds(wgbert(dir.path()).args([
+        "--dtype",
+        "f32",
+        "fill-mask",
+        "--json",
+        "--top-k",
+        "3",
+        "w7 w8 [MASK] w9",
+        "[MASK] w10 [MASK]",
+    ]));
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["text"], "w7 w8 [MASK] w9");
     let masks = lines[0]["masks"].as_array().unwrap();
@@ -46,47 +39,31 @@ fn fill_mask_json_lists_candidates_per_mask() {
 #[test]
 fn fill_mask_without_mask_fails_with_a_message() {
     let dir = model_dir("mlm_v4");
-    wgbert(dir.path())
-        .args(["fill-mask", "w7 w8"])
-        .assert()
-        .failure()
-        .stderr(predicates::str::contains("no [MASK]"));
+    fails_with(
+        wgbert(dir.path()).args(["fill-mask", "w7 w8"]),
+        1,
+        &["no [MASK]"],
+    );
 }
 
 #[test]
 fn embed_jsonl_from_arguments_stdin_and_files() {
     let dir = model_dir("encoder_noprefix");
-    let out = wgbert(dir.path())
-        .args(["embed", "--normalize", "w5 w6", "w7"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let lines = json_lines(&out);
+    let lines = succeeds(wgbert(dir.path()).args(["embed", "--normalize", "w5 w6", "w7"]));
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["index"], 0);
     assert_eq!(lines[1]["n_tokens"], 3);
-    let v: Vec<f64> = lines[0]["embedding"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect();
+    let v = floats(&lines[0]["embedding"]);
     assert_eq!(v.len(), 32);
     let norm: f64 = v.iter().map(|x| x * x).sum::<f64>().sqrt();
     assert!((norm - 1.0).abs() < 1e-3, "{norm}");
 
     // stdin, one text per line; --pooling none gives every token.
-    let out = wgbert(dir.path())
-        .args(["embed", "--pooling", "none"])
-        .write_stdin("w5 w6\nw9\n")
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let lines = json_lines(&out);
+    let lines = succeeds(
+        wgbert(dir.path())
+            .args(["embed", "--pooling", "none"])
+            .write_stdin("w5 w6\nw9\n"),
+    );
     assert_eq!(lines.len(), 2);
     assert_eq!(
         lines[0]["embedding"].as_array().unwrap().len(),
@@ -101,15 +78,7 @@ fn embed_jsonl_from_arguments_stdin_and_files() {
         "{\"text\": \"w5 w6\", \"id\": \"a\"}\n{\"text\": \"w8\", \"id\": \"b\"}\n",
     )
     .unwrap();
-    let out = wgbert(dir.path())
-        .args(["embed", "--input"])
-        .arg(&input)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let lines = json_lines(&out);
+    let lines = succeeds(wgbert(dir.path()).args(["embed", "--input"]).arg(&input));
     assert_eq!(lines[1]["id"], "b");
     let npy = dir.path().join("e.npy");
     wgbert(dir.path())
@@ -127,14 +96,9 @@ fn embed_jsonl_from_arguments_stdin_and_files() {
 #[test]
 fn classify_json_gives_label_score_logits() {
     let dir = model_dir("cls_mean");
-    let out = wgbert(dir.path())
-        .args(["--dtype", "f32", "classify", "--json", "w5 w6 w7", "w9"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let lines = json_lines(&out);
+    let lines = succeeds(
+        wgbert(dir.path()).args(["--dtype", "f32", "classify", "--json", "w5 w6 w7", "w9"]),
+    );
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0]["logits"].as_array().unwrap().len(), 3);
     assert!(lines[0]["label"].is_string());
@@ -145,28 +109,25 @@ fn classify_json_gives_label_score_logits() {
 #[test]
 fn classify_without_a_classifier_is_an_error() {
     let dir = model_dir("mlm_v4");
-    wgbert(dir.path())
-        .args(["classify", "w5"])
-        .assert()
-        .failure()
-        .stderr(predicates::str::contains("classif"));
+    fails_with(wgbert(dir.path()).args(["classify", "w5"]), 1, &["classif"]);
 }
 
 #[test]
 fn bad_model_directory_and_options_fail_cleanly() {
     let mut c = Command::cargo_bin("wgbert").unwrap();
-    c.args(["--model", "./no/such/dir", "embed", "x"])
-        .assert()
-        .failure()
-        .stderr(predicates::str::contains("no/such/dir"));
+    fails_with(
+        c.args(["--model", "./no/such/dir", "embed", "x"]),
+        1,
+        &["no/such/dir"],
+    );
     let mut c = Command::cargo_bin("wgbert").unwrap();
     c.args(["embed", "--no-such-option"]).assert().failure();
     let dir = model_dir("encoder_noprefix");
-    wgbert(dir.path())
-        .args(["embed", "--output", "/nonexistent-dir/out.jsonl", "w5"])
-        .assert()
-        .failure()
-        .stderr(predicates::str::contains("nonexistent-dir"));
+    fails_with(
+        wgbert(dir.path()).args(["embed", "--output", "/nonexistent-dir/out.jsonl", "w5"]),
+        1,
+        &["nonexistent-dir"],
+    );
 }
 
 #[test]
@@ -174,12 +135,10 @@ fn info_json_lists_adapters() {
     let out = Command::cargo_bin("wgbert")
         .unwrap()
         .args(["info", "--json"])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let v: Value = serde_json::from_slice(&out).unwrap();
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(!v.as_array().unwrap().is_empty());
     assert!(
         v[0]["capabilities"]["max_storage_binding"]
@@ -187,4 +146,37 @@ fn info_json_lists_adapters() {
             .unwrap()
             > 0
     );
+}
+
+#[test]
+fn a_closed_stdout_ends_every_command_quietly() {
+    let dir = model_dir("mlm_v4");
+    let workloads = dir.path().join("workloads.json");
+    std::fs::write(&workloads, r#"{"tiny": [5, 3]}"#).unwrap();
+    let texts: Vec<String> = (0..200)
+        .map(|i| format!("w{} [MASK] w7", 5 + i % 400))
+        .collect();
+    let model = ["--model", dir.path().to_str().unwrap(), "--quiet"];
+    let bench = [
+        "bench",
+        "--iters",
+        "1",
+        "--workloads",
+        workloads.to_str().unwrap(),
+    ];
+    let runs: [Vec<&str>; 5] = [
+        vec!["info", "--json"],
+        vec!["info"],
+        [&model[..], &["fill-mask", "--json"]].concat(),
+        [&model[..], &["embed"]].concat(),
+        [&model[..], &bench[..]].concat(),
+    ];
+    for args in runs {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_wgbert"));
+        cmd.args(&args).env("HF_HUB_OFFLINE", "1");
+        if args.contains(&"fill-mask") || args.contains(&"embed") {
+            cmd.args(&texts);
+        }
+        quiet_on_closed_stdout(&mut cmd);
+    }
 }

@@ -34,12 +34,8 @@ fn pool_case(
     seed: u64,
 ) {
     let gpu = common::gpu();
-    let mut cu = vec![0u32];
-    for l in lens {
-        cu.push(cu.last().copied().unwrap_or(0) + l);
-    }
-    let rows = *cu.last().unwrap_or(&0) as usize;
-    let segs = lens.len();
+    let (cu, sizes) = common::packed(lens);
+    let (rows, segs) = (sizes.rows as usize, lens.len());
     let mut x = dtype.decode(&dtype.encode(&rand_vec(rows * hidden, seed, 2.0)));
     // The first row of sequence 0 is all zeros: its normalised cls must stay 0, not NaN.
     if rows > 0 && lens[0] > 0 {
@@ -66,13 +62,7 @@ fn pool_case(
     let mut plan = b.build().unwrap();
     plan.write(xt, &dtype.encode(&x)).unwrap();
     plan.write(cut, bytemuck::cast_slice(&cu)).unwrap();
-    plan.run(&RunSizes {
-        rows: rows as u32,
-        segments: segs as u32,
-        max_segment: lens.iter().copied().max().unwrap_or(0),
-        selected: 0,
-    })
-    .unwrap();
+    plan.run(&sizes).unwrap();
     let got: Vec<f32> =
         bytemuck::cast_slice(&plan.read(out, 0, (segs * hidden) as u64 * 4).unwrap()).to_vec();
     let want = pooling::reference(&x, &cu, hidden, mode, normalize);
@@ -260,10 +250,30 @@ fn topk_rejects_bad_k() {
     let out = b.output("top", 8 * 65);
     for k in [0, 65] {
         let e = topk::record(&mut b, "topk", lt, out, Rows::Selected, 100, k).unwrap_err();
-        assert!(matches!(e, wgbert::Error::PlanInput(_)), "{e}");
+        assert!(
+            matches!(
+                e,
+                wgbert::Error::OpArg {
+                    op: "topk",
+                    arg: "k",
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
     let e = topk::record(&mut b, "topk", lt, out, Rows::Fixed(2), 100, 5).unwrap_err();
-    assert!(matches!(e, wgbert::Error::PlanInput(_)), "{e}");
+    assert!(
+        matches!(
+            e,
+            wgbert::Error::OpArg {
+                op: "topk",
+                arg: "rows",
+                ..
+            }
+        ),
+        "{e}"
+    );
 }
 
 proptest! {

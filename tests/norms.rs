@@ -13,7 +13,7 @@
 
 mod common;
 
-use common::{assert_close, rand_vec};
+use common::{assert_close, norm_weights, rand_vec, stored};
 use proptest::prelude::*;
 use wgbert::ops::embedding::{self, EmbeddingArgs};
 use wgbert::ops::layernorm::{self, LayerNormArgs, Reduce};
@@ -27,11 +27,6 @@ fn tol(dtype: DType) -> (f64, f64) {
         DType::F32 => (1e-5, 1e-5),
         DType::F16 => (1e-4, 1e-3),
     }
-}
-
-/// Values as the GPU stores them in `dtype` (what the reference must be fed).
-fn stored(dtype: DType, v: &[f32]) -> Vec<f32> {
-    dtype.decode(&dtype.encode(v))
 }
 
 /// `assert_close` with the absolute tolerance of each row scaled by its conditioning
@@ -158,14 +153,7 @@ fn check_ln(c: &LnCase) {
     let x: Vec<f32> = rand_vec(n, c.seed, 2.0).iter().map(|v| v + 3.0).collect();
     let x = stored(dt, &x);
     let r = stored(dt, &rand_vec(n, c.seed + 1, 1.5));
-    let w = stored(
-        dt,
-        &rand_vec(hidden, c.seed + 2, 1.0)
-            .iter()
-            .map(|v| v + 1.0)
-            .collect::<Vec<_>>(),
-    );
-    let b = stored(dt, &rand_vec(hidden, c.seed + 3, 0.5));
+    let (w, b) = norm_weights(hidden, c.seed + 2, dt);
     let bias = c.bias.then_some(b.as_slice());
     let (h, y) = run_ln(c, &x, &r, &w, &b);
     let what = format!(
@@ -318,7 +306,16 @@ fn zero_rows_skip_and_bad_arguments_are_errors() {
     ];
     for (i, a) in cases.iter().enumerate() {
         let e = layernorm::record(&mut pb, "bad", a).expect_err(&format!("case {i}"));
-        assert!(matches!(e, wgbert::Error::PlanInput(_)), "case {i}: {e}");
+        assert!(
+            matches!(
+                e,
+                wgbert::Error::OpArg {
+                    op: "layernorm",
+                    ..
+                }
+            ),
+            "case {i}: {e}"
+        );
     }
 }
 
@@ -336,14 +333,7 @@ fn check_embedding(c: &EmbCase) {
     let gpu = common::gpu();
     let (dt, h) = (c.dtype, c.hidden);
     let table = stored(dt, &rand_vec(c.vocab * h, c.seed, 2.0));
-    let w = stored(
-        dt,
-        &rand_vec(h, c.seed + 1, 1.0)
-            .iter()
-            .map(|v| v + 1.0)
-            .collect::<Vec<_>>(),
-    );
-    let b = stored(dt, &rand_vec(h, c.seed + 2, 0.5));
+    let (w, b) = norm_weights(h, c.seed + 1, dt);
     // Ids cover the first and last rows, repeats, and one past the table (-> zero row).
     let mut ids: Vec<u32> = (0..c.rows)
         .map(|t| ((t * 7919 + c.seed as usize) % c.vocab) as u32)

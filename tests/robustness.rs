@@ -58,7 +58,9 @@ use wgbert::Error;
 use wgbert::encoder::{EmbedPooling, Encoder, LoadOptions};
 use wgbert::ops::DType;
 
-use common::model_dir::{json_lines, model_dir, wgbert, write_tokenizer};
+use common::model_dir::{
+    fails_with, floats, json_lines, model_dir, succeeds, wgbert, write_tokenizer,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers (model directories: tests/common/model_dir.rs).
@@ -69,44 +71,9 @@ fn bare_wgbert() -> Command {
     c
 }
 
-/// Runs `cmd`, expects exit code `code` and every piece of `wanted` in stderr; returns stderr.
-fn fails_with(cmd: &mut Command, code: i32, wanted: &[&str]) -> String {
-    let out = cmd.output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "exit status {:?}, stderr:\n{stderr}",
-        out.status
-    );
-    for w in wanted {
-        assert!(stderr.contains(w), "stderr lacks {w:?}:\n{stderr}");
-    }
-    stderr
-}
-
 /// `embed` on a model directory, expecting exit 1 and `wanted` in stderr.
 fn embed_fails(dir: &Path, wanted: &[&str]) -> String {
     fails_with(wgbert(dir).args(["embed", "w5 w6"]), 1, wanted)
-}
-
-fn succeeds(cmd: &mut Command) -> Vec<Value> {
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "exit status {:?}, stderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    json_lines(&out.stdout)
-}
-
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
 }
 
 type ConfigEdit = Box<dyn Fn(&mut serde_json::Map<String, Value>)>;

@@ -15,7 +15,7 @@ struct SmokeParams {
 }
 
 fn smoke() -> Kernel {
-    Kernel::new("smoke", "main", &[Access::Read, Access::ReadWrite])
+    Kernel::new("smoke", "main", &[Access::Read, Access::ReadWrite]).with_params::<SmokeParams>()
 }
 
 fn smoke_step(
@@ -41,6 +41,38 @@ fn smoke_step(
         },
     )
     .unwrap();
+}
+
+#[test]
+fn launches_with_parameter_bytes_of_another_size_are_refused() {
+    let gpu = common::gpu();
+    let mut b = PlanBuilder::new(gpu.clone());
+    let (x, y) = (b.input("x", 64), b.output("y", 64));
+    // Too short from the start: refused when the step is recorded.
+    let e = b
+        .step("short", smoke(), &[x, y], |_: &RunSizes| {
+            Launch::new(&[0u32; 3], [1, 1, 1])
+        })
+        .unwrap_err();
+    assert!(matches!(e, wgbert::Error::PlanInput(_)), "{e}");
+    assert!(e.to_string().contains("takes 16 parameter bytes"), "{e}");
+    // Wrong only for some run sizes: refused when such a run is prepared.
+    b.step("varies", smoke(), &[x, y], |s: &RunSizes| {
+        let p = [s.rows; 4];
+        match s.rows {
+            0 => Launch::new(&p, [1, 1, 1]),
+            _ => Launch::new(&[s.rows; 8], [1, 1, 1]),
+        }
+    })
+    .unwrap();
+    let mut plan = b.build().unwrap();
+    let e = plan
+        .run(&RunSizes {
+            rows: 3,
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(e.to_string().contains("the launch gives 32"), "{e}");
 }
 
 #[test]

@@ -3,6 +3,8 @@
 //! breaks on Apple, AMD or Windows shows here without those machines. The SPIR-V writer is the
 //! one that panics on the naga 30 cooperative-matrix bug, so panics are caught and reported.
 
+mod common;
+
 use std::panic::AssertUnwindSafe;
 
 use naga::back::{hlsl, msl, spv};
@@ -146,4 +148,100 @@ fn the_translation_check_catches_the_coop_store_bug() {
     }
     let e = translate("coop-bad", "main", &bad).expect_err("the inline-index form must be caught");
     assert!(e.contains("SPIR-V"), "{e}");
+}
+
+/// The size naga gives the uniform at `@group(0) @binding(0)`, the step's parameters.
+fn params_size(src: &str) -> Result<u64, String> {
+    let module = naga::front::wgsl::parse_str(src).map_err(|e| format!("parse: {e}"))?;
+    let (_, var) = module
+        .global_variables
+        .iter()
+        .find(|(_, v)| {
+            v.binding
+                .as_ref()
+                .is_some_and(|b| b.group == 0 && b.binding == 0)
+        })
+        .ok_or("no @group(0) @binding(0)")?;
+    Ok(module.types[var.ty].inner.size(module.to_ctx()) as u64)
+}
+
+/// Kernel families whose Rust half does not declare its parameter struct yet.
+const UNDECLARED: [&str; 5] = [
+    "matmul",
+    "matmul_subgroup",
+    "matmul_coop",
+    "attention",
+    "attention_coop",
+];
+
+#[test]
+fn every_kernel_declares_the_parameter_size_its_shader_has() {
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for k in wgbert::ops::all_kernels() {
+        let name = k.name();
+        let Some(declared) = k.params else {
+            if !UNDECLARED.contains(&k.shader) {
+                failures.push(format!(
+                    "{name}: declares no parameter struct (Kernel::with_params)"
+                ));
+            }
+            continue;
+        };
+        let reflected = k
+            .wgsl()
+            .map_err(|e| e.to_string())
+            .and_then(|src| params_size(&src));
+        match reflected {
+            Ok(size) if size == declared => checked += 1,
+            Ok(size) => failures.push(format!("{name}: Rust {declared} bytes, WGSL {size}")),
+            Err(e) => failures.push(format!("{name}: {e}")),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(
+        checked > 50,
+        "only {checked} kernels declare their parameters"
+    );
+}
+
+#[test]
+fn the_opcode_scan_walks_instruction_lengths() {
+    // Header, then OpCapability Shader (2 words: 17, 1), OpNop (1 word: 0).
+    let words = [
+        0x0723_0203,
+        0x0001_0300,
+        0,
+        1,
+        0,
+        (2 << 16) | 17,
+        1,
+        1 << 16,
+    ];
+    assert_eq!(common::spirv::opcodes(&words), [17, 0]);
+}
+
+/// Portable kernels must run where cooperative matrices do not exist.
+#[test]
+fn portable_kernels_emit_no_cooperative_matrix_instructions() {
+    let portable = [
+        "layernorm",
+        "embedding",
+        "pooling",
+        "gather",
+        "topk",
+        "rope",
+        "convert",
+    ];
+    let kernels = wgbert::ops::all_kernels();
+    let mut seen = 0;
+    for k in kernels.iter().filter(|k| portable.contains(&k.shader)) {
+        let ops = common::spirv::opcodes(&common::spirv::words(k));
+        assert!(ops.len() > 10, "{}: {} instructions", k.name(), ops.len());
+        for op in common::spirv::COOP_OPS {
+            assert!(!ops.contains(&op), "{}: opcode {op}", k.name());
+        }
+        seen += 1;
+    }
+    assert!(seen > 20, "{seen} kernels");
 }

@@ -6,6 +6,7 @@ mod embed;
 mod info;
 mod input;
 mod output;
+mod progress;
 mod rerank;
 mod serve;
 mod tasks;
@@ -97,15 +98,19 @@ impl Global {
             gpu: self.gpu_options(),
             hub: HubOptions {
                 offline: self.offline,
-                progress: !self.quiet,
                 ..Default::default()
             },
             tokenizer: self.tokenizer.clone(),
             truncate: self.truncate,
             max_batch_tokens: self.max_tokens,
-            progress: !self.quiet,
+            progress: progress::Bar::unless(self.quiet),
         };
         let enc = Encoder::load(&self.model, &opts)?;
+        if !self.quiet {
+            let mib = enc.weight_bytes() >> 20;
+            let (dtype, adapter) = (enc.dtype(), &enc.gpu().info().name);
+            eprintln!("loaded {} ({mib} MiB, {dtype:?}) on {adapter}", self.model);
+        }
         if self.dump_plan {
             eprintln!("{}", enc.describe_plan(enc.capacity())?);
         }

@@ -8,7 +8,7 @@ use crate::{Error, Result};
 /// Per sequence: (position, top-k (token id, probability)) for each selected position.
 pub type TopK = Vec<Vec<(usize, Vec<(u32, f32)>)>>;
 
-/// One candidate token for a [MASK].
+/// One candidate token for a `[MASK]`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Candidate {
     pub token_id: u32,
@@ -18,7 +18,7 @@ pub struct Candidate {
     pub sequence: String,
 }
 
-/// The candidates of one [MASK], at its index in the tokenized sequence ([CLS] = 0).
+/// The candidates of one `[MASK]`, at its index in the tokenized sequence (`[CLS]` = 0).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct MaskPrediction {
     pub position: usize,
@@ -101,8 +101,8 @@ impl Encoder {
         Ok(out)
     }
 
-    /// Fill-mask on texts: for every [MASK], the top-k tokens with probabilities. A text
-    /// without [MASK] is an error naming it.
+    /// Fill-mask on texts: for every `[MASK]`, the top-k tokens with probabilities. A text
+    /// without `[MASK]` is an error naming it.
     pub fn fill_mask(&self, texts: &[&str], k: usize) -> Result<Vec<Vec<MaskPrediction>>> {
         let tok = self.tokenizer()?;
         let mask = tok.mask_id()?;

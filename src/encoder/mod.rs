@@ -15,6 +15,7 @@ use crate::model::upload::ModelWeights;
 use crate::model::weights::{Checkpoint, Heads};
 use crate::ops::DType;
 use crate::ops::pooling::PoolMode;
+use crate::progress::Observer;
 use crate::runtime::{Gpu, GpuOptions, RunSizes};
 use crate::sentence::{ModelKind, SentenceConfig};
 use crate::text::pack::{PackedBatch, Packer};
@@ -33,7 +34,7 @@ pub use mlm::{Candidate, MaskPrediction, TopK};
 pub use sentence::{EmbedOptions, EmbedSpec, Prompt, Ranked, RerankOptions, similarity};
 
 /// How to load a model.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct LoadOptions {
     /// Storage precision; `None` picks f16 where the adapter has it, else f32.
     pub dtype: Option<DType>,
@@ -47,8 +48,23 @@ pub struct LoadOptions {
     pub truncate: bool,
     /// Largest number of tokens in one batch; `None` sizes it to the device.
     pub max_batch_tokens: Option<usize>,
-    /// Print loading progress on stderr.
-    pub progress: bool,
+    /// Told about downloads (unless `hub.progress` names another observer) and about the
+    /// weight upload, one tensor at a time. The library itself never prints.
+    pub progress: Observer,
+}
+
+impl std::fmt::Debug for LoadOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadOptions")
+            .field("dtype", &self.dtype)
+            .field("gpu", &self.gpu)
+            .field("hub", &self.hub)
+            .field("tokenizer", &self.tokenizer)
+            .field("truncate", &self.truncate)
+            .field("max_batch_tokens", &self.max_batch_tokens)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
 }
 
 struct Bucket {
@@ -114,7 +130,11 @@ impl Encoder {
     /// Loads a model onto a device the caller already owns (`Gpu::from_wgpu`).
     pub fn load_on(gpu: Arc<Gpu>, source: &str, opts: &LoadOptions) -> Result<Encoder> {
         let src = ModelSource::parse(source)?;
-        let files = hub::resolve(&src, &opts.hub)?;
+        let mut hub_opts = opts.hub.clone();
+        if hub_opts.progress.is_none() {
+            hub_opts.progress = opts.progress.clone();
+        }
+        let files = hub::resolve(&src, &hub_opts)?;
         let config = ModelConfig::from_file(&files.config)?;
         let sentence = SentenceConfig::from_files(&files, &config)?;
         let ck = match files.weights.first() {
@@ -142,29 +162,18 @@ impl Encoder {
             None => None,
         };
         let dtype = pick_dtype(&gpu, opts.dtype)?;
-        // A bar on a terminal; nothing when stderr is redirected or progress is off.
-        let bar = if opts.progress {
-            indicatif::ProgressBar::new(ck.len() as u64)
-        } else {
-            indicatif::ProgressBar::hidden()
-        };
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("loading weights {bar:30} {pos}/{len} {msg}")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
+        let observer = opts.progress.as_deref();
+        if let Some(p) = observer {
+            p.start("loading weights", ck.len() as u64);
+        }
         let mut on_tensor = |name: &str| {
-            bar.inc(1);
-            bar.set_message(name.to_string());
+            if let Some(p) = observer {
+                p.advance(1, name);
+            }
         };
         let weights = ModelWeights::load(&gpu, &config, &ck, dtype, &mut on_tensor)?;
-        bar.finish_and_clear();
-        if opts.progress {
-            let mib = weights.bytes >> 20;
-            eprintln!(
-                "loaded {} ({mib} MiB, {dtype:?}) on {}",
-                source,
-                gpu.info().name
-            );
+        if let Some(p) = observer {
+            p.finish();
         }
         let mut enc = Self::assemble(gpu, config, weights, tokenizer, opts.max_batch_tokens)?;
         enc.sentence = sentence;

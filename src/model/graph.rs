@@ -13,8 +13,9 @@
 use std::sync::Arc;
 
 use crate::model::config::{LayerKind, ModelConfig};
-use crate::model::upload::ModelWeights;
-use crate::ops::matmul::{Epilogue, MatmulArgs};
+use crate::model::record::Recorder;
+use crate::model::upload::{LayerWeights, ModelWeights};
+use crate::ops::matmul::Epilogue;
 use crate::ops::{self, DType, Rows};
 use crate::runtime::{Gpu, Plan, PlanBuilder, TensorId};
 use crate::{Error, Result};
@@ -48,8 +49,10 @@ pub fn max_capacity_for_bindings(gpu: &Gpu, cfg: &ModelConfig, dtype: DType) -> 
     (gpu.caps().max_storage_binding / widest.max(1)) as usize
 }
 
-fn opt(b: &mut PlanBuilder, name: &str, buf: &Option<wgpu::Buffer>) -> Option<TensorId> {
-    buf.as_ref().map(|w| b.external(name, w))
+/// The inputs every layer reads besides the residual stream.
+struct Batch {
+    positions: TensorId,
+    cu_seqlens: TensorId,
 }
 
 impl EncoderGraph {
@@ -66,214 +69,29 @@ impl EncoderGraph {
                 "the token capacity must be at least 1".into(),
             ));
         }
-        let dt = w.dtype;
-        let e = dt.size();
-        let (h, inter) = (cfg.hidden_size as u32, cfg.intermediate_size as u32);
-        let (nh, hd) = (cfg.num_attention_heads as u32, cfg.head_dim as u32);
+        let h = cfg.hidden_size as u32;
         let cap = capacity as u64;
-        let eps = cfg.norm_eps;
         let mut b = PlanBuilder::new(gpu.clone());
         let ids = b.input("ids", cap * 4);
         let positions = b.input("positions", cap * 4);
         let cu_seqlens = b.input("cu_seqlens", (max_seqs as u64 + 1) * 4);
-        let hidden = b.output("last_hidden_state", cap * h as u64 * e);
-
-        let table = b.external("tok_embeddings", &w.tok_embeddings);
-        let emb_norm = b.external("embeddings.norm", &w.emb_norm);
-        let emb_norm_b = opt(&mut b, "embeddings.norm.bias", &w.emb_norm_bias);
-        let mut x = b.activation("h", cap * h as u64 * e);
-        ops::embedding::record(
-            &mut b,
-            "embedding",
-            &ops::embedding::EmbeddingArgs {
-                ids,
-                table,
-                weight: emb_norm,
-                bias: emb_norm_b,
-                y: x,
-                rows: Rows::Tokens,
-                hidden: h,
-                vocab: cfg.vocab_size as u32,
-                eps,
-                dtype: dt,
-            },
-        )?;
-        let act = cfg.hidden_activation;
-        for (i, lw) in w.layers.iter().enumerate() {
-            let name = |s: &str| format!("layers.{i}.{s}");
-            let attn_in = match &lw.attn_norm {
-                None => x,
-                Some(norm) => {
-                    let weight = b.external(&name("attn_norm"), norm);
-                    let bias = opt(&mut b, &name("attn_norm.bias"), &lw.attn_norm_bias);
-                    let y = b.activation(&name("attn_in"), cap * h as u64 * e);
-                    ops::layernorm::record(
-                        &mut b,
-                        &name("attn_norm"),
-                        &ops::layernorm::LayerNormArgs {
-                            x,
-                            residual: None,
-                            sum_out: None,
-                            weight,
-                            bias,
-                            y,
-                            rows: Rows::Tokens,
-                            hidden: h,
-                            eps,
-                            dtype: dt,
-                        },
-                    )?;
-                    y
-                }
-            };
-            let qkv = b.activation(&name("qkv"), cap * 3 * h as u64 * e);
-            let wqkv = b.external(&name("Wqkv"), &lw.wqkv);
-            let wqkv_b = opt(&mut b, &name("Wqkv.bias"), &lw.wqkv_bias);
-            ops::matmul::record(
-                &mut b,
-                &name("Wqkv"),
-                &MatmulArgs {
-                    x: attn_in,
-                    w: wqkv,
-                    bias: wqkv_b,
-                    residual: None,
-                    y: qkv,
-                    rows: Rows::Tokens,
-                    k: h,
-                    n: 3 * h,
-                    dtype: dt,
-                    epilogue: Epilogue::None,
-                    variant: None,
-                },
-            )?;
-            let kind = cfg.layers[i];
-            ops::rope::record(
-                &mut b,
-                &name("rope"),
-                qkv,
-                positions,
-                Rows::Tokens,
-                nh,
-                hd,
-                cfg.rope_theta(i),
-                dt,
-            )?;
-            let attn = b.activation(&name("attn"), cap * h as u64 * e);
-            ops::attention::record(
-                &mut b,
-                &name("attention"),
-                &ops::attention::AttentionArgs {
-                    qkv,
-                    cu_seqlens,
-                    out: attn,
-                    n_heads: nh,
-                    head_dim: hd,
-                    window: match kind {
-                        LayerKind::Global => None,
-                        LayerKind::Local => Some(cfg.window_half() as u32),
-                    },
-                    dtype: dt,
-                },
-            )?;
-            let h2 = b.activation(&name("h2"), cap * h as u64 * e);
-            let wo = b.external(&name("Wo"), &lw.wo);
-            let wo_b = opt(&mut b, &name("Wo.bias"), &lw.wo_bias);
-            ops::matmul::record(
-                &mut b,
-                &name("Wo"),
-                &MatmulArgs {
-                    x: attn,
-                    w: wo,
-                    bias: wo_b,
-                    residual: Some(x),
-                    y: h2,
-                    rows: Rows::Tokens,
-                    k: h,
-                    n: h,
-                    dtype: dt,
-                    epilogue: Epilogue::Residual,
-                    variant: None,
-                },
-            )?;
-            let mlp_in = b.activation(&name("mlp_in"), cap * h as u64 * e);
-            let mlp_norm = b.external(&name("mlp_norm"), &lw.mlp_norm);
-            let mlp_norm_b = opt(&mut b, &name("mlp_norm.bias"), &lw.mlp_norm_bias);
-            ops::layernorm::record(
-                &mut b,
-                &name("mlp_norm"),
-                &ops::layernorm::LayerNormArgs {
-                    x: h2,
-                    residual: None,
-                    sum_out: None,
-                    weight: mlp_norm,
-                    bias: mlp_norm_b,
-                    y: mlp_in,
-                    rows: Rows::Tokens,
-                    hidden: h,
-                    eps,
-                    dtype: dt,
-                },
-            )?;
-            let gated = b.activation(&name("gated"), cap * inter as u64 * e);
-            let wi = b.external(&name("Wi"), &lw.wi);
-            let wi_b = opt(&mut b, &name("Wi.bias"), &lw.wi_bias);
-            ops::matmul::record(
-                &mut b,
-                &name("Wi+geglu"),
-                &MatmulArgs {
-                    x: mlp_in,
-                    w: wi,
-                    bias: wi_b,
-                    residual: None,
-                    y: gated,
-                    rows: Rows::Tokens,
-                    k: h,
-                    n: inter,
-                    dtype: dt,
-                    epilogue: Epilogue::GeGlu(act),
-                    variant: None,
-                },
-            )?;
-            let h3 = b.activation(&name("h"), cap * h as u64 * e);
-            let wo2 = b.external(&name("mlp.Wo"), &lw.wo_mlp);
-            let wo2_b = opt(&mut b, &name("mlp.Wo.bias"), &lw.wo_mlp_bias);
-            ops::matmul::record(
-                &mut b,
-                &name("mlp.Wo"),
-                &MatmulArgs {
-                    x: gated,
-                    w: wo2,
-                    bias: wo2_b,
-                    residual: Some(h2),
-                    y: h3,
-                    rows: Rows::Tokens,
-                    k: inter,
-                    n: h,
-                    dtype: dt,
-                    epilogue: Epilogue::Residual,
-                    variant: None,
-                },
-            )?;
-            x = h3;
+        let hidden = b.output("last_hidden_state", cap * h as u64 * w.dtype.size());
+        let mut r = Recorder {
+            b: &mut b,
+            dtype: w.dtype,
+            rows: Rows::Tokens,
+            cap_rows: cap,
+            eps: cfg.norm_eps,
+        };
+        let mut x = embed(&mut r, cfg, w, ids)?;
+        let batch = Batch {
+            positions,
+            cu_seqlens,
+        };
+        for (i, layer) in w.layers.iter().enumerate() {
+            x = encoder_layer(&mut r, cfg, i, layer, &batch, x)?;
         }
-        let final_norm = b.external("final_norm", &w.final_norm);
-        let final_norm_b = opt(&mut b, "final_norm.bias", &w.final_norm_bias);
-        ops::layernorm::record(
-            &mut b,
-            "final_norm",
-            &ops::layernorm::LayerNormArgs {
-                x,
-                residual: None,
-                sum_out: None,
-                weight: final_norm,
-                bias: final_norm_b,
-                y: hidden,
-                rows: Rows::Tokens,
-                hidden: h,
-                eps,
-                dtype: dt,
-            },
-        )?;
+        r.norm_into("final_norm", &w.final_norm, x, hidden, h)?;
         let plan = b.build()?;
         Ok(EncoderGraph {
             plan,
@@ -283,8 +101,89 @@ impl EncoderGraph {
             positions,
             cu_seqlens,
             hidden,
-            dtype: dt,
+            dtype: w.dtype,
             hidden_size: cfg.hidden_size,
         })
     }
+}
+
+/// `LN_emb(E[ids])`, the gather fused with the norm.
+fn embed(r: &mut Recorder, cfg: &ModelConfig, w: &ModelWeights, ids: TensorId) -> Result<TensorId> {
+    let table = r.b.external("tok_embeddings", &w.tok_embeddings);
+    let (weight, bias) = r.bind("embeddings.norm", &w.emb_norm.weight, &w.emb_norm.bias);
+    let hidden = cfg.hidden_size as u32;
+    let y = r.activation("embeddings.out", hidden);
+    let args = ops::embedding::EmbeddingArgs {
+        ids,
+        table,
+        weight,
+        bias,
+        y,
+        rows: r.rows,
+        hidden,
+        vocab: cfg.vocab_size as u32,
+        eps: r.eps,
+        dtype: r.dtype,
+    };
+    ops::embedding::record(r.b, "embedding", &args)?;
+    Ok(y)
+}
+
+/// One layer on the residual stream `x`; returns the new stream.
+fn encoder_layer(
+    r: &mut Recorder,
+    cfg: &ModelConfig,
+    i: usize,
+    layer: &LayerWeights,
+    batch: &Batch,
+    x: TensorId,
+) -> Result<TensorId> {
+    let name = |s: &str| format!("layers.{i}.{s}");
+    let (h, inter) = (cfg.hidden_size as u32, cfg.intermediate_size as u32);
+    let attn_in = match &layer.attn_norm {
+        Some(norm) => r.norm(&name("attn_norm"), norm, x, h)?,
+        None => x,
+    };
+    let qkv = r.linear(
+        &name("attn.Wqkv"),
+        &layer.wqkv,
+        attn_in,
+        (h, 3 * h),
+        Epilogue::None,
+    )?;
+    let attn = attention(r, cfg, i, qkv, batch)?;
+    let h2 = r.linear_add(&name("attn.Wo"), &layer.wo, attn, (h, h), x)?;
+    let mlp_in = r.norm(&name("mlp_norm"), &layer.mlp_norm, h2, h)?;
+    let geglu = Epilogue::GeGlu(cfg.hidden_activation);
+    let gated = r.linear(&name("mlp.Wi"), &layer.wi, mlp_in, (h, inter), geglu)?;
+    r.linear_add(&name("mlp.Wo"), &layer.mlp_wo, gated, (inter, h), h2)
+}
+
+/// RoPE on q and k in place, then attention (global or sliding-window) per sequence.
+fn attention(
+    r: &mut Recorder,
+    cfg: &ModelConfig,
+    i: usize,
+    qkv: TensorId,
+    batch: &Batch,
+) -> Result<TensorId> {
+    let (nh, hd) = (cfg.num_attention_heads as u32, cfg.head_dim as u32);
+    let (rows, theta, dt) = (r.rows, cfg.rope_theta(i), r.dtype);
+    let rope = format!("layers.{i}.rope");
+    ops::rope::record(r.b, &rope, qkv, batch.positions, rows, nh, hd, theta, dt)?;
+    let out = r.activation(&format!("layers.{i}.attn.out"), cfg.hidden_size as u32);
+    let args = ops::attention::AttentionArgs {
+        qkv,
+        cu_seqlens: batch.cu_seqlens,
+        out,
+        n_heads: nh,
+        head_dim: hd,
+        window: match cfg.layers[i] {
+            LayerKind::Global => None,
+            LayerKind::Local => Some(cfg.window_half() as u32),
+        },
+        dtype: dt,
+    };
+    ops::attention::record(r.b, &format!("layers.{i}.attention"), &args)?;
+    Ok(out)
 }

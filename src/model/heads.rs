@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use crate::model::config::{ModelConfig, Pooling};
 use crate::model::graph::EncoderGraph;
-use crate::model::upload::{HeadWeights, ModelWeights};
-use crate::ops::matmul::{Epilogue, MatmulArgs};
+use crate::model::record::Recorder;
+use crate::model::upload::{HeadWeights, Linear, ModelWeights};
+use crate::ops::matmul::Epilogue;
 use crate::ops::pooling::{PoolArgs, PoolMode};
 use crate::ops::{self, DType, Rows};
 use crate::runtime::{Gpu, Plan, PlanBuilder, TensorId};
 use crate::{Error, Result};
 
-/// Rows the MLM head handles per run; more [MASK]s in a batch take several runs.
+/// Rows the MLM head handles per run; more `[MASK]`s in a batch take several runs.
 pub const MLM_ROWS: usize = 64;
 
 /// Pooled embeddings `[max_seqs, hidden]` in f32.
@@ -33,120 +34,42 @@ pub struct MlmHead {
 /// Classification logits in f32: per sequence `[max_seqs, labels]` or per token.
 pub struct ClassifierHead {
     pub plan: Plan,
-    /// Row indices written by the host (the [CLS] rows for cls pooling); absent otherwise.
+    /// Row indices written by the host (the `[CLS]` rows for cls pooling); absent otherwise.
     pub rows: Option<TensorId>,
     pub out: TensorId,
     pub labels: usize,
 }
 
-fn ext(b: &mut PlanBuilder, name: &str, buf: &Option<wgpu::Buffer>) -> Option<TensorId> {
-    buf.as_ref().map(|w| b.external(name, w))
-}
-
-/// dense -> act -> LN over `rows` rows of `x` (ELEM); returns the normed activation.
+/// dense -> act -> LN over the recorder's rows of `x`; returns the normed activation.
 fn dense_act_norm(
-    b: &mut PlanBuilder,
+    r: &mut Recorder,
     cfg: &ModelConfig,
     head: &HeadWeights,
     x: TensorId,
-    rows: Rows,
-    cap_rows: u64,
-    dt: DType,
 ) -> Result<TensorId> {
     let h = cfg.hidden_size as u32;
-    let bytes = cap_rows * h as u64 * dt.size();
-    let dense_w = b.external("head.dense", &head.dense);
-    let dense_b = ext(b, "head.dense.bias", &head.dense_bias);
-    let d = b.activation("head.dense.out", bytes);
-    ops::matmul::record(
-        b,
-        "head.dense+act",
-        &MatmulArgs {
-            x,
-            w: dense_w,
-            bias: dense_b,
-            residual: None,
-            y: d,
-            rows,
-            k: h,
-            n: h,
-            dtype: dt,
-            epilogue: Epilogue::Act(cfg.classifier_activation),
-            variant: None,
-        },
-    )?;
-    let norm_w = b.external("head.norm", &head.norm);
-    let norm_b = ext(b, "head.norm.bias", &head.norm_bias);
-    let y = b.activation("head.norm.out", bytes);
-    ops::layernorm::record(
-        b,
-        "head.norm",
-        &ops::layernorm::LayerNormArgs {
-            x: d,
-            residual: None,
-            sum_out: None,
-            weight: norm_w,
-            bias: norm_b,
-            y,
-            rows,
-            hidden: h,
-            eps: cfg.norm_eps,
-            dtype: dt,
-        },
-    )?;
-    Ok(y)
+    let act = Epilogue::Act(cfg.classifier_activation);
+    let d = r.linear("head.dense", &head.dense, x, (h, h), act)?;
+    r.norm("head.norm", &head.norm, d, h)
 }
 
-/// A linear layer whose f32 output the host reads: converts when the model stores f16.
-#[allow(clippy::too_many_arguments)]
+/// A linear layer whose f32 output `out_name` the host reads: converts when the model stores
+/// f16.
 fn linear_f32_out(
-    b: &mut PlanBuilder,
-    label: &str,
+    r: &mut Recorder,
+    name: &str,
+    lin: &Linear,
     x: TensorId,
-    w: TensorId,
-    bias: Option<TensorId>,
-    rows: Rows,
-    cap_rows: u64,
-    k: u32,
-    n: u32,
-    dt: DType,
+    (k, n): (u32, u32),
     out_name: &str,
 ) -> Result<TensorId> {
-    let out = b.output(out_name, cap_rows * n as u64 * 4);
-    let direct = dt == DType::F32;
-    let y = if direct {
-        out
+    let out = r.b.output(out_name, r.cap_rows * n as u64 * 4);
+    if r.dtype == DType::F32 {
+        r.linear_into(name, lin, x, out, (k, n), Epilogue::None, None)?;
     } else {
-        b.activation(&format!("{label}.out"), cap_rows * n as u64 * dt.size())
-    };
-    ops::matmul::record(
-        b,
-        label,
-        &MatmulArgs {
-            x,
-            w,
-            bias,
-            residual: None,
-            y,
-            rows,
-            k,
-            n,
-            dtype: dt,
-            epilogue: Epilogue::None,
-            variant: None,
-        },
-    )?;
-    if !direct {
-        ops::convert::record(
-            b,
-            &format!("{label}.to_f32"),
-            y,
-            out,
-            rows,
-            n,
-            dt,
-            DType::F32,
-        )?;
+        let y = r.linear(name, lin, x, (k, n), Epilogue::None)?;
+        let to_f32 = format!("{name}.to_f32");
+        ops::convert::record(r.b, &to_f32, y, out, r.rows, n, r.dtype, DType::F32)?;
     }
     Ok(out)
 }
@@ -215,22 +138,15 @@ impl MlmHead {
             h,
             dt,
         )?;
-        let normed = dense_act_norm(&mut b, cfg, head, sel, Rows::Selected, r, dt)?;
-        let dec = b.external("decoder", decoder);
-        let dec_b = ext(&mut b, "decoder.bias", &w.decoder_bias);
-        let logits = linear_f32_out(
-            &mut b,
-            "decoder",
-            normed,
-            dec,
-            dec_b,
-            Rows::Selected,
-            r,
-            h,
-            v,
-            dt,
-            "logits",
-        )?;
+        let mut rec = Recorder {
+            b: &mut b,
+            dtype: dt,
+            rows: Rows::Selected,
+            cap_rows: r,
+            eps: cfg.norm_eps,
+        };
+        let normed = dense_act_norm(&mut rec, cfg, head, sel)?;
+        let logits = linear_f32_out(&mut rec, "decoder", decoder, normed, (h, v), "logits")?;
         let out = b.output("top-k", r * k as u64 * 8);
         ops::topk::record(&mut b, "top-k", logits, out, Rows::Selected, v, k as u32)?;
         Ok(MlmHead {
@@ -315,25 +231,18 @@ impl ClassifierHead {
         cap_rows: u64,
         row_index: Option<TensorId>,
     ) -> Result<Self> {
-        let (head, (cw, cb), labels) = parts(w)?;
+        let (head, classifier, labels) = parts(w)?;
         let h = cfg.hidden_size as u32;
-        let normed = dense_act_norm(&mut b, cfg, head, x, rows, cap_rows, dt)?;
-        let cw = b.external("classifier", cw);
-        let cb = ext(&mut b, "classifier.bias", cb);
-        let n = labels as u32;
-        let out = linear_f32_out(
-            &mut b,
-            "classifier",
-            normed,
-            cw,
-            cb,
+        let mut r = Recorder {
+            b: &mut b,
+            dtype: dt,
             rows,
             cap_rows,
-            h,
-            n,
-            dt,
-            "logits",
-        )?;
+            eps: cfg.norm_eps,
+        };
+        let normed = dense_act_norm(&mut r, cfg, head, x)?;
+        let n = labels as u32;
+        let out = linear_f32_out(&mut r, "classifier", classifier, normed, (h, n), "logits")?;
         Ok(ClassifierHead {
             plan: b.build()?,
             rows: row_index,
@@ -343,15 +252,9 @@ impl ClassifierHead {
     }
 }
 
-type ClassifierParts<'a> = (
-    &'a HeadWeights,
-    (&'a wgpu::Buffer, &'a Option<wgpu::Buffer>),
-    usize,
-);
-
-fn parts(w: &ModelWeights) -> Result<ClassifierParts<'_>> {
+fn parts(w: &ModelWeights) -> Result<(&HeadWeights, &Linear, usize)> {
     match (&w.head, &w.classifier, w.heads.classifier) {
-        (Some(head), Some((cw, cb)), Some(labels)) => Ok((head, (cw, cb), labels)),
+        (Some(head), Some(classifier), Some(labels)) => Ok((head, classifier, labels)),
         _ => Err(Error::MissingHead {
             task: "classify",
             message: "the checkpoint has no classifier (classifier.weight); use a \

@@ -3,5 +3,6 @@
 pub mod config;
 pub mod graph;
 pub mod heads;
+pub mod record;
 pub mod upload;
 pub mod weights;

@@ -10,46 +10,47 @@ use crate::model::weights::{Checkpoint, Heads, Storage};
 use crate::ops::DType;
 use crate::runtime::Gpu;
 
-/// One layer's buffers. `attn_norm` is absent on layer 0 (identity); biases follow the
-/// config's flags.
+/// A linear layer: `weight` `[out, in]` as stored, and its bias when the config has one.
+pub struct Linear {
+    pub weight: wgpu::Buffer,
+    pub bias: Option<wgpu::Buffer>,
+}
+
+/// A LayerNorm's scale, and its shift when the config has `norm_bias`.
+pub struct Norm {
+    pub weight: wgpu::Buffer,
+    pub bias: Option<wgpu::Buffer>,
+}
+
+/// One encoder layer, named as in the checkpoint. `attn_norm` is absent on layer 0
+/// (identity).
 pub struct LayerWeights {
-    pub attn_norm: Option<wgpu::Buffer>,
-    pub attn_norm_bias: Option<wgpu::Buffer>,
-    pub wqkv: wgpu::Buffer,
-    pub wqkv_bias: Option<wgpu::Buffer>,
-    pub wo: wgpu::Buffer,
-    pub wo_bias: Option<wgpu::Buffer>,
-    pub mlp_norm: wgpu::Buffer,
-    pub mlp_norm_bias: Option<wgpu::Buffer>,
-    pub wi: wgpu::Buffer,
-    pub wi_bias: Option<wgpu::Buffer>,
-    pub wo_mlp: wgpu::Buffer,
-    pub wo_mlp_bias: Option<wgpu::Buffer>,
+    pub attn_norm: Option<Norm>,
+    pub wqkv: Linear,
+    pub wo: Linear,
+    pub mlp_norm: Norm,
+    pub wi: Linear,
+    pub mlp_wo: Linear,
 }
 
 /// `head.dense` -> act -> `head.norm`, shared by the MLM and classification heads.
 pub struct HeadWeights {
-    pub dense: wgpu::Buffer,
-    pub dense_bias: Option<wgpu::Buffer>,
-    pub norm: wgpu::Buffer,
-    pub norm_bias: Option<wgpu::Buffer>,
+    pub dense: Linear,
+    pub norm: Norm,
 }
 
 /// All weights of a model on one device, in one storage precision.
 pub struct ModelWeights {
     pub dtype: DType,
     pub tok_embeddings: wgpu::Buffer,
-    pub emb_norm: wgpu::Buffer,
-    pub emb_norm_bias: Option<wgpu::Buffer>,
+    pub emb_norm: Norm,
     pub layers: Vec<LayerWeights>,
-    pub final_norm: wgpu::Buffer,
-    pub final_norm_bias: Option<wgpu::Buffer>,
+    pub final_norm: Norm,
     pub head: Option<HeadWeights>,
     /// The MLM decoder: `decoder.weight` when stored (untied), else the embedding table.
-    pub decoder: Option<wgpu::Buffer>,
-    pub decoder_bias: Option<wgpu::Buffer>,
-    /// `classifier.weight` [labels, H] and `classifier.bias` [labels].
-    pub classifier: Option<(wgpu::Buffer, Option<wgpu::Buffer>)>,
+    pub decoder: Option<Linear>,
+    /// `classifier.weight` `[labels, H]` and `classifier.bias` `[labels]`.
+    pub classifier: Option<Linear>,
     pub heads: Heads,
     /// Bytes of all weight buffers.
     pub bytes: u64,
@@ -94,6 +95,19 @@ impl Loader<'_> {
         } else {
             Ok(None)
         }
+    }
+
+    /// `{name}.weight`, and `{name}.bias` when `bias`.
+    fn linear(&mut self, name: &str, bias: bool) -> Result<Linear> {
+        Ok(Linear {
+            weight: self.load(&format!("{name}.weight"))?,
+            bias: self.maybe(bias, &format!("{name}.bias"))?,
+        })
+    }
+
+    fn norm(&mut self, name: &str, bias: bool) -> Result<Norm> {
+        let Linear { weight, bias } = self.linear(name, bias)?;
+        Ok(Norm { weight, bias })
     }
 }
 
@@ -196,55 +210,43 @@ impl ModelWeights {
         };
         let nb = cfg.norm_bias;
         let tok_embeddings = l.load("model.embeddings.tok_embeddings.weight")?;
-        let emb_norm = l.load("model.embeddings.norm.weight")?;
-        let emb_norm_bias = l.maybe(nb, "model.embeddings.norm.bias")?;
+        let emb_norm = l.norm("model.embeddings.norm", nb)?;
+        let (ab, mb) = (cfg.attention_bias, cfg.mlp_bias);
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
-            let p = format!("model.layers.{i}");
-            let (ab, mb) = (cfg.attention_bias, cfg.mlp_bias);
+            let p = |s: &str| format!("model.layers.{i}.{s}");
             layers.push(LayerWeights {
-                attn_norm: l.maybe(i > 0, &format!("{p}.attn_norm.weight"))?,
-                attn_norm_bias: l.maybe(i > 0 && nb, &format!("{p}.attn_norm.bias"))?,
-                wqkv: l.load(&format!("{p}.attn.Wqkv.weight"))?,
-                wqkv_bias: l.maybe(ab, &format!("{p}.attn.Wqkv.bias"))?,
-                wo: l.load(&format!("{p}.attn.Wo.weight"))?,
-                wo_bias: l.maybe(ab, &format!("{p}.attn.Wo.bias"))?,
-                mlp_norm: l.load(&format!("{p}.mlp_norm.weight"))?,
-                mlp_norm_bias: l.maybe(nb, &format!("{p}.mlp_norm.bias"))?,
-                wi: l.load(&format!("{p}.mlp.Wi.weight"))?,
-                wi_bias: l.maybe(mb, &format!("{p}.mlp.Wi.bias"))?,
-                wo_mlp: l.load(&format!("{p}.mlp.Wo.weight"))?,
-                wo_mlp_bias: l.maybe(mb, &format!("{p}.mlp.Wo.bias"))?,
+                attn_norm: (i > 0).then(|| l.norm(&p("attn_norm"), nb)).transpose()?,
+                wqkv: l.linear(&p("attn.Wqkv"), ab)?,
+                wo: l.linear(&p("attn.Wo"), ab)?,
+                mlp_norm: l.norm(&p("mlp_norm"), nb)?,
+                wi: l.linear(&p("mlp.Wi"), mb)?,
+                mlp_wo: l.linear(&p("mlp.Wo"), mb)?,
             });
         }
-        let final_norm = l.load("model.final_norm.weight")?;
-        let final_norm_bias = l.maybe(nb, "model.final_norm.bias")?;
+        let final_norm = l.norm("model.final_norm", nb)?;
         let any_head = heads.mlm || heads.classifier.is_some();
         let head = if any_head {
             Some(HeadWeights {
-                dense: l.load("head.dense.weight")?,
-                dense_bias: l.maybe(cfg.classifier_bias, "head.dense.bias")?,
-                norm: l.load("head.norm.weight")?,
-                norm_bias: l.maybe(nb, "head.norm.bias")?,
+                dense: l.linear("head.dense", cfg.classifier_bias)?,
+                norm: l.norm("head.norm", nb)?,
             })
         } else {
             None
         };
         let decoder = if heads.mlm {
-            Some(if untied {
+            let weight = if untied {
                 l.load("decoder.weight")?
             } else {
                 tok_embeddings.clone()
-            })
+            };
+            let bias = l.maybe(cfg.decoder_bias, "decoder.bias")?;
+            Some(Linear { weight, bias })
         } else {
             None
         };
-        let decoder_bias = l.maybe(heads.mlm && cfg.decoder_bias, "decoder.bias")?;
         let classifier = match heads.classifier {
-            Some(_) => Some((
-                l.load("classifier.weight")?,
-                Some(l.load("classifier.bias")?),
-            )),
+            Some(_) => Some(l.linear("classifier", true)?),
             None => None,
         };
         let bytes = l.bytes;
@@ -252,13 +254,10 @@ impl ModelWeights {
             dtype,
             tok_embeddings,
             emb_norm,
-            emb_norm_bias,
             layers,
             final_norm,
-            final_norm_bias,
             head,
             decoder,
-            decoder_bias,
             classifier,
             heads,
             bytes,

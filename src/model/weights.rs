@@ -3,7 +3,7 @@
 //! [`Checkpoint`] owns the maps and an index of every tensor (dtype, shape, byte range); nothing
 //! is copied until [`Checkpoint::read_as`] converts one tensor into the caller's buffer. Names
 //! are canonical (`model.` prefix on encoder tensors) whether or not the file carries the prefix.
-//! What a config requires, and the check before any upload, live in [`expected`].
+//! What a config requires, and the check before any upload, live in `weights/expected.rs`.
 
 mod convert;
 mod expected;

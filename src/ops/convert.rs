@@ -1,9 +1,10 @@
 //! Element-type conversion between f32 and f16 storage, for the seams where a head needs f32
 //! (logits for top-k, pooled vectors) and the encoder stores f16. A no-op pair is refused.
 
+use crate::Result;
+use crate::ops::check::Op;
 use crate::ops::{DType, Rows};
 use crate::runtime::{Access, Kernel, Launch, PlanBuilder, TensorId, grid};
-use crate::{Error, Result};
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
@@ -15,7 +16,8 @@ pub struct ConvertParams {
 pub fn kernel(from: DType, to: DType) -> Kernel {
     let k = Kernel::new("convert", "main", &[Access::Read, Access::ReadWrite])
         .define("IN", from.wgsl())
-        .define("OUT", to.wgsl());
+        .define("OUT", to.wgsl())
+        .with_params::<ConvertParams>();
     if from == DType::F16 || to == DType::F16 {
         k.define("F16", 1)
     } else {
@@ -42,11 +44,15 @@ pub fn record(
     from: DType,
     to: DType,
 ) -> Result<()> {
+    let op = Op::new("convert", label);
     if from == to {
-        return Err(Error::PlanInput(format!(
-            "{label}: conversion from {from:?} to itself"
-        )));
+        return Err(op.err(
+            "to",
+            format_args!("another type than {from:?}"),
+            format_args!("{to:?}"),
+        ));
     }
+    op.dtype(b.gpu().caps(), DType::F16)?;
     let max = b.gpu().caps().max_workgroups_per_dim;
     b.step(label, kernel(from, to), &[x, y], move |s| {
         let n = rows.eval(s) * width;

@@ -5,12 +5,11 @@
 //! An id >= vocab reads nothing: its row counts as zeros, so its output is the bias (or 0).
 //! The host validates ids before a run; the kernel only keeps a bad one harmless.
 
-use crate::ops::layernorm::{
-    PER_THREAD_BUCKETS, Reduce, check_dtype, check_rows, need_bytes, per_thread, rows_in,
-};
+use crate::Result;
+use crate::ops::check::{Op, rows_in};
+use crate::ops::rownorm::{self, PER_THREAD_BUCKETS, Reduce};
 use crate::ops::{DType, Rows};
 use crate::runtime::{self, Access, Kernel, Launch, PlanBuilder, RunSizes, TensorId};
-use crate::{Error, Result};
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -40,11 +39,6 @@ pub struct EmbeddingArgs {
     pub dtype: DType,
 }
 
-/// The kernel for a row width, storage type and reduction.
-pub fn kernel(dtype: DType, hidden: u32, reduce: Reduce) -> Result<Kernel> {
-    Ok(make(dtype, per_thread(hidden)?, reduce))
-}
-
 fn make(dtype: DType, pt: u32, reduce: Reduce) -> Kernel {
     let k = Kernel::new(
         "embedding",
@@ -57,7 +51,9 @@ fn make(dtype: DType, pt: u32, reduce: Reduce) -> Kernel {
             Access::ReadWrite,
         ],
     );
-    reduce.apply(dtype.apply(k.define("PT", pt)))
+    reduce
+        .apply(dtype.apply(k.define("PT", pt)))
+        .with_params::<EmbedParams>()
 }
 
 /// Every variant, for the shader translation test.
@@ -65,7 +61,7 @@ pub fn variants() -> Vec<Kernel> {
     let mut v = Vec::new();
     for dtype in [DType::F32, DType::F16] {
         for pt in PER_THREAD_BUCKETS {
-            for reduce in [Reduce::Workgroup, Reduce::Subgroup] {
+            for reduce in Reduce::ALL {
                 v.push(make(dtype, pt, reduce));
             }
         }
@@ -86,39 +82,16 @@ pub fn record_with(
     a: &EmbeddingArgs,
     reduce: Reduce,
 ) -> Result<()> {
-    let caps = b.gpu().caps().clone();
-    check_dtype(&caps, a.dtype)?;
-    reduce.check(&caps)?;
-    if !(a.eps.is_finite() && a.eps >= 0.0) {
-        return Err(Error::PlanInput(format!(
-            "step '{label}': eps {} must be finite and >= 0",
-            a.eps
-        )));
-    }
-    if a.vocab == 0 {
-        return Err(Error::PlanInput(format!(
-            "step '{label}': empty vocabulary"
-        )));
-    }
-    let kernel = kernel(a.dtype, a.hidden, reduce)?;
-    let vec_bytes = a.hidden as u64 * a.dtype.size();
-    need_bytes(
-        b,
-        label,
-        "the embedding table",
-        a.table,
-        a.vocab as u64 * vec_bytes,
-    )?;
-    need_bytes(b, label, "the weight", a.weight, vec_bytes)?;
-    if let Some(bias) = a.bias {
-        need_bytes(b, label, "the bias", bias, vec_bytes)?;
-    }
-    let cap = rows_in(b, a.ids, 4).min(rows_in(b, a.y, vec_bytes));
-    check_rows(label, a.rows, cap)?;
-    let bias = a.bias.unwrap_or(a.weight);
-    let (rows, hidden, vocab, eps) = (a.rows, a.hidden, a.vocab, a.eps);
-    let has_bias = a.bias.is_some() as u32;
-    let max_dim = caps.max_workgroups_per_dim;
+    let op = Op::new("embedding", label);
+    let norm = rownorm::checked(op, b, a.dtype, a.hidden, reduce, a.eps)?;
+    op.within("vocab", a.vocab, 1, u32::MAX)?;
+    let table_bytes = a.vocab as u64 * norm.row_bytes;
+    op.bytes(b, "table", a.table, table_bytes)?;
+    let (bias, has_bias) = norm.weights(op, b, a.weight, a.bias)?;
+    let cap = rows_in(b, a.ids, 4).min(rows_in(b, a.y, norm.row_bytes));
+    op.rows(a.rows, cap)?;
+    let kernel = make(a.dtype, norm.pt, reduce);
+    let (rows, hidden, vocab, eps, max_dim) = (a.rows, a.hidden, a.vocab, a.eps, norm.max_dim);
     b.step(
         label,
         kernel,

@@ -1,12 +1,12 @@
 //! Row gather `y[i] = x[index[i]]`: the MLM and token heads run only on the selected rows
-//! (e.g. [MASK] positions, `Rows::Selected`), and per-sequence rows are picked the same way.
+//! (e.g. `[MASK]` positions, `Rows::Selected`), and per-sequence rows are picked the same way.
 //! An index past the rows `x` holds writes a zero row (the host validates indices; the kernel
 //! only keeps a bad one from reading foreign memory). Shader: `shaders/gather.wgsl`.
 
-use crate::ops::layernorm::{check_dtype, check_rows, rows_in};
+use crate::Result;
+use crate::ops::check::{Op, rows_in};
 use crate::ops::{DType, Rows};
 use crate::runtime::{self, Access, Kernel, Launch, PlanBuilder, RunSizes, TensorId};
-use crate::{Error, Result};
 
 #[repr(C)]
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -19,11 +19,13 @@ struct GatherParams {
 
 /// The kernel for a storage type.
 pub fn kernel(dtype: DType) -> Kernel {
-    dtype.apply(Kernel::new(
-        "gather",
-        "gather_rows",
-        &[Access::Read, Access::Read, Access::ReadWrite],
-    ))
+    dtype
+        .apply(Kernel::new(
+            "gather",
+            "gather_rows",
+            &[Access::Read, Access::Read, Access::ReadWrite],
+        ))
+        .with_params::<GatherParams>()
 }
 
 /// Every variant, for the shader translation test.
@@ -43,16 +45,14 @@ pub fn record(
     hidden: u32,
     dtype: DType,
 ) -> Result<()> {
-    let caps = b.gpu().caps().clone();
-    check_dtype(&caps, dtype)?;
-    if hidden == 0 {
-        return Err(Error::PlanInput(format!("step '{label}': zero-width rows")));
-    }
+    let op = Op::new("gather", label);
+    op.dtype(b.gpu().caps(), dtype)?;
+    op.within("hidden", hidden, 1, u32::MAX)?;
     let row_bytes = hidden as u64 * dtype.size();
     let src_rows = rows_in(b, x, row_bytes);
     let cap = rows_in(b, index, 4).min(rows_in(b, y, row_bytes));
-    check_rows(label, rows, cap)?;
-    let max_dim = caps.max_workgroups_per_dim;
+    op.rows(rows, cap)?;
+    let max_dim = b.gpu().caps().max_workgroups_per_dim;
     b.step(label, kernel(dtype), &[x, index, y], move |s: &RunSizes| {
         let n = rows.eval(s).min(cap);
         let p = GatherParams {

@@ -4,6 +4,7 @@
 
 pub mod attention;
 pub mod attention_coop;
+pub mod check;
 pub mod convert;
 pub mod coop;
 pub mod embedding;
@@ -13,6 +14,7 @@ pub mod matmul;
 pub mod matmul_coop;
 pub mod pooling;
 pub mod rope;
+pub mod rownorm;
 pub mod topk;
 
 use crate::runtime::Kernel;
@@ -79,14 +81,17 @@ impl DType {
 
 /// Every kernel variant the crate can create, for the naga translation test.
 pub fn all_kernels() -> Vec<Kernel> {
-    let mut v = vec![Kernel::new(
-        "smoke",
-        "main",
-        &[
-            crate::runtime::Access::Read,
-            crate::runtime::Access::ReadWrite,
-        ],
-    )];
+    let mut v = vec![
+        Kernel::new(
+            "smoke",
+            "main",
+            &[
+                crate::runtime::Access::Read,
+                crate::runtime::Access::ReadWrite,
+            ],
+        )
+        .with_params::<[u32; 4]>(),
+    ];
     v.extend(convert::variants());
     v.extend(matmul::variants());
     v.extend(matmul_coop::variants());

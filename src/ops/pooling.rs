@@ -6,7 +6,8 @@
 
 use crate::Result;
 use crate::ops::DType;
-use crate::ops::layernorm::{PER_THREAD_BUCKETS, check_dtype, per_thread, rows_in};
+use crate::ops::check::{Op, rows_in};
+use crate::ops::rownorm::{PER_THREAD_BUCKETS, per_thread};
 use crate::runtime::{self, Access, Kernel, Launch, PlanBuilder, RunSizes, TensorId};
 
 /// How a sequence becomes one vector.
@@ -44,18 +45,13 @@ pub struct PoolArgs {
     pub dtype: DType,
 }
 
-/// The kernel for a row width and storage type (mode and normalisation are parameters).
-pub fn kernel(dtype: DType, hidden: u32) -> Result<Kernel> {
-    Ok(make(dtype, per_thread(hidden)?))
-}
-
 fn make(dtype: DType, pt: u32) -> Kernel {
     let k = Kernel::new(
         "pooling",
         "pool",
         &[Access::Read, Access::Read, Access::ReadWrite],
     );
-    dtype.apply(k.define("PT", pt))
+    dtype.apply(k.define("PT", pt)).with_params::<PoolParams>()
 }
 
 /// Every variant, for the shader translation test.
@@ -73,9 +69,10 @@ pub fn variants() -> Vec<Kernel> {
 /// Sequence bounds past the rows are clamped in the kernel; more segments than `out` (or
 /// `cu_seqlens`) holds are cut to its capacity.
 pub fn record(b: &mut PlanBuilder, label: &str, a: &PoolArgs) -> Result<()> {
-    let caps = b.gpu().caps().clone();
-    check_dtype(&caps, a.dtype)?;
-    let kernel = kernel(a.dtype, a.hidden)?;
+    let op = Op::new("pooling", label);
+    let caps = b.gpu().caps();
+    op.dtype(caps, a.dtype)?;
+    let kernel = make(a.dtype, per_thread(op, a.hidden)?);
     let row_cap = rows_in(b, a.x, a.hidden as u64 * a.dtype.size());
     let seg_cap =
         rows_in(b, a.out, a.hidden as u64 * 4).min(rows_in(b, a.cu_seqlens, 4).saturating_sub(1));

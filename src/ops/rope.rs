@@ -3,6 +3,7 @@
 //! Kept as its own kernel (not fused into attention): attention loads each key row many times
 //! (once per query tile), so rotating at load time would redo the trigonometry per load.
 
+use crate::ops::check::Op;
 use crate::ops::{DType, Rows};
 use crate::runtime::{self, Access, Kernel, Launch, PlanBuilder, RunSizes, TensorId};
 use crate::{Error, Result};
@@ -28,11 +29,13 @@ pub struct RopeParams {
 
 /// The kernel of one precision.
 pub fn kernel(dtype: DType) -> Kernel {
-    dtype.apply(Kernel::new(
-        "rope",
-        "main",
-        &[Access::ReadWrite, Access::Read],
-    ))
+    dtype
+        .apply(Kernel::new(
+            "rope",
+            "main",
+            &[Access::ReadWrite, Access::Read],
+        ))
+        .with_params::<RopeParams>()
 }
 
 /// Every variant, for the translation test.
@@ -54,6 +57,8 @@ pub fn inv_freq(head_dim: u32, theta: f32) -> Vec<f32> {
         .collect()
 }
 
+// Argument errors stay `Error::Option` until `tests/attention.rs`, which asserts that
+// variant, moves to `Error::OpArg` with the other ops (`ops::check`).
 fn check(n_heads: u32, head_dim: u32, theta: f32) -> Result<()> {
     if n_heads == 0 {
         return Err(Error::Option("rope: n_heads must be at least 1".into()));
@@ -72,10 +77,6 @@ fn check(n_heads: u32, head_dim: u32, theta: f32) -> Result<()> {
     Ok(())
 }
 
-/// Records the in-place rotation of q and k of every head of `qkv [rows, 3 * n_heads *
-/// head_dim]` by `positions [rows]` (u32). Rows past the capacity of `qkv` or `positions`
-/// are not touched. The angle is HF's f32 angle exactly for positions < 2^24; sin/cos keep
-/// ~2e-7 absolute accuracy for angles below ~1e5 rad (every position < 102943).
 #[allow(clippy::too_many_arguments)]
 pub fn record(
     b: &mut PlanBuilder,
@@ -88,12 +89,9 @@ pub fn record(
     theta: f32,
     dtype: DType,
 ) -> Result<()> {
+    let op = Op::new("rope", label);
     check(n_heads, head_dim, theta)?;
-    if dtype == DType::F16 && !b.gpu().caps().f16 {
-        return Err(Error::Unsupported(
-            "rope: f16 storage needs SHADER_F16".into(),
-        ));
-    }
+    op.dtype(b.gpu().caps(), dtype)?;
     let stride = 3 * n_heads * head_dim;
     let row_bytes = stride as u64 * dtype.size();
     let capacity = (b.bytes(qkv) / row_bytes).min(b.bytes(positions) / 4);

@@ -6,10 +6,10 @@
 //! Output layout: `u32 [rows, k, 2]`, pairs `(index, f32 bits of the probability)`; slots
 //! past `min(k, vocab)` hold `(u32::MAX, 0.0)`. [`decode`] turns the bytes into pairs.
 
+use crate::Result;
 use crate::ops::Rows;
-use crate::ops::layernorm::{check_rows, rows_in};
+use crate::ops::check::{Op, rows_in};
 use crate::runtime::{self, Access, Kernel, Launch, PlanBuilder, RunSizes, TensorId};
-use crate::{Error, Result};
 
 /// The largest k the kernel selects.
 pub const MAX_K: u32 = 64;
@@ -26,6 +26,7 @@ struct TopkParams {
 /// The kernel (one variant: logits are always f32).
 pub fn kernel() -> Kernel {
     Kernel::new("topk", "topk_softmax", &[Access::Read, Access::ReadWrite])
+        .with_params::<TopkParams>()
 }
 
 /// Every variant, for the shader translation test.
@@ -48,18 +49,11 @@ pub fn record(
     vocab: u32,
     k: u32,
 ) -> Result<()> {
-    if !(1..=MAX_K).contains(&k) {
-        return Err(Error::PlanInput(format!(
-            "step '{label}': top-k takes k in 1..={MAX_K}, got {k}"
-        )));
-    }
-    if vocab == 0 {
-        return Err(Error::PlanInput(format!(
-            "step '{label}': empty vocabulary"
-        )));
-    }
+    let op = Op::new("topk", label);
+    op.within("k", k, 1, MAX_K)?;
+    op.within("vocab", vocab, 1, u32::MAX)?;
     let cap = rows_in(b, logits, vocab as u64 * 4).min(rows_in(b, out, k as u64 * 8));
-    check_rows(label, rows, cap)?;
+    op.rows(rows, cap)?;
     // 8-bit digits that cover vocab - 1, for the tie-breaking passes.
     let bits = 32 - (vocab - 1).leading_zeros();
     let idx_digits = bits.div_ceil(8).max(1);

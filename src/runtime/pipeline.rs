@@ -24,13 +24,18 @@ pub enum Access {
     ReadWrite,
 }
 
-/// One compute pipeline: shader + entry + variant defines + binding accesses.
+/// One compute pipeline: shader + entry + variant defines + binding accesses, and the size
+/// of its parameter block.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Kernel {
     pub shader: &'static str,
     pub entry: &'static str,
     pub defines: Vec<(String, String)>,
     pub bindings: Vec<Access>,
+    /// Bytes of the Rust parameter struct that mirrors the shader's binding 0 (`with_params`).
+    /// A test compares it with the size naga reflects from the WGSL for every variant, and
+    /// `PlanBuilder` refuses launches of another size. `None` for a kernel not declared yet.
+    pub params: Option<u64>,
 }
 
 impl Kernel {
@@ -40,7 +45,14 @@ impl Kernel {
             entry,
             defines: Vec::new(),
             bindings: bindings.to_vec(),
+            params: None,
         }
+    }
+
+    /// Declares `P` as the parameter struct of binding 0 (builder style).
+    pub fn with_params<P: bytemuck::Pod>(mut self) -> Self {
+        self.params = Some(std::mem::size_of::<P>() as u64);
+        self
     }
 
     /// Adds a preprocessor define (builder style).

@@ -27,7 +27,7 @@ pub struct RunSizes {
     pub segments: u32,
     /// Longest segment.
     pub max_segment: u32,
-    /// Rows selected for a head (e.g. [MASK] positions), if any.
+    /// Rows selected for a head (e.g. `[MASK]` positions), if any.
     pub selected: u32,
 }
 
@@ -161,6 +161,8 @@ impl PlanBuilder {
                 )));
             }
         }
+        let first = launch(&RunSizes::default());
+        check_params(&label, &kernel.name(), kernel.params, &first)?;
         self.steps.push(StepDecl {
             label,
             kernel,
@@ -267,6 +269,7 @@ impl PlanBuilder {
                 label: decl.label,
                 family: decl.kernel.shader,
                 kernel: decl.kernel.name(),
+                params: decl.kernel.params,
                 pipeline: pipe,
                 bind_group,
                 uniform_offset: (s as u64 * slot) as u32,
@@ -298,10 +301,27 @@ impl PlanBuilder {
     }
 }
 
+/// Refuses parameter bytes of another size than the kernel declares, or over a slot.
+fn check_params(label: &str, kernel: &str, params: Option<u64>, launch: &Launch) -> Result<()> {
+    let got = launch.params.len() as u64;
+    if got > PARAMS_SLOT {
+        return Err(Error::PlanInput(format!(
+            "step '{label}': {got} parameter bytes, over {PARAMS_SLOT}"
+        )));
+    }
+    match params {
+        Some(want) if want != got => Err(Error::PlanInput(format!(
+            "step '{label}': kernel {kernel} takes {want} parameter bytes, the launch gives {got}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 pub(crate) struct Step {
     pub(crate) label: String,
     pub(crate) family: &'static str,
     pub(crate) kernel: String,
+    params: Option<u64>,
     pipeline: Arc<CachedPipeline>,
     bind_group: wgpu::BindGroup,
     uniform_offset: u32,
@@ -424,13 +444,7 @@ impl Plan {
         }
         for (s, step) in self.steps.iter().enumerate() {
             let launch = (step.launch)(sizes);
-            if launch.params.len() as u64 > PARAMS_SLOT {
-                return Err(Error::PlanInput(format!(
-                    "step '{}': {} parameter bytes, over {PARAMS_SLOT}",
-                    step.label,
-                    launch.params.len()
-                )));
-            }
+            check_params(&step.label, &step.kernel, step.params, &launch)?;
             if let Some(d) = launch.workgroups.iter().find(|&&d| d > max_dim) {
                 return Err(Error::PlanInput(format!(
                     "step '{}' ({}): {d} workgroups in one dimension, over the device limit {max_dim}",

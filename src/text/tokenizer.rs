@@ -112,7 +112,7 @@ impl TextTokenizer {
 
     /// Sets the length policy: `max_len` is the model's limit in tokens, special tokens
     /// included (`None`: no limit). Over the limit, a text is an `Error::Input` unless
-    /// `truncate` is set, in which case it is cut to the limit, keeping the final [SEP]
+    /// `truncate` is set, in which case it is cut to the limit, keeping the final `[SEP]`
     /// (pairs: the longer of A and B loses tokens first).
     pub fn set_limit(&mut self, max_len: Option<usize>, truncate: bool) -> Result<()> {
         if let Some(n) = max_len {

@@ -1,11 +1,15 @@
-//! Shared test helpers: one GPU per test process (lavapipe in CI) and tolerance checks.
+//! Shared test helpers: one GPU per test process (lavapipe in CI), random data, tolerance
+//! checks, packed-batch sizes, the SPIR-V opcode scan (`spirv`) and model directories with
+//! the CLI patterns (`model_dir`). Each test binary uses a part of them.
 #![allow(dead_code)]
 
 pub mod model_dir;
+pub mod spirv;
 
 use std::sync::{Arc, OnceLock};
 
-use wgbert::runtime::{Gpu, GpuOptions};
+use wgbert::ops::DType;
+use wgbert::runtime::{Gpu, GpuOptions, RunSizes};
 
 /// The test GPU. Fails loudly when no adapter exists: CI installs lavapipe.
 pub fn gpu() -> Arc<Gpu> {
@@ -62,4 +66,34 @@ pub fn fixtures_dir() -> std::path::PathBuf {
     } else {
         std::path::PathBuf::from("tests/fixtures")
     }
+}
+
+/// `v` rounded to what `dtype` storage holds, so references see the kernel's inputs.
+pub fn stored(dtype: DType, v: &[f32]) -> Vec<f32> {
+    dtype.decode(&dtype.encode(v))
+}
+
+/// A norm's scale near 1 and its shift, rounded to `dtype`.
+pub fn norm_weights(n: usize, seed: u64, dtype: DType) -> (Vec<f32>, Vec<f32>) {
+    let w: Vec<f32> = rand_vec(n, seed, 1.0).iter().map(|v| v + 1.0).collect();
+    (
+        stored(dtype, &w),
+        stored(dtype, &rand_vec(n, seed + 1, 0.5)),
+    )
+}
+
+/// The `cu_seqlens` of sequences of `lens` tokens packed back to back, and the run sizes of
+/// that batch.
+pub fn packed(lens: &[u32]) -> (Vec<u32>, RunSizes) {
+    let mut cu = vec![0u32];
+    for l in lens {
+        cu.push(cu[cu.len() - 1] + l);
+    }
+    let sizes = RunSizes {
+        rows: cu[cu.len() - 1],
+        segments: lens.len() as u32,
+        max_segment: lens.iter().copied().max().unwrap_or(0),
+        selected: 0,
+    };
+    (cu, sizes)
 }

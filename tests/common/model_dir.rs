@@ -1,6 +1,7 @@
 //! Model directories for CLI tests: a fixture checkpoint (tests/fixtures) copied into a
 //! temporary directory, with a word-level tokenizer over the fixture vocabulary, and the
-//! `wgbert` binary pointed at it.
+//! `wgbert` binary pointed at it, and the two ways a command is checked: its output on
+//! success, or its message on failure.
 
 use std::path::{Path, PathBuf};
 
@@ -66,4 +67,75 @@ pub fn json_lines(out: &[u8]) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect()
+}
+
+/// A command that must succeed; its stdout as JSON lines.
+pub fn succeeds(cmd: &mut Command) -> Vec<Value> {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "exit status {:?}, stderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    json_lines(&out.stdout)
+}
+
+/// A command that must fail with exit status `code` and every one of `wanted` in its stderr
+/// (returned for further checks).
+pub fn fails_with(cmd: &mut Command, code: i32, wanted: &[&str]) -> String {
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "exit status {:?}, stderr:\n{stderr}",
+        out.status
+    );
+    for w in wanted {
+        assert!(stderr.contains(w), "stderr lacks {w:?}:\n{stderr}");
+    }
+    stderr
+}
+
+/// The numbers of a JSON array.
+pub fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .expect("a JSON array")
+        .iter()
+        .map(|x| x.as_f64().expect("a number"))
+        .collect()
+}
+
+/// Runs `cmd` with its stdout read by nobody (a closed pipe, like `| head` that has quit):
+/// it must end quietly, with status 0 or killed by SIGPIPE, and nothing on stderr.
+pub fn quiet_on_closed_stdout(cmd: &mut std::process::Command) {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    #[cfg(unix)]
+    let by_sigpipe = {
+        use std::os::unix::process::ExitStatusExt;
+        out.status.signal() == Some(13)
+    };
+    #[cfg(not(unix))]
+    let by_sigpipe = false;
+    assert!(
+        out.status.success() || by_sigpipe,
+        "{cmd:?}: {:?}, stderr: {stderr}",
+        out.status
+    );
+    // Drivers may log on stderr (GL without XDG_RUNTIME_DIR); wgbert itself says nothing.
+    for noise in ["panicked", "Broken pipe", "failed printing", "error: "] {
+        let ours = stderr
+            .lines()
+            .any(|l| l.contains(noise) && !l.contains("XDG_RUNTIME_DIR"));
+        assert!(!ours, "{cmd:?} printed: {stderr}");
+    }
 }

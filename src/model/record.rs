@@ -1,0 +1,129 @@
+//! Recording helpers that speak the model's terms: a `Linear` or a `Norm` applied to some rows
+//! of an activation becomes one step, its weights bound under their checkpoint names. The
+//! encoder graph and the heads are written with these.
+
+use crate::Result;
+use crate::model::upload::{Linear, Norm};
+use crate::ops::matmul::{Epilogue, MatmulArgs};
+use crate::ops::{self, DType, Rows};
+use crate::runtime::{PlanBuilder, TensorId};
+
+/// Records steps over `rows` (at most `cap_rows`) of activations in one storage precision.
+pub struct Recorder<'a> {
+    pub b: &'a mut PlanBuilder,
+    pub dtype: DType,
+    pub rows: Rows,
+    pub cap_rows: u64,
+    pub eps: f32,
+}
+
+impl Recorder<'_> {
+    /// A temporary of `cap_rows x width` elements.
+    pub fn activation(&mut self, name: &str, width: u32) -> TensorId {
+        let bytes = self.cap_rows * width as u64 * self.dtype.size();
+        self.b.activation(name, bytes)
+    }
+
+    /// Binds a weight and its optional bias as `name` and `name.bias`.
+    pub fn bind(
+        &mut self,
+        name: &str,
+        weight: &wgpu::Buffer,
+        bias: &Option<wgpu::Buffer>,
+    ) -> (TensorId, Option<TensorId>) {
+        let w = self.b.external(name, weight);
+        let b = bias
+            .as_ref()
+            .map(|bias| self.b.external(&format!("{name}.bias"), bias));
+        (w, b)
+    }
+
+    /// `LN(x)` over rows of `width` into a new activation `name.out`.
+    pub fn norm(&mut self, name: &str, norm: &Norm, x: TensorId, width: u32) -> Result<TensorId> {
+        let y = self.activation(&format!("{name}.out"), width);
+        self.norm_into(name, norm, x, y, width)?;
+        Ok(y)
+    }
+
+    /// `y = LN(x)` over rows of `width`.
+    pub fn norm_into(
+        &mut self,
+        name: &str,
+        norm: &Norm,
+        x: TensorId,
+        y: TensorId,
+        width: u32,
+    ) -> Result<()> {
+        let (weight, bias) = self.bind(name, &norm.weight, &norm.bias);
+        let args = ops::layernorm::LayerNormArgs {
+            x,
+            residual: None,
+            sum_out: None,
+            weight,
+            bias,
+            y,
+            rows: self.rows,
+            hidden: width,
+            eps: self.eps,
+            dtype: self.dtype,
+        };
+        ops::layernorm::record(self.b, name, &args)
+    }
+
+    /// `x W^T (+ b)` from `k` to `n` features, with `epilogue` fused, into `name.out`.
+    pub fn linear(
+        &mut self,
+        name: &str,
+        lin: &Linear,
+        x: TensorId,
+        kn: (u32, u32),
+        epilogue: Epilogue,
+    ) -> Result<TensorId> {
+        let y = self.activation(&format!("{name}.out"), kn.1);
+        self.linear_into(name, lin, x, y, kn, epilogue, None)?;
+        Ok(y)
+    }
+
+    /// `x W^T (+ b) + residual` into `name.out`: a projection back onto the residual stream.
+    pub fn linear_add(
+        &mut self,
+        name: &str,
+        lin: &Linear,
+        x: TensorId,
+        kn: (u32, u32),
+        residual: TensorId,
+    ) -> Result<TensorId> {
+        let y = self.activation(&format!("{name}.out"), kn.1);
+        self.linear_into(name, lin, x, y, kn, Epilogue::Residual, Some(residual))?;
+        Ok(y)
+    }
+
+    /// `y = epilogue(x W^T (+ b))`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn linear_into(
+        &mut self,
+        name: &str,
+        lin: &Linear,
+        x: TensorId,
+        y: TensorId,
+        (k, n): (u32, u32),
+        epilogue: Epilogue,
+        residual: Option<TensorId>,
+    ) -> Result<()> {
+        let (w, bias) = self.bind(name, &lin.weight, &lin.bias);
+        let args = MatmulArgs {
+            x,
+            w,
+            bias,
+            residual,
+            y,
+            rows: self.rows,
+            k,
+            n,
+            dtype: self.dtype,
+            epilogue,
+            variant: None,
+        };
+        ops::matmul::record(self.b, name, &args)
+    }
+}
