@@ -173,6 +173,7 @@ impl EncoderGraph {
                         LayerKind::Local => Some(cfg.window_half() as u32),
                     },
                     dtype: dt,
+                    variant: None,
                 },
             )?;
             let h2 = b.activation(&name("h2"), cap * h as u64 * e);
