@@ -69,6 +69,7 @@ fn attention_plan(
         head_dim: HEAD_DIM,
         window: w.window,
         dtype,
+        variant: None,
     };
     attention::record(&mut b, "attention", &args)?;
     let plan = b.build()?;

@@ -4,27 +4,29 @@
 // 3 out [T, H] f16 (write); x = query tiles of BR = 64 rows, y/z = (head, sequence) pairs.
 // Formula: o_i = sum_j softmax_j(q_i . k_j / sqrt(D)) v_j over the allowed keys j of the same
 // sequence (all, or |i - j| <= window); a query with no allowed key writes zeros.
-// One workgroup = 4 subgroups of 32 per (query tile, head, sequence). Per block of BC keys:
-//   K -> kv; S = Q K^T (subgroup s: rows 16 s, all BC keys, D / 16 fragments deep) -> s_tile f32;
+// Fragments: common/coop.wgsl, F = FRAG (8 or 16). One workgroup of 128 invocations per
+// (query tile, head, sequence); the BR / F row slabs of F queries are looped over the
+// subgroups the launch has (slab = subgroup, + number of subgroups, ...), so any subgroup
+// size from 8 to 64 works. Per block of BC keys:
+//   K -> kv; S = Q K^T (per slab: all BC keys, D / F fragments deep) -> ct f32;
 //   softmax (2 invocations per row; V -> kv meanwhile): row max over the block, scores scaled
 //   by log2(e) / sqrt(D) in f32, P = exp2(s - m) rounded to f16 -> p; partial l from the
-//   rounded P, so weights and normaliser agree; O_blk = P V (subgroup s: rows 16 s) -> s_tile;
+//   rounded P, so weights and normaliser agree; O_blk = P V (per slab) -> ct;
 //   every invocation then keeps o = o * corr + O_blk for its half row (D / 2 f32 registers).
 // The output accumulator lives in registers, not fragments: fragments are opaque, so a
 // rescale would cost a store and a load per block; a fresh O_blk costs only the store.
 // Only the key blocks that intersect [q0 - window, q_last + window] are visited.
-// Q fragments are A (row-major), K rows are B = K^T read column-major (coopLoad), P is A, V
-// rows are B read row-major (coopLoadT). Strides are multiples of 16 bytes (PAD) as
-// cooperative loads require. Workgroup memory (f16 sh = Q [BR][LD], kv [BC][LD], p [BR][LP];
-// f32 s_tile [BR][SS]): 45056 bytes for D = 64, BC = 64, PAD = 8 (attention_coop.rs).
-// naga 30: every cooperative load/store takes its index and stride as function arguments.
-// EMULATE (tests only): subgroups are li / 32, the cooperative operations plain loops.
+// Q fragments are A (row-major), K rows are B = K^T read column-major, P is A, V rows are B
+// read row-major. Strides are multiples of 16 bytes (PAD) as cooperative loads require.
+// Workgroup memory (f16 sh = Q [BR][LD], kv [BC][LD], p [BR][LP]; f32 ct [BR][SS]): 45056
+// bytes for D = 64, BC = 64, PAD = 8 (attention/coop.rs).
 
 enable f16;
 #if EMULATE
 #else
 enable wgpu_cooperative_matrix;
 #endif
+#include "common/coop.wgsl"
 
 const D: u32 = {{HEAD_DIM}}u;
 const D4: u32 = D / 4u;
@@ -35,7 +37,7 @@ const BC: u32 = {{BC}}u;
 const PAD: u32 = {{PAD}}u;
 const LD: u32 = D + PAD;
 const LP: u32 = BC + PAD;
-// s_tile holds S [BR][BC] and then O_blk [BR][D].
+// ct holds S [BR][BC] and then O_blk [BR][D].
 const SS: u32 = max(BC, D) + PAD / 2u;
 const KV_AT: u32 = BR * LD;
 const P_AT: u32 = KV_AT + BC * LD;
@@ -61,91 +63,7 @@ struct AttentionParams {
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<f16>>;
 
 var<workgroup> sh: array<f16, P_AT + BR * LP>;
-var<workgroup> s_tile: array<f32, BR * SS>;
-
-#if EMULATE
-// A and B fragments are their place in sh (not rewritten while they are used); a C fragment
-// holds this lane's 8 of the 256 elements: element e of lane l is (r, c) = ((8 l + e) / 16,
-// (8 l + e) % 16). A (r, k) is at sh[o + r * s + k]; B (k, n) at sh[o + k * sk + n * sn].
-struct FragA {
-    o: u32,
-    s: u32,
-}
-struct FragB {
-    o: u32,
-    sk: u32,
-    sn: u32,
-}
-alias FragC = array<f32, 8>;
-var<private> lane: u32;
-
-fn frag_zero() -> FragC {
-    return FragC();
-}
-
-fn load_a(o: u32, s: u32) -> FragA {
-    return FragA(o, s);
-}
-
-fn load_b_col(o: u32, s: u32) -> FragB {
-    return FragB(o, 1u, s);
-}
-
-fn load_b_row(o: u32, s: u32) -> FragB {
-    return FragB(o, s, 1u);
-}
-
-fn mma(a: FragA, b: FragB, c: FragC) -> FragC {
-    var d = c;
-    for (var e = 0u; e < 8u; e++) {
-        let r = (lane * 8u + e) / 16u;
-        let n = (lane * 8u + e) % 16u;
-        var acc = d[e];
-        for (var k = 0u; k < 16u; k++) {
-            acc = fma(f32(sh[a.o + r * a.s + k]), f32(sh[b.o + k * b.sk + n * b.sn]), acc);
-        }
-        d[e] = acc;
-    }
-    return d;
-}
-
-fn store_c(m: FragC, o: u32, s: u32) {
-    var fm = m;
-    for (var e = 0u; e < 8u; e++) {
-        s_tile[o + ((lane * 8u + e) / 16u) * s + (lane * 8u + e) % 16u] = fm[e];
-    }
-}
-#else
-alias FragA = coop_mat16x16<f16, A>;
-alias FragB = coop_mat16x16<f16, B>;
-alias FragC = coop_mat16x16<f32, C>;
-
-fn frag_zero() -> FragC {
-    return FragC();
-}
-
-fn load_a(o: u32, s: u32) -> FragA {
-    return coopLoadT<FragA>(&sh[o], s);
-}
-
-// B (k, n) at sh[o + n * s + k]: rows of K seen as K^T.
-fn load_b_col(o: u32, s: u32) -> FragB {
-    return coopLoad<FragB>(&sh[o], s);
-}
-
-// B (k, n) at sh[o + k * s + n]: rows of V.
-fn load_b_row(o: u32, s: u32) -> FragB {
-    return coopLoadT<FragB>(&sh[o], s);
-}
-
-fn mma(a: FragA, b: FragB, c: FragC) -> FragC {
-    return coopMultiplyAdd(a, b, c);
-}
-
-fn store_c(m: FragC, o: u32, s: u32) {
-    coopStoreT(m, &s_tile[o], s);
-}
-#endif
+var<workgroup> ct: array<f32, BR * SS>;
 
 // Copies n_rows rows of D halves, qkv vec4 column `col` of rows start + r0.., to sh[at..]
 // (row stride LD); rows at or past `limit` (sequence-relative) are staged as 0.
@@ -170,7 +88,7 @@ fn score(row: u32, qi: u32, kt: u32, c: u32, k_end: u32) -> f32 {
     let key = kt + c;
     let dist = select(qi - key, key - qi, key > qi);
     let allowed = key < k_end && (p.windowed == 0u || dist <= p.window);
-    return select(NEG_MASK, s_tile[row * SS + c] * p.scale, allowed);
+    return select(NEG_MASK, ct[row * SS + c] * p.scale, allowed);
 }
 
 @compute @workgroup_size(128)
@@ -181,13 +99,16 @@ fn main(
 #if EMULATE
 #else
     @builtin(subgroup_id) sg_id: u32,
+    @builtin(num_subgroups) n_sg: u32,
 #endif
 ) {
 #if EMULATE
-    let sg = li / 32u;
-    lane = li % 32u;
+    let sg = li / {{SG}}u;
+    let nsg = 128u / {{SG}}u;
+    lane = li % {{SG}}u;
 #else
     let sg = sg_id;
+    let nsg = n_sg;
 #endif
     let pair = wg.y + wg.z * nwg.y;
     let head = pair % p.n_heads;
@@ -220,22 +141,21 @@ fn main(
     var o: array<f32, DH>;
     var m = NEG_INIT;
     var l = 0.0;
-    let q_frag = 16u * sg * LD;
-    let p_frag = P_AT + 16u * sg * LP;
-    let s_frag = 16u * sg * SS;
     for (var kt = k_begin; kt < k_end; kt += BC) {
         // The previous block's O_blk, P and V have been read by everyone (Q staged, at first).
         workgroupBarrier();
         stage(KV_AT, BC, kt, k_end, start, col + h4, li);
         workgroupBarrier();
-        for (var n = 0u; n < BC / 16u; n++) {
-            var acc = frag_zero();
-            for (var kd = 0u; kd < D / 16u; kd++) {
-                let a = load_a(q_frag + 16u * kd, LD);
-                let b = load_b_col(KV_AT + 16u * n * LD + 16u * kd, LD);
-                acc = mma(a, b, acc);
+        for (var slab = sg; slab < BR / FRAG; slab += nsg) {
+            for (var n = 0u; n < BC / FRAG; n++) {
+                var acc = frag_zero();
+                for (var kd = 0u; kd < D / FRAG; kd++) {
+                    let a = load_a(FRAG * slab * LD + FRAG * kd, LD);
+                    let b = load_b_col(KV_AT + FRAG * n * LD + FRAG * kd, LD);
+                    acc = mma(a, b, acc);
+                }
+                store_c(acc, FRAG * slab * SS + FRAG * n, SS);
             }
-            store_c(acc, s_frag + 16u * n, SS);
         }
         // S is complete and K no longer read: V replaces K while the softmax runs.
         workgroupBarrier();
@@ -256,26 +176,28 @@ fn main(
         l = l * corr + ls;
         // P and V are staged, S no longer read: O_blk may overwrite it.
         workgroupBarrier();
-        for (var n = 0u; n < D / 16u; n++) {
-            var acc = frag_zero();
-            for (var kk = 0u; kk < BC / 16u; kk++) {
-                let a = load_a(p_frag + 16u * kk, LP);
-                let b = load_b_row(KV_AT + 16u * kk * LD + 16u * n, LD);
-                acc = mma(a, b, acc);
+        for (var slab = sg; slab < BR / FRAG; slab += nsg) {
+            for (var n = 0u; n < D / FRAG; n++) {
+                var acc = frag_zero();
+                for (var kk = 0u; kk < BC / FRAG; kk++) {
+                    let a = load_a(P_AT + FRAG * slab * LP + FRAG * kk, LP);
+                    let b = load_b_row(KV_AT + FRAG * kk * LD + FRAG * n, LD);
+                    acc = mma(a, b, acc);
+                }
+                store_c(acc, FRAG * slab * SS + FRAG * n, SS);
             }
-            store_c(acc, s_frag + 16u * n, SS);
         }
         workgroupBarrier();
         for (var c = 0u; c < DH; c++) {
-            o[c] = fma(o[c], corr, s_tile[row * SS + hf * DH + c]);
+            o[c] = fma(o[c], corr, ct[row * SS + hf * DH + c]);
         }
     }
 
     // The two halves of a row hold partial sums of the same normaliser.
     workgroupBarrier();
-    s_tile[li] = l;
+    ct[li] = l;
     workgroupBarrier();
-    let total = s_tile[2u * row] + s_tile[2u * row + 1u];
+    let total = ct[2u * row] + ct[2u * row + 1u];
     if qi < len {
         let inv = select(0.0, 1.0 / total, total > 0.0);
         let o_at = (start + qi) * p.out_stride + col + hf * (D4 / 2u);

@@ -78,6 +78,7 @@ fn attention_case(c: &Case) -> (Vec<f32>, Vec<f64>) {
         head_dim: c.head_dim,
         window: c.window,
         dtype: c.dtype,
+        variant: None,
     };
     attention::record(&mut b, "attention", &args).unwrap();
     let mut plan = b.build().unwrap();
@@ -100,9 +101,7 @@ fn tolerance(c: &Case) -> (f64, f64) {
         DType::F32 => (1e-5, 1e-5),
         // Where the tensor-core kernel is chosen (f16 on NVIDIA), P is rounded to f16 before
         // PV: that kernel's own tolerance (tests/attention_coop.rs) applies.
-        DType::F16
-            if wgbert::ops::attention_coop::usable(&common::gpu(), DType::F16, c.head_dim) =>
-        {
+        DType::F16 if wgbert::ops::attention::coop_status(&common::gpu(), DType::F16).is_ok() => {
             (5e-4, 5e-4)
         }
         DType::F16 => (1e-5, 5e-4),
@@ -228,6 +227,7 @@ fn bad_attention_arguments_are_typed_errors() {
         head_dim: 48,
         window: None,
         dtype: DType::F32,
+        variant: None,
     };
     let e = attention::record(&mut b, "a", &args).unwrap_err();
     assert!(matches!(e, wgbert::Error::Option(_)), "{e}");
@@ -257,6 +257,7 @@ fn corrupt_offsets_are_clamped_not_looped_over() {
         head_dim: 16,
         window: None,
         dtype: DType::F32,
+        variant: None,
     };
     attention::record(&mut b, "a", &args).unwrap();
     let mut plan = b.build().unwrap();
@@ -418,6 +419,7 @@ fn rope_then_attention_in_one_plan() {
         head_dim,
         window,
         dtype,
+        variant: None,
     };
     attention::record(&mut b, "attention", &args).unwrap();
     let mut plan = b.build().unwrap();

@@ -1,18 +1,20 @@
-//! The tensor-core attention (`ops::attention_coop`, `shaders/attention_coop.wgsl`).
+//! The tensor-core attention (`ops::attention::coop`, `shaders/attention_coop.wgsl`).
 //!
-//! - Variant choice: where the adapter lacks cooperative matrices (lavapipe, CI), forcing it
-//!   is `Error::Unsupported` and `attention::record` records the portable kernel; where it
-//!   has them, the automatic choice for f16 is the tensor-core kernel exactly when the
-//!   self-check passed. f32 never uses it.
+//! - Variant choice: where the adapter lacks cooperative matrices (lavapipe of Debian 12),
+//!   forcing it is `Error::Unsupported` and `attention::record` records the portable kernel;
+//!   where it has them (lavapipe of Mesa 26, GPUs), the automatic choice for f16 is the
+//!   tensor-core kernel exactly when the self-check passed; with `WGBERT_COOP=1` it must be.
+//!   f32 never uses it.
 //! - The emulated build (`EMULATE`: fragments as per-invocation data, plain loops for the
 //!   cooperative operations) against the f64 reference on any adapter, lavapipe included:
 //!   checks Q/K/V staging and zero padding, the subgroup row split, the S and O_blk round
 //!   trips, masking, the online softmax with its two half-row invocations, block skipping in
-//!   window mode and the output layout. On lavapipe's 32 KiB the key blocks are 64 (d 16) or
-//!   32 (d 32, 64) keys; the real kernel uses 64.
-//! - The real kernel against the reference ONLY where the adapter supports it: on lavapipe
-//!   these tests print that they are skipped; on the GPU machine (`scripts/device_check.sh`)
-//!   they run, with the device's self-check.
+//!   window mode and the output layout, at both fragment sizes and subgroups of 8 to 64
+//!   lanes. On lavapipe's 32 KiB the key blocks are 64 (d 16) or 32 (d 32, 64) keys; the
+//!   real kernel uses 64.
+//! - The real kernel against the reference ONLY where the adapter supports it: on Debian
+//!   12's lavapipe these tests print that they are skipped; on Mesa 26
+//!   (`scripts/test_coop.sh`) and GPUs they run, with the device's self-check.
 //! - Its SPIR-V really contains cooperative-matrix instructions (so the naga translation test
 //!   covers them); the emulated builds translate too and contain none.
 //!
@@ -27,15 +29,16 @@
 
 mod common;
 
-use wgbert::ops::attention::{self, AttentionArgs};
-use wgbert::ops::{DType, attention_coop};
+use wgbert::ops::DType;
+use wgbert::ops::attention::{self, AttentionArgs, AttentionVariant, coop};
+use wgbert::ops::coop::Mode;
 use wgbert::runtime::{PlanBuilder, RunSizes};
 
 const ATOL: f64 = 5e-4;
 const RTOL: f64 = 5e-4;
 
 fn coop_supported() -> bool {
-    attention_coop::supported(common::gpu().caps())
+    coop::supported(common::gpu().caps()).is_ok()
 }
 
 fn cu_of(lens: &[u32]) -> Vec<u32> {
@@ -46,9 +49,10 @@ fn cu_of(lens: &[u32]) -> Vec<u32> {
     cu
 }
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, Debug)]
 enum Build {
-    Emulated,
+    /// The EMULATE build at (fragment size, subgroup lanes).
+    Emulated(u32, u32),
     Real,
 }
 
@@ -75,10 +79,15 @@ fn check(lens: &[u32], n_heads: u32, head_dim: u32, window: Option<u32>, build: 
         head_dim,
         window,
         dtype: DType::F16,
+        variant: Some(AttentionVariant::Coop),
     };
     match build {
-        Build::Emulated => attention_coop::record_emulated(&mut b, "coop", &args).unwrap(),
-        Build::Real => attention_coop::record(&mut b, "coop", &args).unwrap(),
+        Build::Emulated(frag, lanes) => {
+            let storage = gpu.caps().max_workgroup_storage;
+            let k = coop::emulated_kernel(frag, lanes, head_dim, storage).unwrap();
+            attention::record_kernel(&mut b, "coop", &args, Some(k)).unwrap()
+        }
+        Build::Real => attention::record(&mut b, "coop", &args).unwrap(),
     }
     let mut plan = b.build().unwrap();
     plan.write(qkv_t, &DType::F16.encode(&qkv)).unwrap();
@@ -93,12 +102,7 @@ fn check(lens: &[u32], n_heads: u32, head_dim: u32, window: Option<u32>, build: 
     let got = DType::F16.decode(&plan.read(out_t, 0, t * h * 2).unwrap());
     let want = attention::reference(&qkv, &cu, n_heads, head_dim, window);
     let what = format!(
-        "coop attention ({}) lens {lens:?} heads {n_heads} d {head_dim} window {window:?}",
-        if build == Build::Real {
-            "real"
-        } else {
-            "emulated"
-        }
+        "coop attention ({build:?}) lens {lens:?} heads {n_heads} d {head_dim} window {window:?}"
     );
     common::assert_close(&what, &got, &want, ATOL, RTOL);
 }
@@ -108,7 +112,7 @@ const WINDOWS: [Option<u32>; 3] = [None, Some(8), Some(64)];
 
 fn all_cases(build: Build) {
     for lens in LENS {
-        for head_dim in attention_coop::HEAD_DIMS {
+        for head_dim in coop::HEAD_DIMS {
             for window in WINDOWS {
                 check(lens, 2, head_dim, window, build);
             }
@@ -131,7 +135,18 @@ fn emulated_kernel_matches_the_reference() {
     if !has_f16() {
         return;
     }
-    all_cases(Build::Emulated);
+    // 16x16 fragments on 32 lanes (NVIDIA), 8x8 on 8 (lavapipe 26) in full.
+    all_cases(Build::Emulated(16, 32));
+    all_cases(Build::Emulated(8, 8));
+    // Other subgroup sizes: fewer subgroups than row slabs, and more.
+    for build in [
+        Build::Emulated(8, 64),
+        Build::Emulated(16, 64),
+        Build::Emulated(16, 8),
+    ] {
+        check(&[300, 129, 65], 2, 32, Some(64), build);
+        check(&[1, 5, 17, 40, 130], 2, 64, None, build);
+    }
 }
 
 /// Edge cases on the emulated build: a zero window (each query sees only itself), an empty
@@ -141,9 +156,11 @@ fn emulated_kernel_edge_cases() {
     if !has_f16() {
         return;
     }
-    check(&[1], 1, 64, Some(0), Build::Emulated);
-    check(&[3, 0, 70], 3, 32, None, Build::Emulated);
-    check(&[4, 70], 1, 16, Some(0), Build::Emulated);
+    for build in [Build::Emulated(16, 32), Build::Emulated(8, 8)] {
+        check(&[1], 1, 64, Some(0), build);
+        check(&[3, 0, 70], 3, 32, None, build);
+        check(&[4, 70], 1, 16, Some(0), build);
+    }
 }
 
 /// The real kernel over the same cases. Runs only where the adapter supports cooperative
@@ -151,7 +168,7 @@ fn emulated_kernel_edge_cases() {
 #[test]
 fn coop_kernel_matches_the_reference() {
     if !coop_supported() {
-        eprintln!("adapter has no 16x16 f16/f32 cooperative matrices: real coop attention skipped");
+        eprintln!("adapter has no usable cooperative matrices: real coop attention skipped");
         return;
     }
     all_cases(Build::Real);
@@ -168,7 +185,9 @@ fn self_check_passes_where_supported() {
         eprintln!("adapter has no usable cooperative matrices: attention self-check skipped");
         return;
     }
-    attention_coop::self_check(&common::gpu()).unwrap();
+    let gpu = common::gpu();
+    let shape = coop::supported(gpu.caps()).unwrap();
+    attention::self_check(&gpu, shape).unwrap();
 }
 
 fn args_of(b: &mut PlanBuilder, dtype: DType) -> AttentionArgs {
@@ -181,6 +200,14 @@ fn args_of(b: &mut PlanBuilder, dtype: DType) -> AttentionArgs {
         head_dim: 64,
         window: None,
         dtype,
+        variant: None,
+    }
+}
+
+fn forced(b: &mut PlanBuilder, dtype: DType) -> AttentionArgs {
+    AttentionArgs {
+        variant: Some(AttentionVariant::Coop),
+        ..args_of(b, dtype)
     }
 }
 
@@ -190,7 +217,8 @@ fn variant_choice_follows_the_adapter() {
     if !has_f16() {
         return;
     }
-    let coop = attention_coop::usable(&gpu, DType::F16, 64);
+    let _ = wgbert::ops::f16_kernels(&gpu);
+    let coop = attention::coop_status(&gpu, DType::F16).is_ok();
     let mut b = PlanBuilder::new(gpu.clone());
     let a = args_of(&mut b, DType::F16);
     attention::record(&mut b, "auto", &a).unwrap();
@@ -204,13 +232,13 @@ fn variant_choice_follows_the_adapter() {
     attention::record(&mut b, "f32", &a).unwrap();
     assert!(!b.build().unwrap().describe().contains("attention_coop/"));
     let mut b = PlanBuilder::new(gpu.clone());
-    let a = args_of(&mut b, DType::F32);
-    let e = attention_coop::record(&mut b, "f32 coop", &a).unwrap_err();
+    let a = forced(&mut b, DType::F32);
+    let e = attention::record(&mut b, "f32 coop", &a).unwrap_err();
     assert!(matches!(e, wgbert::Error::Unsupported(_)), "{e}");
-    assert!(!attention_coop::usable(&gpu, DType::F32, 64));
+    assert!(attention::coop_status(&gpu, DType::F32).is_err());
 
-    let a = args_of(&mut b, DType::F16);
-    let r = attention_coop::record(&mut b, "coop", &a);
+    let a = forced(&mut b, DType::F16);
+    let r = attention::record(&mut b, "coop", &a);
     if coop_supported() {
         r.unwrap();
     } else {
@@ -225,9 +253,35 @@ fn variant_choice_follows_the_adapter() {
     // Bad arguments stay typed errors on the forced paths.
     let bad = AttentionArgs {
         head_dim: 48,
-        ..args_of(&mut b, DType::F16)
+        ..forced(&mut b, DType::F16)
     };
-    assert!(attention_coop::record_emulated(&mut b, "bad", &bad).is_err());
+    let k = coop::emulated_kernel(8, 8, 64, 32768);
+    assert!(attention::record_kernel(&mut b, "bad", &bad, k).is_err());
+}
+
+/// With `WGBERT_COOP=1` (scripts/test_coop.sh on Mesa 26) the automatic choice must record
+/// the real tensor-core kernel at the adapter's shape.
+#[test]
+fn required_coop_is_chosen() {
+    let gpu = common::gpu();
+    if Mode::from_env().unwrap() != Mode::Required || !coop_supported() {
+        eprintln!("WGBERT_COOP is not 1 or no cooperative matrices: skipped");
+        return;
+    }
+    let k = wgbert::ops::f16_kernels(&gpu).unwrap();
+    assert!(k.attention.starts_with("attention_coop"), "{k:?}");
+    let shape = attention::coop_status(&gpu, DType::F16).unwrap();
+    let mut b = PlanBuilder::new(gpu.clone());
+    let a = args_of(&mut b, DType::F16);
+    attention::record(&mut b, "auto", &a).unwrap();
+    let listing = b.build().unwrap().describe();
+    assert!(listing.contains("attention_coop/"), "{listing}");
+    assert!(
+        listing.contains(&format!("FRAG={}", shape.frag)),
+        "{listing}"
+    );
+    assert!(!listing.contains("EMULATE"), "{listing}");
+    eprintln!("tensor-core attention chosen: {}", k.attention);
 }
 
 /// The translation test in tests/shaders.rs covers the real cooperative-matrix code only if
@@ -237,13 +291,12 @@ fn variant_choice_follows_the_adapter() {
 fn coop_kernels_emit_cooperative_matrix_spirv() {
     use naga::back::spv;
     use naga::valid::{Capabilities, ValidationFlags, Validator};
-    let mut kernels: Vec<(wgbert::runtime::Kernel, bool)> = attention_coop::variants()
-        .into_iter()
-        .map(|k| (k, true))
-        .collect();
-    for d in attention_coop::HEAD_DIMS {
+    let mut kernels: Vec<(wgbert::runtime::Kernel, bool)> =
+        coop::variants().into_iter().map(|k| (k, true)).collect();
+    for d in coop::HEAD_DIMS {
         for storage in [32768, 49152] {
-            kernels.push((attention_coop::emulated_kernel(d, storage).unwrap(), false));
+            let k = coop::emulated_kernel(8, 8, d, storage).unwrap();
+            kernels.push((k, false));
         }
     }
     for (kernel, want) in kernels {

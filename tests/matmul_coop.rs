@@ -1,15 +1,18 @@
 //! The tensor-core matmul (`MatmulVariant::Coop`, `shaders/matmul_coop.wgsl`).
 //!
-//! - Variant choice: where the adapter lacks cooperative matrices (lavapipe, CI), forcing Coop
-//!   is `Error::Unsupported` and the automatic choice records the tiled/subgroup kernels;
-//!   where it has them, the automatic choice is Coop exactly when the self-check passed.
+//! - Variant choice: where the adapter lacks cooperative matrices (lavapipe of Debian 12),
+//!   forcing Coop is `Error::Unsupported` and the automatic choice records the tiled/subgroup
+//!   kernels; where it has them (lavapipe of Mesa 26: 8x8x8, 8 lanes; NVIDIA: 16x16x16, 32),
+//!   the automatic choice is Coop exactly when the self-check passed. With `WGBERT_COOP=1`
+//!   (scripts/test_coop.sh) the tensor-core kernel must be chosen, and is asserted to be.
 //! - The emulated build (`EMULATE`: fragments as per-invocation arrays, plain loops for the
 //!   cooperative operations) against the f64 reference: checks the tiling, double-buffered
 //!   staging, zero padding, warp-tile offsets, load layouts and the staged epilogue on any
-//!   adapter, lavapipe included. Slow, so tiny shapes.
+//!   adapter, lavapipe included, at both fragment sizes and subgroup sizes 8 to 64 (narrower
+//!   lanes than the workgroup is sized for too). Slow, so tiny shapes.
 //! - The real kernel against the f64 reference over awkward shapes and every epilogue, ONLY
-//!   where the adapter supports it: on lavapipe these tests print that they are skipped; on
-//!   the GPU machine (NVIDIA, `scripts/device_check.sh`) they run.
+//!   where the adapter supports it: on Debian 12's lavapipe these tests print that they are
+//!   skipped; on Mesa 26 (`scripts/test_coop.sh`) and on GPUs they run.
 //! - Its SPIR-V really contains cooperative-matrix instructions (so the naga translation test
 //!   covers them).
 //!
@@ -20,8 +23,9 @@
 
 mod common;
 
-use wgbert::ops::matmul::{self, Epilogue, MatmulArgs, MatmulVariant};
-use wgbert::ops::{Activation, DType, Rows, matmul_coop};
+use wgbert::ops::coop::{Mode, Shape};
+use wgbert::ops::matmul::{self, Epilogue, MatmulArgs, MatmulVariant, coop};
+use wgbert::ops::{Activation, DType, Rows};
 use wgbert::runtime::{PlanBuilder, RunSizes};
 
 const GELU: Activation = Activation::GeluErf;
@@ -33,7 +37,7 @@ fn round(v: Vec<f32>) -> Vec<f32> {
 }
 
 fn coop_supported() -> bool {
-    matmul_coop::supported(common::gpu().caps())
+    coop::supported(common::gpu().caps()).is_ok()
 }
 
 /// Plain arguments over fresh tensors of `b` (rows fixed at `t`).
@@ -61,6 +65,8 @@ fn variant_choice_follows_the_adapter() {
         eprintln!("adapter has no SHADER_F16: skipped");
         return;
     }
+    // The self-checks run (as when a model loads), so the automatic choice may take Coop.
+    let _ = wgbert::ops::f16_kernels(&gpu);
     // Rows known only at run time: both row ranges are recorded.
     let mut b = PlanBuilder::new(gpu.clone());
     let a = MatmulArgs {
@@ -71,7 +77,7 @@ fn variant_choice_follows_the_adapter() {
     let fixed = args(&mut b, 200, 64, 96, DType::F16);
     matmul::record(&mut b, "auto fixed", &fixed).unwrap();
     let listing = b.build().unwrap().describe();
-    let coop = matmul_coop::usable(&gpu, DType::F16);
+    let coop = matmul::coop_status(&gpu, DType::F16).is_ok();
     assert_eq!(listing.contains("matmul_coop/"), coop, "{listing}");
     assert_eq!(listing.contains("matmul/main"), !coop, "{listing}");
     if gpu.caps().subgroups {
@@ -102,12 +108,21 @@ fn variant_choice_follows_the_adapter() {
         let e = r.unwrap_err();
         assert!(matches!(e, wgbert::Error::Unsupported(_)), "{e}");
         assert!(e.to_string().contains("cooperative"), "{e}");
-        assert!(!matmul_coop::usable(&gpu, DType::F16));
+        assert!(matmul::coop_status(&gpu, DType::F16).is_err());
     }
 }
 
-/// Runs one f16 case (`emulated` picks the build) and checks it against the reference.
-fn check(t: usize, k: usize, n: usize, epilogue: Epilogue, bias: bool, emulated: bool, seed: u64) {
+/// Runs one f16 case (`emulated`: the EMULATE build at that shape and lane count, else the
+/// real kernel) and checks it against the reference.
+fn check(
+    t: usize,
+    k: usize,
+    n: usize,
+    epilogue: Epilogue,
+    bias: bool,
+    emulated: Option<(Shape, u32)>,
+    seed: u64,
+) {
     let gpu = common::gpu();
     let w_rows = match epilogue {
         Epilogue::GeGlu(_) => 2 * n,
@@ -141,8 +156,10 @@ fn check(t: usize, k: usize, n: usize, epilogue: Epilogue, bias: bool, emulated:
         epilogue,
         variant: Some(MatmulVariant::Coop),
     };
-    if emulated {
-        matmul_coop::record_emulated(&mut b, "coop", &a).unwrap();
+    if let Some((shape, lanes)) = emulated {
+        let kernel = coop::emulated_kernel(shape, lanes, epilogue, bias);
+        let tile = coop::tile(shape.frag, epilogue);
+        matmul::record_kernel(&mut b, "coop", &a, kernel, tile).unwrap();
     } else {
         matmul::record(&mut b, "coop", &a).unwrap();
     }
@@ -167,22 +184,8 @@ fn check(t: usize, k: usize, n: usize, epilogue: Epilogue, bias: bool, emulated:
         n,
         epilogue,
     );
-    let what = format!("T={t} K={k} N={n} {epilogue:?} bias={bias} emulated={emulated}");
+    let what = format!("T={t} K={k} N={n} {epilogue:?} bias={bias} emulated={emulated:?}");
     common::assert_close(&what, &got, &want, ATOL, RTOL);
-}
-
-fn all_epilogues() -> Vec<Epilogue> {
-    let mut e = vec![Epilogue::None, Epilogue::Residual];
-    for a in [
-        Activation::GeluErf,
-        Activation::GeluTanh,
-        Activation::Silu,
-        Activation::Relu,
-    ] {
-        e.push(Epilogue::Act(a));
-        e.push(Epilogue::GeGlu(a));
-    }
-    e
 }
 
 /// Tiling logic without tensor cores: ragged row/column tiles, K below, off and across the
@@ -201,8 +204,20 @@ fn emulated_kernel_matches_the_reference() {
         (33, 40, 20, Epilogue::GeGlu(Activation::Silu), false),
         (20, 16, 64, Epilogue::Act(GELU), true),
     ];
-    for (i, &(t, k, n, e, bias)) in cases.iter().enumerate() {
-        check(t, k, n, e, bias, true, 100 + 10 * i as u64);
+    // (fragment, subgroup size the workgroup is sized for, lanes the "driver" runs)
+    let builds = [
+        (16, 32, 32),
+        (8, 8, 8),
+        (8, 32, 8),
+        (16, 64, 64),
+        (8, 16, 16),
+    ];
+    for (j, &(frag, subgroup, lanes)) in builds.iter().enumerate() {
+        let shape = Shape { frag, subgroup };
+        for (i, &(t, k, n, e, bias)) in cases.iter().enumerate() {
+            let seed = 100 + 10 * i as u64 + 1000 * j as u64;
+            check(t, k, n, e, bias, Some((shape, lanes)), seed);
+        }
     }
 }
 
@@ -224,10 +239,10 @@ fn coop_kernel_matches_the_reference() {
         (257, 130, 200),
     ];
     let mut seed = 1;
-    for e in all_epilogues() {
+    for e in matmul::all_epilogues() {
         for bias in [false, true] {
             for &(t, k, n) in &shapes {
-                check(t, k, n, e, bias, false, seed);
+                check(t, k, n, e, bias, None, seed);
                 seed += 10;
             }
         }
@@ -242,7 +257,39 @@ fn self_check_passes_where_supported() {
         eprintln!("adapter has no usable cooperative matrices: self-check skipped");
         return;
     }
-    matmul_coop::self_check(&gpu).unwrap();
+    let shape = coop::supported(gpu.caps()).unwrap();
+    matmul::self_check(&gpu, shape).unwrap();
+}
+
+/// With `WGBERT_COOP=1` (scripts/test_coop.sh on Mesa 26) the tensor-core kernel must be
+/// what the automatic choice records, at the adapter's shape; on an adapter without
+/// cooperative matrices the same setting must be a clear error.
+#[test]
+fn required_coop_is_chosen_or_refused() {
+    let gpu = common::gpu();
+    if Mode::from_env().unwrap() != Mode::Required {
+        eprintln!("WGBERT_COOP is not 1: skipped");
+        return;
+    }
+    let got = wgbert::ops::f16_kernels(&gpu);
+    if !coop_supported() {
+        let e = got.unwrap_err().to_string();
+        assert!(e.contains("cooperative matri"), "{e}");
+        return;
+    }
+    let k = got.unwrap();
+    assert!(k.matmul.starts_with("matmul_coop"), "{k:?}");
+    assert_eq!(k.coop_reason, None);
+    let shape = matmul::coop_status(&gpu, DType::F16).unwrap();
+    let mut b = PlanBuilder::new(gpu.clone());
+    let a = args(&mut b, 200, 64, 96, DType::F16);
+    matmul::record(&mut b, "auto", &a).unwrap();
+    let listing = b.build().unwrap().describe();
+    let want = format!("FRAG={},SG={}", shape.frag, shape.subgroup);
+    assert!(listing.contains("matmul_coop/"), "{listing}");
+    assert!(listing.contains(&want), "{want}: {listing}");
+    assert!(!listing.contains("EMULATE"), "{listing}");
+    eprintln!("tensor-core matmul chosen: {}", k.matmul);
 }
 
 /// The translation test in tests/shaders.rs covers the real cooperative-matrix code only if
@@ -251,10 +298,19 @@ fn self_check_passes_where_supported() {
 fn coop_kernels_emit_cooperative_matrix_spirv() {
     use naga::back::spv;
     use naga::valid::{Capabilities, ValidationFlags, Validator};
+    let s8 = Shape {
+        frag: 8,
+        subgroup: 8,
+    };
+    let s16 = Shape {
+        frag: 16,
+        subgroup: 32,
+    };
     for (kernel, want) in [
-        (matmul_coop::kernel(Epilogue::GeGlu(GELU), true), true),
+        (coop::kernel(s16, Epilogue::GeGlu(GELU), true), true),
+        (coop::kernel(s8, Epilogue::Residual, false), true),
         (
-            matmul_coop::emulated_kernel(Epilogue::Residual, true),
+            coop::emulated_kernel(s8, 8, Epilogue::Residual, true),
             false,
         ),
     ] {

@@ -91,6 +91,13 @@ fn check_hidden_f16(name: &str) {
     }
     let (dir, exp) = fixture(name);
     let enc = load(&dir, DType::F16);
+    // scripts/test_coop.sh runs this with WGBERT_COOP=1: the tensor-core kernels must be in
+    // the plan (at run time the subgroup matmul still takes runs of at most 32 rows).
+    if wgbert::ops::coop::Mode::from_env().unwrap() == wgbert::ops::coop::Mode::Required {
+        let plan = enc.describe_plan(enc.capacity().min(512)).unwrap();
+        assert!(plan.contains("matmul_coop/"), "{plan}");
+        assert!(plan.contains("attention_coop/"), "{plan}");
+    }
     let got = enc.hidden_states(&inputs(&exp)).unwrap();
     for (s, out) in exp["outputs"].as_array().unwrap().iter().enumerate() {
         for (t, (g, w)) in got[s]

@@ -107,6 +107,7 @@ fn attention_case(
             head_dim: d,
             window,
             dtype: dt,
+            variant: None,
         },
     )?;
     let mut plan = b.build()?;

@@ -1,11 +1,44 @@
-//! `wgbert info`: every adapter with its backend, driver, type, features and key limits.
+//! `wgbert info`: every adapter with its backend, driver, type, features and key limits, and
+//! the f16 kernels it would run (the tensor-core ones only after their self-check passed
+//! there, which `info` runs).
 
-use wgbert::runtime::{AdapterReport, list_adapters};
+use wgbert::ops::{F16Kernels, f16_kernels};
+use wgbert::runtime::{AdapterReport, Gpu, GpuOptions, list_adapters};
+
+/// The f16 kernels of one adapter; failures (no device, `WGBERT_COOP=1` unmet) become the
+/// `coop_reason`.
+fn kernels(a: &AdapterReport) -> F16Kernels {
+    let opts = GpuOptions {
+        backend: Some(a.backend.to_lowercase()),
+        adapter: Some(a.name.clone()),
+    };
+    let got = Gpu::new(&opts).and_then(|gpu| f16_kernels(&gpu));
+    got.unwrap_or_else(|e| F16Kernels {
+        matmul: "matmul".into(),
+        attention: "attention".into(),
+        coop_reason: Some(e.to_string()),
+    })
+}
 
 pub fn run(backend: Option<&str>, json: bool) -> anyhow::Result<()> {
     let adapters = list_adapters(backend);
     if json {
-        println!("{}", serde_json::to_string_pretty(&adapters)?);
+        let mut out = Vec::new();
+        for a in &adapters {
+            let mut v = serde_json::to_value(a)?;
+            let k = kernels(a);
+            if let Some(o) = v.as_object_mut() {
+                o.insert(
+                    "f16_kernels".into(),
+                    serde_json::json!({"matmul": k.matmul, "attention": k.attention}),
+                );
+                if let Some(r) = k.coop_reason {
+                    o.insert("coop_reason".into(), r.into());
+                }
+            }
+            out.push(v);
+        }
+        println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
     if adapters.is_empty() {
@@ -59,4 +92,9 @@ fn print_adapter(i: usize, a: &AdapterReport) {
     );
     println!("    invocations/group:   {}", c.max_invocations);
     println!("    workgroups/dim:      {}", c.max_workgroups_per_dim);
+    let k = kernels(a);
+    println!("    f16 kernels:         {}, {}", k.matmul, k.attention);
+    if let Some(r) = k.coop_reason {
+        println!("    no tensor cores:     {r}");
+    }
 }

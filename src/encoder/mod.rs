@@ -199,6 +199,12 @@ impl Encoder {
         tokenizer: Option<TextTokenizer>,
         max_batch_tokens: Option<usize>,
     ) -> Result<Encoder> {
+        // The tensor-core self-checks run here, once per adapter, never under the lock.
+        let mode = crate::ops::coop::Mode::from_env()?;
+        if weights.dtype == DType::F16 || mode == crate::ops::coop::Mode::Required {
+            let k = crate::ops::f16_kernels(&gpu)?;
+            log::info!("f16 kernels on '{}': {k:?}", gpu.info().name);
+        }
         let limit = graph::max_capacity_for_bindings(&gpu, &config, weights.dtype);
         let capacity = match max_batch_tokens {
             Some(0) => return Err(Error::Option("--max-tokens must be at least 1".into())),

@@ -183,6 +183,7 @@ fn attention(
             LayerKind::Local => Some(cfg.window_half() as u32),
         },
         dtype: dt,
+        variant: None,
     };
     ops::attention::record(r.b, &format!("layers.{i}.attention"), &args)?;
     Ok(out)

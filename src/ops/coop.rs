@@ -1,67 +1,256 @@
-//! What the cooperative-matrix (tensor-core) kernels share: the `WGBERT_COOP` switch and the
-//! per-adapter verdict of their one-time self-check. Drivers can advertise cooperative
-//! matrices and compute wrong answers, so a kernel is chosen automatically only after it has
-//! agreed with the CPU reference on the device itself.
+//! What the cooperative-matrix (tensor-core) kernels share: the `WGBERT_COOP` setting, the
+//! fragment shape and subgroup size a kernel is built for, the per-adapter verdicts of the
+//! self-checks, and the helpers of those checks (f16 test values, mismatch search).
+//!
+//! Drivers can advertise cooperative matrices and compute wrong answers, so a tensor-core
+//! kernel is chosen automatically only after it has agreed with the CPU reference on the
+//! device itself. The checks run once per adapter when a model loads (`ops::f16_kernels`),
+//! never while a plan is recorded; recording only reads the verdicts kept here.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::Result;
-use crate::runtime::Gpu;
+use crate::ops::DType;
+use crate::runtime::{Capabilities, Gpu};
+use crate::{Error, Result};
 
-/// False when `WGBERT_COOP` is "0" (or empty): the automatic choice never picks these kernels.
-pub fn enabled_by_env() -> bool {
-    std::env::var("WGBERT_COOP").map_or(true, |v| !v.trim().is_empty() && v.trim() != "0")
+/// What `WGBERT_COOP` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// "0": never choose a tensor-core kernel by itself.
+    Off,
+    /// Unset or empty: choose one where the adapter has it and its self-check passed.
+    Auto,
+    /// "1": a model must run on the tensor-core kernels; loading fails otherwise.
+    Required,
 }
 
-/// Self-check verdicts of one kernel family, per adapter (backend, name, driver).
+impl Mode {
+    /// Reads `WGBERT_COOP`; any other value is an `Error::Option`.
+    pub fn from_env() -> Result<Mode> {
+        match std::env::var("WGBERT_COOP") {
+            Err(_) => Ok(Mode::Auto),
+            Ok(v) => match v.trim() {
+                "" => Ok(Mode::Auto),
+                "0" => Ok(Mode::Off),
+                "1" => Ok(Mode::Required),
+                other => Err(Error::Option(format!(
+                    "WGBERT_COOP={other}: expected 0 (off), 1 (required) or unset (automatic)"
+                ))),
+            },
+        }
+    }
+}
+
+/// The fragment shape (`frag` x `frag` x `frag`, f16 operands, f32 accumulators) and the
+/// subgroup size (the adapter's largest) a tensor-core kernel is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Shape {
+    pub frag: u32,
+    pub subgroup: u32,
+}
+
+/// Fragment sizes the kernels are written for, preferred first.
+pub const FRAGS: [u32; 2] = [16, 8];
+/// Subgroup sizes the kernels are written for.
+pub const SUBGROUPS: std::ops::RangeInclusive<u32> = 8..=64;
+
+/// The shape the tensor-core kernels use on this adapter, or why there is none.
+pub fn shape(caps: &Capabilities) -> std::result::Result<Shape, String> {
+    if !caps.f16 {
+        return Err("the adapter has no SHADER_F16".into());
+    }
+    if caps.coop_matrix.is_empty() {
+        return Err("the adapter reports no cooperative matrices".into());
+    }
+    if !caps.subgroups {
+        return Err("the adapter has no subgroups".into());
+    }
+    let has = |f: u32| {
+        caps.coop_matrix
+            .iter()
+            .any(|s| s.m == f && s.n == f && s.k == f && s.acc == "f32")
+    };
+    let Some(frag) = FRAGS.into_iter().find(|&f| has(f)) else {
+        let shapes: Vec<String> = caps
+            .coop_matrix
+            .iter()
+            .map(|s| format!("{}x{}x{} f16->{}", s.m, s.n, s.k, s.acc))
+            .collect();
+        return Err(format!(
+            "no 16x16x16 or 8x8x8 f16 cooperative matrix with an f32 accumulator (the \
+             adapter reports {})",
+            shapes.join(", ")
+        ));
+    };
+    let (lo, hi) = (caps.subgroup_min_size, caps.subgroup_max_size);
+    if !SUBGROUPS.contains(&lo) || !SUBGROUPS.contains(&hi) || !hi.is_power_of_two() {
+        return Err(format!(
+            "subgroup sizes {lo}..{hi} are outside the {}..{} the kernels support",
+            SUBGROUPS.start(),
+            SUBGROUPS.end()
+        ));
+    }
+    Ok(Shape { frag, subgroup: hi })
+}
+
+/// Per-adapter verdicts of one kernel family's self-check: `Ok` or why it failed.
 pub struct Verdicts {
-    what: &'static str,
-    fallback: &'static str,
-    map: Mutex<Option<HashMap<String, bool>>>,
+    map: Mutex<Option<HashMap<String, std::result::Result<(), String>>>>,
+}
+
+impl Default for Verdicts {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Verdicts {
-    /// `what` names the kernel family and `fallback` the kernel used instead, in log lines.
-    pub const fn new(what: &'static str, fallback: &'static str) -> Self {
+    pub const fn new() -> Self {
         Verdicts {
-            what,
-            fallback,
             map: Mutex::new(None),
         }
     }
 
-    /// The cached verdict for this adapter, or the result of `check` (run now, outside the
-    /// lock: two threads may both check, harmlessly). A failure is logged once.
-    pub fn verified(&self, gpu: &Arc<Gpu>, check: impl FnOnce(&Arc<Gpu>) -> Result<()>) -> bool {
+    fn key(gpu: &Gpu) -> String {
         let i = gpu.info();
-        let key = format!("{:?}/{}/{}/{}", i.backend, i.name, i.driver, i.driver_info);
-        let cached = self
-            .map
+        format!("{:?}/{}/{}/{}", i.backend, i.name, i.driver, i.driver_info)
+    }
+
+    /// The verdict for this adapter, if its check has run.
+    pub fn get(&self, gpu: &Gpu) -> Option<std::result::Result<(), String>> {
+        let key = Self::key(gpu);
+        self.map
             .lock()
             .ok()
-            .and_then(|m| m.as_ref().and_then(|m| m.get(&key).copied()));
-        if let Some(v) = cached {
+            .and_then(|m| m.as_ref().and_then(|m| m.get(&key).cloned()))
+    }
+
+    /// The cached verdict, or the result of `check` (run now, outside the lock: two threads
+    /// may both check, harmlessly), kept for the process.
+    pub fn check(
+        &self,
+        gpu: &Arc<Gpu>,
+        check: impl FnOnce(&Arc<Gpu>) -> Result<()>,
+    ) -> std::result::Result<(), String> {
+        if let Some(v) = self.get(gpu) {
             return v;
         }
-        let verdict = match check(gpu) {
-            Ok(()) => {
-                log::info!("cooperative-matrix {} verified on '{}'", self.what, i.name);
-                true
-            }
-            Err(e) => {
-                log::warn!(
-                    "cooperative-matrix {} disabled on '{}', using the {}: {e}",
-                    self.what,
-                    i.name,
-                    self.fallback
-                );
-                false
-            }
-        };
+        let verdict = check(gpu).map_err(|e| e.to_string());
         if let Ok(mut m) = self.map.lock() {
-            m.get_or_insert_with(HashMap::new).insert(key, verdict);
+            m.get_or_insert_with(HashMap::new)
+                .insert(Self::key(gpu), verdict.clone());
         }
         verdict
+    }
+}
+
+/// Deterministic values in [-scale, scale], rounded to f16 (self-check inputs).
+pub fn f16_values(len: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let v: Vec<f32> = (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect();
+    DType::F16.decode(&DType::F16.encode(&v))
+}
+
+/// The first `(index, got, want)` with `|got - want| > atol + rtol |want|` or `got` not
+/// finite (self-check comparison).
+pub fn first_mismatch(
+    got: &[f32],
+    want: &[f64],
+    atol: f64,
+    rtol: f64,
+) -> Option<(usize, f32, f64)> {
+    if got.len() != want.len() {
+        return Some((got.len().min(want.len()), f32::NAN, f64::NAN));
+    }
+    got.iter()
+        .zip(want)
+        .enumerate()
+        .map(|(j, (&g, &r))| (j, g, r))
+        .find(|&(_, g, r)| !g.is_finite() || (g as f64 - r).abs() > atol + rtol * r.abs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::CoopShape;
+
+    fn caps(shapes: &[(u32, &'static str)], sg: (u32, u32)) -> Capabilities {
+        Capabilities {
+            f16: true,
+            subgroups: true,
+            subgroup_min_size: sg.0,
+            subgroup_max_size: sg.1,
+            timestamps: false,
+            coop_matrix: shapes
+                .iter()
+                .map(|&(f, acc)| CoopShape {
+                    m: f,
+                    n: f,
+                    k: f,
+                    acc,
+                })
+                .collect(),
+            max_storage_binding: 1 << 27,
+            max_buffer_size: 1 << 28,
+            max_workgroup_storage: 32768,
+            max_invocations: 1024,
+            max_workgroups_per_dim: 65535,
+            min_uniform_offset_alignment: 256,
+            min_storage_offset_alignment: 256,
+        }
+    }
+
+    #[test]
+    fn shape_follows_the_adapter() {
+        let s = shape(&caps(&[(8, "f16"), (8, "f32")], (8, 8))).unwrap();
+        assert_eq!(
+            s,
+            Shape {
+                frag: 8,
+                subgroup: 8
+            }
+        );
+        let s = shape(&caps(&[(8, "f32"), (16, "f32")], (32, 64))).unwrap();
+        assert_eq!(
+            s,
+            Shape {
+                frag: 16,
+                subgroup: 64
+            }
+        );
+        let e = shape(&caps(&[(16, "f16")], (32, 32))).unwrap_err();
+        assert!(e.contains("16x16x16 f16->f16"), "{e}");
+        assert!(
+            shape(&caps(&[], (32, 32)))
+                .unwrap_err()
+                .contains("no cooperative")
+        );
+        assert!(
+            shape(&caps(&[(16, "f32")], (4, 4)))
+                .unwrap_err()
+                .contains("4..4")
+        );
+        assert!(shape(&caps(&[(16, "f32")], (32, 128))).is_err());
+    }
+
+    #[test]
+    fn mismatches_are_found() {
+        let want = [1.0f64, 2.0, 3.0];
+        assert_eq!(first_mismatch(&[1.0, 2.0, 3.0], &want, 1e-3, 0.0), None);
+        assert_eq!(
+            first_mismatch(&[1.0, 2.5, 3.0], &want, 1e-3, 0.0).map(|m| m.0),
+            Some(1)
+        );
+        assert!(first_mismatch(&[f32::NAN, 2.0, 3.0], &want, 1.0, 1.0).is_some());
+        assert!(first_mismatch(&[1.0], &want, 1.0, 1.0).is_some());
+        assert_eq!(f16_values(4, 3, 1.0), f16_values(4, 3, 1.0));
     }
 }

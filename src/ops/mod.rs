@@ -3,7 +3,6 @@
 //! math, the step it records into a plan, and a CPU reference with f64 accumulation.
 
 pub mod attention;
-pub mod attention_coop;
 pub mod check;
 pub mod convert;
 pub mod coop;
@@ -11,13 +10,64 @@ pub mod embedding;
 pub mod gather;
 pub mod layernorm;
 pub mod matmul;
-pub mod matmul_coop;
 pub mod pooling;
 pub mod rope;
 pub mod rownorm;
 pub mod topk;
 
-use crate::runtime::Kernel;
+use std::sync::Arc;
+
+use crate::runtime::{Gpu, Kernel};
+use crate::{Error, Result};
+
+/// The f16 kernels a device runs for the two heavy ops, and why not the tensor-core ones.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct F16Kernels {
+    /// The matmul for many rows: "matmul_coop 8x8x8 sg8" (tensor cores) or "matmul".
+    pub matmul: String,
+    /// "attention_coop 8x8x8 sg8" (tensor cores) or "attention".
+    pub attention: String,
+    /// Why a tensor-core kernel is not used, where one is not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coop_reason: Option<String>,
+}
+
+/// Runs the tensor-core kernels' self-checks on this device (once per adapter and process;
+/// then `record` may choose them) and says which f16 kernels the device will run. With
+/// `WGBERT_COOP=0` nothing is checked; with `WGBERT_COOP=1` a device that cannot run both
+/// tensor-core kernels is an `Error::Unsupported` naming cooperative matrices and why.
+pub fn f16_kernels(gpu: &Arc<Gpu>) -> Result<F16Kernels> {
+    let mode = coop::Mode::from_env()?;
+    let name = |family: &str, r: &std::result::Result<coop::Shape, String>| match r {
+        Ok(s) => format!("{family}_coop {f}x{f}x{f} sg{}", s.subgroup, f = s.frag),
+        Err(_) => family.to_string(),
+    };
+    let (m, a) = if mode == coop::Mode::Off {
+        let off = Err("turned off by WGBERT_COOP=0".to_string());
+        (off.clone(), off)
+    } else {
+        (matmul::verify_coop(gpu), attention::verify_coop(gpu))
+    };
+    let reason = match (&m, &a) {
+        (Ok(_), Ok(_)) => None,
+        (Err(e), Ok(_)) => Some(format!("matmul: {e}")),
+        (Ok(_), Err(e)) => Some(format!("attention: {e}")),
+        (Err(e), Err(f)) if e == f => Some(e.clone()),
+        (Err(e), Err(f)) => Some(format!("matmul: {e}; attention: {f}")),
+    };
+    if let (coop::Mode::Required, Some(why)) = (mode, &reason) {
+        return Err(Error::Unsupported(format!(
+            "WGBERT_COOP=1 requires cooperative matrices (tensor-core kernels) on '{}', but \
+             they cannot be used: {why}",
+            gpu.info().name
+        )));
+    }
+    Ok(F16Kernels {
+        matmul: name("matmul", &m),
+        attention: name("attention", &a),
+        coop_reason: reason,
+    })
+}
 
 /// Storage precision of activations and weights. Accumulation is always f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -94,10 +144,8 @@ pub fn all_kernels() -> Vec<Kernel> {
     ];
     v.extend(convert::variants());
     v.extend(matmul::variants());
-    v.extend(matmul_coop::variants());
     v.extend(rope::variants());
     v.extend(attention::variants());
-    v.extend(attention_coop::variants());
     v.extend(layernorm::variants());
     v.extend(embedding::variants());
     v.extend(pooling::variants());

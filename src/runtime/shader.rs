@@ -49,6 +49,10 @@ pub const COMMON: &[(&str, &str)] = &[
         include_str!("../../shaders/common/rownorm.wgsl"),
     ),
     (
+        "common/coop.wgsl",
+        include_str!("../../shaders/common/coop.wgsl"),
+    ),
+    (
         "common/matmul_epilogue.wgsl",
         include_str!("../../shaders/common/matmul_epilogue.wgsl"),
     ),

@@ -2,12 +2,40 @@
 //! head, `softmax(q k^T / sqrt(d)) v` with an online softmax in f32, globally or within a band
 //! `|i - j| <= window`. Never stores a score matrix; banded layers visit only the key tiles
 //! that intersect the band, so their cost is linear in the sequence length.
-//! For f16 on adapters with cooperative matrices, `record` uses the tensor-core variant
-//! (`ops::attention_coop`) once its self-check has passed on the device.
+//!
+//! Variants (`AttentionVariant`): this portable kernel, and a tensor-core one (child module
+//! `coop`) that `record` chooses for f16 where the adapter has cooperative matrices and its
+//! self-check has passed on the device (`verify_coop`, run when a model loads).
+//! `AttentionArgs::variant` forces one, as `MatmulArgs::variant` does for matmul.
 
-use crate::ops::{DType, attention_coop};
-use crate::runtime::{self, Access, Kernel, Launch, PlanBuilder, RunSizes, TensorId};
+pub mod coop;
+
+use std::sync::Arc;
+
+use crate::ops::DType;
+use crate::ops::coop::{Mode, Shape, Verdicts, f16_values, first_mismatch};
+use crate::runtime::{self, Access, Gpu, Kernel, Launch, PlanBuilder, RunSizes, TensorId};
 use crate::{Error, Result};
+
+/// Which kernel computes the attention; `record` picks one when `AttentionArgs::variant` is
+/// `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AttentionVariant {
+    /// `shaders/attention.wgsl`: any adapter, f32 or f16.
+    Portable,
+    /// Cooperative matrices (tensor cores), f16 only. Needs `coop::supported`.
+    Coop,
+}
+
+impl AttentionVariant {
+    /// The variant's name in plan listings and reports (its shader).
+    pub fn name(self) -> &'static str {
+        match self {
+            AttentionVariant::Portable => "attention",
+            AttentionVariant::Coop => "attention_coop",
+        }
+    }
+}
 
 /// Query rows per workgroup (one invocation each; `BR` in the shader).
 const BR: u32 = 64;
@@ -49,6 +77,8 @@ pub struct AttentionArgs {
     /// `None`: every key of the sequence; `Some(w)`: keys with `|i - j| <= w`.
     pub window: Option<u32>,
     pub dtype: DType,
+    /// Forces a variant (tests, benchmarks); `None` lets `record` choose from the adapter.
+    pub variant: Option<AttentionVariant>,
 }
 
 /// Keys per staged tile: 2 tiles (K and V) of `bc * head_dim` f32 within 16 KiB, halved
@@ -73,7 +103,7 @@ pub fn kernel(dtype: DType, head_dim: u32, bc: u32) -> Kernel {
         .define("BC", bc)
 }
 
-/// Every variant (16 KiB tiles), for the translation test.
+/// Every variant (16 KiB tiles) and the tensor-core builds, for the translation test.
 pub fn variants() -> Vec<Kernel> {
     let mut v = Vec::new();
     for dtype in [DType::F32, DType::F16] {
@@ -81,25 +111,126 @@ pub fn variants() -> Vec<Kernel> {
             v.push(kernel(dtype, d, key_tile(d, 16384)));
         }
     }
+    v.extend(coop::variants());
     v
 }
 
 /// Records one attention step. Uses `RunSizes::segments` and `RunSizes::max_segment` (which
 /// must be the longest sequence of the batch); sequences past the capacity of `cu_seqlens`
-/// are not computed. f16 runs on the tensor-core variant where `attention_coop::usable`.
+/// are not computed. The variant is `args.variant` if set (an error where the adapter lacks
+/// it), else the tensor-core one where `coop_status` allows it, else the portable one.
 pub fn record(b: &mut PlanBuilder, label: &str, args: &AttentionArgs) -> Result<()> {
-    let coop = attention_coop::usable(b.gpu(), args.dtype, args.head_dim);
-    record_kernel(
-        b,
-        label,
-        args,
-        coop.then(|| attention_coop::kernel(args.head_dim)),
-    )
+    let shape = match args.variant {
+        Some(AttentionVariant::Portable) => None,
+        Some(AttentionVariant::Coop) => {
+            if args.dtype != DType::F16 {
+                return Err(Error::Unsupported(format!(
+                    "attention '{label}': the cooperative-matrix kernel stores f16 only"
+                )));
+            }
+            let shape = coop::supported(b.gpu().caps()).map_err(|why| {
+                Error::Unsupported(format!(
+                    "attention '{label}': the Coop variant needs cooperative matrices: {why}"
+                ))
+            })?;
+            Some(shape)
+        }
+        None => coop_status(b.gpu(), args.dtype).ok(),
+    };
+    let storage = b.gpu().caps().max_workgroup_storage;
+    let kernel = shape
+        .filter(|_| coop::HEAD_DIMS.contains(&args.head_dim))
+        .and_then(|s| coop::kernel(s, args.head_dim, storage));
+    record_kernel(b, label, args, kernel)
+}
+
+/// Self-check verdicts of the tensor-core kernel, per adapter.
+static COOP_VERDICTS: Verdicts = Verdicts::new();
+
+/// Whether the automatic choice takes the tensor-core kernel for `dtype` on this device,
+/// with its shape, or why not: f16, supported, not turned off by `WGBERT_COOP=0`, and the
+/// self-check already passed (`verify_coop`; recording never runs it).
+pub fn coop_status(gpu: &Gpu, dtype: DType) -> std::result::Result<Shape, String> {
+    if Mode::from_env().map_err(|e| e.to_string())? == Mode::Off {
+        return Err("turned off by WGBERT_COOP=0".into());
+    }
+    if dtype != DType::F16 {
+        return Err("f32 storage (the tensor-core kernel stores f16)".into());
+    }
+    let shape = coop::supported(gpu.caps())?;
+    match COOP_VERDICTS.get(gpu) {
+        None => Err("its self-check has not run on this device".into()),
+        Some(Err(why)) => Err(format!("its self-check failed: {why}")),
+        Some(Ok(())) => Ok(shape),
+    }
+}
+
+/// Runs the tensor-core kernel's self-check on this device unless it has run already (the
+/// verdict is kept per adapter for the process); its shape, or why it cannot be used.
+pub fn verify_coop(gpu: &Arc<Gpu>) -> std::result::Result<Shape, String> {
+    let shape = coop::supported(gpu.caps())?;
+    COOP_VERDICTS.check(gpu, |g| self_check(g, shape))?;
+    Ok(shape)
+}
+
+/// Runs the forced tensor-core kernel on `coop::CHECKS` for every head size and compares
+/// with `reference`.
+pub fn self_check(gpu: &Arc<Gpu>, shape: Shape) -> Result<()> {
+    let n_heads = 2u32;
+    for (i, &(lens, window)) in coop::CHECKS.iter().enumerate() {
+        for &head_dim in &coop::HEAD_DIMS {
+            let mut cu = vec![0u32];
+            for l in lens {
+                cu.push(cu[cu.len() - 1] + l);
+            }
+            let t = cu[cu.len() - 1] as u64;
+            let h = (n_heads * head_dim) as u64;
+            let qkv = f16_values((t * 3 * h) as usize, 31 + i as u64 + head_dim as u64, 1.0);
+            let mut b = PlanBuilder::new(gpu.clone());
+            let qkv_t = b.input("coop check qkv", t * 3 * h * 2);
+            let cu_t = b.input("coop check cu_seqlens", cu.len() as u64 * 4);
+            let out_t = b.output("coop check out", t * h * 2);
+            let args = AttentionArgs {
+                qkv: qkv_t,
+                cu_seqlens: cu_t,
+                out: out_t,
+                n_heads,
+                head_dim,
+                window,
+                dtype: DType::F16,
+                variant: None,
+            };
+            let kernel = coop::kernel(shape, head_dim, gpu.caps().max_workgroup_storage);
+            record_kernel(&mut b, "coop attention self-check", &args, kernel)?;
+            let mut plan = b.build()?;
+            plan.write(qkv_t, &DType::F16.encode(&qkv))?;
+            plan.write(cu_t, bytemuck::cast_slice(&cu))?;
+            plan.run(&RunSizes {
+                rows: t as u32,
+                segments: lens.len() as u32,
+                max_segment: lens.iter().copied().max().unwrap_or(0),
+                selected: 0,
+            })?;
+            let got = DType::F16.decode(&plan.read(out_t, 0, t * h * 2)?);
+            let want = reference(&qkv, &cu, n_heads, head_dim, window);
+            if let Some((j, g, r)) = first_mismatch(&got, &want, coop::CHECK_ATOL, coop::CHECK_RTOL)
+            {
+                return Err(Error::Unsupported(format!(
+                    "attention self-check lens {lens:?} d={head_dim} window {window:?}: \
+                     out[{}, {}] = {g}, reference {r}",
+                    j as u64 / h,
+                    j as u64 % h
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Records one attention step with `kernel_override` (a build of the portable or the
-/// tensor-core shader: same bindings, parameters and dispatch), or the portable kernel.
-pub(crate) fn record_kernel(
+/// tensor-core shader, the emulated one included: same bindings, parameters and dispatch),
+/// or the portable kernel; `args.variant` is ignored.
+pub fn record_kernel(
     b: &mut PlanBuilder,
     label: &str,
     args: &AttentionArgs,
@@ -113,6 +244,7 @@ pub(crate) fn record_kernel(
         head_dim,
         window,
         dtype,
+        variant: _,
     } = args;
     if n_heads == 0 {
         return Err(Error::Option(

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# The tensor-core kernels on a real cooperative-matrix implementation, without a GPU: Mesa 26's
+# lavapipe (llvmpipe) implements VK_KHR_cooperative_matrix (8x8x8 f16 fragments, 8-lane
+# subgroups). It needs glibc 2.39, so it runs in a Debian 13 (trixie) root beside the host:
+# this script makes that root once (debootstrap + mesa-vulkan-drivers from trixie-backports),
+# builds the tests on the host, bind-mounts the checkout at its own path inside the root (so
+# compile-time fixture paths resolve) and runs there, with WGBERT_COOP=1:
+#   - `wgbert info --json`, which must name coop kernels for matmul and attention;
+#   - tests/matmul_coop.rs and tests/attention_coop.rs (real kernels, self-checks, and the
+#     assertion that the automatic choice records them; the EMULATE builds are skipped,
+#     the main suite runs those), tests/coop_cli.rs;
+#   - tests/parity.rs (f16 within cosine 0.999 of transformers with the tensor-core kernels);
+#   - tests/attention_long.rs (one 2100-token sequence, global and windowed layers).
+# Usage (as root, on Debian/Ubuntu): bash scripts/test_coop.sh
+# WGBERT_MESA_ROOT: where the root lives (default /var/tmp/wgbert-mesa26); an existing root is
+# reused. Every mount made here is undone on exit, also on failure. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO="$(pwd -P)"
+ROOT="${WGBERT_MESA_ROOT:-/var/tmp/wgbert-mesa26}"
+TESTS=(matmul_coop attention_coop coop_cli parity attention_long)
+
+die() {
+  echo "test_coop.sh: $*" >&2
+  exit 1
+}
+
+[ "$(id -u)" -eq 0 ] || die "needs root (debootstrap, chroot and bind mounts)"
+command -v cargo >/dev/null || die "cargo not found"
+
+# The root: Debian 13 with Mesa 26 lavapipe and the Vulkan loader (both present: ready).
+root_ready() {
+  local f g
+  for f in "$ROOT"/usr/share/vulkan/icd.d/lvp_icd*.json; do
+    for g in "$ROOT"/usr/lib/*/libvulkan.so.1; do
+      [ -e "$f" ] && [ -e "$g" ] && return 0
+    done
+  done
+  return 1
+}
+
+if ! root_ready; then
+  if ! command -v debootstrap >/dev/null; then
+    command -v apt-get >/dev/null || die "debootstrap is missing and apt-get is not available to install it"
+    echo "== installing debootstrap"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null \
+      || die "could not install debootstrap"
+  fi
+  # The Debian mirror apt already uses, else the default one.
+  MIRROR="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)"
+  MIRROR="${MIRROR:-http://deb.debian.org/debian}"
+  if [ ! -x "$ROOT/usr/bin/apt-get" ]; then
+    echo "== debootstrap trixie into $ROOT (about 2 minutes)"
+    mkdir -p "$ROOT"
+    debootstrap --variant=minbase trixie "$ROOT" "$MIRROR" >/dev/null \
+      || die "debootstrap failed (see $ROOT/debootstrap/debootstrap.log)"
+  fi
+  printf 'deb %s trixie main\ndeb %s trixie-backports main\n' "$MIRROR" "$MIRROR" \
+    >"$ROOT/etc/apt/sources.list"
+  cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+  echo "== installing Mesa 26 lavapipe in the root"
+  chroot "$ROOT" bash -c 'export DEBIAN_FRONTEND=noninteractive; apt-get update -qq &&
+    apt-get install -y -qq -t trixie-backports mesa-vulkan-drivers libvulkan1 >/dev/null' \
+    || die "installing mesa-vulkan-drivers in the root failed"
+  root_ready || die "the root at $ROOT has no lavapipe or Vulkan loader after installing them"
+fi
+
+# The binaries, built on the host (the root has no toolchain).
+echo "== building the test binaries"
+cargo build --quiet --bin wgbert
+ARGS=()
+for t in "${TESTS[@]}"; do ARGS+=(--test "$t"); done
+BINS="$(cargo test --no-run --message-format=json "${ARGS[@]}" \
+  | grep -o '"executable":"[^"]*/deps/[^"]*"' | sed 's/"executable":"\(.*\)"/\1/' || true)"
+[ -n "$BINS" ] || die "no test binaries were built"
+
+# Mounts, undone on exit in reverse order (only those made here).
+MOUNTED=()
+cleanup() {
+  local i
+  for ((i = ${#MOUNTED[@]} - 1; i >= 0; i--)); do
+    umount "${MOUNTED[$i]}" 2>/dev/null || umount -l "${MOUNTED[$i]}" || true
+  done
+}
+trap cleanup EXIT
+bind() { # bind SOURCE TARGET [type]
+  mkdir -p "$2"
+  if ! mountpoint -q "$2"; then
+    if [ "${3:-}" = proc ]; then mount -t proc proc "$2"; else mount --bind "$1" "$2"; fi
+    MOUNTED+=("$2")
+  fi
+}
+bind "$REPO" "$ROOT$REPO"
+bind proc "$ROOT/proc" proc
+bind /dev "$ROOT/dev"
+
+run() {
+  chroot "$ROOT" env -i PATH=/usr/bin:/bin HOME=/tmp XDG_RUNTIME_DIR=/tmp \
+    WGPU_BACKEND=vulkan WGBERT_COOP=1 RUST_BACKTRACE=1 "$@"
+}
+
+echo "== wgbert info --json (Mesa 26 lavapipe, WGBERT_COOP=1)"
+INFO="$(run "$REPO/target/debug/wgbert" info --json)"
+echo "$INFO" | grep -E '"name"|"matmul"|"attention"|coop_reason'
+echo "$INFO" | grep -q '"matmul": "matmul_coop' || die "info: no tensor-core matmul chosen"
+echo "$INFO" | grep -q '"attention": "attention_coop' || die "info: no tensor-core attention chosen"
+
+# The EMULATE builds are tested by the main suite; here only the real kernels run.
+for bin in $BINS; do
+  echo "== $(basename "$bin") (Mesa 26 lavapipe, WGBERT_COOP=1)"
+  run "$bin" --test-threads=2 --skip emulated
+done
+echo "== test_coop.sh: all passed"

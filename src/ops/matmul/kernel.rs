@@ -1,0 +1,81 @@
+//! What every matmul variant shares: the epilogues, the variant names and the kernel build
+//! with its bindings (x, w, y, then bias and residual when present). The family module and
+//! its variant modules both build on this; neither imports the other's functions.
+
+use crate::ops::{Activation, DType};
+use crate::runtime::{Access, Kernel};
+
+/// What the kernel does with `acc = x · W[col] (+ bias[col])` before storing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Epilogue {
+    /// `y = acc`.
+    None,
+    /// `y = acc + residual[row, col]`; `residual` is `[T, N]`, a buffer apart from `y`.
+    Residual,
+    /// `y = act(acc)`.
+    Act(Activation),
+    /// W is `[2I, K]` and `n` is I: `y[:, c] = act(acc[c]) * acc[I + c]`, in one kernel.
+    GeGlu(Activation),
+}
+
+/// Which kernel computes the product; `record` picks among the variants the adapter supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MatmulVariant {
+    /// Shared-memory tiles of 64x64 outputs, 256 threads of 4x4 each; any adapter.
+    Tiled,
+    /// One subgroup per output column, lanes split K, `subgroupAdd` reduces; for few rows.
+    /// Needs `Capabilities::subgroups`; correct for any subgroup size.
+    Subgroup,
+    /// Cooperative matrices (tensor cores) at the adapter's fragment shape and subgroup
+    /// size; f16 storage only. Needs `coop::supported`.
+    Coop,
+}
+
+impl MatmulVariant {
+    /// The variant's name in plan listings and reports (its shader).
+    pub fn name(self) -> &'static str {
+        match self {
+            MatmulVariant::Tiled => "matmul",
+            MatmulVariant::Subgroup => "matmul_subgroup",
+            MatmulVariant::Coop => "matmul_coop",
+        }
+    }
+}
+
+/// The kernel of one variant: `variant` x `dtype` x `epilogue` x bias present.
+/// Storage bindings: x, w, y, then bias and residual when present.
+/// Coop builds also need the shape defines `coop::kernel` adds.
+pub fn kernel(variant: MatmulVariant, dtype: DType, epilogue: Epilogue, bias: bool) -> Kernel {
+    let mut access = vec![Access::Read, Access::Read, Access::ReadWrite];
+    let mut k = dtype.apply(Kernel::new(variant.name(), "main", &[]));
+    // The BIAS / RESIDUAL defines carry their binding numbers.
+    if bias {
+        access.push(Access::Read);
+        k = k.define("BIAS", access.len());
+    }
+    match epilogue {
+        Epilogue::None => {}
+        Epilogue::Residual => {
+            access.push(Access::Read);
+            k = k.define("RESIDUAL", access.len());
+        }
+        Epilogue::Act(a) => k = k.define("ACT", a.wgsl()),
+        Epilogue::GeGlu(a) => k = k.define("GEGLU", 1).define("ACT", a.wgsl()),
+    }
+    k.bindings = access;
+    k
+}
+
+/// Every epilogue with every activation.
+pub fn all_epilogues() -> Vec<Epilogue> {
+    let acts = [
+        Activation::GeluErf,
+        Activation::GeluTanh,
+        Activation::Silu,
+        Activation::Relu,
+    ];
+    let mut e = vec![Epilogue::None, Epilogue::Residual];
+    e.extend(acts.iter().map(|&a| Epilogue::Act(a)));
+    e.extend(acts.iter().map(|&a| Epilogue::GeGlu(a)));
+    e
+}

@@ -1,0 +1,463 @@
+//! Matmul: `Y[T, N] = X[T, K] · W^T (+ bias) (+ epilogue)` with W in PyTorch `[out, in]`
+//! layout, f32 or f16 storage and f32 accumulation, for any T, K, N.
+//!
+//! Variants (`MatmulVariant`, one child module each): a shared-memory tiled kernel
+//! (`tiled`, any adapter), a subgroup-reduction kernel (`subgroup`) that wins when there are
+//! few rows (MLM head, pooled classifier), and a tensor-core kernel (`coop`) that replaces
+//! the tiled one for f16 where the adapter has cooperative matrices and the kernel passed its
+//! self-check on the device (`verify_coop`, run when a model loads). Epilogues fuse bias,
+//! residual add, an activation or GeGLU into the store, so GeGLU's 2I-wide intermediate
+//! never reaches memory. The children know their kernels and tiles; the choice, recording
+//! and self-check live here, and the children use only this module's types.
+//!
+//! `MatmulArgs::variant` forces a variant (an error where the adapter lacks it); `None`
+//! chooses from the adapter. Then a step whose row count is only known at run time is
+//! recorded twice when the adapter has subgroups: the subgroup kernel runs when the run has
+//! at most `subgroup::SMALL_ROWS` rows and the tiled (or tensor-core) one otherwise.
+
+pub mod coop;
+mod kernel;
+pub mod subgroup;
+pub mod tiled;
+
+use std::sync::Arc;
+
+use crate::ops::coop::{Mode, Shape, Verdicts, f16_values, first_mismatch};
+use crate::ops::{DType, Rows};
+use crate::runtime::{self, Gpu, Kernel, Launch, PlanBuilder, RunSizes, TensorId};
+use crate::{Error, Result};
+
+pub use kernel::{Epilogue, MatmulVariant, all_epilogues, kernel};
+pub use subgroup::SMALL_ROWS;
+
+/// One matmul step. Sizes in elements; `rows` says which run size is T.
+#[derive(Debug, Clone, Copy)]
+pub struct MatmulArgs {
+    /// `[T, K]` activations.
+    pub x: TensorId,
+    /// `[N, K]` weight (`[2N, K]` for GeGLU), PyTorch `[out, in]`.
+    pub w: TensorId,
+    /// `[N]` bias (`[2N]` for GeGLU), if the checkpoint has one.
+    pub bias: Option<TensorId>,
+    /// `[T, N]`, required by (and only allowed with) `Epilogue::Residual`.
+    pub residual: Option<TensorId>,
+    /// `[T, N]` output; fully written for the run's rows.
+    pub y: TensorId,
+    pub rows: Rows,
+    pub k: u32,
+    /// Output width; for GeGLU the half width I.
+    pub n: u32,
+    pub dtype: DType,
+    pub epilogue: Epilogue,
+    /// Forces a variant (tests, benchmarks); `None` lets `record` choose from the adapter.
+    pub variant: Option<MatmulVariant>,
+}
+
+/// The uniform of both matmul shaders (`MatmulParams` in `shaders/common/matmul_epilogue.wgsl`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MatmulParams {
+    pub rows: u32,
+    pub k: u32,
+    /// Output width (the half width for GeGLU).
+    pub n: u32,
+    /// Workgroups along the output width.
+    pub tiles_n: u32,
+    /// Workgroups in all; the shader skips ids past this.
+    pub tiles: u32,
+    pub _pad: [u32; 3],
+}
+
+impl MatmulVariant {
+    /// Whether the adapter can run this variant, or why not.
+    pub fn supported(self, caps: &runtime::Capabilities) -> std::result::Result<(), String> {
+        match self {
+            MatmulVariant::Tiled => Ok(()),
+            MatmulVariant::Subgroup if subgroup::supported(caps) => Ok(()),
+            MatmulVariant::Subgroup => Err("subgroups".into()),
+            MatmulVariant::Coop => coop::supported(caps).map(|_| ()),
+        }
+    }
+}
+
+/// Parameters and workgroup count for `rows` rows with workgroup tiles of `(rows, output
+/// columns)` (zero workgroups when `rows` is 0).
+pub fn params(tile: (u32, u32), rows: u32, k: u32, n: u32) -> MatmulParams {
+    let (tiles_m, tiles_n) = (rows.div_ceil(tile.0), n.div_ceil(tile.1));
+    MatmulParams {
+        rows,
+        k,
+        n,
+        tiles_n,
+        tiles: tiles_m.saturating_mul(tiles_n),
+        _pad: [0; 3],
+    }
+}
+
+/// Every matmul kernel the crate can create, tensor-core builds at both fragment sizes
+/// included (for the shader translation test).
+pub fn variants() -> Vec<Kernel> {
+    let mut v = Vec::new();
+    for variant in [MatmulVariant::Tiled, MatmulVariant::Subgroup] {
+        for dtype in [DType::F32, DType::F16] {
+            for e in all_epilogues() {
+                for bias in [false, true] {
+                    v.push(kernel(variant, dtype, e, bias));
+                }
+            }
+        }
+    }
+    v.extend(coop::variants());
+    v
+}
+
+/// Floating-point operations of one product (2 per multiply-add; GeGLU counts both halves).
+pub fn flops(t: u64, k: u64, n: u64, epilogue: Epilogue) -> u64 {
+    let width = match epilogue {
+        Epilogue::GeGlu(_) => 2 * n,
+        _ => n,
+    };
+    2 * t * k * width
+}
+
+/// Checks the arguments against the tensors' sizes and returns the most rows they hold.
+pub(crate) fn check(b: &PlanBuilder, label: &str, a: &MatmulArgs) -> Result<u32> {
+    let bad = |m: String| Err(Error::PlanInput(format!("matmul '{label}': {m}")));
+    if a.k == 0 || a.n == 0 {
+        return bad(format!("k = {} and n = {} must be positive", a.k, a.n));
+    }
+    if a.dtype == DType::F16 && !b.gpu().caps().f16 {
+        return Err(Error::Unsupported(format!(
+            "matmul '{label}': f16 storage needs SHADER_F16"
+        )));
+    }
+    let es = a.dtype.size();
+    let (k, n) = (a.k as u64, a.n as u64);
+    let w_rows = match a.epilogue {
+        Epilogue::GeGlu(_) => 2 * n,
+        _ => n,
+    };
+    if b.bytes(a.w) < w_rows * k * es {
+        return bad(format!(
+            "weight holds {} bytes, needs [{w_rows}, {k}] x {es}",
+            b.bytes(a.w)
+        ));
+    }
+    let bias_bytes = a.bias.map(|t| b.bytes(t));
+    if bias_bytes.is_some_and(|bytes| bytes < w_rows * es) {
+        return bad(format!(
+            "bias holds {bias_bytes:?} bytes, needs [{w_rows}] x {es}"
+        ));
+    }
+    let mut cap = (b.bytes(a.x) / (k * es)).min(b.bytes(a.y) / (n * es));
+    match (a.epilogue, a.residual) {
+        (Epilogue::Residual, Some(r)) => cap = cap.min(b.bytes(r) / (n * es)),
+        (Epilogue::Residual, None) => return bad("the residual epilogue needs a residual".into()),
+        (_, Some(_)) => return bad("a residual is only read by Epilogue::Residual".into()),
+        (_, None) => {}
+    }
+    // Indices are u32 in the shaders.
+    let cap = cap.min(u32::MAX as u64 / k.max(n)) as u32;
+    match a.rows {
+        Rows::Fixed(r) if r > cap => bad(format!("{r} rows, but the buffers hold {cap}")),
+        _ => Ok(cap),
+    }
+}
+
+/// Self-check verdicts of the tensor-core kernel, per adapter.
+static COOP_VERDICTS: Verdicts = Verdicts::new();
+
+/// Whether the automatic choice takes the tensor-core kernel for `dtype` on this device,
+/// with its shape, or why not: f16, supported, not turned off by `WGBERT_COOP=0`, and the
+/// self-check already passed (`verify_coop`; recording never runs it).
+pub fn coop_status(gpu: &Gpu, dtype: DType) -> std::result::Result<Shape, String> {
+    if Mode::from_env().map_err(|e| e.to_string())? == Mode::Off {
+        return Err("turned off by WGBERT_COOP=0".into());
+    }
+    if dtype != DType::F16 {
+        return Err("f32 storage (the tensor-core kernel stores f16)".into());
+    }
+    let shape = coop::supported(gpu.caps())?;
+    match COOP_VERDICTS.get(gpu) {
+        None => Err("its self-check has not run on this device".into()),
+        Some(Err(why)) => Err(format!("its self-check failed: {why}")),
+        Some(Ok(())) => Ok(shape),
+    }
+}
+
+/// Runs the tensor-core kernel's self-check on this device unless it has run already (the
+/// verdict is kept per adapter for the process); its shape, or why it cannot be used.
+pub fn verify_coop(gpu: &Arc<Gpu>) -> std::result::Result<Shape, String> {
+    let shape = coop::supported(gpu.caps())?;
+    COOP_VERDICTS.check(gpu, |g| self_check(g, shape))?;
+    Ok(shape)
+}
+
+/// Runs the forced tensor-core kernel on `coop::checks()` and compares with `reference`.
+pub fn self_check(gpu: &Arc<Gpu>, shape: Shape) -> Result<()> {
+    for (i, &(t, k, n, epilogue, bias)) in coop::checks().iter().enumerate() {
+        let w_rows = match epilogue {
+            Epilogue::GeGlu(_) => 2 * n,
+            _ => n,
+        };
+        let seed = 17 + 5 * i as u64;
+        let x = f16_values(t * k, seed, 1.0);
+        let w = f16_values(w_rows * k, seed + 1, 0.5);
+        let bv = f16_values(w_rows, seed + 2, 1.0);
+        let res = f16_values(t * n, seed + 3, 2.0);
+        let residual = epilogue == Epilogue::Residual;
+        let es = DType::F16.size();
+        let mut b = PlanBuilder::new(gpu.clone());
+        let xt = b.input("coop check x", (t * k) as u64 * es);
+        let rt = b.input("coop check residual", (t * n) as u64 * es);
+        let wbuf = gpu.upload("coop check w", &DType::F16.encode(&w))?;
+        let bbuf = gpu.upload("coop check bias", &DType::F16.encode(&bv))?;
+        let wt = b.external("coop check w", &wbuf);
+        let bt = b.external("coop check bias", &bbuf);
+        let yt = b.output("coop check y", (t * n) as u64 * es);
+        let args = MatmulArgs {
+            x: xt,
+            w: wt,
+            bias: bias.then_some(bt),
+            residual: residual.then_some(rt),
+            y: yt,
+            rows: Rows::Fixed(t as u32),
+            k: k as u32,
+            n: n as u32,
+            dtype: DType::F16,
+            epilogue,
+            variant: None,
+        };
+        let kernel = coop::kernel(shape, epilogue, bias);
+        let tile = coop::tile(shape.frag, epilogue);
+        record_kernel(&mut b, "coop self-check", &args, kernel, tile)?;
+        let mut plan = b.build()?;
+        plan.write(xt, &DType::F16.encode(&x))?;
+        plan.write(rt, &DType::F16.encode(&res))?;
+        plan.run(&RunSizes::default())?;
+        let got = DType::F16.decode(&plan.read(yt, 0, (t * n) as u64 * es)?);
+        let want = reference(
+            &x,
+            &w,
+            bias.then_some(&bv[..]),
+            residual.then_some(&res[..]),
+            t,
+            k,
+            n,
+            epilogue,
+        );
+        if let Some((j, g, r)) = first_mismatch(&got, &want, coop::CHECK_ATOL, coop::CHECK_RTOL) {
+            return Err(Error::Unsupported(format!(
+                "matmul self-check T={t} K={k} N={n} {epilogue:?} bias={bias}: y[{}, {}] = \
+                 {g}, reference {r}",
+                j / n,
+                j % n
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Records the step(s) of one matmul. The variant is `args.variant` if set (an error when the
+/// adapter lacks it), else chosen from the adapter, the row count and `coop_status` (see the
+/// module docs). Rows past the buffers' capacity are clamped to it (the plan's owner checks
+/// run sizes).
+pub fn record(b: &mut PlanBuilder, label: &str, args: &MatmulArgs) -> Result<()> {
+    check(b, label, args)?;
+    let caps = b.gpu().caps().clone();
+    let coop_shape = coop_status(b.gpu(), args.dtype).ok();
+    // The variant for many rows.
+    let big = if coop_shape.is_some() {
+        MatmulVariant::Coop
+    } else {
+        MatmulVariant::Tiled
+    };
+    let has_subgroups = subgroup::supported(&caps);
+    // (variant, rows it runs for: lo..=hi)
+    let plan: Vec<(MatmulVariant, u32, u32)> = match args.variant {
+        Some(v) => {
+            if let Err(why) = v.supported(&caps) {
+                let what = match v {
+                    MatmulVariant::Coop => "cooperative matrices: ",
+                    _ => "",
+                };
+                return Err(Error::Unsupported(format!(
+                    "matmul '{label}': the {v:?} variant needs {what}{why}"
+                )));
+            }
+            if v == MatmulVariant::Coop && args.dtype != DType::F16 {
+                return Err(Error::Unsupported(format!(
+                    "matmul '{label}': the Coop variant stores f16 only"
+                )));
+            }
+            vec![(v, 0, u32::MAX)]
+        }
+        None if !has_subgroups => vec![(big, 0, u32::MAX)],
+        None => match args.rows {
+            Rows::Fixed(r) if r <= SMALL_ROWS => vec![(MatmulVariant::Subgroup, 0, u32::MAX)],
+            Rows::Fixed(_) => vec![(big, 0, u32::MAX)],
+            _ => vec![
+                (MatmulVariant::Subgroup, 0, SMALL_ROWS),
+                (big, SMALL_ROWS + 1, u32::MAX),
+            ],
+        },
+    };
+    let bias = args.bias.is_some();
+    for (variant, lo, hi) in plan {
+        let (kernel, tile) = match variant {
+            MatmulVariant::Tiled => (
+                kernel(variant, args.dtype, args.epilogue, bias),
+                tiled::tile(args.epilogue),
+            ),
+            MatmulVariant::Subgroup => (
+                kernel(variant, args.dtype, args.epilogue, bias),
+                subgroup::tile(),
+            ),
+            MatmulVariant::Coop => {
+                let shape = coop::supported(&caps).map_err(Error::Unsupported)?;
+                (
+                    coop::kernel(shape, args.epilogue, bias),
+                    coop::tile(shape.frag, args.epilogue),
+                )
+            }
+        };
+        let step_label = if lo == 0 && hi == u32::MAX {
+            label.to_string()
+        } else {
+            format!("{label} ({variant:?}, rows {lo}..={hi})")
+        };
+        record_range(b, step_label, kernel, tile, args, lo, hi)?;
+    }
+    Ok(())
+}
+
+/// Records one matmul with a given build of a variant (tests, benchmarks, self-checks: the
+/// emulated tensor-core kernel, say) and its workgroup tile `(rows, output columns)`.
+/// Same arguments and checks as `record`; `args.variant` is ignored.
+pub fn record_kernel(
+    b: &mut PlanBuilder,
+    label: &str,
+    args: &MatmulArgs,
+    kernel: Kernel,
+    tile: (u32, u32),
+) -> Result<()> {
+    check(b, label, args)?;
+    record_range(b, label.to_string(), kernel, tile, args, 0, u32::MAX)
+}
+
+/// Records one launch of `kernel` that runs when the run's rows are in `lo..=hi`, clamped to
+/// the buffers' capacity.
+fn record_range(
+    b: &mut PlanBuilder,
+    step_label: String,
+    kernel: Kernel,
+    tile: (u32, u32),
+    args: &MatmulArgs,
+    lo: u32,
+    hi: u32,
+) -> Result<()> {
+    let cap = check(b, &step_label, args)?;
+    let mut bindings = vec![args.x, args.w, args.y];
+    bindings.extend(args.bias);
+    bindings.extend(args.residual);
+    let max_dim = b.gpu().caps().max_workgroups_per_dim;
+    let a = *args;
+    let name = step_label.clone();
+    b.step(step_label, kernel, &bindings, move |s: &RunSizes| {
+        let want = a.rows.eval(s);
+        if want > cap {
+            log::warn!("matmul '{name}': {want} rows clamped to the capacity {cap}");
+        }
+        let rows = want.min(cap);
+        let p = params(tile, rows, a.k, a.n);
+        let wg = if rows < lo || rows > hi || p.tiles == 0 {
+            [0, 0, 0]
+        } else {
+            runtime::grid(p.tiles, max_dim)
+        };
+        Launch::new(&p, wg)
+    })
+}
+
+/// CPU reference with f64 accumulation. `x` is `[t, k]`, `w` `[n, k]` (`[2n, k]` for GeGLU),
+/// `bias` `[n]` (`[2n]`), `residual` `[t, n]` (read by `Epilogue::Residual` only).
+#[allow(clippy::too_many_arguments)]
+pub fn reference(
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    residual: Option<&[f32]>,
+    t: usize,
+    k: usize,
+    n: usize,
+    epilogue: Epilogue,
+) -> Vec<f64> {
+    let dot = |r: usize, c: usize| -> f64 {
+        let xr = &x[r * k..(r + 1) * k];
+        let wr = &w[c * k..(c + 1) * k];
+        let s: f64 = xr.iter().zip(wr).map(|(&a, &b)| a as f64 * b as f64).sum();
+        s + bias.map_or(0.0, |b| b[c] as f64)
+    };
+    let mut y = Vec::with_capacity(t * n);
+    for r in 0..t {
+        for c in 0..n {
+            let v = dot(r, c);
+            y.push(match epilogue {
+                Epilogue::None => v,
+                Epilogue::Residual => v + residual.map_or(0.0, |res| res[r * n + c] as f64),
+                Epilogue::Act(a) => a.apply(v),
+                Epilogue::GeGlu(a) => a.apply(v) * dot(r, n + c),
+            });
+        }
+    }
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::Activation;
+
+    #[test]
+    fn workgroup_counts_cover_every_output() {
+        let p = params(tiled::tile(Epilogue::None), 65, 24, 129);
+        assert_eq!((p.tiles_n, p.tiles), (3, 6));
+        let p = params(tiled::tile(Epilogue::GeGlu(Activation::GeluErf)), 64, 8, 33);
+        assert_eq!((p.tiles_n, p.tiles), (2, 2));
+        let p = params(subgroup::tile(), 300, 8, 17);
+        assert_eq!((p.tiles_n, p.tiles), (5, 5));
+        assert_eq!(params(subgroup::tile(), 0, 8, 17).tiles, 0);
+        assert_eq!(std::mem::size_of::<MatmulParams>(), 32);
+    }
+
+    #[test]
+    fn kernels_bind_bias_and_residual_after_y() {
+        let k = kernel(MatmulVariant::Tiled, DType::F16, Epilogue::Residual, true);
+        assert_eq!(k.bindings.len(), 5);
+        assert!(k.name().contains("BIAS=4") && k.name().contains("RESIDUAL=5"));
+        let k = kernel(
+            MatmulVariant::Subgroup,
+            DType::F32,
+            Epilogue::Residual,
+            false,
+        );
+        assert!(k.name().contains("RESIDUAL=4"), "{}", k.name());
+        assert_eq!(variants().len(), 80 + coop::variants().len());
+    }
+
+    #[test]
+    fn reference_geglu_pairs_input_and_gate_rows() {
+        // x = [1, 2]; W rows: input [1, 0], gate [0, 1]; bias [0.5, -1].
+        let y = reference(
+            &[1.0, 2.0],
+            &[1.0, 0.0, 0.0, 1.0],
+            Some(&[0.5, -1.0]),
+            None,
+            1,
+            2,
+            1,
+            Epilogue::GeGlu(Activation::Relu),
+        );
+        assert_eq!(y, vec![1.5 * 1.0]);
+    }
+}
