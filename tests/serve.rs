@@ -382,3 +382,46 @@ fn sigterm_lets_the_request_in_flight_finish_and_exits_0() {
     assert_eq!(status, 200, "the request in flight is answered");
     assert!(s.wait_exit().success(), "exit 0 after SIGTERM");
 }
+
+/// A sentence-transformers model served as it ships: its Pooling, Dense and Normalize modules
+/// and its prompts, as `SentenceTransformer.encode` computed them (the fixture's expected.json).
+#[test]
+fn embed_follows_a_sentence_transformers_model() {
+    let dir = common::fixtures_dir().join("st_mean_dense");
+    let exp: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let texts = exp["texts"].clone();
+    let s = Server::start(&dir, &["--dtype", "f32"], &[]);
+    let (_, info) = s.get("/info");
+    assert!(info.contains("\"pooling\":\"model\""), "{info}");
+    let cases = exp["cases"].as_array().unwrap();
+    for (prompt_name, case) in [(None, 0), (Some("query"), 1)] {
+        let mut body = json!({ "inputs": texts, "normalize": false });
+        if let Some(p) = prompt_name {
+            body["prompt_name"] = json!(p);
+        }
+        let got = s.ok("/embed", &body);
+        assert_json_close(
+            &got,
+            &cases[case]["embeddings"],
+            1e-4,
+            &format!("/embed prompt_name {prompt_name:?}"),
+        );
+    }
+    let m = s.fails(
+        "/embed",
+        &json!({ "inputs": "a", "prompt_name": "no_such_prompt" }),
+        400,
+    );
+    assert!(m.contains("no_such_prompt"), "{m}");
+    let v = s.ok(
+        "/v1/embeddings",
+        &json!({ "input": texts[0].clone(), "model": "m" }),
+    );
+    assert_json_close(
+        &v["data"][0]["embedding"],
+        &cases[0]["embeddings"][0],
+        1e-4,
+        "/v1/embeddings",
+    );
+}

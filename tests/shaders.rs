@@ -165,15 +165,6 @@ fn params_size(src: &str) -> Result<u64, String> {
     Ok(module.types[var.ty].inner.size(module.to_ctx()) as u64)
 }
 
-/// Kernel families whose Rust half does not declare its parameter struct yet.
-const UNDECLARED: [&str; 5] = [
-    "matmul",
-    "matmul_subgroup",
-    "matmul_coop",
-    "attention",
-    "attention_coop",
-];
-
 #[test]
 fn every_kernel_declares_the_parameter_size_its_shader_has() {
     let mut failures = Vec::new();
@@ -181,11 +172,9 @@ fn every_kernel_declares_the_parameter_size_its_shader_has() {
     for k in wgbert::ops::all_kernels() {
         let name = k.name();
         let Some(declared) = k.params else {
-            if !UNDECLARED.contains(&k.shader) {
-                failures.push(format!(
-                    "{name}: declares no parameter struct (Kernel::with_params)"
-                ));
-            }
+            failures.push(format!(
+                "{name}: declares no parameter struct (Kernel::with_params)"
+            ));
             continue;
         };
         let reflected = k

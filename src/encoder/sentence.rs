@@ -35,8 +35,8 @@ pub struct EmbedOptions {
 }
 
 /// `EmbedOptions` checked against the model: the prompt text and how many leading tokens
-/// ([CLS] and the prompt's) pooling leaves out when the model excludes its prompt.
-#[derive(Debug, Clone)]
+/// (`[CLS]` and the prompt's) pooling leaves out when the model excludes its prompt.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EmbedSpec {
     prompt: Option<String>,
     skip: usize,
@@ -60,6 +60,13 @@ pub struct RerankOptions {
     pub raw_scores: bool,
     /// Keep only the best `top_n`.
     pub top_n: Option<usize>,
+}
+
+impl EmbedSpec {
+    /// The text put before every input, if any.
+    pub fn prompt(&self) -> Option<&str> {
+        self.prompt.as_deref()
+    }
 }
 
 impl Encoder {
@@ -133,10 +140,16 @@ impl Encoder {
             .enumerate()
             .map(|(i, t)| self.embed_tokens(&spec, t, i))
             .collect::<Result<Vec<_>>>()?;
+        self.embed_ids_with(&seqs, &spec)
+    }
+
+    /// Embeds sequences already tokenized under `spec` (the prompt's tokens included, as
+    /// [`Encoder::embed_tokens`] makes them), in input order.
+    pub fn embed_ids_with(&self, seqs: &[Vec<u32>], spec: &EmbedSpec) -> Result<Vec<Embedding>> {
         let mut out: Vec<Option<Embedding>> = vec![None; seqs.len()];
         let source = seqs.iter().enumerate().map(|(i, s)| Ok((i, s.as_slice())));
         for batch in crate::text::pack::Packer::new(source, self.capacity, self.capacity)? {
-            for (i, e) in self.embed_packed_with(&batch?, &spec)? {
+            for (i, e) in self.embed_packed_with(&batch?, spec)? {
                 out[i] = Some(e);
             }
         }

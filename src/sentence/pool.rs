@@ -1,7 +1,7 @@
 //! The Pooling module: per-token states to one vector, as sentence-transformers computes it.
 //! Several modes concatenate in sentence-transformers' order (cls, max, mean,
 //! mean_sqrt_len_tokens, weightedmean, lasttoken). With `include_prompt: false` the first
-//! `skip` tokens ([CLS] and the prompt's tokens) are left out of the masked modes.
+//! `skip` tokens (`[CLS]` and the prompt's tokens) are left out of the masked modes.
 
 use std::path::Path;
 

@@ -14,15 +14,16 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::time::Instant;
 
 use tokio::sync::oneshot;
-use wgbert::encoder::{EmbedPooling, Embedding, Encoder, TopK};
+use wgbert::encoder::{EmbedSpec, Embedding, Encoder, TopK};
 
 use super::metrics::Metrics;
 
 /// What a job asks of the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Task {
-    /// Pooled vectors (cls/mean, not normalized) or every token's state (`None`).
-    Embed(EmbedPooling),
+    /// Vectors as the spec says: the model's own modules (pooling, Dense, Normalize) or a
+    /// pooling override, where `EmbedPooling::None` keeps every token's state.
+    Embed(Box<EmbedSpec>),
     /// Sequence-classification logits.
     Classify,
     /// Top-k candidates at every `[MASK]`.
@@ -120,7 +121,7 @@ impl Engine {
         let Some(first) = pending.pop_front() else {
             return Vec::new();
         };
-        let task = first.task;
+        let task = first.task.clone();
         let mut tokens = first.tokens();
         let mut group = vec![first];
         let mut rest = VecDeque::with_capacity(pending.len());
@@ -137,7 +138,7 @@ impl Engine {
     }
 
     fn run_group(&self, group: Vec<Job>) {
-        let Some(task) = group.first().map(|j| j.task) else {
+        let Some(task) = group.first().map(|j| j.task.clone()) else {
             return;
         };
         let now = Instant::now();
@@ -147,7 +148,7 @@ impl Engine {
                 .observe((now - job.queued).as_secs_f64());
         }
         let seqs: Vec<Vec<u32>> = group.iter().flat_map(|j| j.seqs.iter().cloned()).collect();
-        match self.call(task, &seqs) {
+        match self.call(&task, &seqs) {
             Ok(out) => split(out, &group)
                 .into_iter()
                 .zip(group)
@@ -157,7 +158,7 @@ impl Engine {
             // One bad job must not fail its company: run each on its own.
             Err(_) if group.len() > 1 => {
                 for job in group {
-                    let result = self.call(task, &job.seqs);
+                    let result = self.call(&task, &job.seqs);
                     let _ = job.reply.send(result);
                 }
             }
@@ -170,7 +171,7 @@ impl Engine {
     }
 
     /// One engine call over `seqs`, timed into the metrics.
-    fn call(&self, task: Task, seqs: &[Vec<u32>]) -> wgbert::Result<Output> {
+    fn call(&self, task: &Task, seqs: &[Vec<u32>]) -> wgbert::Result<Output> {
         let tokens: usize = seqs.iter().map(Vec::len).sum();
         if let Some(bad) = self.fault_token {
             if seqs.iter().any(|s| s.contains(&bad)) {
@@ -182,14 +183,11 @@ impl Engine {
         }
         let start = Instant::now();
         let out = match task {
-            Task::Embed(pooling) => self
-                .enc
-                .embed_ids(seqs, pooling, false)
-                .map(Output::Embeddings),
+            Task::Embed(spec) => self.enc.embed_ids_with(seqs, spec).map(Output::Embeddings),
             Task::Classify => self.enc.classify_ids(seqs).map(Output::Logits),
             Task::FillMask { top_k } => {
                 let mask = self.enc.tokenizer()?.mask_id()?;
-                self.enc.fill_mask_ids(seqs, mask, top_k).map(Output::TopK)
+                self.enc.fill_mask_ids(seqs, mask, *top_k).map(Output::TopK)
             }
         }?;
         let secs = start.elapsed().as_secs_f64();

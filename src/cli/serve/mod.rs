@@ -24,6 +24,7 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
 use clap::Args;
 use serde_json::json;
+use wgbert::encoder::EmbedPooling;
 
 use super::Global;
 use super::embed::PoolingArg;
@@ -165,7 +166,7 @@ fn load(
     let setup = embed_setup(pooling, &enc)?;
     let tok = enc.tokenizer()?;
     let probe = tok.encode("", 0)?.ids;
-    enc.embed_ids(&[probe], setup.pooling, false)
+    enc.embed_ids(&[probe], EmbedPooling::Cls, false)
         .context("the test batch failed")?;
     let engine = Engine {
         enc: enc.clone(),
@@ -181,7 +182,7 @@ fn load(
         "model_id": g.model,
         "model_dtype": format!("{:?}", enc.dtype()).to_lowercase(),
         "model_type": model.task(),
-        "pooling": format!("{:?}", model.setup.pooling).to_lowercase(),
+        "pooling": model.setup.describe,
         "adapter": gpu.info().name,
         "f16_kernels": gpu.caps().f16,
         "max_input_length": model.max_input,

@@ -2,61 +2,80 @@
 //! that refuses texts over the limit, one that cuts them), the embedding setup (pooling,
 //! prompts) and the task its heads serve.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use wgbert::encoder::{EmbedPooling, Encoder, l2_normalize};
+use wgbert::encoder::{EmbedOptions, EmbedPooling, EmbedSpec, Encoder, Prompt, l2_normalize};
 use wgbert::text::TextTokenizer;
 
 use super::engine::{EngineHandle, Output, Task};
 use super::error::ApiError;
 use crate::cli::embed::PoolingArg;
 
-/// How `/embed` and `/v1/embeddings` embed: the pooling and the model's named prompts.
+/// How `/embed` and `/v1/embeddings` embed: `--pooling` when given, else the model's own
+/// sentence-transformers modules (Pooling, Dense, Normalize, prompts), else mean pooling.
 pub struct EmbedSetup {
-    pub pooling: EmbedPooling,
-    /// Prompt name -> text put before the input (sentence-transformers `prompts`).
-    pub prompts: BTreeMap<String, String>,
+    /// `--pooling`: pool the encoder's output this way instead of the model's modules.
+    pub pooling: Option<EmbedPooling>,
+    /// What `/info` reports: "cls", "mean", ... or "model" (its modules decide).
+    pub describe: String,
 }
 
-/// The one place where the server decides pooling and prompts: `--pooling` when given, else
-/// what the model's own configuration says, else mean. The configuration read today is
-/// `config.json`, which names neither, so the fallback is mean and there are no prompts.
-pub fn embed_setup(cli: Option<PoolingArg>, _enc: &Encoder) -> Result<EmbedSetup> {
+/// The one place where the server decides pooling and prompts (see [`EmbedSetup`]).
+pub fn embed_setup(cli: Option<PoolingArg>, enc: &Encoder) -> Result<EmbedSetup> {
     let pooling = match cli {
-        Some(PoolingArg::Cls) => EmbedPooling::Cls,
-        Some(PoolingArg::Mean) | None => EmbedPooling::Mean,
+        Some(PoolingArg::Cls) => Some(EmbedPooling::Cls),
+        Some(PoolingArg::Mean) => Some(EmbedPooling::Mean),
+        None => None,
         Some(PoolingArg::None) => {
             anyhow::bail!("--pooling none does not pool: per-token vectors come from /embed_all")
         }
     };
-    Ok(EmbedSetup {
-        pooling,
-        prompts: BTreeMap::new(),
-    })
+    let describe = match (pooling, &enc.sentence_config().pooling) {
+        (Some(p), _) => format!("{p:?}").to_lowercase(),
+        (None, Some(_)) => "model".to_string(),
+        (None, None) => "mean".to_string(),
+    };
+    Ok(EmbedSetup { pooling, describe })
 }
 
 impl EmbedSetup {
-    /// Puts the named prompt before every text; an unknown name is a 400 listing the known.
-    pub fn apply_prompt(
-        &self,
-        name: Option<&str>,
-        texts: Vec<String>,
-    ) -> Result<Vec<String>, ApiError> {
-        let Some(name) = name else {
-            return Ok(texts);
+    /// The embedding of one request: its `prompt_name` (else the model's default prompt)
+    /// checked against the model. An unknown name, or a model that does not embed into one
+    /// vector (a cross-encoder, ColBERT), is a 400.
+    pub fn spec(&self, enc: &Encoder, prompt_name: Option<&str>) -> Result<EmbedSpec, ApiError> {
+        let opts = EmbedOptions {
+            prompt: prompt_name.map_or(Prompt::ModelDefault, |n| Prompt::Name(n.to_string())),
+            dimensions: None,
+            normalize: false,
+            pooling: self.pooling,
         };
-        match self.prompts.get(name) {
-            Some(prompt) => Ok(texts.into_iter().map(|t| format!("{prompt}{t}")).collect()),
-            None if self.prompts.is_empty() => Err(ApiError::bad_request(format!(
-                "prompt_name '{name}': this model defines no prompts"
-            ))),
-            None => Err(ApiError::bad_request(format!(
-                "prompt_name '{name}' is not one of the model's prompts: {}",
-                self.prompts.keys().cloned().collect::<Vec<_>>().join(", ")
-            ))),
-        }
+        enc.embed_spec(&opts)
+            .map_err(|e| ApiError::bad_request(format!("prompt_name or model: {e}")))
+    }
+
+    /// Every token's state (`/embed_all`), with the request's prompt before the text.
+    pub fn spec_all(
+        &self,
+        enc: &Encoder,
+        prompt_name: Option<&str>,
+    ) -> Result<EmbedSpec, ApiError> {
+        let opts = EmbedOptions {
+            prompt: prompt_name.map_or(Prompt::ModelDefault, |n| Prompt::Name(n.to_string())),
+            dimensions: None,
+            normalize: false,
+            pooling: Some(EmbedPooling::None),
+        };
+        enc.embed_spec(&opts)
+            .map_err(|e| ApiError::bad_request(format!("prompt_name: {e}")))
+    }
+}
+
+/// Puts the spec's prompt before every text, as sentence-transformers does.
+pub fn with_prompt(spec: &EmbedSpec, texts: Vec<String>) -> Vec<String> {
+    match spec.prompt() {
+        Some(p) => texts.into_iter().map(|t| format!("{p}{t}")).collect(),
+        None => texts,
     }
 }
 
@@ -135,7 +154,10 @@ impl Model {
 
     /// `dimensions` checked against the hidden size (`None`: all of them).
     pub fn dimensions(&self, dims: Option<usize>) -> Result<usize, ApiError> {
-        let hidden = self.enc.config().hidden_size;
+        let hidden = self
+            .enc
+            .sentence_config()
+            .output_dim(self.enc.config().hidden_size);
         match dims {
             None => Ok(hidden),
             Some(d) if (1..=hidden).contains(&d) => Ok(d),
@@ -148,11 +170,12 @@ impl Model {
     /// One pooled vector per sequence, cut to `dims` and then normalized if asked.
     pub async fn pooled(
         &self,
+        spec: EmbedSpec,
         seqs: Vec<Vec<u32>>,
         dims: usize,
         normalize: bool,
     ) -> Result<Vec<Vec<f32>>, ApiError> {
-        let out = self.run(Task::Embed(self.setup.pooling), seqs).await?;
+        let out = self.run(Task::Embed(Box::new(spec)), seqs).await?;
         let Output::Embeddings(embs) = out else {
             return Err(mismatch());
         };

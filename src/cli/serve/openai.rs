@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::error::{ApiError, Flavor};
+use super::model::with_prompt;
 use super::state::{AppState, JsonBody};
 
 #[derive(Deserialize)]
@@ -57,20 +58,21 @@ pub async fn embeddings(
 async fn answer(s: &Arc<AppState>, req: Request) -> Result<Value, ApiError> {
     let m = s.model()?;
     let dims = m.dimensions(req.dimensions)?;
+    let spec = m.setup.spec(&m.enc, None)?;
     let seqs = match req.input {
         Input::Text(t) => {
-            s.tokenize(s.texts(super::state::Inputs::One(t))?, None)
-                .await?
+            let texts = with_prompt(&spec, s.texts(super::state::Inputs::One(t))?);
+            s.tokenize(texts, None).await?
         }
         Input::Texts(t) => {
-            s.tokenize(s.texts(super::state::Inputs::Many(t))?, None)
-                .await?
+            let texts = with_prompt(&spec, s.texts(super::state::Inputs::Many(t))?);
+            s.tokenize(texts, None).await?
         }
         Input::Ids(ids) => token_inputs(s, vec![ids])?,
         Input::IdsBatch(batch) => token_inputs(s, batch)?,
     };
     let tokens: usize = seqs.iter().map(Vec::len).sum();
-    let vectors = m.pooled(seqs, dims, true).await?;
+    let vectors = m.pooled(spec, seqs, dims, true).await?;
     let data: Vec<Value> = vectors
         .into_iter()
         .enumerate()

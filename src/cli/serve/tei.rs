@@ -7,11 +7,11 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use wgbert::encoder::{EmbedPooling, softmax};
+use wgbert::encoder::softmax;
 
 use super::engine::{Output, Task};
 use super::error::ApiError;
-use super::model::{Text, mismatch};
+use super::model::{Text, mismatch, with_prompt};
 use super::state::{AppState, Inputs, JsonBody};
 
 fn yes() -> bool {
@@ -34,10 +34,10 @@ pub async fn embed(
 ) -> Result<Json<Vec<Vec<f32>>>, ApiError> {
     let m = s.model()?;
     let dims = m.dimensions(req.dimensions)?;
-    let texts = s.texts(req.inputs)?;
-    let texts = m.setup.apply_prompt(req.prompt_name.as_deref(), texts)?;
+    let spec = m.setup.spec(&m.enc, req.prompt_name.as_deref())?;
+    let texts = with_prompt(&spec, s.texts(req.inputs)?);
     let seqs = s.tokenize(texts, req.truncate).await?;
-    Ok(Json(m.pooled(seqs, dims, req.normalize).await?))
+    Ok(Json(m.pooled(spec, seqs, dims, req.normalize).await?))
 }
 
 #[derive(Deserialize)]
@@ -52,10 +52,10 @@ pub async fn embed_all(
     JsonBody(req): JsonBody<EmbedAllRequest>,
 ) -> Result<Json<Vec<Vec<Vec<f32>>>>, ApiError> {
     let m = s.model()?;
-    let texts = s.texts(req.inputs)?;
-    let texts = m.setup.apply_prompt(req.prompt_name.as_deref(), texts)?;
+    let spec = m.setup.spec_all(&m.enc, req.prompt_name.as_deref())?;
+    let texts = with_prompt(&spec, s.texts(req.inputs)?);
     let seqs = s.tokenize(texts, req.truncate).await?;
-    match m.run(Task::Embed(EmbedPooling::None), seqs).await? {
+    match m.run(Task::Embed(Box::new(spec)), seqs).await? {
         Output::Embeddings(e) => Ok(Json(e.into_iter().map(|e| e.vectors).collect())),
         _ => Err(mismatch()),
     }

@@ -15,6 +15,7 @@
 //! values, so each output is a convex combination of v with weights off by at most 2^-11
 //! relative: |error| <= 2^-11 * max |v_j - o| plus the f16 rounding of the output.
 
+use super::kernel::AttentionParams;
 use crate::ops::DType;
 use crate::ops::coop::{self, Shape};
 use crate::runtime::{Access, Capabilities, Kernel};
@@ -77,6 +78,7 @@ fn build(frag: u32, lanes: u32, head_dim: u32, bc: u32, pad: u32) -> Kernel {
             "main",
             &[Access::Read, Access::Read, Access::ReadWrite],
         ))
+        .with_params::<AttentionParams>()
         .define("HEAD_DIM", head_dim)
         .define("BC", bc)
         .define("PAD", pad)

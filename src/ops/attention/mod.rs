@@ -9,6 +9,9 @@
 //! `AttentionArgs::variant` forces one, as `MatmulArgs::variant` does for matmul.
 
 pub mod coop;
+mod kernel;
+
+pub use kernel::AttentionParams;
 
 use std::sync::Arc;
 
@@ -46,23 +49,6 @@ pub const HEAD_DIMS: [u32; 3] = [16, 32, 64];
 /// Windows at or above this are global in effect; clamping keeps `q + window` in u32.
 const WINDOW_CLAMP: u32 = 1 << 30;
 
-/// Mirrors `AttentionParams` in `shaders/attention.wgsl`.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct AttentionParams {
-    pub n_heads: u32,
-    pub segments: u32,
-    /// Row strides in vec4 units.
-    pub qkv_stride: u32,
-    pub out_stride: u32,
-    pub windowed: u32,
-    pub window: u32,
-    /// log2(e) / sqrt(head_dim).
-    pub scale: f32,
-    /// Rows of the batch (cu_seqlens offsets are clamped to it).
-    pub rows: u32,
-}
-
 /// One attention step.
 #[derive(Debug, Clone, Copy)]
 pub struct AttentionArgs {
@@ -99,6 +85,7 @@ pub fn kernel(dtype: DType, head_dim: u32, bc: u32) -> Kernel {
             "main",
             &[Access::Read, Access::Read, Access::ReadWrite],
         ))
+        .with_params::<AttentionParams>()
         .define("HEAD_DIM", head_dim)
         .define("BC", bc)
 }

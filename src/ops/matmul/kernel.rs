@@ -42,12 +42,29 @@ impl MatmulVariant {
     }
 }
 
+/// The uniform of both matmul shaders (`MatmulParams` in `shaders/common/matmul_epilogue.wgsl`).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
+pub struct MatmulParams {
+    pub rows: u32,
+    pub k: u32,
+    /// Output width (the half width for GeGLU).
+    pub n: u32,
+    /// Workgroups along the output width.
+    pub tiles_n: u32,
+    /// Workgroups in all; the shader skips ids past this.
+    pub tiles: u32,
+    pub _pad: [u32; 3],
+}
+
 /// The kernel of one variant: `variant` x `dtype` x `epilogue` x bias present.
 /// Storage bindings: x, w, y, then bias and residual when present.
 /// Coop builds also need the shape defines `coop::kernel` adds.
 pub fn kernel(variant: MatmulVariant, dtype: DType, epilogue: Epilogue, bias: bool) -> Kernel {
     let mut access = vec![Access::Read, Access::Read, Access::ReadWrite];
-    let mut k = dtype.apply(Kernel::new(variant.name(), "main", &[]));
+    let mut k = dtype
+        .apply(Kernel::new(variant.name(), "main", &[]))
+        .with_params::<MatmulParams>();
     // The BIAS / RESIDUAL defines carry their binding numbers.
     if bias {
         access.push(Access::Read);

@@ -27,7 +27,7 @@ use crate::ops::{DType, Rows};
 use crate::runtime::{self, Gpu, Kernel, Launch, PlanBuilder, RunSizes, TensorId};
 use crate::{Error, Result};
 
-pub use kernel::{Epilogue, MatmulVariant, all_epilogues, kernel};
+pub use kernel::{Epilogue, MatmulParams, MatmulVariant, all_epilogues, kernel};
 pub use subgroup::SMALL_ROWS;
 
 /// One matmul step. Sizes in elements; `rows` says which run size is T.
@@ -51,21 +51,6 @@ pub struct MatmulArgs {
     pub epilogue: Epilogue,
     /// Forces a variant (tests, benchmarks); `None` lets `record` choose from the adapter.
     pub variant: Option<MatmulVariant>,
-}
-
-/// The uniform of both matmul shaders (`MatmulParams` in `shaders/common/matmul_epilogue.wgsl`).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct MatmulParams {
-    pub rows: u32,
-    pub k: u32,
-    /// Output width (the half width for GeGLU).
-    pub n: u32,
-    /// Workgroups along the output width.
-    pub tiles_n: u32,
-    /// Workgroups in all; the shader skips ids past this.
-    pub tiles: u32,
-    pub _pad: [u32; 3],
 }
 
 impl MatmulVariant {
