@@ -68,7 +68,8 @@ fi
 
 # The binaries, built on the host (the root has no toolchain).
 echo "== building the test binaries"
-cargo build --quiet --bin wgbert
+# `cargo test` also builds target/debug/wgbert (the CLI tests run it), with the same
+# dependency features as the tests; a plain `cargo build` would rebuild wgpu with others.
 ARGS=()
 for t in "${TESTS[@]}"; do ARGS+=(--test "$t"); done
 BINS="$(cargo test --no-run --message-format=json "${ARGS[@]}" \
