@@ -64,6 +64,7 @@ fn attention_plan(
     let args = AttentionArgs {
         qkv,
         cu_seqlens: cu_t,
+        key_lens: None,
         out,
         n_heads,
         head_dim: HEAD_DIM,

@@ -22,6 +22,8 @@ one text per batch) and the library versions:
     cross_encoder     a one-label CrossEncoder (ModernBertForSequenceClassification)
     colbert           a PyLate ColBERT: [Q]/[D] prefixes, [MASK] expansion to query_length
                       (attended), document_length, a skiplist, Dense projection to 16
+    colbert_masked    the same with attend_to_expansion_tokens false (PyLate's default): the
+                      expansion tokens are keys of no attention, though they are queries
 """
 
 import argparse
@@ -225,31 +227,38 @@ def st_fixtures(out_root):
 
 # ---------------------------------------------------------------- PyLate
 
-def colbert_fixture(out_root):
+def colbert_fixtures(out_root):
+    # Expansion tokens attended to (as GTE-ModernColBERT-v1 sets) and not (PyLate's default:
+    # the [MASK] tokens are queries of the attention but never its keys).
+    colbert_fixture(out_root, "colbert", attend=True, seed=3005)
+    colbert_fixture(out_root, "colbert_masked", attend=False, seed=3007)
+
+
+def colbert_fixture(out_root, name, attend, seed):
     import pylate
     from pylate import models, scores as pscores
 
-    directory = out_root / "colbert"
+    directory = out_root / name
     shutil.rmtree(directory, ignore_errors=True)
     with tempfile.TemporaryDirectory() as tmp:
-        backbone(Path(tmp), ModernBertModel, 3005)
-        torch.manual_seed(3006)
+        backbone(Path(tmp), ModernBertModel, seed)
+        torch.manual_seed(seed + 1)
         model = models.ColBERT(tmp, embedding_size=16, query_length=12, document_length=10,
-                               attend_to_expansion_tokens=True,
+                               attend_to_expansion_tokens=attend,
                                skiplist_words=[".", ",", "!", "the"], device="cpu",
                                model_kwargs={"attn_implementation": "sdpa"})
         model.save(str(directory))
     tidy(directory)
     model = models.ColBERT(str(directory), device="cpu",
                            model_kwargs={"attn_implementation": "sdpa"})
+    assert model.attend_to_expansion_tokens == attend
     queries = [QUERY, "fish", "rust code on the gpu"]
     q = model.encode(queries, is_query=True, batch_size=1)
     d = model.encode(DOCS, is_query=False, batch_size=1)
-    s = pscores.colbert_scores(torch.tensor(q[0])[None], [torch.tensor(x) for x in d])[0] \
-        if False else [float(pscores.colbert_scores(torch.tensor(q[0])[None],
-                                                     torch.tensor(x)[None])[0][0]) for x in d]
+    s = [float(pscores.colbert_scores(torch.tensor(q[0])[None], torch.tensor(x)[None])[0][0])
+         for x in d]
     write_expected(directory, {
-        "fixture": "colbert", "versions": versions(pylate),
+        "fixture": name, "versions": versions(pylate),
         "queries": queries, "query_embeddings": [vec(torch.tensor(x)) for x in q],
         "documents": DOCS, "document_embeddings": [vec(torch.tensor(x)) for x in d],
         "rerank": {"query": QUERY, "scores": rounded(s)},
@@ -266,7 +275,7 @@ def main():
     if args.which == "st":
         st_fixtures(args.out)
     else:
-        colbert_fixture(args.out)
+        colbert_fixtures(args.out)
 
 
 if __name__ == "__main__":

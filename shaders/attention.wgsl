@@ -1,16 +1,13 @@
 // Varlen flash attention over packed sequences, global or banded (|i - j| <= window).
-// Bindings: 0 params, 1 qkv [T, 3H] ELEM (read; rows [Q | K | V], head h at columns h*D of each
-// block, RoPE already applied), 2 cu_seqlens [B + 1] u32 (read), 3 out [T, H] ELEM (write).
-// Dispatch: x = query tiles of BR rows (ceil(max_seqlen / BR)), y/z = (head, sequence) pairs
-// spread by runtime::grid (linear = wg.y + wg.z * nwg.y; head = linear % n_heads). Workgroups
-// past a sequence's end or past the last sequence return at once (workgroup-uniform).
+// Parameters, bindings and dispatch: common/attention_span.wgsl. Workgroups past a sequence's
+// end or past the last sequence return at once (workgroup-uniform).
 // One invocation per query row: q and the output accumulator live in registers (D floats each);
 // K and V tiles of BC keys are staged in workgroup memory (2 * BC * D * 4 bytes = 16 KiB).
 // Only the key tiles that intersect [q0 - window, q_last + window] are visited, so a banded
 // layer costs O(S * (BR + 2 * window)) instead of O(S^2); no score matrix is ever stored.
 // Formula: o_i = sum_j softmax_j(q_i . k_j / sqrt(D)) v_j over the allowed keys j of the same
-// sequence, online softmax in f32 (base 2: q is pre-scaled by log2(e) / sqrt(D)); a query with
-// no allowed key writes zeros.
+// sequence (within the band, and below key_lens[s] when key-limited), online softmax in f32
+// (base 2: q is pre-scaled by log2(e) / sqrt(D)); a query with no allowed key writes zeros.
 #if F16
 enable f16;
 #endif
@@ -24,25 +21,7 @@ const CH: u32 = 8u;
 const NEG_INIT: f32 = -1.0e30;
 const NEG_MASK: f32 = -2.0e30;
 
-struct AttentionParams {
-    n_heads: u32,
-    segments: u32,
-    // Row strides in vec4 units: qkv (3H / 4) and out (H / 4).
-    qkv_stride: u32,
-    out_stride: u32,
-    // 1: banded by `window`; 0: every key of the sequence.
-    windowed: u32,
-    window: u32,
-    // log2(e) / sqrt(D).
-    scale: f32,
-    // Rows of the batch: offsets past it (a corrupt cu_seqlens) are clamped, never looped over.
-    rows: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: AttentionParams;
-@group(0) @binding(1) var<storage, read> qkv: array<vec4<{{ELEM}}>>;
-@group(0) @binding(2) var<storage, read> cu_seqlens: array<u32>;
-@group(0) @binding(3) var<storage, read_write> out: array<vec4<{{ELEM}}>>;
+#include "common/attention_span.wgsl"
 
 var<workgroup> k_tile: array<vec4<f32>, BC * D4>;
 var<workgroup> v_tile: array<vec4<f32>, BC * D4>;
@@ -50,31 +29,18 @@ var<workgroup> v_tile: array<vec4<f32>, BC * D4>;
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
-    let pair = wg.y + wg.z * nwg.y;
-    let head = pair % p.n_heads;
-    let seq = pair / p.n_heads;
-    if seq >= p.segments {
+    let sp = span(wg, nwg, BR);
+    if !sp.live {
         return;
     }
-    let end = min(cu_seqlens[seq + 1u], p.rows);
-    let start = min(cu_seqlens[seq], end);
-    let len = end - start;
-    let q0 = wg.x * BR;
-    if q0 >= len {
-        return;
-    }
-    let q_end = min(q0 + BR, len);
-    var k_begin = 0u;
-    var k_end = len;
-    if p.windowed != 0u {
-        k_begin = q0 - min(q0, p.window);
-        k_end = min(len, q_end - 1u + p.window + 1u);
-    }
-
+    let start = sp.start;
+    let len = sp.len;
+    let q0 = sp.q0;
+    let k_end = sp.k_end;
     let qi = q0 + lid;
     let live = qi < len;
     let h4 = p.qkv_stride / 3u;
-    let col = head * D4;
+    let col = sp.head * D4;
     var q: array<vec4<f32>, D4>;
     var o: array<vec4<f32>, D4>;
     let q_at = (start + min(qi, len - 1u)) * p.qkv_stride + col;
@@ -85,7 +51,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     var m = NEG_INIT;
     var l = 0.0;
 
-    for (var kt = k_begin; kt < k_end; kt += BC) {
+    for (var kt = sp.k_begin; kt < k_end; kt += BC) {
         // The previous tile has been consumed by every invocation.
         workgroupBarrier();
         for (var i = lid; i < BC * D4; i += BR) {

@@ -1,9 +1,9 @@
 // Tensor-core varlen flash attention (cooperative matrices): f16 storage, f16 x f16 products
 // accumulated in f32, softmax in f32. Same bindings, parameters, dispatch and semantics as
-// attention.wgsl: 0 params, 1 qkv [T, 3H] f16 (read), 2 cu_seqlens [B + 1] u32 (read),
-// 3 out [T, H] f16 (write); x = query tiles of BR = 64 rows, y/z = (head, sequence) pairs.
+// attention.wgsl (common/attention_span.wgsl), with ELEM = f16 and BR = 64.
 // Formula: o_i = sum_j softmax_j(q_i . k_j / sqrt(D)) v_j over the allowed keys j of the same
-// sequence (all, or |i - j| <= window); a query with no allowed key writes zeros.
+// sequence (all, or |i - j| <= window; and j < key_lens[s] when key-limited); a query with
+// no allowed key writes zeros.
 // Fragments: common/coop.wgsl, F = FRAG (8 or 16). One workgroup of 128 invocations per
 // (query tile, head, sequence); the BR / F row slabs of F queries are looped over the
 // subgroups the launch has (slab = subgroup, + number of subgroups, ...), so any subgroup
@@ -44,23 +44,7 @@ const P_AT: u32 = KV_AT + BC * LD;
 const NEG_INIT: f32 = -1.0e30;
 const NEG_MASK: f32 = -2.0e30;
 
-struct AttentionParams {
-    n_heads: u32,
-    segments: u32,
-    // Row strides in vec4 units: qkv (3H / 4) and out (H / 4).
-    qkv_stride: u32,
-    out_stride: u32,
-    windowed: u32,
-    window: u32,
-    // log2(e) / sqrt(D).
-    scale: f32,
-    rows: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: AttentionParams;
-@group(0) @binding(1) var<storage, read> qkv: array<vec4<f16>>;
-@group(0) @binding(2) var<storage, read> cu_seqlens: array<u32>;
-@group(0) @binding(3) var<storage, read_write> out: array<vec4<f16>>;
+#include "common/attention_span.wgsl"
 
 var<workgroup> sh: array<f16, P_AT + BR * LP>;
 var<workgroup> ct: array<f32, BR * SS>;
@@ -110,28 +94,16 @@ fn main(
     let sg = sg_id;
     let nsg = n_sg;
 #endif
-    let pair = wg.y + wg.z * nwg.y;
-    let head = pair % p.n_heads;
-    let seq = pair / p.n_heads;
-    if seq >= p.segments {
+    let sp = span(wg, nwg, BR);
+    if !sp.live {
         return;
     }
-    let end = min(cu_seqlens[seq + 1u], p.rows);
-    let start = min(cu_seqlens[seq], end);
-    let len = end - start;
-    let q0 = wg.x * BR;
-    if q0 >= len {
-        return;
-    }
-    let q_end = min(q0 + BR, len);
-    var k_begin = 0u;
-    var k_end = len;
-    if p.windowed != 0u {
-        k_begin = q0 - min(q0, p.window);
-        k_end = min(len, q_end - 1u + p.window + 1u);
-    }
+    let start = sp.start;
+    let len = sp.len;
+    let q0 = sp.q0;
+    let k_end = sp.k_end;
     let h4 = p.qkv_stride / 3u;
-    let col = head * D4;
+    let col = sp.head * D4;
     stage(0u, BR, q0, len, start, col, li);
 
     // This invocation's half row of the softmax and of the output.
@@ -141,7 +113,7 @@ fn main(
     var o: array<f32, DH>;
     var m = NEG_INIT;
     var l = 0.0;
-    for (var kt = k_begin; kt < k_end; kt += BC) {
+    for (var kt = sp.k_begin; kt < k_end; kt += BC) {
         // The previous block's O_blk, P and V have been read by everyone (Q staged, at first).
         workgroupBarrier();
         stage(KV_AT, BC, kt, k_end, start, col + h4, li);

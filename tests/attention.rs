@@ -28,21 +28,8 @@ fn dtypes() -> Vec<DType> {
     }
 }
 
-fn cu_of(lens: &[u32]) -> Vec<u32> {
-    let mut cu = vec![0u32];
-    for l in lens {
-        cu.push(cu.last().copied().unwrap_or(0) + l);
-    }
-    cu
-}
-
 fn positions_of(lens: &[u32]) -> Vec<u32> {
     lens.iter().flat_map(|&l| 0..l).collect()
-}
-
-/// Values as the GPU stores them in `dtype`.
-fn stored(dtype: DType, v: &[f32]) -> Vec<f32> {
-    dtype.decode(&dtype.encode(v))
 }
 
 struct Case<'a> {
@@ -52,15 +39,17 @@ struct Case<'a> {
     window: Option<u32>,
     dtype: DType,
     seed: u64,
+    /// Keys per sequence (`AttentionArgs::key_lens`); `None`: every row.
+    keys: Option<&'a [u32]>,
 }
 
 /// Runs attention over packed random q/k/v (scale 2 so the softmax is far from uniform).
 fn attention_case(c: &Case) -> (Vec<f32>, Vec<f64>) {
     let gpu = common::gpu();
-    let cu = cu_of(c.lens);
+    let (sizes, cu) = RunSizes::packed(c.lens);
     let t = *cu.last().unwrap_or(&0) as u64;
     let h = (c.n_heads * c.head_dim) as u64;
-    let qkv = stored(
+    let qkv = common::stored(
         c.dtype,
         &common::rand_vec((t * 3 * h) as usize, c.seed, 2.0),
     );
@@ -69,10 +58,14 @@ fn attention_case(c: &Case) -> (Vec<f32>, Vec<f64>) {
     let mut b = PlanBuilder::new(gpu.clone());
     let qkv_t = b.input("qkv", (t + 2) * 3 * h * es);
     let cu_t = b.input("cu_seqlens", (cu.len() as u64 + 2) * 4);
+    let keys_t = c
+        .keys
+        .map(|_| b.input("key_lens", (c.lens.len() as u64 + 2) * 4));
     let out_t = b.output("out", (t + 2) * h * es);
     let args = AttentionArgs {
         qkv: qkv_t,
         cu_seqlens: cu_t,
+        key_lens: keys_t,
         out: out_t,
         n_heads: c.n_heads,
         head_dim: c.head_dim,
@@ -84,15 +77,12 @@ fn attention_case(c: &Case) -> (Vec<f32>, Vec<f64>) {
     let mut plan = b.build().unwrap();
     plan.write(qkv_t, &c.dtype.encode(&qkv)).unwrap();
     plan.write(cu_t, bytemuck::cast_slice(&cu)).unwrap();
-    plan.run(&RunSizes {
-        rows: t as u32,
-        segments: c.lens.len() as u32,
-        max_segment: c.lens.iter().copied().max().unwrap_or(0),
-        selected: 0,
-    })
-    .unwrap();
+    if let (Some(t), Some(k)) = (keys_t, c.keys) {
+        plan.write(t, bytemuck::cast_slice(k)).unwrap();
+    }
+    plan.run(&sizes).unwrap();
     let got = c.dtype.decode(&plan.read(out_t, 0, t * h * es).unwrap());
-    let want = attention::reference(&qkv, &cu, c.n_heads, c.head_dim, c.window);
+    let want = attention::reference_keys(&qkv, &cu, c.keys, c.n_heads, c.head_dim, c.window);
     (got, want)
 }
 
@@ -112,8 +102,8 @@ fn check_attention(c: &Case) {
     let (got, want) = attention_case(c);
     let (atol, rtol) = tolerance(c);
     let what = format!(
-        "attention {:?} lens {:?} heads {} d {} window {:?}",
-        c.dtype, c.lens, c.n_heads, c.head_dim, c.window
+        "attention {:?} lens {:?} keys {:?} heads {} d {} window {:?}",
+        c.dtype, c.lens, c.keys, c.n_heads, c.head_dim, c.window
     );
     common::assert_close(&what, &got, &want, atol, rtol);
 }
@@ -131,10 +121,47 @@ fn attention_matches_reference_across_head_dims_windows_and_lengths() {
                     window,
                     dtype,
                     seed: head_dim as u64 + window.unwrap_or(999) as u64,
+                    keys: None,
                 });
             }
         }
     }
+}
+
+#[test]
+fn key_limited_sequences_attend_only_to_their_leading_rows() {
+    // PyLate's unattended query expansion: every row is a query, only the first keys[s] rows
+    // of sequence s are keys. Key counts of 1, a ragged 33 of 40 (inside one key tile), 100
+    // of 130 (across tiles), a full sequence, and more keys than rows (clamped to the rows).
+    let lens = [5u32, 40, 130, 17, 3];
+    let keys = [1u32, 33, 100, 17, 9];
+    for dtype in dtypes() {
+        for head_dim in attention::HEAD_DIMS {
+            for window in [None, Some(16)] {
+                check_attention(&Case {
+                    lens: &lens,
+                    n_heads: 2,
+                    head_dim,
+                    window,
+                    dtype,
+                    seed: 77 + head_dim as u64,
+                    keys: Some(&keys),
+                });
+            }
+        }
+    }
+    // With a band, queries far past the last key have none in reach: they give zeros.
+    let (got, want) = attention_case(&Case {
+        lens: &[200],
+        n_heads: 1,
+        head_dim: 16,
+        window: Some(8),
+        dtype: DType::F32,
+        seed: 5,
+        keys: Some(&[20]),
+    });
+    assert!(want[150 * 16..151 * 16].iter().all(|&x| x == 0.0));
+    common::assert_close("band without keys", &got, &want, 1e-5, 1e-5);
 }
 
 #[test]
@@ -148,6 +175,7 @@ fn modernbert_local_window_on_sequences_longer_than_the_band() {
             window: Some(64),
             dtype,
             seed: 7,
+            keys: None,
         });
     }
 }
@@ -164,6 +192,7 @@ fn a_single_token_and_a_zero_window() {
                 window,
                 dtype,
                 seed: 3,
+                keys: None,
             });
         }
         // An empty sequence between two others contributes nothing and disturbs nothing.
@@ -174,6 +203,7 @@ fn a_single_token_and_a_zero_window() {
             window: None,
             dtype,
             seed: 5,
+            keys: None,
         });
         check_attention(&Case {
             lens: &[4, 70],
@@ -182,6 +212,7 @@ fn a_single_token_and_a_zero_window() {
             window: Some(0),
             dtype,
             seed: 4,
+            keys: None,
         });
     }
 }
@@ -196,6 +227,7 @@ fn a_long_banded_sequence_past_8192_tokens() {
         window: Some(8),
         dtype: DType::F32,
         seed: 11,
+        keys: None,
     });
 }
 
@@ -208,6 +240,7 @@ fn a_global_sequence_of_several_tiles() {
         window: None,
         dtype: DType::F32,
         seed: 12,
+        keys: None,
     });
 }
 
@@ -222,6 +255,7 @@ fn bad_attention_arguments_are_typed_errors() {
     let mut args = AttentionArgs {
         qkv,
         cu_seqlens: cu,
+        key_lens: None,
         out,
         n_heads: 1,
         head_dim: 48,
@@ -230,13 +264,22 @@ fn bad_attention_arguments_are_typed_errors() {
         variant: None,
     };
     let e = attention::record(&mut b, "a", &args).unwrap_err();
-    assert!(matches!(e, wgbert::Error::Option(_)), "{e}");
+    assert!(
+        matches!(
+            e,
+            wgbert::Error::OpArg {
+                arg: "head_dim",
+                ..
+            }
+        ),
+        "{e}"
+    );
     args.head_dim = 64;
     args.n_heads = 0;
     assert!(attention::record(&mut b, "a", &args).is_err());
     args.n_heads = 1;
     let e = attention::record(&mut b, "a", &args).unwrap_err();
-    assert!(matches!(e, wgbert::Error::PlanInput(_)), "{e}");
+    assert!(matches!(e, wgbert::Error::OpArg { arg: "out", .. }), "{e}");
 }
 
 #[test]
@@ -252,6 +295,7 @@ fn corrupt_offsets_are_clamped_not_looped_over() {
     let args = AttentionArgs {
         qkv,
         cu_seqlens: cu_t,
+        key_lens: None,
         out,
         n_heads: 1,
         head_dim: 16,
@@ -295,8 +339,24 @@ proptest! {
             window,
             dtype: DType::F32,
             seed,
+            keys: None,
         });
     }
+}
+
+/// Records RoPE over every token row (`Rows::Tokens`) of `qkv`, at (heads, head_dim, theta).
+fn record_rope(
+    b: &mut PlanBuilder,
+    qkv: wgbert::runtime::TensorId,
+    positions: wgbert::runtime::TensorId,
+    (n_heads, head_dim, theta): (u32, u32, f32),
+    dtype: DType,
+) {
+    let rows = Rows::Tokens;
+    rope::record(
+        b, "rope", qkv, positions, rows, n_heads, head_dim, theta, dtype,
+    )
+    .unwrap();
 }
 
 /// Runs RoPE in place on an external qkv buffer and reads it back.
@@ -308,11 +368,12 @@ fn rope_case(
     dtype: DType,
 ) -> (Vec<f32>, Vec<f64>) {
     let gpu = common::gpu();
+    let (sizes, _) = RunSizes::packed(lens);
     let positions = positions_of(lens);
     let t = positions.len() as u64;
     let h = (n_heads * head_dim) as u64;
     let es = dtype.size();
-    let x = stored(dtype, &common::rand_vec((t * 3 * h) as usize, 5, 1.0));
+    let x = common::stored(dtype, &common::rand_vec((t * 3 * h) as usize, 5, 1.0));
     // One spare row: rows past RunSizes::rows must not move.
     let mut bytes = dtype.encode(&x);
     bytes.resize(((t + 1) * 3 * h * es) as usize, 0);
@@ -320,27 +381,10 @@ fn rope_case(
     let mut b = PlanBuilder::new(gpu.clone());
     let qkv_t = b.external("qkv", &buf);
     let pos_t = b.input("positions", (t + 1) * 4);
-    rope::record(
-        &mut b,
-        "rope",
-        qkv_t,
-        pos_t,
-        Rows::Tokens,
-        n_heads,
-        head_dim,
-        theta,
-        dtype,
-    )
-    .unwrap();
+    record_rope(&mut b, qkv_t, pos_t, (n_heads, head_dim, theta), dtype);
     let mut plan = b.build().unwrap();
     plan.write(pos_t, bytemuck::cast_slice(&positions)).unwrap();
-    plan.run(&RunSizes {
-        rows: t as u32,
-        segments: lens.len() as u32,
-        max_segment: lens.iter().copied().max().unwrap_or(0),
-        selected: 0,
-    })
-    .unwrap();
+    plan.run(&sizes).unwrap();
     let all = gpu.read("qkv", &buf, 0, (t + 1) * 3 * h * es).unwrap();
     let got = dtype.decode(&all);
     let mut want = rope::reference(&x, &positions, n_heads, head_dim, theta);
@@ -387,7 +431,7 @@ fn rope_then_attention_in_one_plan() {
     let gpu = common::gpu();
     let lens = [3u32, 140, 20];
     let (n_heads, head_dim, window, theta) = (2u32, 64u32, Some(64), 10000.0f32);
-    let cu = cu_of(&lens);
+    let (sizes, cu) = RunSizes::packed(&lens);
     let positions = positions_of(&lens);
     let t = positions.len() as u64;
     let h = (n_heads * head_dim) as u64;
@@ -399,21 +443,11 @@ fn rope_then_attention_in_one_plan() {
     let cu_t = b.input("cu", cu.len() as u64 * 4);
     let out_t = b.output("out", t * h * 4);
     let dtype = DType::F32;
-    rope::record(
-        &mut b,
-        "rope",
-        qkv_t,
-        pos_t,
-        Rows::Tokens,
-        n_heads,
-        head_dim,
-        theta,
-        dtype,
-    )
-    .unwrap();
+    record_rope(&mut b, qkv_t, pos_t, (n_heads, head_dim, theta), dtype);
     let args = AttentionArgs {
         qkv: qkv_t,
         cu_seqlens: cu_t,
+        key_lens: None,
         out: out_t,
         n_heads,
         head_dim,
@@ -425,13 +459,7 @@ fn rope_then_attention_in_one_plan() {
     let mut plan = b.build().unwrap();
     plan.write(pos_t, bytemuck::cast_slice(&positions)).unwrap();
     plan.write(cu_t, bytemuck::cast_slice(&cu)).unwrap();
-    plan.run(&RunSizes {
-        rows: t as u32,
-        segments: lens.len() as u32,
-        max_segment: 140,
-        selected: 0,
-    })
-    .unwrap();
+    plan.run(&sizes).unwrap();
     let got = dtype.decode(&plan.read(out_t, 0, t * h * 4).unwrap());
     let rotated: Vec<f32> = rope::reference(&x, &positions, n_heads, head_dim, theta)
         .iter()
@@ -442,7 +470,7 @@ fn rope_then_attention_in_one_plan() {
 }
 
 #[test]
-fn bad_rope_arguments_are_option_errors() {
+fn bad_rope_arguments_are_op_errors() {
     let gpu = common::gpu();
     let mut b = PlanBuilder::new(gpu.clone());
     let qkv = b.input("qkv", 3 * 64 * 4);
@@ -460,6 +488,6 @@ fn bad_rope_arguments_are_option_errors() {
             DType::F32,
         )
         .unwrap_err();
-        assert!(matches!(e, wgbert::Error::Option(_)), "{e}");
+        assert!(matches!(e, wgbert::Error::OpArg { op: "rope", .. }), "{e}");
     }
 }

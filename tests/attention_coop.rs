@@ -41,14 +41,6 @@ fn coop_supported() -> bool {
     coop::supported(common::gpu().caps()).is_ok()
 }
 
-fn cu_of(lens: &[u32]) -> Vec<u32> {
-    let mut cu = vec![0u32];
-    for l in lens {
-        cu.push(cu[cu.len() - 1] + l);
-    }
-    cu
-}
-
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Build {
     /// The EMULATE build at (fragment size, subgroup lanes).
@@ -59,8 +51,20 @@ enum Build {
 /// Runs one f16 case with `build` over packed random q/k/v (scale 2, so the softmax is far
 /// from uniform) and checks it against `attention::reference`.
 fn check(lens: &[u32], n_heads: u32, head_dim: u32, window: Option<u32>, build: Build) {
+    check_keys(lens, None, n_heads, head_dim, window, build);
+}
+
+/// `check` where sequence s attends only to its first `keys[s]` rows.
+fn check_keys(
+    lens: &[u32],
+    keys: Option<&[u32]>,
+    n_heads: u32,
+    head_dim: u32,
+    window: Option<u32>,
+    build: Build,
+) {
     let gpu = common::gpu();
-    let cu = cu_of(lens);
+    let (sizes, cu) = RunSizes::packed(lens);
     let t = cu[cu.len() - 1] as u64;
     let h = (n_heads * head_dim) as u64;
     let seed = t + head_dim as u64 + window.map_or(999, u64::from);
@@ -70,10 +74,12 @@ fn check(lens: &[u32], n_heads: u32, head_dim: u32, window: Option<u32>, build: 
     let mut b = PlanBuilder::new(gpu.clone());
     let qkv_t = b.input("qkv", (t + 2) * 3 * h * 2);
     let cu_t = b.input("cu_seqlens", (cu.len() as u64 + 2) * 4);
+    let keys_t = keys.map(|_| b.input("key_lens", (lens.len() as u64 + 2) * 4));
     let out_t = b.output("out", (t + 2) * h * 2);
     let args = AttentionArgs {
         qkv: qkv_t,
         cu_seqlens: cu_t,
+        key_lens: keys_t,
         out: out_t,
         n_heads,
         head_dim,
@@ -92,17 +98,15 @@ fn check(lens: &[u32], n_heads: u32, head_dim: u32, window: Option<u32>, build: 
     let mut plan = b.build().unwrap();
     plan.write(qkv_t, &DType::F16.encode(&qkv)).unwrap();
     plan.write(cu_t, bytemuck::cast_slice(&cu)).unwrap();
-    plan.run(&RunSizes {
-        rows: t as u32,
-        segments: lens.len() as u32,
-        max_segment: lens.iter().copied().max().unwrap_or(0),
-        selected: 0,
-    })
-    .unwrap();
+    if let (Some(t), Some(k)) = (keys_t, keys) {
+        plan.write(t, bytemuck::cast_slice(k)).unwrap();
+    }
+    plan.run(&sizes).unwrap();
     let got = DType::F16.decode(&plan.read(out_t, 0, t * h * 2).unwrap());
-    let want = attention::reference(&qkv, &cu, n_heads, head_dim, window);
+    let want = attention::reference_keys(&qkv, &cu, keys, n_heads, head_dim, window);
     let what = format!(
-        "coop attention ({build:?}) lens {lens:?} heads {n_heads} d {head_dim} window {window:?}"
+        "coop attention ({build:?}) lens {lens:?} keys {keys:?} heads {n_heads} d {head_dim} \
+         window {window:?}"
     );
     common::assert_close(&what, &got, &want, ATOL, RTOL);
 }
@@ -150,7 +154,7 @@ fn emulated_kernel_matches_the_reference() {
 }
 
 /// Edge cases on the emulated build: a zero window (each query sees only itself), an empty
-/// sequence between two others, three heads.
+/// sequence between two others, three heads, and key-limited sequences.
 #[test]
 fn emulated_kernel_edge_cases() {
     if !has_f16() {
@@ -160,7 +164,18 @@ fn emulated_kernel_edge_cases() {
         check(&[1], 1, 64, Some(0), build);
         check(&[3, 0, 70], 3, 32, None, build);
         check(&[4, 70], 1, 16, Some(0), build);
+        key_limited(build);
     }
+}
+
+/// PyLate's unattended query expansion: every row a query, only the first keys[s] rows of
+/// sequence s keys (one key; ragged in a block; across blocks; all; more than the rows).
+fn key_limited(build: Build) {
+    let (lens, keys) = ([5u32, 40, 130, 17, 3], [1u32, 33, 100, 17, 9]);
+    for head_dim in coop::HEAD_DIMS {
+        check_keys(&lens, Some(&keys), 2, head_dim, None, build);
+    }
+    check_keys(&[300, 9], Some(&[250, 5]), 2, 32, Some(64), build);
 }
 
 /// The real kernel over the same cases. Runs only where the adapter supports cooperative
@@ -176,6 +191,7 @@ fn coop_kernel_matches_the_reference() {
     check(&[3, 0, 70], 3, 32, None, Build::Real);
     check(&[1000, 2], 2, 64, None, Build::Real);
     check(&[2100], 2, 64, Some(64), Build::Real);
+    key_limited(Build::Real);
 }
 
 /// The device's own self-check (what `attention::record` runs before choosing the kernel).
@@ -195,6 +211,7 @@ fn args_of(b: &mut PlanBuilder, dtype: DType) -> AttentionArgs {
     AttentionArgs {
         qkv: b.input("qkv", 10 * 3 * 128 * es),
         cu_seqlens: b.input("cu", 8),
+        key_lens: None,
         out: b.output("out", 10 * 128 * es),
         n_heads: 2,
         head_dim: 64,
@@ -289,8 +306,6 @@ fn required_coop_is_chosen() {
 /// `ops::all_kernels`) are translated here and must contain none.
 #[test]
 fn coop_kernels_emit_cooperative_matrix_spirv() {
-    use naga::back::spv;
-    use naga::valid::{Capabilities, ValidationFlags, Validator};
     let mut kernels: Vec<(wgbert::runtime::Kernel, bool)> =
         coop::variants().into_iter().map(|k| (k, true)).collect();
     for d in coop::HEAD_DIMS {
@@ -300,24 +315,8 @@ fn coop_kernels_emit_cooperative_matrix_spirv() {
         }
     }
     for (kernel, want) in kernels {
-        let src = kernel.wgsl().unwrap();
-        let module = naga::front::wgsl::parse_str(&src).unwrap();
-        let info = Validator::new(ValidationFlags::all(), Capabilities::all())
-            .validate(&module)
-            .unwrap();
-        let opts = spv::Options {
-            lang_version: (1, 3),
-            ..Default::default()
-        };
-        let words = spv::write_vec(&module, &info, &opts, None).unwrap();
-        // OpCooperativeMatrixLoadKHR = 4457, StoreKHR = 4458, MulAddKHR = 4459.
-        let mut ops = Vec::new();
-        let mut at = 5;
-        while at < words.len() {
-            ops.push(words[at] & 0xffff);
-            at += (words[at] >> 16).max(1) as usize;
-        }
-        for op in [4457, 4458, 4459] {
+        let ops = common::spirv::opcodes(&common::spirv::words(&kernel));
+        for op in common::spirv::COOP_OPS {
             assert_eq!(ops.contains(&op), want, "{}: opcode {op}", kernel.name());
         }
     }

@@ -296,8 +296,6 @@ fn required_coop_is_chosen_or_refused() {
 /// the Coop kernels compile to SPIR-V cooperative-matrix instructions.
 #[test]
 fn coop_kernels_emit_cooperative_matrix_spirv() {
-    use naga::back::spv;
-    use naga::valid::{Capabilities, ValidationFlags, Validator};
     let s8 = Shape {
         frag: 8,
         subgroup: 8,
@@ -314,24 +312,8 @@ fn coop_kernels_emit_cooperative_matrix_spirv() {
             false,
         ),
     ] {
-        let src = kernel.wgsl().unwrap();
-        let module = naga::front::wgsl::parse_str(&src).unwrap();
-        let info = Validator::new(ValidationFlags::all(), Capabilities::all())
-            .validate(&module)
-            .unwrap();
-        let opts = spv::Options {
-            lang_version: (1, 3),
-            ..Default::default()
-        };
-        let words = spv::write_vec(&module, &info, &opts, None).unwrap();
-        // OpCooperativeMatrixLoadKHR = 4457, StoreKHR = 4458, MulAddKHR = 4459.
-        let mut ops = Vec::new();
-        let mut at = 5;
-        while at < words.len() {
-            ops.push(words[at] & 0xffff);
-            at += (words[at] >> 16).max(1) as usize;
-        }
-        for op in [4457, 4458, 4459] {
+        let ops = common::spirv::opcodes(&common::spirv::words(&kernel));
+        for op in common::spirv::COOP_OPS {
             assert_eq!(ops.contains(&op), want, "{}: opcode {op}", kernel.name());
         }
     }

@@ -6,17 +6,10 @@
 
 mod common;
 
-use std::path::PathBuf;
-
+use common::model_dir::expected as fixture;
 use serde_json::Value;
 use wgbert::encoder::{Encoder, LoadOptions};
 use wgbert::ops::DType;
-
-fn fixture(name: &str) -> (PathBuf, Value) {
-    let dir = common::fixtures_dir().join(name);
-    let text = std::fs::read_to_string(dir.join("expected.json")).expect("fixture expected.json");
-    (dir, serde_json::from_str(&text).expect("fixture JSON"))
-}
 
 fn load(dir: &std::path::Path, dtype: DType) -> Encoder {
     let opts = LoadOptions {

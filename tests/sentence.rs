@@ -6,18 +6,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use common::model_dir::{expected, floats};
 use serde_json::Value;
 use wgbert::encoder::{EmbedOptions, Encoder, LoadOptions, Prompt, RerankOptions};
 use wgbert::ops::DType;
 use wgbert::sentence::ModelKind;
-
-fn expected(name: &str) -> (PathBuf, Value) {
-    let dir = common::fixtures_dir().join(name);
-    let text = std::fs::read_to_string(dir.join("expected.json")).expect("expected.json");
-    (dir, serde_json::from_str(&text).expect("JSON"))
-}
 
 fn load(dir: &Path) -> wgbert::Result<Encoder> {
     let opts = LoadOptions {
@@ -25,14 +20,6 @@ fn load(dir: &Path) -> wgbert::Result<Encoder> {
         ..Default::default()
     };
     Encoder::load_on(common::gpu(), dir.to_str().unwrap(), &opts)
-}
-
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
 }
 
 fn strings(v: &Value) -> Vec<String> {
@@ -185,7 +172,18 @@ fn cross_encoder_matches_cross_encoder_predict() {
 
 #[test]
 fn colbert_matches_pylate() {
-    let (dir, exp) = expected("colbert");
+    colbert_case("colbert");
+}
+
+/// `attend_to_expansion_tokens: false`: the [MASK] expansion attends to the query's tokens,
+/// nothing attends to it (key-limited attention).
+#[test]
+fn colbert_with_unattended_expansion_matches_pylate() {
+    colbert_case("colbert_masked");
+}
+
+fn colbert_case(name: &str) {
+    let (dir, exp) = expected(name);
     let enc = load(&dir).unwrap();
     assert_eq!(enc.sentence_config().kind(), ModelKind::Colbert);
     for (key, emb_key, query) in [
@@ -196,14 +194,18 @@ fn colbert_matches_pylate() {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let got = enc.embed_multi(&refs, query).unwrap();
         for (i, (g, w)) in got.iter().zip(exp[emb_key].as_array().unwrap()).enumerate() {
-            check_vectors(&format!("colbert {key} {i}"), &g.vectors, w);
+            check_vectors(&format!("{name} {key} {i}"), &g.vectors, w);
         }
     }
     let docs = strings(&exp["documents"]);
     let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
     let query = exp["rerank"]["query"].as_str().unwrap();
     let ranked = enc.rerank(query, &refs, &RerankOptions::default()).unwrap();
-    check_ranking("colbert MaxSim", &ranked, &floats(&exp["rerank"]["scores"]));
+    check_ranking(
+        &format!("{name} MaxSim"),
+        &ranked,
+        &floats(&exp["rerank"]["scores"]),
+    );
 }
 
 /// A copy of a fixture (folders included) to break.

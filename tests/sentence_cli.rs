@@ -1,19 +1,11 @@
 //! `wgbert embed` and `wgbert rerank` on the sentence-transformers / PyLate fixtures
-//! (tests/fixtures/{st_*,cross_encoder,colbert}, written by scripts/make_st_fixtures.py).
+//! (tests/fixtures/{st_*,cross_encoder,colbert*}, written by scripts/make_st_fixtures.py).
 
 mod common;
 
-use std::path::PathBuf;
-
-use common::model_dir::{json_lines, wgbert};
+use common::model_dir::{expected as fixture, floats, json_lines, wgbert};
 use predicates::prelude::PredicateBooleanExt;
 use serde_json::Value;
-
-fn fixture(name: &str) -> (PathBuf, Value) {
-    let dir = common::fixtures_dir().join(name);
-    let text = std::fs::read_to_string(dir.join("expected.json")).unwrap();
-    (dir, serde_json::from_str(&text).unwrap())
-}
 
 fn run_ok(dir: &std::path::Path, args: &[&str]) -> Vec<Value> {
     let out = wgbert(dir)
@@ -23,14 +15,6 @@ fn run_ok(dir: &std::path::Path, args: &[&str]) -> Vec<Value> {
         .assert()
         .success();
     json_lines(&out.get_output().stdout)
-}
-
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
 }
 
 #[test]
@@ -145,7 +129,12 @@ fn rerank_with_a_cross_encoder_sorts_by_score() {
 
 #[test]
 fn colbert_multi_vector_and_maxsim_rerank() {
-    let (dir, exp) = fixture("colbert");
+    colbert_cli("colbert");
+    colbert_cli("colbert_masked");
+}
+
+fn colbert_cli(name: &str) {
+    let (dir, exp) = fixture(name);
     let q = exp["queries"][0].as_str().unwrap();
     let lines = run_ok(&dir, &["embed", "--multi-vector", "query", q]);
     let vectors = lines[0]["embedding"].as_array().unwrap();
@@ -154,7 +143,13 @@ fn colbert_multi_vector_and_maxsim_rerank() {
     let want = &exp["query_embeddings"][0];
     for (t, v) in vectors.iter().enumerate() {
         let got: Vec<f32> = floats(v).iter().map(|&x| x as f32).collect();
-        common::assert_close(&format!("token {t}"), &got, &floats(&want[t]), 1e-4, 0.0);
+        common::assert_close(
+            &format!("{name} token {t}"),
+            &got,
+            &floats(&want[t]),
+            1e-4,
+            0.0,
+        );
     }
     let d = exp["documents"][0].as_str().unwrap();
     let lines = run_ok(&dir, &["embed", "--multi-vector", "document", d]);

@@ -102,6 +102,7 @@ fn attention_case(
         &AttentionArgs {
             qkv,
             cu_seqlens: cu,
+            key_lens: None,
             out,
             n_heads: heads,
             head_dim: d,

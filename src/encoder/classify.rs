@@ -59,7 +59,7 @@ impl Encoder {
     /// Raw sequence-classification logits of token sequences.
     pub fn classify_ids(&self, seqs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
         let mut out = vec![Vec::new(); seqs.len()];
-        self.for_each_batch(seqs, |batch, bucket, sizes| {
+        self.for_each_batch(seqs, None, |batch, bucket, sizes| {
             if bucket.seq_cls.is_none() {
                 bucket.seq_cls = Some(ClassifierHead::sequence(
                     &self.gpu,
@@ -123,7 +123,7 @@ impl Encoder {
     pub fn token_classify_ids(&self, seqs: &[Vec<u32>]) -> Result<Vec<Vec<Vec<f32>>>> {
         self.require_classifier()?;
         let mut out = vec![Vec::new(); seqs.len()];
-        self.for_each_batch(seqs, |batch, bucket, sizes| {
+        self.for_each_batch(seqs, None, |batch, bucket, sizes| {
             if bucket.tok_cls.is_none() {
                 bucket.tok_cls = Some(ClassifierHead::token(
                     &self.gpu,

@@ -45,7 +45,7 @@ impl Encoder {
         normalize: bool,
     ) -> Result<Vec<Embedding>> {
         let mut out: Vec<Option<Embedding>> = vec![None; seqs.len()];
-        self.for_each_batch(seqs, |batch, bucket, sizes| {
+        self.for_each_batch(seqs, None, |batch, bucket, sizes| {
             for (i, e) in self.embed_batch(batch, bucket, sizes, pooling, normalize)? {
                 out[i] = Some(e);
             }

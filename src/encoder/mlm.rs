@@ -69,7 +69,7 @@ impl Encoder {
             });
         }
         let mut out = vec![Vec::new(); seqs.len()];
-        self.for_each_batch(seqs, |batch, bucket, _| {
+        self.for_each_batch(seqs, None, |batch, bucket, _| {
             if !bucket.mlm.contains_key(&k) {
                 let head = MlmHead::build(&self.gpu, &self.config, &self.weights, &bucket.enc, k)?;
                 bucket.mlm.insert(k, head);

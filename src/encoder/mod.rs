@@ -341,14 +341,31 @@ impl Encoder {
             .write(enc.positions, bytemuck::cast_slice(&batch.positions))?;
         enc.plan
             .write(enc.cu_seqlens, bytemuck::cast_slice(&batch.cu_seqlens))?;
+        enc.plan
+            .write(enc.key_lens, bytemuck::cast_slice(&batch.key_lens))?;
         enc.plan.run(&sizes)?;
         f(bucket, &sizes)
     }
 
     /// Final hidden states `[len, hidden]` (f32) of every token of each sequence.
     pub fn hidden_states(&self, seqs: &[Vec<u32>]) -> Result<Vec<Vec<Vec<f32>>>> {
+        self.hidden_states_keyed(seqs, None)
+    }
+
+    /// `hidden_states` where sequence i attends only to its first `keys[i]` tokens (all of
+    /// its tokens are still computed): PyLate's unattended query expansion.
+    pub fn hidden_states_keyed(
+        &self,
+        seqs: &[Vec<u32>],
+        keys: Option<&[usize]>,
+    ) -> Result<Vec<Vec<Vec<f32>>>> {
+        if keys.is_some_and(|k| k.len() != seqs.len()) {
+            return Err(Error::Option(
+                "hidden_states_keyed: one key count per sequence is needed".into(),
+            ));
+        }
         let mut out = vec![Vec::new(); seqs.len()];
-        self.for_each_batch(seqs, |batch, bucket, _| {
+        self.for_each_batch(seqs, keys, |batch, bucket, _| {
             let hs = read_hidden(bucket, batch)?;
             for (s, v) in hs.into_iter().enumerate() {
                 out[batch.indices[s]] = v;
@@ -361,11 +378,17 @@ impl Encoder {
     fn for_each_batch(
         &self,
         seqs: &[Vec<u32>],
+        keys: Option<&[usize]>,
         mut f: impl FnMut(&PackedBatch, &mut Bucket, &RunSizes) -> Result<()>,
     ) -> Result<()> {
         let source = seqs.iter().enumerate().map(|(i, s)| Ok((i, s.as_slice())));
         for batch in Packer::new(source, self.capacity, self.capacity)? {
-            let batch = batch?;
+            let mut batch = batch?;
+            if let Some(keys) = keys {
+                for s in 0..batch.n_seqs() {
+                    batch.limit_keys(s, keys[batch.indices[s]]);
+                }
+            }
             self.with_batch(&batch, 0, |bucket, sizes| f(&batch, bucket, sizes))?;
         }
         Ok(())

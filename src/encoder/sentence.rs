@@ -244,7 +244,15 @@ impl Encoder {
         } else {
             cb.skiplist_ids(self.tokenizer()?)
         };
-        let hidden = self.hidden_states(seqs)?;
+        // Unattended query expansion: the trailing [MASK]s are queries but not keys.
+        let keys = if query && cb.do_query_expansion && !cb.attend_to_expansion_tokens {
+            let mask_id = self.tokenizer()?.mask_id()?;
+            let keys = seqs.iter().map(|ids| cb.attended(ids, query, mask_id));
+            Some(keys.collect::<Vec<_>>())
+        } else {
+            None
+        };
+        let hidden = self.hidden_states_keyed(seqs, keys.as_deref())?;
         Ok(seqs
             .iter()
             .zip(hidden)

@@ -28,6 +28,8 @@ pub struct EncoderGraph {
     pub ids: TensorId,
     pub positions: TensorId,
     pub cu_seqlens: TensorId,
+    /// `[max_seqs]` keys per sequence (`PackedBatch::key_lens`).
+    pub key_lens: TensorId,
     /// Final hidden states `[capacity, hidden]` in the model's storage precision.
     pub hidden: TensorId,
     pub dtype: DType,
@@ -53,6 +55,7 @@ pub fn max_capacity_for_bindings(gpu: &Gpu, cfg: &ModelConfig, dtype: DType) -> 
 struct Batch {
     positions: TensorId,
     cu_seqlens: TensorId,
+    key_lens: TensorId,
 }
 
 impl EncoderGraph {
@@ -75,6 +78,7 @@ impl EncoderGraph {
         let ids = b.input("ids", cap * 4);
         let positions = b.input("positions", cap * 4);
         let cu_seqlens = b.input("cu_seqlens", (max_seqs as u64 + 1) * 4);
+        let key_lens = b.input("key_lens", max_seqs as u64 * 4);
         let hidden = b.output("last_hidden_state", cap * h as u64 * w.dtype.size());
         let mut r = Recorder {
             b: &mut b,
@@ -87,6 +91,7 @@ impl EncoderGraph {
         let batch = Batch {
             positions,
             cu_seqlens,
+            key_lens,
         };
         for (i, layer) in w.layers.iter().enumerate() {
             x = encoder_layer(&mut r, cfg, i, layer, &batch, x)?;
@@ -100,6 +105,7 @@ impl EncoderGraph {
             ids,
             positions,
             cu_seqlens,
+            key_lens,
             hidden,
             dtype: w.dtype,
             hidden_size: cfg.hidden_size,
@@ -175,6 +181,7 @@ fn attention(
     let args = ops::attention::AttentionArgs {
         qkv,
         cu_seqlens: batch.cu_seqlens,
+        key_lens: Some(batch.key_lens),
         out,
         n_heads: nh,
         head_dim: hd,

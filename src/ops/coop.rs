@@ -126,6 +126,43 @@ impl Verdicts {
             .and_then(|m| m.as_ref().and_then(|m| m.get(&key).cloned()))
     }
 
+    /// Whether the automatic choice takes a family's tensor-core kernel for `dtype` on this
+    /// device, with its shape, or why not: f16, `supported` (the family's own test of the
+    /// adapter), not turned off by `WGBERT_COOP=0`, and the self-check already passed
+    /// (`verify`; recording never runs it).
+    pub fn status(
+        &self,
+        gpu: &Gpu,
+        dtype: DType,
+        supported: impl FnOnce(&Capabilities) -> std::result::Result<Shape, String>,
+    ) -> std::result::Result<Shape, String> {
+        if Mode::from_env().map_err(|e| e.to_string())? == Mode::Off {
+            return Err("turned off by WGBERT_COOP=0".into());
+        }
+        if dtype != DType::F16 {
+            return Err("f32 storage (the tensor-core kernel stores f16)".into());
+        }
+        let shape = supported(gpu.caps())?;
+        match self.get(gpu) {
+            None => Err("its self-check has not run on this device".into()),
+            Some(Err(why)) => Err(format!("its self-check failed: {why}")),
+            Some(Ok(())) => Ok(shape),
+        }
+    }
+
+    /// Runs a family's self-check (`check` at the shape `supported` gives) on this device
+    /// unless it has run already; the shape, or why the kernel cannot be used.
+    pub fn verify(
+        &self,
+        gpu: &Arc<Gpu>,
+        supported: impl FnOnce(&Capabilities) -> std::result::Result<Shape, String>,
+        check: impl FnOnce(&Arc<Gpu>, Shape) -> Result<()>,
+    ) -> std::result::Result<Shape, String> {
+        let shape = supported(gpu.caps())?;
+        self.check(gpu, |g| check(g, shape))?;
+        Ok(shape)
+    }
+
     /// The cached verdict, or the result of `check` (run now, outside the lock: two threads
     /// may both check, harmlessly), kept for the process.
     pub fn check(

@@ -3,10 +3,10 @@
 //! Kept as its own kernel (not fused into attention): attention loads each key row many times
 //! (once per query tile), so rotating at load time would redo the trigonometry per load.
 
+use crate::Result;
 use crate::ops::check::Op;
 use crate::ops::{DType, Rows};
 use crate::runtime::{self, Access, Kernel, Launch, PlanBuilder, RunSizes, TensorId};
-use crate::{Error, Result};
 
 /// Invocations per workgroup (must match `@workgroup_size` in `shaders/rope.wgsl`).
 const WG: u32 = 64;
@@ -57,24 +57,13 @@ pub fn inv_freq(head_dim: u32, theta: f32) -> Vec<f32> {
         .collect()
 }
 
-// Argument errors stay `Error::Option` until `tests/attention.rs`, which asserts that
-// variant, moves to `Error::OpArg` with the other ops (`ops::check`).
-fn check(n_heads: u32, head_dim: u32, theta: f32) -> Result<()> {
-    if n_heads == 0 {
-        return Err(Error::Option("rope: n_heads must be at least 1".into()));
+fn check(op: Op, n_heads: u32, head_dim: u32, theta: f32) -> Result<()> {
+    op.within("n_heads", n_heads, 1, u32::MAX)?;
+    if !head_dim.is_multiple_of(2) {
+        return Err(op.err("head_dim", "even", head_dim));
     }
-    if head_dim < 2 || !head_dim.is_multiple_of(2) || head_dim as usize > 2 * MAX_HALF {
-        return Err(Error::Option(format!(
-            "rope: head_dim {head_dim} must be even and in 2..={}",
-            2 * MAX_HALF
-        )));
-    }
-    if !(theta.is_finite() && theta > 0.0) {
-        return Err(Error::Option(format!(
-            "rope: theta {theta} must be positive"
-        )));
-    }
-    Ok(())
+    op.within("head_dim", head_dim, 2, 2 * MAX_HALF as u32)?;
+    op.positive("theta", theta)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -90,7 +79,7 @@ pub fn record(
     dtype: DType,
 ) -> Result<()> {
     let op = Op::new("rope", label);
-    check(n_heads, head_dim, theta)?;
+    check(op, n_heads, head_dim, theta)?;
     op.dtype(b.gpu().caps(), dtype)?;
     let stride = 3 * n_heads * head_dim;
     let row_bytes = stride as u64 * dtype.size();
@@ -173,12 +162,17 @@ mod tests {
         assert!((f[31] as f64 - 10000f64.powf(-62.0 / 64.0)).abs() < 1e-11);
     }
 
+    const OP: crate::ops::check::Op = crate::ops::check::Op {
+        name: "rope",
+        step: "test",
+    };
+
     #[test]
-    fn bad_shapes_are_option_errors() {
-        assert!(super::check(0, 64, 1e4).is_err());
-        assert!(super::check(12, 63, 1e4).is_err());
-        assert!(super::check(12, 128, 1e4).is_err());
-        assert!(super::check(12, 64, f32::NAN).is_err());
-        assert!(super::check(12, 64, 160000.0).is_ok());
+    fn bad_shapes_are_op_errors() {
+        assert!(super::check(OP, 0, 64, 1e4).is_err());
+        assert!(super::check(OP, 12, 63, 1e4).is_err());
+        assert!(super::check(OP, 12, 128, 1e4).is_err());
+        assert!(super::check(OP, 12, 64, f32::NAN).is_err());
+        assert!(super::check(OP, 12, 64, 160000.0).is_ok());
     }
 }

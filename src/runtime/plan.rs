@@ -31,6 +31,24 @@ pub struct RunSizes {
     pub selected: u32,
 }
 
+impl RunSizes {
+    /// The sizes of a batch of sequences of `lens` rows packed back to back, and their row
+    /// offsets `[0, l0, l0 + l1, ...]` (what the kernels read as `cu_seqlens`).
+    pub fn packed(lens: &[u32]) -> (RunSizes, Vec<u32>) {
+        let mut cu = vec![0u32];
+        for l in lens {
+            cu.push(cu[cu.len() - 1] + l);
+        }
+        let sizes = RunSizes {
+            rows: cu[cu.len() - 1],
+            segments: lens.len() as u32,
+            max_segment: lens.iter().copied().max().unwrap_or(0),
+            selected: 0,
+        };
+        (sizes, cu)
+    }
+}
+
 /// What a step dispatches in one run: its parameter bytes and workgroup counts.
 /// A zero count skips the step.
 #[derive(Debug, Clone, Default)]

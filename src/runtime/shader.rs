@@ -49,6 +49,10 @@ pub const COMMON: &[(&str, &str)] = &[
         include_str!("../../shaders/common/rownorm.wgsl"),
     ),
     (
+        "common/attention_span.wgsl",
+        include_str!("../../shaders/common/attention_span.wgsl"),
+    ),
+    (
         "common/coop.wgsl",
         include_str!("../../shaders/common/coop.wgsl"),
     ),

@@ -120,20 +120,25 @@ impl ColbertConfig {
             ids.push(last);
         }
         if query && self.do_query_expansion {
-            if !self.attend_to_expansion_tokens {
-                return Err(Error::Unsupported(
-                    "ColBERT queries whose [MASK] expansion tokens are not attended to \
-                     (attend_to_expansion_tokens: false) need key-masked attention, which \
-                     wgbert does not have; documents work"
-                        .into(),
-                ));
-            }
             ids.resize(room, tok.mask_id()?);
         }
         if let Some(p) = prefix_id {
             ids.insert(1.min(ids.len()), p);
         }
         Ok(ids)
+    }
+
+    /// How many leading tokens of a `tokens` sequence attention may look at: all of them,
+    /// except for a query whose expansion is not attended to, where the trailing `[MASK]`
+    /// expansion tokens are left out (they still attend to the others, as in PyLate, whose
+    /// attention mask is 0 there). The text's own tokens always end in `[SEP]`, so the
+    /// trailing `[MASK]`s are exactly the expansion.
+    pub fn attended(&self, ids: &[u32], query: bool, mask_id: u32) -> usize {
+        if !(query && self.do_query_expansion) || self.attend_to_expansion_tokens {
+            return ids.len();
+        }
+        let expansion = ids.iter().rev().take_while(|&&id| id == mask_id).count();
+        ids.len() - expansion
     }
 
     /// The ids that documents leave out: each skiplist word's id, or `[UNK]`'s for a word

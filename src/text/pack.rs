@@ -20,6 +20,9 @@ pub struct PackedBatch {
     pub positions: Vec<u32>,
     /// Sequence boundaries, `[B + 1]`: `0, l0, l0 + l1, ..., T`.
     pub cu_seqlens: Vec<u32>,
+    /// Keys per sequence, `[B]`: attention looks only at the first `key_lens[s]` tokens of
+    /// sequence s (all of them but for [`PackedBatch::limit_keys`]).
+    pub key_lens: Vec<u32>,
     /// Length of the longest sequence (0 for an empty batch).
     pub max_seqlen: u32,
     /// Input index of each sequence, `[B]`.
@@ -39,6 +42,7 @@ impl PackedBatch {
             ids: Vec::new(),
             positions: Vec::new(),
             cu_seqlens: vec![0],
+            key_lens: Vec::new(),
             max_seqlen: 0,
             indices: Vec::new(),
         }
@@ -62,9 +66,20 @@ impl PackedBatch {
         self.ids.extend_from_slice(seq);
         self.positions.extend(0..len);
         self.cu_seqlens.push(end);
+        self.key_lens.push(len);
         self.max_seqlen = self.max_seqlen.max(len);
         self.indices.push(index);
         Ok(())
+    }
+
+    /// Makes only the first `keys` tokens of sequence `i` (at least 1, at most all) keys of
+    /// the attention; the others still attend to them (PyLate's query expansion tokens when
+    /// `attend_to_expansion_tokens` is false).
+    ///
+    /// Panics if `i >= self.n_seqs()`.
+    pub fn limit_keys(&mut self, i: usize, keys: usize) {
+        let len = self.seq_range(i).len();
+        self.key_lens[i] = keys.clamp(1, len) as u32;
     }
 
     /// Total number of tokens `T`.

@@ -85,15 +85,6 @@ pub fn norm_weights(n: usize, seed: u64, dtype: DType) -> (Vec<f32>, Vec<f32>) {
 /// The `cu_seqlens` of sequences of `lens` tokens packed back to back, and the run sizes of
 /// that batch.
 pub fn packed(lens: &[u32]) -> (Vec<u32>, RunSizes) {
-    let mut cu = vec![0u32];
-    for l in lens {
-        cu.push(cu[cu.len() - 1] + l);
-    }
-    let sizes = RunSizes {
-        rows: cu[cu.len() - 1],
-        segments: lens.len() as u32,
-        max_segment: lens.iter().copied().max().unwrap_or(0),
-        selected: 0,
-    };
+    let (sizes, cu) = RunSizes::packed(lens);
     (cu, sizes)
 }

@@ -12,6 +12,15 @@ pub fn fixture(name: &str) -> PathBuf {
     super::fixtures_dir().join(name)
 }
 
+/// A fixture directory and its `expected.json` (what the reference library computed).
+pub fn expected(name: &str) -> (PathBuf, Value) {
+    let dir = fixture(name);
+    let path = dir.join("expected.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (dir, value)
+}
+
 /// A WordLevel tokenizer: [PAD]=0 [CLS]=1 [SEP]=2 [MASK]=3 [UNK]=4, then w5..w{vocab-1}.
 pub fn write_tokenizer(path: &Path, vocab_size: usize) {
     let specials = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"];

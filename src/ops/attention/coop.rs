@@ -76,7 +76,7 @@ fn build(frag: u32, lanes: u32, head_dim: u32, bc: u32, pad: u32) -> Kernel {
         .apply(Kernel::new(
             "attention_coop",
             "main",
-            &[Access::Read, Access::Read, Access::ReadWrite],
+            &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
         ))
         .with_params::<AttentionParams>()
         .define("HEAD_DIM", head_dim)
@@ -117,10 +117,29 @@ pub fn variants() -> Vec<Kernel> {
     v
 }
 
-/// Self-check cases (sequence lengths, window), run for every head size: ragged T = 130
-/// with a lone token and a 70-token sequence (ragged query tiles and key blocks), and a
-/// window of 64 over a 300-token sequence (blocks skipped on both sides of the band).
-pub const CHECKS: &[(&[u32], Option<u32>)] = &[(&[1, 70, 130], None), (&[300, 9], Some(64))];
+/// One self-check case: sequence lengths, window, and keys per sequence (`key_lens`).
+pub struct Check {
+    pub lens: &'static [u32],
+    pub window: Option<u32>,
+    pub key_lens: Option<&'static [u32]>,
+}
+
+/// Self-check cases, run for every head size: ragged T = 130 with a lone token and a 70-token
+/// sequence (ragged query tiles and key blocks); a window of 64 over a 300-token sequence
+/// (blocks skipped on both sides of the band), with keys limited to rows below 250 and 5
+/// (queries past the last key, and blocks of the band left without keys).
+pub const CHECKS: &[Check] = &[
+    Check {
+        lens: &[1, 70, 130],
+        window: None,
+        key_lens: None,
+    },
+    Check {
+        lens: &[300, 9],
+        window: Some(64),
+        key_lens: Some(&[250, 5]),
+    },
+];
 
 /// Self-check tolerance: v in [-1, 1], so P's f16 rounding moves an output by at most
 /// 2 * 2^-11 ~ 1e-3, plus the output's own rounding; a wrong kernel misses by O(0.1).

@@ -1,6 +1,7 @@
 //! The uniform both attention shaders read, shared by the family and its tensor-core variant.
 
-/// Mirrors `AttentionParams` in `shaders/attention.wgsl`.
+/// Mirrors `AttentionParams` in `shaders/common/attention_span.wgsl` (size checked against
+/// naga's reflection in tests/shaders.rs).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 pub struct AttentionParams {
@@ -15,4 +16,6 @@ pub struct AttentionParams {
     pub scale: f32,
     /// Rows of the batch (cu_seqlens offsets are clamped to it).
     pub rows: u32,
+    /// 1: sequence s has keys only in its first `key_lens[s]` rows; 0: in all of them.
+    pub key_limited: u32,
 }

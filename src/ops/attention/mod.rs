@@ -16,7 +16,8 @@ pub use kernel::AttentionParams;
 use std::sync::Arc;
 
 use crate::ops::DType;
-use crate::ops::coop::{Mode, Shape, Verdicts, f16_values, first_mismatch};
+use crate::ops::check::Op;
+use crate::ops::coop::{Shape, Verdicts, f16_values, first_mismatch};
 use crate::runtime::{self, Access, Gpu, Kernel, Launch, PlanBuilder, RunSizes, TensorId};
 use crate::{Error, Result};
 
@@ -56,6 +57,9 @@ pub struct AttentionArgs {
     pub qkv: TensorId,
     /// `[B + 1]` u32 row offsets of the sequences.
     pub cu_seqlens: TensorId,
+    /// `[B]` u32: sequence s attends only to its first `key_lens[s]` rows (all its rows are
+    /// still queries; PyLate's unattended query expansion). `None`: every row is a key.
+    pub key_lens: Option<TensorId>,
     /// `[T, H]`: heads concatenated in order.
     pub out: TensorId,
     pub n_heads: u32,
@@ -83,7 +87,7 @@ pub fn kernel(dtype: DType, head_dim: u32, bc: u32) -> Kernel {
         .apply(Kernel::new(
             "attention",
             "main",
-            &[Access::Read, Access::Read, Access::ReadWrite],
+            &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
         ))
         .with_params::<AttentionParams>()
         .define("HEAD_DIM", head_dim)
@@ -135,51 +139,39 @@ pub fn record(b: &mut PlanBuilder, label: &str, args: &AttentionArgs) -> Result<
 static COOP_VERDICTS: Verdicts = Verdicts::new();
 
 /// Whether the automatic choice takes the tensor-core kernel for `dtype` on this device,
-/// with its shape, or why not: f16, supported, not turned off by `WGBERT_COOP=0`, and the
-/// self-check already passed (`verify_coop`; recording never runs it).
+/// with its shape, or why not (`Verdicts::status`).
 pub fn coop_status(gpu: &Gpu, dtype: DType) -> std::result::Result<Shape, String> {
-    if Mode::from_env().map_err(|e| e.to_string())? == Mode::Off {
-        return Err("turned off by WGBERT_COOP=0".into());
-    }
-    if dtype != DType::F16 {
-        return Err("f32 storage (the tensor-core kernel stores f16)".into());
-    }
-    let shape = coop::supported(gpu.caps())?;
-    match COOP_VERDICTS.get(gpu) {
-        None => Err("its self-check has not run on this device".into()),
-        Some(Err(why)) => Err(format!("its self-check failed: {why}")),
-        Some(Ok(())) => Ok(shape),
-    }
+    COOP_VERDICTS.status(gpu, dtype, coop::supported)
 }
 
 /// Runs the tensor-core kernel's self-check on this device unless it has run already (the
 /// verdict is kept per adapter for the process); its shape, or why it cannot be used.
 pub fn verify_coop(gpu: &Arc<Gpu>) -> std::result::Result<Shape, String> {
-    let shape = coop::supported(gpu.caps())?;
-    COOP_VERDICTS.check(gpu, |g| self_check(g, shape))?;
-    Ok(shape)
+    COOP_VERDICTS.verify(gpu, coop::supported, self_check)
 }
 
 /// Runs the forced tensor-core kernel on `coop::CHECKS` for every head size and compares
 /// with `reference`.
 pub fn self_check(gpu: &Arc<Gpu>, shape: Shape) -> Result<()> {
     let n_heads = 2u32;
-    for (i, &(lens, window)) in coop::CHECKS.iter().enumerate() {
+    for (i, check) in coop::CHECKS.iter().enumerate() {
+        let (lens, window) = (check.lens, check.window);
         for &head_dim in &coop::HEAD_DIMS {
-            let mut cu = vec![0u32];
-            for l in lens {
-                cu.push(cu[cu.len() - 1] + l);
-            }
-            let t = cu[cu.len() - 1] as u64;
+            let (sizes, cu) = RunSizes::packed(lens);
+            let t = sizes.rows as u64;
             let h = (n_heads * head_dim) as u64;
             let qkv = f16_values((t * 3 * h) as usize, 31 + i as u64 + head_dim as u64, 1.0);
             let mut b = PlanBuilder::new(gpu.clone());
             let qkv_t = b.input("coop check qkv", t * 3 * h * 2);
             let cu_t = b.input("coop check cu_seqlens", cu.len() as u64 * 4);
+            let keys_t = check
+                .key_lens
+                .map(|k| b.input("coop check key_lens", k.len() as u64 * 4));
             let out_t = b.output("coop check out", t * h * 2);
             let args = AttentionArgs {
                 qkv: qkv_t,
                 cu_seqlens: cu_t,
+                key_lens: keys_t,
                 out: out_t,
                 n_heads,
                 head_dim,
@@ -192,19 +184,18 @@ pub fn self_check(gpu: &Arc<Gpu>, shape: Shape) -> Result<()> {
             let mut plan = b.build()?;
             plan.write(qkv_t, &DType::F16.encode(&qkv))?;
             plan.write(cu_t, bytemuck::cast_slice(&cu))?;
-            plan.run(&RunSizes {
-                rows: t as u32,
-                segments: lens.len() as u32,
-                max_segment: lens.iter().copied().max().unwrap_or(0),
-                selected: 0,
-            })?;
+            if let (Some(t), Some(k)) = (keys_t, check.key_lens) {
+                plan.write(t, bytemuck::cast_slice(k))?;
+            }
+            plan.run(&sizes)?;
             let got = DType::F16.decode(&plan.read(out_t, 0, t * h * 2)?);
-            let want = reference(&qkv, &cu, n_heads, head_dim, window);
+            let want = reference_keys(&qkv, &cu, check.key_lens, n_heads, head_dim, window);
             if let Some((j, g, r)) = first_mismatch(&got, &want, coop::CHECK_ATOL, coop::CHECK_RTOL)
             {
                 return Err(Error::Unsupported(format!(
-                    "attention self-check lens {lens:?} d={head_dim} window {window:?}: \
-                     out[{}, {}] = {g}, reference {r}",
+                    "attention self-check lens {lens:?} d={head_dim} window {window:?} \
+                     key_lens {:?}: out[{}, {}] = {g}, reference {r}",
+                    check.key_lens,
                     j as u64 / h,
                     j as u64 % h
                 )));
@@ -226,6 +217,7 @@ pub fn record_kernel(
     let &AttentionArgs {
         qkv,
         cu_seqlens,
+        key_lens,
         out,
         n_heads,
         head_dim,
@@ -233,22 +225,13 @@ pub fn record_kernel(
         dtype,
         variant: _,
     } = args;
-    if n_heads == 0 {
-        return Err(Error::Option(
-            "attention: n_heads must be at least 1".into(),
-        ));
-    }
+    let op = Op::new("attention", label);
+    op.within("n_heads", n_heads, 1, u32::MAX)?;
     if !HEAD_DIMS.contains(&head_dim) {
-        return Err(Error::Option(format!(
-            "attention: head_dim {head_dim} has no kernel (supported: {HEAD_DIMS:?})"
-        )));
+        return Err(op.err("head_dim", format_args!("one of {HEAD_DIMS:?}"), head_dim));
     }
     let caps = b.gpu().caps().clone();
-    if dtype == DType::F16 && !caps.f16 {
-        return Err(Error::Unsupported(
-            "attention: f16 storage needs SHADER_F16".into(),
-        ));
-    }
+    op.dtype(&caps, dtype)?;
     let kernel = match kernel_override {
         Some(k) => k,
         None => {
@@ -265,17 +248,12 @@ pub fn record_kernel(
     };
     let hidden = n_heads as u64 * head_dim as u64;
     let qkv_rows = b.bytes(qkv) / (3 * hidden * dtype.size());
-    if b.bytes(out) < qkv_rows * hidden * dtype.size() {
-        return Err(Error::PlanInput(format!(
-            "attention '{label}': out holds {} bytes, under the {qkv_rows} rows of qkv",
-            b.bytes(out)
-        )));
-    }
+    op.bytes(b, "out", out, qkv_rows * hidden * dtype.size())?;
     let row_capacity = u32::try_from(qkv_rows).unwrap_or(u32::MAX);
     let max_segments =
         u32::try_from((b.bytes(cu_seqlens) / 4).saturating_sub(1)).unwrap_or(u32::MAX);
     let h4 = u32::try_from(hidden / 4)
-        .map_err(|_| Error::Option(format!("attention: hidden size {hidden} too large")))?;
+        .map_err(|_| op.err("n_heads * head_dim", "under 2^34", hidden))?;
     let params = AttentionParams {
         n_heads,
         segments: 0,
@@ -285,12 +263,18 @@ pub fn record_kernel(
         window: window.unwrap_or(0).min(WINDOW_CLAMP),
         scale: (std::f64::consts::LOG2_E / (head_dim as f64).sqrt()) as f32,
         rows: 0,
+        key_limited: u32::from(key_lens.is_some()),
     };
+    if let Some(k) = key_lens {
+        // One count per sequence that cu_seqlens can hold.
+        op.bytes(b, "key_lens", k, max_segments as u64 * 4)?;
+    }
     let max_dim = caps.max_workgroups_per_dim;
     b.step(
         label,
         kernel,
-        &[qkv, cu_seqlens, out],
+        // Without key lengths the binding reads cu_seqlens again, and the kernel ignores it.
+        &[qkv, cu_seqlens, key_lens.unwrap_or(cu_seqlens), out],
         move |s: &RunSizes| {
             let segments = s.segments.min(max_segments);
             let p = AttentionParams {
@@ -333,6 +317,18 @@ pub fn reference(
     head_dim: u32,
     window: Option<u32>,
 ) -> Vec<f64> {
+    reference_keys(qkv, cu_seqlens, None, n_heads, head_dim, window)
+}
+
+/// `reference` where sequence s attends only to its first `key_lens[s]` rows (when given).
+pub fn reference_keys(
+    qkv: &[f32],
+    cu_seqlens: &[u32],
+    key_lens: Option<&[u32]>,
+    n_heads: u32,
+    head_dim: u32,
+    window: Option<u32>,
+) -> Vec<f64> {
     let (nh, d) = (n_heads as usize, head_dim as usize);
     let h = nh * d;
     let rows = cu_seqlens.last().copied().unwrap_or(0) as usize;
@@ -342,13 +338,14 @@ pub fn reference(
         qkv[row * 3 * h + block * h + head * d + c] as f64
     };
     let mut scores = Vec::new();
-    for s in cu_seqlens.windows(2) {
+    for (seq, s) in cu_seqlens.windows(2).enumerate() {
         let (start, end) = (s[0] as usize, s[1] as usize);
+        let keys_end = key_lens.map_or(end, |k| end.min(start + k[seq] as usize));
         for head in 0..nh {
             for i in start..end {
                 let allowed = |j: usize| window.is_none_or(|w| i.abs_diff(j) <= w as usize);
                 scores.clear();
-                for j in (start..end).filter(|&j| allowed(j)) {
+                for j in (start..keys_end).filter(|&j| allowed(j)) {
                     let dot: f64 = (0..d).map(|c| at(i, 0, head, c) * at(j, 1, head, c)).sum();
                     scores.push((j, dot * scale));
                 }

@@ -22,7 +22,8 @@ pub mod tiled;
 
 use std::sync::Arc;
 
-use crate::ops::coop::{Mode, Shape, Verdicts, f16_values, first_mismatch};
+use crate::ops::check::Op;
+use crate::ops::coop::{Shape, Verdicts, f16_values, first_mismatch};
 use crate::ops::{DType, Rows};
 use crate::runtime::{self, Gpu, Kernel, Launch, PlanBuilder, RunSizes, TensorId};
 use crate::{Error, Result};
@@ -107,75 +108,59 @@ pub fn flops(t: u64, k: u64, n: u64, epilogue: Epilogue) -> u64 {
 
 /// Checks the arguments against the tensors' sizes and returns the most rows they hold.
 pub(crate) fn check(b: &PlanBuilder, label: &str, a: &MatmulArgs) -> Result<u32> {
-    let bad = |m: String| Err(Error::PlanInput(format!("matmul '{label}': {m}")));
+    let op = Op::new("matmul", label);
     if a.k == 0 || a.n == 0 {
-        return bad(format!("k = {} and n = {} must be positive", a.k, a.n));
+        return Err(op.err(
+            "k and n",
+            "positive",
+            format_args!("k = {}, n = {}", a.k, a.n),
+        ));
     }
-    if a.dtype == DType::F16 && !b.gpu().caps().f16 {
-        return Err(Error::Unsupported(format!(
-            "matmul '{label}': f16 storage needs SHADER_F16"
-        )));
-    }
+    op.dtype(b.gpu().caps(), a.dtype)?;
     let es = a.dtype.size();
     let (k, n) = (a.k as u64, a.n as u64);
     let w_rows = match a.epilogue {
         Epilogue::GeGlu(_) => 2 * n,
         _ => n,
     };
-    if b.bytes(a.w) < w_rows * k * es {
-        return bad(format!(
-            "weight holds {} bytes, needs [{w_rows}, {k}] x {es}",
-            b.bytes(a.w)
-        ));
-    }
-    let bias_bytes = a.bias.map(|t| b.bytes(t));
-    if bias_bytes.is_some_and(|bytes| bytes < w_rows * es) {
-        return bad(format!(
-            "bias holds {bias_bytes:?} bytes, needs [{w_rows}] x {es}"
-        ));
+    op.bytes(b, "weight", a.w, w_rows * k * es)?;
+    if let Some(bias) = a.bias {
+        op.bytes(b, "bias", bias, w_rows * es)?;
     }
     let mut cap = (b.bytes(a.x) / (k * es)).min(b.bytes(a.y) / (n * es));
     match (a.epilogue, a.residual) {
         (Epilogue::Residual, Some(r)) => cap = cap.min(b.bytes(r) / (n * es)),
-        (Epilogue::Residual, None) => return bad("the residual epilogue needs a residual".into()),
-        (_, Some(_)) => return bad("a residual is only read by Epilogue::Residual".into()),
+        (Epilogue::Residual, None) => {
+            return Err(op.err("residual", "set for Epilogue::Residual", "None"));
+        }
+        (_, Some(_)) => {
+            return Err(op.err(
+                "residual",
+                "None unless the epilogue is Residual",
+                "a tensor",
+            ));
+        }
         (_, None) => {}
     }
     // Indices are u32 in the shaders.
     let cap = cap.min(u32::MAX as u64 / k.max(n)) as u32;
-    match a.rows {
-        Rows::Fixed(r) if r > cap => bad(format!("{r} rows, but the buffers hold {cap}")),
-        _ => Ok(cap),
-    }
+    op.rows(a.rows, cap)?;
+    Ok(cap)
 }
 
 /// Self-check verdicts of the tensor-core kernel, per adapter.
 static COOP_VERDICTS: Verdicts = Verdicts::new();
 
 /// Whether the automatic choice takes the tensor-core kernel for `dtype` on this device,
-/// with its shape, or why not: f16, supported, not turned off by `WGBERT_COOP=0`, and the
-/// self-check already passed (`verify_coop`; recording never runs it).
+/// with its shape, or why not (`Verdicts::status`).
 pub fn coop_status(gpu: &Gpu, dtype: DType) -> std::result::Result<Shape, String> {
-    if Mode::from_env().map_err(|e| e.to_string())? == Mode::Off {
-        return Err("turned off by WGBERT_COOP=0".into());
-    }
-    if dtype != DType::F16 {
-        return Err("f32 storage (the tensor-core kernel stores f16)".into());
-    }
-    let shape = coop::supported(gpu.caps())?;
-    match COOP_VERDICTS.get(gpu) {
-        None => Err("its self-check has not run on this device".into()),
-        Some(Err(why)) => Err(format!("its self-check failed: {why}")),
-        Some(Ok(())) => Ok(shape),
-    }
+    COOP_VERDICTS.status(gpu, dtype, coop::supported)
 }
 
 /// Runs the tensor-core kernel's self-check on this device unless it has run already (the
 /// verdict is kept per adapter for the process); its shape, or why it cannot be used.
 pub fn verify_coop(gpu: &Arc<Gpu>) -> std::result::Result<Shape, String> {
-    let shape = coop::supported(gpu.caps())?;
-    COOP_VERDICTS.check(gpu, |g| self_check(g, shape))?;
-    Ok(shape)
+    COOP_VERDICTS.verify(gpu, coop::supported, self_check)
 }
 
 /// Runs the forced tensor-core kernel on `coop::checks()` and compares with `reference`.
