@@ -34,6 +34,7 @@ export WGPU_BACKEND="${WGPU_BACKEND:-vulkan}"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+# --all-targets also type-checks the benchmarks and examples (no release build needed here).
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
 echo "== the library alone: cargo build --lib --no-default-features"
@@ -43,5 +44,3 @@ echo "== cargo doc --no-deps (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 echo "== cargo test"
 cargo test "$@"
-echo "== cargo bench --no-run"
-cargo bench --no-run

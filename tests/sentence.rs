@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use common::model_dir::{expected, floats};
+use common::model_dir::{expected, floats, uints};
 use serde_json::Value;
 use wgbert::encoder::{EmbedOptions, Encoder, LoadOptions, Prompt, RerankOptions};
 use wgbert::ops::DType;
@@ -143,12 +143,7 @@ fn cross_encoder_matches_cross_encoder_predict() {
     let ranked = enc.rerank(query, &refs, &RerankOptions::default()).unwrap();
     check_ranking("cross-encoder", &ranked, &floats(&exp["scores"]));
     let order: Vec<u64> = ranked.iter().map(|r| r.index as u64).collect();
-    let want: Vec<u64> = exp["rank"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect();
+    let want = uints(&exp["rank"]);
     assert_eq!(order, want, "CrossEncoder.rank order");
     let raw = RerankOptions {
         raw_scores: true,

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::model_dir::{expected as fixture, floats, json_lines, wgbert};
+use common::model_dir::{expected as fixture, floats, json_lines, uints, wgbert};
 use predicates::prelude::PredicateBooleanExt;
 use serde_json::Value;
 
@@ -15,6 +15,21 @@ fn run_ok(dir: &std::path::Path, args: &[&str]) -> Vec<Value> {
         .assert()
         .success();
     json_lines(&out.get_output().stdout)
+}
+
+/// The strings of a JSON array.
+fn strs(v: &Value) -> Vec<&str> {
+    let list = v.as_array().expect("a JSON array");
+    list.iter().map(|d| d.as_str().expect("a string")).collect()
+}
+
+/// `wgbert rerank --json FLAGS... --query QUERY DOCS...`: one line per document shown.
+fn rerank_json(dir: &std::path::Path, flags: &[&str], query: &str, docs: &[&str]) -> Vec<Value> {
+    let mut args = vec!["rerank", "--json"];
+    args.extend(flags);
+    args.extend(["--query", query]);
+    args.extend(docs);
+    run_ok(dir, &args)
 }
 
 #[test]
@@ -91,27 +106,11 @@ fn embed_refuses_what_the_model_lacks() {
 #[test]
 fn rerank_with_a_cross_encoder_sorts_by_score() {
     let (dir, exp) = fixture("cross_encoder");
-    let docs: Vec<&str> = exp["documents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_str().unwrap())
-        .collect();
-    let mut args = vec![
-        "rerank",
-        "--json",
-        "--query",
-        exp["query"].as_str().unwrap(),
-    ];
-    args.extend(&docs);
-    let lines = run_ok(&dir, &args);
+    let docs = strs(&exp["documents"]);
+    let query = exp["query"].as_str().unwrap();
+    let lines = rerank_json(&dir, &[], query, &docs);
     let order: Vec<u64> = lines.iter().map(|l| l["index"].as_u64().unwrap()).collect();
-    let want: Vec<u64> = exp["rank"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_u64().unwrap())
-        .collect();
+    let want = uints(&exp["rank"]);
     assert_eq!(order, want);
     let scores = floats(&exp["scores"]);
     for l in &lines {
@@ -119,8 +118,7 @@ fn rerank_with_a_cross_encoder_sorts_by_score() {
         assert_eq!(l["text"], docs[i]);
         assert!((l["score"].as_f64().unwrap() - scores[i]).abs() <= 1e-4);
     }
-    args.splice(1..1, ["--raw-scores", "--top-n", "2"]);
-    let lines = run_ok(&dir, &args);
+    let lines = rerank_json(&dir, &["--raw-scores", "--top-n", "2"], query, &docs);
     assert_eq!(lines.len(), 2);
     let raw = floats(&exp["raw_scores"]);
     let i = lines[0]["index"].as_u64().unwrap() as usize;
@@ -159,15 +157,7 @@ fn colbert_cli(name: &str) {
         n,
         "skiplist applied"
     );
-    let docs: Vec<&str> = exp["documents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d.as_str().unwrap())
-        .collect();
-    let mut args = vec!["rerank", "--json", "--query", q];
-    args.extend(&docs);
-    let lines = run_ok(&dir, &args);
+    let lines = rerank_json(&dir, &[], q, &strs(&exp["documents"]));
     let scores = floats(&exp["rerank"]["scores"]);
     let best = (0..scores.len())
         .max_by(|&a, &b| scores[a].total_cmp(&scores[b]))

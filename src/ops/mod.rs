@@ -46,7 +46,10 @@ pub fn f16_kernels(gpu: &Arc<Gpu>) -> Result<F16Kernels> {
         let off = Err("turned off by WGBERT_COOP=0".to_string());
         (off.clone(), off)
     } else {
-        (matmul::verify_coop(gpu), attention::verify_coop(gpu))
+        (
+            matmul::COOP_VERDICTS.verify(gpu, matmul::coop::supported, matmul::self_check),
+            attention::COOP_VERDICTS.verify(gpu, attention::coop::supported, attention::self_check),
+        )
     };
     let reason = match (&m, &a) {
         (Ok(_), Ok(_)) => None,

@@ -185,6 +185,17 @@ mod tests {
         assert!(c.skiplist_words.contains(&",".to_string()));
         let bad = serde_json::json!({"query_length": "long"});
         assert!(ColbertConfig::from_json(&bad, Path::new("x")).is_err());
+        // [CLS] [Q] a [MASK] b [SEP] then the expansion: only the expansion is unattended.
+        let ids = [1, 9, 5, 3, 6, 2, 3, 3, 3];
+        assert_eq!(c.attended(&ids, true, 3), 6);
+        assert_eq!(
+            c.attended(&ids, false, 3),
+            9,
+            "documents attend to every token"
+        );
+        let attend = serde_json::json!({"attend_to_expansion_tokens": true});
+        let c2 = ColbertConfig::from_json(&attend, Path::new("x")).unwrap();
+        assert_eq!(c2.attended(&ids, true, 3), 9);
         let q = vec![vec![1.0, 0.0], vec![0.0, 1.0]];
         let d = vec![vec![0.5, 0.5], vec![0.9, -0.1]];
         assert!((maxsim(&q, &d) - (0.9 + 0.5)).abs() < 1e-6);

@@ -107,6 +107,14 @@ pub fn fails_with(cmd: &mut Command, code: i32, wanted: &[&str]) -> String {
     stderr
 }
 
+/// The unsigned integers of a JSON array.
+pub fn uints(v: &Value) -> Vec<u64> {
+    let list = v.as_array().expect("a JSON array");
+    list.iter()
+        .map(|x| x.as_u64().expect("an unsigned integer"))
+        .collect()
+}
+
 /// The numbers of a JSON array.
 pub fn floats(v: &Value) -> Vec<f64> {
     v.as_array()

@@ -5,7 +5,7 @@
 //!
 //! Variants (`AttentionVariant`): this portable kernel, and a tensor-core one (child module
 //! `coop`) that `record` chooses for f16 where the adapter has cooperative matrices and its
-//! self-check has passed on the device (`verify_coop`, run when a model loads).
+//! self-check has passed on the device (`ops::f16_kernels`, run when a model loads).
 //! `AttentionArgs::variant` forces one, as `MatmulArgs::variant` does for matmul.
 
 pub mod coop;
@@ -135,19 +135,14 @@ pub fn record(b: &mut PlanBuilder, label: &str, args: &AttentionArgs) -> Result<
     record_kernel(b, label, args, kernel)
 }
 
-/// Self-check verdicts of the tensor-core kernel, per adapter.
-static COOP_VERDICTS: Verdicts = Verdicts::new();
+/// Self-check verdicts of the tensor-core kernel, per adapter (`ops::f16_kernels` runs the
+/// check: `COOP_VERDICTS.verify(gpu, coop::supported, self_check)`).
+pub(crate) static COOP_VERDICTS: Verdicts = Verdicts::new();
 
 /// Whether the automatic choice takes the tensor-core kernel for `dtype` on this device,
 /// with its shape, or why not (`Verdicts::status`).
 pub fn coop_status(gpu: &Gpu, dtype: DType) -> std::result::Result<Shape, String> {
     COOP_VERDICTS.status(gpu, dtype, coop::supported)
-}
-
-/// Runs the tensor-core kernel's self-check on this device unless it has run already (the
-/// verdict is kept per adapter for the process); its shape, or why it cannot be used.
-pub fn verify_coop(gpu: &Arc<Gpu>) -> std::result::Result<Shape, String> {
-    COOP_VERDICTS.verify(gpu, coop::supported, self_check)
 }
 
 /// Runs the forced tensor-core kernel on `coop::CHECKS` for every head size and compares

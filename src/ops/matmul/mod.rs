@@ -5,7 +5,7 @@
 //! (`tiled`, any adapter), a subgroup-reduction kernel (`subgroup`) that wins when there are
 //! few rows (MLM head, pooled classifier), and a tensor-core kernel (`coop`) that replaces
 //! the tiled one for f16 where the adapter has cooperative matrices and the kernel passed its
-//! self-check on the device (`verify_coop`, run when a model loads). Epilogues fuse bias,
+//! self-check on the device (`ops::f16_kernels`, run when a model loads). Epilogues fuse bias,
 //! residual add, an activation or GeGLU into the store, so GeGLU's 2I-wide intermediate
 //! never reaches memory. The children know their kernels and tiles; the choice, recording
 //! and self-check live here, and the children use only this module's types.
@@ -148,19 +148,14 @@ pub(crate) fn check(b: &PlanBuilder, label: &str, a: &MatmulArgs) -> Result<u32>
     Ok(cap)
 }
 
-/// Self-check verdicts of the tensor-core kernel, per adapter.
-static COOP_VERDICTS: Verdicts = Verdicts::new();
+/// Self-check verdicts of the tensor-core kernel, per adapter (`ops::f16_kernels` runs the
+/// check: `COOP_VERDICTS.verify(gpu, coop::supported, self_check)`).
+pub(crate) static COOP_VERDICTS: Verdicts = Verdicts::new();
 
 /// Whether the automatic choice takes the tensor-core kernel for `dtype` on this device,
 /// with its shape, or why not (`Verdicts::status`).
 pub fn coop_status(gpu: &Gpu, dtype: DType) -> std::result::Result<Shape, String> {
     COOP_VERDICTS.status(gpu, dtype, coop::supported)
-}
-
-/// Runs the tensor-core kernel's self-check on this device unless it has run already (the
-/// verdict is kept per adapter for the process); its shape, or why it cannot be used.
-pub fn verify_coop(gpu: &Arc<Gpu>) -> std::result::Result<Shape, String> {
-    COOP_VERDICTS.verify(gpu, coop::supported, self_check)
 }
 
 /// Runs the forced tensor-core kernel on `coop::checks()` and compares with `reference`.
