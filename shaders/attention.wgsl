@@ -33,17 +33,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     if !sp.live {
         return;
     }
-    let start = sp.start;
-    let len = sp.len;
-    let q0 = sp.q0;
-    let k_end = sp.k_end;
-    let qi = q0 + lid;
-    let live = qi < len;
+    let qi = sp.q0 + lid;
+    let live = qi < sp.len;
     let h4 = p.qkv_stride / 3u;
     let col = sp.head * D4;
     var q: array<vec4<f32>, D4>;
     var o: array<vec4<f32>, D4>;
-    let q_at = (start + min(qi, len - 1u)) * p.qkv_stride + col;
+    let q_at = (sp.start + min(qi, sp.len - 1u)) * p.qkv_stride + col;
     for (var d = 0u; d < D4; d++) {
         q[d] = vec4<f32>(qkv[q_at + d]) * p.scale;
         o[d] = vec4<f32>(0.0);
@@ -51,15 +47,15 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
     var m = NEG_INIT;
     var l = 0.0;
 
-    for (var kt = sp.k_begin; kt < k_end; kt += BC) {
+    for (var kt = sp.k_begin; kt < sp.k_end; kt += BC) {
         // The previous tile has been consumed by every invocation.
         workgroupBarrier();
         for (var i = lid; i < BC * D4; i += BR) {
             let key = kt + i / D4;
             var kv = vec4<f32>(0.0);
             var vv = vec4<f32>(0.0);
-            if key < k_end {
-                let at = (start + key) * p.qkv_stride + col + i % D4;
+            if key < sp.k_end {
+                let at = (sp.start + key) * p.qkv_stride + col + i % D4;
                 kv = vec4<f32>(qkv[at + h4]);
                 vv = vec4<f32>(qkv[at + 2u * h4]);
             }
@@ -67,7 +63,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
             v_tile[i] = vv;
         }
         workgroupBarrier();
-        let n_keys = min(BC, k_end - kt);
+        let n_keys = min(BC, sp.k_end - kt);
         if live {
             for (var c0 = 0u; c0 < n_keys; c0 += CH) {
                 var s: array<f32, CH>;
@@ -106,7 +102,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3
 
     if live {
         let inv = select(0.0, 1.0 / l, l > 0.0);
-        let o_at = (start + qi) * p.out_stride + col;
+        let o_at = (sp.start + qi) * p.out_stride + col;
         for (var d = 0u; d < D4; d++) {
             out[o_at + d] = vec4<{{ELEM}}>(o[d] * inv);
         }

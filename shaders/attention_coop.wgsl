@@ -98,25 +98,21 @@ fn main(
     if !sp.live {
         return;
     }
-    let start = sp.start;
-    let len = sp.len;
-    let q0 = sp.q0;
-    let k_end = sp.k_end;
     let h4 = p.qkv_stride / 3u;
     let col = sp.head * D4;
-    stage(0u, BR, q0, len, start, col, li);
+    stage(0u, BR, sp.q0, sp.len, sp.start, col, li);
 
     // This invocation's half row of the softmax and of the output.
     let row = li / 2u;
     let hf = li % 2u;
-    let qi = q0 + row;
+    let qi = sp.q0 + row;
     var o: array<f32, DH>;
     var m = NEG_INIT;
     var l = 0.0;
-    for (var kt = sp.k_begin; kt < k_end; kt += BC) {
+    for (var kt = sp.k_begin; kt < sp.k_end; kt += BC) {
         // The previous block's O_blk, P and V have been read by everyone (Q staged, at first).
         workgroupBarrier();
-        stage(KV_AT, BC, kt, k_end, start, col + h4, li);
+        stage(KV_AT, BC, kt, sp.k_end, sp.start, col + h4, li);
         workgroupBarrier();
         for (var slab = sg; slab < BR / FRAG; slab += nsg) {
             for (var n = 0u; n < BC / FRAG; n++) {
@@ -131,17 +127,17 @@ fn main(
         }
         // S is complete and K no longer read: V replaces K while the softmax runs.
         workgroupBarrier();
-        stage(KV_AT, BC, kt, k_end, start, col + 2u * h4, li);
+        stage(KV_AT, BC, kt, sp.k_end, sp.start, col + 2u * h4, li);
         var bmax = NEG_INIT;
         for (var c = 0u; c < BC; c++) {
-            bmax = max(bmax, score(row, qi, kt, c, k_end));
+            bmax = max(bmax, score(row, qi, kt, c, sp.k_end));
         }
         let m_new = max(m, bmax);
         let corr = exp2(m - m_new);
         m = m_new;
         var ls = 0.0;
         for (var c = hf * (BC / 2u); c < (hf + 1u) * (BC / 2u); c++) {
-            let pj = f16(exp2(score(row, qi, kt, c, k_end) - m_new));
+            let pj = f16(exp2(score(row, qi, kt, c, sp.k_end) - m_new));
             sh[P_AT + row * LP + c] = pj;
             ls += f32(pj);
         }
@@ -170,9 +166,9 @@ fn main(
     ct[li] = l;
     workgroupBarrier();
     let total = ct[2u * row] + ct[2u * row + 1u];
-    if qi < len {
+    if qi < sp.len {
         let inv = select(0.0, 1.0 / total, total > 0.0);
-        let o_at = (start + qi) * p.out_stride + col + hf * (D4 / 2u);
+        let o_at = (sp.start + qi) * p.out_stride + col + hf * (D4 / 2u);
         for (var c4 = 0u; c4 < D4 / 2u; c4++) {
             let v = vec4<f32>(o[4u * c4], o[4u * c4 + 1u], o[4u * c4 + 2u], o[4u * c4 + 3u]);
             out[o_at + c4] = vec4<f16>(v * inv);

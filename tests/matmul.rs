@@ -30,13 +30,13 @@ struct Case {
     bias: bool,
 }
 
-/// Shapes (T, K, N): T in {1, 3, 65, 129, 300}, K and N off the 16/64 grid, plus an exact tile.
+/// `common::MATMUL_SHAPES` plus an exact tile.
 const SHAPES: &[(usize, usize, usize)] = &[
-    (1, 24, 17),
-    (3, 40, 48),
-    (65, 100, 70),
-    (129, 5, 33),
-    (300, 40, 70),
+    common::MATMUL_SHAPES[0],
+    common::MATMUL_SHAPES[1],
+    common::MATMUL_SHAPES[2],
+    common::MATMUL_SHAPES[3],
+    common::MATMUL_SHAPES[4],
     (64, 32, 64),
 ];
 

@@ -229,15 +229,9 @@ fn coop_kernel_matches_the_reference() {
         eprintln!("adapter has no 16x16 f16/f32 cooperative matrices: real Coop cases skipped");
         return;
     }
-    let shapes = [
-        (1, 24, 17),
-        (3, 40, 48),
-        (65, 100, 70),
-        (129, 5, 33),
-        (300, 40, 70),
-        (128, 64, 64),
-        (257, 130, 200),
-    ];
+    let mut shapes = common::MATMUL_SHAPES.to_vec();
+    // Exact 16x16-fragment tiles, and several ragged tiles each way.
+    shapes.extend([(128, 64, 64), (257, 130, 200)]);
     let mut seed = 1;
     for e in matmul::all_epilogues() {
         for bias in [false, true] {

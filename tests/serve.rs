@@ -78,19 +78,8 @@ fn routes_answer_like_the_cli() {
     // /fill-mask = `wgbert fill-mask --json`.
     let masked = ["w7 w8 [MASK] w9", "[MASK] w10 [MASK]"];
     let got = s.ok("/fill-mask", &json!({ "inputs": masked, "top_k": 3 }));
-    let want = cli_lines(
-        dir.path(),
-        &[
-            "--dtype",
-            "f32",
-            "fill-mask",
-            "--json",
-            "--top-k",
-            "3",
-            masked[0],
-            masked[1],
-        ],
-    );
+    let args = ["--dtype", "f32", "fill-mask", "--json", "--top-k", "3"];
+    let want = cli_lines(dir.path(), &[&args[..], &masked].concat());
     assert_json_close(&got, &json!(want), TOL, "/fill-mask");
 
     // OpenAI: the same vectors as /embed, in floats or base64; usage counts tokens.

@@ -11,6 +11,15 @@ use std::sync::{Arc, OnceLock};
 use wgbert::ops::DType;
 use wgbert::runtime::{Gpu, GpuOptions, RunSizes};
 
+/// Matmul shapes (T, K, N): T in {1, 3, 65, 129, 300}, K and N off the 16/64 grids.
+pub const MATMUL_SHAPES: [(usize, usize, usize); 5] = [
+    (1, 24, 17),
+    (3, 40, 48),
+    (65, 100, 70),
+    (129, 5, 33),
+    (300, 40, 70),
+];
+
 /// The test GPU. Fails loudly when no adapter exists: CI installs lavapipe.
 pub fn gpu() -> Arc<Gpu> {
     static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
