@@ -119,9 +119,12 @@ WGBERT_SHADER_CHECKS=0 step wgbert 90 "$bin" --dtype f16 bench "${model[@]}" \
 step wgbert_checked 60 "$bin" --dtype f16 bench "${model[@]}" \
   --workloads "$workloads" --iters "$iters" --json
 if [ "$dry" = 1 ]; then
-  echo "== kernels: skipped in the dry run (the sweep takes minutes on a CPU)"
+  echo "== tune, kernels: skipped in the dry run (they take minutes on a CPU)"
 else
-  step kernels 45 "$bin" --dtype f16 bench --kernels --json
+  # Every tile candidate timed on this GPU (f32 and f16), then every kernel and candidate on
+  # the model's matmul shapes (the tensor-core one included).
+  WGBERT_CACHE="$raw/cache" step tune 40 "$bin" --quiet tune --json
+  WGBERT_CACHE="$raw/cache" step kernels 60 "$bin" --dtype f16 bench --kernels --sweep --json
 fi
 
 python3 - "$raw" <<'PY' | tee "$out/summary.txt"
@@ -149,6 +152,8 @@ for name, r in w.items():
             line += f" | {label} {v:>9.0f} tok/s, ratio {r['tok_per_s'] / v:.2f}x, peak {t.get(f'{name}_peak_mem_mib')} MiB"
     print(line)
 if k:
+    for case, tf in sorted(k.get("tflops", {}).items()):
+        print(f"  {case:<60} {tf:8.2f} TFLOP/s")
     mm = k.get("tflops", {}).get("matmul 4096^3")
     cublas = ref.get("matmul_4096_tflops")
     if mm and cublas:

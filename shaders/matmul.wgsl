@@ -1,15 +1,16 @@
 // Tiled matmul: Y[T, N] = epilogue(X[T, K] . W[N, K]^T), W in PyTorch [out, in] layout,
 // f32 or f16 storage (ELEM), f32 accumulation. Any T, K, N.
 // Bindings: see common/matmul_epilogue.wgsl (0 params, 1 x, 2 w, 3 y, then bias/residual).
-// Dispatch: one workgroup of 16x16 threads per output tile of 64 rows x 64 columns (64 x 32
-// for GeGLU: the tile's 64 W rows are the 32 input rows n0.. and the 32 gate rows I+n0..),
-// p.tiles = ceil(T/64) * p.tiles_n workgroups spread over x/y (runtime::grid);
+// Tile configuration (matmul/tiled.rs): 16 x 16 threads, thread (tx, ty) owning RM rows
+// ty + 16i and RN tile columns tx + 16j; a workgroup computes TM = 16 RM rows x TN = 16 RN
+// tile columns (TN / 2 outputs for GeGLU: the tile's TN W rows are the TN / 2 input rows
+// n0.. and the TN / 2 gate rows I + n0.., so value column j < RN / 2 pairs with gate column
+// j + RN / 2 in the same thread).
+// Dispatch: p.tiles = ceil(T / TM) * p.tiles_n workgroups spread over x/y (runtime::grid);
 // tile = m_tile * tiles_n + n_tile, so neighbouring workgroups share their X rows.
-// Thread (tx, ty) owns rows ty + 16i and tile columns tx + 16j (i, j < 4): shared-memory
-// reads are broadcasts or consecutive, stores coalesce, and for GeGLU columns j = 0, 1 pair
-// with their gates j = 2, 3 in the same thread. K advances 16 at a time; both tiles are
-// stored k-major with a row stride of 65 so the transposing stores do not conflict.
-// Rows, columns and k past the edges load as 0 and are never stored.
+// Shared-memory reads are broadcasts or consecutive, and stores coalesce. K advances 16 at a
+// time; both blocks are stored k-major with rows padded by one so the transposing stores do
+// not conflict. Rows, columns and k past the edges load as 0 and are never stored.
 
 #if F16
 enable f16;
@@ -17,46 +18,50 @@ enable f16;
 #include "common/matmul_epilogue.wgsl"
 
 const TK: u32 = 16u;
-const STRIDE: u32 = 65u;
+const RM: u32 = {{RM}}u;
+const RN: u32 = {{RN}}u;
+const TM: u32 = 16u * RM;
+const TN: u32 = 16u * RN;
+const SA: u32 = TM + 1u;
+const SB: u32 = TN + 1u;
 const NONE: u32 = 0xffffffffu;
 #if GEGLU
-const OUT_N: u32 = 32u;
+const OUT_N: u32 = TN / 2u;
 #else
-const OUT_N: u32 = 64u;
+const OUT_N: u32 = TN;
 #endif
 
-// [TK][STRIDE] each: a_tile[k][row], b_tile[k][column].
-var<workgroup> a_tile: array<f32, 1040>;
-var<workgroup> b_tile: array<f32, 1040>;
+// a_tile[k][row] ([TK][SA]) and b_tile[k][tile column] ([TK][SB]).
+var<workgroup> a_tile: array<f32, TK * SA>;
+var<workgroup> b_tile: array<f32, TK * SB>;
 
 // The W row behind tile column c of the tile whose first output column is n0, or NONE.
 fn w_row(n0: u32, c: u32) -> u32 {
 #if GEGLU
-    let col = n0 + (c & 31u);
+    let col = n0 + c % OUT_N;
     if col >= p.n {
         return NONE;
     }
-    return select(col, p.n + col, c >= 32u);
+    return select(col, p.n + col, c >= OUT_N);
 #else
     let col = n0 + c;
     return select(NONE, col, col < p.n);
 #endif
 }
 
-// Stores the four accumulators of one thread row (tile columns col, +16, +32, +48).
-fn store_row(row: u32, col: u32, acc: vec4<f32>) {
+// Stores the RN accumulators of one thread row (output columns col + 16 j).
+fn store_row(row: u32, col: u32, acc: array<f32, RN>) {
     if row >= p.rows {
         return;
     }
 #if GEGLU
-    if col < p.n {
-        store(row, col, acc.x, acc.z);
-    }
-    if col + 16u < p.n {
-        store(row, col + 16u, acc.y, acc.w);
+    for (var j = 0u; j < RN / 2u; j++) {
+        if col + 16u * j < p.n {
+            store(row, col + 16u * j, acc[j], acc[j + RN / 2u]);
+        }
     }
 #else
-    for (var j = 0u; j < 4u; j++) {
+    for (var j = 0u; j < RN; j++) {
         if col + 16u * j < p.n {
             store(row, col + 16u * j, acc[j], 0.0);
         }
@@ -75,16 +80,12 @@ fn main(
     if tile >= p.tiles {
         return;
     }
-    let m0 = (tile / p.tiles_n) * 64u;
+    let m0 = (tile / p.tiles_n) * TM;
     let n0 = (tile % p.tiles_n) * OUT_N;
-    var c0 = vec4<f32>(0.0);
-    var c1 = vec4<f32>(0.0);
-    var c2 = vec4<f32>(0.0);
-    var c3 = vec4<f32>(0.0);
+    var acc: array<array<f32, RN>, RM>;
     for (var k0 = 0u; k0 < p.k; k0 += TK) {
-        // 64 x 16 elements of X and of W, four each per thread, consecutive k per 16 threads.
-        for (var e = 0u; e < 4u; e++) {
-            let idx = li + 256u * e;
+        // TM x TK elements of X and TN x TK of W, consecutive k per 16 threads.
+        for (var idx = li; idx < TM * TK; idx += 256u) {
             let r = idx / TK;
             let c = idx % TK;
             let kk = k0 + c;
@@ -93,30 +94,38 @@ fn main(
             if row < p.rows && kk < p.k {
                 av = f32(x[row * p.k + kk]);
             }
-            a_tile[c * STRIDE + r] = av;
+            a_tile[c * SA + r] = av;
+        }
+        for (var idx = li; idx < TN * TK; idx += 256u) {
+            let r = idx / TK;
+            let c = idx % TK;
+            let kk = k0 + c;
             let wr = w_row(n0, r);
             var bv = 0.0;
             if wr != NONE && kk < p.k {
                 bv = f32(w[wr * p.k + kk]);
             }
-            b_tile[c * STRIDE + r] = bv;
+            b_tile[c * SB + r] = bv;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
-            let ao = kk * STRIDE + lid.y;
-            let bo = kk * STRIDE + lid.x;
-            let a = vec4<f32>(a_tile[ao], a_tile[ao + 16u], a_tile[ao + 32u], a_tile[ao + 48u]);
-            let b = vec4<f32>(b_tile[bo], b_tile[bo + 16u], b_tile[bo + 32u], b_tile[bo + 48u]);
-            c0 = fma(vec4<f32>(a.x), b, c0);
-            c1 = fma(vec4<f32>(a.y), b, c1);
-            c2 = fma(vec4<f32>(a.z), b, c2);
-            c3 = fma(vec4<f32>(a.w), b, c3);
+            var a: array<f32, RM>;
+            var b: array<f32, RN>;
+            for (var i = 0u; i < RM; i++) {
+                a[i] = a_tile[kk * SA + lid.y + 16u * i];
+            }
+            for (var j = 0u; j < RN; j++) {
+                b[j] = b_tile[kk * SB + lid.x + 16u * j];
+            }
+            for (var i = 0u; i < RM; i++) {
+                for (var j = 0u; j < RN; j++) {
+                    acc[i][j] = fma(a[i], b[j], acc[i][j]);
+                }
+            }
         }
         workgroupBarrier();
     }
-    let col = n0 + lid.x;
-    store_row(m0 + lid.y, col, c0);
-    store_row(m0 + lid.y + 16u, col, c1);
-    store_row(m0 + lid.y + 32u, col, c2);
-    store_row(m0 + lid.y + 48u, col, c3);
+    for (var i = 0u; i < RM; i++) {
+        store_row(m0 + lid.y + 16u * i, n0 + lid.x, acc[i]);
+    }
 }

@@ -14,7 +14,7 @@
 mod common;
 
 use proptest::prelude::*;
-use wgbert::ops::matmul::{self, Epilogue, MatmulArgs, MatmulVariant};
+use wgbert::ops::matmul::{self, Epilogue, MatmulArgs, MatmulVariant, tiled};
 use wgbert::ops::{Activation, DType, Rows};
 use wgbert::runtime::{PlanBuilder, RunSizes};
 
@@ -72,6 +72,11 @@ fn variants() -> Vec<MatmulVariant> {
 /// Runs one case on the GPU (plan built for `cap` rows, run once per entry of `runs`) and
 /// checks each run against the reference.
 fn check(c: Case, cap: usize, runs: &[usize], seed: u64) {
+    check_with(c, cap, runs, seed, None);
+}
+
+/// `check`, with the tiled kernel at `tiles` when given (`c.variant` is then ignored).
+fn check_with(c: Case, cap: usize, runs: &[usize], seed: u64, tiles: Option<tiled::Config>) {
     let gpu = common::gpu();
     let w_rows = match c.epilogue {
         Epilogue::GeGlu(_) => 2 * c.n,
@@ -105,7 +110,14 @@ fn check(c: Case, cap: usize, runs: &[usize], seed: u64) {
         epilogue: c.epilogue,
         variant: c.variant,
     };
-    matmul::record(&mut b, "matmul", &args).unwrap();
+    match tiles {
+        Some(cfg) => {
+            let kernel = tiled::kernel(c.dtype, c.epilogue, c.bias, cfg);
+            let tile = tiled::tile(cfg, c.epilogue);
+            matmul::record_kernel(&mut b, "matmul", &args, kernel, tile).unwrap()
+        }
+        None => matmul::record(&mut b, "matmul", &args).unwrap(),
+    }
     let mut plan = b.build().unwrap();
     plan.write(xt, &c.dtype.encode(&x)).unwrap();
     if let Some(rt) = rt {
@@ -131,7 +143,44 @@ fn check(c: Case, cap: usize, runs: &[usize], seed: u64) {
             c.epilogue,
         );
         let (atol, rtol) = tolerance(c.dtype);
-        common::assert_close(&format!("{c:?} T={t}"), &got, &want, atol, rtol);
+        let what = format!("{c:?} tiles {tiles:?} T={t}");
+        common::assert_close(&what, &got, &want, atol, rtol);
+    }
+}
+
+/// Every candidate tile configuration of the tiled kernel (what `ops::tune` times and may
+/// choose): ragged shapes x the four epilogue kinds x bias on and off, f32 and f16, each
+/// plan run at its full row count and at one row.
+#[test]
+fn every_tiled_configuration_matches_the_reference() {
+    let epilogues = [
+        Epilogue::None,
+        Epilogue::Residual,
+        Epilogue::Act(GELU),
+        Epilogue::GeGlu(GELU),
+    ];
+    let mut seed = 7;
+    for config in tiled::CANDIDATES {
+        for dtype in dtypes() {
+            for epilogue in epilogues {
+                for bias in [false, true] {
+                    // T = 1, 65 and 300 (ragged tiles of every size).
+                    for i in [0, 2, 4] {
+                        let (t, k, n) = common::MATMUL_SHAPES[i];
+                        let c = Case {
+                            k,
+                            n,
+                            dtype,
+                            variant: None,
+                            epilogue,
+                            bias,
+                        };
+                        check_with(c, t, &[t, 1], seed, Some(config));
+                        seed += 10;
+                    }
+                }
+            }
+        }
     }
 }
 

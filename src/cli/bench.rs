@@ -37,12 +37,15 @@ pub struct BenchArgs {
     /// Sweep matmul and attention kernels instead of running workloads.
     #[arg(long)]
     pub kernels: bool,
+    /// With --kernels: also time every candidate tile configuration on each matmul shape.
+    #[arg(long, requires = "kernels")]
+    pub sweep: bool,
 }
 
 pub fn run(g: &Global, a: &BenchArgs) -> Result<()> {
     if a.kernels {
         let gpu = Gpu::new(&g.gpu_options())?;
-        return super::bench_kernels::run(&gpu, g.dtype.map(Into::into), a.json);
+        return super::bench_kernels::run(&gpu, g.dtype.map(Into::into), a.json, a.sweep);
     }
     if a.iters == 0 {
         bail!("--iters must be at least 1");

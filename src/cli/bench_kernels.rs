@@ -1,6 +1,8 @@
 //! `wgbert bench --kernels`: matmul and attention sweeps on ModernBERT-base shapes (and a
 //! 4096^3 square matmul), timed on the GPU with timestamp queries where available (wall time
-//! otherwise), reported in TFLOP/s.
+//! otherwise), reported in TFLOP/s. `--sweep` also times every candidate tile configuration
+//! of the tiled matmul (`ops::tune`) on each matmul shape, and the tensor-core matmul where
+//! the adapter has it.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,7 +10,7 @@ use std::time::Instant;
 use anyhow::Result;
 use serde_json::json;
 use wgbert::ops::attention::{self, AttentionArgs};
-use wgbert::ops::matmul::{self, Epilogue, MatmulArgs};
+use wgbert::ops::matmul::{self, Epilogue, MatmulArgs, MatmulVariant, tiled};
 use wgbert::ops::{DType, Rows};
 use wgbert::runtime::{Gpu, Plan, RunSizes};
 
@@ -32,13 +34,23 @@ fn time_plan(gpu: &Gpu, plan: &mut Plan, sizes: &RunSizes) -> Result<f64> {
     Ok(t.elapsed().as_secs_f64() / REPS as f64)
 }
 
+/// How a matmul case picks its kernel.
+#[derive(Clone, Copy)]
+enum Pick {
+    /// As the model would (`matmul::record`).
+    Auto,
+    /// The tiled kernel at this configuration.
+    Tiled(tiled::Config),
+    /// The tensor-core kernel.
+    Coop,
+}
+
 fn matmul_case(
     gpu: &Arc<Gpu>,
     dt: DType,
-    t: u32,
-    k: u32,
-    n: u32,
+    (t, k, n): (u32, u32, u32),
     epilogue: Epilogue,
+    pick: Pick,
 ) -> Result<f64> {
     let e = dt.size();
     let mut b = wgbert::runtime::PlanBuilder::new(gpu.clone());
@@ -52,23 +64,33 @@ fn matmul_case(
     let r = b.input("r", t as u64 * out_n as u64 * e);
     let y = b.output("y", t as u64 * out_n as u64 * e);
     let residual = matches!(epilogue, Epilogue::Residual).then_some(r);
-    matmul::record(
-        &mut b,
-        "matmul",
-        &MatmulArgs {
-            x,
-            w,
-            bias: None,
-            residual,
-            y,
-            rows: Rows::Fixed(t),
-            k,
-            n: out_n,
-            dtype: dt,
-            epilogue,
-            variant: None,
-        },
-    )?;
+    let args = MatmulArgs {
+        x,
+        w,
+        bias: None,
+        residual,
+        y,
+        rows: Rows::Fixed(t),
+        k,
+        n: out_n,
+        dtype: dt,
+        epilogue,
+        variant: None,
+    };
+    match pick {
+        Pick::Auto => matmul::record(&mut b, "matmul", &args)?,
+        Pick::Tiled(c) => {
+            let kernel = tiled::kernel(dt, epilogue, false, c);
+            matmul::record_kernel(&mut b, "matmul", &args, kernel, tiled::tile(c, epilogue))?
+        }
+        Pick::Coop => {
+            let args = MatmulArgs {
+                variant: Some(MatmulVariant::Coop),
+                ..args
+            };
+            matmul::record(&mut b, "matmul", &args)?
+        }
+    }
     let mut plan = b.build()?;
     plan.write(x, &dt.encode(&vec![0.5; (t * k) as usize]))?;
     let secs = time_plan(
@@ -126,12 +148,19 @@ fn attention_case(
     Ok(4.0 * pairs * d as f64 * heads as f64 / secs / 1e12)
 }
 
-pub fn run(gpu: &Arc<Gpu>, dtype: Option<DType>, json_out: bool) -> Result<()> {
+pub fn run(gpu: &Arc<Gpu>, dtype: Option<DType>, json_out: bool, sweep: bool) -> Result<()> {
     let dt = dtype.unwrap_or(if gpu.caps().f16 {
         DType::F16
     } else {
         DType::F32
     });
+    // What a model load would do first: the tensor-core self-checks (f16) and the tiled
+    // matmul's tuning, so that the automatic choice below is the model's.
+    if dt == DType::F16 {
+        wgbert::ops::f16_kernels(gpu)?;
+    }
+    let cache = wgbert::ops::tune::Cache::default_location();
+    wgbert::ops::tune::ensure_tiled(gpu, dt, &cache, wgbert::ops::tune::Mode::Ensure, None)?;
     let small = std::env::var("WGBERT_BENCH_SMALL").is_ok_and(|v| v == "1");
     let t = if small { 256 } else { 32768 };
     let act = wgbert::ops::Activation::GeluErf;
@@ -142,17 +171,32 @@ pub fn run(gpu: &Arc<Gpu>, dtype: Option<DType>, json_out: bool) -> Result<()> {
         ("Wi 768->2304 geglu", t, 768, 2304, Epilogue::GeGlu(act)),
         ("mlp.Wo 1152->768 +res", t, 1152, 768, Epilogue::Residual),
     ];
-    for (name, t, k, n, ep) in matmuls {
-        cases.push((
-            format!("matmul {name} T={t}"),
-            matmul_case(gpu, dt, t, k, n, ep)?,
-        ));
-    }
     let sq = if small { 256 } else { 4096 };
-    cases.push((
-        format!("matmul {sq}^3"),
-        matmul_case(gpu, dt, sq, sq, sq, Epilogue::None)?,
-    ));
+    let mut shapes: Vec<(String, (u32, u32, u32), Epilogue)> = matmuls
+        .iter()
+        .map(|&(name, t, k, n, ep)| (format!("matmul {name} T={t}"), (t, k, n), ep))
+        .collect();
+    shapes.push((format!("matmul {sq}^3"), (sq, sq, sq), Epilogue::None));
+    for (name, shape, ep) in &shapes {
+        cases.push((name.clone(), matmul_case(gpu, dt, *shape, *ep, Pick::Auto)?));
+    }
+    if sweep {
+        // Every candidate of the tiled kernel, and the tensor-core kernel where it runs.
+        let mut picks: Vec<(String, Pick)> = tiled::CANDIDATES
+            .into_iter()
+            .filter(|c| c.fits(gpu.caps()))
+            .map(|c| (format!("tiled {}", c.name()), Pick::Tiled(c)))
+            .collect();
+        if dt == DType::F16 && matmul::coop_status(gpu, dt).is_ok() {
+            picks.push(("coop".into(), Pick::Coop));
+        }
+        for (name, shape, ep) in &shapes {
+            for (pick_name, pick) in &picks {
+                let tf = matmul_case(gpu, dt, *shape, *ep, *pick)?;
+                cases.push((format!("{name} [{pick_name}]"), tf));
+            }
+        }
+    }
     let (s512, s8k) = if small { (4, 1) } else { (64, 4) };
     let long = if small { 1024 } else { 8192 };
     cases.push((

@@ -2,8 +2,32 @@
 //! the f16 kernels it would run (the tensor-core ones only after their self-check passed
 //! there, which `info` runs).
 
-use wgbert::ops::{F16Kernels, f16_kernels};
+use wgbert::ops::tune::{self, Cache, Choice, Mode};
+use wgbert::ops::{DType, F16Kernels, f16_kernels};
 use wgbert::runtime::{AdapterReport, Gpu, GpuOptions, list_adapters};
+
+/// The tile configuration per tuned op of one adapter, as the cache holds it (`info` never
+/// tunes: `wgbert tune` or a first model load does).
+fn tiles(a: &AdapterReport) -> Vec<Choice> {
+    let opts = GpuOptions {
+        backend: Some(a.backend.to_lowercase()),
+        adapter: Some(a.name.clone()),
+    };
+    let Ok(gpu) = Gpu::new(&opts) else {
+        return Vec::new();
+    };
+    let cache = Cache::default_location();
+    let mut out = Vec::new();
+    for dtype in [DType::F32, DType::F16] {
+        if dtype == DType::F16 && !gpu.caps().f16 {
+            continue;
+        }
+        if let Ok(c) = tune::ensure_tiled(&gpu, dtype, &cache, Mode::Lookup, None) {
+            out.extend(c);
+        }
+    }
+    out
+}
 
 /// The f16 kernels of one adapter; failures (no device, `WGBERT_COOP=1` unmet) become the
 /// `coop_reason`.
@@ -35,6 +59,7 @@ pub fn run(backend: Option<&str>, json: bool) -> anyhow::Result<()> {
                 if let Some(r) = k.coop_reason {
                     o.insert("coop_reason".into(), r.into());
                 }
+                o.insert("tiles".into(), serde_json::to_value(tiles(a))?);
             }
             out.push(v);
         }
@@ -96,5 +121,11 @@ fn print_adapter(i: usize, a: &AdapterReport) {
     println!("    f16 kernels:         {}, {}", k.matmul, k.attention);
     if let Some(r) = k.coop_reason {
         println!("    no tensor cores:     {r}");
+    }
+    for c in tiles(a) {
+        println!(
+            "    tiles {} {} {}: {} ({})",
+            c.op, c.class, c.dtype, c.config, c.source
+        );
     }
 }

@@ -10,6 +10,7 @@ mod progress;
 mod rerank;
 mod serve;
 mod tasks;
+mod tune;
 
 use std::path::PathBuf;
 
@@ -136,6 +137,8 @@ pub enum Command {
     Rerank(rerank::RerankArgs),
     /// Throughput on the benchmark workloads, and kernel sweeps.
     Bench(bench::BenchArgs),
+    /// Time every candidate tile configuration on this device and cache the fastest.
+    Tune(tune::TuneArgs),
     /// HTTP server: TEI and OpenAI embeddings APIs, rerank, predict, fill-mask.
     Serve(serve::ServeArgs),
 }
@@ -148,6 +151,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Classify(a) => tasks::classify(&cli.global, &a),
         Command::Rerank(a) => rerank::run(&cli.global, &a),
         Command::Bench(a) => bench::run(&cli.global, &a),
+        Command::Tune(a) => tune::run(&cli.global, &a),
         Command::Serve(a) => serve::run(&cli.global, &a),
     }
 }

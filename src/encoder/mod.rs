@@ -176,6 +176,7 @@ impl Encoder {
             p.finish();
         }
         let mut enc = Self::assemble(gpu, config, weights, tokenizer, opts.max_batch_tokens)?;
+        enc.autotune(observer)?;
         enc.sentence = sentence;
         Ok(enc)
     }
@@ -189,7 +190,34 @@ impl Encoder {
     ) -> Result<Encoder> {
         let dtype = pick_dtype(&gpu, dtype)?;
         let weights = ModelWeights::random(&gpu, &config, dtype, 0x5eed)?;
-        Self::assemble(gpu, config, weights, None, max_batch_tokens)
+        let enc = Self::assemble(gpu, config, weights, None, max_batch_tokens)?;
+        enc.autotune(None)?;
+        Ok(enc)
+    }
+
+    /// Tunes the tiled matmul's tiles for this model's precision on its device, once per
+    /// device (choices cached on disk, `ops::tune`), unless the tensor-core matmul takes
+    /// its products. A cache that cannot be written only costs a warning.
+    fn autotune(&self, progress: Option<&dyn crate::progress::Progress>) -> Result<()> {
+        let dtype = self.weights.dtype;
+        if dtype == DType::F16 && crate::ops::matmul::coop_status(&self.gpu, dtype).is_ok() {
+            return Ok(());
+        }
+        use crate::ops::tune::{Cache, Mode};
+        let cache = Cache::default_location();
+        let choices =
+            crate::ops::tune::ensure_tiled(&self.gpu, dtype, &cache, Mode::Ensure, progress)?;
+        for c in choices {
+            log::info!(
+                "{} {} {}: {} ({})",
+                c.op,
+                c.class,
+                c.dtype,
+                c.config,
+                c.source
+            );
+        }
+        Ok(())
     }
 
     fn assemble(

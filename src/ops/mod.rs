@@ -14,6 +14,7 @@ pub mod pooling;
 pub mod rope;
 pub mod rownorm;
 pub mod topk;
+pub mod tune;
 
 use std::sync::Arc;
 

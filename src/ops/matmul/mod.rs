@@ -24,6 +24,7 @@ use std::sync::Arc;
 
 use crate::ops::check::Op;
 use crate::ops::coop::{Shape, Verdicts, f16_values, first_mismatch};
+use crate::ops::tune::{self, RowClass};
 use crate::ops::{DType, Rows};
 use crate::runtime::{self, Gpu, Kernel, Launch, PlanBuilder, RunSizes, TensorId};
 use crate::{Error, Result};
@@ -84,12 +85,11 @@ pub fn params(tile: (u32, u32), rows: u32, k: u32, n: u32) -> MatmulParams {
 /// included (for the shader translation test).
 pub fn variants() -> Vec<Kernel> {
     let mut v = Vec::new();
-    for variant in [MatmulVariant::Tiled, MatmulVariant::Subgroup] {
-        for dtype in [DType::F32, DType::F16] {
-            for e in all_epilogues() {
-                for bias in [false, true] {
-                    v.push(kernel(variant, dtype, e, bias));
-                }
+    for dtype in [DType::F32, DType::F16] {
+        for e in all_epilogues() {
+            for bias in [false, true] {
+                v.extend(tiled::CANDIDATES.map(|c| tiled::kernel(dtype, e, bias, c)));
+                v.push(kernel(MatmulVariant::Subgroup, dtype, e, bias));
             }
         }
     }
@@ -268,12 +268,24 @@ pub fn record(b: &mut PlanBuilder, label: &str, args: &MatmulArgs) -> Result<()>
         },
     };
     let bias = args.bias.is_some();
-    for (variant, lo, hi) in plan {
+    // The tiled kernel runs each row class at its tuned configuration (`ops::tune`).
+    let plan: Vec<(MatmulVariant, Option<tiled::Config>, u32, u32)> = plan
+        .into_iter()
+        .flat_map(|(variant, lo, hi)| match variant {
+            MatmulVariant::Tiled => tiled_ranges(b.gpu(), args, lo, hi),
+            _ => vec![(variant, None, lo, hi)],
+        })
+        .collect();
+    let whole = plan.len() == 1;
+    for (variant, config, lo, hi) in plan {
         let (kernel, tile) = match variant {
-            MatmulVariant::Tiled => (
-                kernel(variant, args.dtype, args.epilogue, bias),
-                tiled::tile(args.epilogue),
-            ),
+            MatmulVariant::Tiled => {
+                let config = config.unwrap_or(tiled::DEFAULT);
+                (
+                    tiled::kernel(args.dtype, args.epilogue, bias, config),
+                    tiled::tile(config, args.epilogue),
+                )
+            }
             MatmulVariant::Subgroup => (
                 kernel(variant, args.dtype, args.epilogue, bias),
                 subgroup::tile(),
@@ -286,14 +298,53 @@ pub fn record(b: &mut PlanBuilder, label: &str, args: &MatmulArgs) -> Result<()>
                 )
             }
         };
-        let step_label = if lo == 0 && hi == u32::MAX {
+        let step_label = if whole {
             label.to_string()
         } else {
-            format!("{label} ({variant:?}, rows {lo}..={hi})")
+            let cfg = config.map(|c| format!(" {}", c.name())).unwrap_or_default();
+            format!("{label} ({variant:?}{cfg}, rows {lo}..={hi})")
         };
         record_range(b, step_label, kernel, tile, args, lo, hi)?;
     }
     Ok(())
+}
+
+/// The tiled kernel's steps for rows `lo..=hi`: one per row class it meets, at the class's
+/// tuned configuration, neighbours with the same configuration merged (a fixed row count
+/// meets one class).
+fn tiled_ranges(
+    gpu: &Gpu,
+    args: &MatmulArgs,
+    lo: u32,
+    hi: u32,
+) -> Vec<(MatmulVariant, Option<tiled::Config>, u32, u32)> {
+    // The rows that can occur: a fixed count, or any within lo..=hi.
+    let (seen_lo, seen_hi) = match args.rows {
+        Rows::Fixed(r) => (r, r),
+        _ => (lo, hi),
+    };
+    let mut out: Vec<(MatmulVariant, Option<tiled::Config>, u32, u32)> = Vec::new();
+    for class in RowClass::ALL {
+        let (c_lo, c_hi) = class.rows();
+        let (a, z) = (lo.max(c_lo), hi.min(c_hi));
+        if seen_lo.max(c_lo) > seen_hi.min(c_hi) || a > z {
+            continue;
+        }
+        let config = tune::tiled_config(gpu, class, args.dtype);
+        match out.last_mut() {
+            Some(last) if last.1 == Some(config) => last.3 = z,
+            _ => out.push((MatmulVariant::Tiled, Some(config), a, z)),
+        }
+    }
+    match out.as_mut_slice() {
+        // One configuration for every row that can occur: the whole range, as asked.
+        [only] => {
+            (only.2, only.3) = (lo, hi);
+            out
+        }
+        [] => vec![(MatmulVariant::Tiled, Some(tiled::DEFAULT), lo, hi)],
+        _ => out,
+    }
 }
 
 /// Records one matmul with a given build of a variant (tests, benchmarks, self-checks: the
@@ -385,9 +436,10 @@ mod tests {
 
     #[test]
     fn workgroup_counts_cover_every_output() {
-        let p = params(tiled::tile(Epilogue::None), 65, 24, 129);
+        let p = params(tiled::tile(tiled::DEFAULT, Epilogue::None), 65, 24, 129);
         assert_eq!((p.tiles_n, p.tiles), (3, 6));
-        let p = params(tiled::tile(Epilogue::GeGlu(Activation::GeluErf)), 64, 8, 33);
+        let geglu = Epilogue::GeGlu(Activation::GeluErf);
+        let p = params(tiled::tile(tiled::DEFAULT, geglu), 64, 8, 33);
         assert_eq!((p.tiles_n, p.tiles), (2, 2));
         let p = params(subgroup::tile(), 300, 8, 17);
         assert_eq!((p.tiles_n, p.tiles), (5, 5));
@@ -397,7 +449,7 @@ mod tests {
 
     #[test]
     fn kernels_bind_bias_and_residual_after_y() {
-        let k = kernel(MatmulVariant::Tiled, DType::F16, Epilogue::Residual, true);
+        let k = tiled::kernel(DType::F16, Epilogue::Residual, true, tiled::DEFAULT);
         assert_eq!(k.bindings.len(), 5);
         assert!(k.name().contains("BIAS=4") && k.name().contains("RESIDUAL=5"));
         let k = kernel(
@@ -407,7 +459,8 @@ mod tests {
             false,
         );
         assert!(k.name().contains("RESIDUAL=4"), "{}", k.name());
-        assert_eq!(variants().len(), 80 + coop::variants().len());
+        let tiled = 40 * tiled::CANDIDATES.len();
+        assert_eq!(variants().len(), tiled + 40 + coop::variants().len());
     }
 
     #[test]

@@ -1,16 +1,92 @@
-//! The shared-memory tiled matmul (`MatmulVariant::Tiled`, `shaders/matmul.wgsl`): 64x64
-//! output tiles, 256 threads of 4x4 outputs each; any adapter, any precision.
+//! The shared-memory tiled matmul (`MatmulVariant::Tiled`, `shaders/matmul.wgsl`): 16 x 16
+//! threads of `rm x rn` outputs each, output tiles of `16 rm x 16 rn`; any adapter, any
+//! precision. The per-thread block is a tile configuration ([`Config`]): [`CANDIDATES`] are
+//! the ones the autotuner (`ops::tune`) times on the device, [`DEFAULT`] is used untuned.
 
-use super::kernel::Epilogue;
+use super::kernel::{Epilogue, MatmulVariant, kernel as family_kernel};
+use crate::ops::DType;
+use crate::runtime::{Capabilities, Kernel};
 
-/// Rows and output columns of one workgroup (columns halve for GeGLU).
-pub const TILE_M: u32 = 64;
-pub const TILE_N: u32 = 64;
+/// Threads along each side of the workgroup (16 x 16 = 256).
+const THREADS: u32 = 16;
+/// k per staged block (`TK` in the shader).
+const TK: u32 = 16;
 
-/// The output tile of one workgroup (rows, output columns).
-pub fn tile(epilogue: Epilogue) -> (u32, u32) {
+/// One tile configuration: each thread owns `rm` rows (16 apart) and `rn` W rows of the
+/// tile (16 apart; for GeGLU the first `rn / 2` are values, the others their gates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct Config {
+    pub rm: u32,
+    pub rn: u32,
+}
+
+/// 64 x 64 outputs per workgroup: the configuration when nothing was tuned.
+pub const DEFAULT: Config = Config { rm: 4, rn: 4 };
+
+/// What the autotuner times: the default first, then smaller tiles (more workgroups for
+/// narrow or short products) and larger ones (more reuse per staged element).
+pub const CANDIDATES: [Config; 6] = [
+    DEFAULT,
+    Config { rm: 2, rn: 4 },
+    Config { rm: 4, rn: 2 },
+    Config { rm: 2, rn: 2 },
+    Config { rm: 8, rn: 4 },
+    Config { rm: 4, rn: 8 },
+];
+
+impl Config {
+    /// Its name in listings and caches: the output tile, `64x64`.
+    pub fn name(self) -> String {
+        format!("{}x{}", THREADS * self.rm, THREADS * self.rn)
+    }
+
+    /// The configuration named `name` among the candidates.
+    pub fn parse(name: &str) -> Option<Config> {
+        CANDIDATES.into_iter().find(|c| c.name() == name)
+    }
+
+    /// Workgroup memory: the X and W blocks, `TK` k each, rows padded by one.
+    pub fn workgroup_bytes(self) -> u32 {
+        TK * (THREADS * self.rm + 1 + THREADS * self.rn + 1) * 4
+    }
+
+    /// Whether the adapter's limits allow it.
+    pub fn fits(self, caps: &Capabilities) -> bool {
+        self.workgroup_bytes() <= caps.max_workgroup_storage
+    }
+}
+
+/// The output tile of one workgroup (rows, output columns) for `epilogue`.
+pub fn tile(config: Config, epilogue: Epilogue) -> (u32, u32) {
+    let (m, n) = (THREADS * config.rm, THREADS * config.rn);
     match epilogue {
-        Epilogue::GeGlu(_) => (TILE_M, TILE_N / 2),
-        _ => (TILE_M, TILE_N),
+        Epilogue::GeGlu(_) => (m, n / 2),
+        _ => (m, n),
+    }
+}
+
+/// The kernel of one precision, epilogue, bias presence and configuration.
+pub fn kernel(dtype: DType, epilogue: Epilogue, bias: bool, config: Config) -> Kernel {
+    family_kernel(MatmulVariant::Tiled, dtype, epilogue, bias)
+        .define("RM", config.rm)
+        .define("RN", config.rn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::Activation;
+
+    #[test]
+    fn configurations_name_their_tiles_and_fit_16_kib() {
+        assert_eq!(DEFAULT.name(), "64x64");
+        assert_eq!(tile(DEFAULT, Epilogue::GeGlu(Activation::Relu)), (64, 32));
+        assert_eq!(tile(Config { rm: 2, rn: 4 }, Epilogue::None), (32, 64));
+        for c in CANDIDATES {
+            assert_eq!(Config::parse(&c.name()), Some(c));
+            assert!(c.workgroup_bytes() <= 16384, "{}", c.name());
+            assert!(c.rn.is_multiple_of(2), "GeGLU pairs values with gates");
+        }
+        assert_eq!(Config::parse("7x7"), None);
     }
 }

@@ -1,0 +1,72 @@
+//! `wgbert tune`: times every candidate tile configuration on this device now (with a
+//! progress bar), keeps the fastest that passes its check, and caches it on disk for later
+//! runs (`ops::tune`). Loading a model does the same on first use; this runs it explicitly,
+//! for f32 and f16 (or the global `--dtype`), and reports every candidate's time.
+
+use anyhow::Result;
+use clap::Args;
+use wgbert::ops::DType;
+use wgbert::ops::tune::{self, Cache, Mode};
+use wgbert::runtime::Gpu;
+
+use super::Global;
+
+#[derive(Args, Debug)]
+pub struct TuneArgs {
+    /// One JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(g: &Global, a: &TuneArgs) -> Result<()> {
+    let gpu = Gpu::new(&g.gpu_options())?;
+    let dtypes: Vec<DType> = match g.dtype {
+        Some(d) => vec![d.into()],
+        None if gpu.caps().f16 => vec![DType::F32, DType::F16],
+        None => vec![DType::F32],
+    };
+    let cache = Cache::default_location();
+    let bar = super::progress::Bar::unless(g.quiet || a.json);
+    let mut choices = Vec::new();
+    for dtype in dtypes {
+        choices.extend(tune::ensure_tiled(
+            &gpu,
+            dtype,
+            &cache,
+            Mode::Force,
+            bar.as_deref(),
+        )?);
+    }
+    let cache_path = cache.path().map(|p| p.display().to_string());
+    if a.json {
+        let out = serde_json::json!({
+            "adapter": gpu.info().name,
+            "timestamps": gpu.caps().timestamps,
+            "cache": cache_path,
+            "choices": choices,
+        });
+        println!("{out}");
+        return Ok(());
+    }
+    println!(
+        "adapter {} ({:?}); cache {}",
+        gpu.info().name,
+        gpu.info().backend,
+        cache_path
+            .as_deref()
+            .unwrap_or("none (choices kept for this run only)")
+    );
+    for c in &choices {
+        println!(
+            "{} {} {}: {} ({})",
+            c.op, c.class, c.dtype, c.config, c.source
+        );
+        for (name, t) in &c.timings {
+            match t {
+                Some(s) => println!("    {name:<8} {:>10.3} ms", s * 1e3),
+                None => println!("    {name:<8} {:>10}", "-"),
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,223 @@
+//! Autotuning (`ops::tune`): the disk cache round-trips and is invalidated by another driver,
+//! every candidate passes its on-device check, timing works where timestamps exist, and
+//! `wgbert tune` / `wgbert info` work end to end (small shapes, a private cache directory).
+//! The choice logic itself (never a failing candidate, the default without timestamps) is
+//! tested in `src/ops/tune.rs`.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::model_dir::fails_with;
+use serde_json::Value;
+use wgbert::ops::DType;
+use wgbert::ops::matmul::tiled;
+use wgbert::ops::tune::{self, Cache, DeviceKey, Entry, MATMUL_TILED, RowClass};
+
+fn device(driver: &str) -> DeviceKey {
+    DeviceKey {
+        adapter: "Some GPU".into(),
+        backend: "Vulkan".into(),
+        driver: "vendor".into(),
+        driver_info: driver.into(),
+    }
+}
+
+fn entry(config: &str) -> Entry {
+    let mut timings = BTreeMap::new();
+    timings.insert(config.to_string(), Some(1e-3));
+    timings.insert("32x32".to_string(), None);
+    Entry {
+        config: config.into(),
+        timings,
+    }
+}
+
+#[test]
+fn the_cache_round_trips_and_a_new_driver_invalidates_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::in_dir(&dir.path().join("nested"));
+    let (old, new) = (device("1.0"), device("1.1"));
+    let (mid, large) = (RowClass::Mid, RowClass::Large);
+    assert_eq!(cache.get(&old, MATMUL_TILED, mid, DType::F16), None);
+    cache
+        .put(&old, MATMUL_TILED, mid, DType::F16, entry("64x128"))
+        .unwrap();
+    cache
+        .put(&old, MATMUL_TILED, large, DType::F16, entry("128x64"))
+        .unwrap();
+    let got = cache.get(&old, MATMUL_TILED, mid, DType::F16);
+    assert_eq!(got, Some(entry("64x128")));
+    assert_eq!(cache.get(&old, MATMUL_TILED, mid, DType::F32), None);
+    // Another driver version: nothing cached for it.
+    assert_eq!(cache.get(&new, MATMUL_TILED, mid, DType::F16), None);
+    // Tuning under the new driver replaces the old driver's entry for that slot only.
+    cache
+        .put(&new, MATMUL_TILED, mid, DType::F16, entry("32x64"))
+        .unwrap();
+    assert_eq!(cache.get(&old, MATMUL_TILED, mid, DType::F16), None);
+    assert!(cache.get(&old, MATMUL_TILED, large, DType::F16).is_some());
+    let text = std::fs::read_to_string(cache.path().unwrap()).unwrap();
+    let file: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(file["entries"].as_object().unwrap().len(), 2, "{text}");
+    // A corrupt file is ignored (and replaced on the next write), never an error.
+    std::fs::write(cache.path().unwrap(), "{not json").unwrap();
+    assert_eq!(cache.get(&new, MATMUL_TILED, mid, DType::F16), None);
+    cache
+        .put(&new, MATMUL_TILED, mid, DType::F16, entry("64x64"))
+        .unwrap();
+    assert_eq!(
+        cache.get(&new, MATMUL_TILED, mid, DType::F16),
+        Some(entry("64x64"))
+    );
+}
+
+#[test]
+fn every_candidate_passes_its_check_and_times_where_timestamps_exist() {
+    let gpu = common::gpu();
+    let mut dtypes = vec![DType::F32];
+    if gpu.caps().f16 {
+        dtypes.push(DType::F16);
+    }
+    for dtype in dtypes {
+        for config in tiled::CANDIDATES.into_iter().filter(|c| c.fits(gpu.caps())) {
+            tune::check_tiled(&gpu, dtype, config).unwrap();
+            if gpu.caps().timestamps {
+                let s = tune::time_tiled(&gpu, dtype, config, (40, 48, 72)).unwrap();
+                assert!(s > 0.0 && s.is_finite(), "{} took {s} s", config.name());
+            }
+        }
+    }
+}
+
+/// Row classes with different tiles get a step each, chosen by the run's rows; the results
+/// stay those of the reference either way.
+#[test]
+fn each_row_class_runs_its_own_tile() {
+    use wgbert::ops::Rows;
+    use wgbert::ops::matmul::{self, Epilogue, MatmulArgs};
+    use wgbert::runtime::{PlanBuilder, RunSizes};
+    let gpu = common::gpu();
+    let small = tiled::Config { rm: 2, rn: 2 };
+    let big = tiled::Config { rm: 8, rn: 4 };
+    // f32 only in this binary: no other test here records f32 matmuls through `record`.
+    tune::pin_tiled(&gpu, RowClass::Mid, DType::F32, small);
+    tune::pin_tiled(&gpu, RowClass::Large, DType::F32, big);
+    let (cap, k, n) = (600usize, 24usize, 40usize);
+    let x = common::rand_vec(cap * k, 1, 1.0);
+    let w = common::rand_vec(n * k, 2, 0.5);
+    let mut b = PlanBuilder::new(gpu.clone());
+    let xt = b.input("x", (cap * k * 4) as u64);
+    let wbuf = gpu.upload("w", bytemuck::cast_slice(&w)).unwrap();
+    let wt = b.external("w", &wbuf);
+    let yt = b.output("y", (cap * n * 4) as u64);
+    let args = MatmulArgs {
+        x: xt,
+        w: wt,
+        bias: None,
+        residual: None,
+        y: yt,
+        rows: Rows::Tokens,
+        k: k as u32,
+        n: n as u32,
+        dtype: DType::F32,
+        epilogue: Epilogue::None,
+        variant: Some(matmul::MatmulVariant::Tiled),
+    };
+    matmul::record(&mut b, "m", &args).unwrap();
+    let mut plan = b.build().unwrap();
+    let listing = plan.describe();
+    assert!(
+        listing.contains("RM=2,RN=2") && listing.contains("RM=8,RN=4"),
+        "{listing}"
+    );
+    plan.write(xt, bytemuck::cast_slice(&x)).unwrap();
+    for t in [40usize, 600] {
+        plan.run(&RunSizes {
+            rows: t as u32,
+            ..Default::default()
+        })
+        .unwrap();
+        let got = DType::F32.decode(&plan.read(yt, 0, (t * n * 4) as u64).unwrap());
+        let want = matmul::reference(&x[..t * k], &w, None, None, t, k, n, Epilogue::None);
+        common::assert_close(&format!("T={t}"), &got, &want, 1e-5, 1e-5);
+    }
+}
+
+fn wgbert_env(cache: &std::path::Path) -> assert_cmd::Command {
+    let mut cmd = assert_cmd::Command::cargo_bin("wgbert").unwrap();
+    cmd.env("WGBERT_CACHE", cache)
+        .env("WGBERT_BENCH_SMALL", "1")
+        .env_remove("WGBERT_AUTOTUNE");
+    cmd
+}
+
+#[test]
+fn tune_then_info_show_the_cached_choice() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = wgbert_env(dir.path())
+        .args(["--dtype", "f32", "--quiet", "tune", "--json"])
+        .assert()
+        .success();
+    let v: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let choices = v["choices"].as_array().unwrap();
+    assert_eq!(choices.len(), RowClass::ALL.len(), "{v}");
+    let timestamps = v["timestamps"].as_bool().unwrap();
+    for c in choices {
+        assert_eq!(c["op"], MATMUL_TILED);
+        let name = c["config"].as_str().unwrap();
+        assert!(tiled::Config::parse(name).is_some(), "{c}");
+        if timestamps {
+            assert_eq!(c["source"], "tuned", "{c}");
+            // The winner is the fastest of the candidates that were timed.
+            let t = c["timings"].as_object().unwrap();
+            let best = t
+                .iter()
+                .filter_map(|(k, v)| v.as_f64().map(|s| (k, s)))
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .unwrap();
+            assert_eq!(best.0, name, "{c}");
+        } else {
+            assert_eq!(c["config"], tiled::DEFAULT.name());
+        }
+    }
+    if !timestamps {
+        return;
+    }
+    assert!(dir.path().join("tune.json").is_file());
+    let out = wgbert_env(dir.path())
+        .args(["info", "--json"])
+        .assert()
+        .success();
+    let adapters: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let tiles = adapters[0]["tiles"].as_array().unwrap();
+    let f32_tiles: Vec<&Value> = tiles.iter().filter(|t| t["dtype"] == "f32").collect();
+    assert_eq!(f32_tiles.len(), RowClass::ALL.len(), "{tiles:?}");
+    for (t, c) in f32_tiles.iter().zip(choices) {
+        assert_eq!(t["source"], "cache", "{t}");
+        assert_eq!(t["config"], c["config"]);
+    }
+}
+
+#[test]
+fn autotune_off_keeps_the_defaults_and_bad_settings_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = wgbert_env(dir.path())
+        .env("WGBERT_AUTOTUNE", "0")
+        .args(["--dtype", "f32", "tune", "--json"])
+        .assert()
+        .success();
+    let v: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    for c in v["choices"].as_array().unwrap() {
+        assert_eq!(c["config"], tiled::DEFAULT.name());
+        assert!(c["source"].as_str().unwrap().contains("WGBERT_AUTOTUNE=0"));
+    }
+    assert!(!dir.path().join("tune.json").exists());
+    fails_with(
+        wgbert_env(dir.path())
+            .env("WGBERT_AUTOTUNE", "yes")
+            .args(["tune"]),
+        1,
+        &["WGBERT_AUTOTUNE must be 0 or 1"],
+    );
+}
