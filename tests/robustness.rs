@@ -824,7 +824,7 @@ fn stream_job(dir: &Path, n: usize) -> (Vec<Value>, u64) {
 fn hundred_thousand_texts_stream_with_bounded_memory() {
     // How memory is bounded, honestly: the absolute RSS of a process running lavapipe says
     // little (driver, shader JIT, mapped weights, GPU buffers in host memory), so the test runs
-    // the same job on 8192 texts (two chunks of 4096, the same 16384-token GPU batches) and on
+    // the same job on 8192 texts (two chunks of 4096, the same GPU batches) and on
     // 100k texts, and compares peak RSS (VmHWM). Each text carries a 200-byte extra field that
     // is copied to its output line; a CLI that read all inputs, or held all results or output
     // lines, before writing grows by over 100 MiB here (measured by hand: `--chunk 100000`

@@ -89,13 +89,14 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts the engine thread; it ends when every handle is dropped.
-    pub fn spawn(self) -> std::io::Result<EngineHandle> {
+    /// Starts the engine thread; it ends when every handle is dropped (join it before the
+    /// process exits, so the device is never torn down under the driver's exit handlers).
+    pub fn spawn(self) -> std::io::Result<(EngineHandle, std::thread::JoinHandle<()>)> {
         let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("wgbert-engine".into())
             .spawn(move || self.serve(rx))?;
-        Ok(EngineHandle { tx })
+        Ok((EngineHandle { tx }, thread))
     }
 
     fn serve(self, rx: Receiver<Job>) {

@@ -74,6 +74,15 @@ pub fn run(g: &Global, a: &ServeArgs) -> Result<()> {
     if a.pooling == Some(PoolingArg::None) {
         bail!("--pooling none does not pool: per-token vectors come from /embed_all");
     }
+    // The command line restores SIGPIPE's default action (a filter ends quietly when its
+    // reader goes away); a server must not die when a client hangs up mid-response (a
+    // vectored write to a reset socket raises SIGPIPE): the write fails instead, for that
+    // connection only.
+    #[cfg(unix)]
+    // SAFETY: still single-threaded (the async runtime starts below); SIG_IGN is valid.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -106,7 +115,7 @@ async fn serve(g: &Global, a: &ServeArgs) -> Result<()> {
     let loaded = tokio::task::spawn_blocking(move || load(g2, budget, pooling, fault, metrics))
         .await
         .context("loading the model")?;
-    let (model, info) = match loaded {
+    let (model, info, engine_thread) = match loaded {
         Ok(m) => m,
         Err(e) => {
             stop.notify_one();
@@ -124,8 +133,20 @@ async fn serve(g: &Global, a: &ServeArgs) -> Result<()> {
     writeln!(out, "listening on http://{addr}")?;
     out.flush()?;
     drop(out);
-    server
-        .await
+    let served = server.await;
+    // Orderly exit: the last handles go with the state, the engine thread then ends and drops
+    // its encoder; wait for it (bounded) so no GPU work or teardown races the process exit.
+    drop(state);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !engine_thread.is_finished() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    if engine_thread.is_finished() {
+        let _ = engine_thread.join();
+    } else {
+        log::warn!("the engine thread did not stop within 30 s; exiting anyway");
+    }
+    served
         .context("the server task failed")?
         .context("serving")?;
     Ok(())
@@ -151,14 +172,15 @@ fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Loads the model, runs a test batch, starts the engine; returns the model and `/info`.
+/// Loads the model, runs a test batch, starts the engine; returns the model, `/info` and
+/// the engine thread.
 fn load(
     mut g: Global,
     max_batch_tokens: Option<usize>,
     pooling: Option<PoolingArg>,
     fault_token: Option<u32>,
     metrics: Arc<Metrics>,
-) -> Result<(Model, serde_json::Value)> {
+) -> Result<(Model, serde_json::Value, std::thread::JoinHandle<()>)> {
     // Length policy is per request here, so the encoder itself never truncates.
     g.truncate = false;
     g.max_tokens = max_batch_tokens.or(g.max_tokens);
@@ -168,7 +190,7 @@ fn load(
     let probe = tok.encode("", 0)?.ids;
     enc.embed_ids(&[probe], EmbedPooling::Cls, false)
         .context("the test batch failed")?;
-    let engine = Engine {
+    let (engine, engine_thread) = Engine {
         enc: enc.clone(),
         metrics,
         budget: enc.capacity(),
@@ -189,7 +211,7 @@ fn load(
         "max_batch_tokens": enc.capacity(),
         "version": env!("CARGO_PKG_VERSION"),
     });
-    Ok((model, info))
+    Ok((model, info, engine_thread))
 }
 
 /// Resolves on SIGTERM, ctrl-c, or `stop` (the model failed to load).
