@@ -16,6 +16,7 @@
 enable f16;
 #endif
 #include "common/matmul_epilogue.wgsl"
+#include "common/matmul_wrow.wgsl"
 
 const TK: u32 = 16u;
 const RM: u32 = {{RM}}u;
@@ -24,7 +25,6 @@ const TM: u32 = 16u * RM;
 const TN: u32 = 16u * RN;
 const SA: u32 = TM + 1u;
 const SB: u32 = TN + 1u;
-const NONE: u32 = 0xffffffffu;
 #if GEGLU
 const OUT_N: u32 = TN / 2u;
 #else
@@ -34,20 +34,6 @@ const OUT_N: u32 = TN;
 // a_tile[k][row] ([TK][SA]) and b_tile[k][tile column] ([TK][SB]).
 var<workgroup> a_tile: array<f32, TK * SA>;
 var<workgroup> b_tile: array<f32, TK * SB>;
-
-// The W row behind tile column c of the tile whose first output column is n0, or NONE.
-fn w_row(n0: u32, c: u32) -> u32 {
-#if GEGLU
-    let col = n0 + c % OUT_N;
-    if col >= p.n {
-        return NONE;
-    }
-    return select(col, p.n + col, c >= OUT_N);
-#else
-    let col = n0 + c;
-    return select(NONE, col, col < p.n);
-#endif
-}
 
 // Stores the RN accumulators of one thread row (output columns col + 16 j).
 fn store_row(row: u32, col: u32, acc: array<f32, RN>) {

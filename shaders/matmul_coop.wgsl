@@ -29,6 +29,7 @@ enable f16;
 enable wgpu_cooperative_matrix;
 #endif
 #include "common/matmul_epilogue.wgsl"
+#include "common/matmul_wrow.wgsl"
 #include "common/coop.wgsl"
 
 const WG: u32 = {{WG}}u;
@@ -42,7 +43,6 @@ const B_HALVES: u32 = TN * LDS;
 const B_AT: u32 = 2u * A_HALVES;
 // Row stride of the staging tile ct ([TM / 2][CS]).
 const CS: u32 = TN;
-const NONE: u32 = 0xffffffffu;
 #if GEGLU
 const OUT_N: u32 = TN / 2u;
 #else
@@ -51,20 +51,6 @@ const OUT_N: u32 = TN;
 
 var<workgroup> sh: array<f16, 2u * (A_HALVES + B_HALVES)>;
 var<workgroup> ct: array<f32, TM / 2u * CS>;
-
-// The W row behind tile column c of the tile whose first output column is n0, or NONE.
-fn w_row(n0: u32, c: u32) -> u32 {
-#if GEGLU
-    let col = n0 + c % OUT_N;
-    if col >= p.n {
-        return NONE;
-    }
-    return select(col, p.n + col, c >= OUT_N);
-#else
-    let col = n0 + c;
-    return select(NONE, col, col < p.n);
-#endif
-}
 
 // Stages the K block k0.. into buffer `buf`: the tile's TM X rows and TN W rows, each row's
 // KS k read by KS consecutive invocations (coalesced), 0 past the edges.

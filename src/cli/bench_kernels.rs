@@ -226,7 +226,12 @@ pub fn run(gpu: &Arc<Gpu>, dtype: Option<DType>, json_out: bool, sweep: bool) ->
             gpu.caps().timestamps
         );
         for (name, tf) in cases {
-            println!("  {name:<44} {tf:>9.3}");
+            // Software adapters run at GFLOP/s: three decimals of TFLOP/s would read 0.000.
+            if tf >= 0.1 {
+                println!("  {name:<58} {tf:>9.3}");
+            } else {
+                println!("  {name:<58} {:>9.3} GFLOP/s", tf * 1e3);
+            }
         }
     }
     Ok(())

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::ops::DType;
-use crate::ops::coop::{f16_values, first_mismatch};
+use crate::ops::coop::f16_values;
 use crate::ops::matmul::{self, Epilogue, MatmulArgs, tiled};
 use crate::ops::{Activation, Rows};
 use crate::progress::Progress;
@@ -471,62 +471,19 @@ pub fn check_tiled(gpu: &Arc<Gpu>, dtype: DType, config: tiled::Config) -> Resul
         (70usize, 100usize, 90usize, Epilogue::None, false),
         (33, 40, 48, Epilogue::GeGlu(Activation::GeluErf), true),
     ];
-    for (i, &(t, k, n, epilogue, bias)) in cases.iter().enumerate() {
-        let w_rows = match epilogue {
-            Epilogue::GeGlu(_) => 2 * n,
-            _ => n,
-        };
-        let seed = 101 + 7 * i as u64;
-        let x = f16_values(t * k, seed, 1.0);
-        let w = f16_values(w_rows * k, seed + 1, 0.5);
-        let bv = f16_values(w_rows, seed + 2, 1.0);
-        let es = dtype.size();
-        let mut b = PlanBuilder::new(gpu.clone());
-        let xt = b.input("tune check x", (t * k) as u64 * es);
-        let wbuf = gpu.upload("tune check w", &dtype.encode(&w))?;
-        let bbuf = gpu.upload("tune check bias", &dtype.encode(&bv))?;
-        let wt = b.external("tune check w", &wbuf);
-        let bt = b.external("tune check bias", &bbuf);
-        let yt = b.output("tune check y", (t * n) as u64 * es);
-        let args = MatmulArgs {
-            x: xt,
-            w: wt,
-            bias: bias.then_some(bt),
-            residual: None,
-            y: yt,
-            rows: Rows::Fixed(t as u32),
-            k: k as u32,
-            n: n as u32,
-            dtype,
-            epilogue,
-            variant: None,
-        };
-        let kernel = tiled::kernel(dtype, epilogue, bias, config);
-        matmul::record_kernel(
-            &mut b,
-            "tune check",
-            &args,
-            kernel,
+    let tol = match dtype {
+        DType::F32 => 1e-4,
+        DType::F16 => 4e-3,
+    };
+    for (i, &case) in cases.iter().enumerate() {
+        let (_, _, _, epilogue, bias) = case;
+        let build = (
+            tiled::kernel(dtype, epilogue, bias, config),
             tiled::tile(config, epilogue),
+        );
+        matmul::check_build(gpu, dtype, case, build, (tol, tol), 101 + 7 * i as u64).map_err(
+            |e| Error::Unsupported(format!("{MATMUL_TILED} {} check: {e}", config.name())),
         )?;
-        let mut plan = b.build()?;
-        plan.write(xt, &dtype.encode(&x))?;
-        plan.run(&RunSizes::default())?;
-        let got = dtype.decode(&plan.read(yt, 0, (t * n) as u64 * es)?);
-        let want = matmul::reference(&x, &w, bias.then_some(&bv[..]), None, t, k, n, epilogue);
-        let tol = match dtype {
-            DType::F32 => 1e-4,
-            DType::F16 => 4e-3,
-        };
-        if let Some((j, g, r)) = first_mismatch(&got, &want, tol, tol) {
-            return Err(Error::Unsupported(format!(
-                "{MATMUL_TILED} {} check T={t} K={k} N={n} {epilogue:?}: y[{}, {}] = {g}, \
-                 reference {r}",
-                config.name(),
-                j / n,
-                j % n
-            )));
-        }
     }
     Ok(())
 }

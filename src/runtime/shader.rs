@@ -60,6 +60,10 @@ pub const COMMON: &[(&str, &str)] = &[
         "common/matmul_epilogue.wgsl",
         include_str!("../../shaders/common/matmul_epilogue.wgsl"),
     ),
+    (
+        "common/matmul_wrow.wgsl",
+        include_str!("../../shaders/common/matmul_wrow.wgsl"),
+    ),
 ];
 
 /// The source of a shader file by name.

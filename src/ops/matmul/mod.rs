@@ -160,67 +160,78 @@ pub fn coop_status(gpu: &Gpu, dtype: DType) -> std::result::Result<Shape, String
 
 /// Runs the forced tensor-core kernel on `coop::checks()` and compares with `reference`.
 pub fn self_check(gpu: &Arc<Gpu>, shape: Shape) -> Result<()> {
-    for (i, &(t, k, n, epilogue, bias)) in coop::checks().iter().enumerate() {
-        let w_rows = match epilogue {
-            Epilogue::GeGlu(_) => 2 * n,
-            _ => n,
-        };
-        let seed = 17 + 5 * i as u64;
-        let x = f16_values(t * k, seed, 1.0);
-        let w = f16_values(w_rows * k, seed + 1, 0.5);
-        let bv = f16_values(w_rows, seed + 2, 1.0);
-        let res = f16_values(t * n, seed + 3, 2.0);
-        let residual = epilogue == Epilogue::Residual;
-        let es = DType::F16.size();
-        let mut b = PlanBuilder::new(gpu.clone());
-        let xt = b.input("coop check x", (t * k) as u64 * es);
-        let rt = b.input("coop check residual", (t * n) as u64 * es);
-        let wbuf = gpu.upload("coop check w", &DType::F16.encode(&w))?;
-        let bbuf = gpu.upload("coop check bias", &DType::F16.encode(&bv))?;
-        let wt = b.external("coop check w", &wbuf);
-        let bt = b.external("coop check bias", &bbuf);
-        let yt = b.output("coop check y", (t * n) as u64 * es);
-        let args = MatmulArgs {
-            x: xt,
-            w: wt,
-            bias: bias.then_some(bt),
-            residual: residual.then_some(rt),
-            y: yt,
-            rows: Rows::Fixed(t as u32),
-            k: k as u32,
-            n: n as u32,
-            dtype: DType::F16,
-            epilogue,
-            variant: None,
-        };
-        let kernel = coop::kernel(shape, epilogue, bias);
-        let tile = coop::tile(shape.frag, epilogue);
-        record_kernel(&mut b, "coop self-check", &args, kernel, tile)?;
-        let mut plan = b.build()?;
-        plan.write(xt, &DType::F16.encode(&x))?;
-        plan.write(rt, &DType::F16.encode(&res))?;
-        plan.run(&RunSizes::default())?;
-        let got = DType::F16.decode(&plan.read(yt, 0, (t * n) as u64 * es)?);
-        let want = reference(
-            &x,
-            &w,
-            bias.then_some(&bv[..]),
-            residual.then_some(&res[..]),
-            t,
-            k,
-            n,
-            epilogue,
+    for (i, &case) in coop::checks().iter().enumerate() {
+        let (_, _, _, epilogue, bias) = case;
+        let build = (
+            coop::kernel(shape, epilogue, bias),
+            coop::tile(shape.frag, epilogue),
         );
-        if let Some((j, g, r)) = first_mismatch(&got, &want, coop::CHECK_ATOL, coop::CHECK_RTOL) {
-            return Err(Error::Unsupported(format!(
-                "matmul self-check T={t} K={k} N={n} {epilogue:?} bias={bias}: y[{}, {}] = \
-                 {g}, reference {r}",
-                j / n,
-                j % n
-            )));
-        }
+        let tol = (coop::CHECK_ATOL, coop::CHECK_RTOL);
+        check_build(gpu, DType::F16, case, build, tol, 17 + 5 * i as u64)
+            .map_err(|e| Error::Unsupported(format!("matmul self-check: {e}")))?;
     }
     Ok(())
+}
+
+/// Runs one build of a matmul kernel (`(kernel, tile)`, as `record_kernel` takes them) on
+/// one case `(T, K, N, epilogue, bias)` of deterministic inputs (`seed`) and compares it
+/// with `reference` within `(atol, rtol)`; the first element off, or an error of the run.
+/// The self-checks of the tensor-core kernel and of the autotuner's candidates.
+pub fn check_build(
+    gpu: &Arc<Gpu>,
+    dtype: DType,
+    (t, k, n, epilogue, bias): (usize, usize, usize, Epilogue, bool),
+    (kernel, tile): (Kernel, (u32, u32)),
+    (atol, rtol): (f64, f64),
+    seed: u64,
+) -> Result<()> {
+    let w_rows = match epilogue {
+        Epilogue::GeGlu(_) => 2 * n,
+        _ => n,
+    };
+    let x = f16_values(t * k, seed, 1.0);
+    let w = f16_values(w_rows * k, seed + 1, 0.5);
+    let bv = f16_values(w_rows, seed + 2, 1.0);
+    let res = f16_values(t * n, seed + 3, 2.0);
+    let residual = epilogue == Epilogue::Residual;
+    let es = dtype.size();
+    let mut b = PlanBuilder::new(gpu.clone());
+    let xt = b.input("check x", (t * k) as u64 * es);
+    let rt = b.input("check residual", (t * n) as u64 * es);
+    let wbuf = gpu.upload("check w", &dtype.encode(&w))?;
+    let bbuf = gpu.upload("check bias", &dtype.encode(&bv))?;
+    let wt = b.external("check w", &wbuf);
+    let bt = b.external("check bias", &bbuf);
+    let yt = b.output("check y", (t * n) as u64 * es);
+    let args = MatmulArgs {
+        x: xt,
+        w: wt,
+        bias: bias.then_some(bt),
+        residual: residual.then_some(rt),
+        y: yt,
+        rows: Rows::Fixed(t as u32),
+        k: k as u32,
+        n: n as u32,
+        dtype,
+        epilogue,
+        variant: None,
+    };
+    record_kernel(&mut b, "check", &args, kernel, tile)?;
+    let mut plan = b.build()?;
+    plan.write(xt, &dtype.encode(&x))?;
+    plan.write(rt, &dtype.encode(&res))?;
+    plan.run(&RunSizes::default())?;
+    let got = dtype.decode(&plan.read(yt, 0, (t * n) as u64 * es)?);
+    let (bias_v, res_v) = (bias.then_some(&bv[..]), residual.then_some(&res[..]));
+    let want = reference(&x, &w, bias_v, res_v, t, k, n, epilogue);
+    match first_mismatch(&got, &want, atol, rtol) {
+        None => Ok(()),
+        Some((j, g, r)) => Err(Error::Unsupported(format!(
+            "T={t} K={k} N={n} {epilogue:?} bias={bias}: y[{}, {}] = {g}, reference {r}",
+            j / n,
+            j % n
+        ))),
+    }
 }
 
 /// Records the step(s) of one matmul. The variant is `args.variant` if set (an error when the
