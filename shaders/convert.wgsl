@@ -5,14 +5,8 @@
 enable f16;
 #endif
 
-struct Params {
-    n: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
+// Binding 0: `p`, a ConvertParams (src/ops/convert.rs; gpu_params! writes its WGSL).
+{{PARAMS}}
 @group(0) @binding(1) var<storage, read> x: array<{{IN}}>;
 @group(0) @binding(2) var<storage, read_write> y: array<{{OUT}}>;
 

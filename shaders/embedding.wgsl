@@ -11,18 +11,8 @@ enable f16;
 
 #include "common/rownorm.wgsl"
 
-struct EmbedParams {
-    rows: u32,
-    hidden: u32,
-    eps: f32,
-    has_bias: u32,
-    vocab: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: EmbedParams;
+// Binding 0: `p`, a EmbedParams (src/ops/embedding.rs; gpu_params! writes its WGSL).
+{{PARAMS}}
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
 @group(0) @binding(2) var<storage, read> table: array<{{ELEM}}>;
 @group(0) @binding(3) var<storage, read> w: array<{{ELEM}}>;

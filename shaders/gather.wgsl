@@ -8,14 +8,8 @@
 enable f16;
 #endif
 
-struct GatherParams {
-    rows: u32,
-    hidden: u32,
-    src_rows: u32,
-    _pad: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: GatherParams;
+// Binding 0: `p`, a GatherParams (src/ops/gather.rs; gpu_params! writes its WGSL).
+{{PARAMS}}
 @group(0) @binding(1) var<storage, read> x: array<{{ELEM}}>;
 @group(0) @binding(2) var<storage, read> index: array<u32>;
 @group(0) @binding(3) var<storage, read_write> y: array<{{ELEM}}>;

@@ -13,14 +13,8 @@ enable f16;
 
 #include "common/rownorm.wgsl"
 
-struct LnParams {
-    rows: u32,
-    hidden: u32,
-    eps: f32,
-    has_bias: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: LnParams;
+// Binding 0: `p`, a LnParams (src/ops/layernorm.rs; gpu_params! writes its WGSL).
+{{PARAMS}}
 @group(0) @binding(1) var<storage, read> x: array<{{ELEM}}>;
 #if RESIDUAL
 @group(0) @binding(2) var<storage, read> r: array<{{ELEM}}>;

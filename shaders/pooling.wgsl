@@ -14,19 +14,8 @@ enable f16;
 
 #include "common/rownorm.wgsl"
 
-struct PoolParams {
-    segments: u32,
-    hidden: u32,
-    rows: u32,
-    // 0 = cls, 1 = mean.
-    mode: u32,
-    normalize: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: PoolParams;
+// Binding 0: `p`, a PoolParams (src/ops/pooling.rs; gpu_params! writes its WGSL).
+{{PARAMS}}
 @group(0) @binding(1) var<storage, read> x: array<{{ELEM}}>;
 @group(0) @binding(2) var<storage, read> cu_seqlens: array<u32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;

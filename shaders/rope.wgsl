@@ -17,21 +17,8 @@
 enable f16;
 #endif
 
-struct RopeParams {
-    n_rows: u32,
-    n_heads: u32,
-    head_dim: u32,
-    half_dim: u32,
-    // Row stride of qkv in elements (3H).
-    stride: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-    // inv_freq[c] as f32 bits, four per vec4 (c < 32, head_dim <= 64).
-    inv_freq: array<vec4<u32>, 8>,
-}
-
-@group(0) @binding(0) var<uniform> p: RopeParams;
+// Binding 0: `p`, a RopeParams (src/ops/rope.rs; gpu_params! writes its WGSL).
+{{PARAMS}}
 @group(0) @binding(1) var<storage, read_write> qkv: array<{{ELEM}}>;
 @group(0) @binding(2) var<storage, read> positions: array<u32>;
 

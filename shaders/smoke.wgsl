@@ -2,14 +2,8 @@
 // Bindings: 0 params, 1 x (read), 2 y (write). Dispatch: ceil(n / 64) workgroups of 64,
 // spread over x/y (runtime::grid).
 
-struct Params {
-    n: u32,
-    scale: f32,
-    offset: f32,
-    _pad: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
+// Binding 0: `p`, a SmokeParams (src/runtime/params.rs; gpu_params! writes its WGSL).
+{{PARAMS}}
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 

@@ -19,15 +19,8 @@ const KMAX: u32 = 64u;
 const HCOPIES: u32 = 8u;
 const LOWEST: f32 = -3.40282347e38;
 
-struct TopkParams {
-    rows: u32,
-    vocab: u32,
-    k: u32,
-    // 8-bit digits needed for vocab - 1.
-    idx_digits: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: TopkParams;
+// Binding 0: `p`, a TopkParams (src/ops/topk.rs; gpu_params! writes its WGSL).
+{{PARAMS}}
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<u32>;
 

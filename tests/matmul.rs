@@ -13,22 +13,14 @@
 
 mod common;
 
+use common::matmul_case::Case;
+
 use proptest::prelude::*;
 use wgbert::ops::matmul::{self, Epilogue, MatmulArgs, MatmulVariant, tiled};
 use wgbert::ops::{Activation, DType, Rows};
-use wgbert::runtime::{PlanBuilder, RunSizes};
+use wgbert::runtime::PlanBuilder;
 
 const GELU: Activation = Activation::GeluErf;
-
-#[derive(Debug, Clone, Copy)]
-struct Case {
-    k: usize,
-    n: usize,
-    dtype: DType,
-    variant: Option<MatmulVariant>,
-    epilogue: Epilogue,
-    bias: bool,
-}
 
 /// `common::MATMUL_SHAPES` plus an exact tile.
 const SHAPES: &[(usize, usize, usize)] = &[
@@ -39,10 +31,6 @@ const SHAPES: &[(usize, usize, usize)] = &[
     common::MATMUL_SHAPES[4],
     (64, 32, 64),
 ];
-
-fn round(dtype: DType, v: Vec<f32>) -> Vec<f32> {
-    dtype.decode(&dtype.encode(&v))
-}
 
 fn tolerance(dtype: DType) -> (f64, f64) {
     match dtype {
@@ -77,75 +65,14 @@ fn check(c: Case, cap: usize, runs: &[usize], seed: u64) {
 
 /// `check`, with the tiled kernel at `tiles` when given (`c.variant` is then ignored).
 fn check_with(c: Case, cap: usize, runs: &[usize], seed: u64, tiles: Option<tiled::Config>) {
-    let gpu = common::gpu();
-    let w_rows = match c.epilogue {
-        Epilogue::GeGlu(_) => 2 * c.n,
-        _ => c.n,
-    };
-    let es = c.dtype.size();
-    let x = round(c.dtype, common::rand_vec(cap * c.k, seed, 1.0));
-    let w = round(c.dtype, common::rand_vec(w_rows * c.k, seed + 1, 0.5));
-    let bias = round(c.dtype, common::rand_vec(w_rows, seed + 2, 1.0));
-    let res = round(c.dtype, common::rand_vec(cap * c.n, seed + 3, 2.0));
-    let residual = c.epilogue == Epilogue::Residual;
-
-    let mut b = PlanBuilder::new(gpu.clone());
-    let xt = b.input("x", (cap * c.k) as u64 * es);
-    let wbuf = gpu.upload("w", &c.dtype.encode(&w)).unwrap();
-    let wt = b.external("w", &wbuf);
-    let bbuf = gpu.upload("bias", &c.dtype.encode(&bias)).unwrap();
-    let bt = c.bias.then(|| b.external("bias", &bbuf));
-    let rt = residual.then(|| b.input("residual", (cap * c.n) as u64 * es));
-    let yt = b.output("y", (cap * c.n) as u64 * es);
-    let args = MatmulArgs {
-        x: xt,
-        w: wt,
-        bias: bt,
-        residual: rt,
-        y: yt,
-        rows: Rows::Tokens,
-        k: c.k as u32,
-        n: c.n as u32,
-        dtype: c.dtype,
-        epilogue: c.epilogue,
-        variant: c.variant,
-    };
-    match tiles {
-        Some(cfg) => {
-            let kernel = tiled::kernel(c.dtype, c.epilogue, c.bias, cfg);
-            let tile = tiled::tile(cfg, c.epilogue);
-            matmul::record_kernel(&mut b, "matmul", &args, kernel, tile).unwrap()
-        }
-        None => matmul::record(&mut b, "matmul", &args).unwrap(),
-    }
-    let mut plan = b.build().unwrap();
-    plan.write(xt, &c.dtype.encode(&x)).unwrap();
-    if let Some(rt) = rt {
-        plan.write(rt, &c.dtype.encode(&res)).unwrap();
-    }
-    for &t in runs {
-        plan.run(&RunSizes {
-            rows: t as u32,
-            ..Default::default()
-        })
-        .unwrap();
-        let got = c
-            .dtype
-            .decode(&plan.read(yt, 0, (t * c.n) as u64 * es).unwrap());
-        let want = matmul::reference(
-            &x[..t * c.k],
-            &w,
-            c.bias.then_some(&bias[..]),
-            residual.then_some(&res[..t * c.n]),
-            t,
-            c.k,
-            c.n,
-            c.epilogue,
-        );
-        let (atol, rtol) = tolerance(c.dtype);
-        let what = format!("{c:?} tiles {tiles:?} T={t}");
-        common::assert_close(&what, &got, &want, atol, rtol);
-    }
+    let kernel = tiles.map(|cfg| {
+        (
+            tiled::kernel(c.dtype, c.epilogue, c.bias, cfg),
+            tiled::tile(cfg, c.epilogue),
+        )
+    });
+    let what = format!("{c:?} tiles {tiles:?}");
+    common::matmul_case::check(&what, c, cap, runs, seed, kernel, tolerance(c.dtype));
 }
 
 /// Every candidate tile configuration of the tiled kernel (what `ops::tune` times and may

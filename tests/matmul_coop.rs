@@ -23,18 +23,16 @@
 
 mod common;
 
+use common::matmul_case::Case;
+
 use wgbert::ops::coop::{Mode, Shape};
 use wgbert::ops::matmul::{self, Epilogue, MatmulArgs, MatmulVariant, coop};
 use wgbert::ops::{Activation, DType, Rows};
-use wgbert::runtime::{PlanBuilder, RunSizes};
+use wgbert::runtime::PlanBuilder;
 
 const GELU: Activation = Activation::GeluErf;
 const ATOL: f64 = 1e-4;
 const RTOL: f64 = 1e-3;
-
-fn round(v: Vec<f32>) -> Vec<f32> {
-    DType::F16.decode(&DType::F16.encode(&v))
-}
 
 fn coop_supported() -> bool {
     coop::supported(common::gpu().caps()).is_ok()
@@ -123,69 +121,22 @@ fn check(
     emulated: Option<(Shape, u32)>,
     seed: u64,
 ) {
-    let gpu = common::gpu();
-    let w_rows = match epilogue {
-        Epilogue::GeGlu(_) => 2 * n,
-        _ => n,
-    };
-    let es = DType::F16.size();
-    let x = round(common::rand_vec(t * k, seed, 1.0));
-    let w = round(common::rand_vec(w_rows * k, seed + 1, 0.5));
-    let bv = round(common::rand_vec(w_rows, seed + 2, 1.0));
-    let res = round(common::rand_vec(t * n, seed + 3, 2.0));
-    let residual = epilogue == Epilogue::Residual;
-
-    let mut b = PlanBuilder::new(gpu.clone());
-    let xt = b.input("x", (t * k) as u64 * es);
-    let wbuf = gpu.upload("w", &DType::F16.encode(&w)).unwrap();
-    let wt = b.external("w", &wbuf);
-    let bbuf = gpu.upload("bias", &DType::F16.encode(&bv)).unwrap();
-    let bt = bias.then(|| b.external("bias", &bbuf));
-    let rt = residual.then(|| b.input("residual", (t * n) as u64 * es));
-    let yt = b.output("y", (t * n) as u64 * es);
-    let a = MatmulArgs {
-        x: xt,
-        w: wt,
-        bias: bt,
-        residual: rt,
-        y: yt,
-        rows: Rows::Tokens,
-        k: k as u32,
-        n: n as u32,
-        dtype: DType::F16,
-        epilogue,
-        variant: Some(MatmulVariant::Coop),
-    };
-    if let Some((shape, lanes)) = emulated {
-        let kernel = coop::emulated_kernel(shape, lanes, epilogue, bias);
-        let tile = coop::tile(shape.frag, epilogue);
-        matmul::record_kernel(&mut b, "coop", &a, kernel, tile).unwrap();
-    } else {
-        matmul::record(&mut b, "coop", &a).unwrap();
-    }
-    let mut plan = b.build().unwrap();
-    plan.write(xt, &DType::F16.encode(&x)).unwrap();
-    if let Some(rt) = rt {
-        plan.write(rt, &DType::F16.encode(&res)).unwrap();
-    }
-    plan.run(&RunSizes {
-        rows: t as u32,
-        ..Default::default()
-    })
-    .unwrap();
-    let got = DType::F16.decode(&plan.read(yt, 0, (t * n) as u64 * es).unwrap());
-    let want = matmul::reference(
-        &x,
-        &w,
-        bias.then_some(&bv[..]),
-        residual.then_some(&res[..]),
-        t,
+    let c = Case {
         k,
         n,
+        dtype: DType::F16,
+        variant: Some(MatmulVariant::Coop),
         epilogue,
-    );
-    let what = format!("T={t} K={k} N={n} {epilogue:?} bias={bias} emulated={emulated:?}");
-    common::assert_close(&what, &got, &want, ATOL, RTOL);
+        bias,
+    };
+    let kernel = emulated.map(|(shape, lanes)| {
+        (
+            coop::emulated_kernel(shape, lanes, epilogue, bias),
+            coop::tile(shape.frag, epilogue),
+        )
+    });
+    let what = format!("K={k} N={n} {epilogue:?} bias={bias} emulated={emulated:?}");
+    common::matmul_case::check(&what, c, t, &[t], seed, kernel, (ATOL, RTOL));
 }
 
 /// Tiling logic without tensor cores: ragged row/column tiles, K below, off and across the

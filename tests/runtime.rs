@@ -3,16 +3,7 @@
 
 mod common;
 
-use wgbert::runtime::{Access, Kernel, Launch, PlanBuilder, RunSizes};
-
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct SmokeParams {
-    n: u32,
-    scale: f32,
-    offset: f32,
-    _pad: u32,
-}
+use wgbert::runtime::{Access, Kernel, Launch, PlanBuilder, RunSizes, SmokeParams};
 
 fn smoke() -> Kernel {
     Kernel::new("smoke", "main", &[Access::Read, Access::ReadWrite]).with_params::<SmokeParams>()
@@ -150,7 +141,8 @@ fn bad_plans_are_typed_errors() {
 #[test]
 fn a_broken_shader_is_a_shader_error_naming_the_kernel() {
     let gpu = common::gpu();
-    let k = Kernel::new("smoke", "no_such_entry", &[Access::Read, Access::ReadWrite]);
+    let k = Kernel::new("smoke", "no_such_entry", &[Access::Read, Access::ReadWrite])
+        .with_params::<SmokeParams>();
     let e = wgbert::runtime::pipeline::pipeline(&gpu, &k).unwrap_err();
     match e {
         wgbert::Error::Shader { kernel, .. } => assert!(kernel.contains("no_such_entry")),

@@ -7,24 +7,8 @@
 // Dispatch: x = query tiles of BR rows (ceil(max_seqlen / BR)), y/z = (head, sequence) pairs
 // spread by runtime::grid (linear = wg.y + wg.z * nwg.y; head = linear % n_heads).
 
-struct AttentionParams {
-    n_heads: u32,
-    segments: u32,
-    // Row strides in vec4 units: qkv (3H / 4) and out (H / 4).
-    qkv_stride: u32,
-    out_stride: u32,
-    // 1: banded by `window` (|i - j| <= window); 0: every key of the sequence.
-    windowed: u32,
-    window: u32,
-    // log2(e) / sqrt(D).
-    scale: f32,
-    // Rows of the batch: offsets past it (a corrupt cu_seqlens) are clamped, never looped over.
-    rows: u32,
-    // 1: keys of sequence s are its first key_lens[s] rows; 0: all its rows.
-    key_limited: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: AttentionParams;
+// Binding 0: `p`, a AttentionParams (src/ops/attention/kernel.rs; gpu_params! writes its WGSL).
+{{PARAMS}}
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<{{ELEM}}>>;
 @group(0) @binding(2) var<storage, read> cu_seqlens: array<u32>;
 @group(0) @binding(3) var<storage, read> key_lens: array<u32>;

@@ -14,20 +14,8 @@
 #include "common/math.wgsl"
 #endif
 
-struct MatmulParams {
-    rows: u32,
-    k: u32,
-    // Output width (the half width I for GeGLU).
-    n: u32,
-    // Workgroups along n (tiled) and workgroups in all; ids past `tiles` return at once.
-    tiles_n: u32,
-    tiles: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: MatmulParams;
+// Binding 0: `p`, a MatmulParams (src/ops/matmul/kernel.rs; gpu_params! writes its WGSL).
+{{PARAMS}}
 @group(0) @binding(1) var<storage, read> x: array<{{ELEM}}>;
 @group(0) @binding(2) var<storage, read> w: array<{{ELEM}}>;
 @group(0) @binding(3) var<storage, read_write> y: array<{{ELEM}}>;

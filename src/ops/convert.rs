@@ -6,11 +6,13 @@ use crate::ops::check::Op;
 use crate::ops::{DType, Rows};
 use crate::runtime::{Access, Kernel, Launch, PlanBuilder, TensorId, grid};
 
-#[repr(C)]
-#[derive(Clone, Copy, Debug, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct ConvertParams {
-    pub n: u32,
-    pub _pad: [u32; 3],
+crate::gpu_params! {
+    pub struct ConvertParams {
+        pub n: u32,
+        pub _pad0: u32,
+        pub _pad1: u32,
+        pub _pad2: u32,
+    }
 }
 
 pub fn kernel(from: DType, to: DType) -> Kernel {
@@ -57,7 +59,12 @@ pub fn record(
     b.step(label, kernel(from, to), &[x, y], move |s| {
         let n = rows.eval(s) * width;
         Launch::new(
-            &ConvertParams { n, _pad: [0; 3] },
+            &ConvertParams {
+                n,
+                _pad0: 0,
+                _pad1: 0,
+                _pad2: 0,
+            },
             grid(n.div_ceil(256), max),
         )
     })

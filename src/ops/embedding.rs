@@ -11,15 +11,17 @@ use crate::ops::rownorm::{self, PER_THREAD_BUCKETS, Reduce};
 use crate::ops::{DType, Rows};
 use crate::runtime::{self, Access, Kernel, Launch, PlanBuilder, RunSizes, TensorId};
 
-#[repr(C)]
-#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct EmbedParams {
-    rows: u32,
-    hidden: u32,
-    eps: f32,
-    has_bias: u32,
-    vocab: u32,
-    _pad: [u32; 3],
+crate::gpu_params! {
+    struct EmbedParams {
+        rows: u32,
+        hidden: u32,
+        eps: f32,
+        has_bias: u32,
+        vocab: u32,
+        _pad0: u32,
+        _pad1: u32,
+        _pad2: u32,
+    }
 }
 
 /// One embedding + LayerNorm step.
@@ -104,7 +106,9 @@ pub fn record_with(
                 eps,
                 has_bias,
                 vocab,
-                _pad: [0; 3],
+                _pad0: 0,
+                _pad1: 0,
+                _pad2: 0,
             };
             Launch::new(&p, runtime::grid(n, max_dim))
         },

@@ -8,13 +8,13 @@ use crate::ops::check::{Op, rows_in};
 use crate::ops::{DType, Rows};
 use crate::runtime::{self, Access, Kernel, Launch, PlanBuilder, RunSizes, TensorId};
 
-#[repr(C)]
-#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct GatherParams {
-    rows: u32,
-    hidden: u32,
-    src_rows: u32,
-    _pad: u32,
+crate::gpu_params! {
+    struct GatherParams {
+        rows: u32,
+        hidden: u32,
+        src_rows: u32,
+        _pad: u32,
+    }
 }
 
 /// The kernel for a storage type.

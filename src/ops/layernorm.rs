@@ -11,13 +11,13 @@ use crate::ops::rownorm::{self, PER_THREAD_BUCKETS};
 use crate::ops::{DType, Rows};
 use crate::runtime::{self, Access, Kernel, Launch, PlanBuilder, RunSizes, TensorId};
 
-#[repr(C)]
-#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct LnParams {
-    rows: u32,
-    hidden: u32,
-    eps: f32,
-    has_bias: u32,
+crate::gpu_params! {
+    struct LnParams {
+        rows: u32,
+        hidden: u32,
+        eps: f32,
+        has_bias: u32,
+    }
 }
 
 /// One LayerNorm step. With `residual`, computes `h = x + residual` into `sum_out` (both must

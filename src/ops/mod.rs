@@ -144,7 +144,7 @@ pub fn all_kernels() -> Vec<Kernel> {
                 crate::runtime::Access::ReadWrite,
             ],
         )
-        .with_params::<[u32; 4]>(),
+        .with_params::<crate::runtime::SmokeParams>(),
     ];
     v.extend(convert::variants());
     v.extend(matmul::variants());

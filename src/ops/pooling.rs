@@ -19,15 +19,18 @@ pub enum PoolMode {
     Mean,
 }
 
-#[repr(C)]
-#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct PoolParams {
-    segments: u32,
-    hidden: u32,
-    rows: u32,
-    mode: u32,
-    normalize: u32,
-    _pad: [u32; 3],
+crate::gpu_params! {
+    struct PoolParams {
+        segments: u32,
+        hidden: u32,
+        rows: u32,
+        /// 0 = cls, 1 = mean.
+        mode: u32,
+        normalize: u32,
+        _pad0: u32,
+        _pad1: u32,
+        _pad2: u32,
+    }
 }
 
 /// One pooling step.
@@ -93,7 +96,9 @@ pub fn record(b: &mut PlanBuilder, label: &str, a: &PoolArgs) -> Result<()> {
                     PoolMode::Mean => 1,
                 },
                 normalize,
-                _pad: [0; 3],
+                _pad0: 0,
+                _pad1: 0,
+                _pad2: 0,
             };
             Launch::new(&p, runtime::grid(n, max_dim))
         },

@@ -12,19 +12,23 @@ use crate::runtime::{self, Access, Kernel, Launch, PlanBuilder, RunSizes, Tensor
 const WG: u32 = 64;
 /// Frequencies the parameter block holds (head_dim <= 64).
 const MAX_HALF: usize = 32;
+const _: () = assert!(MAX_HALF == 8 * 4, "RopeParams::inv_freq holds 8 vec4");
 
-/// Mirrors `RopeParams` in `shaders/rope.wgsl` (160 bytes).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct RopeParams {
-    pub n_rows: u32,
-    pub n_heads: u32,
-    pub head_dim: u32,
-    pub half_dim: u32,
-    pub stride: u32,
-    pub _pad: [u32; 3],
-    /// `inv_freq[c]` as f32 bits.
-    pub inv_freq: [u32; MAX_HALF],
+crate::gpu_params! {
+    /// The parameters of `shaders/rope.wgsl` (160 bytes).
+    pub struct RopeParams {
+        pub n_rows: u32,
+        pub n_heads: u32,
+        pub head_dim: u32,
+        pub half_dim: u32,
+        /// Row stride of qkv in elements (3H).
+        pub stride: u32,
+        pub _pad0: u32,
+        pub _pad1: u32,
+        pub _pad2: u32,
+        /// `inv_freq[c]` as f32 bits, four per vec4 (MAX_HALF = 32 of them).
+        pub inv_freq: [[u32; 4]; 8],
+    }
 }
 
 /// The kernel of one precision.
@@ -103,8 +107,10 @@ pub fn record(
                 head_dim,
                 half_dim: half,
                 stride,
-                _pad: [0; 3],
-                inv_freq: freq,
+                _pad0: 0,
+                _pad1: 0,
+                _pad2: 0,
+                inv_freq: bytemuck::cast(freq),
             };
             let items = n_rows as u64 * half as u64;
             let groups = u32::try_from(items.div_ceil(WG as u64)).unwrap_or(u32::MAX);

@@ -14,13 +14,14 @@ use crate::runtime::{self, Access, Kernel, Launch, PlanBuilder, RunSizes, Tensor
 /// The largest k the kernel selects.
 pub const MAX_K: u32 = 64;
 
-#[repr(C)]
-#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct TopkParams {
-    rows: u32,
-    vocab: u32,
-    k: u32,
-    idx_digits: u32,
+crate::gpu_params! {
+    struct TopkParams {
+        rows: u32,
+        vocab: u32,
+        k: u32,
+        /// 8-bit digits needed for vocab - 1.
+        idx_digits: u32,
+    }
 }
 
 /// The kernel (one variant: logits are always f32).

@@ -3,12 +3,14 @@
 
 pub mod arena;
 pub mod gpu;
+pub mod params;
 pub mod pipeline;
 pub mod plan;
 pub mod profile;
 pub mod shader;
 
 pub use gpu::{AdapterReport, Capabilities, CoopShape, Gpu, GpuOptions, list_adapters};
+pub use params::{GpuParams, SmokeParams};
 pub use pipeline::{Access, Kernel};
 pub use plan::{Launch, Plan, PlanBuilder, RunSizes, TensorId};
 pub use profile::Profile;

@@ -11,6 +11,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 
 use crate::runtime::gpu::Gpu;
+use crate::runtime::params::GpuParams;
 use crate::runtime::shader;
 use crate::{Error, Result};
 
@@ -32,10 +33,12 @@ pub struct Kernel {
     pub entry: &'static str,
     pub defines: Vec<(String, String)>,
     pub bindings: Vec<Access>,
-    /// Bytes of the Rust parameter struct that mirrors the shader's binding 0 (`with_params`).
-    /// A test compares it with the size naga reflects from the WGSL for every variant, and
-    /// `PlanBuilder` refuses launches of another size. `None` for a kernel not declared yet.
+    /// Bytes of the parameter block of binding 0 (`with_params`). A test compares it with
+    /// the size naga reflects from the WGSL for every variant, and `PlanBuilder` refuses
+    /// launches of another size. `None` for a kernel not declared yet.
     pub params: Option<u64>,
+    /// The WGSL declaration of that block, which the shader's `{{PARAMS}}` expands to.
+    pub params_wgsl: Option<&'static str>,
 }
 
 impl Kernel {
@@ -46,12 +49,15 @@ impl Kernel {
             defines: Vec::new(),
             bindings: bindings.to_vec(),
             params: None,
+            params_wgsl: None,
         }
     }
 
-    /// Declares `P` as the parameter struct of binding 0 (builder style).
-    pub fn with_params<P: bytemuck::Pod>(mut self) -> Self {
+    /// Declares `P` as the parameter block of binding 0 (builder style): its size, and the
+    /// WGSL declaration the shader's `{{PARAMS}}` expands to.
+    pub fn with_params<P: GpuParams>(mut self) -> Self {
         self.params = Some(std::mem::size_of::<P>() as u64);
+        self.params_wgsl = Some(P::WGSL);
         self
     }
 
@@ -77,7 +83,14 @@ impl Kernel {
 
     /// The preprocessed WGSL of this variant.
     pub fn wgsl(&self) -> Result<String> {
-        shader::preprocess(self.shader, &self.defines)
+        match self.params_wgsl {
+            Some(decl) => {
+                let mut defines = self.defines.clone();
+                defines.push(("PARAMS".to_string(), decl.to_string()));
+                shader::preprocess(self.shader, &defines)
+            }
+            None => shader::preprocess(self.shader, &self.defines),
+        }
     }
 }
 

@@ -1,8 +1,10 @@
 //! Shared test helpers: one GPU per test process (lavapipe in CI), random data, tolerance
-//! checks, packed-batch sizes, the SPIR-V opcode scan (`spirv`) and model directories with
-//! the CLI patterns (`model_dir`). Each test binary uses a part of them.
+//! checks, packed-batch sizes, one matmul case against its reference (`matmul_case`), the
+//! SPIR-V opcode scan (`spirv`) and model directories with the CLI patterns (`model_dir`).
+//! Each test binary uses a part of them.
 #![allow(dead_code)]
 
+pub mod matmul_case;
 pub mod model_dir;
 pub mod spirv;
 

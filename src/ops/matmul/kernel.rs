@@ -42,19 +42,22 @@ impl MatmulVariant {
     }
 }
 
-/// The uniform of both matmul shaders (`MatmulParams` in `shaders/common/matmul_epilogue.wgsl`).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, bytemuck::Pod, bytemuck::Zeroable)]
-pub struct MatmulParams {
-    pub rows: u32,
-    pub k: u32,
-    /// Output width (the half width for GeGLU).
-    pub n: u32,
-    /// Workgroups along the output width.
-    pub tiles_n: u32,
-    /// Workgroups in all; the shader skips ids past this.
-    pub tiles: u32,
-    pub _pad: [u32; 3],
+crate::gpu_params! {
+    /// The uniform of every matmul shader (`p` in `shaders/common/matmul_epilogue.wgsl`).
+    #[derive(Default, PartialEq, Eq)]
+    pub struct MatmulParams {
+        pub rows: u32,
+        pub k: u32,
+        /// Output width (the half width for GeGLU).
+        pub n: u32,
+        /// Workgroups along the output width.
+        pub tiles_n: u32,
+        /// Workgroups in all; the shader skips ids past this.
+        pub tiles: u32,
+        pub _pad0: u32,
+        pub _pad1: u32,
+        pub _pad2: u32,
+    }
 }
 
 /// The kernel of one variant: `variant` x `dtype` x `epilogue` x bias present.

@@ -77,7 +77,7 @@ pub fn params(tile: (u32, u32), rows: u32, k: u32, n: u32) -> MatmulParams {
         n,
         tiles_n,
         tiles: tiles_m.saturating_mul(tiles_n),
-        _pad: [0; 3],
+        ..Default::default()
     }
 }
 
