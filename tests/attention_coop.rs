@@ -64,45 +64,29 @@ fn check_keys(
     build: Build,
 ) {
     let gpu = common::gpu();
-    let (sizes, cu) = RunSizes::packed(lens);
-    let t = cu[cu.len() - 1] as u64;
-    let h = (n_heads * head_dim) as u64;
-    let seed = t + head_dim as u64 + window.map_or(999, u64::from);
-    let qkv =
-        DType::F16.decode(&DType::F16.encode(&common::rand_vec((t * 3 * h) as usize, seed, 2.0)));
-    // Two spare rows and sequences of capacity, like a real plan.
-    let mut b = PlanBuilder::new(gpu.clone());
-    let qkv_t = b.input("qkv", (t + 2) * 3 * h * 2);
-    let cu_t = b.input("cu_seqlens", (cu.len() as u64 + 2) * 4);
-    let keys_t = keys.map(|_| b.input("key_lens", (lens.len() as u64 + 2) * 4));
-    let out_t = b.output("out", (t + 2) * h * 2);
-    let args = AttentionArgs {
-        qkv: qkv_t,
-        cu_seqlens: cu_t,
-        key_lens: keys_t,
-        out: out_t,
+    let case = attention::F16Case {
+        lens,
+        key_lens: keys,
         n_heads,
         head_dim,
         window,
-        dtype: DType::F16,
-        variant: Some(AttentionVariant::Coop),
     };
-    match build {
+    let t = case.rows() as u64;
+    let h = (n_heads * head_dim) as u64;
+    let seed = t + head_dim as u64 + window.map_or(999, u64::from);
+    let qkv = common::stored(
+        DType::F16,
+        &common::rand_vec((t * 3 * h) as usize, seed, 2.0),
+    );
+    let kernel = match build {
         Build::Emulated(frag, lanes) => {
             let storage = gpu.caps().max_workgroup_storage;
-            let k = coop::emulated_kernel(frag, lanes, head_dim, storage).unwrap();
-            attention::record_kernel(&mut b, "coop", &args, Some(k)).unwrap()
+            Some(coop::emulated_kernel(frag, lanes, head_dim, storage).unwrap())
         }
-        Build::Real => attention::record(&mut b, "coop", &args).unwrap(),
-    }
-    let mut plan = b.build().unwrap();
-    plan.write(qkv_t, &DType::F16.encode(&qkv)).unwrap();
-    plan.write(cu_t, bytemuck::cast_slice(&cu)).unwrap();
-    if let (Some(t), Some(k)) = (keys_t, keys) {
-        plan.write(t, bytemuck::cast_slice(k)).unwrap();
-    }
-    plan.run(&sizes).unwrap();
-    let got = DType::F16.decode(&plan.read(out_t, 0, t * h * 2).unwrap());
+        Build::Real => None,
+    };
+    let got = attention::run_f16(&gpu, &case, &qkv, Some(AttentionVariant::Coop), kernel).unwrap();
+    let (_, cu) = RunSizes::packed(lens);
     let want = attention::reference_keys(&qkv, &cu, keys, n_heads, head_dim, window);
     let what = format!(
         "coop attention ({build:?}) lens {lens:?} keys {keys:?} heads {n_heads} d {head_dim} \

@@ -6,6 +6,9 @@
 //! Layout of `tests/fuzz_regressions/`: `config/*` are config.json texts; `weights/*` are raw
 //! safetensors files (the `weights` target's mode-0 input without its two leading bytes).
 
+#[path = "../fuzz/fuzz_targets/tiny_config.rs"]
+mod tiny_config;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, ensure};
@@ -36,26 +39,7 @@ fn files(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// The small config the `weights` target validates against (same flag bits).
 fn fuzz_config(flags: u8) -> Result<ModelConfig> {
-    let b = |bit: u8| flags & (1 << bit) != 0;
-    let labels = if b(6) {
-        r#""id2label": {"0": "neg", "1": "pos"},"#
-    } else {
-        ""
-    };
-    let text = format!(
-        r#"{{"model_type": "modernbert", "vocab_size": 4, "hidden_size": 2,
-            "intermediate_size": 2, "num_hidden_layers": {}, "num_attention_heads": 1,
-            "attention_bias": {}, "mlp_bias": {}, "norm_bias": {}, "classifier_bias": {},
-            "decoder_bias": {}, {labels} "tie_word_embeddings": {}}}"#,
-        1 + usize::from(b(7)),
-        b(0),
-        b(1),
-        b(2),
-        b(3),
-        b(4),
-        b(5),
-    );
-    Ok(ModelConfig::from_json_str(&text, "fuzz/config.json")?)
+    Ok(tiny_config::tiny_config(flags)?)
 }
 
 /// What the `weights` target does with a file: open, validate, read every tensor both ways.

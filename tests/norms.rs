@@ -186,35 +186,20 @@ fn check_ln(c: &LnCase) {
     }
 }
 
-#[test]
-fn layernorm_matches_reference_over_awkward_shapes() {
-    let mut seed = 1;
-    for hidden in [17, 32, 48, 100, 768, 1024] {
-        for rows in [1, 3, 65, 129, 300] {
-            for residual in [false, true] {
-                seed += 10;
-                check_ln(&LnCase {
-                    rows,
-                    hidden,
-                    residual,
-                    bias: false,
-                    dtype: DType::F32,
-                    reduce: Reduce::best(common::gpu().caps()),
-                    seed,
-                });
-            }
-        }
-    }
-}
-
-#[test]
-fn layernorm_every_variant_f32_f16_bias_and_reduction() {
-    let mut seed = 1000;
-    for dtype in dtypes() {
-        for reduce in reductions() {
-            for (rows, hidden) in [(1, 17), (3, 100), (65, 768), (7, 1), (2, 2049), (4, 4096)] {
-                for residual in [false, true] {
-                    for bias in [false, true] {
+/// Checks every combination of `shapes` (rows, hidden) x `residuals` x `biases` x `dtypes` x
+/// `reduces`, with seeds counting up from `seed`.
+fn check_ln_grid(
+    shapes: &[(usize, usize)],
+    (residuals, biases): (&[bool], &[bool]),
+    dtypes: &[DType],
+    reduces: &[Reduce],
+    mut seed: u64,
+) {
+    for &dtype in dtypes {
+        for &reduce in reduces {
+            for &(rows, hidden) in shapes {
+                for &residual in residuals {
+                    for &bias in biases {
                         seed += 10;
                         check_ln(&LnCase {
                             rows,
@@ -230,6 +215,31 @@ fn layernorm_every_variant_f32_f16_bias_and_reduction() {
             }
         }
     }
+}
+
+#[test]
+fn layernorm_matches_reference_over_awkward_shapes() {
+    let mut shapes = Vec::new();
+    for hidden in [17, 32, 48, 100, 768, 1024] {
+        for rows in [1, 3, 65, 129, 300] {
+            shapes.push((rows, hidden));
+        }
+    }
+    let best = Reduce::best(common::gpu().caps());
+    check_ln_grid(
+        &shapes,
+        (&[false, true], &[false]),
+        &[DType::F32],
+        &[best],
+        1,
+    );
+}
+
+#[test]
+fn layernorm_every_variant_f32_f16_bias_and_reduction() {
+    let shapes = [(1, 17), (3, 100), (65, 768), (7, 1), (2, 2049), (4, 4096)];
+    let on_off = [false, true];
+    check_ln_grid(&shapes, (&on_off, &on_off), &dtypes(), &reductions(), 1000);
 }
 
 #[test]
@@ -426,15 +436,8 @@ proptest! {
         seed in 0u64..1_000_000,
     ) {
         let dtype = if f16 && common::gpu().caps().f16 { DType::F16 } else { DType::F32 };
-        check_ln(&LnCase {
-            rows,
-            hidden,
-            residual,
-            bias,
-            dtype,
-            reduce: Reduce::best(common::gpu().caps()),
-            seed,
-        });
+        let best = Reduce::best(common::gpu().caps());
+        check_ln_grid(&[(rows, hidden)], (&[residual], &[bias]), &[dtype], &[best], seed);
     }
 }
 

@@ -59,7 +59,7 @@ use wgbert::encoder::{EmbedPooling, Encoder, LoadOptions};
 use wgbert::ops::DType;
 
 use common::model_dir::{
-    fails_with, floats, json_lines, model_dir, succeeds, wgbert, write_tokenizer,
+    fails, fails_with, floats, json_lines, model_dir, succeeds, wgbert, write_tokenizer,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -340,9 +340,9 @@ fn tokenizer_errors() {
     embed_fails(dir.path(), &["tokenizer", "tokenizer.json", "cannot load"]);
 
     let dir = model_dir("encoder_noprefix");
-    fails_with(
-        wgbert(dir.path()).args(["--tokenizer", "/no/such/tokenizer.json", "embed", "w5"]),
-        1,
+    fails(
+        dir.path(),
+        &["--tokenizer", "/no/such/tokenizer.json", "embed", "w5"],
         &["/no/such/tokenizer.json", "not found"],
     );
 }
@@ -354,16 +354,16 @@ fn tokenizer_ids_outside_the_model_vocab_name_the_text() {
     // (here the fourth text, in the second chunk of two, behind a text in the same batch).
     let dir = model_dir("encoder_noprefix");
     write_tokenizer(&dir.path().join("tokenizer.json"), 600);
-    fails_with(
-        wgbert(dir.path()).args(["embed", "--chunk", "2", "w5", "w6", "w7", "w550"]),
-        1,
+    fails(
+        dir.path(),
+        &["embed", "--chunk", "2", "w5", "w6", "w7", "w550"],
         &["input 3", "token id 550", "vocabulary of 512"],
     );
     let mlm = model_dir("mlm_v4");
     write_tokenizer(&mlm.path().join("tokenizer.json"), 600);
-    fails_with(
-        wgbert(mlm.path()).args(["fill-mask", "w5 [MASK]", "[MASK] w550"]),
-        1,
+    fails(
+        mlm.path(),
+        &["fill-mask", "w5 [MASK]", "[MASK] w550"],
         &["input 1", "token id 550"],
     );
 }
@@ -409,9 +409,9 @@ fn empty_and_whitespace_texts() {
     assert!(lines[0]["score"].as_f64().unwrap().is_finite());
 
     let mlm = model_dir("mlm_v4");
-    fails_with(
-        wgbert(mlm.path()).args(["fill-mask", "w5 [MASK]", "   "]),
-        1,
+    fails(
+        mlm.path(),
+        &["fill-mask", "w5 [MASK]", "   "],
         &["input 1", "no [MASK]"],
     );
 }
@@ -524,9 +524,9 @@ fn hundred_thousand_characters() {
         .take(100_000)
         .collect();
     assert_eq!(words.chars().count(), 100_000);
-    fails_with(
-        wgbert(dir.path()).args(["embed", "w5", &words]),
-        1,
+    fails(
+        dir.path(),
+        &["embed", "w5", &words],
         &["input 1", "over the model's limit of 512", "--truncate"],
     );
     // The same from a file (one line), so argument length limits play no part.
@@ -554,15 +554,15 @@ fn hundred_thousand_characters() {
     // fill-mask and classify refuse the long text the same way.
     let mlm = model_dir("mlm_v4");
     let masked = format!("[MASK] {words}");
-    fails_with(
-        wgbert(mlm.path()).args(["fill-mask", &masked]),
-        1,
+    fails(
+        mlm.path(),
+        &["fill-mask", &masked],
         &["input 0", "limit of 512", "--truncate"],
     );
     let cls = model_dir("cls_mean");
-    fails_with(
-        wgbert(cls.path()).args(["classify", &words]),
-        1,
+    fails(
+        cls.path(),
+        &["classify", &words],
         &["input 0", "limit of 512"],
     );
 }
@@ -575,16 +575,16 @@ fn sequence_longer_than_the_batch_capacity_names_the_limit() {
         .map(|i| format!("w{i}"))
         .collect::<Vec<_>>()
         .join(" ");
-    fails_with(
-        wgbert(dir.path()).args(["--max-tokens", "16", "embed", "w5", &text]),
-        1,
+    fails(
+        dir.path(),
+        &["--max-tokens", "16", "embed", "w5", &text],
         &["input 1", "20 tokens", "capacity of 16"],
     );
     let mlm = model_dir("mlm_v4");
     let masked = format!("[MASK] {text}");
-    fails_with(
-        wgbert(mlm.path()).args(["--max-tokens", "16", "fill-mask", &masked]),
-        1,
+    fails(
+        mlm.path(),
+        &["--max-tokens", "16", "fill-mask", &masked],
         &["input 0", "capacity of 16"],
     );
     // At the capacity it fits.
@@ -602,23 +602,23 @@ fn sequence_longer_than_the_batch_capacity_names_the_limit() {
 #[test]
 fn task_head_errors() {
     let mlm = model_dir("mlm_v4");
-    fails_with(
-        wgbert(mlm.path()).args(["fill-mask", "w5 [MASK]", "w7 w8"]),
-        1,
+    fails(
+        mlm.path(),
+        &["fill-mask", "w5 [MASK]", "w7 w8"],
         &["input 1", "no [MASK]"],
     );
     for name in ["mlm_v4", "encoder_noprefix"] {
         let dir = model_dir(name);
-        fails_with(
-            wgbert(dir.path()).args(["classify", "w5"]),
-            1,
+        fails(
+            dir.path(),
+            &["classify", "w5"],
             &["cannot classify", "classifier"],
         );
     }
     let enc = model_dir("encoder_noprefix");
-    fails_with(
-        wgbert(enc.path()).args(["fill-mask", "w5 [MASK]"]),
-        1,
+    fails(
+        enc.path(),
+        &["fill-mask", "w5 [MASK]"],
         &["cannot fill masks", "MLM head"],
     );
 }
@@ -655,29 +655,25 @@ fn command_line_errors() {
 
     // Values clap accepts but the program refuses: exit 1, the option named.
     let dir = model_dir("mlm_v4");
-    fails_with(
-        wgbert(dir.path()).args(["fill-mask", "--top-k", "0", "[MASK]"]),
-        1,
+    fails(
+        dir.path(),
+        &["fill-mask", "--top-k", "0", "[MASK]"],
         &["--top-k", "0"],
     );
-    fails_with(
-        wgbert(dir.path()).args(["fill-mask", "--top-k", "65", "[MASK]"]),
-        1,
+    fails(
+        dir.path(),
+        &["fill-mask", "--top-k", "65", "[MASK]"],
         &["--top-k", "65"],
     );
-    fails_with(
-        wgbert(dir.path()).args(["embed", "--chunk", "0", "w5"]),
-        1,
-        &["--chunk"],
-    );
-    fails_with(
-        wgbert(dir.path()).args(["--max-tokens", "0", "embed", "w5"]),
-        1,
+    fails(dir.path(), &["embed", "--chunk", "0", "w5"], &["--chunk"]);
+    fails(
+        dir.path(),
+        &["--max-tokens", "0", "embed", "w5"],
         &["--max-tokens"],
     );
-    fails_with(
-        wgbert(dir.path()).args(["embed", "--format", "npy", "w5"]),
-        1,
+    fails(
+        dir.path(),
+        &["embed", "--format", "npy", "w5"],
         &["--output"],
     );
     fails_with(
@@ -703,9 +699,9 @@ fn command_line_errors() {
         1,
         &["either as arguments or with --input"],
     );
-    fails_with(
-        wgbert(dir.path()).args(["embed", "--input", "/no/such/input.txt"]),
-        1,
+    fails(
+        dir.path(),
+        &["embed", "--input", "/no/such/input.txt"],
         &["/no/such/input.txt"],
     );
 }

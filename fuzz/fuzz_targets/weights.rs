@@ -4,6 +4,8 @@
 //! directory whose index is arbitrary. Every bad input must be an `Err`, never a panic.
 #![no_main]
 
+mod tiny_config;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -19,28 +21,9 @@ fn scratch() -> &'static Path {
         .path()
 }
 
-/// A tiny valid config (vocab 4, hidden 2, 1 layer) with fuzz-chosen flags.
+/// A tiny valid config (vocab 4, hidden 2, 1 or 2 layers) with fuzz-chosen flags.
 fn config(flags: u8) -> ModelConfig {
-    let b = |bit: u8| flags & (1 << bit) != 0;
-    let labels = if b(6) {
-        r#""id2label": {"0": "neg", "1": "pos"},"#
-    } else {
-        ""
-    };
-    let text = format!(
-        r#"{{"model_type": "modernbert", "vocab_size": 4, "hidden_size": 2,
-            "intermediate_size": 2, "num_hidden_layers": {}, "num_attention_heads": 1,
-            "attention_bias": {}, "mlp_bias": {}, "norm_bias": {}, "classifier_bias": {},
-            "decoder_bias": {}, {labels} "tie_word_embeddings": {}}}"#,
-        1 + usize::from(b(7)),
-        b(0),
-        b(1),
-        b(2),
-        b(3),
-        b(4),
-        b(5),
-    );
-    ModelConfig::from_json_str(&text, "fuzz/config.json").expect("the fuzz config is valid")
+    tiny_config::tiny_config(flags).expect("the fuzz config is valid")
 }
 
 /// Everything a loaded checkpoint offers, on every tensor.

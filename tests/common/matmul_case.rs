@@ -36,9 +36,8 @@ pub fn check(
         _ => c.n,
     };
     let es = c.dtype.size();
-    let data = |n: usize, seed: u64, scale: f32| {
-        super::stored(c.dtype, &super::rand_vec(n, seed, scale))
-    };
+    let data =
+        |n: usize, seed: u64, scale: f32| super::stored(c.dtype, &super::rand_vec(n, seed, scale));
     let x = data(cap * c.k, seed, 1.0);
     let w = data(w_rows * c.k, seed + 1, 0.5);
     let bias = data(w_rows, seed + 2, 1.0);

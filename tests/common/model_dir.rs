@@ -107,6 +107,12 @@ pub fn fails_with(cmd: &mut Command, code: i32, wanted: &[&str]) -> String {
     stderr
 }
 
+/// `wgbert ARGS` on the model in `dir` must fail with exit status 1 and every one of
+/// `wanted` in its stderr (returned).
+pub fn fails(dir: &Path, args: &[&str], wanted: &[&str]) -> String {
+    fails_with(wgbert(dir).args(args), 1, wanted)
+}
+
 /// The unsigned integers of a JSON array.
 pub fn uints(v: &Value) -> Vec<u64> {
     let list = v.as_array().expect("a JSON array");

@@ -150,54 +150,95 @@ pub fn coop_status(gpu: &Gpu, dtype: DType) -> std::result::Result<Shape, String
 pub fn self_check(gpu: &Arc<Gpu>, shape: Shape) -> Result<()> {
     let n_heads = 2u32;
     for (i, check) in coop::CHECKS.iter().enumerate() {
-        let (lens, window) = (check.lens, check.window);
         for &head_dim in &coop::HEAD_DIMS {
-            let (sizes, cu) = RunSizes::packed(lens);
-            let t = sizes.rows as u64;
-            let h = (n_heads * head_dim) as u64;
-            let qkv = f16_values((t * 3 * h) as usize, 31 + i as u64 + head_dim as u64, 1.0);
-            let mut b = PlanBuilder::new(gpu.clone());
-            let qkv_t = b.input("coop check qkv", t * 3 * h * 2);
-            let cu_t = b.input("coop check cu_seqlens", cu.len() as u64 * 4);
-            let keys_t = check
-                .key_lens
-                .map(|k| b.input("coop check key_lens", k.len() as u64 * 4));
-            let out_t = b.output("coop check out", t * h * 2);
-            let args = AttentionArgs {
-                qkv: qkv_t,
-                cu_seqlens: cu_t,
-                key_lens: keys_t,
-                out: out_t,
+            let case = F16Case {
+                lens: check.lens,
+                key_lens: check.key_lens,
                 n_heads,
                 head_dim,
-                window,
-                dtype: DType::F16,
-                variant: None,
+                window: check.window,
             };
-            let kernel = coop::kernel(shape, head_dim, gpu.caps().max_workgroup_storage);
-            record_kernel(&mut b, "coop attention self-check", &args, kernel)?;
-            let mut plan = b.build()?;
-            plan.write(qkv_t, &DType::F16.encode(&qkv))?;
-            plan.write(cu_t, bytemuck::cast_slice(&cu))?;
-            if let (Some(t), Some(k)) = (keys_t, check.key_lens) {
-                plan.write(t, bytemuck::cast_slice(k))?;
-            }
-            plan.run(&sizes)?;
-            let got = DType::F16.decode(&plan.read(out_t, 0, t * h * 2)?);
-            let want = reference_keys(&qkv, &cu, check.key_lens, n_heads, head_dim, window);
+            let h = (n_heads * head_dim) as usize;
+            let qkv = f16_values(case.rows() * 3 * h, 31 + i as u64 + head_dim as u64, 1.0);
+            // Head sizes the device's workgroup memory cannot tile stay on the portable
+            // kernel (`record` does not offer them the tensor-core one).
+            let Some(kernel) = coop::kernel(shape, head_dim, gpu.caps().max_workgroup_storage)
+            else {
+                continue;
+            };
+            let got = run_f16(gpu, &case, &qkv, None, Some(kernel))?;
+            let (_, cu) = RunSizes::packed(case.lens);
+            let want = reference_keys(&qkv, &cu, case.key_lens, n_heads, head_dim, case.window);
             if let Some((j, g, r)) = first_mismatch(&got, &want, coop::CHECK_ATOL, coop::CHECK_RTOL)
             {
                 return Err(Error::Unsupported(format!(
-                    "attention self-check lens {lens:?} d={head_dim} window {window:?} \
-                     key_lens {:?}: out[{}, {}] = {g}, reference {r}",
-                    check.key_lens,
-                    j as u64 / h,
-                    j as u64 % h
+                    "attention self-check {case:?}: out[{}, {}] = {g}, reference {r}",
+                    j / h,
+                    j % h
                 )));
             }
         }
     }
     Ok(())
+}
+
+/// One f16 attention problem over packed sequences (`lens`), for `run_f16`.
+#[derive(Debug, Clone, Copy)]
+pub struct F16Case<'a> {
+    pub lens: &'a [u32],
+    /// Keys per sequence (`AttentionArgs::key_lens`), when limited.
+    pub key_lens: Option<&'a [u32]>,
+    pub n_heads: u32,
+    pub head_dim: u32,
+    pub window: Option<u32>,
+}
+
+impl F16Case<'_> {
+    /// Tokens of the batch.
+    pub fn rows(&self) -> usize {
+        self.lens.iter().map(|&l| l as usize).sum()
+    }
+}
+
+/// Runs `case` on the GPU over `qkv` ([T, 3H] values, stored as f16) with `kernel`, or with
+/// what `variant` chooses when `kernel` is `None`, and returns the output [T, H]. The plan
+/// has two rows and two sequences of spare capacity, as real plans have. The tensor-core
+/// self-check and the kernel tests run their cases through it.
+pub fn run_f16(
+    gpu: &Arc<Gpu>,
+    case: &F16Case,
+    qkv: &[f32],
+    variant: Option<AttentionVariant>,
+    kernel: Option<Kernel>,
+) -> Result<Vec<f32>> {
+    let (sizes, cu) = RunSizes::packed(case.lens);
+    let (t, h) = (sizes.rows as u64, (case.n_heads * case.head_dim) as u64);
+    let mut b = PlanBuilder::new(gpu.clone());
+    let args = AttentionArgs {
+        qkv: b.input("qkv", (t + 2) * 3 * h * 2),
+        cu_seqlens: b.input("cu_seqlens", (cu.len() as u64 + 2) * 4),
+        key_lens: case
+            .key_lens
+            .map(|_| b.input("key_lens", (case.lens.len() as u64 + 2) * 4)),
+        out: b.output("out", (t + 2) * h * 2),
+        n_heads: case.n_heads,
+        head_dim: case.head_dim,
+        window: case.window,
+        dtype: DType::F16,
+        variant,
+    };
+    match kernel {
+        Some(k) => record_kernel(&mut b, "attention check", &args, Some(k))?,
+        None => record(&mut b, "attention check", &args)?,
+    }
+    let mut plan = b.build()?;
+    plan.write(args.qkv, &DType::F16.encode(qkv))?;
+    plan.write(args.cu_seqlens, bytemuck::cast_slice(&cu))?;
+    if let (Some(t), Some(k)) = (args.key_lens, case.key_lens) {
+        plan.write(t, bytemuck::cast_slice(k))?;
+    }
+    plan.run(&sizes)?;
+    Ok(DType::F16.decode(&plan.read(args.out, 0, t * h * 2)?))
 }
 
 /// Records one attention step with `kernel_override` (a build of the portable or the
