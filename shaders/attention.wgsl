@@ -2,7 +2,8 @@
 // Parameters, bindings and dispatch: common/attention_span.wgsl. Workgroups past a sequence's
 // end or past the last sequence return at once (workgroup-uniform).
 // One invocation per query row: q and the output accumulator live in registers (D floats each);
-// K and V tiles of BC keys are staged in workgroup memory (2 * BC * D * 4 bytes = 16 KiB).
+// K and V tiles of BC keys are staged in workgroup memory (2 * BC * D * 4 bytes). BR (query
+// rows, the workgroup size) and BC are the tile configuration (ops::attention::Tiles).
 // Only the key tiles that intersect [q0 - window, q_last + window] are visited, so a banded
 // layer costs O(S * (BR + 2 * window)) instead of O(S^2); no score matrix is ever stored.
 // Formula: o_i = sum_j softmax_j(q_i . k_j / sqrt(D)) v_j over the allowed keys j of the same
@@ -13,7 +14,7 @@ enable f16;
 #endif
 
 const D4: u32 = {{HEAD_DIM}}u / 4u;
-const BR: u32 = 64u;
+const BR: u32 = {{BR}}u;
 const BC: u32 = {{BC}}u;
 // Keys per online-softmax update (divides BC).
 const CH: u32 = 8u;
@@ -26,7 +27,7 @@ const NEG_MASK: f32 = -2.0e30;
 var<workgroup> k_tile: array<vec4<f32>, BC * D4>;
 var<workgroup> v_tile: array<vec4<f32>, BC * D4>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size({{BR}})
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
     let sp = span(wg, nwg, BR);

@@ -5,7 +5,7 @@
 enable f16;
 #endif
 
-// Binding 0: `p`, a ConvertParams (src/ops/convert.rs; gpu_params! writes its WGSL).
+// Binding 0: `p`, the ConvertParams of src/ops/convert.rs (gpu_params! writes its WGSL).
 {{PARAMS}}
 @group(0) @binding(1) var<storage, read> x: array<{{IN}}>;
 @group(0) @binding(2) var<storage, read_write> y: array<{{OUT}}>;

@@ -11,7 +11,7 @@ enable f16;
 
 #include "common/rownorm.wgsl"
 
-// Binding 0: `p`, a EmbedParams (src/ops/embedding.rs; gpu_params! writes its WGSL).
+// Binding 0: `p`, the EmbedParams of src/ops/embedding.rs (gpu_params! writes its WGSL).
 {{PARAMS}}
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
 @group(0) @binding(2) var<storage, read> table: array<{{ELEM}}>;

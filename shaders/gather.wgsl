@@ -8,7 +8,7 @@
 enable f16;
 #endif
 
-// Binding 0: `p`, a GatherParams (src/ops/gather.rs; gpu_params! writes its WGSL).
+// Binding 0: `p`, the GatherParams of src/ops/gather.rs (gpu_params! writes its WGSL).
 {{PARAMS}}
 @group(0) @binding(1) var<storage, read> x: array<{{ELEM}}>;
 @group(0) @binding(2) var<storage, read> index: array<u32>;

@@ -13,7 +13,7 @@ enable f16;
 
 #include "common/rownorm.wgsl"
 
-// Binding 0: `p`, a LnParams (src/ops/layernorm.rs; gpu_params! writes its WGSL).
+// Binding 0: `p`, the LnParams of src/ops/layernorm.rs (gpu_params! writes its WGSL).
 {{PARAMS}}
 @group(0) @binding(1) var<storage, read> x: array<{{ELEM}}>;
 #if RESIDUAL

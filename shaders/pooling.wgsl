@@ -14,7 +14,7 @@ enable f16;
 
 #include "common/rownorm.wgsl"
 
-// Binding 0: `p`, a PoolParams (src/ops/pooling.rs; gpu_params! writes its WGSL).
+// Binding 0: `p`, the PoolParams of src/ops/pooling.rs (gpu_params! writes its WGSL).
 {{PARAMS}}
 @group(0) @binding(1) var<storage, read> x: array<{{ELEM}}>;
 @group(0) @binding(2) var<storage, read> cu_seqlens: array<u32>;

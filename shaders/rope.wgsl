@@ -17,7 +17,7 @@
 enable f16;
 #endif
 
-// Binding 0: `p`, a RopeParams (src/ops/rope.rs; gpu_params! writes its WGSL).
+// Binding 0: `p`, the RopeParams of src/ops/rope.rs (gpu_params! writes its WGSL).
 {{PARAMS}}
 @group(0) @binding(1) var<storage, read_write> qkv: array<{{ELEM}}>;
 @group(0) @binding(2) var<storage, read> positions: array<u32>;

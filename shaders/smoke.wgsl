@@ -2,7 +2,7 @@
 // Bindings: 0 params, 1 x (read), 2 y (write). Dispatch: ceil(n / 64) workgroups of 64,
 // spread over x/y (runtime::grid).
 
-// Binding 0: `p`, a SmokeParams (src/runtime/params.rs; gpu_params! writes its WGSL).
+// Binding 0: `p`, the SmokeParams of src/runtime/params.rs (gpu_params! writes its WGSL).
 {{PARAMS}}
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;

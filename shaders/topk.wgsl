@@ -19,7 +19,7 @@ const KMAX: u32 = 64u;
 const HCOPIES: u32 = 8u;
 const LOWEST: f32 = -3.40282347e38;
 
-// Binding 0: `p`, a TopkParams (src/ops/topk.rs; gpu_params! writes its WGSL).
+// Binding 0: `p`, the TopkParams of src/ops/topk.rs (gpu_params! writes its WGSL).
 {{PARAMS}}
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<u32>;

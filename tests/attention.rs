@@ -43,45 +43,27 @@ struct Case<'a> {
     keys: Option<&'a [u32]>,
 }
 
-/// Runs attention over packed random q/k/v (scale 2 so the softmax is far from uniform).
+/// Runs attention over packed random q/k/v (scale 2 so the softmax is far from uniform), with
+/// the automatic choice of kernel.
 fn attention_case(c: &Case) -> (Vec<f32>, Vec<f64>) {
-    let gpu = common::gpu();
-    let (sizes, cu) = RunSizes::packed(c.lens);
-    let t = *cu.last().unwrap_or(&0) as u64;
-    let h = (c.n_heads * c.head_dim) as u64;
-    let qkv = common::stored(
-        c.dtype,
-        &common::rand_vec((t * 3 * h) as usize, c.seed, 2.0),
-    );
-    let es = c.dtype.size();
-    // Two spare rows and sequences of capacity, like a real plan.
-    let mut b = PlanBuilder::new(gpu.clone());
-    let qkv_t = b.input("qkv", (t + 2) * 3 * h * es);
-    let cu_t = b.input("cu_seqlens", (cu.len() as u64 + 2) * 4);
-    let keys_t = c
-        .keys
-        .map(|_| b.input("key_lens", (c.lens.len() as u64 + 2) * 4));
-    let out_t = b.output("out", (t + 2) * h * es);
-    let args = AttentionArgs {
-        qkv: qkv_t,
-        cu_seqlens: cu_t,
-        key_lens: keys_t,
-        out: out_t,
+    attention_case_with(c, None)
+}
+
+/// `attention_case` with the portable kernel at `tiles` when given.
+fn attention_case_with(c: &Case, tiles: Option<attention::Tiles>) -> (Vec<f32>, Vec<f64>) {
+    let case = attention::PackedCase {
+        lens: c.lens,
+        key_lens: c.keys,
         n_heads: c.n_heads,
         head_dim: c.head_dim,
         window: c.window,
         dtype: c.dtype,
-        variant: None,
     };
-    attention::record(&mut b, "attention", &args).unwrap();
-    let mut plan = b.build().unwrap();
-    plan.write(qkv_t, &c.dtype.encode(&qkv)).unwrap();
-    plan.write(cu_t, bytemuck::cast_slice(&cu)).unwrap();
-    if let (Some(t), Some(k)) = (keys_t, c.keys) {
-        plan.write(t, bytemuck::cast_slice(k)).unwrap();
-    }
-    plan.run(&sizes).unwrap();
-    let got = c.dtype.decode(&plan.read(out_t, 0, t * h * es).unwrap());
+    let h = (c.n_heads * c.head_dim) as usize;
+    let qkv = common::stored(c.dtype, &common::rand_vec(case.rows() * 3 * h, c.seed, 2.0));
+    let kernel = tiles.map(|t| attention::kernel(c.dtype, c.head_dim, t));
+    let got = attention::run_packed(&common::gpu(), &case, &qkv, None, kernel).unwrap();
+    let (_, cu) = RunSizes::packed(c.lens);
     let want = attention::reference_keys(&qkv, &cu, c.keys, c.n_heads, c.head_dim, c.window);
     (got, want)
 }
@@ -126,6 +108,46 @@ fn attention_matches_reference_across_head_dims_windows_and_lengths() {
             }
         }
     }
+}
+
+/// Every candidate tile configuration of the portable kernel (what `bench --kernels --sweep`
+/// times) that fits the adapter: ragged sequences around every tile size, global, a band
+/// narrower than a key tile and ModernBERT's 64, key limits, f32 and f16, every head size.
+#[test]
+fn every_tile_candidate_matches_the_reference() {
+    let gpu = common::gpu();
+    let lens = [1u32, 31, 33, 65, 130];
+    let keys = [1u32, 20, 33, 64, 100];
+    let mut checked = 0;
+    for head_dim in attention::HEAD_DIMS {
+        for tiles in attention::fitting(head_dim, gpu.caps()) {
+            for dtype in dtypes() {
+                for (window, limited) in [(None, false), (Some(8), true), (Some(64), false)] {
+                    let c = Case {
+                        lens: &lens,
+                        n_heads: 2,
+                        head_dim,
+                        window,
+                        dtype,
+                        seed: u64::from(tiles.br + tiles.bc + head_dim),
+                        keys: limited.then_some(&keys[..]),
+                    };
+                    let (got, want) = attention_case_with(&c, Some(tiles));
+                    let (atol, rtol) = match dtype {
+                        DType::F32 => (1e-5, 1e-5),
+                        DType::F16 => (1e-5, 5e-4),
+                    };
+                    let what = format!(
+                        "tiles {} {dtype:?} d {head_dim} window {window:?} keys {limited}",
+                        tiles.name()
+                    );
+                    common::assert_close(&what, &got, &want, atol, rtol);
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert!(checked > 0, "no candidate fits the adapter");
 }
 
 #[test]

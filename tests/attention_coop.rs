@@ -64,12 +64,13 @@ fn check_keys(
     build: Build,
 ) {
     let gpu = common::gpu();
-    let case = attention::F16Case {
+    let case = attention::PackedCase {
         lens,
         key_lens: keys,
         n_heads,
         head_dim,
         window,
+        dtype: DType::F16,
     };
     let t = case.rows() as u64;
     let h = (n_heads * head_dim) as u64;
@@ -85,7 +86,8 @@ fn check_keys(
         }
         Build::Real => None,
     };
-    let got = attention::run_f16(&gpu, &case, &qkv, Some(AttentionVariant::Coop), kernel).unwrap();
+    let got =
+        attention::run_packed(&gpu, &case, &qkv, Some(AttentionVariant::Coop), kernel).unwrap();
     let (_, cu) = RunSizes::packed(lens);
     let want = attention::reference_keys(&qkv, &cu, keys, n_heads, head_dim, window);
     let what = format!(

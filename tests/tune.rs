@@ -1,5 +1,6 @@
 //! Autotuning (`ops::tune`): the disk cache round-trips and is invalidated by another driver,
-//! every candidate passes its on-device check, timing works where timestamps exist, and
+//! every candidate (tiled matmul, portable attention) passes its on-device check, timing
+//! works where timestamps exist, a tuned tile is what the op records, and
 //! `wgbert tune` / `wgbert info` work end to end (small shapes, a private cache directory).
 //! The choice logic itself (never a failing candidate, the default without timestamps) is
 //! tested in `src/ops/tune.rs`.
@@ -11,8 +12,29 @@ use std::collections::BTreeMap;
 use common::model_dir::fails_with;
 use serde_json::Value;
 use wgbert::ops::DType;
+use wgbert::ops::attention::{self, Tiles};
 use wgbert::ops::matmul::tiled;
-use wgbert::ops::tune::{self, Cache, DeviceKey, Entry, MATMUL_TILED, RowClass};
+use wgbert::ops::tune::{self, ATTENTION, Cache, DeviceKey, Entry, MATMUL_TILED, RowClass};
+
+/// The static choice `wgbert tune` reports for a family at ModernBERT's head size.
+fn default_name(op: &str) -> String {
+    if op == MATMUL_TILED {
+        tiled::DEFAULT.name()
+    } else {
+        Tiles::default_for(64, common::gpu().caps()).name()
+    }
+}
+
+/// Whether `name` is a configuration of family `op`.
+fn known(op: &str, name: &str) -> bool {
+    match op {
+        MATMUL_TILED => tiled::Config::parse(name).is_some(),
+        ATTENTION => {
+            attention::CANDIDATES.iter().any(|t| t.name() == name) || name == default_name(op)
+        }
+        _ => false,
+    }
+}
 
 fn device(driver: &str) -> DeviceKey {
     DeviceKey {
@@ -38,7 +60,7 @@ fn the_cache_round_trips_and_a_new_driver_invalidates_it() {
     let dir = tempfile::tempdir().unwrap();
     let cache = Cache::in_dir(&dir.path().join("nested"));
     let (old, new) = (device("1.0"), device("1.1"));
-    let (mid, large) = (RowClass::Mid, RowClass::Large);
+    let (mid, large) = (RowClass::Mid.name(), RowClass::Large.name());
     assert_eq!(cache.get(&old, MATMUL_TILED, mid, DType::F16), None);
     cache
         .put(&old, MATMUL_TILED, mid, DType::F16, entry("64x128"))
@@ -80,7 +102,7 @@ fn every_candidate_passes_its_check_and_times_where_timestamps_exist() {
         dtypes.push(DType::F16);
     }
     for dtype in dtypes {
-        for config in tiled::CANDIDATES.into_iter().filter(|c| c.fits(gpu.caps())) {
+        for config in tiled::fitting(gpu.caps()) {
             tune::check_tiled(&gpu, dtype, config).unwrap();
             if gpu.caps().timestamps {
                 let s = tune::time_tiled(&gpu, dtype, config, (40, 48, 72)).unwrap();
@@ -88,6 +110,71 @@ fn every_candidate_passes_its_check_and_times_where_timestamps_exist() {
             }
         }
     }
+}
+
+#[test]
+fn every_attention_candidate_passes_its_check_and_times_where_timestamps_exist() {
+    let gpu = common::gpu();
+    let mut dtypes = vec![DType::F32];
+    if gpu.caps().f16 {
+        dtypes.push(DType::F16);
+    }
+    let mut checked = 0;
+    for dtype in dtypes {
+        for head_dim in [16, 64] {
+            for tiles in attention::fitting(head_dim, gpu.caps()) {
+                tune::check_attention(&gpu, dtype, head_dim, tiles).unwrap();
+                checked += 1;
+                if gpu.caps().timestamps && dtype == DType::F32 {
+                    let s = tune::time_attention(&gpu, dtype, head_dim, tiles).unwrap();
+                    assert!(s > 0.0 && s.is_finite(), "{} took {s} s", tiles.name());
+                }
+            }
+        }
+    }
+    assert!(checked > 0, "no attention candidate fits the adapter");
+}
+
+/// A tuned (here pinned) attention tile is the one `attention::record` builds, and its
+/// results are the reference's.
+#[test]
+fn attention_records_the_tuned_tile() {
+    use wgbert::ops::attention::{AttentionArgs, PackedCase};
+    use wgbert::runtime::{PlanBuilder, RunSizes};
+    let gpu = common::gpu();
+    // Head size 32, f32: no other test in this binary records attention there.
+    let tiles = Tiles { br: 32, bc: 16 };
+    assert_ne!(tiles, Tiles::default_for(32, gpu.caps()));
+    tune::pin::<tune::PortableAttention>(&gpu, 32, DType::F32, tiles);
+    assert_eq!(tune::attention_tiles(&gpu, 32, DType::F32), tiles);
+    let mut b = PlanBuilder::new(gpu.clone());
+    let args = AttentionArgs {
+        qkv: b.input("qkv", 100 * 3 * 64 * 4),
+        cu_seqlens: b.input("cu_seqlens", 3 * 4),
+        key_lens: None,
+        out: b.output("out", 100 * 64 * 4),
+        n_heads: 2,
+        head_dim: 32,
+        window: None,
+        dtype: DType::F32,
+        variant: None,
+    };
+    attention::record(&mut b, "attention", &args).unwrap();
+    let listing = b.build().unwrap().describe();
+    assert!(listing.contains("BR=32,BC=16"), "{listing}");
+    let case = PackedCase {
+        lens: &[45, 55],
+        key_lens: None,
+        n_heads: 2,
+        head_dim: 32,
+        window: Some(8),
+        dtype: DType::F32,
+    };
+    let qkv = common::rand_vec(100 * 3 * 64, 5, 2.0);
+    let got = attention::run_packed(&gpu, &case, &qkv, None, None).unwrap();
+    let (_, cu) = RunSizes::packed(case.lens);
+    let want = attention::reference_keys(&qkv, &cu, None, 2, 32, Some(8));
+    common::assert_close("pinned tile", &got, &want, 1e-5, 1e-5);
 }
 
 /// Row classes with different tiles get a step each, chosen by the run's rows; the results
@@ -161,12 +248,14 @@ fn tune_then_info_show_the_cached_choice() {
         .success();
     let v: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     let choices = v["choices"].as_array().unwrap();
-    assert_eq!(choices.len(), RowClass::ALL.len(), "{v}");
+    // Each row class of the tiled matmul, and attention at head size 64.
+    assert_eq!(choices.len(), RowClass::ALL.len() + 1, "{v}");
+    assert_eq!(choices.last().unwrap()["op"], ATTENTION, "{v}");
     let timestamps = v["timestamps"].as_bool().unwrap();
     for c in choices {
-        assert_eq!(c["op"], MATMUL_TILED);
+        let op = c["op"].as_str().unwrap();
         let name = c["config"].as_str().unwrap();
-        assert!(tiled::Config::parse(name).is_some(), "{c}");
+        assert!(known(op, name), "{c}");
         if timestamps {
             assert_eq!(c["source"], "tuned", "{c}");
             // The winner is the fastest of the candidates that were timed.
@@ -178,7 +267,7 @@ fn tune_then_info_show_the_cached_choice() {
                 .unwrap();
             assert_eq!(best.0, name, "{c}");
         } else {
-            assert_eq!(c["config"], tiled::DEFAULT.name());
+            assert_eq!(name, default_name(op), "{c}");
         }
     }
     if !timestamps {
@@ -192,7 +281,7 @@ fn tune_then_info_show_the_cached_choice() {
     let adapters: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     let tiles = adapters[0]["tiles"].as_array().unwrap();
     let f32_tiles: Vec<&Value> = tiles.iter().filter(|t| t["dtype"] == "f32").collect();
-    assert_eq!(f32_tiles.len(), RowClass::ALL.len(), "{tiles:?}");
+    assert_eq!(f32_tiles.len(), choices.len(), "{tiles:?}");
     for (t, c) in f32_tiles.iter().zip(choices) {
         assert_eq!(t["source"], "cache", "{t}");
         assert_eq!(t["config"], c["config"]);
@@ -209,7 +298,7 @@ fn autotune_off_keeps_the_defaults_and_bad_settings_are_refused() {
         .success();
     let v: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     for c in v["choices"].as_array().unwrap() {
-        assert_eq!(c["config"], tiled::DEFAULT.name());
+        assert_eq!(c["config"], default_name(c["op"].as_str().unwrap()), "{c}");
         assert!(c["source"].as_str().unwrap().contains("WGBERT_AUTOTUNE=0"));
     }
     assert!(!dir.path().join("tune.json").exists());

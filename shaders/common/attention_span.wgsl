@@ -7,7 +7,7 @@
 // Dispatch: x = query tiles of BR rows (ceil(max_seqlen / BR)), y/z = (head, sequence) pairs
 // spread by runtime::grid (linear = wg.y + wg.z * nwg.y; head = linear % n_heads).
 
-// Binding 0: `p`, a AttentionParams (src/ops/attention/kernel.rs; gpu_params! writes its WGSL).
+// Binding 0: `p`, the AttentionParams of src/ops/attention/kernel.rs (gpu_params! writes its WGSL).
 {{PARAMS}}
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<{{ELEM}}>>;
 @group(0) @binding(2) var<storage, read> cu_seqlens: array<u32>;

@@ -14,7 +14,7 @@
 #include "common/math.wgsl"
 #endif
 
-// Binding 0: `p`, a MatmulParams (src/ops/matmul/kernel.rs; gpu_params! writes its WGSL).
+// Binding 0: `p`, the MatmulParams of src/ops/matmul/kernel.rs (gpu_params! writes its WGSL).
 {{PARAMS}}
 @group(0) @binding(1) var<storage, read> x: array<{{ELEM}}>;
 @group(0) @binding(2) var<storage, read> w: array<{{ELEM}}>;

@@ -1,8 +1,8 @@
 //! `wgbert bench --kernels`: matmul and attention sweeps on ModernBERT-base shapes (and a
 //! 4096^3 square matmul), timed on the GPU with timestamp queries where available (wall time
 //! otherwise), reported in TFLOP/s. `--sweep` also times every candidate tile configuration
-//! of the tiled matmul (`ops::tune`) on each matmul shape, and the tensor-core matmul where
-//! the adapter has it.
+//! of the tiled matmul (`ops::tune`) on each matmul shape, the tensor-core matmul where the
+//! adapter has it, and every candidate tile of the portable attention kernel.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -104,12 +104,14 @@ fn matmul_case(
     Ok(2.0 * t as f64 * k as f64 * n as f64 / secs / 1e12)
 }
 
+/// Attention over `seqs` sequences of `len` tokens (12 heads of 64), with the automatic
+/// choice of kernel, or the portable kernel at `tiles`.
 fn attention_case(
     gpu: &Arc<Gpu>,
     dt: DType,
-    seqs: u32,
-    len: u32,
+    (seqs, len): (u32, u32),
     window: Option<u32>,
+    tiles: Option<attention::Tiles>,
 ) -> Result<f64> {
     let (heads, d) = (12u32, 64u32);
     let t = seqs * len;
@@ -118,21 +120,24 @@ fn attention_case(
     let qkv = b.input("qkv", t as u64 * 3 * heads as u64 * d as u64 * e);
     let cu = b.input("cu_seqlens", (seqs as u64 + 1) * 4);
     let out = b.output("out", t as u64 * heads as u64 * d as u64 * e);
-    attention::record(
-        &mut b,
-        "attention",
-        &AttentionArgs {
-            qkv,
-            cu_seqlens: cu,
-            key_lens: None,
-            out,
-            n_heads: heads,
-            head_dim: d,
-            window,
-            dtype: dt,
-            variant: None,
-        },
-    )?;
+    let args = AttentionArgs {
+        qkv,
+        cu_seqlens: cu,
+        key_lens: None,
+        out,
+        n_heads: heads,
+        head_dim: d,
+        window,
+        dtype: dt,
+        variant: None,
+    };
+    match tiles {
+        Some(tiles) => {
+            let kernel = attention::kernel(dt, d, tiles);
+            attention::record_kernel(&mut b, "attention", &args, Some(kernel))?
+        }
+        None => attention::record(&mut b, "attention", &args)?,
+    }
     let mut plan = b.build()?;
     let cu_v: Vec<u32> = (0..=seqs).map(|i| i * len).collect();
     plan.write(cu, bytemuck::cast_slice(&cu_v))?;
@@ -161,6 +166,15 @@ pub fn run(gpu: &Arc<Gpu>, dtype: Option<DType>, json_out: bool, sweep: bool) ->
     }
     let cache = wgbert::ops::tune::Cache::default_location();
     wgbert::ops::tune::ensure_tiled(gpu, dt, &cache, wgbert::ops::tune::Mode::Ensure, None)?;
+    let d = [super::tune::MODERNBERT_HEAD_DIM];
+    wgbert::ops::tune::ensure_attention(
+        gpu,
+        dt,
+        &d,
+        &cache,
+        wgbert::ops::tune::Mode::Ensure,
+        None,
+    )?;
     let small = std::env::var("WGBERT_BENCH_SMALL").is_ok_and(|v| v == "1");
     let t = if small { 256 } else { 32768 };
     let act = wgbert::ops::Activation::GeluErf;
@@ -182,9 +196,8 @@ pub fn run(gpu: &Arc<Gpu>, dtype: Option<DType>, json_out: bool, sweep: bool) ->
     }
     if sweep {
         // Every candidate of the tiled kernel, and the tensor-core kernel where it runs.
-        let mut picks: Vec<(String, Pick)> = tiled::CANDIDATES
+        let mut picks: Vec<(String, Pick)> = tiled::fitting(gpu.caps())
             .into_iter()
-            .filter(|c| c.fits(gpu.caps()))
             .map(|c| (format!("tiled {}", c.name()), Pick::Tiled(c)))
             .collect();
         if dt == DType::F16 && matmul::coop_status(gpu, dt).is_ok() {
@@ -199,18 +212,34 @@ pub fn run(gpu: &Arc<Gpu>, dtype: Option<DType>, json_out: bool, sweep: bool) ->
     }
     let (s512, s8k) = if small { (4, 1) } else { (64, 4) };
     let long = if small { 1024 } else { 8192 };
-    cases.push((
-        format!("attention global 512 x {s512}"),
-        attention_case(gpu, dt, s512, 512, None)?,
-    ));
-    cases.push((
-        format!("attention global {long} x {s8k}"),
-        attention_case(gpu, dt, s8k, long, None)?,
-    ));
-    cases.push((
-        format!("attention window 64, {long} x {s8k}"),
-        attention_case(gpu, dt, s8k, long, Some(64))?,
-    ));
+    let attentions = [
+        (format!("attention global 512 x {s512}"), (s512, 512), None),
+        (
+            format!("attention global {long} x {s8k}"),
+            (s8k, long),
+            None,
+        ),
+        (
+            format!("attention window 64, {long} x {s8k}"),
+            (s8k, long),
+            Some(64),
+        ),
+    ];
+    for (name, shape, window) in &attentions {
+        cases.push((
+            name.clone(),
+            attention_case(gpu, dt, *shape, *window, None)?,
+        ));
+    }
+    if sweep {
+        // Every candidate tile of the portable kernel at ModernBERT's head size.
+        for tiles in attention::fitting(64, gpu.caps()) {
+            for (name, shape, window) in &attentions {
+                let tf = attention_case(gpu, dt, *shape, *window, Some(tiles))?;
+                cases.push((format!("{name} [portable {}]", tiles.name()), tf));
+            }
+        }
+    }
     if json_out {
         let m: serde_json::Map<String, serde_json::Value> =
             cases.iter().map(|(k, v)| (k.clone(), json!(v))).collect();

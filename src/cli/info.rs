@@ -25,6 +25,10 @@ fn tiles(a: &AdapterReport) -> Vec<Choice> {
         if let Ok(c) = tune::ensure_tiled(&gpu, dtype, &cache, Mode::Lookup, None) {
             out.extend(c);
         }
+        let d = [super::tune::MODERNBERT_HEAD_DIM];
+        if let Ok(c) = tune::ensure_attention(&gpu, dtype, &d, &cache, Mode::Lookup, None) {
+            out.extend(c);
+        }
     }
     out
 }

@@ -1,7 +1,8 @@
 //! `wgbert tune`: times every candidate tile configuration on this device now (with a
 //! progress bar), keeps the fastest that passes its check, and caches it on disk for later
-//! runs (`ops::tune`). Loading a model does the same on first use; this runs it explicitly,
-//! for f32 and f16 (or the global `--dtype`), and reports every candidate's time.
+//! runs (`ops::tune`): the tiled matmul per row class and the portable attention kernel at
+//! ModernBERT's head size. Loading a model does the same on first use; this runs it
+//! explicitly, for f32 and f16 (or the global `--dtype`), and reports every candidate's time.
 
 use anyhow::Result;
 use clap::Args;
@@ -10,6 +11,10 @@ use wgbert::ops::tune::{self, Cache, Mode};
 use wgbert::runtime::Gpu;
 
 use super::Global;
+
+/// The head size of every ModernBERT (base: 768 / 12, large: 1024 / 16); a model of another
+/// head size tunes its own when it loads.
+pub const MODERNBERT_HEAD_DIM: u32 = 64;
 
 #[derive(Args, Debug)]
 pub struct TuneArgs {
@@ -32,6 +37,14 @@ pub fn run(g: &Global, a: &TuneArgs) -> Result<()> {
         choices.extend(tune::ensure_tiled(
             &gpu,
             dtype,
+            &cache,
+            Mode::Force,
+            bar.as_deref(),
+        )?);
+        choices.extend(tune::ensure_attention(
+            &gpu,
+            dtype,
+            &[MODERNBERT_HEAD_DIM],
             &cache,
             Mode::Force,
             bar.as_deref(),

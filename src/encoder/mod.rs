@@ -197,18 +197,37 @@ impl Encoder {
         Ok(enc)
     }
 
-    /// Tunes the tiled matmul's tiles for this model's precision on its device, once per
-    /// device (choices cached on disk, `ops::tune`), unless the tensor-core matmul takes
-    /// its products. A cache that cannot be written only costs a warning.
+    /// Tunes the tiled matmul's tiles and the portable attention kernel's (at this model's
+    /// head size) for its precision on its device, once per device (choices cached on disk,
+    /// `ops::tune`), except where the tensor-core kernels do the work. A cache that cannot be
+    /// written only costs a warning.
     fn autotune(&self, progress: Option<&dyn crate::progress::Progress>) -> Result<()> {
+        use crate::ops::tune::{self, Cache, Mode};
         let dtype = self.weights.dtype;
-        if dtype == DType::F16 && crate::ops::matmul::coop_status(&self.gpu, dtype).is_ok() {
-            return Ok(());
-        }
-        use crate::ops::tune::{Cache, Mode};
+        let coop = |status: std::result::Result<_, String>| dtype == DType::F16 && status.is_ok();
         let cache = Cache::default_location();
-        let choices =
-            crate::ops::tune::ensure_tiled(&self.gpu, dtype, &cache, Mode::Ensure, progress)?;
+        let mut choices = Vec::new();
+        if !coop(crate::ops::matmul::coop_status(&self.gpu, dtype)) {
+            choices.extend(tune::ensure_tiled(
+                &self.gpu,
+                dtype,
+                &cache,
+                Mode::Ensure,
+                progress,
+            )?);
+        }
+        let head_dim = u32::try_from(self.config.head_dim).unwrap_or(0);
+        let portable = crate::ops::attention::HEAD_DIMS.contains(&head_dim);
+        if portable && !coop(crate::ops::attention::coop_status(&self.gpu, dtype)) {
+            choices.extend(tune::ensure_attention(
+                &self.gpu,
+                dtype,
+                &[head_dim],
+                &cache,
+                Mode::Ensure,
+                progress,
+            )?);
+        }
         for c in choices {
             log::info!(
                 "{} {} {}: {} ({})",

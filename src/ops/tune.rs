@@ -5,12 +5,14 @@
 //! on disk, keyed by adapter, backend, driver, driver version and crate version, so a new
 //! driver or a new wgbert tunes again.
 //!
-//! Today one family is tuned: the tiled matmul (`matmul::tiled::CANDIDATES`), in two row
-//! classes. Settings: `WGBERT_AUTOTUNE` ([`Setting`]: unset tunes on real GPUs, `1` on any
-//! adapter, `0` never); `WGBERT_CACHE` names the cache directory (default: the platform's
+//! Two families are tuned ([`Family`]): the tiled matmul (`matmul::tiled::CANDIDATES`) in two
+//! row classes, and the portable attention kernel (`attention::CANDIDATES`) per head size.
+//! Settings: `WGBERT_AUTOTUNE` ([`Setting`]: unset tunes on real GPUs, `1` on any adapter,
+//! `0` never); `WGBERT_CACHE` names the cache directory (default: the platform's
 //! cache directory, e.g. `~/.cache/wgbert`). An adapter without timestamp queries keeps the
 //! default: wall-clock timing of single dispatches is too noisy to choose by.
 
+use std::any::Any;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -18,15 +20,17 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::ops::DType;
-use crate::ops::coop::f16_values;
+use crate::ops::attention;
+use crate::ops::coop::{f16_values, first_mismatch};
 use crate::ops::matmul::{self, Epilogue, MatmulArgs, tiled};
 use crate::ops::{Activation, Rows};
 use crate::progress::Progress;
-use crate::runtime::{Gpu, PlanBuilder, RunSizes};
+use crate::runtime::{Gpu, Plan, PlanBuilder, RunSizes};
 use crate::{Error, Result};
 
-/// The tuned kernel family (its name in caches and reports).
+/// The tuned kernel families (their names in caches and reports).
 pub const MATMUL_TILED: &str = "matmul_tiled";
+pub const ATTENTION: &str = "attention";
 
 /// Row classes of the tiled matmul: the rows a run has decide which tuned tile it uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -119,20 +123,19 @@ impl DeviceKey {
         format!("{}|{}", self.adapter, self.backend)
     }
 
-    fn entry(&self, op: &str, class: RowClass, dtype: DType) -> String {
+    fn entry(&self, op: &str, class: &str, dtype: DType) -> String {
         format!(
-            "{}|{}|{}|wgbert {}|{op}|{}|{}",
+            "{}|{}|{}|wgbert {}|{op}|{class}|{}",
             self.adapter_part(),
             self.driver,
             self.driver_info,
             env!("CARGO_PKG_VERSION"),
-            class.name(),
             dtype.wgsl()
         )
     }
 
-    fn same_slot(&self, key: &str, op: &str, class: RowClass, dtype: DType) -> bool {
-        let tail = format!("|{op}|{}|{}", class.name(), dtype.wgsl());
+    fn same_slot(&self, key: &str, op: &str, class: &str, dtype: DType) -> bool {
+        let tail = format!("|{op}|{class}|{}", dtype.wgsl());
         key.starts_with(&format!("{}|", self.adapter_part())) && key.ends_with(&tail)
     }
 }
@@ -196,7 +199,7 @@ impl Cache {
     }
 
     /// The cached entry for this device, family, class and precision.
-    pub fn get(&self, dev: &DeviceKey, op: &str, class: RowClass, dtype: DType) -> Option<Entry> {
+    pub fn get(&self, dev: &DeviceKey, op: &str, class: &str, dtype: DType) -> Option<Entry> {
         self.read().entries.remove(&dev.entry(op, class, dtype))
     }
 
@@ -207,7 +210,7 @@ impl Cache {
         &self,
         dev: &DeviceKey,
         op: &str,
-        class: RowClass,
+        class: &str,
         dtype: DType,
         entry: Entry,
     ) -> Result<()> {
@@ -283,49 +286,157 @@ pub fn pick<C: Copy>(
     Ok((best.map_or(default, |(c, _)| c), timings))
 }
 
-/// The tuned choices of this process: (device, class, precision) to configuration.
-type Table = HashMap<(String, RowClass, DType), tiled::Config>;
+/// A kernel family whose tile configuration is tuned per device, shape class and precision.
+pub trait Family {
+    /// The family's name in caches and reports.
+    const OP: &'static str;
+    type Config: Copy + Send + 'static;
+    type Class: Copy;
+    /// The class's name in caches and reports.
+    fn class_name(class: Self::Class) -> String;
+    /// The candidates this device can run for `class`.
+    fn candidates(gpu: &Gpu, class: Self::Class) -> Vec<Self::Config>;
+    /// The static choice: without tuning, timestamps or a passing candidate.
+    fn default(gpu: &Gpu, class: Self::Class) -> Self::Config;
+    /// The configuration's name in caches and reports (`64x64`).
+    fn name(config: Self::Config) -> String;
+    /// The CPU-reference check of one candidate on the device.
+    fn check(gpu: &Arc<Gpu>, dtype: DType, class: Self::Class, config: Self::Config) -> Result<()>;
+    /// Seconds per run of one candidate on the class's representative shape.
+    fn time(gpu: &Arc<Gpu>, dtype: DType, class: Self::Class, config: Self::Config) -> Result<f64>;
+}
+
+/// The tiled matmul, tuned per row class.
+pub struct TiledMatmul;
+
+impl Family for TiledMatmul {
+    const OP: &'static str = MATMUL_TILED;
+    type Config = tiled::Config;
+    type Class = RowClass;
+
+    fn class_name(class: RowClass) -> String {
+        class.name().to_string()
+    }
+
+    fn candidates(gpu: &Gpu, _: RowClass) -> Vec<tiled::Config> {
+        tiled::fitting(gpu.caps())
+    }
+
+    fn default(_: &Gpu, _: RowClass) -> tiled::Config {
+        tiled::DEFAULT
+    }
+
+    fn name(config: tiled::Config) -> String {
+        config.name()
+    }
+
+    fn check(gpu: &Arc<Gpu>, dtype: DType, _: RowClass, config: tiled::Config) -> Result<()> {
+        check_tiled(gpu, dtype, config)
+    }
+
+    fn time(gpu: &Arc<Gpu>, dtype: DType, class: RowClass, config: tiled::Config) -> Result<f64> {
+        time_tiled(gpu, dtype, config, class.representative())
+    }
+}
+
+/// The portable attention kernel, tuned per head size.
+pub struct PortableAttention;
+
+impl Family for PortableAttention {
+    const OP: &'static str = ATTENTION;
+    type Config = attention::Tiles;
+    /// The head size.
+    type Class = u32;
+
+    fn class_name(head_dim: u32) -> String {
+        format!("d{head_dim}")
+    }
+
+    fn candidates(gpu: &Gpu, head_dim: u32) -> Vec<attention::Tiles> {
+        attention::fitting(head_dim, gpu.caps())
+    }
+
+    fn default(gpu: &Gpu, head_dim: u32) -> attention::Tiles {
+        attention::Tiles::default_for(head_dim, gpu.caps())
+    }
+
+    fn name(tiles: attention::Tiles) -> String {
+        tiles.name()
+    }
+
+    fn check(gpu: &Arc<Gpu>, dtype: DType, d: u32, tiles: attention::Tiles) -> Result<()> {
+        check_attention(gpu, dtype, d, tiles)
+    }
+
+    fn time(gpu: &Arc<Gpu>, dtype: DType, d: u32, tiles: attention::Tiles) -> Result<f64> {
+        time_attention(gpu, dtype, d, tiles)
+    }
+}
+
+/// The tuned (or pinned) choices of this process: cache key (device, family, class,
+/// precision) to the family's configuration.
+type Table = HashMap<String, Box<dyn Any + Send>>;
 static TUNED: Mutex<Option<Table>> = Mutex::new(None);
 /// Held while tuning, so that threads loading models at once tune once.
 static TUNING: Mutex<()> = Mutex::new(());
 
-fn table_key(gpu: &Gpu, class: RowClass, dtype: DType) -> (String, RowClass, DType) {
-    (
-        DeviceKey::of(gpu).entry(MATMUL_TILED, class, dtype),
-        class,
-        dtype,
-    )
+fn table_key<F: Family>(gpu: &Gpu, class: F::Class, dtype: DType) -> String {
+    DeviceKey::of(gpu).entry(F::OP, &F::class_name(class), dtype)
 }
 
-/// The tiled matmul configuration for `class` and `dtype` on this device: the tuned one when
-/// `ensure_tiled` or `tune_tiled` has run, else the default.
-pub fn tiled_config(gpu: &Gpu, class: RowClass, dtype: DType) -> tiled::Config {
-    let key = table_key(gpu, class, dtype);
-    TUNED
-        .lock()
-        .ok()
-        .and_then(|t| t.as_ref().and_then(|t| t.get(&key).copied()))
-        .unwrap_or(tiled::DEFAULT)
+/// The candidate (or the default) of `F` named `name` on this device.
+fn named<F: Family>(gpu: &Gpu, class: F::Class, name: &str) -> Option<F::Config> {
+    F::candidates(gpu, class)
+        .into_iter()
+        .chain([F::default(gpu, class)])
+        .find(|&c| F::name(c) == name)
+}
+
+fn in_process<F: Family>(gpu: &Gpu, class: F::Class, dtype: DType) -> Option<F::Config> {
+    let key = table_key::<F>(gpu, class, dtype);
+    let table = TUNED.lock().ok()?;
+    table
+        .as_ref()?
+        .get(&key)?
+        .downcast_ref::<F::Config>()
+        .copied()
+}
+
+/// The configuration of `F` for `class` and `dtype` on this device: the tuned one when
+/// `ensure` has run (or `pin` set one), else the default.
+pub fn config<F: Family>(gpu: &Gpu, class: F::Class, dtype: DType) -> F::Config {
+    in_process::<F>(gpu, class, dtype).unwrap_or_else(|| F::default(gpu, class))
 }
 
 /// Uses `config` for `class` and `dtype` on this device from now on in this process, as if
 /// tuned (an application that knows its best tile, or a test of the per-class plan).
-pub fn pin_tiled(gpu: &Gpu, class: RowClass, dtype: DType, config: tiled::Config) {
-    remember(gpu, class, dtype, config);
-}
-
-fn remember(gpu: &Gpu, class: RowClass, dtype: DType, config: tiled::Config) {
+pub fn pin<F: Family>(gpu: &Gpu, class: F::Class, dtype: DType, config: F::Config) {
     if let Ok(mut t) = TUNED.lock() {
         t.get_or_insert_with(HashMap::new)
-            .insert(table_key(gpu, class, dtype), config);
+            .insert(table_key::<F>(gpu, class, dtype), Box::new(config));
     }
+}
+
+/// The tiled matmul's configuration for `class` and `dtype` on this device.
+pub fn tiled_config(gpu: &Gpu, class: RowClass, dtype: DType) -> tiled::Config {
+    config::<TiledMatmul>(gpu, class, dtype)
+}
+
+/// `pin` for the tiled matmul.
+pub fn pin_tiled(gpu: &Gpu, class: RowClass, dtype: DType, config: tiled::Config) {
+    pin::<TiledMatmul>(gpu, class, dtype, config);
+}
+
+/// The portable attention kernel's tiles for `head_dim` and `dtype` on this device.
+pub fn attention_tiles(gpu: &Gpu, head_dim: u32, dtype: DType) -> attention::Tiles {
+    config::<PortableAttention>(gpu, head_dim, dtype)
 }
 
 /// One class's choice, as reported by `wgbert tune` and `wgbert info`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Choice {
     pub op: &'static str,
-    pub class: &'static str,
+    pub class: String,
     pub dtype: &'static str,
     pub config: String,
     /// Where it came from: "tuned", "cache", "default (…why)".
@@ -333,7 +444,7 @@ pub struct Choice {
     pub timings: BTreeMap<String, Option<f64>>,
 }
 
-/// What `ensure_tiled` may do to get a choice.
+/// What `ensure` may do to get a choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// Report what this process or the cache holds, else the default; never time.
@@ -344,9 +455,7 @@ pub enum Mode {
     Force,
 }
 
-/// Makes sure the tiled matmul has a configuration for every row class in `dtype` on this
-/// device: from this process, the disk cache, or by tuning now, as `mode` allows.
-/// `WGBERT_AUTOTUNE=0` leaves the defaults. `progress` hears of each candidate timed.
+/// `ensure` for the tiled matmul, every row class.
 pub fn ensure_tiled(
     gpu: &Arc<Gpu>,
     dtype: DType,
@@ -354,24 +463,47 @@ pub fn ensure_tiled(
     mode: Mode,
     progress: Option<&dyn Progress>,
 ) -> Result<Vec<Choice>> {
+    ensure::<TiledMatmul>(gpu, dtype, &RowClass::ALL, cache, mode, progress)
+}
+
+/// `ensure` for the portable attention kernel at these head sizes.
+pub fn ensure_attention(
+    gpu: &Arc<Gpu>,
+    dtype: DType,
+    head_dims: &[u32],
+    cache: &Cache,
+    mode: Mode,
+    progress: Option<&dyn Progress>,
+) -> Result<Vec<Choice>> {
+    ensure::<PortableAttention>(gpu, dtype, head_dims, cache, mode, progress)
+}
+
+/// Makes sure family `F` has a configuration for every class of `classes` in `dtype` on this
+/// device: from this process, the disk cache, or by tuning now, as `mode` allows.
+/// `WGBERT_AUTOTUNE=0` leaves the defaults. `progress` hears of each candidate timed.
+pub fn ensure<F: Family>(
+    gpu: &Arc<Gpu>,
+    dtype: DType,
+    classes: &[F::Class],
+    cache: &Cache,
+    mode: Mode,
+    progress: Option<&dyn Progress>,
+) -> Result<Vec<Choice>> {
     let force = mode == Mode::Force;
     let mut out = Vec::new();
-    let base = |class: RowClass, config: tiled::Config, source: String| Choice {
-        op: MATMUL_TILED,
-        class: class.name(),
+    let base = |class: F::Class, config: F::Config, source: String| Choice {
+        op: F::OP,
+        class: F::class_name(class),
         dtype: dtype.wgsl(),
-        config: config.name(),
+        config: F::name(config),
         source,
         timings: BTreeMap::new(),
     };
     let setting = Setting::from_env()?;
     if setting == Setting::Off {
-        for class in RowClass::ALL {
-            out.push(base(
-                class,
-                tiled::DEFAULT,
-                "default (WGBERT_AUTOTUNE=0)".into(),
-            ));
+        for &class in classes {
+            let default = F::default(gpu, class);
+            out.push(base(class, default, "default (WGBERT_AUTOTUNE=0)".into()));
         }
         return Ok(out);
     }
@@ -385,24 +517,17 @@ pub fn ensure_tiled(
         .lock()
         .map_err(|_| Error::Option("tuning lock poisoned".into()))?;
     let dev = DeviceKey::of(gpu);
-    let candidates: Vec<tiled::Config> = tiled::CANDIDATES
-        .into_iter()
-        .filter(|c| c.fits(gpu.caps()))
-        .collect();
-    for class in RowClass::ALL {
-        let in_process = TUNED.lock().ok().and_then(|t| {
-            t.as_ref()
-                .and_then(|t| t.get(&table_key(gpu, class, dtype)).copied())
-        });
-        if let (false, Some(config)) = (force, in_process) {
+    for &class in classes {
+        let class_name = F::class_name(class);
+        let default = F::default(gpu, class);
+        if let (false, Some(config)) = (force, in_process::<F>(gpu, class, dtype)) {
             out.push(base(class, config, "this process".into()));
             continue;
         }
-        let cached = cache.get(&dev, MATMUL_TILED, class, dtype);
+        let cached = cache.get(&dev, F::OP, &class_name, dtype);
         if let (false, Some(entry)) = (force, &cached) {
-            if let Some(config) = tiled::Config::parse(&entry.config).filter(|c| c.fits(gpu.caps()))
-            {
-                remember(gpu, class, dtype, config);
+            if let Some(config) = named::<F>(gpu, class, &entry.config) {
+                pin::<F>(gpu, class, dtype, config);
                 out.push(Choice {
                     timings: entry.timings.clone(),
                     ..base(class, config, "cache".into())
@@ -416,23 +541,24 @@ pub fn ensure_tiled(
             } else {
                 "not tuned yet"
             };
-            out.push(base(class, tiled::DEFAULT, format!("default ({why})")));
+            out.push(base(class, default, format!("default ({why})")));
             continue;
         }
+        let candidates = F::candidates(gpu, class);
         if let Some(p) = progress {
-            let what = format!("tuning {MATMUL_TILED} {} {}", class.name(), dtype.wgsl());
+            let what = format!("tuning {} {class_name} {}", F::OP, dtype.wgsl());
             p.start(&what, candidates.len() as u64);
         }
         let timestamps = gpu.caps().timestamps;
         let (config, timings) = pick(
             &candidates,
-            tiled::DEFAULT,
+            default,
             timestamps,
-            |c| check_tiled(gpu, dtype, c),
+            |c| F::check(gpu, dtype, class, c),
             |c| {
-                let t = time_tiled(gpu, dtype, c, class.representative());
+                let t = F::time(gpu, dtype, class, c);
                 if let Some(p) = progress {
-                    p.advance(1, &c.name());
+                    p.advance(1, &F::name(c));
                 }
                 t
             },
@@ -440,16 +566,16 @@ pub fn ensure_tiled(
         if let Some(p) = progress {
             p.finish();
         }
-        remember(gpu, class, dtype, config);
+        pin::<F>(gpu, class, dtype, config);
         let timings: BTreeMap<String, Option<f64>> =
-            timings.into_iter().map(|(c, t)| (c.name(), t)).collect();
+            timings.into_iter().map(|(c, t)| (F::name(c), t)).collect();
         let source = if timestamps {
             let entry = Entry {
-                config: config.name(),
+                config: F::name(config),
                 timings: timings.clone(),
             };
             // A cache that cannot be written (read-only home) costs a re-tune next time.
-            if let Err(e) = cache.put(&dev, MATMUL_TILED, class, dtype, entry) {
+            if let Err(e) = cache.put(&dev, F::OP, &class_name, dtype, entry) {
                 log::warn!("autotune: the choice is not cached: {e}");
             }
             "tuned".to_string()
@@ -526,15 +652,104 @@ pub fn time_tiled(
         kernel,
         tiled::tile(config, Epilogue::None),
     )?;
-    let mut plan = b.build()?;
-    let sizes = RunSizes::default();
-    plan.run(&sizes)?;
+    time_plan(&mut b.build()?, &RunSizes::default())
+}
+
+/// Seconds per run of `plan`: one warm-up run, then the mean GPU time of three (timestamp
+/// queries).
+fn time_plan(plan: &mut Plan, sizes: &RunSizes) -> Result<f64> {
+    plan.run(sizes)?;
     let reps = 3;
     let mut ns = 0.0;
     for _ in 0..reps {
-        ns += plan.run_profiled(&sizes)?.total_ns();
+        ns += plan.run_profiled(sizes)?.total_ns();
     }
     Ok(ns / reps as f64 * 1e-9)
+}
+
+/// The CPU-reference check of one attention tile configuration: ragged sequences around
+/// every tile size, global and banded (window 8, narrower than a key tile) with key limits.
+pub fn check_attention(
+    gpu: &Arc<Gpu>,
+    dtype: DType,
+    head_dim: u32,
+    tiles: attention::Tiles,
+) -> Result<()> {
+    let lens = [1u32, 33, 70, 130];
+    let keys = [1u32, 20, 70, 100];
+    let tol = match dtype {
+        DType::F32 => 1e-4,
+        DType::F16 => 4e-3,
+    };
+    for (window, key_lens) in [(None, None), (Some(8), Some(&keys[..]))] {
+        let case = attention::PackedCase {
+            lens: &lens,
+            key_lens,
+            n_heads: 2,
+            head_dim,
+            window,
+            dtype,
+        };
+        let h = (2 * head_dim) as usize;
+        let qkv = dtype.decode(&dtype.encode(&f16_values(case.rows() * 3 * h, 17, 2.0)));
+        let kernel = attention::kernel(dtype, head_dim, tiles);
+        let got = attention::run_packed(gpu, &case, &qkv, None, Some(kernel))?;
+        let (_, cu) = RunSizes::packed(&lens);
+        let want = attention::reference_keys(&qkv, &cu, key_lens, 2, head_dim, window);
+        if let Some((j, g, r)) = first_mismatch(&got, &want, tol, tol) {
+            return Err(Error::Unsupported(format!(
+                "{ATTENTION} {} check {case:?}: out[{}, {}] = {g}, reference {r}",
+                tiles.name(),
+                j / h,
+                j % h
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Seconds per run of one attention tile configuration on ModernBERT-base's global layer
+/// shape: 4 sequences of 512 tokens, 12 heads (one sequence of 128 with
+/// `WGBERT_BENCH_SMALL=1`, for software adapters).
+pub fn time_attention(
+    gpu: &Arc<Gpu>,
+    dtype: DType,
+    head_dim: u32,
+    tiles: attention::Tiles,
+) -> Result<f64> {
+    let small = std::env::var("WGBERT_BENCH_SMALL").is_ok_and(|v| v == "1");
+    let (seqs, len) = if small { (1u32, 128u32) } else { (4, 512) };
+    let heads = 12u32;
+    let t = (seqs * len) as u64;
+    let h = (heads * head_dim) as u64;
+    let es = dtype.size();
+    let mut b = PlanBuilder::new(gpu.clone());
+    let qkv = b.input("tune qkv", t * 3 * h * es);
+    let cu = b.input("tune cu_seqlens", (seqs as u64 + 1) * 4);
+    let args = attention::AttentionArgs {
+        qkv,
+        cu_seqlens: cu,
+        key_lens: None,
+        out: b.output("tune out", t * h * es),
+        n_heads: heads,
+        head_dim,
+        window: None,
+        dtype,
+        variant: None,
+    };
+    let kernel = attention::kernel(dtype, head_dim, tiles);
+    attention::record_kernel(&mut b, "tune", &args, Some(kernel))?;
+    let sizes = RunSizes {
+        rows: t as u32,
+        segments: seqs,
+        max_segment: len,
+        selected: 0,
+    };
+    // The plan's inputs start zeroed: uniform scores, the same work as any others.
+    let cu_v: Vec<u32> = (0..=seqs).map(|i| i * len).collect();
+    let mut plan = b.build()?;
+    plan.write(cu, bytemuck::cast_slice(&cu_v))?;
+    time_plan(&mut plan, &sizes)
 }
 
 #[cfg(test)]

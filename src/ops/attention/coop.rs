@@ -20,7 +20,9 @@ use crate::ops::DType;
 use crate::ops::coop::{self, Shape};
 use crate::runtime::{Access, Capabilities, Kernel};
 
-/// Query rows per workgroup (`BR` in the shader; the portable kernel's too).
+/// The shader file of the tensor-core kernel.
+pub const SHADER: &str = "attention_coop";
+/// Query rows per workgroup (`BR` in the shader).
 pub const BR: u32 = 64;
 /// Invocations of one workgroup (two per query row in the softmax).
 pub const INVOCATIONS: u32 = 128;
@@ -74,7 +76,7 @@ pub fn supported(caps: &Capabilities) -> std::result::Result<Shape, String> {
 fn build(frag: u32, lanes: u32, head_dim: u32, bc: u32, pad: u32) -> Kernel {
     DType::F16
         .apply(Kernel::new(
-            "attention_coop",
+            SHADER,
             "main",
             &[Access::Read, Access::Read, Access::Read, Access::ReadWrite],
         ))

@@ -18,7 +18,9 @@ use std::sync::Arc;
 use crate::ops::DType;
 use crate::ops::check::Op;
 use crate::ops::coop::{Shape, Verdicts, f16_values, first_mismatch};
-use crate::runtime::{self, Access, Gpu, Kernel, Launch, PlanBuilder, RunSizes, TensorId};
+use crate::runtime::{
+    self, Access, Capabilities, Gpu, Kernel, Launch, PlanBuilder, RunSizes, TensorId,
+};
 use crate::{Error, Result};
 
 /// Which kernel computes the attention; `record` picks one when `AttentionArgs::variant` is
@@ -36,13 +38,11 @@ impl AttentionVariant {
     pub fn name(self) -> &'static str {
         match self {
             AttentionVariant::Portable => "attention",
-            AttentionVariant::Coop => "attention_coop",
+            AttentionVariant::Coop => coop::SHADER,
         }
     }
 }
 
-/// Query rows per workgroup (one invocation each; `BR` in the shader).
-const BR: u32 = 64;
 /// Keys per online-softmax chunk (`CH` in the shader); the key tile is a multiple of it.
 const CH: u32 = 8;
 /// Head sizes with a compiled variant.
@@ -81,8 +81,64 @@ fn key_tile(head_dim: u32, max_workgroup_storage: u32) -> u32 {
     bc
 }
 
-/// The kernel of one precision, head size and key tile.
-pub fn kernel(dtype: DType, head_dim: u32, bc: u32) -> Kernel {
+/// A tile configuration of the portable kernel: `br` query rows per workgroup (one
+/// invocation each, so also the workgroup size) and `bc` keys per staged K/V tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tiles {
+    pub br: u32,
+    pub bc: u32,
+}
+
+impl Tiles {
+    /// The static choice: 64 query rows, K and V tiles within 16 KiB (fewer keys where the
+    /// device allows less workgroup memory).
+    pub fn default_for(head_dim: u32, caps: &Capabilities) -> Tiles {
+        Tiles {
+            br: 64,
+            bc: key_tile(head_dim, caps.max_workgroup_storage),
+        }
+    }
+
+    /// Workgroup memory of the two f32 tiles at `head_dim`.
+    pub fn bytes(self, head_dim: u32) -> u32 {
+        2 * self.bc * head_dim * 4
+    }
+
+    /// Whether the device can run this configuration at `head_dim`.
+    pub fn fits(self, head_dim: u32, caps: &Capabilities) -> bool {
+        self.bc.is_multiple_of(CH)
+            && self.bytes(head_dim) <= caps.max_workgroup_storage
+            && self.br <= caps.max_invocations
+    }
+
+    /// `BRxBC`, as reports and sweeps name it.
+    pub fn name(self) -> String {
+        format!("{}x{}", self.br, self.bc)
+    }
+}
+
+/// Candidate tiles of the portable kernel: 32 to 128 query rows, 16 to 64 keys per tile
+/// (those that `fits` a device and head size). `bench --kernels --sweep` times each; the
+/// tests check each against the reference.
+pub const CANDIDATES: [Tiles; 6] = [
+    Tiles { br: 32, bc: 32 },
+    Tiles { br: 64, bc: 16 },
+    Tiles { br: 64, bc: 32 },
+    Tiles { br: 64, bc: 64 },
+    Tiles { br: 128, bc: 16 },
+    Tiles { br: 128, bc: 32 },
+];
+
+/// The candidates this device can run at `head_dim`.
+pub fn fitting(head_dim: u32, caps: &Capabilities) -> Vec<Tiles> {
+    CANDIDATES
+        .into_iter()
+        .filter(|t| t.fits(head_dim, caps))
+        .collect()
+}
+
+/// The portable kernel of one precision, head size and tile configuration.
+pub fn kernel(dtype: DType, head_dim: u32, tiles: Tiles) -> Kernel {
     dtype
         .apply(Kernel::new(
             "attention",
@@ -91,17 +147,43 @@ pub fn kernel(dtype: DType, head_dim: u32, bc: u32) -> Kernel {
         ))
         .with_params::<AttentionParams>()
         .define("HEAD_DIM", head_dim)
-        .define("BC", bc)
+        .define("BR", tiles.br)
+        .define("BC", tiles.bc)
 }
 
-/// Every variant (16 KiB tiles) and the tensor-core builds, for the translation test.
+/// Query rows per workgroup of an attention kernel: the portable kernel's `BR` define, or
+/// the tensor-core kernel's fixed tile.
+fn query_rows(kernel: &Kernel) -> Result<u32> {
+    if kernel.shader == coop::SHADER {
+        return Ok(coop::BR);
+    }
+    kernel
+        .defines
+        .iter()
+        .find(|(k, _)| k == "BR")
+        .and_then(|(_, v)| v.parse().ok())
+        .ok_or_else(|| Error::Unsupported(format!("{}: no BR define", kernel.name())))
+}
+
+/// Every variant (the default tiles with 16 KiB and every candidate), and the tensor-core
+/// builds, for the translation test.
 pub fn variants() -> Vec<Kernel> {
     let mut v = Vec::new();
     for dtype in [DType::F32, DType::F16] {
         for d in HEAD_DIMS {
-            v.push(kernel(dtype, d, key_tile(d, 16384)));
+            let default = Tiles {
+                br: 64,
+                bc: key_tile(d, 16384),
+            };
+            for tiles in std::iter::once(default).chain(CANDIDATES) {
+                if tiles.bytes(d) <= 32768 {
+                    v.push(kernel(dtype, d, tiles));
+                }
+            }
         }
     }
+    v.sort_by_key(|k| k.name());
+    v.dedup();
     v.extend(coop::variants());
     v
 }
@@ -151,12 +233,13 @@ pub fn self_check(gpu: &Arc<Gpu>, shape: Shape) -> Result<()> {
     let n_heads = 2u32;
     for (i, check) in coop::CHECKS.iter().enumerate() {
         for &head_dim in &coop::HEAD_DIMS {
-            let case = F16Case {
+            let case = PackedCase {
                 lens: check.lens,
                 key_lens: check.key_lens,
                 n_heads,
                 head_dim,
                 window: check.window,
+                dtype: DType::F16,
             };
             let h = (n_heads * head_dim) as usize;
             let qkv = f16_values(case.rows() * 3 * h, 31 + i as u64 + head_dim as u64, 1.0);
@@ -166,7 +249,7 @@ pub fn self_check(gpu: &Arc<Gpu>, shape: Shape) -> Result<()> {
             else {
                 continue;
             };
-            let got = run_f16(gpu, &case, &qkv, None, Some(kernel))?;
+            let got = run_packed(gpu, &case, &qkv, None, Some(kernel))?;
             let (_, cu) = RunSizes::packed(case.lens);
             let want = reference_keys(&qkv, &cu, case.key_lens, n_heads, head_dim, case.window);
             if let Some((j, g, r)) = first_mismatch(&got, &want, coop::CHECK_ATOL, coop::CHECK_RTOL)
@@ -182,49 +265,51 @@ pub fn self_check(gpu: &Arc<Gpu>, shape: Shape) -> Result<()> {
     Ok(())
 }
 
-/// One f16 attention problem over packed sequences (`lens`), for `run_f16`.
+/// One attention problem over packed sequences (`lens`), for `run_packed`.
 #[derive(Debug, Clone, Copy)]
-pub struct F16Case<'a> {
+pub struct PackedCase<'a> {
     pub lens: &'a [u32],
     /// Keys per sequence (`AttentionArgs::key_lens`), when limited.
     pub key_lens: Option<&'a [u32]>,
     pub n_heads: u32,
     pub head_dim: u32,
     pub window: Option<u32>,
+    pub dtype: DType,
 }
 
-impl F16Case<'_> {
+impl PackedCase<'_> {
     /// Tokens of the batch.
     pub fn rows(&self) -> usize {
         self.lens.iter().map(|&l| l as usize).sum()
     }
 }
 
-/// Runs `case` on the GPU over `qkv` ([T, 3H] values, stored as f16) with `kernel`, or with
-/// what `variant` chooses when `kernel` is `None`, and returns the output [T, H]. The plan
-/// has two rows and two sequences of spare capacity, as real plans have. The tensor-core
-/// self-check and the kernel tests run their cases through it.
-pub fn run_f16(
+/// Runs `case` on the GPU over `qkv` ([T, 3H] values, stored as `case.dtype`) with
+/// `kernel`, or with what `variant` chooses when `kernel` is `None`, and returns the output
+/// [T, H]. The plan has two rows and two sequences of spare capacity, as real plans have.
+/// The tensor-core self-check and the kernel tests run their cases through it.
+pub fn run_packed(
     gpu: &Arc<Gpu>,
-    case: &F16Case,
+    case: &PackedCase,
     qkv: &[f32],
     variant: Option<AttentionVariant>,
     kernel: Option<Kernel>,
 ) -> Result<Vec<f32>> {
     let (sizes, cu) = RunSizes::packed(case.lens);
     let (t, h) = (sizes.rows as u64, (case.n_heads * case.head_dim) as u64);
+    let es = case.dtype.size();
     let mut b = PlanBuilder::new(gpu.clone());
     let args = AttentionArgs {
-        qkv: b.input("qkv", (t + 2) * 3 * h * 2),
+        qkv: b.input("qkv", (t + 2) * 3 * h * es),
         cu_seqlens: b.input("cu_seqlens", (cu.len() as u64 + 2) * 4),
         key_lens: case
             .key_lens
             .map(|_| b.input("key_lens", (case.lens.len() as u64 + 2) * 4)),
-        out: b.output("out", (t + 2) * h * 2),
+        out: b.output("out", (t + 2) * h * es),
         n_heads: case.n_heads,
         head_dim: case.head_dim,
         window: case.window,
-        dtype: DType::F16,
+        dtype: case.dtype,
         variant,
     };
     match kernel {
@@ -232,13 +317,13 @@ pub fn run_f16(
         None => record(&mut b, "attention check", &args)?,
     }
     let mut plan = b.build()?;
-    plan.write(args.qkv, &DType::F16.encode(qkv))?;
+    plan.write(args.qkv, &case.dtype.encode(qkv))?;
     plan.write(args.cu_seqlens, bytemuck::cast_slice(&cu))?;
     if let (Some(t), Some(k)) = (args.key_lens, case.key_lens) {
         plan.write(t, bytemuck::cast_slice(k))?;
     }
     plan.run(&sizes)?;
-    Ok(DType::F16.decode(&plan.read(args.out, 0, t * h * 2)?))
+    Ok(case.dtype.decode(&plan.read(args.out, 0, t * h * es)?))
 }
 
 /// Records one attention step with `kernel_override` (a build of the portable or the
@@ -271,17 +356,18 @@ pub fn record_kernel(
     let kernel = match kernel_override {
         Some(k) => k,
         None => {
-            let bc = key_tile(head_dim, caps.max_workgroup_storage);
-            if 2 * bc * head_dim * 4 > caps.max_workgroup_storage {
+            let tiles = crate::ops::tune::attention_tiles(b.gpu(), head_dim, dtype);
+            if !tiles.fits(head_dim, &caps) {
                 return Err(Error::Unsupported(format!(
                     "attention: needs {} bytes of workgroup memory, the device has {}",
-                    2 * bc * head_dim * 4,
+                    tiles.bytes(head_dim),
                     caps.max_workgroup_storage
                 )));
             }
-            kernel(dtype, head_dim, bc)
+            kernel(dtype, head_dim, tiles)
         }
     };
+    let br = query_rows(&kernel)?;
     let hidden = n_heads as u64 * head_dim as u64;
     let qkv_rows = b.bytes(qkv) / (3 * hidden * dtype.size());
     op.bytes(b, "out", out, qkv_rows * hidden * dtype.size())?;
@@ -323,7 +409,7 @@ pub fn record_kernel(
             }
             let pairs = n_heads.saturating_mul(segments);
             let g = runtime::grid(pairs, max_dim);
-            Launch::new(&p, [s.max_segment.div_ceil(BR), g[0], g[1]])
+            Launch::new(&p, [s.max_segment.div_ceil(br), g[0], g[1]])
         },
     )
 }

@@ -56,6 +56,11 @@ impl Config {
     }
 }
 
+/// The candidates this device can run.
+pub fn fitting(caps: &Capabilities) -> Vec<Config> {
+    CANDIDATES.into_iter().filter(|c| c.fits(caps)).collect()
+}
+
 /// The output tile of one workgroup (rows, output columns) for `epilogue`.
 pub fn tile(config: Config, epilogue: Epilogue) -> (u32, u32) {
     let (m, n) = (THREADS * config.rm, THREADS * config.rn);
