@@ -12,7 +12,10 @@
 // Dispatch: p.tiles = ceil(T / TM) * p.tiles_n workgroups spread over x/y (runtime::grid);
 // tile = m_tile * tiles_n + n_tile, so neighbours share their X rows.
 // K advances KS = 32 at a time through two buffers: while the subgroups multiply one block,
-// every invocation loads the next into the other (one barrier per block). X rows are staged
+// every invocation loads the next into the other (one barrier per block). With VEC (K a
+// multiple of 4, so every row starts 8-byte aligned) the loads are 8-byte vectors of four k,
+// fetched into registers before the multiply and stored to the other buffer after it, so
+// their latency hides behind the tensor-core work; without it (ragged K) they are scalar. X rows are staged
 // [row][k] (A, row-major); W rows [n][k], which is B = W^T column-major. Row stride 40
 // halves = 80 bytes: 16-byte aligned as cooperative loads require, and off the 128-byte
 // period so fragment rows spread over banks.
@@ -52,6 +55,59 @@ const OUT_N: u32 = TN;
 var<workgroup> sh: array<f16, 2u * (A_HALVES + B_HALVES)>;
 var<workgroup> ct: array<f32, TM / 2u * CS>;
 
+#if VEC
+// Vector loads per invocation and block: the TM X rows and TN W rows of KS k, four k each.
+const QK: u32 = KS / 4u;
+const VA: u32 = TM * QK / WG;
+const VB: u32 = TN * QK / WG;
+var<private> ra: array<vec4<f16>, VA>;
+var<private> rb: array<vec4<f16>, VB>;
+
+// Loads the K block k0.. into registers: vector i of invocation li is row (li + i WG) / QK,
+// k quad (li + i WG) % QK (consecutive invocations read consecutive quads of a row), 0 past
+// the edges (p.k is a multiple of 4, so a quad is all in or all out).
+fn fetch(k0: u32, m0: u32, n0: u32, li: u32) {
+    for (var i = 0u; i < VA; i++) {
+        let e = li + i * WG;
+        let row = m0 + e / QK;
+        let kk = k0 + (e % QK) * 4u;
+        var v = vec4<f16>(0.0);
+        if row < p.rows && kk < p.k {
+            v = x[(row * p.k + kk) / 4u];
+        }
+        ra[i] = v;
+    }
+    for (var i = 0u; i < VB; i++) {
+        let e = li + i * WG;
+        let wr = w_row(n0, e / QK);
+        let kk = k0 + (e % QK) * 4u;
+        var v = vec4<f16>(0.0);
+        if wr != NONE && kk < p.k {
+            v = w[(wr * p.k + kk) / 4u];
+        }
+        rb[i] = v;
+    }
+}
+
+fn put4(at: u32, v: vec4<f16>) {
+    sh[at] = v.x;
+    sh[at + 1u] = v.y;
+    sh[at + 2u] = v.z;
+    sh[at + 3u] = v.w;
+}
+
+// Stores the fetched block into buffer `buf`, laid out as `load_block` stages it.
+fn put(buf: u32, li: u32) {
+    for (var i = 0u; i < VA; i++) {
+        let e = li + i * WG;
+        put4(buf * A_HALVES + (e / QK) * LDS + (e % QK) * 4u, ra[i]);
+    }
+    for (var i = 0u; i < VB; i++) {
+        let e = li + i * WG;
+        put4(B_AT + buf * B_HALVES + (e / QK) * LDS + (e % QK) * 4u, rb[i]);
+    }
+}
+#else
 // Stages the K block k0.. into buffer `buf`: the tile's TM X rows and TN W rows, each row's
 // KS k read by KS consecutive invocations (coalesced), 0 past the edges.
 fn load_block(buf: u32, k0: u32, m0: u32, n0: u32, li: u32) {
@@ -75,6 +131,7 @@ fn load_block(buf: u32, k0: u32, m0: u32, n0: u32, li: u32) {
         sh[B_AT + buf * B_HALVES + r * LDS + c] = v;
     }
 }
+#endif
 
 // Stores 2 x 2 fragments (2F x 2F) of warp tile t at ct row 2F (t / 2), column 2F (t % 2).
 fn stage(f00: FragC, f01: FragC, f10: FragC, f11: FragC, t: u32) {
@@ -137,13 +194,25 @@ fn main(
     var c30 = frag_zero();
     var c31 = frag_zero();
     let nk = (p.k + KS - 1u) / KS;
+#if VEC
+    fetch(0u, m0, n0, li);
+    put(0u, li);
+#else
     load_block(0u, 0u, m0, n0, li);
+#endif
     workgroupBarrier();
     for (var kt = 0u; kt < nk; kt++) {
         let buf = kt & 1u;
-        if kt + 1u < nk {
+        let more = kt + 1u < nk;
+#if VEC
+        if more {
+            fetch((kt + 1u) * KS, m0, n0, li);
+        }
+#else
+        if more {
             load_block(buf ^ 1u, (kt + 1u) * KS, m0, n0, li);
         }
+#endif
         if owner {
             for (var kk = 0u; kk < KS; kk += FRAG) {
                 let ao = buf * A_HALVES + wm * 4u * FRAG * LDS + kk;
@@ -164,6 +233,11 @@ fn main(
                 c31 = mma(a3, b1, c31);
             }
         }
+#if VEC
+        if more {
+            put(buf ^ 1u, li);
+        }
+#endif
         // Reads of `buf` are done before the next block overwrites it, and its loads of
         // buf ^ 1 are visible.
         workgroupBarrier();

@@ -131,7 +131,7 @@ fn check(
     };
     let kernel = emulated.map(|(shape, lanes)| {
         (
-            coop::emulated_kernel(shape, lanes, epilogue, bias),
+            coop::emulated_kernel(shape, lanes, epilogue, bias, k as u32),
             coop::tile(shape.frag, epilogue),
         )
     });
@@ -140,7 +140,8 @@ fn check(
 }
 
 /// Tiling logic without tensor cores: ragged row/column tiles, K below, off and across the
-/// 32-wide blocks (both staging buffers), two row tiles, and each epilogue kind.
+/// 32-wide blocks (both staging buffers) with vector loads (K a multiple of 4) and scalar
+/// ones (ragged K), two row tiles, and each epilogue kind.
 #[test]
 fn emulated_kernel_matches_the_reference() {
     if !common::gpu().caps().f16 {
@@ -154,6 +155,7 @@ fn emulated_kernel_matches_the_reference() {
         (40, 72, 40, Epilogue::GeGlu(GELU), true),
         (33, 40, 20, Epilogue::GeGlu(Activation::Silu), false),
         (20, 16, 64, Epilogue::Act(GELU), true),
+        (65, 70, 40, Epilogue::Residual, false),
     ];
     // (fragment, subgroup size the workgroup is sized for, lanes the "driver" runs)
     let builds = [
@@ -250,10 +252,10 @@ fn coop_kernels_emit_cooperative_matrix_spirv() {
         subgroup: 32,
     };
     for (kernel, want) in [
-        (coop::kernel(s16, Epilogue::GeGlu(GELU), true), true),
-        (coop::kernel(s8, Epilogue::Residual, false), true),
+        (coop::kernel(s16, Epilogue::GeGlu(GELU), true, 768), true),
+        (coop::kernel(s8, Epilogue::Residual, false, 770), true),
         (
-            coop::emulated_kernel(s8, 8, Epilogue::Residual, true),
+            coop::emulated_kernel(s8, 8, Epilogue::Residual, true, 768),
             false,
         ),
     ] {

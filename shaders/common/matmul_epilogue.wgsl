@@ -16,8 +16,14 @@
 
 // Binding 0: `p`, the MatmulParams of src/ops/matmul/kernel.rs (gpu_params! writes its WGSL).
 {{PARAMS}}
+#if VEC
+// VEC (K a multiple of 4): x and w read four consecutive k at a time.
+@group(0) @binding(1) var<storage, read> x: array<vec4<{{ELEM}}>>;
+@group(0) @binding(2) var<storage, read> w: array<vec4<{{ELEM}}>>;
+#else
 @group(0) @binding(1) var<storage, read> x: array<{{ELEM}}>;
 @group(0) @binding(2) var<storage, read> w: array<{{ELEM}}>;
+#endif
 @group(0) @binding(3) var<storage, read_write> y: array<{{ELEM}}>;
 #if BIAS
 @group(0) @binding({{BIAS}}) var<storage, read> bias: array<{{ELEM}}>;

@@ -2,7 +2,9 @@
 //! F x F x F f16 matrices (F = 16 or 8, the shape the adapter reports) with f32 accumulators,
 //! output tiles of 8F x 4F (4F x 2F... halved columns for GeGLU) in four warp tiles of 4 x 2
 //! fragments, a workgroup of four subgroups of the adapter's largest subgroup size (8 to 64).
-//! Same bindings, parameters and epilogues as the tiled kernel; f16 storage only.
+//! Inputs are staged through two K blocks of workgroup memory; where K is a multiple of 4 the
+//! next block is fetched with 8-byte vector loads into registers while the current one is
+//! multiplied. Same bindings, parameters and epilogues as the tiled kernel; f16 storage only.
 //!
 //! This module owns what is particular to the variant: whether an adapter can run it, its
 //! tile, its kernel builds (real and `EMULATE`, which tests the tiling on adapters without
@@ -59,33 +61,48 @@ pub fn supported(caps: &Capabilities) -> std::result::Result<Shape, String> {
     Ok(s)
 }
 
-/// The real kernel for `epilogue`, with or without bias, at `shape`.
-pub fn kernel(shape: Shape, epilogue: Epilogue, bias: bool) -> Kernel {
-    build(shape, shape.subgroup, epilogue, bias)
+/// The real kernel for `epilogue`, with or without bias, at `shape`, for inner size `k`:
+/// 8-byte vector loads prefetched into registers (`VEC`) where `k` is a multiple of 4 (every
+/// ModernBERT matmul), scalar loads otherwise.
+pub fn kernel(shape: Shape, epilogue: Epilogue, bias: bool, k: u32) -> Kernel {
+    build(shape, shape.subgroup, epilogue, bias, k)
 }
 
-fn build(shape: Shape, lanes: u32, epilogue: Epilogue, bias: bool) -> Kernel {
-    family_kernel(MatmulVariant::Coop, DType::F16, epilogue, bias)
+/// Whether the build for inner size `k` loads vectors of four k.
+pub fn vector_loads(k: u32) -> bool {
+    k.is_multiple_of(4)
+}
+
+fn build(shape: Shape, lanes: u32, epilogue: Epilogue, bias: bool, k: u32) -> Kernel {
+    let kernel = family_kernel(MatmulVariant::Coop, DType::F16, epilogue, bias)
         .define("FRAG", shape.frag)
         .define("SG", lanes)
-        .define("WG", invocations(shape))
+        .define("WG", invocations(shape));
+    if vector_loads(k) {
+        kernel.define("VEC", 1)
+    } else {
+        kernel
+    }
 }
 
 /// The same kernel with the cooperative operations emulated by plain loops (`EMULATE`),
 /// `lanes` wide subgroups in a workgroup sized for `shape.subgroup` (lanes below it leave the
 /// extra subgroups to staging, as a driver running narrower subgroups would). Slow: tests.
-pub fn emulated_kernel(shape: Shape, lanes: u32, epilogue: Epilogue, bias: bool) -> Kernel {
-    build(shape, lanes, epilogue, bias).define("EMULATE", 1)
+pub fn emulated_kernel(shape: Shape, lanes: u32, epilogue: Epilogue, bias: bool, k: u32) -> Kernel {
+    build(shape, lanes, epilogue, bias, k).define("EMULATE", 1)
 }
 
-/// Every real kernel at both fragment sizes (for the shader translation test).
+/// Every real kernel at both fragment sizes, with vector and scalar loads (for the shader
+/// translation test).
 pub fn variants() -> Vec<Kernel> {
     let mut v = Vec::new();
     for frag in coop::FRAGS {
         let shape = Shape { frag, subgroup: 32 };
         for e in all_epilogues() {
             for bias in [false, true] {
-                v.push(kernel(shape, e, bias));
+                for k in [768, 770] {
+                    v.push(kernel(shape, e, bias, k));
+                }
             }
         }
     }
@@ -98,7 +115,8 @@ pub type Case = (usize, usize, usize, Epilogue, bool);
 /// Self-check cases: every (epilogue, bias) build the encoder can record, with T = 130
 /// (ragged row tiles at both fragment sizes) and K cycling over the inputs of
 /// ModernBERT-large's matmuls (1024 hidden, 2624 intermediate, 5248 its GeGLU pair), N off
-/// the column tile; plus a short K off the 32-wide block and a single row.
+/// the column tile (vector loads); plus a short K off the 32-wide block and off the 4-wide
+/// vectors (scalar loads) and a single row.
 pub fn checks() -> Vec<Case> {
     const KS_LARGE: [usize; 3] = [1024, 2624, 5248];
     let mut v = Vec::new();
@@ -108,7 +126,7 @@ pub fn checks() -> Vec<Case> {
             v.push((130, k, 40, e, bias));
         }
     }
-    v.push((70, 100, 90, Epilogue::None, true));
+    v.push((70, 102, 90, Epilogue::None, true));
     v.push((1, 72, 33, Epilogue::GeGlu(Activation::GeluErf), true));
     v
 }
@@ -134,21 +152,22 @@ mod tests {
     #[test]
     fn kernels_carry_their_shape() {
         let v = variants();
-        assert_eq!(v.len(), 40);
+        assert_eq!(v.len(), 80);
         assert!(v.iter().all(|k| k.shader == "matmul_coop"));
         let s = Shape {
             frag: 8,
             subgroup: 8,
         };
-        let k = kernel(s, Epilogue::Residual, true);
+        let k = kernel(s, Epilogue::Residual, true, 768);
         let name = k.name();
         assert!(
             name.contains("ELEM=f16") && name.contains("RESIDUAL=5"),
             "{name}"
         );
         assert!(name.contains("FRAG=8") && name.contains("WG=32"), "{name}");
-        let e = emulated_kernel(s, 8, Epilogue::None, false).name();
-        assert!(e.contains("EMULATE=1"), "{e}");
+        assert!(name.contains("VEC=1"), "{name}");
+        let e = emulated_kernel(s, 8, Epilogue::None, false, 102).name();
+        assert!(e.contains("EMULATE=1") && !e.contains("VEC"), "{e}");
         assert_eq!(checks().len(), 22);
     }
 }

@@ -163,7 +163,7 @@ pub fn self_check(gpu: &Arc<Gpu>, shape: Shape) -> Result<()> {
     for (i, &case) in coop::checks().iter().enumerate() {
         let (_, _, _, epilogue, bias) = case;
         let build = (
-            coop::kernel(shape, epilogue, bias),
+            coop::kernel(shape, epilogue, bias, case.1 as u32),
             coop::tile(shape.frag, epilogue),
         );
         let tol = (coop::CHECK_ATOL, coop::CHECK_RTOL);
@@ -304,7 +304,7 @@ pub fn record(b: &mut PlanBuilder, label: &str, args: &MatmulArgs) -> Result<()>
             MatmulVariant::Coop => {
                 let shape = coop::supported(&caps).map_err(Error::Unsupported)?;
                 (
-                    coop::kernel(shape, args.epilogue, bias),
+                    coop::kernel(shape, args.epilogue, bias, args.k),
                     coop::tile(shape.frag, args.epilogue),
                 )
             }
