@@ -106,11 +106,16 @@ else
   step torch_compile 150 python3 carry/torch_baseline.py --workloads "$workloads" --compile --skip-matmul
 fi
 
-# Correctness on this adapter before any speed figure.
+# Correctness on this adapter before any speed figure (the test binaries travel gzipped).
+tests_dir=$(mktemp -d)
+if ! tar -xzf carry/tests.tar.gz -C "$tests_dir"; then
+  echo "== carry/tests.tar.gz missing or unreadable: correctness suites skipped"
+  status=1
+fi
 for t in matmul_coop attention_coop matmul attention parity; do
-  [ -x "carry/tests/$t" ] || continue
+  [ -x "$tests_dir/tests/$t" ] || continue
   # --nocapture shows "skipped" lines and the chosen kernels, so a wrong adapter is visible.
-  step "check_$t" 60 "carry/tests/$t" --test-threads=1 --nocapture || status=1
+  step "check_$t" 60 "$tests_dir/tests/$t" --test-threads=1 --nocapture || status=1
 done
 
 # wgbert's own figures: without and with wgpu's bounds clamping, then the kernel sweep.

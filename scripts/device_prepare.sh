@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Here (with the Rust toolchain), before a GPU session: build what scripts/device_all.sh runs
-# on the GPU machine (which has no Rust toolchain) into carry/, stripped, and fetch the Vulkan
-# loader packages into .gl/ (the GPU machine has the NVIDIA driver but may lack the loader).
+# on the GPU machine (which has no Rust toolchain) into carry/, stripped (the test binaries
+# gzipped into carry/tests.tar.gz, which device_all.sh unpacks), and fetch the Vulkan loader
+# packages into .gl/ (the GPU machine has the NVIDIA driver but may lack the loader).
 # Both folders are ignored by git; name them in the device tool's `carry`: [".gl", "carry"].
 # The device tool carries at most 64 MiB, so this fails when carry/ and .gl/ together exceed
 # WGBERT_CARRY_LIMIT_MB (default 58, leaving room for the work tree's own files).
@@ -40,6 +41,11 @@ for t in "${tests[@]}"; do
   fi
 done
 
+# Test binaries are mostly the same libraries linked five times: gzip takes them to about a
+# third.
+tar -C carry -czf carry/tests.tar.gz tests
+rm -rf carry/tests
+
 # The reference benchmark travels with the binaries (../shared is not on the GPU machine).
 if [ -f ../shared/bench/torch_baseline.py ]; then
   cp ../shared/bench/torch_baseline.py carry/
@@ -65,7 +71,7 @@ if [ "$have_all" = 0 ]; then
   rm -rf "$lists"
 fi
 
-ls -la carry carry/tests .gl
+ls -la carry .gl
 bytes=$(du -scb carry .gl | tail -1 | cut -f1)
 mb=$((bytes / 1000000))
 echo "== carry/ + .gl/: ${mb} MB (limit ${limit_mb} MB)"
