@@ -1,6 +1,7 @@
 // Tensor-core varlen flash attention (cooperative matrices): f16 storage, f16 x f16 products
 // accumulated in f32, softmax in f32. Same bindings, parameters, dispatch and semantics as
-// attention.wgsl (common/attention_span.wgsl), with ELEM = f16 and BR = 64.
+// attention.wgsl (common/attention_span.wgsl), with ELEM = f16 and BR = 64 (the BR define,
+// attention::coop::BR).
 // Formula: o_i = sum_j softmax_j(q_i . k_j / sqrt(D)) v_j over the allowed keys j of the same
 // sequence (all, or |i - j| <= window; and j < key_lens[s] when key-limited); a query with
 // no allowed key writes zeros.
@@ -32,7 +33,7 @@ const D: u32 = {{HEAD_DIM}}u;
 const D4: u32 = D / 4u;
 // Output columns per invocation (half a row).
 const DH: u32 = D / 2u;
-const BR: u32 = 64u;
+const BR: u32 = {{BR}}u;
 const BC: u32 = {{BC}}u;
 const PAD: u32 = {{PAD}}u;
 const LD: u32 = D + PAD;

@@ -20,14 +20,6 @@ use wgbert::ops::attention::{self, AttentionArgs};
 use wgbert::ops::{DType, Rows, rope};
 use wgbert::runtime::{PlanBuilder, RunSizes};
 
-fn dtypes() -> Vec<DType> {
-    if common::gpu().caps().f16 {
-        vec![DType::F32, DType::F16]
-    } else {
-        vec![DType::F32]
-    }
-}
-
 fn positions_of(lens: &[u32]) -> Vec<u32> {
     lens.iter().flat_map(|&l| 0..l).collect()
 }
@@ -93,7 +85,7 @@ fn check_attention(c: &Case) {
 #[test]
 fn attention_matches_reference_across_head_dims_windows_and_lengths() {
     let lens = [1u32, 5, 17, 40, 130];
-    for dtype in dtypes() {
+    for dtype in common::dtypes() {
         for head_dim in attention::HEAD_DIMS {
             for window in [None, Some(8), Some(16), Some(64)] {
                 check_attention(&Case {
@@ -121,7 +113,7 @@ fn every_tile_candidate_matches_the_reference() {
     let mut checked = 0;
     for head_dim in attention::HEAD_DIMS {
         for tiles in attention::fitting(head_dim, gpu.caps()) {
-            for dtype in dtypes() {
+            for dtype in common::dtypes() {
                 for (window, limited) in [(None, false), (Some(8), true), (Some(64), false)] {
                     let c = Case {
                         lens: &lens,
@@ -157,7 +149,7 @@ fn key_limited_sequences_attend_only_to_their_leading_rows() {
     // of 130 (across tiles), a full sequence, and more keys than rows (clamped to the rows).
     let lens = [5u32, 40, 130, 17, 3];
     let keys = [1u32, 33, 100, 17, 9];
-    for dtype in dtypes() {
+    for dtype in common::dtypes() {
         for head_dim in attention::HEAD_DIMS {
             for window in [None, Some(16)] {
                 check_attention(&Case {
@@ -189,7 +181,7 @@ fn key_limited_sequences_attend_only_to_their_leading_rows() {
 #[test]
 fn modernbert_local_window_on_sequences_longer_than_the_band() {
     // w = local_attention / 2 = 64: only sequences over 129 tokens see the band.
-    for dtype in dtypes() {
+    for dtype in common::dtypes() {
         check_attention(&Case {
             lens: &[300, 3, 129, 65, 200],
             n_heads: 2,
@@ -204,7 +196,7 @@ fn modernbert_local_window_on_sequences_longer_than_the_band() {
 
 #[test]
 fn a_single_token_and_a_zero_window() {
-    for dtype in dtypes() {
+    for dtype in common::dtypes() {
         for window in [None, Some(0), Some(64)] {
             // A lone token attends to itself: the output is its v.
             check_attention(&Case {
@@ -416,7 +408,7 @@ fn rope_case(
 
 #[test]
 fn rope_matches_reference_with_positions_restarting_per_sequence() {
-    for dtype in dtypes() {
+    for dtype in common::dtypes() {
         let (atol, rtol) = match dtype {
             DType::F32 => (2e-6, 1e-5),
             DType::F16 => (2e-6, 5e-4),
@@ -434,7 +426,7 @@ fn rope_matches_reference_with_positions_restarting_per_sequence() {
 fn rope_keeps_the_reference_angle_at_long_positions() {
     // Positions 0..8205: phi reaches 8204 rad at c = 0, where WGSL's own sin/cos may err by
     // ~5e-4; the kernel's reduction keeps the f32 tolerance.
-    for dtype in dtypes() {
+    for dtype in common::dtypes() {
         let (atol, rtol) = match dtype {
             DType::F32 => (2e-6, 1e-5),
             DType::F16 => (2e-6, 5e-4),

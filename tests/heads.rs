@@ -17,14 +17,6 @@ use wgbert::ops::pooling::{self, PoolArgs, PoolMode};
 use wgbert::ops::{DType, Rows, gather, topk};
 use wgbert::runtime::{PlanBuilder, RunSizes};
 
-fn dtypes() -> Vec<DType> {
-    let mut d = vec![DType::F32];
-    if common::gpu().caps().f16 {
-        d.push(DType::F16);
-    }
-    d
-}
-
 fn pool_case(
     lens: &[u32],
     hidden: usize,
@@ -74,7 +66,7 @@ fn pool_case(
 #[test]
 fn pooling_matches_reference() {
     let mut seed = 1;
-    for dtype in dtypes() {
+    for dtype in common::dtypes() {
         for hidden in [17, 48, 100, 768] {
             for mode in [PoolMode::Cls, PoolMode::Mean] {
                 for normalize in [false, true] {
@@ -124,7 +116,7 @@ fn gather_case(src_rows: usize, index: &[u32], hidden: usize, dtype: DType, rows
 
 #[test]
 fn gather_picks_rows_and_zeroes_bad_indices() {
-    for dtype in dtypes() {
+    for dtype in common::dtypes() {
         for hidden in [17, 48, 100, 768] {
             gather_case(3, &[2], hidden, dtype, Rows::Selected);
             // Repeats, reverse order, first/last row, one index past the source (zeros).

@@ -39,15 +39,6 @@ fn tolerance(dtype: DType) -> (f64, f64) {
     }
 }
 
-fn dtypes() -> Vec<DType> {
-    if common::gpu().caps().f16 {
-        vec![DType::F32, DType::F16]
-    } else {
-        eprintln!("adapter has no SHADER_F16: f16 cases skipped");
-        vec![DType::F32]
-    }
-}
-
 fn variants() -> Vec<MatmulVariant> {
     if common::gpu().caps().subgroups {
         vec![MatmulVariant::Tiled, MatmulVariant::Subgroup]
@@ -88,7 +79,7 @@ fn every_tiled_configuration_matches_the_reference() {
     ];
     let mut seed = 7;
     for config in tiled::CANDIDATES {
-        for dtype in dtypes() {
+        for dtype in common::dtypes() {
             for epilogue in epilogues {
                 for bias in [false, true] {
                     // T = 1, 65 and 300 (ragged tiles of every size).
@@ -114,7 +105,7 @@ fn every_tiled_configuration_matches_the_reference() {
 /// Every shape x dtype x variant for one epilogue, with and without bias.
 fn sweep(epilogue: Epilogue, biases: &[bool]) {
     let mut seed = 1;
-    for dtype in dtypes() {
+    for dtype in common::dtypes() {
         for variant in variants() {
             for &bias in biases {
                 for &(t, k, n) in SHAPES {
@@ -182,7 +173,7 @@ fn other_activations() {
 /// SMALL_ROWS), then few again, so each launch fully rewrites its rows.
 #[test]
 fn automatic_variant_switches_with_the_row_count() {
-    for dtype in dtypes() {
+    for dtype in common::dtypes() {
         for epilogue in [Epilogue::Residual, Epilogue::GeGlu(GELU)] {
             let c = Case {
                 k: 40,

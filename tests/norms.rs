@@ -82,14 +82,6 @@ fn reductions() -> Vec<Reduce> {
     r
 }
 
-fn dtypes() -> Vec<DType> {
-    let mut d = vec![DType::F32];
-    if common::gpu().caps().f16 {
-        d.push(DType::F16);
-    }
-    d
-}
-
 struct LnCase {
     rows: usize,
     hidden: usize,
@@ -239,7 +231,13 @@ fn layernorm_matches_reference_over_awkward_shapes() {
 fn layernorm_every_variant_f32_f16_bias_and_reduction() {
     let shapes = [(1, 17), (3, 100), (65, 768), (7, 1), (2, 2049), (4, 4096)];
     let on_off = [false, true];
-    check_ln_grid(&shapes, (&on_off, &on_off), &dtypes(), &reductions(), 1000);
+    check_ln_grid(
+        &shapes,
+        (&on_off, &on_off),
+        &common::dtypes(),
+        &reductions(),
+        1000,
+    );
 }
 
 #[test]
@@ -397,7 +395,7 @@ fn check_embedding(c: &EmbCase) {
 #[test]
 fn embedding_layernorm_matches_reference() {
     let mut seed = 5000;
-    for dtype in dtypes() {
+    for dtype in common::dtypes() {
         for reduce in reductions() {
             for (rows, hidden, vocab) in [
                 (1, 17, 3),

@@ -97,11 +97,7 @@ fn the_cache_round_trips_and_a_new_driver_invalidates_it() {
 #[test]
 fn every_candidate_passes_its_check_and_times_where_timestamps_exist() {
     let gpu = common::gpu();
-    let mut dtypes = vec![DType::F32];
-    if gpu.caps().f16 {
-        dtypes.push(DType::F16);
-    }
-    for dtype in dtypes {
+    for dtype in common::dtypes() {
         for config in tiled::fitting(gpu.caps()) {
             tune::check_tiled(&gpu, dtype, config).unwrap();
             if gpu.caps().timestamps {
@@ -115,12 +111,8 @@ fn every_candidate_passes_its_check_and_times_where_timestamps_exist() {
 #[test]
 fn every_attention_candidate_passes_its_check_and_times_where_timestamps_exist() {
     let gpu = common::gpu();
-    let mut dtypes = vec![DType::F32];
-    if gpu.caps().f16 {
-        dtypes.push(DType::F16);
-    }
     let mut checked = 0;
-    for dtype in dtypes {
+    for dtype in common::dtypes() {
         for head_dim in [16, 64] {
             for tiles in attention::fitting(head_dim, gpu.caps()) {
                 tune::check_attention(&gpu, dtype, head_dim, tiles).unwrap();

@@ -1,38 +1,19 @@
 //! `wgbert bench --kernels`: matmul and attention sweeps on ModernBERT-base shapes (and a
 //! 4096^3 square matmul), timed on the GPU with timestamp queries where available (wall time
-//! otherwise), reported in TFLOP/s. `--sweep` also times every candidate tile configuration
+//! otherwise; `ops::timing`), reported in TFLOP/s. `--sweep` also times every candidate tile configuration
 //! of the tiled matmul (`ops::tune`) on each matmul shape, the tensor-core matmul where the
 //! adapter has it, and every candidate tile of the portable attention kernel.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use anyhow::Result;
 use serde_json::json;
-use wgbert::ops::attention::{self, AttentionArgs};
-use wgbert::ops::matmul::{self, Epilogue, MatmulArgs, MatmulVariant, tiled};
-use wgbert::ops::{DType, Rows};
-use wgbert::runtime::{Gpu, Plan, RunSizes};
+use wgbert::ops::attention;
+use wgbert::ops::matmul::{self, Epilogue, MatmulVariant, tiled};
+use wgbert::ops::{DType, timing};
+use wgbert::runtime::Gpu;
 
 const REPS: usize = 5;
-
-fn time_plan(gpu: &Gpu, plan: &mut Plan, sizes: &RunSizes) -> Result<f64> {
-    plan.run(sizes)?;
-    gpu.wait()?;
-    if gpu.caps().timestamps {
-        let mut ns = 0.0;
-        for _ in 0..REPS {
-            ns += plan.run_profiled(sizes)?.total_ns();
-        }
-        return Ok(ns / REPS as f64 * 1e-9);
-    }
-    let t = Instant::now();
-    for _ in 0..REPS {
-        plan.run(sizes)?;
-    }
-    gpu.wait()?;
-    Ok(t.elapsed().as_secs_f64() / REPS as f64)
-}
 
 /// How a matmul case picks its kernel.
 #[derive(Clone, Copy)]
@@ -52,55 +33,16 @@ fn matmul_case(
     epilogue: Epilogue,
     pick: Pick,
 ) -> Result<f64> {
-    let e = dt.size();
-    let mut b = wgbert::runtime::PlanBuilder::new(gpu.clone());
-    let out_n = match epilogue {
-        Epilogue::GeGlu(_) => n / 2,
-        _ => n,
-    };
-    let w = gpu.upload("w", &dt.encode(&vec![0.01; (k * n) as usize]))?;
-    let x = b.input("x", t as u64 * k as u64 * e);
-    let w = b.external("w", &w);
-    let r = b.input("r", t as u64 * out_n as u64 * e);
-    let y = b.output("y", t as u64 * out_n as u64 * e);
-    let residual = matches!(epilogue, Epilogue::Residual).then_some(r);
-    let args = MatmulArgs {
-        x,
-        w,
-        bias: None,
-        residual,
-        y,
-        rows: Rows::Fixed(t),
-        k,
-        n: out_n,
-        dtype: dt,
-        epilogue,
-        variant: None,
-    };
-    match pick {
-        Pick::Auto => matmul::record(&mut b, "matmul", &args)?,
+    let (variant, build) = match pick {
+        Pick::Auto => (None, None),
         Pick::Tiled(c) => {
             let kernel = tiled::kernel(dt, epilogue, false, c);
-            matmul::record_kernel(&mut b, "matmul", &args, kernel, tiled::tile(c, epilogue))?
+            (None, Some((kernel, tiled::tile(c, epilogue))))
         }
-        Pick::Coop => {
-            let args = MatmulArgs {
-                variant: Some(MatmulVariant::Coop),
-                ..args
-            };
-            matmul::record(&mut b, "matmul", &args)?
-        }
-    }
-    let mut plan = b.build()?;
-    plan.write(x, &dt.encode(&vec![0.5; (t * k) as usize]))?;
-    let secs = time_plan(
-        gpu,
-        &mut plan,
-        &RunSizes {
-            rows: t,
-            ..Default::default()
-        },
-    )?;
+        Pick::Coop => (Some(MatmulVariant::Coop), None),
+    };
+    let (mut plan, sizes) = timing::matmul_plan(gpu, dt, (t, k, n), epilogue, variant, build)?;
+    let secs = timing::seconds(gpu, &mut plan, &sizes, REPS)?;
     Ok(2.0 * t as f64 * k as f64 * n as f64 / secs / 1e12)
 }
 
@@ -114,42 +56,12 @@ fn attention_case(
     tiles: Option<attention::Tiles>,
 ) -> Result<f64> {
     let (heads, d) = (12u32, 64u32);
-    let t = seqs * len;
-    let e = dt.size();
-    let mut b = wgbert::runtime::PlanBuilder::new(gpu.clone());
-    let qkv = b.input("qkv", t as u64 * 3 * heads as u64 * d as u64 * e);
-    let cu = b.input("cu_seqlens", (seqs as u64 + 1) * 4);
-    let out = b.output("out", t as u64 * heads as u64 * d as u64 * e);
-    let args = AttentionArgs {
-        qkv,
-        cu_seqlens: cu,
-        key_lens: None,
-        out,
-        n_heads: heads,
-        head_dim: d,
-        window,
-        dtype: dt,
-        variant: None,
-    };
-    match tiles {
-        Some(tiles) => {
-            let kernel = attention::kernel(dt, d, tiles);
-            attention::record_kernel(&mut b, "attention", &args, Some(kernel))?
-        }
-        None => attention::record(&mut b, "attention", &args)?,
-    }
-    let mut plan = b.build()?;
-    let cu_v: Vec<u32> = (0..=seqs).map(|i| i * len).collect();
-    plan.write(cu, bytemuck::cast_slice(&cu_v))?;
-    plan.write(qkv, &dt.encode(&vec![0.1; (t * 3 * heads * d) as usize]))?;
-    let sizes = RunSizes {
-        rows: t,
-        segments: seqs,
-        max_segment: len,
-        selected: 0,
-    };
-    let secs = time_plan(gpu, &mut plan, &sizes)?;
-    let pairs = attention::allowed_pairs(&cu_v, window) as f64;
+    let kernel = tiles.map(|tiles| attention::kernel(dt, d, tiles));
+    let (mut plan, sizes) =
+        timing::attention_plan(gpu, dt, (seqs, len), (heads, d), window, kernel)?;
+    let secs = timing::seconds(gpu, &mut plan, &sizes, REPS)?;
+    let cu: Vec<u32> = (0..=seqs).map(|i| i * len).collect();
+    let pairs = attention::allowed_pairs(&cu, window) as f64;
     Ok(4.0 * pairs * d as f64 * heads as f64 / secs / 1e12)
 }
 

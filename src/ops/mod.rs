@@ -13,6 +13,7 @@ pub mod matmul;
 pub mod pooling;
 pub mod rope;
 pub mod rownorm;
+pub mod timing;
 pub mod topk;
 pub mod tune;
 

@@ -19,14 +19,15 @@ use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
-use crate::ops::DType;
-use crate::ops::attention;
 use crate::ops::coop::{f16_values, first_mismatch};
-use crate::ops::matmul::{self, Epilogue, MatmulArgs, tiled};
-use crate::ops::{Activation, Rows};
+use crate::ops::matmul::{self, Epilogue, tiled};
+use crate::ops::{Activation, DType, attention, timing};
 use crate::progress::Progress;
-use crate::runtime::{Gpu, Plan, PlanBuilder, RunSizes};
+use crate::runtime::{Gpu, RunSizes};
 use crate::{Error, Result};
+
+/// Runs timed per candidate, after one warm-up run.
+const TIMED_RUNS: usize = 3;
 
 /// The tuned kernel families (their names in caches and reports).
 pub const MATMUL_TILED: &str = "matmul_tiled";
@@ -620,51 +621,12 @@ pub fn time_tiled(
     gpu: &Arc<Gpu>,
     dtype: DType,
     config: tiled::Config,
-    (t, k, n): (u32, u32, u32),
+    shape: (u32, u32, u32),
 ) -> Result<f64> {
-    let es = dtype.size();
-    let mut b = PlanBuilder::new(gpu.clone());
-    let x = b.input("tune x", t as u64 * k as u64 * es);
-    let wbuf = gpu.upload(
-        "tune w",
-        &dtype.encode(&f16_values((k * n) as usize, 3, 0.1)),
-    )?;
-    let w = b.external("tune w", &wbuf);
-    let y = b.output("tune y", t as u64 * n as u64 * es);
-    let args = MatmulArgs {
-        x,
-        w,
-        bias: None,
-        residual: None,
-        y,
-        rows: Rows::Fixed(t),
-        k,
-        n,
-        dtype,
-        epilogue: Epilogue::None,
-        variant: None,
-    };
     let kernel = tiled::kernel(dtype, Epilogue::None, false, config);
-    matmul::record_kernel(
-        &mut b,
-        "tune",
-        &args,
-        kernel,
-        tiled::tile(config, Epilogue::None),
-    )?;
-    time_plan(&mut b.build()?, &RunSizes::default())
-}
-
-/// Seconds per run of `plan`: one warm-up run, then the mean GPU time of three (timestamp
-/// queries).
-fn time_plan(plan: &mut Plan, sizes: &RunSizes) -> Result<f64> {
-    plan.run(sizes)?;
-    let reps = 3;
-    let mut ns = 0.0;
-    for _ in 0..reps {
-        ns += plan.run_profiled(sizes)?.total_ns();
-    }
-    Ok(ns / reps as f64 * 1e-9)
+    let build = Some((kernel, tiled::tile(config, Epilogue::None)));
+    let (mut plan, sizes) = timing::matmul_plan(gpu, dtype, shape, Epilogue::None, None, build)?;
+    timing::seconds(gpu, &mut plan, &sizes, TIMED_RUNS)
 }
 
 /// The CPU-reference check of one attention tile configuration: ragged sequences around
@@ -691,7 +653,7 @@ pub fn check_attention(
             dtype,
         };
         let h = (2 * head_dim) as usize;
-        let qkv = dtype.decode(&dtype.encode(&f16_values(case.rows() * 3 * h, 17, 2.0)));
+        let qkv = f16_values(case.rows() * 3 * h, 17, 2.0);
         let kernel = attention::kernel(dtype, head_dim, tiles);
         let got = attention::run_packed(gpu, &case, &qkv, None, Some(kernel))?;
         let (_, cu) = RunSizes::packed(&lens);
@@ -718,38 +680,10 @@ pub fn time_attention(
     tiles: attention::Tiles,
 ) -> Result<f64> {
     let small = std::env::var("WGBERT_BENCH_SMALL").is_ok_and(|v| v == "1");
-    let (seqs, len) = if small { (1u32, 128u32) } else { (4, 512) };
-    let heads = 12u32;
-    let t = (seqs * len) as u64;
-    let h = (heads * head_dim) as u64;
-    let es = dtype.size();
-    let mut b = PlanBuilder::new(gpu.clone());
-    let qkv = b.input("tune qkv", t * 3 * h * es);
-    let cu = b.input("tune cu_seqlens", (seqs as u64 + 1) * 4);
-    let args = attention::AttentionArgs {
-        qkv,
-        cu_seqlens: cu,
-        key_lens: None,
-        out: b.output("tune out", t * h * es),
-        n_heads: heads,
-        head_dim,
-        window: None,
-        dtype,
-        variant: None,
-    };
-    let kernel = attention::kernel(dtype, head_dim, tiles);
-    attention::record_kernel(&mut b, "tune", &args, Some(kernel))?;
-    let sizes = RunSizes {
-        rows: t as u32,
-        segments: seqs,
-        max_segment: len,
-        selected: 0,
-    };
-    // The plan's inputs start zeroed: uniform scores, the same work as any others.
-    let cu_v: Vec<u32> = (0..=seqs).map(|i| i * len).collect();
-    let mut plan = b.build()?;
-    plan.write(cu, bytemuck::cast_slice(&cu_v))?;
-    time_plan(&mut plan, &sizes)
+    let seqs = if small { (1, 128) } else { (4, 512) };
+    let kernel = Some(attention::kernel(dtype, head_dim, tiles));
+    let (mut plan, sizes) = timing::attention_plan(gpu, dtype, seqs, (12, head_dim), None, kernel)?;
+    timing::seconds(gpu, &mut plan, &sizes, TIMED_RUNS)
 }
 
 #[cfg(test)]

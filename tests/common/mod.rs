@@ -79,6 +79,17 @@ pub fn fixtures_dir() -> std::path::PathBuf {
     }
 }
 
+/// The storage types the test adapter supports: f32, and f16 where it has SHADER_F16 (else
+/// it says so on stderr, once per call).
+pub fn dtypes() -> Vec<DType> {
+    if gpu().caps().f16 {
+        vec![DType::F32, DType::F16]
+    } else {
+        eprintln!("adapter has no SHADER_F16: f16 cases skipped");
+        vec![DType::F32]
+    }
+}
+
 /// `v` rounded to what `dtype` storage holds, so references see the kernel's inputs.
 pub fn stored(dtype: DType, v: &[f32]) -> Vec<f32> {
     dtype.decode(&dtype.encode(v))

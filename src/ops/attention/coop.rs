@@ -82,6 +82,7 @@ fn build(frag: u32, lanes: u32, head_dim: u32, bc: u32, pad: u32) -> Kernel {
         ))
         .with_params::<AttentionParams>()
         .define("HEAD_DIM", head_dim)
+        .define("BR", BR)
         .define("BC", bc)
         .define("PAD", pad)
         .define("FRAG", frag)

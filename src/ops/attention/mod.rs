@@ -151,12 +151,8 @@ pub fn kernel(dtype: DType, head_dim: u32, tiles: Tiles) -> Kernel {
         .define("BC", tiles.bc)
 }
 
-/// Query rows per workgroup of an attention kernel: the portable kernel's `BR` define, or
-/// the tensor-core kernel's fixed tile.
+/// Query rows per workgroup of an attention kernel: its `BR` define (both shaders have one).
 fn query_rows(kernel: &Kernel) -> Result<u32> {
-    if kernel.shader == coop::SHADER {
-        return Ok(coop::BR);
-    }
     kernel
         .defines
         .iter()
