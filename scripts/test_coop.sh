@@ -9,6 +9,8 @@
 #   - tests/matmul_coop.rs and tests/attention_coop.rs (real kernels, self-checks, and the
 #     assertion that the automatic choice records them; the EMULATE builds are skipped,
 #     the main suite runs those), tests/coop_cli.rs;
+#   - tests/tune.rs (every tensor-core tile configuration checked and timed, per-row-class
+#     configurations recorded, `wgbert tune` in f16 tuning them);
 #   - tests/parity.rs (f16 within cosine 0.999 of transformers with the tensor-core kernels);
 #   - tests/attention_long.rs (one 2100-token sequence, global and windowed layers).
 # Usage (as root, on Debian/Ubuntu): bash scripts/test_coop.sh
@@ -18,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$(pwd -P)"
 ROOT="${WGBERT_MESA_ROOT:-/var/tmp/wgbert-mesa26}"
-TESTS=(matmul_coop attention_coop coop_cli parity attention_long)
+TESTS=(matmul_coop attention_coop coop_cli tune parity attention_long)
 
 die() {
   echo "test_coop.sh: $*" >&2

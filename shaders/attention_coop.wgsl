@@ -1,26 +1,29 @@
 // Tensor-core varlen flash attention (cooperative matrices): f16 storage, f16 x f16 products
 // accumulated in f32, softmax in f32. Same bindings, parameters, dispatch and semantics as
-// attention.wgsl (common/attention_span.wgsl), with ELEM = f16 and BR = 64 (the BR define,
-// attention::coop::BR).
+// attention.wgsl (common/attention_span.wgsl), with ELEM = f16. Tile configuration (defines,
+// attention/coop.rs, tuned per device): BR query rows (32 or 64) and BC keys per block.
 // Formula: o_i = sum_j softmax_j(q_i . k_j / sqrt(D)) v_j over the allowed keys j of the same
 // sequence (all, or |i - j| <= window; and j < key_lens[s] when key-limited); a query with
 // no allowed key writes zeros.
 // Fragments: common/coop.wgsl, F = FRAG (8 or 16). One workgroup of 128 invocations per
-// (query tile, head, sequence); the BR / F row slabs of F queries are looped over the
-// subgroups the launch has (slab = subgroup, + number of subgroups, ...), so any subgroup
-// size from 8 to 64 works. Per block of BC keys:
-//   K -> kv; S = Q K^T (per slab: all BC keys, D / F fragments deep) -> ct f32;
-//   softmax (2 invocations per row; V -> kv meanwhile): row max over the block, scores scaled
-//   by log2(e) / sqrt(D) in f32, P = exp2(s - m) rounded to f16 -> p; partial l from the
-//   rounded P, so weights and normaliser agree; O_blk = P V (per slab) -> ct;
-//   every invocation then keeps o = o * corr + O_blk for its half row (D / 2 f32 registers).
+// (query tile, head, sequence), LANES = 128 / BR per query row. The output fragments of a
+// product (BR / F row slabs x BC / F or D / F columns) are looped over the subgroups the
+// launch has (fragment = subgroup, + number of subgroups, ...), so any subgroup size from 8
+// to 64 works. Per block of BC keys:
+//   K -> kv; S = Q K^T (each fragment D / F deep) -> ct f32;
+//   softmax (LANES invocations per row; V -> kv meanwhile): each takes the row max over the
+//   block, scores scaled by log2(e) / sqrt(D) in f32, and its BC / LANES columns of
+//   P = exp2(s - m) rounded to f16 -> p; partial l from the rounded P, so weights and
+//   normaliser agree; O_blk = P V -> ct;
+//   every invocation then keeps o = o * corr + O_blk for its D / LANES columns of the row
+//   (f32 registers).
 // The output accumulator lives in registers, not fragments: fragments are opaque, so a
 // rescale would cost a store and a load per block; a fresh O_blk costs only the store.
 // Only the key blocks that intersect [q0 - window, q_last + window] are visited.
 // Q fragments are A (row-major), K rows are B = K^T read column-major, P is A, V rows are B
 // read row-major. Strides are multiples of 16 bytes (PAD) as cooperative loads require.
 // Workgroup memory (f16 sh = Q [BR][LD], kv [BC][LD], p [BR][LP]; f32 ct [BR][SS]): 45056
-// bytes for D = 64, BC = 64, PAD = 8 (attention/coop.rs).
+// bytes for D = 64, BR = BC = 64, PAD = 8 (attention/coop.rs).
 
 enable f16;
 #if EMULATE
@@ -31,10 +34,12 @@ enable wgpu_cooperative_matrix;
 
 const D: u32 = {{HEAD_DIM}}u;
 const D4: u32 = D / 4u;
-// Output columns per invocation (half a row).
-const DH: u32 = D / 2u;
 const BR: u32 = {{BR}}u;
 const BC: u32 = {{BC}}u;
+// Invocations per query row, and the output columns (and P columns) each one owns.
+const LANES: u32 = 128u / BR;
+const DL: u32 = D / LANES;
+const PL: u32 = BC / LANES;
 const PAD: u32 = {{PAD}}u;
 const LD: u32 = D + PAD;
 const LP: u32 = BC + PAD;
@@ -103,11 +108,11 @@ fn main(
     let col = sp.head * D4;
     stage(0u, BR, sp.q0, sp.len, sp.start, col, li);
 
-    // This invocation's half row of the softmax and of the output.
-    let row = li / 2u;
-    let hf = li % 2u;
+    // This invocation's part of a row of the softmax and of the output.
+    let row = li / LANES;
+    let part = li % LANES;
     let qi = sp.q0 + row;
-    var o: array<f32, DH>;
+    var o: array<f32, DL>;
     var m = NEG_INIT;
     var l = 0.0;
     for (var kt = sp.k_begin; kt < sp.k_end; kt += BC) {
@@ -115,16 +120,16 @@ fn main(
         workgroupBarrier();
         stage(KV_AT, BC, kt, sp.k_end, sp.start, col + h4, li);
         workgroupBarrier();
-        for (var slab = sg; slab < BR / FRAG; slab += nsg) {
-            for (var n = 0u; n < BC / FRAG; n++) {
-                var acc = frag_zero();
-                for (var kd = 0u; kd < D / FRAG; kd++) {
-                    let a = load_a(FRAG * slab * LD + FRAG * kd, LD);
-                    let b = load_b_col(KV_AT + FRAG * n * LD + FRAG * kd, LD);
-                    acc = mma(a, b, acc);
-                }
-                store_c(acc, FRAG * slab * SS + FRAG * n, SS);
+        for (var f = sg; f < (BR / FRAG) * (BC / FRAG); f += nsg) {
+            let slab = f / (BC / FRAG);
+            let n = f % (BC / FRAG);
+            var acc = frag_zero();
+            for (var kd = 0u; kd < D / FRAG; kd++) {
+                let a = load_a(FRAG * slab * LD + FRAG * kd, LD);
+                let b = load_b_col(KV_AT + FRAG * n * LD + FRAG * kd, LD);
+                acc = mma(a, b, acc);
             }
+            store_c(acc, FRAG * slab * SS + FRAG * n, SS);
         }
         // S is complete and K no longer read: V replaces K while the softmax runs.
         workgroupBarrier();
@@ -137,7 +142,7 @@ fn main(
         let corr = exp2(m - m_new);
         m = m_new;
         var ls = 0.0;
-        for (var c = hf * (BC / 2u); c < (hf + 1u) * (BC / 2u); c++) {
+        for (var c = part * PL; c < (part + 1u) * PL; c++) {
             let pj = f16(exp2(score(row, qi, kt, c, sp.k_end) - m_new));
             sh[P_AT + row * LP + c] = pj;
             ls += f32(pj);
@@ -145,32 +150,35 @@ fn main(
         l = l * corr + ls;
         // P and V are staged, S no longer read: O_blk may overwrite it.
         workgroupBarrier();
-        for (var slab = sg; slab < BR / FRAG; slab += nsg) {
-            for (var n = 0u; n < D / FRAG; n++) {
-                var acc = frag_zero();
-                for (var kk = 0u; kk < BC / FRAG; kk++) {
-                    let a = load_a(P_AT + FRAG * slab * LP + FRAG * kk, LP);
-                    let b = load_b_row(KV_AT + FRAG * kk * LD + FRAG * n, LD);
-                    acc = mma(a, b, acc);
-                }
-                store_c(acc, FRAG * slab * SS + FRAG * n, SS);
+        for (var f = sg; f < (BR / FRAG) * (D / FRAG); f += nsg) {
+            let slab = f / (D / FRAG);
+            let n = f % (D / FRAG);
+            var acc = frag_zero();
+            for (var kk = 0u; kk < BC / FRAG; kk++) {
+                let a = load_a(P_AT + FRAG * slab * LP + FRAG * kk, LP);
+                let b = load_b_row(KV_AT + FRAG * kk * LD + FRAG * n, LD);
+                acc = mma(a, b, acc);
             }
+            store_c(acc, FRAG * slab * SS + FRAG * n, SS);
         }
         workgroupBarrier();
-        for (var c = 0u; c < DH; c++) {
-            o[c] = fma(o[c], corr, ct[row * SS + hf * DH + c]);
+        for (var c = 0u; c < DL; c++) {
+            o[c] = fma(o[c], corr, ct[row * SS + part * DL + c]);
         }
     }
 
-    // The two halves of a row hold partial sums of the same normaliser.
+    // The LANES parts of a row hold partial sums of the same normaliser.
     workgroupBarrier();
     ct[li] = l;
     workgroupBarrier();
-    let total = ct[2u * row] + ct[2u * row + 1u];
+    var total = 0.0;
+    for (var j = 0u; j < LANES; j++) {
+        total += ct[LANES * row + j];
+    }
     if qi < sp.len {
         let inv = select(0.0, 1.0 / total, total > 0.0);
-        let o_at = (sp.start + qi) * p.out_stride + col + hf * (D4 / 2u);
-        for (var c4 = 0u; c4 < D4 / 2u; c4++) {
+        let o_at = (sp.start + qi) * p.out_stride + col + part * (DL / 4u);
+        for (var c4 = 0u; c4 < DL / 4u; c4++) {
             let v = vec4<f32>(o[4u * c4], o[4u * c4 + 1u], o[4u * c4 + 2u], o[4u * c4 + 3u]);
             out[o_at + c4] = vec4<f16>(v * inv);
         }

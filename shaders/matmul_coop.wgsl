@@ -2,11 +2,13 @@
 // PyTorch [out, in] layout, f16 storage, f16 x f16 products accumulated in f32. Any T, K, N.
 // Bindings: see common/matmul_epilogue.wgsl (0 params, 1 x, 2 w, 3 y, then bias/residual).
 // Fragments: common/coop.wgsl, F = FRAG (8 or 16). One workgroup computes an output tile of
-// TM = 8F rows x TN = 4F columns (TN / 2 for GeGLU: its TN W rows are the TN / 2 input rows
-// n0.. and the TN / 2 gate rows I + n0..), as four warp tiles of 4F x 2F (4 x 2 fragments,
-// 8 coopMultiplyAdd per F of k): warp tile t at tile rows 4F (t / 2), columns 2F (t % 2).
-// The workgroup has WG = 4 SG invocations, SG being the adapter's largest subgroup size:
-// subgroup t < 4 owns warp tile t; where the driver runs narrower subgroups, the others
+// TM = 4F WARPS_M rows x TN = 2F WARPS_N columns (TN / 2 for GeGLU: its TN W rows are the
+// TN / 2 input rows n0.. and the TN / 2 gate rows I + n0..), as a WARPS_M x WARPS_N grid of
+// warp tiles of 4F x 2F (4 x 2 fragments, 8 coopMultiplyAdd per F of k): warp tile t at tile
+// rows 4F (t / WARPS_N), columns 2F (t % WARPS_N). The grid is the tile configuration
+// (matmul/coop.rs `Config`, tuned per device).
+// The workgroup has WG = WARPS SG invocations, SG being the adapter's largest subgroup size:
+// subgroup t < WARPS owns warp tile t; where the driver runs narrower subgroups, the others
 // only stage and store. The subgroup index only moves pointers or skips whole fragment
 // blocks, so control flow stays uniform within each subgroup.
 // Dispatch: p.tiles = ceil(T / TM) * p.tiles_n workgroups spread over x/y (runtime::grid);
@@ -15,16 +17,16 @@
 // every invocation loads the next into the other (one barrier per block). With VEC (K a
 // multiple of 4, so every row starts 8-byte aligned) the loads are 8-byte vectors of four k,
 // fetched into registers before the multiply and stored to the other buffer after it, so
-// their latency hides behind the tensor-core work; without it (ragged K) they are scalar. X rows are staged
-// [row][k] (A, row-major); W rows [n][k], which is B = W^T column-major. Row stride 40
-// halves = 80 bytes: 16-byte aligned as cooperative loads require, and off the 128-byte
-// period so fragment rows spread over banks.
+// their latency hides behind the tensor-core work; without it (ragged K) they are scalar. X
+// rows are staged [row][k] (A, row-major); W rows [n][k], which is B = W^T column-major. Row
+// stride 40 halves = 80 bytes: 16-byte aligned as cooperative loads require, and off the
+// 128-byte period so fragment rows spread over banks.
 // Epilogue: fragments are opaque, so each half of the warp tiles (their top and bottom 2F
 // rows) is stored to a TM / 2 x TN f32 staging tile, then all invocations apply the element-
 // wise part (`store` of common/matmul_epilogue.wgsl) with coalesced, guarded writes.
 // Edges: rows, columns and k past the ends are staged as 0 and never stored.
-// Workgroup memory: 2 (TM + TN) 40 x 2 B + TM / 2 x TN x 4 B: 47104 bytes at F = 16, 19456
-// at F = 8 (matmul/coop.rs).
+// Workgroup memory: 2 (TM + TN) 40 x 2 B + TM / 2 x TN x 4 B (matmul/coop.rs
+// `Config::workgroup_bytes`): 47104 bytes for the 2 x 2 grid at F = 16.
 
 enable f16;
 #if EMULATE
@@ -36,10 +38,13 @@ enable wgpu_cooperative_matrix;
 #include "common/coop.wgsl"
 
 const WG: u32 = {{WG}}u;
+const WARPS_M: u32 = {{WARPS_M}}u;
+const WARPS_N: u32 = {{WARPS_N}}u;
+const WARPS: u32 = WARPS_M * WARPS_N;
 const KS: u32 = 32u;
 const LDS: u32 = 40u;
-const TM: u32 = 8u * FRAG;
-const TN: u32 = 4u * FRAG;
+const TM: u32 = 4u * FRAG * WARPS_M;
+const TN: u32 = 2u * FRAG * WARPS_N;
 // Halves of one buffer of the X block ([TM][LDS]) and of the W block ([TN][LDS]).
 const A_HALVES: u32 = TM * LDS;
 const B_HALVES: u32 = TN * LDS;
@@ -56,10 +61,11 @@ var<workgroup> sh: array<f16, 2u * (A_HALVES + B_HALVES)>;
 var<workgroup> ct: array<f32, TM / 2u * CS>;
 
 #if VEC
-// Vector loads per invocation and block: the TM X rows and TN W rows of KS k, four k each.
+// Vector loads per invocation and block: the TM X rows and TN W rows of KS k, four k each
+// (rounded up: invocations past the last vector skip it).
 const QK: u32 = KS / 4u;
-const VA: u32 = TM * QK / WG;
-const VB: u32 = TN * QK / WG;
+const VA: u32 = (TM * QK + WG - 1u) / WG;
+const VB: u32 = (TN * QK + WG - 1u) / WG;
 var<private> ra: array<vec4<f16>, VA>;
 var<private> rb: array<vec4<f16>, VB>;
 
@@ -72,7 +78,7 @@ fn fetch(k0: u32, m0: u32, n0: u32, li: u32) {
         let row = m0 + e / QK;
         let kk = k0 + (e % QK) * 4u;
         var v = vec4<f16>(0.0);
-        if row < p.rows && kk < p.k {
+        if e < TM * QK && row < p.rows && kk < p.k {
             v = x[(row * p.k + kk) / 4u];
         }
         ra[i] = v;
@@ -82,7 +88,7 @@ fn fetch(k0: u32, m0: u32, n0: u32, li: u32) {
         let wr = w_row(n0, e / QK);
         let kk = k0 + (e % QK) * 4u;
         var v = vec4<f16>(0.0);
-        if wr != NONE && kk < p.k {
+        if e < TN * QK && wr != NONE && kk < p.k {
             v = w[(wr * p.k + kk) / 4u];
         }
         rb[i] = v;
@@ -100,10 +106,16 @@ fn put4(at: u32, v: vec4<f16>) {
 fn put(buf: u32, li: u32) {
     for (var i = 0u; i < VA; i++) {
         let e = li + i * WG;
+        if e >= TM * QK {
+            break;
+        }
         put4(buf * A_HALVES + (e / QK) * LDS + (e % QK) * 4u, ra[i]);
     }
     for (var i = 0u; i < VB; i++) {
         let e = li + i * WG;
+        if e >= TN * QK {
+            break;
+        }
         put4(B_AT + buf * B_HALVES + (e / QK) * LDS + (e % QK) * 4u, rb[i]);
     }
 }
@@ -111,31 +123,33 @@ fn put(buf: u32, li: u32) {
 // Stages the K block k0.. into buffer `buf`: the tile's TM X rows and TN W rows, each row's
 // KS k read by KS consecutive invocations (coalesced), 0 past the edges.
 fn load_block(buf: u32, k0: u32, m0: u32, n0: u32, li: u32) {
-    let c = li % KS;
-    let kk = k0 + c;
-    let in_k = kk < p.k;
-    for (var r = li / KS; r < TM; r += WG / KS) {
+    for (var e = li; e < TM * KS; e += WG) {
+        let r = e / KS;
+        let kk = k0 + e % KS;
         let row = m0 + r;
         var v = f16(0.0);
-        if row < p.rows && in_k {
+        if row < p.rows && kk < p.k {
             v = f16(x[row * p.k + kk]);
         }
-        sh[buf * A_HALVES + r * LDS + c] = v;
+        sh[buf * A_HALVES + r * LDS + e % KS] = v;
     }
-    for (var r = li / KS; r < TN; r += WG / KS) {
+    for (var e = li; e < TN * KS; e += WG) {
+        let r = e / KS;
+        let kk = k0 + e % KS;
         let wr = w_row(n0, r);
         var v = f16(0.0);
-        if wr != NONE && in_k {
+        if wr != NONE && kk < p.k {
             v = f16(w[wr * p.k + kk]);
         }
-        sh[B_AT + buf * B_HALVES + r * LDS + c] = v;
+        sh[B_AT + buf * B_HALVES + r * LDS + e % KS] = v;
     }
 }
 #endif
 
-// Stores 2 x 2 fragments (2F x 2F) of warp tile t at ct row 2F (t / 2), column 2F (t % 2).
+// Stores 2 x 2 fragments (2F x 2F) of warp tile t at ct row 2F (t / WARPS_N), column
+// 2F (t % WARPS_N).
 fn stage(f00: FragC, f01: FragC, f10: FragC, f11: FragC, t: u32) {
-    let o = (t / 2u) * 2u * FRAG * CS + (t % 2u) * 2u * FRAG;
+    let o = (t / WARPS_N) * 2u * FRAG * CS + (t % WARPS_N) * 2u * FRAG;
     store_c(f00, o, CS);
     store_c(f01, o + FRAG, CS);
     store_c(f10, o + FRAG * CS, CS);
@@ -181,9 +195,9 @@ fn main(
     }
     let m0 = (tile / p.tiles_n) * TM;
     let n0 = (tile % p.tiles_n) * OUT_N;
-    let owner = sg < 4u;
-    let wm = sg / 2u;
-    let wn = sg % 2u;
+    let owner = sg < WARPS;
+    let wm = sg / WARPS_N;
+    let wn = sg % WARPS_N;
     // c<i><j>: warp tile rows F i, columns F j.
     var c00 = frag_zero();
     var c01 = frag_zero();

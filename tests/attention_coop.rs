@@ -7,11 +7,11 @@
 //!   f32 never uses it.
 //! - The emulated build (`EMULATE`: fragments as per-invocation data, plain loops for the
 //!   cooperative operations) against the f64 reference on any adapter, lavapipe included:
-//!   checks Q/K/V staging and zero padding, the subgroup row split, the S and O_blk round
-//!   trips, masking, the online softmax with its two half-row invocations, block skipping in
-//!   window mode and the output layout, at both fragment sizes and subgroups of 8 to 64
-//!   lanes. On lavapipe's 32 KiB the key blocks are 64 (d 16) or 32 (d 32, 64) keys; the
-//!   real kernel uses 64.
+//!   checks Q/K/V staging and zero padding, the split of fragments over subgroups, the S and
+//!   O_blk round trips, masking, the online softmax with its two or four invocations per
+//!   row, block skipping in window mode and the output layout, at both fragment sizes,
+//!   subgroups of 8 to 64 lanes and every tile configuration that fits. On lavapipe's 32 KiB
+//!   the default key blocks are 64 (d 16) or 32 (d 32, 64) keys; GPUs use 64.
 //! - The real kernel against the reference ONLY where the adapter supports it: on Debian
 //!   12's lavapipe these tests print that they are skipped; on Mesa 26
 //!   (`scripts/test_coop.sh`) and GPUs they run, with the device's self-check.
@@ -30,7 +30,7 @@
 mod common;
 
 use wgbert::ops::DType;
-use wgbert::ops::attention::{self, AttentionArgs, AttentionVariant, coop};
+use wgbert::ops::attention::{self, AttentionArgs, AttentionVariant, Tiles, coop};
 use wgbert::ops::coop::Mode;
 use wgbert::runtime::{PlanBuilder, RunSizes};
 
@@ -43,9 +43,14 @@ fn coop_supported() -> bool {
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Build {
-    /// The EMULATE build at (fragment size, subgroup lanes).
+    /// The EMULATE build at (fragment size, subgroup lanes), with the default tiles.
     Emulated(u32, u32),
+    /// The EMULATE build at (fragment size, subgroup lanes) and these tiles.
+    EmulatedTiles(u32, u32, Tiles),
+    /// What `attention::record` chooses (the real kernel, tuned or default tiles).
     Real,
+    /// The real kernel at these tiles.
+    RealTiles(Tiles),
 }
 
 /// Runs one f16 case with `build` over packed random q/k/v (scale 2, so the softmax is far
@@ -79,12 +84,20 @@ fn check_keys(
         DType::F16,
         &common::rand_vec((t * 3 * h) as usize, seed, 2.0),
     );
+    let storage = gpu.caps().max_workgroup_storage;
     let kernel = match build {
         Build::Emulated(frag, lanes) => {
-            let storage = gpu.caps().max_workgroup_storage;
-            Some(coop::emulated_kernel(frag, lanes, head_dim, storage).unwrap())
+            let tiles = coop::default_tiles(head_dim, storage).unwrap();
+            Some(coop::emulated_kernel(frag, lanes, head_dim, tiles, storage).unwrap())
+        }
+        Build::EmulatedTiles(frag, lanes, tiles) => {
+            Some(coop::emulated_kernel(frag, lanes, head_dim, tiles, storage).unwrap())
         }
         Build::Real => None,
+        Build::RealTiles(tiles) => {
+            let shape = coop::supported(gpu.caps()).unwrap();
+            Some(coop::kernel(shape, head_dim, tiles, storage).unwrap())
+        }
     };
     let got =
         attention::run_packed(&gpu, &case, &qkv, Some(AttentionVariant::Coop), kernel).unwrap();
@@ -139,6 +152,31 @@ fn emulated_kernel_matches_the_reference() {
     }
 }
 
+/// Every tile configuration that fits the adapter (32-row query tiles run four invocations
+/// per softmax row), emulated at both fragment sizes: ragged tiles and blocks, bands, key
+/// limits, every head size.
+#[test]
+fn emulated_tile_configurations_match_the_reference() {
+    if !has_f16() {
+        return;
+    }
+    let storage = common::gpu().caps().max_workgroup_storage;
+    for build_of in [
+        |t| Build::EmulatedTiles(16, 32, t),
+        |t| Build::EmulatedTiles(8, 8, t),
+    ] {
+        for head_dim in coop::HEAD_DIMS {
+            for tiles in coop::fitting(head_dim, storage) {
+                let build = build_of(tiles);
+                check(&[1, 5, 17, 40, 130], 2, head_dim, None, build);
+                check(&[300, 129, 65], 2, head_dim, Some(8), build);
+                let (lens, keys) = ([5u32, 40, 130], [1u32, 33, 100]);
+                check_keys(&lens, Some(&keys), 2, head_dim, None, build);
+            }
+        }
+    }
+}
+
 /// Edge cases on the emulated build: a zero window (each query sees only itself), an empty
 /// sequence between two others, three heads, and key-limited sequences.
 #[test]
@@ -178,6 +216,28 @@ fn coop_kernel_matches_the_reference() {
     check(&[1000, 2], 2, 64, None, Build::Real);
     check(&[2100], 2, 64, Some(64), Build::Real);
     key_limited(Build::Real);
+}
+
+/// The real kernel at every tile configuration that fits the adapter. Runs only where the
+/// adapter supports cooperative matrices (Mesa 26 lavapipe, GPUs).
+#[test]
+fn every_coop_tile_configuration_matches_the_reference() {
+    if !coop_supported() {
+        eprintln!("adapter has no usable cooperative matrices: real tile configurations skipped");
+        return;
+    }
+    let storage = common::gpu().caps().max_workgroup_storage;
+    for head_dim in coop::HEAD_DIMS {
+        let fitting = coop::fitting(head_dim, storage);
+        assert!(fitting.len() >= 2, "d {head_dim}: {fitting:?}");
+        for tiles in fitting {
+            let build = Build::RealTiles(tiles);
+            check(&[1, 5, 17, 40, 130], 2, head_dim, None, build);
+            check(&[300, 129, 65], 2, head_dim, Some(64), build);
+            let (lens, keys) = ([5u32, 40, 130], [1u32, 33, 100]);
+            check_keys(&lens, Some(&keys), 2, head_dim, Some(8), build);
+        }
+    }
 }
 
 /// The device's own self-check (what `attention::record` runs before choosing the kernel).
@@ -258,7 +318,7 @@ fn variant_choice_follows_the_adapter() {
         head_dim: 48,
         ..forced(&mut b, DType::F16)
     };
-    let k = coop::emulated_kernel(8, 8, 64, 32768);
+    let k = coop::emulated_kernel(8, 8, 64, Tiles { br: 64, bc: 32 }, 32768);
     assert!(attention::record_kernel(&mut b, "bad", &bad, k).is_err());
 }
 
@@ -296,7 +356,8 @@ fn coop_kernels_emit_cooperative_matrix_spirv() {
         coop::variants().into_iter().map(|k| (k, true)).collect();
     for d in coop::HEAD_DIMS {
         for storage in [32768, 49152] {
-            let k = coop::emulated_kernel(8, 8, d, storage).unwrap();
+            let tiles = coop::default_tiles(d, storage).unwrap();
+            let k = coop::emulated_kernel(8, 8, d, tiles, storage).unwrap();
             kernels.push((k, false));
         }
     }

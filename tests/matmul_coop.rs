@@ -110,15 +110,25 @@ fn variant_choice_follows_the_adapter() {
     }
 }
 
-/// Runs one f16 case (`emulated`: the EMULATE build at that shape and lane count, else the
-/// real kernel) and checks it against the reference.
+/// How a case builds the kernel.
+#[derive(Debug, Clone, Copy)]
+enum Build {
+    /// What `matmul::record` chooses (the real kernel at the tuned or default configuration).
+    Auto,
+    /// The real kernel at the adapter's shape and this configuration.
+    Real(coop::Config),
+    /// The EMULATE build at this shape, lane count and configuration.
+    Emulated(Shape, u32, coop::Config),
+}
+
+/// Runs one f16 case built as `build` and checks it against the reference.
 fn check(
     t: usize,
     k: usize,
     n: usize,
     epilogue: Epilogue,
     bias: bool,
-    emulated: Option<(Shape, u32)>,
+    build: Build,
     seed: u64,
 ) {
     let c = Case {
@@ -129,13 +139,21 @@ fn check(
         epilogue,
         bias,
     };
-    let kernel = emulated.map(|(shape, lanes)| {
-        (
-            coop::emulated_kernel(shape, lanes, epilogue, bias, k as u32),
-            coop::tile(shape.frag, epilogue),
-        )
-    });
-    let what = format!("K={k} N={n} {epilogue:?} bias={bias} emulated={emulated:?}");
+    let kernel = match build {
+        Build::Auto => None,
+        Build::Real(config) => {
+            let shape = coop::supported(common::gpu().caps()).unwrap();
+            Some((
+                coop::kernel(shape, config, epilogue, bias, k as u32),
+                coop::tile(shape.frag, config, epilogue),
+            ))
+        }
+        Build::Emulated(shape, lanes, config) => Some((
+            coop::emulated_kernel(shape, lanes, config, epilogue, bias, k as u32),
+            coop::tile(shape.frag, config, epilogue),
+        )),
+    };
+    let what = format!("K={k} N={n} {epilogue:?} bias={bias} {build:?}");
     common::matmul_case::check(&what, c, t, &[t], seed, kernel, (ATOL, RTOL));
 }
 
@@ -169,7 +187,33 @@ fn emulated_kernel_matches_the_reference() {
         let shape = Shape { frag, subgroup };
         for (i, &(t, k, n, e, bias)) in cases.iter().enumerate() {
             let seed = 100 + 10 * i as u64 + 1000 * j as u64;
-            check(t, k, n, e, bias, Some((shape, lanes)), seed);
+            let build = Build::Emulated(shape, lanes, coop::DEFAULT);
+            check(t, k, n, e, bias, build, seed);
+        }
+    }
+}
+
+/// Every tile configuration (warp grid), emulated at both fragment sizes: ragged row and
+/// column tiles, vector and scalar loads, GeGLU's paired W rows across the grid's columns.
+#[test]
+fn emulated_configurations_match_the_reference() {
+    if !common::gpu().caps().f16 {
+        eprintln!("adapter has no SHADER_F16: skipped");
+        return;
+    }
+    let cases = [
+        (70, 100, 90, Epilogue::Residual, true),
+        (40, 70, 40, Epilogue::GeGlu(GELU), true),
+    ];
+    let shapes = [(8, 8, 8), (16, 32, 32), (8, 16, 8)];
+    let mut seed = 5000;
+    for config in coop::CANDIDATES {
+        for &(frag, subgroup, lanes) in &shapes {
+            let shape = Shape { frag, subgroup };
+            for &(t, k, n, e, bias) in &cases {
+                check(t, k, n, e, bias, Build::Emulated(shape, lanes, config), seed);
+                seed += 10;
+            }
         }
     }
 }
@@ -189,9 +233,36 @@ fn coop_kernel_matches_the_reference() {
     for e in matmul::all_epilogues() {
         for bias in [false, true] {
             for &(t, k, n) in &shapes {
-                check(t, k, n, e, bias, None, seed);
+                check(t, k, n, e, bias, Build::Auto, seed);
                 seed += 10;
             }
+        }
+    }
+}
+
+/// The real kernel at every tile configuration the adapter fits: awkward shapes over several
+/// row and column tiles, vector and scalar loads, each epilogue kind. Runs only where the
+/// adapter supports cooperative matrices (Mesa 26 lavapipe, GPUs).
+#[test]
+fn every_coop_configuration_matches_the_reference() {
+    let gpu = common::gpu();
+    let Ok(shape) = coop::supported(gpu.caps()) else {
+        eprintln!("adapter has no usable cooperative matrices: real Coop configurations skipped");
+        return;
+    };
+    let cases = [
+        (257, 130, 200, Epilogue::Residual, true),
+        (70, 102, 90, Epilogue::None, false),
+        (129, 64, 72, Epilogue::GeGlu(GELU), true),
+        (33, 40, 48, Epilogue::Act(Activation::Silu), false),
+    ];
+    let configs = coop::fitting(shape, gpu.caps());
+    assert!(configs.contains(&coop::DEFAULT), "{configs:?}");
+    let mut seed = 7000;
+    for config in configs {
+        for &(t, k, n, e, bias) in &cases {
+            check(t, k, n, e, bias, Build::Real(config), seed);
+            seed += 10;
         }
     }
 }
@@ -252,10 +323,16 @@ fn coop_kernels_emit_cooperative_matrix_spirv() {
         subgroup: 32,
     };
     for (kernel, want) in [
-        (coop::kernel(s16, Epilogue::GeGlu(GELU), true, 768), true),
-        (coop::kernel(s8, Epilogue::Residual, false, 770), true),
         (
-            coop::emulated_kernel(s8, 8, Epilogue::Residual, true, 768),
+            coop::kernel(s16, coop::DEFAULT, Epilogue::GeGlu(GELU), true, 768),
+            true,
+        ),
+        (
+            coop::kernel(s8, coop::DEFAULT, Epilogue::Residual, false, 770),
+            true,
+        ),
+        (
+            coop::emulated_kernel(s8, 8, coop::DEFAULT, Epilogue::Residual, true, 768),
             false,
         ),
     ] {

@@ -1,5 +1,6 @@
 //! Autotuning (`ops::tune`): the disk cache round-trips and is invalidated by another driver,
-//! every candidate (tiled matmul, portable attention) passes its on-device check, timing
+//! every candidate (tiled matmul, tensor-core matmul where the adapter has cooperative
+//! matrices, portable attention) passes its on-device check, timing
 //! works where timestamps exist, a tuned tile is what the op records, and
 //! `wgbert tune` / `wgbert info` work end to end (small shapes, a private cache directory).
 //! The choice logic itself (never a failing candidate, the default without timestamps) is
@@ -13,15 +14,20 @@ use common::model_dir::fails_with;
 use serde_json::Value;
 use wgbert::ops::DType;
 use wgbert::ops::attention::{self, Tiles};
-use wgbert::ops::matmul::tiled;
-use wgbert::ops::tune::{self, ATTENTION, Cache, DeviceKey, Entry, MATMUL_TILED, RowClass};
+use wgbert::ops::matmul::{coop, tiled};
+use wgbert::ops::tune::{
+    self, ATTENTION, ATTENTION_COOP, Cache, DeviceKey, Entry, MATMUL_COOP, MATMUL_TILED,
+    RowClass,
+};
 
 /// The static choice `wgbert tune` reports for a family at ModernBERT's head size.
 fn default_name(op: &str) -> String {
-    if op == MATMUL_TILED {
-        tiled::DEFAULT.name()
-    } else {
-        Tiles::default_for(64, common::gpu().caps()).name()
+    let gpu = common::gpu();
+    let caps = gpu.caps();
+    match op {
+        MATMUL_TILED => tiled::DEFAULT.name(),
+        MATMUL_COOP => coop::default_for(coop::supported(caps).unwrap(), caps).name(),
+        _ => Tiles::default_for(64, caps).name(),
     }
 }
 
@@ -29,6 +35,8 @@ fn default_name(op: &str) -> String {
 fn known(op: &str, name: &str) -> bool {
     match op {
         MATMUL_TILED => tiled::Config::parse(name).is_some(),
+        MATMUL_COOP => coop::Config::parse(name).is_some(),
+        ATTENTION_COOP => attention::coop::CANDIDATES.iter().any(|t| t.name() == name),
         ATTENTION => {
             attention::CANDIDATES.iter().any(|t| t.name() == name) || name == default_name(op)
         }
@@ -108,6 +116,74 @@ fn every_candidate_passes_its_check_and_times_where_timestamps_exist() {
     }
 }
 
+/// Every tensor-core configuration the adapter fits passes its check and is timed, where
+/// the adapter has cooperative matrices (Mesa 26 lavapipe in scripts/test_coop.sh, GPUs).
+#[test]
+fn every_coop_candidate_passes_its_check_and_times_where_timestamps_exist() {
+    let gpu = common::gpu();
+    let Ok(shape) = coop::supported(gpu.caps()) else {
+        eprintln!("adapter has no usable cooperative matrices: skipped");
+        return;
+    };
+    let configs = coop::fitting(shape, gpu.caps());
+    assert!(configs.len() >= 5, "{configs:?}");
+    for config in configs {
+        tune::check_coop(&gpu, config).unwrap();
+        if gpu.caps().timestamps {
+            let s = tune::time_coop(&gpu, config, (40, 48, 72)).unwrap();
+            assert!(s > 0.0 && s.is_finite(), "{} took {s} s", config.name());
+        }
+    }
+}
+
+/// Every tensor-core attention tile that fits passes its check and is timed, at every head
+/// size, where the adapter has cooperative matrices.
+#[test]
+fn every_coop_attention_candidate_passes_its_check_and_times_where_timestamps_exist() {
+    let gpu = common::gpu();
+    if attention::coop::supported(gpu.caps()).is_err() {
+        eprintln!("adapter has no usable cooperative matrices: skipped");
+        return;
+    }
+    let storage = gpu.caps().max_workgroup_storage;
+    for head_dim in attention::coop::HEAD_DIMS {
+        for tiles in attention::coop::fitting(head_dim, storage) {
+            tune::check_coop_attention(&gpu, head_dim, tiles).unwrap();
+        }
+    }
+    if gpu.caps().timestamps {
+        for tiles in attention::coop::fitting(16, storage) {
+            let shape = attention::coop::supported(gpu.caps()).unwrap();
+            let k = attention::coop::kernel(shape, 16, tiles, storage).unwrap();
+            let s = tune::time_attention_kernel(&gpu, DType::F16, 16, k).unwrap();
+            assert!(s > 0.0 && s.is_finite(), "{} took {s} s", tiles.name());
+        }
+    }
+}
+
+/// Row classes with different tensor-core configurations get a step each, chosen by the
+/// run's rows, with the reference's results either way.
+#[test]
+fn each_row_class_runs_its_own_coop_configuration() {
+    let gpu = common::gpu();
+    if coop::supported(gpu.caps()).is_err() {
+        eprintln!("adapter has no usable cooperative matrices: skipped");
+        return;
+    }
+    let small = coop::Config { wm: 1, wn: 1 };
+    let big = coop::Config { wm: 1, wn: 4 };
+    // The only test of this binary that records f16 matmuls through `record`.
+    tune::pin::<tune::CoopMatmul>(&gpu, RowClass::Mid, DType::F16, small);
+    tune::pin::<tune::CoopMatmul>(&gpu, RowClass::Large, DType::F16, big);
+    assert_eq!(tune::coop_config(&gpu, RowClass::Large), big);
+    row_classes_split(
+        DType::F16,
+        wgbert::ops::matmul::MatmulVariant::Coop,
+        &["WARPS_M=1,WARPS_N=1", "WARPS_M=1,WARPS_N=4"],
+        2e-3,
+    );
+}
+
 #[test]
 fn every_attention_candidate_passes_its_check_and_times_where_timestamps_exist() {
     let gpu = common::gpu();
@@ -173,23 +249,42 @@ fn attention_records_the_tuned_tile() {
 /// stay those of the reference either way.
 #[test]
 fn each_row_class_runs_its_own_tile() {
-    use wgbert::ops::Rows;
-    use wgbert::ops::matmul::{self, Epilogue, MatmulArgs};
-    use wgbert::runtime::{PlanBuilder, RunSizes};
     let gpu = common::gpu();
     let small = tiled::Config { rm: 2, rn: 2 };
     let big = tiled::Config { rm: 8, rn: 4 };
     // f32 only in this binary: no other test here records f32 matmuls through `record`.
     tune::pin_tiled(&gpu, RowClass::Mid, DType::F32, small);
     tune::pin_tiled(&gpu, RowClass::Large, DType::F32, big);
+    row_classes_split(
+        DType::F32,
+        wgbert::ops::matmul::MatmulVariant::Tiled,
+        &["RM=2,RN=2", "RM=8,RN=4"],
+        1e-5,
+    );
+}
+
+/// Records `variant` for up to 600 rows (so both row classes), asserts that the plan names
+/// each of `defines` (one build per class), and checks runs of 40 and 600 rows against the
+/// reference within `tol`.
+fn row_classes_split(
+    dtype: DType,
+    variant: wgbert::ops::matmul::MatmulVariant,
+    defines: &[&str],
+    tol: f64,
+) {
+    use wgbert::ops::Rows;
+    use wgbert::ops::matmul::{self, Epilogue, MatmulArgs};
+    use wgbert::runtime::{PlanBuilder, RunSizes};
+    let gpu = common::gpu();
     let (cap, k, n) = (600usize, 24usize, 40usize);
-    let x = common::rand_vec(cap * k, 1, 1.0);
-    let w = common::rand_vec(n * k, 2, 0.5);
+    let es = dtype.size() as usize;
+    let x = common::stored(dtype, &common::rand_vec(cap * k, 1, 1.0));
+    let w = common::stored(dtype, &common::rand_vec(n * k, 2, 0.5));
     let mut b = PlanBuilder::new(gpu.clone());
-    let xt = b.input("x", (cap * k * 4) as u64);
-    let wbuf = gpu.upload("w", bytemuck::cast_slice(&w)).unwrap();
+    let xt = b.input("x", (cap * k * es) as u64);
+    let wbuf = gpu.upload("w", &dtype.encode(&w)).unwrap();
     let wt = b.external("w", &wbuf);
-    let yt = b.output("y", (cap * n * 4) as u64);
+    let yt = b.output("y", (cap * n * es) as u64);
     let args = MatmulArgs {
         x: xt,
         w: wt,
@@ -199,27 +294,26 @@ fn each_row_class_runs_its_own_tile() {
         rows: Rows::Tokens,
         k: k as u32,
         n: n as u32,
-        dtype: DType::F32,
+        dtype,
         epilogue: Epilogue::None,
-        variant: Some(matmul::MatmulVariant::Tiled),
+        variant: Some(variant),
     };
     matmul::record(&mut b, "m", &args).unwrap();
     let mut plan = b.build().unwrap();
     let listing = plan.describe();
-    assert!(
-        listing.contains("RM=2,RN=2") && listing.contains("RM=8,RN=4"),
-        "{listing}"
-    );
-    plan.write(xt, bytemuck::cast_slice(&x)).unwrap();
+    for d in defines {
+        assert!(listing.contains(d), "{d}: {listing}");
+    }
+    plan.write(xt, &dtype.encode(&x)).unwrap();
     for t in [40usize, 600] {
         plan.run(&RunSizes {
             rows: t as u32,
             ..Default::default()
         })
         .unwrap();
-        let got = DType::F32.decode(&plan.read(yt, 0, (t * n * 4) as u64).unwrap());
+        let got = dtype.decode(&plan.read(yt, 0, (t * n * es) as u64).unwrap());
         let want = matmul::reference(&x[..t * k], &w, None, None, t, k, n, Epilogue::None);
-        common::assert_close(&format!("T={t}"), &got, &want, 1e-5, 1e-5);
+        common::assert_close(&format!("T={t}"), &got, &want, tol, tol);
     }
 }
 
@@ -277,6 +371,37 @@ fn tune_then_info_show_the_cached_choice() {
     for (t, c) in f32_tiles.iter().zip(choices) {
         assert_eq!(t["source"], "cache", "{t}");
         assert_eq!(t["config"], c["config"]);
+    }
+}
+
+/// On an adapter with cooperative matrices, `wgbert tune` in f16 also tunes the tensor-core
+/// matmul per row class and the tensor-core attention at head size 64, each naming one of
+/// its configurations.
+#[test]
+fn tune_covers_the_tensor_core_matmul_where_it_runs() {
+    let gpu = common::gpu();
+    if coop::supported(gpu.caps()).is_err() {
+        eprintln!("adapter has no usable cooperative matrices: skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = wgbert_env(dir.path())
+        .args(["--dtype", "f16", "--quiet", "tune", "--json"])
+        .assert()
+        .success();
+    let v: Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
+    let of = |op: &str| -> Vec<Value> {
+        let all = v["choices"].as_array().unwrap();
+        all.iter().filter(|c| c["op"] == op).cloned().collect()
+    };
+    let (matmuls, attentions) = (of(MATMUL_COOP), of(ATTENTION_COOP));
+    assert_eq!(matmuls.len(), RowClass::ALL.len(), "{v}");
+    assert_eq!(attentions.len(), 1, "{v}");
+    for (c, least) in matmuls.iter().map(|c| (c, 5)).chain([(&attentions[0], 2)]) {
+        let op = c["op"].as_str().unwrap();
+        assert!(known(op, c["config"].as_str().unwrap()), "{c}");
+        let timed = c["timings"].as_object().unwrap();
+        assert!(timed.len() >= least, "every fitting configuration is listed: {c}");
     }
 }
 

@@ -1,8 +1,9 @@
 //! `wgbert bench --kernels`: matmul and attention sweeps on ModernBERT-base shapes (and a
 //! 4096^3 square matmul), timed on the GPU with timestamp queries where available (wall time
-//! otherwise; `ops::timing`), reported in TFLOP/s. `--sweep` also times every candidate tile configuration
-//! of the tiled matmul (`ops::tune`) on each matmul shape, the tensor-core matmul where the
-//! adapter has it, and every candidate tile of the portable attention kernel.
+//! otherwise; `ops::timing`), reported in TFLOP/s. `--sweep` also times every candidate tile
+//! configuration (`ops::tune`) on each matmul shape: the tiled matmul's, the tensor-core
+//! matmul's where the adapter has it, and every candidate tile of the portable and (where it
+//! runs) tensor-core attention kernels.
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use serde_json::json;
 use wgbert::ops::attention;
 use wgbert::ops::matmul::{self, Epilogue, MatmulVariant, tiled};
 use wgbert::ops::{DType, timing};
-use wgbert::runtime::Gpu;
+use wgbert::runtime::{Gpu, Kernel};
 
 const REPS: usize = 5;
 
@@ -22,8 +23,8 @@ enum Pick {
     Auto,
     /// The tiled kernel at this configuration.
     Tiled(tiled::Config),
-    /// The tensor-core kernel.
-    Coop,
+    /// The tensor-core kernel at this configuration.
+    Coop(matmul::coop::Config),
 }
 
 fn matmul_case(
@@ -39,7 +40,12 @@ fn matmul_case(
             let kernel = tiled::kernel(dt, epilogue, false, c);
             (None, Some((kernel, tiled::tile(c, epilogue))))
         }
-        Pick::Coop => (Some(MatmulVariant::Coop), None),
+        Pick::Coop(c) => {
+            let shape = matmul::coop::supported(gpu.caps()).map_err(anyhow::Error::msg)?;
+            let kernel = matmul::coop::kernel(shape, c, epilogue, false, k);
+            let tile = matmul::coop::tile(shape.frag, c, epilogue);
+            (Some(MatmulVariant::Coop), Some((kernel, tile)))
+        }
     };
     let (mut plan, sizes) = timing::matmul_plan(gpu, dt, (t, k, n), epilogue, variant, build)?;
     let secs = timing::seconds(gpu, &mut plan, &sizes, REPS)?;
@@ -47,16 +53,15 @@ fn matmul_case(
 }
 
 /// Attention over `seqs` sequences of `len` tokens (12 heads of 64), with the automatic
-/// choice of kernel, or the portable kernel at `tiles`.
+/// choice of kernel, or the given build (`attention_kernel`).
 fn attention_case(
     gpu: &Arc<Gpu>,
     dt: DType,
     (seqs, len): (u32, u32),
     window: Option<u32>,
-    tiles: Option<attention::Tiles>,
+    kernel: Option<Kernel>,
 ) -> Result<f64> {
     let (heads, d) = (12u32, 64u32);
-    let kernel = tiles.map(|tiles| attention::kernel(dt, d, tiles));
     let (mut plan, sizes) =
         timing::attention_plan(gpu, dt, (seqs, len), (heads, d), window, kernel)?;
     let secs = timing::seconds(gpu, &mut plan, &sizes, REPS)?;
@@ -78,6 +83,14 @@ pub fn run(gpu: &Arc<Gpu>, dtype: Option<DType>, json_out: bool, sweep: bool) ->
     }
     let cache = wgbert::ops::tune::Cache::default_location();
     wgbert::ops::tune::ensure_tiled(gpu, dt, &cache, wgbert::ops::tune::Mode::Ensure, None)?;
+    if dt == DType::F16 && matmul::coop_status(gpu, dt).is_ok() {
+        wgbert::ops::tune::ensure_coop(gpu, &cache, wgbert::ops::tune::Mode::Ensure, None)?;
+    }
+    if dt == DType::F16 && attention::coop_status(gpu, dt).is_ok() {
+        let d = [super::tune::MODERNBERT_HEAD_DIM];
+        let mode = wgbert::ops::tune::Mode::Ensure;
+        wgbert::ops::tune::ensure_coop_attention(gpu, &d, &cache, mode, None)?;
+    }
     let d = [super::tune::MODERNBERT_HEAD_DIM];
     wgbert::ops::tune::ensure_attention(
         gpu,
@@ -112,8 +125,14 @@ pub fn run(gpu: &Arc<Gpu>, dtype: Option<DType>, json_out: bool, sweep: bool) ->
             .into_iter()
             .map(|c| (format!("tiled {}", c.name()), Pick::Tiled(c)))
             .collect();
-        if dt == DType::F16 && matmul::coop_status(gpu, dt).is_ok() {
-            picks.push(("coop".into(), Pick::Coop));
+        if dt == DType::F16 {
+            if let Ok(shape) = matmul::coop_status(gpu, dt) {
+                picks.extend(
+                    matmul::coop::fitting(shape, gpu.caps())
+                        .into_iter()
+                        .map(|c| (format!("coop {}", c.name()), Pick::Coop(c))),
+                );
+            }
         }
         for (name, shape, ep) in &shapes {
             for (pick_name, pick) in &picks {
@@ -144,11 +163,27 @@ pub fn run(gpu: &Arc<Gpu>, dtype: Option<DType>, json_out: bool, sweep: bool) ->
         ));
     }
     if sweep {
-        // Every candidate tile of the portable kernel at ModernBERT's head size.
-        for tiles in attention::fitting(64, gpu.caps()) {
+        // Every candidate tile of the portable kernel at ModernBERT's head size, and of the
+        // tensor-core kernel where it runs.
+        let d = super::tune::MODERNBERT_HEAD_DIM;
+        let mut builds: Vec<(String, Kernel)> = attention::fitting(d, gpu.caps())
+            .into_iter()
+            .map(|t| (format!("portable {}", t.name()), attention::kernel(dt, d, t)))
+            .collect();
+        if dt == DType::F16 {
+            if let Ok(shape) = attention::coop_status(gpu, dt) {
+                let storage = gpu.caps().max_workgroup_storage;
+                for t in attention::coop::fitting(d, storage) {
+                    if let Some(k) = attention::coop::kernel(shape, d, t, storage) {
+                        builds.push((format!("coop {}", t.name()), k));
+                    }
+                }
+            }
+        }
+        for (build, kernel) in &builds {
             for (name, shape, window) in &attentions {
-                let tf = attention_case(gpu, dt, *shape, *window, Some(tiles))?;
-                cases.push((format!("{name} [portable {}]", tiles.name()), tf));
+                let tf = attention_case(gpu, dt, *shape, *window, Some(kernel.clone()))?;
+                cases.push((format!("{name} [{build}]"), tf));
             }
         }
     }

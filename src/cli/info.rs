@@ -25,9 +25,19 @@ fn tiles(a: &AdapterReport) -> Vec<Choice> {
         if let Ok(c) = tune::ensure_tiled(&gpu, dtype, &cache, Mode::Lookup, None) {
             out.extend(c);
         }
+        if dtype == DType::F16 {
+            if let Ok(c) = tune::ensure_coop(&gpu, &cache, Mode::Lookup, None) {
+                out.extend(c);
+            }
+        }
         let d = [super::tune::MODERNBERT_HEAD_DIM];
         if let Ok(c) = tune::ensure_attention(&gpu, dtype, &d, &cache, Mode::Lookup, None) {
             out.extend(c);
+        }
+        if dtype == DType::F16 {
+            if let Ok(c) = tune::ensure_coop_attention(&gpu, &d, &cache, Mode::Lookup, None) {
+                out.extend(c);
+            }
         }
     }
     out

@@ -1,7 +1,9 @@
 //! `wgbert tune`: times every candidate tile configuration on this device now (with a
 //! progress bar), keeps the fastest that passes its check, and caches it on disk for later
 //! runs (`ops::tune`): the tiled matmul per row class and the portable attention kernel at
-//! ModernBERT's head size. Loading a model does the same on first use; this runs it
+//! ModernBERT's head size, and in f16, where the adapter has cooperative matrices and the
+//! tensor-core kernels pass their self-check, the tensor-core matmul per row class and the
+//! tensor-core attention at that head size. Loading a model does the same on first use; this runs it
 //! explicitly, for f32 and f16 (or the global `--dtype`), and reports every candidate's time.
 
 use anyhow::Result;
@@ -41,6 +43,22 @@ pub fn run(g: &Global, a: &TuneArgs) -> Result<()> {
             Mode::Force,
             bar.as_deref(),
         )?);
+        if dtype == DType::F16 {
+            // The tensor-core matmul, where its self-check passes (as a model load requires).
+            wgbert::ops::f16_kernels(&gpu)?;
+            if wgbert::ops::matmul::coop_status(&gpu, dtype).is_ok() {
+                choices.extend(tune::ensure_coop(&gpu, &cache, Mode::Force, bar.as_deref())?);
+            }
+            if wgbert::ops::attention::coop_status(&gpu, dtype).is_ok() {
+                choices.extend(tune::ensure_coop_attention(
+                    &gpu,
+                    &[MODERNBERT_HEAD_DIM],
+                    &cache,
+                    Mode::Force,
+                    bar.as_deref(),
+                )?);
+            }
+        }
         choices.extend(tune::ensure_attention(
             &gpu,
             dtype,

@@ -197,17 +197,19 @@ impl Encoder {
         Ok(enc)
     }
 
-    /// Tunes the tiled matmul's tiles and the portable attention kernel's (at this model's
-    /// head size) for its precision on its device, once per device (choices cached on disk,
-    /// `ops::tune`), except where the tensor-core kernels do the work. A cache that cannot be
-    /// written only costs a warning.
+    /// Tunes the tiles of the kernels this model runs, for its precision on its device: the
+    /// matmul's (tensor-core or tiled) and the attention kernel's at its head size
+    /// (tensor-core or portable), once per device (choices cached on disk, `ops::tune`). A
+    /// cache that cannot be written only costs a warning.
     fn autotune(&self, progress: Option<&dyn crate::progress::Progress>) -> Result<()> {
         use crate::ops::tune::{self, Cache, Mode};
         let dtype = self.weights.dtype;
         let coop = |status: std::result::Result<_, String>| dtype == DType::F16 && status.is_ok();
         let cache = Cache::default_location();
         let mut choices = Vec::new();
-        if !coop(crate::ops::matmul::coop_status(&self.gpu, dtype)) {
+        if coop(crate::ops::matmul::coop_status(&self.gpu, dtype)) {
+            choices.extend(tune::ensure_coop(&self.gpu, &cache, Mode::Ensure, progress)?);
+        } else {
             choices.extend(tune::ensure_tiled(
                 &self.gpu,
                 dtype,
@@ -218,7 +220,16 @@ impl Encoder {
         }
         let head_dim = u32::try_from(self.config.head_dim).unwrap_or(0);
         let portable = crate::ops::attention::HEAD_DIMS.contains(&head_dim);
-        if portable && !coop(crate::ops::attention::coop_status(&self.gpu, dtype)) {
+        let coop_head = crate::ops::attention::coop::HEAD_DIMS.contains(&head_dim);
+        if coop_head && coop(crate::ops::attention::coop_status(&self.gpu, dtype)) {
+            choices.extend(tune::ensure_coop_attention(
+                &self.gpu,
+                &[head_dim],
+                &cache,
+                Mode::Ensure,
+                progress,
+            )?);
+        } else if portable {
             choices.extend(tune::ensure_attention(
                 &self.gpu,
                 dtype,

@@ -5,8 +5,10 @@
 //! on disk, keyed by adapter, backend, driver, driver version and crate version, so a new
 //! driver or a new wgbert tunes again.
 //!
-//! Two families are tuned ([`Family`]): the tiled matmul (`matmul::tiled::CANDIDATES`) in two
-//! row classes, and the portable attention kernel (`attention::CANDIDATES`) per head size.
+//! Four families are tuned ([`Family`]): the tiled matmul (`matmul::tiled::CANDIDATES`) and
+//! the tensor-core matmul (`matmul::coop::CANDIDATES`, f16) in two row classes each, and the
+//! portable and tensor-core attention kernels (`attention::CANDIDATES`,
+//! `attention::coop::CANDIDATES`) per head size.
 //! Settings: `WGBERT_AUTOTUNE` ([`Setting`]: unset tunes on real GPUs, `1` on any adapter,
 //! `0` never); `WGBERT_CACHE` names the cache directory (default: the platform's
 //! cache directory, e.g. `~/.cache/wgbert`). An adapter without timestamp queries keeps the
@@ -20,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 
 use crate::ops::coop::{f16_values, first_mismatch};
-use crate::ops::matmul::{self, Epilogue, tiled};
+use crate::ops::matmul::{self, Epilogue, coop, tiled};
 use crate::ops::{Activation, DType, attention, timing};
 use crate::progress::Progress;
 use crate::runtime::{Gpu, RunSizes};
@@ -31,7 +33,9 @@ const TIMED_RUNS: usize = 3;
 
 /// The tuned kernel families (their names in caches and reports).
 pub const MATMUL_TILED: &str = "matmul_tiled";
+pub const MATMUL_COOP: &str = "matmul_coop";
 pub const ATTENTION: &str = "attention";
+pub const ATTENTION_COOP: &str = "attention_coop";
 
 /// Row classes of the tiled matmul: the rows a run has decide which tuned tile it uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -340,6 +344,42 @@ impl Family for TiledMatmul {
     }
 }
 
+/// The tensor-core matmul (f16 only), tuned per row class. Its candidates are the grids that
+/// fit the adapter at its cooperative-matrix shape; none where it has no usable ones.
+pub struct CoopMatmul;
+
+impl Family for CoopMatmul {
+    const OP: &'static str = MATMUL_COOP;
+    type Config = coop::Config;
+    type Class = RowClass;
+
+    fn class_name(class: RowClass) -> String {
+        class.name().to_string()
+    }
+
+    fn candidates(gpu: &Gpu, _: RowClass) -> Vec<coop::Config> {
+        let caps = gpu.caps();
+        coop::supported(caps).map_or_else(|_| Vec::new(), |shape| coop::fitting(shape, caps))
+    }
+
+    fn default(gpu: &Gpu, _: RowClass) -> coop::Config {
+        let caps = gpu.caps();
+        coop::supported(caps).map_or(coop::DEFAULT, |shape| coop::default_for(shape, caps))
+    }
+
+    fn name(config: coop::Config) -> String {
+        config.name()
+    }
+
+    fn check(gpu: &Arc<Gpu>, _: DType, _: RowClass, config: coop::Config) -> Result<()> {
+        check_coop(gpu, config)
+    }
+
+    fn time(gpu: &Arc<Gpu>, _: DType, class: RowClass, config: coop::Config) -> Result<f64> {
+        time_coop(gpu, config, class.representative())
+    }
+}
+
 /// The portable attention kernel, tuned per head size.
 pub struct PortableAttention;
 
@@ -371,6 +411,52 @@ impl Family for PortableAttention {
 
     fn time(gpu: &Arc<Gpu>, dtype: DType, d: u32, tiles: attention::Tiles) -> Result<f64> {
         time_attention(gpu, dtype, d, tiles)
+    }
+}
+
+/// The tensor-core attention kernel (f16 only), tuned per head size. Its candidates are the
+/// tiles that fit the adapter's workgroup memory; none where it has no usable cooperative
+/// matrices.
+pub struct CoopAttention;
+
+impl Family for CoopAttention {
+    const OP: &'static str = ATTENTION_COOP;
+    type Config = attention::Tiles;
+    /// The head size.
+    type Class = u32;
+
+    fn class_name(head_dim: u32) -> String {
+        format!("d{head_dim}")
+    }
+
+    fn candidates(gpu: &Gpu, head_dim: u32) -> Vec<attention::Tiles> {
+        let caps = gpu.caps();
+        match attention::coop::supported(caps) {
+            Ok(_) => attention::coop::fitting(head_dim, caps.max_workgroup_storage),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn default(gpu: &Gpu, head_dim: u32) -> attention::Tiles {
+        attention::coop::default_tiles(head_dim, gpu.caps().max_workgroup_storage)
+            .unwrap_or(attention::coop::DEFAULT)
+    }
+
+    fn name(tiles: attention::Tiles) -> String {
+        tiles.name()
+    }
+
+    fn check(gpu: &Arc<Gpu>, _: DType, d: u32, tiles: attention::Tiles) -> Result<()> {
+        check_coop_attention(gpu, d, tiles)
+    }
+
+    fn time(gpu: &Arc<Gpu>, _: DType, d: u32, tiles: attention::Tiles) -> Result<f64> {
+        let shape = attention::coop::supported(gpu.caps()).map_err(Error::Unsupported)?;
+        let storage = gpu.caps().max_workgroup_storage;
+        let kernel = attention::coop::kernel(shape, d, tiles, storage).ok_or_else(|| {
+            Error::Unsupported(format!("{ATTENTION_COOP} {}: does not fit", tiles.name()))
+        })?;
+        time_attention_kernel(gpu, DType::F16, d, kernel)
     }
 }
 
@@ -428,9 +514,22 @@ pub fn pin_tiled(gpu: &Gpu, class: RowClass, dtype: DType, config: tiled::Config
     pin::<TiledMatmul>(gpu, class, dtype, config);
 }
 
+/// The tensor-core matmul's configuration for `class` on this device.
+pub fn coop_config(gpu: &Gpu, class: RowClass) -> coop::Config {
+    config::<CoopMatmul>(gpu, class, DType::F16)
+}
+
 /// The portable attention kernel's tiles for `head_dim` and `dtype` on this device.
 pub fn attention_tiles(gpu: &Gpu, head_dim: u32, dtype: DType) -> attention::Tiles {
     config::<PortableAttention>(gpu, head_dim, dtype)
+}
+
+/// The tensor-core attention kernel's tiles for `head_dim` on this device: the tuned ones
+/// when `ensure` has run, else the default; `None` where no tile fits its workgroup memory.
+pub fn coop_attention_tiles(gpu: &Gpu, head_dim: u32) -> Option<attention::Tiles> {
+    in_process::<CoopAttention>(gpu, head_dim, DType::F16).or_else(|| {
+        attention::coop::default_tiles(head_dim, gpu.caps().max_workgroup_storage)
+    })
 }
 
 /// One class's choice, as reported by `wgbert tune` and `wgbert info`.
@@ -467,6 +566,20 @@ pub fn ensure_tiled(
     ensure::<TiledMatmul>(gpu, dtype, &RowClass::ALL, cache, mode, progress)
 }
 
+/// `ensure` for the tensor-core matmul (f16), every row class; nothing where the adapter
+/// has no usable cooperative matrices.
+pub fn ensure_coop(
+    gpu: &Arc<Gpu>,
+    cache: &Cache,
+    mode: Mode,
+    progress: Option<&dyn Progress>,
+) -> Result<Vec<Choice>> {
+    if coop::supported(gpu.caps()).is_err() {
+        return Ok(Vec::new());
+    }
+    ensure::<CoopMatmul>(gpu, DType::F16, &RowClass::ALL, cache, mode, progress)
+}
+
 /// `ensure` for the portable attention kernel at these head sizes.
 pub fn ensure_attention(
     gpu: &Arc<Gpu>,
@@ -477,6 +590,21 @@ pub fn ensure_attention(
     progress: Option<&dyn Progress>,
 ) -> Result<Vec<Choice>> {
     ensure::<PortableAttention>(gpu, dtype, head_dims, cache, mode, progress)
+}
+
+/// `ensure` for the tensor-core attention kernel (f16) at these head sizes; nothing where
+/// the adapter has no usable cooperative matrices.
+pub fn ensure_coop_attention(
+    gpu: &Arc<Gpu>,
+    head_dims: &[u32],
+    cache: &Cache,
+    mode: Mode,
+    progress: Option<&dyn Progress>,
+) -> Result<Vec<Choice>> {
+    if attention::coop::supported(gpu.caps()).is_err() {
+        return Ok(Vec::new());
+    }
+    ensure::<CoopAttention>(gpu, DType::F16, head_dims, cache, mode, progress)
 }
 
 /// Makes sure family `F` has a configuration for every class of `classes` in `dtype` on this
@@ -615,6 +743,40 @@ pub fn check_tiled(gpu: &Arc<Gpu>, dtype: DType, config: tiled::Config) -> Resul
     Ok(())
 }
 
+/// The CPU-reference check of one tensor-core configuration at the adapter's shape: ragged
+/// shapes with vector loads (the plain epilogue with a residual and bias, GeGLU) and with
+/// scalar loads (K off a multiple of 4), each over several row and column tiles.
+pub fn check_coop(gpu: &Arc<Gpu>, config: coop::Config) -> Result<()> {
+    let shape = coop::supported(gpu.caps()).map_err(Error::Unsupported)?;
+    let cases = [
+        (150usize, 100usize, 150usize, Epilogue::Residual, true),
+        (70, 72, 90, Epilogue::GeGlu(Activation::GeluErf), true),
+        (33, 102, 40, Epilogue::None, false),
+    ];
+    let tol = (coop::CHECK_ATOL, coop::CHECK_RTOL);
+    for (i, &case) in cases.iter().enumerate() {
+        let (_, k, _, epilogue, bias) = case;
+        let build = (
+            coop::kernel(shape, config, epilogue, bias, k as u32),
+            coop::tile(shape.frag, config, epilogue),
+        );
+        matmul::check_build(gpu, DType::F16, case, build, tol, 301 + 7 * i as u64).map_err(
+            |e| Error::Unsupported(format!("{MATMUL_COOP} {} check: {e}", config.name())),
+        )?;
+    }
+    Ok(())
+}
+
+/// Seconds per run of one tensor-core configuration on `(t, k, n)` (as `time_tiled`).
+pub fn time_coop(gpu: &Arc<Gpu>, config: coop::Config, shape: (u32, u32, u32)) -> Result<f64> {
+    let s = coop::supported(gpu.caps()).map_err(Error::Unsupported)?;
+    let kernel = coop::kernel(s, config, Epilogue::None, false, shape.1);
+    let build = Some((kernel, coop::tile(s.frag, config, Epilogue::None)));
+    let dtype = DType::F16;
+    let (mut plan, sizes) = timing::matmul_plan(gpu, dtype, shape, Epilogue::None, None, build)?;
+    timing::seconds(gpu, &mut plan, &sizes, TIMED_RUNS)
+}
+
 /// Seconds per run of one configuration on `(t, k, n)`: one warm-up run, then the mean GPU
 /// time of three (timestamp queries).
 pub fn time_tiled(
@@ -637,12 +799,40 @@ pub fn check_attention(
     head_dim: u32,
     tiles: attention::Tiles,
 ) -> Result<()> {
-    let lens = [1u32, 33, 70, 130];
-    let keys = [1u32, 20, 70, 100];
     let tol = match dtype {
         DType::F32 => 1e-4,
         DType::F16 => 4e-3,
     };
+    let kernel = attention::kernel(dtype, head_dim, tiles);
+    check_attention_kernel(gpu, dtype, head_dim, kernel, (tol, tol))
+        .map_err(|e| Error::Unsupported(format!("{ATTENTION} {} check {e}", tiles.name())))
+}
+
+/// The same check for one tile configuration of the tensor-core attention kernel, at the
+/// adapter's shape (its self-check tolerance: P is rounded to f16).
+pub fn check_coop_attention(gpu: &Arc<Gpu>, head_dim: u32, tiles: attention::Tiles) -> Result<()> {
+    let what = |e: &dyn std::fmt::Display| format!("{ATTENTION_COOP} {} check {e}", tiles.name());
+    let shape = attention::coop::supported(gpu.caps()).map_err(Error::Unsupported)?;
+    let storage = gpu.caps().max_workgroup_storage;
+    let kernel = attention::coop::kernel(shape, head_dim, tiles, storage)
+        .ok_or_else(|| Error::Unsupported(what(&"does not fit the adapter")))?;
+    let tol = (attention::coop::CHECK_ATOL, attention::coop::CHECK_RTOL);
+    check_attention_kernel(gpu, DType::F16, head_dim, kernel, tol)
+        .map_err(|e| Error::Unsupported(what(&e)))
+}
+
+/// Runs an attention kernel on ragged sequences (1, 33, 70 and 130 tokens, two heads),
+/// globally and banded (window 8) with key limits, against the reference within
+/// `(atol, rtol)`: the first element off, or an error of the run.
+fn check_attention_kernel(
+    gpu: &Arc<Gpu>,
+    dtype: DType,
+    head_dim: u32,
+    kernel: crate::runtime::Kernel,
+    (atol, rtol): (f64, f64),
+) -> Result<()> {
+    let lens = [1u32, 33, 70, 130];
+    let keys = [1u32, 20, 70, 100];
     for (window, key_lens) in [(None, None), (Some(8), Some(&keys[..]))] {
         let case = attention::PackedCase {
             lens: &lens,
@@ -654,14 +844,12 @@ pub fn check_attention(
         };
         let h = (2 * head_dim) as usize;
         let qkv = f16_values(case.rows() * 3 * h, 17, 2.0);
-        let kernel = attention::kernel(dtype, head_dim, tiles);
-        let got = attention::run_packed(gpu, &case, &qkv, None, Some(kernel))?;
+        let got = attention::run_packed(gpu, &case, &qkv, None, Some(kernel.clone()))?;
         let (_, cu) = RunSizes::packed(&lens);
         let want = attention::reference_keys(&qkv, &cu, key_lens, 2, head_dim, window);
-        if let Some((j, g, r)) = first_mismatch(&got, &want, tol, tol) {
+        if let Some((j, g, r)) = first_mismatch(&got, &want, atol, rtol) {
             return Err(Error::Unsupported(format!(
-                "{ATTENTION} {} check {case:?}: out[{}, {}] = {g}, reference {r}",
-                tiles.name(),
+                "{case:?}: out[{}, {}] = {g}, reference {r}",
                 j / h,
                 j % h
             )));
@@ -679,10 +867,20 @@ pub fn time_attention(
     head_dim: u32,
     tiles: attention::Tiles,
 ) -> Result<f64> {
+    time_attention_kernel(gpu, dtype, head_dim, attention::kernel(dtype, head_dim, tiles))
+}
+
+/// `time_attention` for any attention kernel build.
+pub fn time_attention_kernel(
+    gpu: &Arc<Gpu>,
+    dtype: DType,
+    head_dim: u32,
+    kernel: crate::runtime::Kernel,
+) -> Result<f64> {
     let small = std::env::var("WGBERT_BENCH_SMALL").is_ok_and(|v| v == "1");
     let seqs = if small { (1, 128) } else { (4, 512) };
-    let kernel = Some(attention::kernel(dtype, head_dim, tiles));
-    let (mut plan, sizes) = timing::attention_plan(gpu, dtype, seqs, (12, head_dim), None, kernel)?;
+    let (mut plan, sizes) =
+        timing::attention_plan(gpu, dtype, seqs, (12, head_dim), None, Some(kernel))?;
     timing::seconds(gpu, &mut plan, &sizes, TIMED_RUNS)
 }
 

@@ -29,7 +29,7 @@ pub struct CoopShape {
 }
 
 /// What the kernels may rely on, recorded once per device.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Capabilities {
     pub f16: bool,
     pub subgroups: bool,

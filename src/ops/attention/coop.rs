@@ -1,20 +1,23 @@
 //! The tensor-core attention (`AttentionVariant::Coop`, `shaders/attention_coop.wgsl`): the
 //! varlen flash attention of `ops::attention` with QK^T and PV on F x F x F f16 cooperative
-//! matrices (F = 16 or 8, the adapter's shape; f32 accumulators), f32 softmax, 64 queries x
-//! 64 keys per block, 128 invocations whose subgroups (8 to 64 lanes) loop over the F-row
-//! slabs of the query tile; f16 storage only. Same arguments, parameters, dispatch and
-//! semantics as the portable kernel.
+//! matrices (F = 16 or 8, the adapter's shape; f32 accumulators), f32 softmax, 128
+//! invocations whose subgroups (8 to 64 lanes) loop over the output fragments of each
+//! product; f16 storage only. Same arguments, parameters, dispatch and semantics as the
+//! portable kernel. Tile configurations ([`Tiles`]: query rows, so 128 / rows invocations
+//! per softmax row, and keys per block) are [`CANDIDATES`], timed by the autotuner
+//! (`ops::tune`); 64 x 64 when nothing was tuned.
 //!
 //! This module owns what is particular to the variant: whether an adapter can run it, its
 //! kernel builds and workgroup-memory budget, the emulated build (`EMULATE`: plain loops for
-//! the cooperative operations, smaller key blocks where workgroup memory is short) that tests
-//! its tiling on adapters without cooperative matrices, and the cases of its self-check. The
-//! self-check itself and the choice live with the family (`ops::attention`).
+//! the cooperative operations) that tests its tiling on adapters without cooperative
+//! matrices, and the cases of its self-check. The self-check itself and the choice live with
+//! the family (`ops::attention`).
 //!
 //! Precision: P is rounded to f16 for the PV product and the normaliser sums the rounded
 //! values, so each output is a convex combination of v with weights off by at most 2^-11
 //! relative: |error| <= 2^-11 * max |v_j - o| plus the f16 rounding of the output.
 
+use super::Tiles;
 use super::kernel::AttentionParams;
 use crate::ops::DType;
 use crate::ops::coop::{self, Shape};
@@ -22,43 +25,79 @@ use crate::runtime::{Access, Capabilities, Kernel};
 
 /// The shader file of the tensor-core kernel.
 pub const SHADER: &str = "attention_coop";
-/// Query rows per workgroup (`BR` in the shader).
-pub const BR: u32 = 64;
-/// Invocations of one workgroup (two per query row in the softmax).
+/// Invocations of one workgroup (128 / query rows per softmax row).
 pub const INVOCATIONS: u32 = 128;
 /// Head sizes with a compiled variant (multiples of both fragment sizes).
 pub const HEAD_DIMS: [u32; 3] = [16, 32, 64];
-/// Keys per block and row padding (f16 elements) of the real kernel.
-pub const BC: u32 = 64;
+/// Row padding (f16 elements) where workgroup memory allows it.
 pub const PAD: u32 = 8;
-/// Workgroup memory of the real kernel at head_dim 64 (the largest).
-pub const WORKGROUP_BYTES: u32 = workgroup_bytes(64, BC, PAD);
+/// The configuration when nothing was tuned: 64 query rows (two invocations per softmax
+/// row), 64 keys per block.
+pub const DEFAULT: Tiles = Tiles { br: 64, bc: 64 };
+/// Workgroup memory of the default configuration at head_dim 64 (the largest).
+pub const WORKGROUP_BYTES: u32 = workgroup_bytes(64, DEFAULT, PAD);
 
-/// Bytes of workgroup memory for (head_dim, keys per block, padding): f16 Q [BR][d + pad],
-/// K/V [bc][d + pad] and P [BR][bc + pad], and the f32 tile of S / O_blk
-/// [BR][max(bc, d) + pad / 2].
-pub const fn workgroup_bytes(head_dim: u32, bc: u32, pad: u32) -> u32 {
+/// What the autotuner times: the default, then shorter key blocks (less workgroup memory)
+/// and 32-row query tiles (four invocations per softmax row, twice the workgroups).
+pub const CANDIDATES: [Tiles; 4] = [
+    DEFAULT,
+    Tiles { br: 64, bc: 32 },
+    Tiles { br: 32, bc: 64 },
+    Tiles { br: 32, bc: 32 },
+];
+
+/// Bytes of workgroup memory for (head_dim, tiles, padding): f16 Q [br][d + pad],
+/// K/V [bc][d + pad] and P [br][bc + pad], and the f32 tile of S / O_blk
+/// [br][max(bc, d) + pad / 2].
+pub const fn workgroup_bytes(head_dim: u32, tiles: Tiles, pad: u32) -> u32 {
+    let (br, bc) = (tiles.br, tiles.bc);
     let ld = head_dim + pad;
-    let halves = BR * ld + bc * ld + BR * (bc + pad);
+    let halves = br * ld + bc * ld + br * (bc + pad);
     let width = if bc > head_dim { bc } else { head_dim };
-    2 * halves + 4 * BR * (width + pad / 2)
+    2 * halves + 4 * br * (width + pad / 2)
 }
 
-/// Key blocks and padding for one head size within `max_workgroup_storage` bytes: 64-key
-/// padded blocks where they fit, else 32-key blocks, padded if that fits (lavapipe's 32 KiB:
-/// head_dim 16 runs 64-key blocks, 32 padded 32-key blocks, 64 unpadded 32-key blocks).
-/// Unpadded rows stay multiples of 16 bytes, as cooperative loads require.
-fn key_block(head_dim: u32, max_workgroup_storage: u32) -> Option<(u32, u32)> {
-    [(BC, PAD), (32, PAD), (32, 0)]
+/// The row padding `tiles` runs with at `head_dim` within `max_workgroup_storage` bytes:
+/// `PAD` where it fits, else none (unpadded rows stay multiples of 16 bytes, as cooperative
+/// loads require); `None` where neither fits or the tiles do not divide the work.
+pub fn padding(head_dim: u32, tiles: Tiles, max_workgroup_storage: u32) -> Option<u32> {
+    let lanes = INVOCATIONS / tiles.br;
+    // Fragment rows and columns of both sizes; whole P columns and output vectors per lane.
+    let divides = INVOCATIONS.is_multiple_of(tiles.br)
+        && tiles.br.is_multiple_of(16)
+        && tiles.bc.is_multiple_of(16)
+        && tiles.bc.is_multiple_of(lanes)
+        && head_dim.is_multiple_of(4 * lanes);
+    [PAD, 0]
         .into_iter()
-        .find(|&(bc, pad)| workgroup_bytes(head_dim, bc, pad) <= max_workgroup_storage)
+        .find(|&pad| divides && workgroup_bytes(head_dim, tiles, pad) <= max_workgroup_storage)
+}
+
+/// The candidates that fit `max_workgroup_storage` bytes at `head_dim`.
+pub fn fitting(head_dim: u32, max_workgroup_storage: u32) -> Vec<Tiles> {
+    CANDIDATES
+        .into_iter()
+        .filter(|&t| padding(head_dim, t, max_workgroup_storage).is_some())
+        .collect()
+}
+
+/// The configuration used untuned: 64 query rows and 64-key padded blocks where they fit,
+/// else 32-key blocks, padded if that fits (lavapipe's 32 KiB: head_dim 16 runs 64-key
+/// blocks, 32 padded 32-key blocks, 64 unpadded 32-key blocks); `None` where none fits.
+pub fn default_tiles(head_dim: u32, max_workgroup_storage: u32) -> Option<Tiles> {
+    let short = Tiles { br: 64, bc: 32 };
+    let padded = |t| workgroup_bytes(head_dim, t, PAD) <= max_workgroup_storage;
+    [DEFAULT, short]
+        .into_iter()
+        .find(|&t| padded(t))
+        .or_else(|| padding(head_dim, short, max_workgroup_storage).map(|_| short))
 }
 
 /// The shape the real kernel runs at on the adapter, or why it cannot run there.
 pub fn supported(caps: &Capabilities) -> std::result::Result<Shape, String> {
     let s = coop::shape(caps)?;
-    let least = workgroup_bytes(64, 32, 0);
-    if caps.max_workgroup_storage < least {
+    if default_tiles(64, caps.max_workgroup_storage).is_none() {
+        let least = workgroup_bytes(64, Tiles { br: 64, bc: 32 }, 0);
         return Err(format!(
             "attention needs {least} bytes of workgroup memory, the adapter has {}",
             caps.max_workgroup_storage
@@ -73,7 +112,7 @@ pub fn supported(caps: &Capabilities) -> std::result::Result<Shape, String> {
     Ok(s)
 }
 
-fn build(frag: u32, lanes: u32, head_dim: u32, bc: u32, pad: u32) -> Kernel {
+fn build(frag: u32, lanes: u32, head_dim: u32, tiles: Tiles, pad: u32) -> Kernel {
     DType::F16
         .apply(Kernel::new(
             SHADER,
@@ -82,41 +121,53 @@ fn build(frag: u32, lanes: u32, head_dim: u32, bc: u32, pad: u32) -> Kernel {
         ))
         .with_params::<AttentionParams>()
         .define("HEAD_DIM", head_dim)
-        .define("BR", BR)
-        .define("BC", bc)
+        .define("BR", tiles.br)
+        .define("BC", tiles.bc)
         .define("PAD", pad)
         .define("FRAG", frag)
         .define("SG", lanes)
 }
 
-/// The real kernel for one head size at `shape` on a device with `max_workgroup_storage`
-/// bytes (`key_block`), if it fits.
-pub fn kernel(shape: Shape, head_dim: u32, max_workgroup_storage: u32) -> Option<Kernel> {
-    key_block(head_dim, max_workgroup_storage)
-        .map(|(bc, pad)| build(shape.frag, shape.subgroup, head_dim, bc, pad))
+/// The real kernel for one head size and tile configuration at `shape` on a device with
+/// `max_workgroup_storage` bytes (`padding`), if it fits.
+pub fn kernel(
+    shape: Shape,
+    head_dim: u32,
+    tiles: Tiles,
+    max_workgroup_storage: u32,
+) -> Option<Kernel> {
+    padding(head_dim, tiles, max_workgroup_storage)
+        .map(|pad| build(shape.frag, shape.subgroup, head_dim, tiles, pad))
 }
 
-/// The emulated build (`EMULATE`, subgroups of `lanes`) with the same key blocks as `kernel`.
+/// The emulated build (`EMULATE`, subgroups of `lanes`) of what `kernel` builds.
 pub fn emulated_kernel(
     frag: u32,
     lanes: u32,
     head_dim: u32,
+    tiles: Tiles,
     max_workgroup_storage: u32,
 ) -> Option<Kernel> {
-    key_block(head_dim, max_workgroup_storage)
-        .map(|(bc, pad)| build(frag, lanes, head_dim, bc, pad).define("EMULATE", 1))
+    padding(head_dim, tiles, max_workgroup_storage)
+        .map(|pad| build(frag, lanes, head_dim, tiles, pad).define("EMULATE", 1))
 }
 
-/// Every real kernel at both fragment sizes, with 48 and 32 KiB of workgroup memory (for
-/// the shader translation test).
+/// Every real kernel at both fragment sizes, with 48 and 32 KiB of workgroup memory, every
+/// candidate (for the shader translation test).
 pub fn variants() -> Vec<Kernel> {
     let mut v = Vec::new();
     for frag in coop::FRAGS {
         let shape = Shape { frag, subgroup: 32 };
         for storage in [49152, 32768] {
-            v.extend(HEAD_DIMS.iter().filter_map(|&d| kernel(shape, d, storage)));
+            for d in HEAD_DIMS {
+                for t in CANDIDATES {
+                    v.extend(kernel(shape, d, t, storage));
+                }
+            }
         }
     }
+    v.sort_by_key(|k| k.name());
+    v.dedup();
     v
 }
 
@@ -158,24 +209,32 @@ mod tests {
         const { assert!(WORKGROUP_BYTES <= 48 * 1024) };
         assert_eq!(WORKGROUP_BYTES, 45056);
         for d in HEAD_DIMS {
-            assert!(workgroup_bytes(d, BC, PAD) <= WORKGROUP_BYTES);
+            for t in CANDIDATES {
+                assert!(workgroup_bytes(d, t, PAD) <= WORKGROUP_BYTES);
+            }
+            assert_eq!(fitting(d, 49152), CANDIDATES);
         }
     }
 
     #[test]
-    fn emulated_tiles_fit_32_kib() {
+    fn defaults_fit_32_kib() {
         let name = |d| {
-            emulated_kernel(8, 8, d, 32768)
+            let t = default_tiles(d, 32768).unwrap();
+            emulated_kernel(8, 8, d, t, 32768)
                 .map(|k| k.name())
                 .unwrap_or_default()
         };
-        assert!(name(16).contains("BC=64,PAD=8"), "{}", name(16));
-        assert!(name(32).contains("BC=32,PAD=8"), "{}", name(32));
-        assert!(name(64).contains("BC=32,PAD=0"), "{}", name(64));
+        assert!(name(16).contains("BR=64,BC=64,PAD=8"), "{}", name(16));
+        assert!(name(32).contains("BR=64,BC=32,PAD=8"), "{}", name(32));
+        assert!(name(64).contains("BR=64,BC=32,PAD=0"), "{}", name(64));
         assert!(name(64).contains("EMULATE=1") && name(64).contains("FRAG=8"));
-        let big = emulated_kernel(16, 32, 64, 49152).map(|k| k.name());
-        assert!(big.is_some_and(|n| n.contains("BC=64,PAD=8")));
-        assert!(emulated_kernel(16, 32, 64, 16384).is_none());
-        assert_eq!(variants().len(), 12);
+        assert_eq!(default_tiles(64, 49152), Some(DEFAULT));
+        assert_eq!(default_tiles(64, 16384), None);
+        // Tiles that do not divide the work: query rows off the fragment, or more lanes per
+        // row than the head has output vectors.
+        assert_eq!(padding(64, Tiles { br: 40, bc: 64 }, 49152), None);
+        assert_eq!(padding(4, Tiles { br: 32, bc: 32 }, 49152), None);
+        assert!(fitting(64, 32768).len() >= 2);
+        assert!(!variants().is_empty());
     }
 }

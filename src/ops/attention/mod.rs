@@ -209,7 +209,10 @@ pub fn record(b: &mut PlanBuilder, label: &str, args: &AttentionArgs) -> Result<
     let storage = b.gpu().caps().max_workgroup_storage;
     let kernel = shape
         .filter(|_| coop::HEAD_DIMS.contains(&args.head_dim))
-        .and_then(|s| coop::kernel(s, args.head_dim, storage));
+        .and_then(|s| {
+            let tiles = crate::ops::tune::coop_attention_tiles(b.gpu(), args.head_dim)?;
+            coop::kernel(s, args.head_dim, tiles, storage)
+        });
     record_kernel(b, label, args, kernel)
 }
 
@@ -223,8 +226,8 @@ pub fn coop_status(gpu: &Gpu, dtype: DType) -> std::result::Result<Shape, String
     COOP_VERDICTS.status(gpu, dtype, coop::supported)
 }
 
-/// Runs the forced tensor-core kernel on `coop::CHECKS` for every head size and compares
-/// with `reference`.
+/// Runs the tensor-core kernel at its untuned tiles on `coop::CHECKS` for every head size
+/// and compares with `reference`.
 pub fn self_check(gpu: &Arc<Gpu>, shape: Shape) -> Result<()> {
     let n_heads = 2u32;
     for (i, check) in coop::CHECKS.iter().enumerate() {
@@ -241,7 +244,9 @@ pub fn self_check(gpu: &Arc<Gpu>, shape: Shape) -> Result<()> {
             let qkv = f16_values(case.rows() * 3 * h, 31 + i as u64 + head_dim as u64, 1.0);
             // Head sizes the device's workgroup memory cannot tile stay on the portable
             // kernel (`record` does not offer them the tensor-core one).
-            let Some(kernel) = coop::kernel(shape, head_dim, gpu.caps().max_workgroup_storage)
+            let storage = gpu.caps().max_workgroup_storage;
+            let Some(kernel) = coop::default_tiles(head_dim, storage)
+                .and_then(|tiles| coop::kernel(shape, head_dim, tiles, storage))
             else {
                 continue;
             };

@@ -158,13 +158,15 @@ pub fn coop_status(gpu: &Gpu, dtype: DType) -> std::result::Result<Shape, String
     COOP_VERDICTS.status(gpu, dtype, coop::supported)
 }
 
-/// Runs the forced tensor-core kernel on `coop::checks()` and compares with `reference`.
+/// Runs the tensor-core kernel at its untuned configuration on `coop::checks()` and
+/// compares with `reference`.
 pub fn self_check(gpu: &Arc<Gpu>, shape: Shape) -> Result<()> {
+    let config = coop::default_for(shape, gpu.caps());
     for (i, &case) in coop::checks().iter().enumerate() {
         let (_, _, _, epilogue, bias) = case;
         let build = (
-            coop::kernel(shape, epilogue, bias, case.1 as u32),
-            coop::tile(shape.frag, epilogue),
+            coop::kernel(shape, config, epilogue, bias, case.1 as u32),
+            coop::tile(shape.frag, config, epilogue),
         );
         let tol = (coop::CHECK_ATOL, coop::CHECK_RTOL);
         check_build(gpu, DType::F16, case, build, tol, 17 + 5 * i as u64)
@@ -279,81 +281,81 @@ pub fn record(b: &mut PlanBuilder, label: &str, args: &MatmulArgs) -> Result<()>
         },
     };
     let bias = args.bias.is_some();
-    // The tiled kernel runs each row class at its tuned configuration (`ops::tune`).
-    let plan: Vec<(MatmulVariant, Option<tiled::Config>, u32, u32)> = plan
-        .into_iter()
-        .flat_map(|(variant, lo, hi)| match variant {
-            MatmulVariant::Tiled => tiled_ranges(b.gpu(), args, lo, hi),
-            _ => vec![(variant, None, lo, hi)],
-        })
-        .collect();
-    let whole = plan.len() == 1;
-    for (variant, config, lo, hi) in plan {
-        let (kernel, tile) = match variant {
+    // The tiled and tensor-core kernels run each row class at its tuned configuration
+    // (`ops::tune`): (kernel, tile, configuration name, rows lo..=hi).
+    let mut steps: Vec<(Kernel, (u32, u32), Option<String>, u32, u32)> = Vec::new();
+    for (variant, lo, hi) in plan {
+        match variant {
             MatmulVariant::Tiled => {
-                let config = config.unwrap_or(tiled::DEFAULT);
-                (
-                    tiled::kernel(args.dtype, args.epilogue, bias, config),
-                    tiled::tile(config, args.epilogue),
-                )
+                let config = |class| tune::tiled_config(b.gpu(), class, args.dtype);
+                for (c, a, z) in class_ranges(args.rows, lo, hi, config) {
+                    let kernel = tiled::kernel(args.dtype, args.epilogue, bias, c);
+                    steps.push((kernel, tiled::tile(c, args.epilogue), Some(c.name()), a, z));
+                }
             }
-            MatmulVariant::Subgroup => (
-                kernel(variant, args.dtype, args.epilogue, bias),
-                subgroup::tile(),
-            ),
+            MatmulVariant::Subgroup => {
+                let kernel = kernel(variant, args.dtype, args.epilogue, bias);
+                steps.push((kernel, subgroup::tile(), None, lo, hi));
+            }
             MatmulVariant::Coop => {
                 let shape = coop::supported(&caps).map_err(Error::Unsupported)?;
-                (
-                    coop::kernel(shape, args.epilogue, bias, args.k),
-                    coop::tile(shape.frag, args.epilogue),
-                )
+                let config = |class| tune::coop_config(b.gpu(), class);
+                for (c, a, z) in class_ranges(args.rows, lo, hi, config) {
+                    let kernel = coop::kernel(shape, c, args.epilogue, bias, args.k);
+                    let tile = coop::tile(shape.frag, c, args.epilogue);
+                    steps.push((kernel, tile, Some(c.name()), a, z));
+                }
             }
-        };
+        }
+    }
+    let whole = steps.len() == 1;
+    for (kernel, tile, config, lo, hi) in steps {
         let step_label = if whole {
             label.to_string()
         } else {
-            let cfg = config.map(|c| format!(" {}", c.name())).unwrap_or_default();
-            format!("{label} ({variant:?}{cfg}, rows {lo}..={hi})")
+            let cfg = config.map(|c| format!(" {c}")).unwrap_or_default();
+            format!("{label} ({}{cfg}, rows {lo}..={hi})", kernel.shader)
         };
         record_range(b, step_label, kernel, tile, args, lo, hi)?;
     }
     Ok(())
 }
 
-/// The tiled kernel's steps for rows `lo..=hi`: one per row class it meets, at the class's
-/// tuned configuration, neighbours with the same configuration merged (a fixed row count
-/// meets one class).
-fn tiled_ranges(
-    gpu: &Gpu,
-    args: &MatmulArgs,
+/// The steps of a kernel tuned per row class over rows `lo..=hi`: one per row class the
+/// rows meet, at the class's configuration (`config`), neighbours with the same
+/// configuration merged (a fixed row count meets one class).
+fn class_ranges<C: Copy + PartialEq>(
+    rows: Rows,
     lo: u32,
     hi: u32,
-) -> Vec<(MatmulVariant, Option<tiled::Config>, u32, u32)> {
+    config: impl Fn(RowClass) -> C,
+) -> Vec<(C, u32, u32)> {
     // The rows that can occur: a fixed count, or any within lo..=hi.
-    let (seen_lo, seen_hi) = match args.rows {
+    let (seen_lo, seen_hi) = match rows {
         Rows::Fixed(r) => (r, r),
         _ => (lo, hi),
     };
-    let mut out: Vec<(MatmulVariant, Option<tiled::Config>, u32, u32)> = Vec::new();
+    let mut out: Vec<(C, u32, u32)> = Vec::new();
     for class in RowClass::ALL {
         let (c_lo, c_hi) = class.rows();
         let (a, z) = (lo.max(c_lo), hi.min(c_hi));
         if seen_lo.max(c_lo) > seen_hi.min(c_hi) || a > z {
             continue;
         }
-        let config = tune::tiled_config(gpu, class, args.dtype);
+        let c = config(class);
         match out.last_mut() {
-            Some(last) if last.1 == Some(config) => last.3 = z,
-            _ => out.push((MatmulVariant::Tiled, Some(config), a, z)),
+            Some(last) if last.0 == c => last.2 = z,
+            _ => out.push((c, a, z)),
         }
     }
     match out.as_mut_slice() {
         // One configuration for every row that can occur: the whole range, as asked.
         [only] => {
-            (only.2, only.3) = (lo, hi);
+            (only.1, only.2) = (lo, hi);
             out
         }
-        [] => vec![(MatmulVariant::Tiled, Some(tiled::DEFAULT), lo, hi)],
+        // The rows that can occur lie outside lo..=hi: the step never runs.
+        [] => vec![(config(RowClass::Large), lo, hi)],
         _ => out,
     }
 }
