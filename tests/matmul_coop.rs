@@ -122,15 +122,7 @@ enum Build {
 }
 
 /// Runs one f16 case built as `build` and checks it against the reference.
-fn check(
-    t: usize,
-    k: usize,
-    n: usize,
-    epilogue: Epilogue,
-    bias: bool,
-    build: Build,
-    seed: u64,
-) {
+fn check(t: usize, k: usize, n: usize, epilogue: Epilogue, bias: bool, build: Build, seed: u64) {
     let c = Case {
         k,
         n,
@@ -211,7 +203,15 @@ fn emulated_configurations_match_the_reference() {
         for &(frag, subgroup, lanes) in &shapes {
             let shape = Shape { frag, subgroup };
             for &(t, k, n, e, bias) in &cases {
-                check(t, k, n, e, bias, Build::Emulated(shape, lanes, config), seed);
+                check(
+                    t,
+                    k,
+                    n,
+                    e,
+                    bias,
+                    Build::Emulated(shape, lanes, config),
+                    seed,
+                );
                 seed += 10;
             }
         }

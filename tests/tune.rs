@@ -16,8 +16,7 @@ use wgbert::ops::DType;
 use wgbert::ops::attention::{self, Tiles};
 use wgbert::ops::matmul::{coop, tiled};
 use wgbert::ops::tune::{
-    self, ATTENTION, ATTENTION_COOP, Cache, DeviceKey, Entry, MATMUL_COOP, MATMUL_TILED,
-    RowClass,
+    self, ATTENTION, ATTENTION_COOP, Cache, DeviceKey, Entry, MATMUL_COOP, MATMUL_TILED, RowClass,
 };
 
 /// The static choice `wgbert tune` reports for a family at ModernBERT's head size.
@@ -401,7 +400,10 @@ fn tune_covers_the_tensor_core_matmul_where_it_runs() {
         let op = c["op"].as_str().unwrap();
         assert!(known(op, c["config"].as_str().unwrap()), "{c}");
         let timed = c["timings"].as_object().unwrap();
-        assert!(timed.len() >= least, "every fitting configuration is listed: {c}");
+        assert!(
+            timed.len() >= least,
+            "every fitting configuration is listed: {c}"
+        );
     }
 }
 

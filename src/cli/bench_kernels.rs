@@ -168,7 +168,12 @@ pub fn run(gpu: &Arc<Gpu>, dtype: Option<DType>, json_out: bool, sweep: bool) ->
         let d = super::tune::MODERNBERT_HEAD_DIM;
         let mut builds: Vec<(String, Kernel)> = attention::fitting(d, gpu.caps())
             .into_iter()
-            .map(|t| (format!("portable {}", t.name()), attention::kernel(dt, d, t)))
+            .map(|t| {
+                (
+                    format!("portable {}", t.name()),
+                    attention::kernel(dt, d, t),
+                )
+            })
             .collect();
         if dt == DType::F16 {
             if let Ok(shape) = attention::coop_status(gpu, dt) {

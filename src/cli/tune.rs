@@ -47,7 +47,12 @@ pub fn run(g: &Global, a: &TuneArgs) -> Result<()> {
             // The tensor-core matmul, where its self-check passes (as a model load requires).
             wgbert::ops::f16_kernels(&gpu)?;
             if wgbert::ops::matmul::coop_status(&gpu, dtype).is_ok() {
-                choices.extend(tune::ensure_coop(&gpu, &cache, Mode::Force, bar.as_deref())?);
+                choices.extend(tune::ensure_coop(
+                    &gpu,
+                    &cache,
+                    Mode::Force,
+                    bar.as_deref(),
+                )?);
             }
             if wgbert::ops::attention::coop_status(&gpu, dtype).is_ok() {
                 choices.extend(tune::ensure_coop_attention(

@@ -208,7 +208,12 @@ impl Encoder {
         let cache = Cache::default_location();
         let mut choices = Vec::new();
         if coop(crate::ops::matmul::coop_status(&self.gpu, dtype)) {
-            choices.extend(tune::ensure_coop(&self.gpu, &cache, Mode::Ensure, progress)?);
+            choices.extend(tune::ensure_coop(
+                &self.gpu,
+                &cache,
+                Mode::Ensure,
+                progress,
+            )?);
         } else {
             choices.extend(tune::ensure_tiled(
                 &self.gpu,

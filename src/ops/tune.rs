@@ -527,9 +527,8 @@ pub fn attention_tiles(gpu: &Gpu, head_dim: u32, dtype: DType) -> attention::Til
 /// The tensor-core attention kernel's tiles for `head_dim` on this device: the tuned ones
 /// when `ensure` has run, else the default; `None` where no tile fits its workgroup memory.
 pub fn coop_attention_tiles(gpu: &Gpu, head_dim: u32) -> Option<attention::Tiles> {
-    in_process::<CoopAttention>(gpu, head_dim, DType::F16).or_else(|| {
-        attention::coop::default_tiles(head_dim, gpu.caps().max_workgroup_storage)
-    })
+    in_process::<CoopAttention>(gpu, head_dim, DType::F16)
+        .or_else(|| attention::coop::default_tiles(head_dim, gpu.caps().max_workgroup_storage))
 }
 
 /// One class's choice, as reported by `wgbert tune` and `wgbert info`.
@@ -867,7 +866,12 @@ pub fn time_attention(
     head_dim: u32,
     tiles: attention::Tiles,
 ) -> Result<f64> {
-    time_attention_kernel(gpu, dtype, head_dim, attention::kernel(dtype, head_dim, tiles))
+    time_attention_kernel(
+        gpu,
+        dtype,
+        head_dim,
+        attention::kernel(dtype, head_dim, tiles),
+    )
 }
 
 /// `time_attention` for any attention kernel build.

@@ -237,7 +237,10 @@ mod tests {
     #[test]
     fn tiles_and_memory_follow_the_fragment_and_grid() {
         assert_eq!(tile(16, DEFAULT, Epilogue::None), (128, 64));
-        assert_eq!(tile(8, DEFAULT, Epilogue::GeGlu(Activation::Relu)), (64, 16));
+        assert_eq!(
+            tile(8, DEFAULT, Epilogue::GeGlu(Activation::Relu)),
+            (64, 16)
+        );
         assert_eq!(tile(16, Config { wm: 1, wn: 4 }, Epilogue::None), (64, 128));
         const { assert!(DEFAULT.workgroup_bytes(16) <= 48 * 1024) };
         assert_eq!(DEFAULT.workgroup_bytes(16), 47104);
@@ -291,9 +294,15 @@ mod tests {
             "{name}"
         );
         assert!(name.contains("FRAG=8") && name.contains("WG=32"), "{name}");
-        assert!(name.contains("WARPS_M=2") && name.contains("VEC=1"), "{name}");
+        assert!(
+            name.contains("WARPS_M=2") && name.contains("VEC=1"),
+            "{name}"
+        );
         let wide = kernel(s, Config { wm: 2, wn: 4 }, Epilogue::None, false, 768).name();
-        assert!(wide.contains("WARPS_N=4") && wide.contains("WG=64"), "{wide}");
+        assert!(
+            wide.contains("WARPS_N=4") && wide.contains("WG=64"),
+            "{wide}"
+        );
         let e = emulated_kernel(s, 8, DEFAULT, Epilogue::None, false, 102).name();
         assert!(e.contains("EMULATE=1") && !e.contains("VEC"), "{e}");
         assert_eq!(checks().len(), 22);
