@@ -282,8 +282,8 @@ pub fn record(b: &mut PlanBuilder, label: &str, args: &MatmulArgs) -> Result<()>
     };
     let bias = args.bias.is_some();
     // The tiled and tensor-core kernels run each row class at its tuned configuration
-    // (`ops::tune`): (kernel, tile, configuration name, rows lo..=hi).
-    let mut steps: Vec<(Kernel, (u32, u32), Option<String>, u32, u32)> = Vec::new();
+    // (`ops::tune`).
+    let mut steps: Vec<Step> = Vec::new();
     for (variant, lo, hi) in plan {
         match variant {
             MatmulVariant::Tiled => {
@@ -320,6 +320,9 @@ pub fn record(b: &mut PlanBuilder, label: &str, args: &MatmulArgs) -> Result<()>
     }
     Ok(())
 }
+
+/// One launch of `record`: kernel, workgroup tile, configuration name, rows `lo..=hi`.
+type Step = (Kernel, (u32, u32), Option<String>, u32, u32);
 
 /// The steps of a kernel tuned per row class over rows `lo..=hi`: one per row class the
 /// rows meet, at the class's configuration (`config`), neighbours with the same
