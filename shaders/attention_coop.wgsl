@@ -9,14 +9,16 @@
 // (query tile, head, sequence), LANES = 128 / BR per query row. The output fragments of a
 // product (BR / F row slabs x BC / F or D / F columns) are looped over the subgroups the
 // launch has (fragment = subgroup, + number of subgroups, ...), so any subgroup size from 8
-// to 64 works. Per block of BC keys:
-//   K -> kv; S = Q K^T (each fragment D / F deep) -> ct f32;
+// to 64 works. K and V blocks are loaded with 8-byte vectors into registers one product
+// ahead and stored to kv after it, so their latency hides behind the tensor-core work. Per
+// block of BC keys:
+//   (K in kv) fetch V; S = Q K^T (each fragment D / F deep) -> ct f32;
 //   softmax (LANES invocations per row; V -> kv meanwhile): each takes the row max over the
 //   block, scores scaled by log2(e) / sqrt(D) in f32, and its BC / LANES columns of
 //   P = exp2(s - m) rounded to f16 -> p; partial l from the rounded P, so weights and
-//   normaliser agree; O_blk = P V -> ct;
+//   normaliser agree; fetch the next K; O_blk = P V -> ct;
 //   every invocation then keeps o = o * corr + O_blk for its D / LANES columns of the row
-//   (f32 registers).
+//   (f32 registers) and stores the next K to kv. Four barriers per block.
 // The output accumulator lives in registers, not fragments: fragments are opaque, so a
 // rescale would cost a store and a load per block; a fresh O_blk costs only the store.
 // Only the key blocks that intersect [q0 - window, q_last + window] are visited.
@@ -73,6 +75,39 @@ fn stage(at: u32, n_rows: u32, r0: u32, limit: u32, start: u32, col: u32, li: u3
     }
 }
 
+// Vectors of one K or V block per invocation (rounded up: those past the block skip).
+const NV: u32 = (BC * D4 + 127u) / 128u;
+var<private> rkv: array<vec4<f16>, NV>;
+
+// Loads the BC block rows r0.. (qkv vec4 column `col` of rows start + r0..) into registers;
+// rows at or past `limit` (sequence-relative) are 0.
+fn fetch(r0: u32, limit: u32, start: u32, col: u32, li: u32) {
+    for (var i = 0u; i < NV; i++) {
+        let e = li + i * 128u;
+        var v = vec4<f16>(0.0);
+        if e < BC * D4 && r0 + e / D4 < limit {
+            v = qkv[(start + r0 + e / D4) * p.qkv_stride + col + e % D4];
+        }
+        rkv[i] = v;
+    }
+}
+
+// Stores the fetched block to kv ([BC][LD]).
+fn put(li: u32) {
+    for (var i = 0u; i < NV; i++) {
+        let e = li + i * 128u;
+        if e >= BC * D4 {
+            break;
+        }
+        let o = KV_AT + (e / D4) * LD + 4u * (e % D4);
+        let v = rkv[i];
+        sh[o] = v.x;
+        sh[o + 1u] = v.y;
+        sh[o + 2u] = v.z;
+        sh[o + 3u] = v.w;
+    }
+}
+
 // Scaled score of query qi with block column c (key kt + c), or NEG_MASK where not allowed.
 fn score(row: u32, qi: u32, kt: u32, c: u32, k_end: u32) -> f32 {
     let key = kt + c;
@@ -115,11 +150,13 @@ fn main(
     var o: array<f32, DL>;
     var m = NEG_INIT;
     var l = 0.0;
+    fetch(sp.k_begin, sp.k_end, sp.start, col + h4, li);
+    put(li);
     for (var kt = sp.k_begin; kt < sp.k_end; kt += BC) {
-        // The previous block's O_blk, P and V have been read by everyone (Q staged, at first).
+        let more = kt + BC < sp.k_end;
+        // K is staged (and Q, at first), the previous block's O_blk read by everyone.
         workgroupBarrier();
-        stage(KV_AT, BC, kt, sp.k_end, sp.start, col + h4, li);
-        workgroupBarrier();
+        fetch(kt, sp.k_end, sp.start, col + 2u * h4, li);
         for (var f = sg; f < (BR / FRAG) * (BC / FRAG); f += nsg) {
             let slab = f / (BC / FRAG);
             let n = f % (BC / FRAG);
@@ -133,7 +170,7 @@ fn main(
         }
         // S is complete and K no longer read: V replaces K while the softmax runs.
         workgroupBarrier();
-        stage(KV_AT, BC, kt, sp.k_end, sp.start, col + 2u * h4, li);
+        put(li);
         var bmax = NEG_INIT;
         for (var c = 0u; c < BC; c++) {
             bmax = max(bmax, score(row, qi, kt, c, sp.k_end));
@@ -150,6 +187,9 @@ fn main(
         l = l * corr + ls;
         // P and V are staged, S no longer read: O_blk may overwrite it.
         workgroupBarrier();
+        if more {
+            fetch(kt + BC, sp.k_end, sp.start, col + h4, li);
+        }
         for (var f = sg; f < (BR / FRAG) * (D / FRAG); f += nsg) {
             let slab = f / (D / FRAG);
             let n = f % (D / FRAG);
@@ -161,9 +201,13 @@ fn main(
             }
             store_c(acc, FRAG * slab * SS + FRAG * n, SS);
         }
+        // O_blk is complete and V no longer read: the next K may replace it.
         workgroupBarrier();
         for (var c = 0u; c < DL; c++) {
             o[c] = fma(o[c], corr, ct[row * SS + part * DL + c]);
+        }
+        if more {
+            put(li);
         }
     }
 
