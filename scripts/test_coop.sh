@@ -6,6 +6,8 @@
 # builds the tests on the host, bind-mounts the checkout at its own path inside the root (so
 # compile-time fixture paths resolve) and runs there, with WGBERT_COOP=1:
 #   - `wgbert info --json`, which must name coop kernels for matmul and attention;
+#   - `wgbert --dtype f16 bench --kernels --sweep` on small shapes, which must time the
+#     tensor-core matmul and attention tile configurations;
 #   - tests/matmul_coop.rs and tests/attention_coop.rs (real kernels, self-checks, and the
 #     assertion that the automatic choice records them; the EMULATE builds are skipped,
 #     the main suite runs those), tests/coop_cli.rs;
@@ -108,6 +110,14 @@ INFO="$(run "$REPO/target/debug/wgbert" info --json)"
 echo "$INFO" | grep -E '"name"|"matmul"|"attention"|coop_reason'
 echo "$INFO" | grep -q '"matmul": "matmul_coop' || die "info: no tensor-core matmul chosen"
 echo "$INFO" | grep -q '"attention": "attention_coop' || die "info: no tensor-core attention chosen"
+
+echo "== wgbert --dtype f16 bench --kernels --sweep (Mesa 26 lavapipe, small shapes)"
+SWEEP="$(run env WGBERT_BENCH_SMALL=1 WGBERT_CACHE=/tmp/wgbert-sweep-cache \
+  "$REPO/target/debug/wgbert" --dtype f16 bench --kernels --sweep --json)"
+for want in '[coop 2x2w]' '[coop 1x4w]' '[coop 32x64]' '[coop 32x32]'; do
+  echo "$SWEEP" | grep -qF "$want" || die "the sweep has no $want case"
+done
+echo "$SWEEP" | grep -o '"[^"]*\[coop [^]]*\]"' | wc -l | sed 's/^/tensor-core cases swept: /'
 
 # The EMULATE builds are tested by the main suite; here only the real kernels run.
 for bin in $BINS; do

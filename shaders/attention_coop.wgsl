@@ -13,8 +13,9 @@
 // ahead and stored to kv after it, so their latency hides behind the tensor-core work. Per
 // block of BC keys:
 //   (K in kv) fetch V; S = Q K^T (each fragment D / F deep) -> ct f32;
-//   softmax (LANES invocations per row; V -> kv meanwhile): each takes the row max over the
-//   block, scores scaled by log2(e) / sqrt(D) in f32, and its BC / LANES columns of
+//   softmax (LANES invocations per row; V -> kv meanwhile): the row max over the block, each
+//   lane over its BC / LANES columns then a subgroup shuffle reduction across the row's
+//   lanes, scores scaled by log2(e) / sqrt(D) in f32, and each lane's BC / LANES columns of
 //   P = exp2(s - m) rounded to f16 -> p; partial l from the rounded P, so weights and
 //   normaliser agree; fetch the next K; O_blk = P V -> ct;
 //   every invocation then keeps o = o * corr + O_blk for its D / LANES columns of the row
@@ -171,9 +172,14 @@ fn main(
         // S is complete and K no longer read: V replaces K while the softmax runs.
         workgroupBarrier();
         put(li);
+        // The row max over the block: each lane its BC / LANES columns, then across the
+        // row's LANES consecutive lanes (within one subgroup: subgroups have 8 lanes or more).
         var bmax = NEG_INIT;
-        for (var c = 0u; c < BC; c++) {
+        for (var c = part * PL; c < (part + 1u) * PL; c++) {
             bmax = max(bmax, score(row, qi, kt, c, sp.k_end));
+        }
+        for (var x = 1u; x < LANES; x <<= 1u) {
+            bmax = max(bmax, subgroupShuffleXor(bmax, x));
         }
         let m_new = max(m, bmax);
         let corr = exp2(m - m_new);

@@ -123,12 +123,15 @@ fn all_cases(build: Build) {
     }
 }
 
+/// Whether the adapter can run the emulated build: f16, and subgroups (the softmax row max
+/// is a subgroup shuffle reduction).
 fn has_f16() -> bool {
-    let f16 = common::gpu().caps().f16;
-    if !f16 {
-        eprintln!("adapter has no SHADER_F16: skipped");
+    let gpu = common::gpu();
+    let ok = gpu.caps().f16 && gpu.caps().subgroups;
+    if !ok {
+        eprintln!("adapter has no SHADER_F16 or no subgroups: skipped");
     }
-    f16
+    ok
 }
 
 /// The kernel's tiling without tensor cores: ragged query tiles and key blocks, sequences of
