@@ -49,7 +49,14 @@ fn store_row(row: u32, col: u32, acc: array<f32, RN>) {
 #else
     for (var j = 0u; j < RN; j++) {
         if col + 16u * j < p.n {
+#if ROPE
+            // The partner column d/2 away is this thread's j +- d/32 (tiles hold whole heads).
+            let ahead = (col + 16u * j) % ROPE_D < ROPE_D / 2u;
+            let pj = select(j - ROPE_D / 32u, j + ROPE_D / 32u, ahead);
+            store(row, col + 16u * j, acc[j], acc[pj]);
+#else
             store(row, col + 16u * j, acc[j], 0.0);
+#endif
         }
     }
 #endif

@@ -167,7 +167,12 @@ fn write_half(m0: u32, n0: u32, h: u32, li: u32) {
 #if GEGLU
             store(row, col, ct[sr * CS + c], ct[sr * CS + c + OUT_N]);
 #else
+#if ROPE
+            // The partner column d/2 away is in the same staged row (tiles hold whole heads).
+            store(row, col, ct[sr * CS + c], ct[sr * CS + rope_partner(c)]);
+#else
             store(row, col, ct[sr * CS + c], 0.0);
+#endif
 #endif
         }
     }

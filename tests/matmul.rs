@@ -310,3 +310,49 @@ proptest! {
         check(c, t, &[t], seed);
     }
 }
+
+/// RoPE fused into the Wqkv projection (`matmul::record_rope`): every tiled configuration at
+/// head sizes 16, 32 and 64, f32 and f16, against the matmul then RoPE references. A
+/// configuration fuses exactly when its tiles hold whole heads and the partner column d/2
+/// away is in the same thread (d/2 a multiple of 16); the others get the separate pass.
+#[test]
+fn rope_in_the_projection_matches_the_reference_for_every_tiled_configuration() {
+    for dtype in common::dtypes() {
+        let tol = match dtype {
+            DType::F32 => (1e-5, 1e-5),
+            DType::F16 => (4e-3, 4e-3),
+        };
+        for head_dim in [16u32, 32, 64] {
+            for config in tiled::CANDIDATES {
+                let tile = tiled::tile(config, Epilogue::None);
+                let kernel = tiled::kernel(dtype, Epilogue::None, true, config);
+                let fused = matmul::rope_fusable(&kernel, tile, head_dim);
+                let want_fused = tile.1.is_multiple_of(head_dim) && head_dim >= 32;
+                assert_eq!(fused, want_fused, "{} d {head_dim}", config.name());
+                let what = format!("{dtype:?} d {head_dim} {}", config.name());
+                let listing = common::matmul_case::check_rope(
+                    &what,
+                    dtype,
+                    (2, head_dim),
+                    40,
+                    130,
+                    &[130, 1],
+                    Some((kernel, tile)),
+                    tol,
+                );
+                assert_eq!(listing.contains("ROPE="), fused, "{what}: {listing}");
+                assert_eq!(listing.contains("rope/main"), !fused, "{what}: {listing}");
+            }
+        }
+        // The automatic choice with rows known at run time: few rows run the subgroup kernel
+        // then the pass, many the tiled kernel (fused at the default 64x64 tiles).
+        let what = format!("{dtype:?} automatic");
+        let runs = [300, 3, 70];
+        let listing =
+            common::matmul_case::check_rope(&what, dtype, (4, 64), 24, 300, &runs, None, tol);
+        assert!(listing.contains("ROPE="), "{listing}");
+        if common::gpu().caps().subgroups {
+            assert!(listing.contains("rope/main"), "{listing}");
+        }
+    }
+}

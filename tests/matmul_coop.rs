@@ -342,3 +342,82 @@ fn coop_kernels_emit_cooperative_matrix_spirv() {
         }
     }
 }
+
+/// RoPE fused into the Wqkv projection on the tensor-core kernel: fused where the output
+/// tile holds whole heads (the partner column is in the staged row), the separate pass
+/// otherwise, emulated (slow: a few builds) at both fragment sizes, f16, against the matmul
+/// then RoPE references. At F = 8 the default 32-column tile fuses head size 16 but not 64,
+/// the 1x4 grid's 64 columns both.
+#[test]
+fn emulated_rope_in_the_projection_matches_the_reference() {
+    if !common::gpu().caps().f16 {
+        eprintln!("adapter has no SHADER_F16: skipped");
+        return;
+    }
+    let wide = coop::Config { wm: 1, wn: 4 };
+    for (frag, subgroup, configs) in [
+        (8, 8, vec![coop::DEFAULT, wide]),
+        (16, 32, vec![coop::DEFAULT]),
+    ] {
+        let shape = Shape { frag, subgroup };
+        for config in configs {
+            for head_dim in [16u32, 64] {
+                let kernel =
+                    coop::emulated_kernel(shape, subgroup, config, Epilogue::None, true, 40);
+                let build = Some((kernel, coop::tile(frag, config, Epilogue::None)));
+                rope_case(
+                    head_dim,
+                    build,
+                    &format!("F={frag} {} emulated", config.name()),
+                );
+            }
+        }
+    }
+}
+
+/// The same on the real kernel at every configuration the adapter fits (Mesa 26 lavapipe,
+/// GPUs), and through the automatic choice.
+#[test]
+fn rope_in_the_projection_matches_the_reference() {
+    let gpu = common::gpu();
+    let Ok(shape) = coop::supported(gpu.caps()) else {
+        eprintln!("adapter has no usable cooperative matrices: skipped");
+        return;
+    };
+    for config in coop::fitting(shape, gpu.caps()) {
+        for head_dim in [16u32, 32, 64] {
+            let kernel = coop::kernel(shape, config, Epilogue::None, true, 40);
+            let build = Some((kernel, coop::tile(shape.frag, config, Epilogue::None)));
+            rope_case(head_dim, build, &config.name());
+        }
+    }
+    let _ = wgbert::ops::f16_kernels(&gpu);
+    rope_case(64, None, "automatic");
+}
+
+/// One `check_rope` case (2 heads, K = 40, 130 rows run at 130 and 1) that asserts the plan
+/// fused exactly when `matmul::rope_fusable` says so.
+fn rope_case(head_dim: u32, build: Option<(wgbert::runtime::Kernel, (u32, u32))>, what: &str) {
+    let fused = build
+        .as_ref()
+        .map(|(k, tile)| matmul::rope_fusable(k, *tile, head_dim));
+    if let (Some(f), Some((_, tile))) = (fused, &build) {
+        assert_eq!(f, tile.1.is_multiple_of(head_dim), "{what} d {head_dim}");
+    }
+    let what = format!("{what} d {head_dim}");
+    let tol = (4e-3, 4e-3);
+    let listing = common::matmul_case::check_rope(
+        &what,
+        DType::F16,
+        (2, head_dim),
+        40,
+        130,
+        &[130, 1],
+        build,
+        tol,
+    );
+    if let Some(f) = fused {
+        assert_eq!(listing.contains("ROPE="), f, "{what}: {listing}");
+        assert_eq!(listing.contains("rope/main"), !f, "{what}: {listing}");
+    }
+}

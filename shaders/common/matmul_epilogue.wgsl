@@ -7,6 +7,13 @@
 //   GEGLU:    y = act(v) * (x.W[n + col] (+ bias[n + col]))
 //   ACT:      y = act(v)
 //   RESIDUAL: y = v + residual[row, col]
+//   ROPE:     the Wqkv projection of attention (y = [Q | K | V], heads of ROPE_D columns):
+//             columns of Q and K are rotated, c < d/2 of a head: y = v cos - v' sin, else
+//             y = v cos + v' sin, with v' = x.W[partner] (+ bias[partner]) passed as g, the
+//             partner column (rope_partner) d/2 away in the same head, and the angle of
+//             the row's position (binding ROPE) and frequency rope_freq[c % (d/2)] (binding
+//             ROPE_FREQ, f32 bits); V columns are stored as they are. The calling kernel's
+//             tiles hold whole heads (matmul::rope_fusable).
 // with act = act_ACT from common/math.wgsl (the ACT define). Everything is f32 until the final store.
 
 // math.wgsl only with an activation: its comments name the ACT define.
@@ -31,6 +38,17 @@
 #if RESIDUAL
 @group(0) @binding({{RESIDUAL}}) var<storage, read> residual: array<{{ELEM}}>;
 #endif
+#if ROPE
+#include "common/rope_angle.wgsl"
+@group(0) @binding({{ROPE}}) var<storage, read> positions: array<u32>;
+@group(0) @binding({{ROPE_FREQ}}) var<storage, read> rope_freq: array<u32>;
+const ROPE_D: u32 = {{ROPE_D}}u;
+
+// The column d/2 away from `col` in its head (heads start at multiples of ROPE_D).
+fn rope_partner(col: u32) -> u32 {
+    return select(col - ROPE_D / 2u, col + ROPE_D / 2u, col % ROPE_D < ROPE_D / 2u);
+}
+#endif
 
 // Stores y[row, col] from a = x.W[col] and (GeGLU only) g = x.W[n + col].
 fn store(row: u32, col: u32, a: f32, g: f32) {
@@ -51,6 +69,18 @@ fn store(row: u32, col: u32, a: f32, g: f32) {
 #endif
 #if RESIDUAL
     v += f32(residual[row * p.n + col]);
+#endif
+#if ROPE
+    // Q and K: the first two thirds of the columns.
+    if col < 2u * (p.n / 3u) {
+        var partner = g;
+#if BIAS
+        partner += f32(bias[rope_partner(col)]);
+#endif
+        let c = col % ROPE_D;
+        let sc = sincos(angle(positions[row], rope_freq[c % (ROPE_D / 2u)]));
+        v = select(v * sc.y + partner * sc.x, v * sc.y - partner * sc.x, c < ROPE_D / 2u);
+    }
 #endif
     y[row * p.n + col] = {{ELEM}}(v);
 }

@@ -4,7 +4,7 @@
 //! ```text
 //! h = LN_emb(E[ids])
 //! per layer i:  a = i == 0 ? h : LN_attn(h)
-//!               qkv = a Wqkv^T (+b);  RoPE(q, k; theta_i);  o = Attn(qkv; global | window)
+//!               qkv = RoPE(a Wqkv^T (+b); theta_i) on q, k;  o = Attn(qkv; global | window)
 //!               h2 = o Wo^T (+b) + h;  x = LN_mlp(h2)
 //!               g = act(x Wi[:I]^T) * (x Wi[I:]^T);  h = g Wo_mlp^T (+b) + h2
 //! out = LN_final(h)
@@ -150,13 +150,14 @@ fn encoder_layer(
         Some(norm) => r.norm(&name("attn_norm"), norm, x, h)?,
         None => x,
     };
-    let qkv = r.linear(
-        &name("attn.Wqkv"),
-        &layer.wqkv,
-        attn_in,
-        (h, 3 * h),
-        Epilogue::None,
-    )?;
+    let rope = ops::matmul::RopeArgs {
+        positions: batch.positions,
+        n_heads: cfg.num_attention_heads as u32,
+        head_dim: cfg.head_dim as u32,
+        theta: cfg.rope_theta(i),
+    };
+    let wqkv = name("attn.Wqkv");
+    let qkv = r.linear_rope(&wqkv, &layer.wqkv, attn_in, (h, 3 * h), &rope)?;
     let attn = attention(r, cfg, i, qkv, batch)?;
     let h2 = r.linear_add(&name("attn.Wo"), &layer.wo, attn, (h, h), x)?;
     let mlp_in = r.norm(&name("mlp_norm"), &layer.mlp_norm, h2, h)?;
@@ -165,7 +166,7 @@ fn encoder_layer(
     r.linear_add(&name("mlp.Wo"), &layer.mlp_wo, gated, (inter, h), h2)
 }
 
-/// RoPE on q and k in place, then attention (global or sliding-window) per sequence.
+/// Attention (global or sliding-window) per sequence over `qkv`, whose q and k carry RoPE.
 fn attention(
     r: &mut Recorder,
     cfg: &ModelConfig,
@@ -173,10 +174,7 @@ fn attention(
     qkv: TensorId,
     batch: &Batch,
 ) -> Result<TensorId> {
-    let (nh, hd) = (cfg.num_attention_heads as u32, cfg.head_dim as u32);
-    let (rows, theta, dt) = (r.rows, cfg.rope_theta(i), r.dtype);
-    let rope = format!("layers.{i}.rope");
-    ops::rope::record(r.b, &rope, qkv, batch.positions, rows, nh, hd, theta, dt)?;
+    let (nh, hd, dt) = (cfg.num_attention_heads as u32, cfg.head_dim as u32, r.dtype);
     let out = r.activation(&format!("layers.{i}.attn.out"), cfg.hidden_size as u32);
     let args = ops::attention::AttentionArgs {
         qkv,

@@ -98,6 +98,35 @@ impl Recorder<'_> {
         Ok(y)
     }
 
+    /// `x W^T (+ b)` into `name.out` with RoPE on its Q and K heads: the Wqkv projection
+    /// (`matmul::record_rope`).
+    pub fn linear_rope(
+        &mut self,
+        name: &str,
+        lin: &Linear,
+        x: TensorId,
+        (k, n): (u32, u32),
+        rope: &ops::matmul::RopeArgs,
+    ) -> Result<TensorId> {
+        let y = self.activation(&format!("{name}.out"), n);
+        let (w, bias) = self.bind(name, &lin.weight, &lin.bias);
+        let args = MatmulArgs {
+            x,
+            w,
+            bias,
+            residual: None,
+            y,
+            rows: self.rows,
+            k,
+            n,
+            dtype: self.dtype,
+            epilogue: Epilogue::None,
+            variant: None,
+        };
+        ops::matmul::record_rope(self.b, name, &args, rope)?;
+        Ok(y)
+    }
+
     /// `y = epilogue(x W^T (+ b))`.
     #[allow(clippy::too_many_arguments)]
     pub fn linear_into(

@@ -1,7 +1,9 @@
 //! Rotary position embedding (GPT-NeoX `rotate_half`) applied in place to the Q and K blocks of
 //! the packed QKV activation `[rows, 3H]`, with the angle rounded exactly as HF rounds it.
-//! Kept as its own kernel (not fused into attention): attention loads each key row many times
-//! (once per query tile), so rotating at load time would redo the trigonometry per load.
+//! The encoder fuses it into the Wqkv projection's store where that kernel's tiles hold whole
+//! heads (`matmul::record_rope`); this pass serves the other steps. Not fused into attention:
+//! attention loads each key row many times (once per query tile), so rotating at load time
+//! would redo the trigonometry per load.
 
 use crate::Result;
 use crate::ops::check::Op;
@@ -61,7 +63,7 @@ pub fn inv_freq(head_dim: u32, theta: f32) -> Vec<f32> {
         .collect()
 }
 
-fn check(op: Op, n_heads: u32, head_dim: u32, theta: f32) -> Result<()> {
+pub(crate) fn check(op: Op, n_heads: u32, head_dim: u32, theta: f32) -> Result<()> {
     op.within("n_heads", n_heads, 1, u32::MAX)?;
     if !head_dim.is_multiple_of(2) {
         return Err(op.err("head_dim", "even", head_dim));
@@ -82,6 +84,23 @@ pub fn record(
     theta: f32,
     dtype: DType,
 ) -> Result<()> {
+    let r = (n_heads, head_dim, theta);
+    record_range(b, label, qkv, positions, rows, r, dtype, (0, u32::MAX))
+}
+
+/// `record` for a step that runs only when the run's rows are in `lo..=hi` (zero workgroups
+/// otherwise): the pass after a Wqkv step that could not fuse it (`matmul::record_rope`).
+#[allow(clippy::too_many_arguments)]
+pub fn record_range(
+    b: &mut PlanBuilder,
+    label: &str,
+    qkv: TensorId,
+    positions: TensorId,
+    rows: Rows,
+    (n_heads, head_dim, theta): (u32, u32, f32),
+    dtype: DType,
+    (lo, hi): (u32, u32),
+) -> Result<()> {
     let op = Op::new("rope", label);
     check(op, n_heads, head_dim, theta)?;
     op.dtype(b.gpu().caps(), dtype)?;
@@ -100,7 +119,13 @@ pub fn record(
         kernel(dtype),
         &[qkv, positions],
         move |s: &RunSizes| {
+            // The rows range is judged on the clamped count, as the matmul steps judge it.
             let n_rows = rows.eval(s).min(capacity);
+            let n_rows = if n_rows < lo || n_rows > hi {
+                0
+            } else {
+                n_rows
+            };
             let params = RopeParams {
                 n_rows,
                 n_heads,

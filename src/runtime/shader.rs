@@ -57,6 +57,10 @@ pub const COMMON: &[(&str, &str)] = &[
         include_str!("../../shaders/common/coop.wgsl"),
     ),
     (
+        "common/rope_angle.wgsl",
+        include_str!("../../shaders/common/rope_angle.wgsl"),
+    ),
+    (
         "common/matmul_epilogue.wgsl",
         include_str!("../../shaders/common/matmul_epilogue.wgsl"),
     ),

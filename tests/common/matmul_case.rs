@@ -95,3 +95,79 @@ pub fn check(
         super::assert_close(&format!("{what} T={t}"), &got, &want, atol, rtol);
     }
 }
+
+/// One Wqkv projection with RoPE (`matmul::record_rope`, or `record_rope_kernel` with
+/// `kernel` and its tile): `[T, k] x [3H, k]^T + bias` over `n_heads` heads of `head_dim`,
+/// positions far apart (large angles), recorded for `cap` rows known at run time and run at
+/// each row count of `runs`, checked against the matmul reference then the RoPE reference
+/// (theta 160000). Returns the plan listing, so that callers can say which steps fused.
+#[allow(clippy::too_many_arguments)]
+pub fn check_rope(
+    what: &str,
+    dtype: DType,
+    (n_heads, head_dim): (u32, u32),
+    k: usize,
+    cap: usize,
+    runs: &[usize],
+    kernel: Option<(Kernel, (u32, u32))>,
+    (atol, rtol): (f64, f64),
+) -> String {
+    let gpu = super::gpu();
+    let n = (3 * n_heads * head_dim) as usize;
+    let theta = 160000.0;
+    let es = dtype.size();
+    let data = |len: usize, seed: u64, scale: f32| {
+        super::stored(dtype, &super::rand_vec(len, seed, scale))
+    };
+    let x = data(cap * k, 41, 1.0);
+    let w = data(n * k, 42, 0.5);
+    let bias = data(n, 43, 1.0);
+    let positions: Vec<u32> = (0..cap as u32).map(|i| (i * 61) % 8000).collect();
+    let mut b = PlanBuilder::new(gpu.clone());
+    let xt = b.input("x", (cap * k) as u64 * es);
+    let pt = b.input("positions", cap as u64 * 4);
+    let wbuf = gpu.upload("w", &dtype.encode(&w)).unwrap();
+    let bbuf = gpu.upload("bias", &dtype.encode(&bias)).unwrap();
+    let args = MatmulArgs {
+        x: xt,
+        w: b.external("w", &wbuf),
+        bias: Some(b.external("bias", &bbuf)),
+        residual: None,
+        y: b.output("qkv", (cap * n) as u64 * es),
+        rows: Rows::Tokens,
+        k: k as u32,
+        n: n as u32,
+        dtype,
+        epilogue: Epilogue::None,
+        variant: None,
+    };
+    let rope = matmul::RopeArgs {
+        positions: pt,
+        n_heads,
+        head_dim,
+        theta,
+    };
+    match kernel {
+        Some((kernel, tile)) => {
+            matmul::record_rope_kernel(&mut b, "wqkv", &args, &rope, kernel, tile).unwrap()
+        }
+        None => matmul::record_rope(&mut b, "wqkv", &args, &rope).unwrap(),
+    }
+    let mut plan = b.build().unwrap();
+    let listing = plan.describe();
+    plan.write(xt, &dtype.encode(&x)).unwrap();
+    plan.write(pt, bytemuck::cast_slice(&positions)).unwrap();
+    for &t in runs {
+        plan.run(&RunSizes {
+            rows: t as u32,
+            ..Default::default()
+        })
+        .unwrap();
+        let got = dtype.decode(&plan.read(args.y, 0, (t * n) as u64 * es).unwrap());
+        let y = matmul::reference(&x[..t * k], &w, Some(&bias), None, t, k, n, Epilogue::None);
+        let y: Vec<f32> = y.iter().map(|&v| v as f32).collect();
+        let want = wgbert::ops::rope::reference(&y, &positions[..t], n_heads, head_dim, theta);
+        super::assert_close(&format!("{what} T={t}"), &got, &want, atol, rtol);
+    }
+    listing
+}

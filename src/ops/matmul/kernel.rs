@@ -86,6 +86,18 @@ pub fn kernel(variant: MatmulVariant, dtype: DType, epilogue: Epilogue, bias: bo
     k
 }
 
+/// `kernel` (plain epilogue) with RoPE fused into its store (`ROPE`, see
+/// common/matmul_epilogue.wgsl): two more bindings after the others, the row positions and
+/// the frequencies (f32 bits) of heads of `head_dim`.
+pub fn with_rope(mut kernel: Kernel, head_dim: u32) -> Kernel {
+    kernel.bindings.extend([Access::Read, Access::Read]);
+    let n = kernel.bindings.len();
+    kernel
+        .define("ROPE", n - 1)
+        .define("ROPE_FREQ", n)
+        .define("ROPE_D", head_dim)
+}
+
 /// Every epilogue with every activation.
 pub fn all_epilogues() -> Vec<Epilogue> {
     let acts = [

@@ -242,6 +242,36 @@ pub fn check_build(
 /// run sizes).
 pub fn record(b: &mut PlanBuilder, label: &str, args: &MatmulArgs) -> Result<()> {
     check(b, label, args)?;
+    let steps = steps(b, label, args)?;
+    let whole = steps.len() == 1;
+    for (kernel, tile, config, lo, hi) in steps {
+        let step_label = step_label(label, whole, &kernel, config, lo, hi);
+        record_range(b, step_label, kernel, tile, args, lo, hi, &[])?;
+    }
+    Ok(())
+}
+
+/// A step's label: the op's label, with the kernel, configuration and rows where the op
+/// has several steps.
+fn step_label(
+    label: &str,
+    whole: bool,
+    k: &Kernel,
+    cfg: Option<String>,
+    lo: u32,
+    hi: u32,
+) -> String {
+    if whole {
+        label.to_string()
+    } else {
+        let cfg = cfg.map(|c| format!(" {c}")).unwrap_or_default();
+        format!("{label} ({}{cfg}, rows {lo}..={hi})", k.shader)
+    }
+}
+
+/// The launches `record` makes for `args`: the variant per row range (see the module docs),
+/// the tuned configuration per row class.
+fn steps(b: &PlanBuilder, label: &str, args: &MatmulArgs) -> Result<Vec<Step>> {
     let caps = b.gpu().caps().clone();
     let coop_shape = coop_status(b.gpu(), args.dtype).ok();
     // The variant for many rows.
@@ -308,17 +338,141 @@ pub fn record(b: &mut PlanBuilder, label: &str, args: &MatmulArgs) -> Result<()>
             }
         }
     }
+    Ok(steps)
+}
+
+/// Rotary position embedding fused into a Wqkv projection (`record_rope`): the output is
+/// `[T, 3H]` = `[Q | K | V]` in heads of `head_dim`, and Q and K are rotated by the angle of
+/// each row's position (`ops::rope`).
+#[derive(Debug, Clone, Copy)]
+pub struct RopeArgs {
+    /// `[T]` u32 positions (restarting at 0 in every sequence).
+    pub positions: TensorId,
+    pub n_heads: u32,
+    pub head_dim: u32,
+    pub theta: f32,
+}
+
+/// Whether `kernel` with workgroup `tile` can rotate in its store: each of its tiles holds
+/// whole heads (tile width a multiple of `head_dim`, so tiles start at head boundaries) and
+/// each partner column d/2 away is in reach: in the same thread for the tiled kernel (its
+/// columns are 16 apart, so d/2 must be a multiple of 16), in the staged row for the
+/// tensor-core one. The subgroup kernel (one column per subgroup) never can.
+pub fn rope_fusable(kernel: &Kernel, tile: (u32, u32), head_dim: u32) -> bool {
+    let whole_heads = head_dim > 0 && tile.1.is_multiple_of(head_dim);
+    match kernel.shader {
+        "matmul" => whole_heads && (head_dim / 2).is_multiple_of(16),
+        "matmul_coop" => whole_heads && head_dim.is_multiple_of(2),
+        _ => false,
+    }
+}
+
+/// Records the Wqkv projection `args` (plain epilogue, `n = 3 n_heads head_dim`) with RoPE:
+/// fused into each step's store where the step's kernel allows it (`rope_fusable`), else the
+/// plain step followed by the `ops::rope` pass for the same rows. Same variant and
+/// configuration choice as `record`.
+pub fn record_rope(
+    b: &mut PlanBuilder,
+    label: &str,
+    args: &MatmulArgs,
+    rope: &RopeArgs,
+) -> Result<()> {
+    check_rope(b, label, args, rope)?;
+    let steps = steps(b, label, args)?;
     let whole = steps.len() == 1;
     for (kernel, tile, config, lo, hi) in steps {
-        let step_label = if whole {
-            label.to_string()
-        } else {
-            let cfg = config.map(|c| format!(" {c}")).unwrap_or_default();
-            format!("{label} ({}{cfg}, rows {lo}..={hi})", kernel.shader)
-        };
-        record_range(b, step_label, kernel, tile, args, lo, hi)?;
+        let step_label = step_label(label, whole, &kernel, config, lo, hi);
+        rope_step(b, step_label, args, rope, kernel, tile, lo, hi)?;
     }
     Ok(())
+}
+
+/// `record_rope` with a given build (tests: every configuration, the emulated tensor-core
+/// kernel), as `record_kernel` is to `record`.
+pub fn record_rope_kernel(
+    b: &mut PlanBuilder,
+    label: &str,
+    args: &MatmulArgs,
+    rope: &RopeArgs,
+    kernel: Kernel,
+    tile: (u32, u32),
+) -> Result<()> {
+    check_rope(b, label, args, rope)?;
+    rope_step(b, label.to_string(), args, rope, kernel, tile, 0, u32::MAX)
+}
+
+fn check_rope(b: &PlanBuilder, label: &str, args: &MatmulArgs, rope: &RopeArgs) -> Result<()> {
+    check(b, label, args)?;
+    let op = Op::new("matmul", label);
+    if args.epilogue != Epilogue::None || args.residual.is_some() {
+        return Err(op.err(
+            "epilogue",
+            "None with RoPE",
+            format_args!("{:?}", args.epilogue),
+        ));
+    }
+    let width = 3u64 * rope.n_heads as u64 * rope.head_dim as u64;
+    if args.n as u64 != width {
+        return Err(op.err(
+            "n",
+            format_args!("3 n_heads head_dim = {width} with RoPE"),
+            args.n,
+        ));
+    }
+    crate::ops::rope::check(
+        Op::new("rope", label),
+        rope.n_heads,
+        rope.head_dim,
+        rope.theta,
+    )
+}
+
+/// One step of `record_rope` for rows `lo..=hi`: fused, or plain then the RoPE pass.
+#[allow(clippy::too_many_arguments)]
+fn rope_step(
+    b: &mut PlanBuilder,
+    step_label: String,
+    args: &MatmulArgs,
+    rope: &RopeArgs,
+    kernel: Kernel,
+    tile: (u32, u32),
+    lo: u32,
+    hi: u32,
+) -> Result<()> {
+    if !rope_fusable(&kernel, tile, rope.head_dim) {
+        let pass = format!("{step_label} rope");
+        record_range(b, step_label, kernel, tile, args, lo, hi, &[])?;
+        let r = (rope.n_heads, rope.head_dim, rope.theta);
+        return crate::ops::rope::record_range(
+            b,
+            &pass,
+            args.y,
+            rope.positions,
+            args.rows,
+            r,
+            args.dtype,
+            (lo, hi),
+        );
+    }
+    let freq: Vec<u32> = crate::ops::rope::inv_freq(rope.head_dim, rope.theta)
+        .iter()
+        .map(|f| f.to_bits())
+        .collect();
+    let buf = b
+        .gpu()
+        .upload("rope inv_freq", bytemuck::cast_slice(&freq))?;
+    let freq = b.external(&format!("{step_label} inv_freq"), &buf);
+    let kernel = kernel::with_rope(kernel, rope.head_dim);
+    record_range(
+        b,
+        step_label,
+        kernel,
+        tile,
+        args,
+        lo,
+        hi,
+        &[rope.positions, freq],
+    )
 }
 
 /// One launch of `record`: kernel, workgroup tile, configuration name, rows `lo..=hi`.
@@ -374,11 +528,13 @@ pub fn record_kernel(
     tile: (u32, u32),
 ) -> Result<()> {
     check(b, label, args)?;
-    record_range(b, label.to_string(), kernel, tile, args, 0, u32::MAX)
+    record_range(b, label.to_string(), kernel, tile, args, 0, u32::MAX, &[])
 }
 
 /// Records one launch of `kernel` that runs when the run's rows are in `lo..=hi`, clamped to
-/// the buffers' capacity.
+/// the buffers' capacity; `extra` are bound after bias and residual (RoPE's positions and
+/// frequencies).
+#[allow(clippy::too_many_arguments)]
 fn record_range(
     b: &mut PlanBuilder,
     step_label: String,
@@ -387,11 +543,17 @@ fn record_range(
     args: &MatmulArgs,
     lo: u32,
     hi: u32,
+    extra: &[TensorId],
 ) -> Result<()> {
-    let cap = check(b, &step_label, args)?;
+    let mut cap = check(b, &step_label, args)?;
     let mut bindings = vec![args.x, args.w, args.y];
     bindings.extend(args.bias);
     bindings.extend(args.residual);
+    if let Some(&positions) = extra.first() {
+        // Rows past the positions the plan holds are not computed.
+        cap = cap.min(u32::try_from(b.bytes(positions) / 4).unwrap_or(u32::MAX));
+    }
+    bindings.extend(extra);
     let max_dim = b.gpu().caps().max_workgroups_per_dim;
     let a = *args;
     let name = step_label.clone();
