@@ -15,9 +15,10 @@
 // tile = m_tile * tiles_n + n_tile, so neighbours share their X rows.
 // K advances KS = 32 at a time through two buffers: while the subgroups multiply one block,
 // every invocation loads the next into the other (one barrier per block). With VEC (K a
-// multiple of 4, so every row starts 8-byte aligned) the loads are 8-byte vectors of four k,
-// fetched into registers before the multiply and stored to the other buffer after it, so
-// their latency hides behind the tensor-core work; without it (ragged K) they are scalar. X
+// multiple of 4, so every row starts 8-byte aligned) the loads are vectors, 16 bytes of
+// eight k with VEC8 (K a multiple of 8) else 8 bytes of four, fetched into registers before
+// the multiply and stored to the other buffer after it, so their latency hides behind the
+// tensor-core work; without it (ragged K) they are scalar. X
 // rows are staged [row][k] (A, row-major); W rows [n][k], which is B = W^T column-major. Row
 // stride 40 halves = 80 bytes: 16-byte aligned as cooperative loads require, and off the
 // 128-byte period so fragment rows spread over banks.
@@ -61,45 +62,65 @@ var<workgroup> sh: array<f16, 2u * (A_HALVES + B_HALVES)>;
 var<workgroup> ct: array<f32, TM / 2u * CS>;
 
 #if VEC
-// Vector loads per invocation and block: the TM X rows and TN W rows of KS k, four k each
-// (rounded up: invocations past the last vector skip it).
-const QK: u32 = KS / 4u;
+// Vector loads of VW halves: 16 bytes (vec4<u32>, eight k) with VEC8 (K a multiple of 8),
+// else 8 bytes (vec4<f16>, four k).
+#if VEC8
+const VW: u32 = 8u;
+alias Vec = vec4<u32>;
+
+// Eight halves from their bits (each u32 holds two, the lower k first). f16 -> f32 -> f16 is
+// exact (a device may flush f16 subnormals, below 6.1e-5, to zero: within the f32
+// accumulation's error). naga does not translate bitcast<vec2<f16>>(u32).
+fn put_vec(at: u32, v: vec4<u32>) {
+    for (var j = 0u; j < 4u; j++) {
+        let h = vec2<f16>(unpack2x16float(v[j]));
+        sh[at + 2u * j] = h.x;
+        sh[at + 2u * j + 1u] = h.y;
+    }
+}
+#else
+const VW: u32 = 4u;
+alias Vec = vec4<f16>;
+
+fn put_vec(at: u32, v: vec4<f16>) {
+    sh[at] = v.x;
+    sh[at + 1u] = v.y;
+    sh[at + 2u] = v.z;
+    sh[at + 3u] = v.w;
+}
+#endif
+// Vectors per row of a block, and per invocation and block: the TM X rows and TN W rows of
+// KS k (rounded up: invocations past the last vector skip it).
+const QK: u32 = KS / VW;
 const VA: u32 = (TM * QK + WG - 1u) / WG;
 const VB: u32 = (TN * QK + WG - 1u) / WG;
-var<private> ra: array<vec4<f16>, VA>;
-var<private> rb: array<vec4<f16>, VB>;
+var<private> ra: array<Vec, VA>;
+var<private> rb: array<Vec, VB>;
 
 // Loads the K block k0.. into registers: vector i of invocation li is row (li + i WG) / QK,
-// k quad (li + i WG) % QK (consecutive invocations read consecutive quads of a row), 0 past
-// the edges (p.k is a multiple of 4, so a quad is all in or all out).
+// k group (li + i WG) % QK (consecutive invocations read consecutive groups of a row), 0 past
+// the edges (p.k is a multiple of VW, so a group is all in or all out).
 fn fetch(k0: u32, m0: u32, n0: u32, li: u32) {
     for (var i = 0u; i < VA; i++) {
         let e = li + i * WG;
         let row = m0 + e / QK;
-        let kk = k0 + (e % QK) * 4u;
-        var v = vec4<f16>(0.0);
+        let kk = k0 + (e % QK) * VW;
+        var v = Vec();
         if e < TM * QK && row < p.rows && kk < p.k {
-            v = x[(row * p.k + kk) / 4u];
+            v = x[(row * p.k + kk) / VW];
         }
         ra[i] = v;
     }
     for (var i = 0u; i < VB; i++) {
         let e = li + i * WG;
         let wr = w_row(n0, e / QK);
-        let kk = k0 + (e % QK) * 4u;
-        var v = vec4<f16>(0.0);
+        let kk = k0 + (e % QK) * VW;
+        var v = Vec();
         if e < TN * QK && wr != NONE && kk < p.k {
-            v = w[(wr * p.k + kk) / 4u];
+            v = w[(wr * p.k + kk) / VW];
         }
         rb[i] = v;
     }
-}
-
-fn put4(at: u32, v: vec4<f16>) {
-    sh[at] = v.x;
-    sh[at + 1u] = v.y;
-    sh[at + 2u] = v.z;
-    sh[at + 3u] = v.w;
 }
 
 // Stores the fetched block into buffer `buf`, laid out as `load_block` stages it.
@@ -109,14 +130,14 @@ fn put(buf: u32, li: u32) {
         if e >= TM * QK {
             break;
         }
-        put4(buf * A_HALVES + (e / QK) * LDS + (e % QK) * 4u, ra[i]);
+        put_vec(buf * A_HALVES + (e / QK) * LDS + (e % QK) * VW, ra[i]);
     }
     for (var i = 0u; i < VB; i++) {
         let e = li + i * WG;
         if e >= TN * QK {
             break;
         }
-        put4(B_AT + buf * B_HALVES + (e / QK) * LDS + (e % QK) * 4u, rb[i]);
+        put_vec(B_AT + buf * B_HALVES + (e / QK) * LDS + (e % QK) * VW, rb[i]);
     }
 }
 #else

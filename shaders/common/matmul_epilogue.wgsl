@@ -24,9 +24,15 @@
 // Binding 0: `p`, the MatmulParams of src/ops/matmul/kernel.rs (gpu_params! writes its WGSL).
 {{PARAMS}}
 #if VEC
+#if VEC8
+// VEC8 (f16, K a multiple of 8): x and w read eight consecutive k (16 bytes) at a time.
+@group(0) @binding(1) var<storage, read> x: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
+#else
 // VEC (K a multiple of 4): x and w read four consecutive k at a time.
 @group(0) @binding(1) var<storage, read> x: array<vec4<{{ELEM}}>>;
 @group(0) @binding(2) var<storage, read> w: array<vec4<{{ELEM}}>>;
+#endif
 #else
 @group(0) @binding(1) var<storage, read> x: array<{{ELEM}}>;
 @group(0) @binding(2) var<storage, read> w: array<{{ELEM}}>;

@@ -3,9 +3,9 @@
 //! warp tiles of 4 x 2 fragments laid out in a grid per workgroup (the tile configuration,
 //! [`Config`]: 2 x 2 warp tiles, 8F x 4F outputs, when nothing was tuned), one subgroup of
 //! the adapter's largest subgroup size (8 to 64) per warp tile. Inputs are staged through two
-//! K blocks of workgroup memory; where K is a multiple of 4 the next block is fetched with
-//! 8-byte vector loads into registers while the current one is multiplied. Same bindings,
-//! parameters and epilogues as the tiled kernel; f16 storage only.
+//! K blocks of workgroup memory; where K is a multiple of 8 (of 4) the next block is fetched
+//! with 16-byte (8-byte) vector loads into registers while the current one is multiplied.
+//! Same bindings, parameters and epilogues as the tiled kernel; f16 storage only.
 //!
 //! This module owns what is particular to the variant: whether an adapter can run it, its
 //! tile configurations ([`CANDIDATES`], timed by the autotuner `ops::tune`), its kernel
@@ -132,15 +132,23 @@ pub fn supported(caps: &Capabilities) -> std::result::Result<Shape, String> {
 }
 
 /// The real kernel for `epilogue`, with or without bias, at `shape` and `config`, for inner
-/// size `k`: 8-byte vector loads prefetched into registers (`VEC`) where `k` is a multiple of
-/// 4 (every ModernBERT matmul), scalar loads otherwise.
+/// size `k`: vector loads prefetched into registers (`VEC`), 16 bytes where `k` is a
+/// multiple of 8 (`VEC8`: every ModernBERT matmul), 8 where it is a multiple of 4, scalar
+/// loads otherwise (`vector_width`).
 pub fn kernel(shape: Shape, config: Config, epilogue: Epilogue, bias: bool, k: u32) -> Kernel {
     build(shape, shape.subgroup, config, epilogue, bias, k)
 }
 
-/// Whether the build for inner size `k` loads vectors of four k.
-pub fn vector_loads(k: u32) -> bool {
-    k.is_multiple_of(4)
+/// The k per global load of the build for inner size `k`: 8 (16-byte vectors) where `k` is a
+/// multiple of 8, 4 (8-byte vectors) where it is a multiple of 4, else 1 (scalar loads).
+pub fn vector_width(k: u32) -> u32 {
+    if k.is_multiple_of(8) {
+        8
+    } else if k.is_multiple_of(4) {
+        4
+    } else {
+        1
+    }
 }
 
 fn build(
@@ -157,10 +165,10 @@ fn build(
         .define("WARPS_M", config.wm)
         .define("WARPS_N", config.wn)
         .define("WG", config.invocations(shape));
-    if vector_loads(k) {
-        kernel.define("VEC", 1)
-    } else {
-        kernel
+    match vector_width(k) {
+        8 => kernel.define("VEC", 1).define("VEC8", 1),
+        4 => kernel.define("VEC", 1),
+        _ => kernel,
     }
 }
 
@@ -178,16 +186,16 @@ pub fn emulated_kernel(
     build(shape, lanes, config, epilogue, bias, k).define("EMULATE", 1)
 }
 
-/// Every real kernel at both fragment sizes, with vector and scalar loads, at the default
-/// configuration, and every other configuration's plain and GeGLU builds (for the shader
-/// translation test).
+/// Every real kernel at both fragment sizes, with 16-byte, 8-byte and scalar loads, at the
+/// default configuration, and every other configuration's plain and GeGLU builds (for the
+/// shader translation test).
 pub fn variants() -> Vec<Kernel> {
     let mut v = Vec::new();
     for frag in coop::FRAGS {
         let shape = Shape { frag, subgroup: 32 };
         for e in all_epilogues() {
             for bias in [false, true] {
-                for k in [768, 770] {
+                for k in [768, 772, 770] {
                     v.push(kernel(shape, DEFAULT, e, bias, k));
                 }
             }
@@ -209,8 +217,9 @@ pub type Case = (usize, usize, usize, Epilogue, bool);
 /// Self-check cases: every (epilogue, bias) build the encoder can record, with T = 130
 /// (ragged row tiles at both fragment sizes) and K cycling over the inputs of
 /// ModernBERT-large's matmuls (1024 hidden, 2624 intermediate, 5248 its GeGLU pair), N off
-/// the column tile (vector loads); plus a short K off the 32-wide block and off the 4-wide
-/// vectors (scalar loads) and a single row.
+/// the column tile (16-byte vector loads); plus a K off the 8-wide vectors (8-byte loads),
+/// a short K off the 32-wide block and off the 4-wide vectors (scalar loads) and a single
+/// row.
 pub fn checks() -> Vec<Case> {
     const KS_LARGE: [usize; 3] = [1024, 2624, 5248];
     let mut v = Vec::new();
@@ -220,6 +229,7 @@ pub fn checks() -> Vec<Case> {
             v.push((130, k, 40, e, bias));
         }
     }
+    v.push((33, 100, 48, Epilogue::Residual, false));
     v.push((70, 102, 90, Epilogue::None, true));
     v.push((1, 72, 33, Epilogue::GeGlu(Activation::GeluErf), true));
     v
@@ -281,7 +291,7 @@ mod tests {
     #[test]
     fn kernels_carry_their_shape() {
         let v = variants();
-        assert_eq!(v.len(), 2 * (40 + 4 * (CANDIDATES.len() - 1)));
+        assert_eq!(v.len(), 2 * (60 + 4 * (CANDIDATES.len() - 1)));
         assert!(v.iter().all(|k| k.shader == "matmul_coop"));
         let s = Shape {
             frag: 8,
@@ -295,8 +305,13 @@ mod tests {
         );
         assert!(name.contains("FRAG=8") && name.contains("WG=32"), "{name}");
         assert!(
-            name.contains("WARPS_M=2") && name.contains("VEC=1"),
+            name.contains("WARPS_M=2") && name.contains("VEC=1,VEC8=1"),
             "{name}"
+        );
+        let quads = kernel(s, DEFAULT, Epilogue::None, false, 772).name();
+        assert!(
+            quads.contains("VEC=1") && !quads.contains("VEC8"),
+            "{quads}"
         );
         let wide = kernel(s, Config { wm: 2, wn: 4 }, Epilogue::None, false, 768).name();
         assert!(
@@ -305,6 +320,6 @@ mod tests {
         );
         let e = emulated_kernel(s, 8, DEFAULT, Epilogue::None, false, 102).name();
         assert!(e.contains("EMULATE=1") && !e.contains("VEC"), "{e}");
-        assert_eq!(checks().len(), 22);
+        assert_eq!(checks().len(), 23);
     }
 }
