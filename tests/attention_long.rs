@@ -7,35 +7,21 @@
 mod common;
 
 use wgbert::encoder::Encoder;
-use wgbert::model::config::ModelConfig;
 use wgbert::ops::DType;
 use wgbert::ops::coop::Mode;
 
 const TOKENS: usize = 2100;
 
 /// Hidden 64 in 4 heads of 16, GeGLU 96, 3 layers (global, local, local), window 64 each side.
-const CONFIG: &str = r#"{
-  "architectures": ["ModernBertModel"],
-  "model_type": "modernbert",
-  "vocab_size": 512,
-  "hidden_size": 64,
-  "intermediate_size": 96,
-  "num_hidden_layers": 3,
-  "num_attention_heads": 4,
-  "max_position_embeddings": 4096,
-  "global_attn_every_n_layers": 3,
-  "local_attention": 128,
-  "global_rope_theta": 160000.0,
-  "local_rope_theta": 10000.0,
-  "hidden_activation": "gelu",
-  "norm_eps": 1e-05,
-  "attention_bias": false,
-  "mlp_bias": false,
-  "norm_bias": false,
-  "pad_token_id": 0,
-  "cls_token_id": 1,
-  "sep_token_id": 2
-}"#;
+const MODEL: common::TinyModel = common::TinyModel {
+    vocab: 512,
+    hidden: 64,
+    intermediate: 96,
+    layers: 3,
+    heads: 4,
+    global_every: 3,
+    window: 128,
+};
 
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum();
@@ -51,7 +37,7 @@ fn long_sequence_f16_matches_f32() {
         eprintln!("adapter has no SHADER_F16: skipped");
         return;
     }
-    let config = || ModelConfig::from_json_str(CONFIG, "long/config.json").unwrap();
+    let config = || common::random_config(&MODEL);
     let ids: Vec<u32> = (0..TOKENS as u64)
         .map(|i| 3 + ((i * 2_654_435_761) >> 7) as u32 % 500)
         .collect();

@@ -8,34 +8,20 @@
 mod common;
 
 use wgbert::encoder::Encoder;
-use wgbert::model::config::ModelConfig;
 use wgbert::ops::DType;
 use wgbert::ops::matmul::tiled;
 use wgbert::ops::tune::{self, RowClass};
 
 /// Hidden 128 in 2 heads of 64, GeGLU 192, 2 layers (global, local), window 32 each side.
-const CONFIG: &str = r#"{
-  "architectures": ["ModernBertModel"],
-  "model_type": "modernbert",
-  "vocab_size": 300,
-  "hidden_size": 128,
-  "intermediate_size": 192,
-  "num_hidden_layers": 2,
-  "num_attention_heads": 2,
-  "max_position_embeddings": 2048,
-  "global_attn_every_n_layers": 2,
-  "local_attention": 64,
-  "global_rope_theta": 160000.0,
-  "local_rope_theta": 10000.0,
-  "hidden_activation": "gelu",
-  "norm_eps": 1e-05,
-  "attention_bias": false,
-  "mlp_bias": false,
-  "norm_bias": false,
-  "pad_token_id": 0,
-  "cls_token_id": 1,
-  "sep_token_id": 2
-}"#;
+const MODEL: common::TinyModel = common::TinyModel {
+    vocab: 300,
+    hidden: 128,
+    intermediate: 192,
+    layers: 2,
+    heads: 2,
+    global_every: 2,
+    window: 64,
+};
 
 /// Hidden states of `batches` with the tiled matmul pinned to `config` (a fresh encoder, so
 /// its plans are recorded with it), and the plan listing of the long batch.
@@ -44,7 +30,7 @@ fn run(config: tiled::Config, batches: &[Vec<Vec<u32>>]) -> (Vec<Vec<Vec<Vec<f32
     for class in RowClass::ALL {
         tune::pin_tiled(&gpu, class, DType::F32, config);
     }
-    let cfg = ModelConfig::from_json_str(CONFIG, "rope/config.json").unwrap();
+    let cfg = common::random_config(&MODEL);
     let enc = Encoder::random(gpu.clone(), cfg, Some(DType::F32), Some(1024)).unwrap();
     let out = batches
         .iter()

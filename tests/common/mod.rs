@@ -110,3 +110,45 @@ pub fn packed(lens: &[u32]) -> (Vec<u32>, RunSizes) {
     let (sizes, cu) = RunSizes::packed(lens);
     (cu, sizes)
 }
+
+/// The shape of a small random ModernBERT for end-to-end tests (`random_config`).
+pub struct TinyModel {
+    pub vocab: u32,
+    pub hidden: u32,
+    pub intermediate: u32,
+    pub layers: u32,
+    pub heads: u32,
+    /// Every n-th layer is global, the others windowed.
+    pub global_every: u32,
+    /// The window's full width (`local_attention`).
+    pub window: u32,
+}
+
+/// A ModernBERT config of `m`'s shape: GELU, no biases, rope theta 160000 (global) and
+/// 10000 (local), 4096 positions.
+pub fn random_config(m: &TinyModel) -> wgbert::model::config::ModelConfig {
+    let json = serde_json::json!({
+        "architectures": ["ModernBertModel"],
+        "model_type": "modernbert",
+        "vocab_size": m.vocab,
+        "hidden_size": m.hidden,
+        "intermediate_size": m.intermediate,
+        "num_hidden_layers": m.layers,
+        "num_attention_heads": m.heads,
+        "max_position_embeddings": 4096,
+        "global_attn_every_n_layers": m.global_every,
+        "local_attention": m.window,
+        "global_rope_theta": 160000.0,
+        "local_rope_theta": 10000.0,
+        "hidden_activation": "gelu",
+        "norm_eps": 1e-05,
+        "attention_bias": false,
+        "mlp_bias": false,
+        "norm_bias": false,
+        "pad_token_id": 0,
+        "cls_token_id": 1,
+        "sep_token_id": 2
+    });
+    wgbert::model::config::ModelConfig::from_json_str(&json.to_string(), "tiny/config.json")
+        .unwrap()
+}
