@@ -109,20 +109,7 @@ impl Recorder<'_> {
         rope: &ops::matmul::RopeArgs,
     ) -> Result<TensorId> {
         let y = self.activation(&format!("{name}.out"), n);
-        let (w, bias) = self.bind(name, &lin.weight, &lin.bias);
-        let args = MatmulArgs {
-            x,
-            w,
-            bias,
-            residual: None,
-            y,
-            rows: self.rows,
-            k,
-            n,
-            dtype: self.dtype,
-            epilogue: Epilogue::None,
-            variant: None,
-        };
+        let args = self.matmul_args(name, lin, x, y, (k, n), Epilogue::None, None);
         ops::matmul::record_rope(self.b, name, &args, rope)?;
         Ok(y)
     }
@@ -135,12 +122,29 @@ impl Recorder<'_> {
         lin: &Linear,
         x: TensorId,
         y: TensorId,
-        (k, n): (u32, u32),
+        kn: (u32, u32),
         epilogue: Epilogue,
         residual: Option<TensorId>,
     ) -> Result<()> {
+        let args = self.matmul_args(name, lin, x, y, kn, epilogue, residual);
+        ops::matmul::record(self.b, name, &args)
+    }
+
+    /// The matmul of `lin` (its weight and bias bound under `name`) over this recorder's rows
+    /// and precision.
+    #[allow(clippy::too_many_arguments)]
+    fn matmul_args(
+        &mut self,
+        name: &str,
+        lin: &Linear,
+        x: TensorId,
+        y: TensorId,
+        (k, n): (u32, u32),
+        epilogue: Epilogue,
+        residual: Option<TensorId>,
+    ) -> MatmulArgs {
         let (w, bias) = self.bind(name, &lin.weight, &lin.bias);
-        let args = MatmulArgs {
+        MatmulArgs {
             x,
             w,
             bias,
@@ -152,7 +156,6 @@ impl Recorder<'_> {
             dtype: self.dtype,
             epilogue,
             variant: None,
-        };
-        ops::matmul::record(self.b, name, &args)
+        }
     }
 }

@@ -291,20 +291,57 @@ pub fn pick<C: Copy>(
     Ok((best.map_or(default, |(c, _)| c), timings))
 }
 
+/// A tile configuration of a tuned family, named in caches and reports (`64x64`).
+pub trait TileConfig: Copy + Send + 'static {
+    fn name(self) -> String;
+}
+
+impl TileConfig for tiled::Config {
+    fn name(self) -> String {
+        tiled::Config::name(self)
+    }
+}
+
+impl TileConfig for coop::Config {
+    fn name(self) -> String {
+        coop::Config::name(self)
+    }
+}
+
+impl TileConfig for attention::Tiles {
+    fn name(self) -> String {
+        attention::Tiles::name(self)
+    }
+}
+
+/// The class a family is tuned per, named in caches and reports: a matmul row class, or an
+/// attention head size (`u32`, named `d64`).
+pub trait ShapeClass: Copy {
+    fn name(self) -> String;
+}
+
+impl ShapeClass for RowClass {
+    fn name(self) -> String {
+        RowClass::name(self).to_string()
+    }
+}
+
+impl ShapeClass for u32 {
+    fn name(self) -> String {
+        format!("d{self}")
+    }
+}
+
 /// A kernel family whose tile configuration is tuned per device, shape class and precision.
 pub trait Family {
     /// The family's name in caches and reports.
     const OP: &'static str;
-    type Config: Copy + Send + 'static;
-    type Class: Copy;
-    /// The class's name in caches and reports.
-    fn class_name(class: Self::Class) -> String;
+    type Config: TileConfig;
+    type Class: ShapeClass;
     /// The candidates this device can run for `class`.
     fn candidates(gpu: &Gpu, class: Self::Class) -> Vec<Self::Config>;
     /// The static choice: without tuning, timestamps or a passing candidate.
     fn default(gpu: &Gpu, class: Self::Class) -> Self::Config;
-    /// The configuration's name in caches and reports (`64x64`).
-    fn name(config: Self::Config) -> String;
     /// The CPU-reference check of one candidate on the device.
     fn check(gpu: &Arc<Gpu>, dtype: DType, class: Self::Class, config: Self::Config) -> Result<()>;
     /// Seconds per run of one candidate on the class's representative shape.
@@ -319,20 +356,12 @@ impl Family for TiledMatmul {
     type Config = tiled::Config;
     type Class = RowClass;
 
-    fn class_name(class: RowClass) -> String {
-        class.name().to_string()
-    }
-
     fn candidates(gpu: &Gpu, _: RowClass) -> Vec<tiled::Config> {
         tiled::fitting(gpu.caps())
     }
 
     fn default(_: &Gpu, _: RowClass) -> tiled::Config {
         tiled::DEFAULT
-    }
-
-    fn name(config: tiled::Config) -> String {
-        config.name()
     }
 
     fn check(gpu: &Arc<Gpu>, dtype: DType, _: RowClass, config: tiled::Config) -> Result<()> {
@@ -353,10 +382,6 @@ impl Family for CoopMatmul {
     type Config = coop::Config;
     type Class = RowClass;
 
-    fn class_name(class: RowClass) -> String {
-        class.name().to_string()
-    }
-
     fn candidates(gpu: &Gpu, _: RowClass) -> Vec<coop::Config> {
         let caps = gpu.caps();
         coop::supported(caps).map_or_else(|_| Vec::new(), |shape| coop::fitting(shape, caps))
@@ -365,10 +390,6 @@ impl Family for CoopMatmul {
     fn default(gpu: &Gpu, _: RowClass) -> coop::Config {
         let caps = gpu.caps();
         coop::supported(caps).map_or(coop::DEFAULT, |shape| coop::default_for(shape, caps))
-    }
-
-    fn name(config: coop::Config) -> String {
-        config.name()
     }
 
     fn check(gpu: &Arc<Gpu>, _: DType, _: RowClass, config: coop::Config) -> Result<()> {
@@ -389,20 +410,12 @@ impl Family for PortableAttention {
     /// The head size.
     type Class = u32;
 
-    fn class_name(head_dim: u32) -> String {
-        format!("d{head_dim}")
-    }
-
     fn candidates(gpu: &Gpu, head_dim: u32) -> Vec<attention::Tiles> {
         attention::fitting(head_dim, gpu.caps())
     }
 
     fn default(gpu: &Gpu, head_dim: u32) -> attention::Tiles {
         attention::Tiles::default_for(head_dim, gpu.caps())
-    }
-
-    fn name(tiles: attention::Tiles) -> String {
-        tiles.name()
     }
 
     fn check(gpu: &Arc<Gpu>, dtype: DType, d: u32, tiles: attention::Tiles) -> Result<()> {
@@ -425,10 +438,6 @@ impl Family for CoopAttention {
     /// The head size.
     type Class = u32;
 
-    fn class_name(head_dim: u32) -> String {
-        format!("d{head_dim}")
-    }
-
     fn candidates(gpu: &Gpu, head_dim: u32) -> Vec<attention::Tiles> {
         let caps = gpu.caps();
         match attention::coop::supported(caps) {
@@ -440,10 +449,6 @@ impl Family for CoopAttention {
     fn default(gpu: &Gpu, head_dim: u32) -> attention::Tiles {
         attention::coop::default_tiles(head_dim, gpu.caps().max_workgroup_storage)
             .unwrap_or(attention::coop::DEFAULT)
-    }
-
-    fn name(tiles: attention::Tiles) -> String {
-        tiles.name()
     }
 
     fn check(gpu: &Arc<Gpu>, _: DType, d: u32, tiles: attention::Tiles) -> Result<()> {
@@ -468,7 +473,7 @@ static TUNED: Mutex<Option<Table>> = Mutex::new(None);
 static TUNING: Mutex<()> = Mutex::new(());
 
 fn table_key<F: Family>(gpu: &Gpu, class: F::Class, dtype: DType) -> String {
-    DeviceKey::of(gpu).entry(F::OP, &F::class_name(class), dtype)
+    DeviceKey::of(gpu).entry(F::OP, &class.name(), dtype)
 }
 
 /// The candidate (or the default) of `F` named `name` on this device.
@@ -476,7 +481,7 @@ fn named<F: Family>(gpu: &Gpu, class: F::Class, name: &str) -> Option<F::Config>
     F::candidates(gpu, class)
         .into_iter()
         .chain([F::default(gpu, class)])
-        .find(|&c| F::name(c) == name)
+        .find(|&c| c.name() == name)
 }
 
 fn in_process<F: Family>(gpu: &Gpu, class: F::Class, dtype: DType) -> Option<F::Config> {
@@ -621,9 +626,9 @@ pub fn ensure<F: Family>(
     let mut out = Vec::new();
     let base = |class: F::Class, config: F::Config, source: String| Choice {
         op: F::OP,
-        class: F::class_name(class),
+        class: class.name(),
         dtype: dtype.wgsl(),
-        config: F::name(config),
+        config: config.name(),
         source,
         timings: BTreeMap::new(),
     };
@@ -646,7 +651,7 @@ pub fn ensure<F: Family>(
         .map_err(|_| Error::Option("tuning lock poisoned".into()))?;
     let dev = DeviceKey::of(gpu);
     for &class in classes {
-        let class_name = F::class_name(class);
+        let class_name = class.name();
         let default = F::default(gpu, class);
         if let (false, Some(config)) = (force, in_process::<F>(gpu, class, dtype)) {
             out.push(base(class, config, "this process".into()));
@@ -686,7 +691,7 @@ pub fn ensure<F: Family>(
             |c| {
                 let t = F::time(gpu, dtype, class, c);
                 if let Some(p) = progress {
-                    p.advance(1, &F::name(c));
+                    p.advance(1, &c.name());
                 }
                 t
             },
@@ -696,10 +701,10 @@ pub fn ensure<F: Family>(
         }
         pin::<F>(gpu, class, dtype, config);
         let timings: BTreeMap<String, Option<f64>> =
-            timings.into_iter().map(|(c, t)| (F::name(c), t)).collect();
+            timings.into_iter().map(|(c, t)| (c.name(), t)).collect();
         let source = if timestamps {
             let entry = Entry {
-                config: F::name(config),
+                config: config.name(),
                 timings: timings.clone(),
             };
             // A cache that cannot be written (read-only home) costs a re-tune next time.
@@ -752,18 +757,8 @@ pub fn check_coop(gpu: &Arc<Gpu>, config: coop::Config) -> Result<()> {
         (70, 72, 90, Epilogue::GeGlu(Activation::GeluErf), true),
         (33, 102, 40, Epilogue::None, false),
     ];
-    let tol = (coop::CHECK_ATOL, coop::CHECK_RTOL);
-    for (i, &case) in cases.iter().enumerate() {
-        let (_, k, _, epilogue, bias) = case;
-        let build = (
-            coop::kernel(shape, config, epilogue, bias, k as u32),
-            coop::tile(shape.frag, config, epilogue),
-        );
-        matmul::check_build(gpu, DType::F16, case, build, tol, 301 + 7 * i as u64).map_err(
-            |e| Error::Unsupported(format!("{MATMUL_COOP} {} check: {e}", config.name())),
-        )?;
-    }
-    Ok(())
+    matmul::check_coop(gpu, shape, config, &cases, 301)
+        .map_err(|e| Error::Unsupported(format!("{MATMUL_COOP} {} check: {e}", config.name())))
 }
 
 /// Seconds per run of one tensor-core configuration on `(t, k, n)` (as `time_tiled`).

@@ -219,8 +219,8 @@ mod tests {
     #[test]
     fn defaults_fit_32_kib() {
         let name = |d| {
-            let t = default_tiles(d, 32768).unwrap();
-            emulated_kernel(8, 8, d, t, 32768)
+            default_tiles(d, 32768)
+                .and_then(|t| emulated_kernel(8, 8, d, t, 32768))
                 .map(|k| k.name())
                 .unwrap_or_default()
         };

@@ -162,15 +162,28 @@ pub fn coop_status(gpu: &Gpu, dtype: DType) -> std::result::Result<Shape, String
 /// compares with `reference`.
 pub fn self_check(gpu: &Arc<Gpu>, shape: Shape) -> Result<()> {
     let config = coop::default_for(shape, gpu.caps());
-    for (i, &case) in coop::checks().iter().enumerate() {
-        let (_, _, _, epilogue, bias) = case;
+    check_coop(gpu, shape, config, &coop::checks(), 17)
+        .map_err(|e| Error::Unsupported(format!("matmul self-check: {e}")))
+}
+
+/// Runs the tensor-core kernel at `shape` and `config` on `cases` (inputs seeded from
+/// `seed`) and compares with `reference` within its self-check tolerance: the self-check
+/// (`coop::checks()`) and the autotuner's check of each candidate.
+pub fn check_coop(
+    gpu: &Arc<Gpu>,
+    shape: Shape,
+    config: coop::Config,
+    cases: &[coop::Case],
+    seed: u64,
+) -> Result<()> {
+    let tol = (coop::CHECK_ATOL, coop::CHECK_RTOL);
+    for (i, &case) in cases.iter().enumerate() {
+        let (_, k, _, epilogue, bias) = case;
         let build = (
-            coop::kernel(shape, config, epilogue, bias, case.1 as u32),
+            coop::kernel(shape, config, epilogue, bias, k as u32),
             coop::tile(shape.frag, config, epilogue),
         );
-        let tol = (coop::CHECK_ATOL, coop::CHECK_RTOL);
-        check_build(gpu, DType::F16, case, build, tol, 17 + 5 * i as u64)
-            .map_err(|e| Error::Unsupported(format!("matmul self-check: {e}")))?;
+        check_build(gpu, DType::F16, case, build, tol, seed + 5 * i as u64)?;
     }
     Ok(())
 }
@@ -246,7 +259,7 @@ pub fn record(b: &mut PlanBuilder, label: &str, args: &MatmulArgs) -> Result<()>
     let whole = steps.len() == 1;
     for (kernel, tile, config, lo, hi) in steps {
         let step_label = step_label(label, whole, &kernel, config, lo, hi);
-        record_range(b, step_label, kernel, tile, args, lo, hi, &[])?;
+        record_range(b, step_label, kernel, tile, args, lo, hi, None)?;
     }
     Ok(())
 }
@@ -380,9 +393,10 @@ pub fn record_rope(
     check_rope(b, label, args, rope)?;
     let steps = steps(b, label, args)?;
     let whole = steps.len() == 1;
+    let mut freq = None;
     for (kernel, tile, config, lo, hi) in steps {
         let step_label = step_label(label, whole, &kernel, config, lo, hi);
-        rope_step(b, step_label, args, rope, kernel, tile, lo, hi)?;
+        rope_step(b, step_label, args, rope, &mut freq, kernel, tile, lo, hi)?;
     }
     Ok(())
 }
@@ -398,7 +412,8 @@ pub fn record_rope_kernel(
     tile: (u32, u32),
 ) -> Result<()> {
     check_rope(b, label, args, rope)?;
-    rope_step(b, label.to_string(), args, rope, kernel, tile, 0, u32::MAX)
+    let label = label.to_string();
+    rope_step(b, label, args, rope, &mut None, kernel, tile, 0, u32::MAX)
 }
 
 fn check_rope(b: &PlanBuilder, label: &str, args: &MatmulArgs, rope: &RopeArgs) -> Result<()> {
@@ -427,13 +442,15 @@ fn check_rope(b: &PlanBuilder, label: &str, args: &MatmulArgs, rope: &RopeArgs) 
     )
 }
 
-/// One step of `record_rope` for rows `lo..=hi`: fused, or plain then the RoPE pass.
+/// One step of `record_rope` for rows `lo..=hi`: fused, or plain then the RoPE pass. `freq`
+/// is the frequency table of the fused steps, uploaded by the first one that needs it.
 #[allow(clippy::too_many_arguments)]
 fn rope_step(
     b: &mut PlanBuilder,
     step_label: String,
     args: &MatmulArgs,
     rope: &RopeArgs,
+    freq: &mut Option<TensorId>,
     kernel: Kernel,
     tile: (u32, u32),
     lo: u32,
@@ -441,7 +458,7 @@ fn rope_step(
 ) -> Result<()> {
     if !rope_fusable(&kernel, tile, rope.head_dim) {
         let pass = format!("{step_label} rope");
-        record_range(b, step_label, kernel, tile, args, lo, hi, &[])?;
+        record_range(b, step_label, kernel, tile, args, lo, hi, None)?;
         let r = (rope.n_heads, rope.head_dim, rope.theta);
         return crate::ops::rope::record_range(
             b,
@@ -454,25 +471,22 @@ fn rope_step(
             (lo, hi),
         );
     }
-    let freq: Vec<u32> = crate::ops::rope::inv_freq(rope.head_dim, rope.theta)
-        .iter()
-        .map(|f| f.to_bits())
-        .collect();
-    let buf = b
-        .gpu()
-        .upload("rope inv_freq", bytemuck::cast_slice(&freq))?;
-    let freq = b.external(&format!("{step_label} inv_freq"), &buf);
+    let table = match *freq {
+        Some(t) => t,
+        None => {
+            let bits: Vec<u32> = crate::ops::rope::inv_freq(rope.head_dim, rope.theta)
+                .iter()
+                .map(|f| f.to_bits())
+                .collect();
+            let buf = b
+                .gpu()
+                .upload("rope inv_freq", bytemuck::cast_slice(&bits))?;
+            *freq.insert(b.external(&format!("{step_label} inv_freq"), &buf))
+        }
+    };
     let kernel = kernel::with_rope(kernel, rope.head_dim);
-    record_range(
-        b,
-        step_label,
-        kernel,
-        tile,
-        args,
-        lo,
-        hi,
-        &[rope.positions, freq],
-    )
+    let fused = Some((rope.positions, table));
+    record_range(b, step_label, kernel, tile, args, lo, hi, fused)
 }
 
 /// One launch of `record`: kernel, workgroup tile, configuration name, rows `lo..=hi`.
@@ -528,12 +542,12 @@ pub fn record_kernel(
     tile: (u32, u32),
 ) -> Result<()> {
     check(b, label, args)?;
-    record_range(b, label.to_string(), kernel, tile, args, 0, u32::MAX, &[])
+    record_range(b, label.to_string(), kernel, tile, args, 0, u32::MAX, None)
 }
 
 /// Records one launch of `kernel` that runs when the run's rows are in `lo..=hi`, clamped to
-/// the buffers' capacity; `extra` are bound after bias and residual (RoPE's positions and
-/// frequencies).
+/// the buffers' capacity; `rope` (positions, frequency table) is bound after bias and
+/// residual for a build with RoPE fused (`kernel::with_rope`).
 #[allow(clippy::too_many_arguments)]
 fn record_range(
     b: &mut PlanBuilder,
@@ -543,17 +557,17 @@ fn record_range(
     args: &MatmulArgs,
     lo: u32,
     hi: u32,
-    extra: &[TensorId],
+    rope: Option<(TensorId, TensorId)>,
 ) -> Result<()> {
     let mut cap = check(b, &step_label, args)?;
     let mut bindings = vec![args.x, args.w, args.y];
     bindings.extend(args.bias);
     bindings.extend(args.residual);
-    if let Some(&positions) = extra.first() {
+    if let Some((positions, freq)) = rope {
         // Rows past the positions the plan holds are not computed.
         cap = cap.min(u32::try_from(b.bytes(positions) / 4).unwrap_or(u32::MAX));
+        bindings.extend([positions, freq]);
     }
-    bindings.extend(extra);
     let max_dim = b.gpu().caps().max_workgroups_per_dim;
     let a = *args;
     let name = step_label.clone();
