@@ -38,6 +38,11 @@ pub enum Error {
     #[error("GPU device lost: {0}; recreate the encoder (the process may need a restart)")]
     DeviceLost(String),
 
+    /// Submitted work did not finish in time (a hung device or driver); the device is
+    /// treated as failed from then on.
+    #[error("GPU work did not finish within {seconds} s; the device is treated as hung")]
+    GpuTimeout { seconds: f64 },
+
     /// A wgpu validation or internal error while running work.
     #[error("GPU error while {context}: {message}")]
     Gpu { context: String, message: String },

@@ -29,10 +29,14 @@ fn routes_answer_like_the_cli() {
     let (status, info) = s.get("/info");
     assert_eq!(status, 200);
     let info: Value = serde_json::from_str(&info).unwrap();
-    assert_eq!(info["model_dtype"], "f32");
+    assert_eq!(info["model_dtype"], "float32");
     assert_eq!(info["max_input_length"], 512);
+    assert_eq!(
+        info["model_type"],
+        json!({"embedding": {"pooling": "mean"}})
+    );
     assert!(
-        info["model_type"]
+        info["task"]
             .as_str()
             .unwrap()
             .contains("masked language model")
@@ -152,17 +156,11 @@ fn base64_decode(s: &str) -> Vec<u8> {
 #[test]
 fn every_error_status_and_the_server_stays_up() {
     let dir = model_dir("mlm_v4");
-    let mut s = Server::start(
+    let mut s = Server::start_with_env(
         dir.path(),
         &[],
-        &[
-            "--max-client-batch-size",
-            "4",
-            "--api-key",
-            "secret",
-            "--inject-device-fault",
-            "77",
-        ],
+        &["--max-client-batch-size", "4", "--api-key", "secret"],
+        &[("WGBERT_TEST_FAULTS", "fail:77")],
     );
     // 401 without the key, except on /health; both dialects.
     let (status, body) = s.post_raw("/embed", r#"{"inputs": "w5"}"#);
@@ -229,11 +227,12 @@ fn every_error_status_and_the_server_stays_up() {
     assert!(m.contains("masked language model"), "{m}");
     let m = s.fails("/predict", &json!({ "inputs": "w5" }), 400);
     assert!(m.contains("masked language model"), "{m}");
-    // 413: too long without truncation, too many inputs.
+    // 413: too long when truncation is turned off, too many inputs. Truncation is on by
+    // default (--auto-truncate), as in TEI.
     let long = vec!["w9"; 600].join(" ");
-    let m = s.fails("/embed", &json!({ "inputs": long }), 413);
+    let m = s.fails("/embed", &json!({ "inputs": long, "truncate": false }), 413);
     assert!(m.contains("602 tokens"), "{m}");
-    let cut = s.ok("/embed", &json!({ "inputs": long, "truncate": true }));
+    let cut = s.ok("/embed", &json!({ "inputs": long }));
     assert_eq!(cut[0].as_array().unwrap().len(), 32);
     s.fails("/embed", &json!({ "inputs": vec!["w5"; 5] }), 413);
     // 424: a device failure answers its own request; the server stays up.

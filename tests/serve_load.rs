@@ -39,7 +39,7 @@ fn requests() -> Vec<(&'static str, Value, u16)> {
     }
     out.push((
         "/embed",
-        json!({ "inputs": vec!["w9"; 700].join(" ") }),
+        json!({ "inputs": vec!["w9"; 700].join(" "), "truncate": false }),
         413,
     ));
     out.push(("/embed", json!({ "inputs": [] }), 400));

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::runtime::health::DeviceHealth;
 use crate::runtime::pipeline::PipelineCache;
 use crate::{Error, Result};
 
@@ -97,6 +98,7 @@ pub struct Gpu {
     caps: Capabilities,
     pipelines: PipelineCache,
     bounds_checks: bool,
+    health: Arc<DeviceHealth>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -292,8 +294,11 @@ impl Gpu {
     ) -> Arc<Gpu> {
         let caps = Capabilities::from_parts(device.features(), &device.limits(), &info, coop);
         let lost_name = info.name.clone();
+        let health = Arc::new(DeviceHealth::default());
+        let lost = health.clone();
         device.set_device_lost_callback(move |reason, msg| {
             log::error!("device '{lost_name}' lost ({reason:?}): {msg}");
+            lost.fail(format!("the device was lost ({reason:?}): {msg}"));
         });
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
             log::error!("uncaptured wgpu error: {e}");
@@ -307,6 +312,7 @@ impl Gpu {
             // Speed runs may drop wgpu's per-access clamping (WGBERT_SHADER_CHECKS=0); every
             // kernel guards its own indices, and the tests run with the checks on.
             bounds_checks: std::env::var("WGBERT_SHADER_CHECKS").map_or(true, |v| v != "0"),
+            health,
         })
     }
 
@@ -411,15 +417,42 @@ impl Gpu {
         Ok(value)
     }
 
-    /// Waits for all submitted work, mapping a lost device or a timeout to typed errors.
+    /// Whether the device is still usable: lost or hung devices stay failed (see
+    /// [`DeviceHealth`]). A host that keeps its own device-lost callback calls
+    /// `health().fail(..)` from it.
+    pub fn health(&self) -> &DeviceHealth {
+        &self.health
+    }
+
+    /// Waits for all submitted work, at most [`DeviceHealth::wait_timeout`]. A lost device
+    /// is `Error::DeviceLost` and a wait past the timeout `Error::GpuTimeout`; both mark the
+    /// device failed, and every later wait fails at once.
     pub fn wait(&self) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::Wait {
-                submission_index: None,
-                timeout: None,
-            })
-            .map(|_| ())
-            .map_err(|e| Error::DeviceLost(e.to_string()))
+        if let Some(why) = self.health.failure() {
+            return Err(Error::DeviceLost(why.to_string()));
+        }
+        let timeout = self.health.wait_timeout();
+        let polled = self.device.poll(wgpu::PollType::Wait {
+            submission_index: None,
+            timeout,
+        });
+        match polled {
+            Ok(_) => match self.health.failure() {
+                Some(why) => Err(Error::DeviceLost(why.to_string())),
+                None => Ok(()),
+            },
+            Err(wgpu::PollError::Timeout) => {
+                let secs = timeout.map_or(0.0, |t| t.as_secs_f64());
+                self.health
+                    .fail(format!("GPU work did not finish within {secs} s"));
+                Err(Error::GpuTimeout { seconds: secs })
+            }
+            Err(e) => {
+                self.health
+                    .fail(format!("waiting for the device failed: {e}"));
+                Err(Error::DeviceLost(e.to_string()))
+            }
+        }
     }
 
     /// Reads `len` bytes at `offset` of a storage buffer back to the host. The one readback

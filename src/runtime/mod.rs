@@ -3,6 +3,7 @@
 
 pub mod arena;
 pub mod gpu;
+pub mod health;
 pub mod params;
 pub mod pipeline;
 pub mod plan;
@@ -10,6 +11,7 @@ pub mod profile;
 pub mod shader;
 
 pub use gpu::{AdapterReport, Capabilities, CoopShape, Gpu, GpuOptions, list_adapters};
+pub use health::DeviceHealth;
 pub use params::{GpuParams, SmokeParams};
 pub use pipeline::{Access, Kernel};
 pub use plan::{Launch, Plan, PlanBuilder, RunSizes, TensorId};

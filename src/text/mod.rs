@@ -5,4 +5,4 @@ pub mod pack;
 pub mod tokenizer;
 
 pub use pack::{PackedBatch, Packer, pack};
-pub use tokenizer::{Encoded, TextTokenizer};
+pub use tokenizer::{Encoded, TextTokenizer, TruncationSide};

@@ -39,6 +39,15 @@ struct SpecialIds {
     pad: Option<u32>,
 }
 
+/// Which end of a text over the limit is cut: `Right` (the default) keeps its start, `Left`
+/// its end.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum TruncationSide {
+    Left,
+    #[default]
+    Right,
+}
+
 /// A tokenizer with the model's length policy.
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
@@ -115,6 +124,16 @@ impl TextTokenizer {
     /// `truncate` is set, in which case it is cut to the limit, keeping the final `[SEP]`
     /// (pairs: the longer of A and B loses tokens first).
     pub fn set_limit(&mut self, max_len: Option<usize>, truncate: bool) -> Result<()> {
+        self.set_limit_from(max_len, truncate, TruncationSide::Right)
+    }
+
+    /// [`TextTokenizer::set_limit`], cutting from `side`: `Left` keeps a text's end.
+    pub fn set_limit_from(
+        &mut self,
+        max_len: Option<usize>,
+        truncate: bool,
+        side: TruncationSide,
+    ) -> Result<()> {
         if let Some(n) = max_len {
             if n < 3 {
                 return Err(Error::Option(format!(
@@ -124,7 +143,10 @@ impl TextTokenizer {
         }
         let params = match (max_len, truncate) {
             (Some(max_length), true) => Some(TruncationParams {
-                direction: TruncationDirection::Right,
+                direction: match side {
+                    TruncationSide::Left => TruncationDirection::Left,
+                    TruncationSide::Right => TruncationDirection::Right,
+                },
                 max_length,
                 strategy: TruncationStrategy::LongestFirst,
                 stride: 0,
@@ -137,6 +159,17 @@ impl TextTokenizer {
         self.max_len = max_len;
         self.truncate = truncate;
         Ok(())
+    }
+
+    /// Builder form of [`TextTokenizer::set_limit_from`].
+    pub fn with_limit_from(
+        mut self,
+        max_len: Option<usize>,
+        truncate: bool,
+        side: TruncationSide,
+    ) -> Result<Self> {
+        self.set_limit_from(max_len, truncate, side)?;
+        Ok(self)
     }
 
     /// Builder form of [`TextTokenizer::set_limit`].

@@ -27,6 +27,16 @@ impl Server {
     /// Starts `wgbert --model DIR --quiet [global] serve --port 0 [args]` and waits for its
     /// `listening on` line.
     pub fn start(dir: &Path, global: &[&str], args: &[&str]) -> Server {
+        Self::start_with_env(dir, global, args, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables (the test-only fault hook).
+    pub fn start_with_env(
+        dir: &Path,
+        global: &[&str],
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let mut child = Command::new(assert_cmd::cargo::cargo_bin("wgbert"))
             .arg("--model")
             .arg(dir)
@@ -35,6 +45,7 @@ impl Server {
             .args(["serve", "--host", "127.0.0.1", "--port", "0"])
             .args(args)
             .env("HF_HUB_OFFLINE", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -74,6 +85,16 @@ impl Server {
     }
 
     fn send(&self, req: ureq::Request, body: Option<&str>) -> (u16, String) {
+        let (status, _, body) = self.send_full(req, body);
+        (status, body)
+    }
+
+    /// Sends a request; returns the status, the headers (lower-case names) and the body.
+    fn send_full(
+        &self,
+        req: ureq::Request,
+        body: Option<&str>,
+    ) -> (u16, Vec<(String, String)>, String) {
         let req = match &self.key {
             Some(k) => req.set("Authorization", &format!("Bearer {k}")),
             None => req,
@@ -82,11 +103,39 @@ impl Server {
             Some(b) => req.set("Content-Type", "application/json").send_string(b),
             None => req.call(),
         };
-        match result {
-            Ok(r) => (r.status(), r.into_string().expect("a text body")),
-            Err(ureq::Error::Status(code, r)) => (code, r.into_string().expect("a text body")),
+        let r = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
             Err(e) => panic!("request failed without an answer: {e}"),
-        }
+        };
+        let headers = r
+            .headers_names()
+            .into_iter()
+            .map(|n| {
+                let v = r.header(&n).unwrap_or_default().to_string();
+                (n.to_lowercase(), v)
+            })
+            .collect();
+        (r.status(), headers, r.into_string().expect("a text body"))
+    }
+
+    /// POSTs JSON; returns the status, the headers and the parsed answer.
+    pub fn post_with_headers(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> (u16, Vec<(String, String)>, Value) {
+        let req = self.agent.post(&format!("{}{path}", self.base));
+        let (status, headers, text) = self.send_full(req, Some(&body.to_string()));
+        let v = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{path}: answer is not JSON ({e}): {text}"));
+        (status, headers, v)
+    }
+
+    /// Sends `method` to `path` with an optional raw body; returns the status and the body.
+    pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let req = self.agent.request(method, &format!("{}{path}", self.base));
+        self.send(req, body)
     }
 
     /// POSTs raw text; returns the status and the body.

@@ -1,21 +1,36 @@
 //! The batching engine: one thread owns every call into the `Encoder`.
 //!
-//! Handlers tokenize on their own threads and send jobs (token sequences plus the task) on a
+//! Handlers tokenize on blocking threads and send jobs (token sequences plus the task) on a
 //! channel. The engine thread takes every job that is waiting, without waiting for company
 //! when it finds none, groups the jobs that run the same head, and runs each group as one
-//! call, so the sequences of many requests share packed batches. While a group runs on the
-//! GPU, handlers go on tokenizing and queueing the next requests. Packing keeps every
+//! call, so the sequences of many requests share packed batches. Packing keeps every
 //! sequence apart (no padding, attention inside each sequence), so a result does not depend
 //! on which requests shared its batch.
+//!
+//! Faults stay with the work that caused them:
+//! - a job whose client has hung up is dropped before it runs;
+//! - a panic inside a call fails that call's jobs only (the call is unwound and caught);
+//! - an input error in a group is retried job by job, so one bad request cannot fail its
+//!   company; device errors are not retried;
+//! - a lost or hung device marks the server unhealthy ([`Health`]), and every later job
+//!   fails at once with the reason.
+//!
+//! The queue is bounded: past `--max-queued-requests` jobs waiting, a request gets 429.
 
 use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use axum::http::StatusCode;
 use tokio::sync::oneshot;
 use wgbert::encoder::{EmbedSpec, Embedding, Encoder, TopK};
 
+use super::error::{ApiError, Kind};
+use super::faults::Faults;
+use super::health::Health;
 use super::metrics::Metrics;
 
 /// What a job asks of the model.
@@ -26,9 +41,13 @@ pub enum Task {
     Embed(Box<EmbedSpec>),
     /// Sequence-classification logits.
     Classify,
-    /// Top-k candidates at every `[MASK]`.
-    FillMask { top_k: usize },
+    /// The top 64 candidates at every `[MASK]` (one MLM head serves every `top_k`; the
+    /// handler keeps the first `top_k`).
+    FillMask,
 }
+
+/// The most candidates per mask a fill-mask request may ask for.
+pub const MAX_TOP_K: usize = 64;
 
 /// The results of one job, one entry per sequence.
 #[derive(Debug)]
@@ -38,7 +57,14 @@ pub enum Output {
     TopK(TopK),
 }
 
-type Reply = oneshot::Sender<wgbert::Result<Output>>;
+/// How long a job waited for the engine and how long its call ran.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Times {
+    pub queue: Duration,
+    pub inference: Duration,
+}
+
+type Reply = oneshot::Sender<Result<(Output, Times), ApiError>>;
 
 struct Job {
     task: Task,
@@ -57,11 +83,27 @@ impl Job {
 #[derive(Clone)]
 pub struct EngineHandle {
     tx: Sender<Job>,
+    waiting: Arc<AtomicUsize>,
+    max_waiting: usize,
+    health: Arc<Health>,
 }
 
 impl EngineHandle {
-    /// Queues `seqs` and waits for their results.
-    pub async fn run(&self, task: Task, seqs: Vec<Vec<u32>>) -> wgbert::Result<Output> {
+    /// Queues `seqs` and waits for their results. A full queue is a 429, an unhealthy
+    /// server a 503. Dropping the returned future (the client hung up) withdraws the job.
+    pub async fn run(&self, task: Task, seqs: Vec<Vec<u32>>) -> Result<(Output, Times), ApiError> {
+        self.health.check()?;
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.max_waiting {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                Kind::Overloaded,
+                format!(
+                    "the queue is full ({} requests waiting, --max-queued-requests); retry later",
+                    self.max_waiting
+                ),
+            ));
+        }
         let (reply, rx) = oneshot::channel();
         let job = Job {
             task,
@@ -69,12 +111,19 @@ impl EngineHandle {
             queued: Instant::now(),
             reply,
         };
-        let stopped = || wgbert::Error::Gpu {
-            context: "queueing a batch".into(),
-            message: "the engine has stopped".into(),
-        };
-        self.tx.send(job).map_err(|_| stopped())?;
-        rx.await.map_err(|_| stopped())?
+        if self.tx.send(job).is_err() {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(self.stopped());
+        }
+        match rx.await {
+            Ok(result) => result,
+            Err(_) => Err(self.stopped()),
+        }
+    }
+
+    fn stopped(&self) -> ApiError {
+        self.health.fail("the engine thread has stopped");
+        ApiError::unhealthy_because("the engine thread has stopped")
     }
 }
 
@@ -82,10 +131,25 @@ impl EngineHandle {
 pub struct Engine {
     pub enc: Arc<Encoder>,
     pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
     /// Tokens per engine call: jobs are grouped up to this many tokens.
     pub budget: usize,
-    /// Tests only: any call holding this token id fails like a lost device would.
-    pub fault_token: Option<u32>,
+    /// Jobs that may wait for the engine at once.
+    pub max_waiting: usize,
+    /// Test-only fault injection (debug builds; see `faults.rs`).
+    pub faults: Faults,
+}
+
+/// Marks the server unhealthy if the engine thread ends by a panic that escaped the calls'
+/// own guards; an orderly end (every handle dropped) leaves the state alone.
+struct Watch(Arc<Health>);
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.fail("the engine thread died");
+        }
+    }
 }
 
 impl Engine {
@@ -93,13 +157,21 @@ impl Engine {
     /// process exits, so the device is never torn down under the driver's exit handlers).
     pub fn spawn(self) -> std::io::Result<(EngineHandle, std::thread::JoinHandle<()>)> {
         let (tx, rx) = std::sync::mpsc::channel();
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let handle = EngineHandle {
+            tx,
+            waiting: waiting.clone(),
+            max_waiting: self.max_waiting.max(1),
+            health: self.health.clone(),
+        };
         let thread = std::thread::Builder::new()
             .name("wgbert-engine".into())
-            .spawn(move || self.serve(rx))?;
-        Ok((EngineHandle { tx }, thread))
+            .spawn(move || self.serve(rx, waiting))?;
+        Ok((handle, thread))
     }
 
-    fn serve(self, rx: Receiver<Job>) {
+    fn serve(self, rx: Receiver<Job>, waiting: Arc<AtomicUsize>) {
+        let _watch = Watch(self.health.clone());
         let mut pending: VecDeque<Job> = VecDeque::new();
         loop {
             if pending.is_empty() {
@@ -112,6 +184,7 @@ impl Engine {
                 pending.push_back(job);
             }
             let group = self.take_group(&mut pending);
+            waiting.fetch_sub(group.len(), Ordering::SeqCst);
             self.run_group(group);
         }
     }
@@ -139,6 +212,10 @@ impl Engine {
     }
 
     fn run_group(&self, group: Vec<Job>) {
+        // Clients that hung up are not waited for: their jobs do not run.
+        let (group, gone): (Vec<Job>, Vec<Job>) =
+            group.into_iter().partition(|j| !j.reply.is_closed());
+        self.metrics.jobs_dropped.inc_by(gone.len() as u64);
         let Some(task) = group.first().map(|j| j.task.clone()) else {
             return;
         };
@@ -149,48 +226,65 @@ impl Engine {
                 .observe((now - job.queued).as_secs_f64());
         }
         let seqs: Vec<Vec<u32>> = group.iter().flat_map(|j| j.seqs.iter().cloned()).collect();
+        let start = Instant::now();
         match self.call(&task, &seqs) {
-            Ok(out) => split(out, &group)
-                .into_iter()
-                .zip(group)
-                .for_each(|(o, j)| {
-                    let _ = j.reply.send(Ok(o));
-                }),
-            // One bad job must not fail its company: run each on its own.
-            Err(_) if group.len() > 1 => {
+            Ok(out) => {
+                let inference = start.elapsed();
+                split(out, &group)
+                    .into_iter()
+                    .zip(group)
+                    .for_each(|(o, j)| {
+                        let times = Times {
+                            queue: now - j.queued,
+                            inference,
+                        };
+                        let _ = j.reply.send(Ok((o, times)));
+                    });
+            }
+            // One bad input must not fail its company: run each job on its own. Device
+            // errors and panics are not retried.
+            Err(Failure::Input(_)) if group.len() > 1 => {
                 for job in group {
-                    let result = self.call(&task, &job.seqs);
-                    let _ = job.reply.send(result);
+                    if job.reply.is_closed() {
+                        self.metrics.jobs_dropped.inc();
+                        continue;
+                    }
+                    let start = Instant::now();
+                    let result = self.call(&task, &job.seqs).map_err(Failure::answer);
+                    let times = Times {
+                        queue: start - job.queued,
+                        inference: start.elapsed(),
+                    };
+                    let _ = job.reply.send(result.map(|o| (o, times)));
                 }
             }
-            Err(e) => {
-                if let Some(job) = group.into_iter().next() {
-                    let _ = job.reply.send(Err(e));
+            Err(f) => {
+                let e = f.answer();
+                for job in group {
+                    let _ = job.reply.send(Err(e.clone()));
                 }
             }
         }
     }
 
-    /// One engine call over `seqs`, timed into the metrics.
-    fn call(&self, task: &Task, seqs: &[Vec<u32>]) -> wgbert::Result<Output> {
-        let tokens: usize = seqs.iter().map(Vec::len).sum();
-        if let Some(bad) = self.fault_token {
-            if seqs.iter().any(|s| s.contains(&bad)) {
-                return Err(wgbert::Error::Gpu {
-                    context: "running a batch".into(),
-                    message: "injected device fault".into(),
-                });
-            }
+    /// One engine call over `seqs`, unwound and caught if it panics, timed into the
+    /// metrics. A lost or hung device marks the server unhealthy.
+    fn call(&self, task: &Task, seqs: &[Vec<u32>]) -> Result<Output, Failure> {
+        if let Some(why) = self.health.failure() {
+            return Err(Failure::Unhealthy(why));
         }
+        let tokens: usize = seqs.iter().map(Vec::len).sum();
         let start = Instant::now();
-        let out = match task {
-            Task::Embed(spec) => self.enc.embed_ids_with(seqs, spec).map(Output::Embeddings),
-            Task::Classify => self.enc.classify_ids(seqs).map(Output::Logits),
-            Task::FillMask { top_k } => {
-                let mask = self.enc.tokenizer()?.mask_id()?;
-                self.enc.fill_mask_ids(seqs, mask, *top_k).map(Output::TopK)
+        let out = match catch_unwind(AssertUnwindSafe(|| self.call_inner(task, seqs))) {
+            Ok(out) => out,
+            Err(panic) => {
+                let message = panic_message(panic.as_ref());
+                log::error!("an engine call panicked: {message}");
+                self.metrics.panics.inc();
+                return Err(Failure::Panic(message));
             }
-        }?;
+        };
+        let out = out.map_err(|e| self.classify(e))?;
         let secs = start.elapsed().as_secs_f64();
         self.metrics.batch_tokens.observe(tokens as f64);
         self.metrics.gpu_seconds.observe(secs);
@@ -198,6 +292,83 @@ impl Engine {
             .tokens_per_second
             .observe(tokens as f64 / secs.max(1e-9));
         Ok(out)
+    }
+
+    fn call_inner(&self, task: &Task, seqs: &[Vec<u32>]) -> wgbert::Result<Output> {
+        self.faults.before_call(&self.enc, seqs)?;
+        match task {
+            Task::Embed(spec) => self.enc.embed_ids_with(seqs, spec).map(Output::Embeddings),
+            Task::Classify => self.enc.classify_ids(seqs).map(Output::Logits),
+            Task::FillMask => {
+                let mask = self.enc.tokenizer()?.mask_id()?;
+                self.enc
+                    .fill_mask_ids(seqs, mask, MAX_TOP_K)
+                    .map(Output::TopK)
+            }
+        }
+    }
+
+    /// Sorts an engine error into the caller's fault, a device failure (which marks the
+    /// server unhealthy) or another backend error.
+    fn classify(&self, e: wgbert::Error) -> Failure {
+        use wgbert::Error as E;
+        let device_failure = self.enc.gpu().health().failure().map(str::to_string);
+        match e {
+            E::DeviceLost(_) | E::GpuTimeout { .. } => {
+                let why = device_failure.unwrap_or_else(|| e.to_string());
+                self.health.fail(why.clone());
+                Failure::Unhealthy(why)
+            }
+            _ if device_failure.is_some() => {
+                let why = device_failure.unwrap_or_default();
+                self.health.fail(why.clone());
+                Failure::Unhealthy(why)
+            }
+            E::Input { .. }
+            | E::MissingHead { .. }
+            | E::Option(_)
+            | E::Tokenizer(_)
+            | E::PlanInput(_)
+            | E::BufferTooLarge { .. }
+            | E::OutOfMemory { .. } => Failure::Input(e),
+            other => Failure::Backend(other),
+        }
+    }
+}
+
+/// Why a call failed, sorted by what may be retried.
+enum Failure {
+    /// Possibly one job's fault: retried job by job.
+    Input(wgbert::Error),
+    /// A device or driver error: not retried.
+    Backend(wgbert::Error),
+    /// The call panicked: its jobs fail, the server goes on.
+    Panic(String),
+    /// The device is lost or hung: every job fails from now on.
+    Unhealthy(String),
+}
+
+impl Failure {
+    fn answer(self) -> ApiError {
+        match self {
+            Failure::Input(e) | Failure::Backend(e) => ApiError::from_engine(e),
+            Failure::Panic(m) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Kind::Backend,
+                format!("the engine failed on this batch (a bug; please report it): {m}"),
+            ),
+            Failure::Unhealthy(why) => ApiError::unhealthy_because(&why),
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_string()
     }
 }
 

@@ -35,9 +35,9 @@ pub enum Kind {
     Overloaded,
     /// Missing or wrong API key (401).
     Unauthorized,
-    /// The device failed (424).
+    /// The device failed (424), or the engine failed on a batch (500).
     Backend,
-    /// The model is not loaded yet (503).
+    /// The model is not loaded yet, or the device is lost or hung (503).
     Unhealthy,
 }
 
@@ -55,7 +55,7 @@ impl Kind {
 }
 
 /// An error answer: status, kind, message, and the dialect to say it in.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
     pub kind: Kind,
@@ -97,6 +97,15 @@ impl ApiError {
             StatusCode::SERVICE_UNAVAILABLE,
             Kind::Unhealthy,
             "the model is still loading",
+        )
+    }
+
+    /// The server cannot serve any more (a lost or hung device, a dead engine thread).
+    pub fn unhealthy_because(why: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Kind::Unhealthy,
+            format!("the server is unhealthy: {why}; restart it"),
         )
     }
 

@@ -1,10 +1,13 @@
 //! Prometheus metrics: requests by route and status, time in the queue, tokens per engine
-//! call, tokens per second and GPU time per call.
+//! call, tokens per second and GPU time per call, jobs dropped because their client hung up,
+//! engine calls that panicked.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use prometheus::{Encoder as _, Histogram, HistogramOpts, IntCounterVec, Opts, Registry};
+use prometheus::{
+    Encoder as _, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry,
+};
 use std::sync::Arc;
 
 pub struct Metrics {
@@ -14,6 +17,8 @@ pub struct Metrics {
     pub batch_tokens: Histogram,
     pub tokens_per_second: Histogram,
     pub gpu_seconds: Histogram,
+    pub jobs_dropped: IntCounter,
+    pub panics: IntCounter,
 }
 
 fn histogram(name: &str, help: &str, buckets: Vec<f64>) -> prometheus::Result<Histogram> {
@@ -45,8 +50,18 @@ impl Metrics {
                 prometheus::exponential_buckets(100.0, 2.0, 18)?,
             )?,
             gpu_seconds: histogram("wgbert_gpu_seconds", "time of each engine call", seconds)?,
+            jobs_dropped: IntCounter::new(
+                "wgbert_jobs_dropped_total",
+                "queued jobs not run because their client hung up",
+            )?,
+            panics: IntCounter::new(
+                "wgbert_engine_panics_total",
+                "engine calls that panicked (their requests got 500)",
+            )?,
         };
         m.registry.register(Box::new(m.requests.clone()))?;
+        m.registry.register(Box::new(m.jobs_dropped.clone()))?;
+        m.registry.register(Box::new(m.panics.clone()))?;
         for h in [
             &m.queue_seconds,
             &m.batch_tokens,

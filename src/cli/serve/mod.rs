@@ -4,15 +4,23 @@
 //! The listener is bound first (so `/health` answers 503 while the model loads); the model is
 //! loaded, a test batch is run, the batching engine starts, and then the one line
 //! `listening on http://HOST:PORT` goes to stdout. SIGTERM or ctrl-c stops accepting, lets
-//! the requests in flight finish, and exits 0.
+//! the requests in flight finish, and exits 0. A lost or hung device turns `/health` to 503
+//! for good; the process stays up to say why, and its orchestrator restarts it.
 
+mod classify;
 mod engine;
 mod error;
+mod faults;
+mod fill;
+mod health;
 mod metrics;
 mod model;
 mod openai;
+mod openapi;
+mod root;
 mod state;
 mod tei;
+mod timing;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -20,18 +28,22 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Method, header};
 use axum::middleware::from_fn_with_state;
 use axum::routing::{get, post};
-use clap::Args;
+use clap::{ArgAction, Args};
 use serde_json::json;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use wgbert::encoder::EmbedPooling;
 
 use super::Global;
 use super::embed::PoolingArg;
 use engine::Engine;
+use faults::Faults;
+use health::Health;
 use metrics::Metrics;
-use model::{Model, embed_setup};
-use state::AppState;
+use model::{Model, ModelKind, embed_setup};
+use state::{AppState, Limits};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -41,36 +53,58 @@ pub struct ServeArgs {
     /// Port to listen on (0 picks a free one; the line on stdout says which).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// Tokens per GPU batch [default: 16384, less where the device's binding limit needs it].
+    /// Tokens per GPU batch [default: 32768, less where the device's binding limit needs it].
     #[arg(long)]
     pub max_batch_tokens: Option<usize>,
     /// Requests in flight at once; more are refused with 429.
     #[arg(long, default_value_t = 512)]
     pub max_concurrent_requests: usize,
+    /// Requests waiting for the GPU at once; more are refused with 429
+    /// [default: --max-concurrent-requests].
+    #[arg(long)]
+    pub max_queued_requests: Option<usize>,
     /// Inputs in one request; more are refused with 413.
     #[arg(long, default_value_t = 32)]
     pub max_client_batch_size: usize,
-    /// Cut inputs over the model's limit unless a request says `"truncate": false`.
-    #[arg(long)]
+    /// Cut inputs over the model's limit unless a request says `"truncate": false`, as TEI
+    /// does since 1.9; `--auto-truncate false` refuses them with 413 instead.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
     pub auto_truncate: bool,
+    /// Largest request body in bytes; a larger one is refused with 413 before it is read.
+    #[arg(long, default_value_t = 2_000_000)]
+    pub payload_limit: usize,
+    /// Origins allowed by CORS (comma-separated; `*` for any) [default: any, as TEI].
+    #[arg(long, value_delimiter = ',')]
+    pub cors_allow_origin: Vec<String>,
+    /// Seconds a GPU batch may take before the device counts as hung and /health turns 503
+    /// [default: 120 on a GPU, no limit on a CPU adapter; 0: no limit].
+    #[arg(long)]
+    pub gpu_timeout: Option<f64>,
     /// Pooling of /embed and /v1/embeddings [default: the model's own, else mean].
     #[arg(long, value_enum)]
     pub pooling: Option<PoolingArg>,
-    /// Bearer token required on every route but /health.
+    /// Bearer token required on every route but the health probes (GET /, /health, /ping).
     #[arg(long, env = "WGBERT_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
-    /// Tests only: fail every engine call holding this token id, as a lost device would.
-    #[arg(long, hide = true)]
-    pub inject_device_fault: Option<u32>,
 }
 
-/// Largest request body accepted (a full client batch of long texts fits easily).
-const MAX_BODY_BYTES: usize = 64 << 20;
-
 pub fn run(g: &Global, a: &ServeArgs) -> Result<()> {
-    if a.max_concurrent_requests == 0 || a.max_client_batch_size == 0 {
-        bail!("--max-concurrent-requests and --max-client-batch-size must be at least 1");
+    if a.max_concurrent_requests == 0
+        || a.max_client_batch_size == 0
+        || a.max_queued_requests == Some(0)
+    {
+        bail!(
+            "--max-concurrent-requests, --max-queued-requests and --max-client-batch-size \
+             must be at least 1"
+        );
     }
+    if a.payload_limit == 0 {
+        bail!("--payload-limit must be at least 1 byte");
+    }
+    if a.gpu_timeout.is_some_and(|t| !t.is_finite() || t < 0.0) {
+        bail!("--gpu-timeout must be a number of seconds, 0 or more");
+    }
+    cors(&a.cors_allow_origin).map(drop)?;
     if a.pooling == Some(PoolingArg::None) {
         bail!("--pooling none does not pool: per-token vectors come from /embed_all");
     }
@@ -92,12 +126,18 @@ pub fn run(g: &Global, a: &ServeArgs) -> Result<()> {
 
 async fn serve(g: &Global, a: &ServeArgs) -> Result<()> {
     let metrics = Arc::new(Metrics::new().context("setting up metrics")?);
+    let health = Arc::new(Health::default());
+    let limits = Limits {
+        max_client_batch: a.max_client_batch_size,
+        max_concurrent: a.max_concurrent_requests,
+        payload: a.payload_limit,
+        auto_truncate: a.auto_truncate || g.truncate,
+    };
     let state = Arc::new(AppState::new(
         metrics.clone(),
+        health.clone(),
         a.api_key.clone(),
-        a.max_client_batch_size,
-        a.max_concurrent_requests,
-        a.auto_truncate || g.truncate,
+        limits,
     ));
     let listener = tokio::net::TcpListener::bind((a.host.as_str(), a.port))
         .await
@@ -105,14 +145,20 @@ async fn serve(g: &Global, a: &ServeArgs) -> Result<()> {
     let addr = listener.local_addr()?;
     let stop = Arc::new(tokio::sync::Notify::new());
     let server = tokio::spawn(
-        axum::serve(listener, router(state.clone()))
+        axum::serve(listener, router(state.clone(), cors(&a.cors_allow_origin)?))
             .with_graceful_shutdown(shutdown(stop.clone()))
             .into_future(),
     );
 
-    let (g2, pooling, fault) = (g.clone(), a.pooling, a.inject_device_fault);
-    let budget = a.max_batch_tokens;
-    let loaded = tokio::task::spawn_blocking(move || load(g2, budget, pooling, fault, metrics))
+    let setup = Setup {
+        max_batch_tokens: a.max_batch_tokens,
+        max_queued: a.max_queued_requests.unwrap_or(a.max_concurrent_requests),
+        pooling: a.pooling,
+        gpu_timeout: a.gpu_timeout,
+        faults: Faults::from_env()?,
+    };
+    let (g2, h2) = (g.clone(), health.clone());
+    let loaded = tokio::task::spawn_blocking(move || load(g2, setup, metrics, h2))
         .await
         .context("loading the model")?;
     let (model, info, engine_thread) = match loaded {
@@ -126,9 +172,14 @@ async fn serve(g: &Global, a: &ServeArgs) -> Result<()> {
     let mut info = info;
     info["max_concurrent_requests"] = json!(a.max_concurrent_requests);
     info["max_client_batch_size"] = json!(a.max_client_batch_size);
-    info["auto_truncate"] = json!(state.auto_truncate);
+    info["auto_truncate"] = json!(state.limits.auto_truncate);
+    info["payload_limit"] = json!(a.payload_limit);
+    let gpu = model.enc.gpu().clone();
+    let cpu = gpu.info().device_type == wgpu::DeviceType::Cpu;
+    let _ = state.compute_type.set(if cpu { "cpu" } else { "gpu" });
     let _ = state.info.set(info);
     let _ = state.model.set(model);
+    health.ready(gpu);
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on http://{addr}")?;
     out.flush()?;
@@ -152,66 +203,163 @@ async fn serve(g: &Global, a: &ServeArgs) -> Result<()> {
     Ok(())
 }
 
-fn router(state: Arc<AppState>) -> Router {
+/// The routes. The model's routes share the request limit; the probes (`GET /`,
+/// `/health`, `/ping`), `/info`, `/metrics` and the OpenAPI document do not. Layers, from
+/// the outside in: metrics, CORS (preflights answer here), auth, the declared body size,
+/// then the body limit itself.
+fn router(state: Arc<AppState>, cors: CorsLayer) -> Router {
+    let payload = state.limits.payload;
     Router::new()
+        .route("/", post(root::post))
+        .route("/invocations", post(root::post))
         .route("/embed", post(tei::embed))
         .route("/embed_all", post(tei::embed_all))
-        .route("/rerank", post(tei::rerank))
-        .route("/predict", post(tei::predict))
-        .route("/fill-mask", post(tei::fill_mask))
+        .route("/similarity", post(tei::similarity))
+        .route("/rerank", post(classify::rerank))
+        .route("/predict", post(classify::predict))
+        .route("/fill-mask", post(fill::fill_mask))
         .route("/tokenize", post(tei::tokenize))
+        .route("/decode", post(tei::decode))
         .route("/v1/embeddings", post(openai::embeddings))
         .route("/embeddings", post(openai::embeddings))
         .layer(from_fn_with_state(state.clone(), state::limit))
+        .route("/", get(state::health))
         .route("/health", get(state::health))
+        .route("/ping", get(state::health))
         .route("/info", get(state::info))
         .route("/metrics", get(state::metrics))
+        .route("/api-doc/openapi.json", get(openapi::document))
+        .layer(DefaultBodyLimit::max(payload))
+        .layer(from_fn_with_state(state.clone(), state::payload))
         .layer(from_fn_with_state(state.clone(), state::auth))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(cors)
         .layer(from_fn_with_state(state.metrics.clone(), metrics::track))
         .with_state(state)
+}
+
+/// CORS as TEI sets it: GET and POST from the listed origins (any when none is listed).
+fn cors(origins: &[String]) -> Result<CorsLayer> {
+    let allow = if origins.is_empty() || origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        let list = origins
+            .iter()
+            .map(|o| {
+                HeaderValue::from_str(o)
+                    .with_context(|| format!("--cors-allow-origin: '{o}' is not a valid origin"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        AllowOrigin::list(list)
+    };
+    Ok(CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+        .allow_origin(allow))
+}
+
+/// What the engine is started with.
+struct Setup {
+    max_batch_tokens: Option<usize>,
+    max_queued: usize,
+    pooling: Option<PoolingArg>,
+    gpu_timeout: Option<f64>,
+    faults: Faults,
 }
 
 /// Loads the model, runs a test batch, starts the engine; returns the model, `/info` and
 /// the engine thread.
 fn load(
     mut g: Global,
-    max_batch_tokens: Option<usize>,
-    pooling: Option<PoolingArg>,
-    fault_token: Option<u32>,
+    setup: Setup,
     metrics: Arc<Metrics>,
+    health: Arc<Health>,
 ) -> Result<(Model, serde_json::Value, std::thread::JoinHandle<()>)> {
     // Length policy is per request here, so the encoder itself never truncates.
     g.truncate = false;
-    g.max_tokens = max_batch_tokens.or(g.max_tokens);
+    g.max_tokens = setup.max_batch_tokens.or(g.max_tokens);
     let enc = Arc::new(g.load()?);
-    let setup = embed_setup(pooling, &enc)?;
+    let embed = embed_setup(setup.pooling, &enc)?;
     let tok = enc.tokenizer()?;
     let probe = tok.encode("", 0)?.ids;
     enc.embed_ids(&[probe], EmbedPooling::Cls, false)
         .context("the test batch failed")?;
+    // The test batch ran without a limit (first pipelines compile then); batches after it
+    // are held to the GPU timeout.
+    let gpu = enc.gpu();
+    let cpu = gpu.info().device_type == wgpu::DeviceType::Cpu;
+    let timeout = match setup.gpu_timeout {
+        Some(t) if t > 0.0 => Some(std::time::Duration::from_secs_f64(t)),
+        Some(_) => None,
+        None if cpu => None,
+        None => Some(std::time::Duration::from_secs(120)),
+    };
+    gpu.health().set_wait_timeout(timeout);
     let (engine, engine_thread) = Engine {
         enc: enc.clone(),
         metrics,
+        health,
         budget: enc.capacity(),
-        fault_token,
+        max_waiting: setup.max_queued,
+        faults: setup.faults,
     }
     .spawn()
     .context("starting the engine thread")?;
-    let model = Model::new(g.model.clone(), enc.clone(), engine, setup)?;
-    let gpu = enc.gpu();
+    let model = Model::new(g.model.clone(), enc.clone(), engine, embed)?;
     let info = json!({
         "model_id": g.model,
-        "model_dtype": format!("{:?}", enc.dtype()).to_lowercase(),
-        "model_type": model.task(),
+        "model_sha": null,
+        "model_dtype": tei_dtype(enc.dtype()),
+        "served_model_name": g.model,
+        "model_type": model_type(&model),
+        "max_batch_tokens": enc.capacity(),
+        "max_batch_requests": null,
+        "max_input_length": model.max_input,
+        "tokenization_workers": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "version": env!("CARGO_PKG_VERSION"),
+        "sha": null,
+        "docker_label": null,
+        "task": model.task(),
         "pooling": model.setup.describe,
         "adapter": gpu.info().name,
         "f16_kernels": gpu.caps().f16,
-        "max_input_length": model.max_input,
-        "max_batch_tokens": enc.capacity(),
-        "version": env!("CARGO_PKG_VERSION"),
+        "gpu_timeout_seconds": timeout.map(|t| t.as_secs_f64()),
     });
     Ok((model, info, engine_thread))
+}
+
+/// TEI's spelling of a dtype.
+fn tei_dtype(d: wgbert::ops::DType) -> &'static str {
+    match d {
+        wgbert::ops::DType::F32 => "float32",
+        wgbert::ops::DType::F16 => "float16",
+    }
+}
+
+/// TEI's `model_type`: `{"embedding": {"pooling"}}`, `{"classifier": {"id2label",
+/// "label2id"}}` or `{"reranker": {..}}`. A masked language model is an embedder to TEI (its
+/// `POST /` fills masks here; `task` says so).
+fn model_type(m: &Model) -> serde_json::Value {
+    let labels = || {
+        let names = m.enc.label_names();
+        let id2label: serde_json::Map<String, serde_json::Value> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (i.to_string(), json!(n)))
+            .collect();
+        let label2id: serde_json::Map<String, serde_json::Value> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), json!(i)))
+            .collect();
+        json!({ "id2label": id2label, "label2id": label2id })
+    };
+    match m.kind() {
+        ModelKind::Classifier | ModelKind::TokenClassifier => json!({ "classifier": labels() }),
+        ModelKind::Reranker => json!({ "reranker": labels() }),
+        ModelKind::Embedding | ModelKind::FillMask => {
+            json!({ "embedding": { "pooling": m.setup.describe } })
+        }
+    }
 }
 
 /// Resolves on SIGTERM, ctrl-c, or `stop` (the model failed to load).

@@ -5,12 +5,40 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use serde::Deserialize;
 use wgbert::encoder::{EmbedOptions, EmbedPooling, EmbedSpec, Encoder, Prompt, l2_normalize};
-use wgbert::text::TextTokenizer;
+use wgbert::text::{TextTokenizer, TruncationSide};
 
 use super::engine::{EngineHandle, Output, Task};
 use super::error::ApiError;
+use super::timing::Timing;
 use crate::cli::embed::PoolingArg;
+
+/// TEI's `truncation_direction`: which end of a text over the limit is cut. Any other value
+/// is a 422.
+#[derive(Debug, Deserialize, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    #[serde(alias = "left")]
+    Left,
+    #[serde(alias = "right")]
+    #[default]
+    Right,
+}
+
+/// What the model serves, which decides what `POST /` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    /// No task head: vectors (`/embed`), or similarity scores.
+    Embedding,
+    /// A sequence classifier with two or more labels (`/predict`).
+    Classifier,
+    /// A one-label sequence classifier: a cross-encoder (`/rerank`).
+    Reranker,
+    /// A masked language model (`/fill-mask`).
+    FillMask,
+    /// A token classifier: no route serves it yet.
+    TokenClassifier,
+}
 
 /// How `/embed` and `/v1/embeddings` embed: `--pooling` when given, else the model's own
 /// sentence-transformers modules (Pooling, Dense, Normalize, prompts), else mean pooling.
@@ -93,7 +121,8 @@ pub struct Model {
     /// Longest input in tokens: the model's positions or the batch capacity, the smaller.
     pub max_input: usize,
     strict: TextTokenizer,
-    cut: TextTokenizer,
+    cut_right: TextTokenizer,
+    cut_left: TextTokenizer,
 }
 
 impl Model {
@@ -106,17 +135,20 @@ impl Model {
         let max_input = enc.config().max_position_embeddings.min(enc.capacity());
         let inner = enc.tokenizer()?.inner().clone();
         let strict = TextTokenizer::from_tokenizer(inner.clone())?;
-        let cut = TextTokenizer::from_tokenizer(inner)?
-            .with_limit(Some(max_input), true)
-            .context("setting up truncation")?;
+        let cut = |side| {
+            TextTokenizer::from_tokenizer(inner.clone())?
+                .with_limit_from(Some(max_input), true, side)
+                .context("setting up truncation")
+        };
         Ok(Model {
+            cut_right: cut(TruncationSide::Right)?,
+            cut_left: cut(TruncationSide::Left)?,
             enc,
             engine,
             id,
             setup,
             max_input,
             strict,
-            cut,
         })
     }
 
@@ -125,9 +157,19 @@ impl Model {
         &self.strict
     }
 
-    /// Tokenizes every input; one over `max_input` tokens is a 413 unless `truncate`.
-    pub fn encode_all(&self, texts: &[Text], truncate: bool) -> Result<Vec<Vec<u32>>, ApiError> {
-        let tok = if truncate { &self.cut } else { &self.strict };
+    /// Tokenizes every input; one over `max_input` tokens is a 413 unless `truncate`, which
+    /// cuts it from `side`.
+    pub fn encode_all(
+        &self,
+        texts: &[Text],
+        truncate: bool,
+        side: Direction,
+    ) -> Result<Vec<Vec<u32>>, ApiError> {
+        let tok = match (truncate, side) {
+            (false, _) => &self.strict,
+            (true, Direction::Right) => &self.cut_right,
+            (true, Direction::Left) => &self.cut_left,
+        };
         let mut seqs = Vec::with_capacity(texts.len());
         for (i, t) in texts.iter().enumerate() {
             let enc = match t {
@@ -145,7 +187,7 @@ impl Model {
         if n > self.max_input {
             return Err(ApiError::too_large(format!(
                 "input {index} has {n} tokens, over the limit of {} (send \"truncate\": true, \
-                 or start the server with --auto-truncate)",
+                 or leave the server's --auto-truncate on)",
                 self.max_input
             )));
         }
@@ -174,8 +216,9 @@ impl Model {
         seqs: Vec<Vec<u32>>,
         dims: usize,
         normalize: bool,
+        timing: &mut Timing,
     ) -> Result<Vec<Vec<f32>>, ApiError> {
-        let out = self.run(Task::Embed(Box::new(spec)), seqs).await?;
+        let out = self.run(Task::Embed(Box::new(spec)), seqs, timing).await?;
         let Output::Embeddings(embs) = out else {
             return Err(mismatch());
         };
@@ -192,16 +235,21 @@ impl Model {
             .collect())
     }
 
-    /// Runs a task on the engine; engine errors become 400 (input) or 424 (device).
-    pub async fn run(&self, task: Task, seqs: Vec<Vec<u32>>) -> Result<Output, ApiError> {
-        self.engine
-            .run(task, seqs)
-            .await
-            .map_err(ApiError::from_engine)
+    /// Runs a task on the engine; its errors are 400 (input), 424 (device), 429 (queue
+    /// full), 500 (a panic) or 503 (unhealthy). The queue and inference times go to `timing`.
+    pub async fn run(
+        &self,
+        task: Task,
+        seqs: Vec<Vec<u32>>,
+        timing: &mut Timing,
+    ) -> Result<Output, ApiError> {
+        let (out, times) = self.engine.run(task, seqs).await?;
+        timing.ran(times);
+        Ok(out)
     }
 
-    /// What the model's heads serve, in words, for wrong-task errors and `/info`.
-    pub fn task(&self) -> String {
+    /// What the model serves (see [`ModelKind`]).
+    pub fn kind(&self) -> ModelKind {
         let heads = self.enc.heads();
         let token_level = self
             .enc
@@ -210,19 +258,30 @@ impl Model {
             .iter()
             .any(|a| a.ends_with("TokenClassification"));
         match heads.classifier {
-            Some(n) if token_level => format!("token classifier ({n} labels)"),
-            Some(1) => "reranker (a one-label sequence classifier)".into(),
-            Some(n) => format!("sequence classifier ({n} labels)"),
-            None if heads.mlm => "masked language model (fill-mask, embeddings)".into(),
-            None => "encoder without a task head (embeddings)".into(),
+            Some(_) if token_level => ModelKind::TokenClassifier,
+            Some(1) => ModelKind::Reranker,
+            Some(_) => ModelKind::Classifier,
+            None if heads.mlm => ModelKind::FillMask,
+            None => ModelKind::Embedding,
+        }
+    }
+
+    /// What the model's heads serve, in words, for wrong-task errors and `/info`.
+    pub fn task(&self) -> String {
+        let n = self.enc.heads().classifier.unwrap_or(0);
+        match self.kind() {
+            ModelKind::TokenClassifier => format!("token classifier ({n} labels)"),
+            ModelKind::Reranker => "reranker (a one-label sequence classifier)".into(),
+            ModelKind::Classifier => format!("sequence classifier ({n} labels)"),
+            ModelKind::FillMask => "masked language model (fill-mask, embeddings)".into(),
+            ModelKind::Embedding => "encoder without a task head (embeddings)".into(),
         }
     }
 
     /// Labels of a sequence classifier; a 400 naming the model's task otherwise.
     pub fn sequence_labels(&self, route: &str) -> Result<Vec<String>, ApiError> {
-        let token_level = self.task().starts_with("token");
-        match self.enc.heads().classifier {
-            Some(_) if !token_level => Ok(self.enc.label_names()),
+        match self.kind() {
+            ModelKind::Classifier | ModelKind::Reranker => Ok(self.enc.label_names()),
             _ => Err(self.wrong_task(route, "a sequence classifier")),
         }
     }

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 
 use super::error::{ApiError, Flavor};
 use super::model::with_prompt;
-use super::state::{AppState, JsonBody};
+use super::state::{AppState, Cut, JsonBody};
+use super::timing::Timing;
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -48,31 +49,36 @@ pub struct Request {
 pub async fn embeddings(
     State(s): State<Arc<AppState>>,
     JsonBody(req): JsonBody<Request>,
-) -> Result<Json<Value>, ApiError> {
-    answer(&s, req)
-        .await
-        .map(Json)
-        .map_err(|e| e.in_flavor(Flavor::OpenAi))
+) -> Result<(Timing, Json<Value>), ApiError> {
+    let mut t = s.timing();
+    match answer(&s, req, &mut t).await {
+        Ok(v) => Ok((t, Json(v))),
+        Err(e) => Err(e.in_flavor(Flavor::OpenAi)),
+    }
 }
 
-async fn answer(s: &Arc<AppState>, req: Request) -> Result<Value, ApiError> {
+async fn answer(s: &Arc<AppState>, req: Request, t: &mut Timing) -> Result<Value, ApiError> {
     let m = s.model()?;
     let dims = m.dimensions(req.dimensions)?;
     let spec = m.setup.spec(&m.enc, None)?;
+    let from_ids = matches!(req.input, Input::Ids(_) | Input::IdsBatch(_));
     let seqs = match req.input {
-        Input::Text(t) => {
-            let texts = with_prompt(&spec, s.texts(super::state::Inputs::One(t))?);
-            s.tokenize(texts, None).await?
+        Input::Text(one) => {
+            let texts = with_prompt(&spec, s.texts(super::state::Inputs::One(one))?);
+            s.tokenize(texts, Cut::default(), t).await?
         }
-        Input::Texts(t) => {
-            let texts = with_prompt(&spec, s.texts(super::state::Inputs::Many(t))?);
-            s.tokenize(texts, None).await?
+        Input::Texts(many) => {
+            let texts = with_prompt(&spec, s.texts(super::state::Inputs::Many(many))?);
+            s.tokenize(texts, Cut::default(), t).await?
         }
         Input::Ids(ids) => token_inputs(s, vec![ids])?,
         Input::IdsBatch(batch) => token_inputs(s, batch)?,
     };
+    if from_ids {
+        t.ids(&seqs);
+    }
     let tokens: usize = seqs.iter().map(Vec::len).sum();
-    let vectors = m.pooled(spec, seqs, dims, true).await?;
+    let vectors = m.pooled(spec, seqs, dims, true, t).await?;
     let data: Vec<Value> = vectors
         .into_iter()
         .enumerate()
@@ -110,7 +116,7 @@ fn token_inputs(s: &AppState, mut batch: Vec<Vec<u32>>) -> Result<Vec<Vec<u32>>,
                 "input {i}: token id {bad} is outside the model's vocabulary of {vocab}"
             )));
         }
-        if s.auto_truncate {
+        if s.limits.auto_truncate {
             ids.truncate(m.max_input);
         }
         m.check_len(i, ids.len())?;

@@ -1,58 +1,81 @@
-//! What every handler shares: the model (once loaded), limits, metrics, the API key and the
-//! count of requests in flight; the JSON body extractor and the request checks common to the
-//! routes; the auth and load-shedding middleware; `/health`, `/info`, `/metrics`.
+//! What every handler shares: the model (once loaded), its health, limits, metrics, the API
+//! key and the count of requests in flight; the JSON body extractor and the request checks
+//! common to the routes; the auth, body-size and load-shedding middleware; `/health`,
+//! `/info`, `/metrics`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Instant;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::error::{ApiError, Flavor, Kind, parse_json};
+use super::health::Health;
 use super::metrics::Metrics;
-use super::model::{Model, Text};
+use super::model::{Direction, Model, Text};
+use super::timing::Timing;
+
+/// The limits a request is held to.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Inputs in one request (`--max-client-batch-size`).
+    pub max_client_batch: usize,
+    /// Requests in flight (`--max-concurrent-requests`).
+    pub max_concurrent: usize,
+    /// Bytes in one request body (`--payload-limit`).
+    pub payload: usize,
+    /// Cut over-long inputs unless a request says `"truncate": false` (`--auto-truncate`).
+    pub auto_truncate: bool,
+}
 
 pub struct AppState {
     pub model: OnceLock<Model>,
     /// `/info`'s answer, set with the model.
     pub info: OnceLock<serde_json::Value>,
+    pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
-    pub api_key: Option<String>,
-    pub max_client_batch: usize,
-    pub max_concurrent: usize,
-    pub auto_truncate: bool,
+    api_key: Option<String>,
+    pub limits: Limits,
+    /// `x-compute-type`: "gpu", or "cpu" on a software adapter.
+    pub compute_type: OnceLock<&'static str>,
     inflight: AtomicUsize,
 }
 
 impl AppState {
     pub fn new(
         metrics: Arc<Metrics>,
+        health: Arc<Health>,
         api_key: Option<String>,
-        max_client_batch: usize,
-        max_concurrent: usize,
-        auto_truncate: bool,
+        limits: Limits,
     ) -> AppState {
         AppState {
             model: OnceLock::new(),
             info: OnceLock::new(),
+            health,
             metrics,
             api_key,
-            max_client_batch,
-            max_concurrent,
-            auto_truncate,
+            limits,
+            compute_type: OnceLock::new(),
             inflight: AtomicUsize::new(0),
         }
     }
 
-    /// The model, or 503 while it loads.
+    /// The model, or 503 while it loads or once the server is unhealthy.
     pub fn model(&self) -> Result<&Model, ApiError> {
+        self.health.check()?;
         self.model.get().ok_or_else(ApiError::unhealthy)
+    }
+
+    /// A fresh timing for one request's headers.
+    pub fn timing(&self) -> Timing {
+        Timing::start(self.compute_type.get().copied().unwrap_or("gpu"))
     }
 
     /// The request's texts: at least one, none empty, at most `--max-client-batch-size`.
@@ -69,38 +92,75 @@ impl AppState {
         if n == 0 {
             return Err(ApiError::empty("no inputs"));
         }
-        if n > self.max_client_batch {
+        if n > self.limits.max_client_batch {
             return Err(ApiError::too_large(format!(
                 "{n} inputs, over --max-client-batch-size {}",
-                self.max_client_batch
+                self.limits.max_client_batch
             )));
         }
         Ok(())
     }
 
-    /// Tokenizes single texts off the async threads.
+    /// Tokenizes single texts on a blocking thread.
     pub async fn tokenize(
         self: &Arc<Self>,
         texts: Vec<String>,
-        truncate: Option<bool>,
+        cut: Cut,
+        timing: &mut Timing,
     ) -> Result<Vec<Vec<u32>>, ApiError> {
         let texts = texts.into_iter().map(Text::One).collect();
-        self.tokenize_texts(texts, truncate).await
+        self.tokenize_texts(texts, cut, timing).await
     }
 
-    /// Tokenizes texts or pairs off the async threads; `truncate` defaults to
+    /// Tokenizes texts or pairs on a blocking thread; `cut.truncate` defaults to
     /// `--auto-truncate`.
     pub async fn tokenize_texts(
         self: &Arc<Self>,
         texts: Vec<Text>,
-        truncate: Option<bool>,
+        cut: Cut,
+        timing: &mut Timing,
     ) -> Result<Vec<Vec<u32>>, ApiError> {
-        let truncate = truncate.unwrap_or(self.auto_truncate);
+        let truncate = cut.truncate.unwrap_or(self.limits.auto_truncate);
+        let chars = texts
+            .iter()
+            .map(|t| match t {
+                Text::One(a) => a.chars().count(),
+                Text::Pair(a, b) => a.chars().count() + b.chars().count(),
+            })
+            .sum();
         let state = self.clone();
-        tokio::task::spawn_blocking(move || state.model()?.encode_all(&texts, truncate))
-            .await
-            .map_err(|e| ApiError::bad_request(format!("tokenizing failed: {e}")))?
+        let start = Instant::now();
+        let seqs = blocking(move || {
+            state
+                .model()?
+                .encode_all(&texts, truncate, cut.truncation_direction)
+        })
+        .await?;
+        timing.tokenized(start.elapsed(), chars, &seqs);
+        Ok(seqs)
     }
+}
+
+/// Runs `f` on a blocking thread (tokenizing, decoding: work that would stall the async
+/// workers); a panic there is a 500 for this request only.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Kind::Backend,
+            format!("a worker failed on this request: {e}"),
+        )
+    })?
+}
+
+/// A request's length policy: TEI's `truncate` and `truncation_direction`.
+#[derive(Debug, Deserialize, Default, Clone, Copy)]
+pub struct Cut {
+    pub truncate: Option<bool>,
+    #[serde(default)]
+    pub truncation_direction: Direction,
 }
 
 /// `"text"` or `["text", ...]`.
@@ -123,7 +183,8 @@ impl Inputs {
     }
 }
 
-/// A JSON body: unreadable, malformed or mistyped bodies are a 422 in the route's dialect.
+/// A JSON body: unreadable, malformed or mistyped bodies are a 422 in the route's dialect,
+/// a body over `--payload-limit` a 413.
 pub struct JsonBody<T>(pub T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
@@ -141,33 +202,70 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     }
 }
 
-/// Middleware: every route but `/health` needs `Authorization: Bearer KEY` when a key is set.
+/// Compares two byte strings in time that depends on their lengths only.
+fn same_secret(given: &[u8], key: &[u8]) -> bool {
+    let mut diff = given.len() ^ key.len();
+    for (i, k) in key.iter().enumerate() {
+        let g = given.get(i).copied().unwrap_or(!k);
+        diff |= usize::from(g ^ k);
+    }
+    diff == 0
+}
+
+/// Routes that answer without a key: the probes.
+fn is_public(path: &str) -> bool {
+    matches!(path, "/health" | "/ping")
+}
+
+/// Middleware: every route but the probes needs `Authorization: Bearer KEY` when a key is
+/// set. `GET /` is the health probe; `POST /` needs the key.
 pub async fn auth(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
+    let public = is_public(path) || (path == "/" && req.method() == axum::http::Method::GET);
     if let Some(key) = &s.api_key {
         let given = req
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if path != "/health" && given != Some(key.as_str()) {
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !public && !same_secret(given.as_bytes(), key.as_bytes()) {
             let e = ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 Kind::Unauthorized,
                 "missing or wrong API key (send Authorization: Bearer KEY)",
             );
-            let e = e.in_flavor(Flavor::of_path(path));
-            return refuse(req, e).await;
+            return refuse(e.in_flavor(Flavor::of_path(path)));
         }
     }
     next.run(req).await
 }
 
-/// Answers `e` after reading the request's body: a client still sending its body to a
-/// connection closed under it would see a reset instead of the answer.
-async fn refuse(req: Request, e: ApiError) -> Response {
-    let _ = axum::body::to_bytes(req.into_body(), super::MAX_BODY_BYTES).await;
-    e.into_response()
+/// Middleware: a body whose declared length is over `--payload-limit` is a 413 before any
+/// of it is read.
+pub async fn payload(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared.filter(|&n| n > s.limits.payload as u64) {
+        let e = ApiError::too_large(format!(
+            "the request body has {n} bytes, over --payload-limit {}",
+            s.limits.payload
+        ));
+        return refuse(e.in_flavor(Flavor::of_path(req.uri().path())));
+    }
+    next.run(req).await
+}
+
+/// Answers `e` without reading the request's body, and closes the connection after it: a
+/// body still on its way is not read into memory.
+fn refuse(e: ApiError) -> Response {
+    let mut r = e.into_response();
+    r.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    r
 }
 
 /// Decrements the in-flight count when a request ends, however it ends.
@@ -183,22 +281,22 @@ impl Drop for InFlight<'_> {
 pub async fn limit(State(s): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let before = s.inflight.fetch_add(1, Ordering::SeqCst);
     let _guard = InFlight(&s.inflight);
-    if before >= s.max_concurrent {
+    if before >= s.limits.max_concurrent {
         let e = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             Kind::Overloaded,
             format!(
                 "over --max-concurrent-requests {}; retry later",
-                s.max_concurrent
+                s.limits.max_concurrent
             ),
         );
-        let e = e.in_flavor(Flavor::of_path(req.uri().path()));
-        return refuse(req, e).await;
+        return refuse(e.in_flavor(Flavor::of_path(req.uri().path())));
     }
     next.run(req).await
 }
 
-/// 200 once the model is loaded and a test batch has run, 503 before.
+/// 200 once the model is loaded and a test batch has run; 503 before, and for good after
+/// the device is lost or hung or the engine thread died (the body says why).
 pub async fn health(State(s): State<Arc<AppState>>) -> Result<StatusCode, ApiError> {
     s.model().map(|_| StatusCode::OK)
 }
@@ -214,4 +312,19 @@ pub async fn info(State(s): State<Arc<AppState>>) -> Result<Json<serde_json::Val
 pub async fn metrics(State(s): State<Arc<AppState>>) -> Response {
     let content_type = "text/plain; version=0.0.4; charset=utf-8";
     ([(header::CONTENT_TYPE, content_type)], s.metrics.render()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_match_only_when_equal() {
+        assert!(same_secret(b"secret", b"secret"));
+        assert!(!same_secret(b"secreT", b"secret"));
+        assert!(!same_secret(b"secret1", b"secret"));
+        assert!(!same_secret(b"secre", b"secret"));
+        assert!(!same_secret(b"", b"secret"));
+        assert!(same_secret(b"", b""));
+    }
 }
