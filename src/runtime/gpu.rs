@@ -298,7 +298,12 @@ impl Gpu {
         let lost = health.clone();
         device.set_device_lost_callback(move |reason, msg| {
             log::error!("device '{lost_name}' lost ({reason:?}): {msg}");
-            lost.fail(format!("the device was lost ({reason:?}): {msg}"));
+            let detail = if msg.is_empty() {
+                String::new()
+            } else {
+                format!(": {msg}")
+            };
+            lost.fail(format!("the device was lost ({reason:?}){detail}"));
         });
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
             log::error!("uncaptured wgpu error: {e}");
