@@ -152,3 +152,17 @@ pub fn random_config(m: &TinyModel) -> wgbert::model::config::ModelConfig {
     wgbert::model::config::ModelConfig::from_json_str(&json.to_string(), "tiny/config.json")
         .unwrap()
 }
+
+/// An environment variable a test needs, or `None` (the test is skipped). A skip fails
+/// instead when `WGBERT_REQUIRE` (a comma list) names `capability`.
+pub fn require_env(capability: &str, var: &str, what: &str) -> Option<String> {
+    if let Some(v) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
+        return Some(v);
+    }
+    let required = std::env::var("WGBERT_REQUIRE").unwrap_or_default();
+    if required.split(',').any(|c| c.trim() == capability) {
+        panic!("{capability} required by WGBERT_REQUIRE, but {var} is not set ({what})");
+    }
+    eprintln!("skipped: {capability}: {var} is not set ({what})");
+    None
+}
