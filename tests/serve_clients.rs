@@ -46,12 +46,22 @@ fn huggingface_hub_and_openai_get_what_the_routes_give() {
         return;
     };
     let embed = s.ok("/embed", &json!({ "inputs": ["w5 w6 w7"] }));
-    assert_json_close(&got["feature_extraction"], &embed, TOL, "feature_extraction");
+    assert_json_close(
+        &got["feature_extraction"],
+        &embed,
+        TOL,
+        "feature_extraction",
+    );
     let sim = s.ok(
         "/similarity",
         &json!({ "inputs": { "source_sentence": "w5 w6", "sentences": ["w5 w7", "w9 w10 w11"] } }),
     );
-    assert_json_close(&got["sentence_similarity"], &sim, TOL, "sentence_similarity");
+    assert_json_close(
+        &got["sentence_similarity"],
+        &sim,
+        TOL,
+        "sentence_similarity",
+    );
     let both = s.ok("/embed", &json!({ "inputs": ["w5 w6 w7", "w8"] }));
     assert_json_close(&got["openai"], &both, TOL, "openai embeddings");
     assert!(s.terminate().success());
@@ -61,7 +71,12 @@ fn huggingface_hub_and_openai_get_what_the_routes_give() {
     let got = clients(&s, "classifier").expect("the interpreter was found above");
     let predict = s.ok("/predict", &json!({ "inputs": "w5 w6 w7" }));
     assert_eq!(predict.as_array().unwrap().len(), 3);
-    assert_json_close(&got["text_classification"], &predict, TOL, "text_classification");
+    assert_json_close(
+        &got["text_classification"],
+        &predict,
+        TOL,
+        "text_classification",
+    );
     assert_json_close(
         &got["text_classification_top1"],
         &json!([predict[0]]),
@@ -74,7 +89,10 @@ fn huggingface_hub_and_openai_get_what_the_routes_give() {
     let s = Server::start(dir.path(), &["--dtype", "f32"], &[]);
     let got = clients(&s, "mlm").expect("the interpreter was found above");
     for (key, k) in [("fill_mask", 5), ("fill_mask_top3", 3)] {
-        let ours = s.ok("/fill-mask", &json!({ "inputs": "w5 [MASK] w7", "top_k": k }));
+        let ours = s.ok(
+            "/fill-mask",
+            &json!({ "inputs": "w5 [MASK] w7", "top_k": k }),
+        );
         let want: Vec<Value> = ours[0]["masks"][0]["candidates"]
             .as_array()
             .unwrap()
