@@ -17,22 +17,33 @@ fn main() -> Result<()> {
         .and_then(|i| args.get(i + 1).cloned())
         .unwrap_or_else(|| "answerdotai/ModernBERT-base".into());
 
-    // The application's own device: it decides features and limits. wgbert uses what it gets
-    // (f16 only when the app enabled SHADER_F16).
+    // The application's own device: its own needs (a label here; textures, limits...) merged
+    // with what wgbert's fastest kernels want on this adapter (f16, subgroups, tensor cores,
+    // timestamps, the adapter's buffer and workgroup limits).
     let instance =
         wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
     let adapter =
         pollster::block_on(instance.request_adapter(&wgpu::RequestAdapterOptions::default()))
             .context("no adapter")?;
-    let features = adapter.features() & wgpu::Features::SHADER_F16;
-    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+    let app_needs = wgpu::DeviceDescriptor {
         label: Some("desktop app"),
-        required_features: features,
-        required_limits: adapter.limits(),
         ..Default::default()
-    }))?;
-
+    };
+    let desc = wgbert::runtime::device_descriptor(&adapter, &app_needs);
+    let (device, queue) = pollster::block_on(adapter.request_device(&desc))?;
+    // The app keeps its own device-lost callback; it tells wgbert when it fires.
     let gpu = Gpu::from_wgpu(device.clone(), queue.clone(), Some(&adapter));
+    let health = gpu.clone();
+    device.set_device_lost_callback(move |reason, message| {
+        health
+            .health()
+            .fail(format!("lost ({reason:?}): {message}"));
+    });
+    // What the device lacks for wgbert's fast kernels, if anything, for the app to show.
+    for line in gpu.shortfalls() {
+        eprintln!("wgbert: {line}");
+    }
+
     let encoder = Arc::new(Encoder::load_on(gpu, &model, &LoadOptions::default())?);
 
     // The app keeps using its device while a worker embeds.

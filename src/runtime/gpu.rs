@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::runtime::health::DeviceHealth;
 use crate::runtime::pipeline::PipelineCache;
+use crate::runtime::share::{device_descriptor, shortfalls};
 use crate::{Error, Result};
 
 /// How to pick an adapter.
@@ -84,12 +85,6 @@ impl Capabilities {
     }
 }
 
-/// Optional features requested when the adapter has them.
-const WANTED: wgpu::Features = wgpu::Features::SHADER_F16
-    .union(wgpu::Features::SUBGROUP)
-    .union(wgpu::Features::TIMESTAMP_QUERY)
-    .union(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
-
 /// A device and queue plus what the runtime knows about them. Shared as `Arc<Gpu>`.
 pub struct Gpu {
     device: wgpu::Device,
@@ -99,6 +94,8 @@ pub struct Gpu {
     pipelines: PipelineCache,
     bounds_checks: bool,
     health: Arc<DeviceHealth>,
+    /// What a borrowed device lacks against its adapter (see [`Gpu::shortfalls`]).
+    shortfalls: Vec<String>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -246,56 +243,24 @@ impl Gpu {
             })?,
         };
         let info = adapter.get_info();
-        let features = adapter.features() & WANTED;
         let coop = coop_shapes(&adapter);
-        let desc = wgpu::DeviceDescriptor {
+        let own = wgpu::DeviceDescriptor {
             label: Some("wgbert"),
-            required_features: features,
-            required_limits: adapter.limits(),
-            // SAFETY: cooperative matrices are experimental in wgpu; every kernel that uses them
-            // is tested against the CPU reference on the device itself.
-            experimental_features: if features
-                .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
-            {
-                unsafe { wgpu::ExperimentalFeatures::enabled() }
-            } else {
-                wgpu::ExperimentalFeatures::disabled()
-            },
             memory_hints: wgpu::MemoryHints::Performance,
-            trace: wgpu::Trace::Off,
+            ..Default::default()
         };
+        let desc = device_descriptor(&adapter, &own);
         let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
             Error::RequestDevice {
                 adapter: info.name.clone(),
                 message: e.to_string(),
             }
         })?;
-        Ok(Self::assemble(device, queue, info, coop))
-    }
-
-    /// Adopts a device and queue owned by a host application. The runtime uses whatever
-    /// features and limits that device was created with; pass the adapter (if at hand) so
-    /// its name and cooperative-matrix shapes are known.
-    pub fn from_wgpu(
-        device: wgpu::Device,
-        queue: wgpu::Queue,
-        adapter: Option<&wgpu::Adapter>,
-    ) -> Arc<Gpu> {
-        let info = device.adapter_info();
-        let coop = adapter.map(coop_shapes).unwrap_or_default();
-        Self::assemble(device, queue, info, coop)
-    }
-
-    fn assemble(
-        device: wgpu::Device,
-        queue: wgpu::Queue,
-        info: wgpu::AdapterInfo,
-        coop: Vec<CoopShape>,
-    ) -> Arc<Gpu> {
-        let caps = Capabilities::from_parts(device.features(), &device.limits(), &info, coop);
-        let lost_name = info.name.clone();
+        // wgbert owns this device, so its callbacks are wgbert's: a lost device marks it
+        // failed, and errors outside any error scope are logged instead of panicking.
         let health = Arc::new(DeviceHealth::default());
         let lost = health.clone();
+        let lost_name = info.name.clone();
         device.set_device_lost_callback(move |reason, msg| {
             log::error!("device '{lost_name}' lost ({reason:?}): {msg}");
             let detail = if msg.is_empty() {
@@ -308,6 +273,48 @@ impl Gpu {
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
             log::error!("uncaptured wgpu error: {e}");
         }));
+        Ok(Self::assemble(
+            device,
+            queue,
+            info,
+            coop,
+            health,
+            Vec::new(),
+        ))
+    }
+
+    /// Adopts a device and queue owned by a host application (create it from
+    /// [`device_descriptor`] to give the kernels what they want). The runtime uses whatever
+    /// features and limits the device has; pass the adapter (if at hand) so its name,
+    /// cooperative-matrix shapes and [`Gpu::shortfalls`] are known.
+    ///
+    /// The host's device-lost callback and uncaptured-error handler stay the host's: wgbert
+    /// catches its own errors through error scopes, and notices a lost device when a wait
+    /// fails. A host that learns of a loss first (in its own callback) tells wgbert with
+    /// `gpu.health().fail(reason)`, so that later calls fail at once.
+    pub fn from_wgpu(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        adapter: Option<&wgpu::Adapter>,
+    ) -> Arc<Gpu> {
+        let info = device.adapter_info();
+        let coop = adapter.map(coop_shapes).unwrap_or_default();
+        let short = adapter
+            .map(|a| shortfalls(device.features(), &device.limits(), a))
+            .unwrap_or_default();
+        let health = Arc::new(DeviceHealth::default());
+        Self::assemble(device, queue, info, coop, health, short)
+    }
+
+    fn assemble(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+        coop: Vec<CoopShape>,
+        health: Arc<DeviceHealth>,
+        shortfalls: Vec<String>,
+    ) -> Arc<Gpu> {
+        let caps = Capabilities::from_parts(device.features(), &device.limits(), &info, coop);
         Arc::new(Gpu {
             device,
             queue,
@@ -318,6 +325,7 @@ impl Gpu {
             // kernel guards its own indices, and the tests run with the checks on.
             bounds_checks: std::env::var("WGBERT_SHADER_CHECKS").map_or(true, |v| v != "0"),
             health,
+            shortfalls,
         })
     }
 
@@ -420,6 +428,13 @@ impl Gpu {
             });
         }
         Ok(value)
+    }
+
+    /// What a borrowed device lacks against its adapter, one line each, for an app to show
+    /// ("f16 off: the device was created without SHADER_F16 ..."); empty for a device wgbert
+    /// created itself, or when the host's device has all that wgbert would use.
+    pub fn shortfalls(&self) -> &[String] {
+        &self.shortfalls
     }
 
     /// Whether the device is still usable: lost or hung devices stay failed (see

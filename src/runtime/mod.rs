@@ -9,6 +9,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod profile;
 pub mod shader;
+pub mod share;
 
 pub use gpu::{AdapterReport, Capabilities, CoopShape, Gpu, GpuOptions, list_adapters};
 pub use health::DeviceHealth;
@@ -16,6 +17,7 @@ pub use params::{GpuParams, SmokeParams};
 pub use pipeline::{Access, Kernel};
 pub use plan::{Launch, Plan, PlanBuilder, RunSizes, TensorId};
 pub use profile::Profile;
+pub use share::{WANTED_FEATURES, device_descriptor};
 
 /// Spreads `n` workgroups over x and y so neither exceeds `max_per_dim`; shaders recover the
 /// linear index as `wg.x + wg.y * num_workgroups.x` and skip indices past their work.
