@@ -21,9 +21,11 @@ fn adapter() -> wgpu::Adapter {
 #[test]
 fn the_descriptor_adds_wgberts_wants_to_the_hosts() {
     let adapter = adapter();
-    let mut host_limits = wgpu::Limits::default();
-    host_limits.max_texture_dimension_2d = 4096;
-    host_limits.max_bind_groups = 5;
+    let host_limits = wgpu::Limits {
+        max_texture_dimension_2d: 4096,
+        max_bind_groups: 5,
+        ..Default::default()
+    };
     let host = wgpu::DeviceDescriptor {
         label: Some("host app"),
         required_limits: host_limits,
