@@ -172,15 +172,27 @@ fn a_client_that_hangs_up_has_its_job_dropped() {
     assert!(s.terminate().success());
 }
 
+/// A wait that outlives `--gpu-timeout` (settled as `Gpu::wait` settles it: the `hang`
+/// hook, since a software adapter may finish any batch before its wait starts) marks the
+/// device hung: that request and every later one get 503, and so does `/health`.
 #[test]
 fn a_gpu_wait_past_the_timeout_marks_the_device_hung() {
     let dir = model_dir("encoder_noprefix");
-    let s = Server::start(dir.path(), &[], &["--gpu-timeout", "0.000001"]);
-    let (status, v) = s.post("/embed_all", &heavy_body());
+    let s = Server::start_with_env(
+        dir.path(),
+        &[],
+        &["--gpu-timeout", "2.5"],
+        &[("WGBERT_TEST_FAULTS", "hang:80")],
+    );
+    let (_, info) = s.get("/info");
+    assert!(info.contains("\"gpu_timeout_seconds\":2.5"), "{info}");
+    s.ok("/embed", &json!({ "inputs": "w5 w6" }));
+    let (status, v) = s.post("/embed", &json!({ "inputs": "w5 w80" }));
     assert_eq!(status, 503, "{v}");
     let (status, body) = s.get("/health");
     assert_eq!(status, 503);
-    assert!(body.contains("did not finish within"), "{body}");
+    assert!(body.contains("did not finish within 2.5 s"), "{body}");
+    assert_eq!(s.post("/embed", &json!({ "inputs": "w5 w6" })).0, 503);
     assert!(s.terminate().success());
 }
 

@@ -456,23 +456,7 @@ impl Gpu {
             submission_index: None,
             timeout,
         });
-        match polled {
-            Ok(_) => match self.health.failure() {
-                Some(why) => Err(Error::DeviceLost(why.to_string())),
-                None => Ok(()),
-            },
-            Err(wgpu::PollError::Timeout) => {
-                let secs = timeout.map_or(0.0, |t| t.as_secs_f64());
-                self.health
-                    .fail(format!("GPU work did not finish within {secs} s"));
-                Err(Error::GpuTimeout { seconds: secs })
-            }
-            Err(e) => {
-                self.health
-                    .fail(format!("waiting for the device failed: {e}"));
-                Err(Error::DeviceLost(e.to_string()))
-            }
-        }
+        self.health.settle(polled.map(drop), timeout)
     }
 
     /// Reads `len` bytes at `offset` of a storage buffer back to the host. The one readback

@@ -3,7 +3,10 @@
 //! call whose sequences hold `TOKEN_ID` then
 //! - `fail`: fails with a device error (as a driver error would, the server stays up);
 //! - `panic`: panics inside the call;
-//! - `destroy`: destroys the device first (`wgpu::Device::destroy`), a real device loss.
+//! - `destroy`: destroys the device first (`wgpu::Device::destroy`), a real device loss;
+//! - `hang`: settles its wait as timed out (`DeviceHealth::settle`, what `Gpu::wait` does
+//!   when a batch outlives `--gpu-timeout`; a software adapter may finish any batch before
+//!   its wait starts, so a real timeout cannot be forced there).
 
 use wgbert::encoder::Encoder;
 
@@ -12,6 +15,7 @@ enum Action {
     Fail,
     Panic,
     Destroy,
+    Hang,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -39,6 +43,7 @@ impl Faults {
                 "fail" => Action::Fail,
                 "panic" => Action::Panic,
                 "destroy" => Action::Destroy,
+                "hang" => Action::Hang,
                 other => anyhow::bail!("WGBERT_TEST_FAULTS: unknown action '{other}'"),
             };
             let token = token
@@ -65,6 +70,11 @@ impl Faults {
             Some(Action::Destroy) => {
                 enc.gpu().device().destroy();
                 Ok(())
+            }
+            Some(Action::Hang) => {
+                let health = enc.gpu().health();
+                let timeout = health.wait_timeout();
+                health.settle(Err(wgpu::PollError::Timeout), timeout)
             }
         }
     }
