@@ -190,6 +190,7 @@ fn load(
     let probe = tok.encode("", 0)?.ids;
     enc.embed_ids(&[probe], EmbedPooling::Cls, false)
         .context("the test batch failed")?;
+    metrics.watch(enc.gpu().clone());
     let (engine, engine_thread) = Engine {
         enc: enc.clone(),
         metrics,
