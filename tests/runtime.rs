@@ -238,6 +238,10 @@ fn plans_in_a_shared_arena_hold_the_largest_and_rebind_when_it_grows() {
     assert_eq!(gpu.memory().activations, settled, "{:?}", gpu.memory());
     run_chain(&mut big, bx, by, 1000, "big plan again");
     let peak = gpu.memory().peak;
+    // A cleared arena is refilled by the next plan that runs, to that plan's size.
+    arena.clear().unwrap();
+    run_chain(&mut small, sx, sy, 100, "small plan after a clear");
+    assert_eq!(arena.bytes(), small.arena_bytes());
     drop((small, big, arena));
     let m = gpu.memory();
     assert_eq!((m.current, m.activations), (0, 0), "{m:?}");

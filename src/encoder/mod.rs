@@ -386,6 +386,14 @@ impl Encoder {
         })
     }
 
+    /// Gives back every bucket, head and the shared arena; the next batches build what they
+    /// need again (measuring one workload's memory, or after a burst of long batches).
+    pub fn trim(&self) -> Result<()> {
+        let mut buckets = self.buckets.lock().map_err(|_| poisoned())?;
+        buckets.clear();
+        self.arena.clear()
+    }
+
     /// The device's memory count (`Gpu::memory`): what every buffer of this device holds now
     /// by kind, and the peak.
     pub fn memory(&self) -> MemoryStats {

@@ -141,10 +141,12 @@ impl SharedArena {
         Ok((st.slots.clone(), st.generation))
     }
 
-    /// The slots now and their generation.
-    pub(crate) fn slots(&self) -> Result<(Vec<DeviceBuffer>, u64)> {
-        let st = self.state()?;
-        Ok((st.slots.clone(), st.generation))
+    /// Gives every slot back (plans placed in it allocate anew when built or refreshed).
+    pub fn clear(&self) -> Result<()> {
+        let mut st = self.state()?;
+        st.slots.clear();
+        st.generation += 1;
+        Ok(())
     }
 
     /// Changes each time a slot is reallocated.

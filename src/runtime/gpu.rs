@@ -77,6 +77,28 @@ impl Capabilities {
         }
     }
 
+    /// Checks that `bytes` fits one storage binding (and one buffer) on a device of these
+    /// limits: `Error::BufferTooLarge` names the buffer and the limit otherwise.
+    pub fn check_binding(&self, name: &str, bytes: u64) -> Result<()> {
+        if bytes > self.max_buffer_size {
+            return Err(Error::BufferTooLarge {
+                name: name.to_string(),
+                bytes,
+                limit: self.max_buffer_size,
+                what: "max_buffer_size",
+            });
+        }
+        if bytes > self.max_storage_binding {
+            return Err(Error::BufferTooLarge {
+                name: name.to_string(),
+                bytes,
+                limit: self.max_storage_binding,
+                what: "max_storage_buffer_binding_size",
+            });
+        }
+        Ok(())
+    }
+
     /// True when a 16x16x16 f16 cooperative matrix with an f32 accumulator is available.
     pub fn coop_16x16_f32(&self) -> bool {
         self.coop_matrix
@@ -336,23 +358,7 @@ impl Gpu {
 
     /// Checks that `bytes` fits one storage binding (and one buffer) on this device.
     pub fn check_binding(&self, name: &str, bytes: u64) -> Result<()> {
-        if bytes > self.caps.max_buffer_size {
-            return Err(Error::BufferTooLarge {
-                name: name.to_string(),
-                bytes,
-                limit: self.caps.max_buffer_size,
-                what: "max_buffer_size",
-            });
-        }
-        if bytes > self.caps.max_storage_binding {
-            return Err(Error::BufferTooLarge {
-                name: name.to_string(),
-                bytes,
-                limit: self.caps.max_storage_binding,
-                what: "max_storage_buffer_binding_size",
-            });
-        }
-        Ok(())
+        self.caps.check_binding(name, bytes)
     }
 
     /// Device bytes held by the buffers this runtime created, now (in total and by kind)

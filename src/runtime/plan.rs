@@ -316,6 +316,7 @@ impl PlanBuilder {
             persistent_bytes,
             shared: self.arena,
             generation,
+            slot_bytes: placement.slot_bytes,
             params: Vec::new(),
             last_sizes: None,
         })
@@ -414,6 +415,8 @@ pub struct Plan {
     /// that the bind groups hold.
     shared: Option<Arc<SharedArena>>,
     generation: u64,
+    /// The size of each slot the activations need.
+    slot_bytes: Vec<u64>,
     params: Vec<u8>,
     last_sizes: Option<RunSizes>,
 }
@@ -456,7 +459,8 @@ impl Plan {
         if shared.generation() == self.generation {
             return Ok(());
         }
-        let (slots, generation) = shared.slots()?;
+        // Fitting (not just reading) the slots: the arena may have been cleared since.
+        let (slots, generation) = shared.fit(&self.slot_bytes)?;
         for t in &mut self.tensors {
             if let Some(s) = t.slot {
                 t.buffer = slots.get(s).cloned();

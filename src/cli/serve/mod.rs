@@ -41,7 +41,7 @@ pub struct ServeArgs {
     /// Port to listen on (0 picks a free one; the line on stdout says which).
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// Tokens per GPU batch [default: 16384, less where the device's binding limit needs it].
+    /// Tokens per GPU batch [default: 32768, less where the device's binding limit needs it].
     #[arg(long)]
     pub max_batch_tokens: Option<usize>,
     /// Requests in flight at once; more are refused with 429.
