@@ -2,15 +2,13 @@
 
 mod cli;
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
     quiet_on_broken_pipes();
     env_logger::Builder::from_env(
         env_logger::Env::default().default_filter_or("warn,wgpu_hal=off,wgpu_core=error"),
     )
     .init();
-    let args = cli::Cli::parse();
+    let args = cli::Cli::parse_args();
     match cli::run(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // The reader went away (`wgbert ... | head`): nothing left to say to anyone.

@@ -3,7 +3,8 @@
 
 mod common;
 
-use wgbert::runtime::{Access, Kernel, Launch, PlanBuilder, RunSizes, SmokeParams};
+use wgbert::runtime::arena::SharedArena;
+use wgbert::runtime::{Access, Kernel, Launch, PlanBuilder, RunSizes, SmokeParams, TensorId};
 
 fn smoke() -> Kernel {
     Kernel::new("smoke", "main", &[Access::Read, Access::ReadWrite]).with_params::<SmokeParams>()
@@ -180,4 +181,69 @@ fn info_lists_the_adapter() {
     assert!(!list.is_empty());
     let gpu = common::gpu();
     assert!(list.iter().any(|a| a.name == gpu.info().name));
+}
+
+/// A chain x -> t1 -> t2 -> y of `cap` floats (y = (2x + 1) - 3), its temporaries in `arena`.
+fn chain_in(
+    gpu: &std::sync::Arc<wgbert::runtime::Gpu>,
+    arena: &std::sync::Arc<SharedArena>,
+    cap: u64,
+) -> (wgbert::runtime::Plan, TensorId, TensorId) {
+    let mut b = PlanBuilder::new(gpu.clone()).shared_arena(arena.clone());
+    let x = b.input("x", cap * 4);
+    let t1 = b.activation("t1", cap * 4);
+    let t2 = b.activation("t2", cap * 4);
+    let y = b.output("y", cap * 4);
+    smoke_step(&mut b, x, t1, 2.0, 1.0);
+    smoke_step(&mut b, t1, t2, 1.0, -3.0);
+    smoke_step(&mut b, t2, y, 1.0, 0.0);
+    (b.build().unwrap(), x, y)
+}
+
+fn run_chain(plan: &mut wgbert::runtime::Plan, x: TensorId, y: TensorId, n: usize, what: &str) {
+    let input: Vec<f32> = (0..n).map(|i| i as f32 * 0.5 - 7.0).collect();
+    plan.write(x, bytemuck::cast_slice(&input)).unwrap();
+    plan.run(&RunSizes {
+        rows: n as u32,
+        ..Default::default()
+    })
+    .unwrap();
+    let out: Vec<f32> = bytemuck::cast_slice(&plan.read(y, 0, n as u64 * 4).unwrap()).to_vec();
+    for i in 0..n {
+        assert_eq!(out[i], input[i] * 2.0 - 2.0, "{what}: index {i}");
+    }
+}
+
+#[test]
+fn plans_in_a_shared_arena_hold_the_largest_and_rebind_when_it_grows() {
+    // A device of its own: the memory count is per device and other tests run in parallel.
+    let gpu = wgbert::runtime::Gpu::new(&Default::default()).unwrap();
+    let arena = SharedArena::new(gpu.clone());
+    let (mut small, sx, sy) = chain_in(&gpu, &arena, 100);
+    run_chain(&mut small, sx, sy, 100, "small plan");
+    assert_eq!(arena.bytes(), small.arena_bytes());
+    let before = arena.generation();
+
+    // A plan ten times larger grows the slots: the arena holds its activations, not both.
+    let (mut big, bx, by) = chain_in(&gpu, &arena, 1000);
+    assert_ne!(arena.generation(), before);
+    assert_eq!(arena.bytes(), big.arena_bytes());
+    run_chain(&mut big, bx, by, 1000, "big plan");
+    // Until the small plan rebinds, it still holds the old slots.
+    let held = gpu.memory().activations;
+    let settled = arena.bytes() + small.own_bytes() + big.own_bytes();
+    assert_eq!(held, settled + small.arena_bytes(), "{:?}", gpu.memory());
+    // Its next run binds the new slots, computes the same, and gives the old ones back.
+    run_chain(&mut small, sx, sy, 100, "small plan after the arena grew");
+    assert_eq!(gpu.memory().activations, settled, "{:?}", gpu.memory());
+    run_chain(&mut big, bx, by, 1000, "big plan again");
+    let peak = gpu.memory().peak;
+    // A cleared arena is refilled by the next plan that runs, to that plan's size.
+    arena.clear().unwrap();
+    run_chain(&mut small, sx, sy, 100, "small plan after a clear");
+    assert_eq!(arena.bytes(), small.arena_bytes());
+    drop((small, big, arena));
+    let m = gpu.memory();
+    assert_eq!((m.current, m.activations), (0, 0), "{m:?}");
+    assert!(peak >= settled);
 }

@@ -1,7 +1,15 @@
-//! `wgbert bench`: tokens/s, peak GPU memory and per-kernel GPU time on the benchmark
+//! `wgbert bench`: tokens/s, peak device memory and per-kernel GPU time on the benchmark
 //! workloads (lists of sequence lengths, the same file format as the reference benchmark),
 //! on a random-weight model of the real shapes or a given model; `--kernels` sweeps matmul
 //! and attention shapes and prints TFLOP/s.
+//!
+//! Each workload starts from an encoder without plans (`Encoder::trim`) and the device's
+//! peak reset, so its peak is its own: the device bytes counted by the runtime (weights,
+//! the shared activation arena, the buckets' inputs and outputs), and per token of the
+//! largest capacity bucket it used (the activations and plans, without the weights).
+//! `--dry-run` builds the plans the workload needs without running them: the same memory
+//! figures, no timing. A workload that cannot run on the adapter (a sequence over the
+//! capacity, a buffer over the limits) is skipped and listed.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -40,6 +48,9 @@ pub struct BenchArgs {
     /// With --kernels: also time every candidate tile configuration on each matmul shape.
     #[arg(long, requires = "kernels")]
     pub sweep: bool,
+    /// Build each workload's plans without running them: device memory only.
+    #[arg(long, conflicts_with = "kernels")]
+    pub dry_run: bool,
 }
 
 pub fn run(g: &Global, a: &BenchArgs) -> Result<()> {
@@ -72,7 +83,6 @@ pub fn run(g: &Global, a: &BenchArgs) -> Result<()> {
         None => g.load()?,
     };
     let gpu = enc.gpu().clone();
-    let vocab = enc.config().vocab_size as u32;
     let mut report = serde_json::Map::new();
     report.insert("adapter".into(), json!(gpu.info().name));
     report.insert("backend".into(), json!(format!("{:?}", gpu.info().backend)));
@@ -86,19 +96,22 @@ pub fn run(g: &Global, a: &BenchArgs) -> Result<()> {
                 .unwrap_or(g.model.clone())
         ),
     );
+    let weights = enc.weight_bytes();
+    report.insert("weight_bytes".into(), json!(weights));
     if !a.json {
         println!(
             "adapter {} ({:?}), {:?}, weights {} MiB",
             gpu.info().name,
             gpu.info().backend,
             enc.dtype(),
-            enc.weight_bytes() >> 20
+            weights >> 20
         );
         println!(
-            "{:<22} {:>8} {:>14} {:>12} {:>14}",
-            "workload", "tokens", "tokens/s", "ms/run", "peak MiB"
+            "{:<22} {:>8} {:>14} {:>12} {:>10} {:>12}",
+            "workload", "tokens", "tokens/s", "ms/run", "peak MiB", "bytes/token"
         );
     }
+    let mut skipped: Vec<String> = Vec::new();
     for (name, lengths) in &all {
         if wanted.as_ref().is_some_and(|w| !w.contains(&name.as_str())) {
             continue;
@@ -112,27 +125,121 @@ pub fn run(g: &Global, a: &BenchArgs) -> Result<()> {
                 enc.config().max_position_embeddings
             );
         }
-        let mut seed = 12345u64;
-        let seqs: Vec<Vec<u32>> = lengths
-            .iter()
-            .map(|&l| {
-                (0..l)
-                    .map(|_| {
-                        seed = seed
-                            .wrapping_mul(6364136223846793005)
-                            .wrapping_add(1442695040888963407);
-                        5 + ((seed >> 33) as u32 % (vocab.min(50000) - 5))
-                    })
-                    .collect()
-            })
-            .collect();
-        let source = seqs.iter().enumerate().map(|(i, s)| Ok((i, s.as_slice())));
-        let batches: Vec<_> =
-            Packer::new(source, enc.capacity(), enc.capacity())?.collect::<wgbert::Result<_>>()?;
-        let tokens: usize = lengths.iter().sum();
-        let mut peak = 0u64;
+        if let Some(&l) = lengths.iter().find(|&&l| l > enc.capacity()) {
+            let why = format!(
+                "{name}: a sequence of {l} tokens is over this device's batch capacity of {}",
+                enc.capacity()
+            );
+            eprintln!("skipped: {why}");
+            skipped.push(why);
+            continue;
+        }
+        match workload(&enc, a, lengths) {
+            Ok(w) => {
+                let peak_mib = w.peak as f64 / (1u64 << 20) as f64;
+                let per_token = w.peak.saturating_sub(weights) / w.capacity.max(1) as u64;
+                if !a.json {
+                    let (tps, ms) = match w.secs {
+                        Some(secs) => (
+                            format!("{:.0}", w.tokens as f64 / secs),
+                            format!("{:.2}", secs * 1e3),
+                        ),
+                        None => ("-".into(), "-".into()),
+                    };
+                    println!(
+                        "{name:<22} {:>8} {tps:>14} {ms:>12} {peak_mib:>10.1} {per_token:>12}",
+                        w.tokens
+                    );
+                    for (family, ns, n) in w.profile.by_family() {
+                        println!(
+                            "    {family:<18} {:>10.3} ms  {:>5.1}%  ({n} steps)",
+                            ns / 1e6,
+                            100.0 * ns / w.profile.total_ns().max(1.0)
+                        );
+                    }
+                }
+                let mut kernels = serde_json::Map::new();
+                for (family, ns, n) in w.profile.by_family() {
+                    kernels.insert(family, json!({ "ms": ns / 1e6, "steps": n }));
+                }
+                let mut entry = json!({
+                    "tokens": w.tokens, "batches": w.batches,
+                    "peak_mem_mib": peak_mib.round(), "peak_device_bytes": w.peak,
+                    "capacity_tokens": w.capacity, "bytes_per_token": per_token,
+                });
+                if let Some(secs) = w.secs {
+                    entry["tok_per_s"] = json!((w.tokens as f64 / secs).round());
+                    entry["ms_per_run"] = json!(secs * 1e3);
+                    entry["kernels_ms"] = json!(kernels);
+                }
+                report.insert(name.clone(), entry);
+            }
+            Err(e) if too_large(&e) => {
+                let why = format!("{name}: {e:#}");
+                eprintln!("skipped: {why}");
+                skipped.push(why);
+            }
+            Err(e) => return Err(e.context(format!("workload {name}"))),
+        }
+    }
+    report.insert("skipped".into(), json!(skipped));
+    if a.json {
+        println!("{}", serde_json::Value::Object(report));
+    }
+    Ok(())
+}
+
+/// What one workload measured.
+struct Workload {
+    tokens: usize,
+    batches: usize,
+    /// The largest capacity bucket its batches used.
+    capacity: usize,
+    /// Peak device bytes while it was built and run.
+    peak: u64,
+    /// Seconds per run over all batches (none in a dry run).
+    secs: Option<f64>,
+    profile: Profile,
+}
+
+/// Builds, runs and times one workload from an encoder without plans.
+fn workload(enc: &Encoder, a: &BenchArgs, lengths: &[usize]) -> Result<Workload> {
+    let gpu = enc.gpu();
+    let vocab = enc.config().vocab_size as u32;
+    let mut seed = 12345u64;
+    let seqs: Vec<Vec<u32>> = lengths
+        .iter()
+        .map(|&l| {
+            (0..l)
+                .map(|_| {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    5 + ((seed >> 33) as u32 % (vocab.min(50000) - 5))
+                })
+                .collect()
+        })
+        .collect();
+    let source = seqs.iter().enumerate().map(|(i, s)| Ok((i, s.as_slice())));
+    let batches: Vec<_> =
+        Packer::new(source, enc.capacity(), enc.capacity())?.collect::<wgbert::Result<_>>()?;
+    enc.trim()?;
+    gpu.reset_peak();
+    let mut capacity = 0;
+    for b in &batches {
+        capacity = capacity.max(enc.reserve(b.n_tokens())?);
+    }
+    let mut w = Workload {
+        tokens: lengths.iter().sum(),
+        batches: batches.len(),
+        capacity,
+        peak: 0,
+        secs: None,
+        profile: Profile::default(),
+    };
+    if !a.dry_run {
         for b in &batches {
-            peak = peak.max(enc.run_batch(b)?);
+            enc.run_batch(b)?;
         }
         let t0 = Instant::now();
         for _ in 0..a.iters {
@@ -140,41 +247,24 @@ pub fn run(g: &Global, a: &BenchArgs) -> Result<()> {
                 enc.run_batch(b)?;
             }
         }
-        let secs = t0.elapsed().as_secs_f64() / a.iters as f64;
-        let mut profile = Profile::default();
-        let mut kernels = serde_json::Map::new();
+        w.secs = Some(t0.elapsed().as_secs_f64() / a.iters as f64);
         if gpu.caps().timestamps {
             for b in &batches {
                 let p = enc.profile_batch(b)?;
-                profile.steps.extend(p.steps);
-            }
-            for (family, ns, n) in profile.by_family() {
-                kernels.insert(family, json!({ "ms": ns / 1e6, "steps": n }));
+                w.profile.steps.extend(p.steps);
             }
         }
-        let peak_mib = (peak + enc.weight_bytes()) as f64 / (1u64 << 20) as f64;
-        let tps = tokens as f64 / secs;
-        if !a.json {
-            println!(
-                "{name:<22} {tokens:>8} {tps:>14.0} {:>12.2} {peak_mib:>14.1}",
-                secs * 1e3
-            );
-            for (family, ns, n) in profile.by_family() {
-                println!(
-                    "    {family:<18} {:>10.3} ms  {:>5.1}%  ({n} steps)",
-                    ns / 1e6,
-                    100.0 * ns / profile.total_ns().max(1.0)
-                );
-            }
-        }
-        report.insert(
-            name.clone(),
-            json!({ "tokens": tokens, "batches": batches.len(), "tok_per_s": tps.round(), "ms_per_run": secs * 1e3,
-                    "peak_mem_mib": peak_mib.round(), "kernels_ms": kernels }),
-        );
     }
-    if a.json {
-        println!("{}", serde_json::Value::Object(report));
-    }
-    Ok(())
+    w.peak = gpu.memory().peak;
+    Ok(w)
+}
+
+/// Whether an error is a buffer over the adapter's limits (the case is skipped, not fatal).
+pub(super) fn too_large(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<wgbert::Error>(),
+            Some(wgbert::Error::BufferTooLarge { .. })
+        )
+    })
 }

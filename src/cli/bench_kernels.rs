@@ -4,6 +4,11 @@
 //! configuration (`ops::tune`) on each matmul shape: the tiled matmul's, the tensor-core
 //! matmul's where the adapter has it, and every candidate tile of the portable and (where it
 //! runs) tensor-core attention kernels.
+//!
+//! Every shape is fitted to the adapter's buffer limits before it allocates: its rows (or
+//! sequences) are halved until each buffer fits (`ops::timing::fit_*`), and a case that still
+//! cannot be created is skipped. Both are listed on stderr and in the JSON (`shrunk`,
+//! `skipped`); the sweep goes on. `WGBERT_BENCH_SMALL=1` uses small shapes instead.
 
 use std::sync::Arc;
 
@@ -12,7 +17,106 @@ use serde_json::json;
 use wgbert::ops::attention;
 use wgbert::ops::matmul::{self, Epilogue, MatmulVariant, tiled};
 use wgbert::ops::{DType, timing};
-use wgbert::runtime::{Gpu, Kernel};
+use wgbert::runtime::{Capabilities, Gpu, Kernel};
+
+use super::bench::too_large;
+
+/// What fitting the cases to the adapter changed.
+#[derive(Default)]
+struct Fitting {
+    /// Shapes run smaller than asked, and why.
+    shrunk: Vec<String>,
+    /// Cases not run, and why.
+    skipped: Vec<String>,
+}
+
+impl Fitting {
+    fn shrink(&mut self, what: String) {
+        eprintln!("shrunk: {what}");
+        self.shrunk.push(what);
+    }
+
+    fn skip(&mut self, what: String) {
+        eprintln!("skipped: {what}");
+        self.skipped.push(what);
+    }
+
+    /// Records a case's TFLOP/s, or skips it when a buffer is over the adapter's limits
+    /// after all (other errors end the run).
+    fn record(
+        &mut self,
+        cases: &mut Vec<(String, f64)>,
+        name: String,
+        result: Result<f64>,
+    ) -> Result<()> {
+        match result {
+            Ok(tf) => cases.push((name, tf)),
+            Err(e) if too_large(&e) => self.skip(format!("{name}: {e:#}")),
+            Err(e) => return Err(e.context(name)),
+        }
+        Ok(())
+    }
+
+    /// The matmul shapes `(name, (t, k, n), epilogue)` with their rows halved to fit `caps`,
+    /// named by the rows they run.
+    fn matmuls(
+        &mut self,
+        caps: &Capabilities,
+        dt: DType,
+        wanted: Vec<MatmulShape>,
+    ) -> Vec<MatmulShape> {
+        let mut out = Vec::new();
+        for (name, (t, k, n), ep) in wanted {
+            let full = timing::check_buffers(caps, &timing::matmul_buffers(dt, (t, k, n), ep));
+            match (timing::fit_matmul_rows(caps, dt, (t, k, n), ep), full) {
+                (Some(rows), full) => {
+                    if let Err(why) = full {
+                        self.shrink(format!("{name}: T={t} -> T={rows} ({why})"));
+                    }
+                    out.push((format!("{name} T={rows}"), (rows, k, n), ep));
+                }
+                (None, full) => self.skip(format!("{name} T={t}: {}", reason(full))),
+            }
+        }
+        out
+    }
+
+    /// The attention shapes `(name, (seqs, len), window)` with their sequences halved to
+    /// fit `caps`, named by the sequences they run.
+    fn attentions(
+        &mut self,
+        caps: &Capabilities,
+        dt: DType,
+        heads: (u32, u32),
+        wanted: &[(&str, (u32, u32), Option<u32>)],
+    ) -> Vec<(String, (u32, u32), Option<u32>)> {
+        let mut out = Vec::new();
+        for &(what, (seqs, len), window) in wanted {
+            let buffers = timing::attention_buffers(dt, (seqs, len), heads);
+            let full = timing::check_buffers(caps, &buffers);
+            match (
+                timing::fit_attention_seqs(caps, dt, (seqs, len), heads),
+                full,
+            ) {
+                (Some(n), full) => {
+                    if let Err(why) = full {
+                        self.shrink(format!("{what} {len} x {seqs} -> {len} x {n} ({why})"));
+                    }
+                    out.push((format!("{what} {len} x {n}"), (n, len), window));
+                }
+                (None, full) => self.skip(format!("{what} {len} x {seqs}: {}", reason(full))),
+            }
+        }
+        out
+    }
+}
+
+type MatmulShape = (String, (u32, u32, u32), Epilogue);
+
+fn reason(r: wgbert::Result<()>) -> String {
+    r.err()
+        .map_or_else(|| "does not fit".into(), |e| e.to_string())
+}
 
 const REPS: usize = 5;
 
@@ -104,6 +208,7 @@ pub fn run(gpu: &Arc<Gpu>, dtype: Option<DType>, json_out: bool, sweep: bool) ->
     let t = if small { 256 } else { 32768 };
     let act = wgbert::ops::Activation::GeluErf;
     let mut cases: Vec<(String, f64)> = Vec::new();
+    let mut fitting = Fitting::default();
     let matmuls = [
         ("Wqkv 768->2304", t, 768, 2304, Epilogue::None),
         ("attn.Wo 768->768 +res", t, 768, 768, Epilogue::Residual),
@@ -111,13 +216,24 @@ pub fn run(gpu: &Arc<Gpu>, dtype: Option<DType>, json_out: bool, sweep: bool) ->
         ("mlp.Wo 1152->768 +res", t, 1152, 768, Epilogue::Residual),
     ];
     let sq = if small { 256 } else { 4096 };
-    let mut shapes: Vec<(String, (u32, u32, u32), Epilogue)> = matmuls
+    let mut wanted: Vec<MatmulShape> = matmuls
         .iter()
-        .map(|&(name, t, k, n, ep)| (format!("matmul {name} T={t}"), (t, k, n), ep))
+        .map(|&(name, t, k, n, ep)| (format!("matmul {name}"), (t, k, n), ep))
         .collect();
-    shapes.push((format!("matmul {sq}^3"), (sq, sq, sq), Epilogue::None));
+    wanted.push((format!("matmul {sq}^3"), (sq, sq, sq), Epilogue::None));
+    let shapes = fitting.matmuls(gpu.caps(), dt, wanted);
+    let (s512, s8k) = if small { (4, 1) } else { (64, 4) };
+    let long = if small { 1024 } else { 8192 };
+    let heads = (12, super::tune::MODERNBERT_HEAD_DIM);
+    let wanted = [
+        ("attention global", (s512, 512), None),
+        ("attention global", (s8k, long), None),
+        ("attention window 64,", (s8k, long), Some(64)),
+    ];
+    let attentions = fitting.attentions(gpu.caps(), dt, heads, &wanted);
     for (name, shape, ep) in &shapes {
-        cases.push((name.clone(), matmul_case(gpu, dt, *shape, *ep, Pick::Auto)?));
+        let tf = matmul_case(gpu, dt, *shape, *ep, Pick::Auto);
+        fitting.record(&mut cases, name.clone(), tf)?;
     }
     if sweep {
         // Every candidate of the tiled kernel, and the tensor-core kernel where it runs.
@@ -136,31 +252,14 @@ pub fn run(gpu: &Arc<Gpu>, dtype: Option<DType>, json_out: bool, sweep: bool) ->
         }
         for (name, shape, ep) in &shapes {
             for (pick_name, pick) in &picks {
-                let tf = matmul_case(gpu, dt, *shape, *ep, *pick)?;
-                cases.push((format!("{name} [{pick_name}]"), tf));
+                let tf = matmul_case(gpu, dt, *shape, *ep, *pick);
+                fitting.record(&mut cases, format!("{name} [{pick_name}]"), tf)?;
             }
         }
     }
-    let (s512, s8k) = if small { (4, 1) } else { (64, 4) };
-    let long = if small { 1024 } else { 8192 };
-    let attentions = [
-        (format!("attention global 512 x {s512}"), (s512, 512), None),
-        (
-            format!("attention global {long} x {s8k}"),
-            (s8k, long),
-            None,
-        ),
-        (
-            format!("attention window 64, {long} x {s8k}"),
-            (s8k, long),
-            Some(64),
-        ),
-    ];
     for (name, shape, window) in &attentions {
-        cases.push((
-            name.clone(),
-            attention_case(gpu, dt, *shape, *window, None)?,
-        ));
+        let tf = attention_case(gpu, dt, *shape, *window, None);
+        fitting.record(&mut cases, name.clone(), tf)?;
     }
     if sweep {
         // Every candidate tile of the portable kernel at ModernBERT's head size, and of the
@@ -187,8 +286,8 @@ pub fn run(gpu: &Arc<Gpu>, dtype: Option<DType>, json_out: bool, sweep: bool) ->
         }
         for (build, kernel) in &builds {
             for (name, shape, window) in &attentions {
-                let tf = attention_case(gpu, dt, *shape, *window, Some(kernel.clone()))?;
-                cases.push((format!("{name} [{build}]"), tf));
+                let tf = attention_case(gpu, dt, *shape, *window, Some(kernel.clone()));
+                fitting.record(&mut cases, format!("{name} [{build}]"), tf)?;
             }
         }
     }
@@ -197,7 +296,8 @@ pub fn run(gpu: &Arc<Gpu>, dtype: Option<DType>, json_out: bool, sweep: bool) ->
             cases.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
         println!(
             "{}",
-            json!({ "adapter": gpu.info().name, "dtype": format!("{dt:?}"), "tflops": m })
+            json!({ "adapter": gpu.info().name, "dtype": format!("{dt:?}"), "tflops": m,
+                    "shrunk": fitting.shrunk, "skipped": fitting.skipped })
         );
     } else {
         println!(

@@ -1,10 +1,34 @@
 //! `wgbert info`: every adapter with its backend, driver, type, features and key limits, and
 //! the f16 kernels it would run (the tensor-core ones only after their self-check passed
-//! there, which `info` runs).
+//! there, which `info` runs). Given a model (`--model`), it loads it and reports the device
+//! memory it holds: at load (the weights), and with the plans of its largest batch built.
 
 use wgbert::ops::tune::{self, Cache, Choice, Mode};
 use wgbert::ops::{DType, F16Kernels, f16_kernels};
 use wgbert::runtime::{AdapterReport, Gpu, GpuOptions, list_adapters};
+
+use super::Global;
+
+/// Device bytes of a loaded model: at load, and with its full-capacity plans built.
+fn model_memory(g: &Global) -> anyhow::Result<serde_json::Value> {
+    let enc = g.load()?;
+    let at_load = enc.device_bytes()?;
+    let load_memory = enc.memory();
+    let cap = enc.reserve(enc.capacity())?;
+    let at_capacity = enc.device_bytes()?;
+    Ok(serde_json::json!({
+        "model": g.model,
+        "adapter": enc.gpu().info().name,
+        "dtype": format!("{:?}", enc.dtype()).to_lowercase(),
+        "capacity_tokens": cap,
+        "at_load": { "total": at_load.total(), "weights": at_load.weights,
+                     "peak_during_load": load_memory.peak },
+        "at_capacity": { "total": at_capacity.total(), "weights": at_capacity.weights,
+                         "activations": at_capacity.arena, "plans": at_capacity.plans,
+                         "bytes_per_token": (at_capacity.total() - at_capacity.weights)
+                             / cap.max(1) as u64 },
+    }))
+}
 
 /// The tile configuration per tuned op of one adapter, as the cache holds it (`info` never
 /// tunes: `wgbert tune` or a first model load does).
@@ -58,8 +82,12 @@ fn kernels(a: &AdapterReport) -> F16Kernels {
     })
 }
 
-pub fn run(backend: Option<&str>, json: bool) -> anyhow::Result<()> {
-    let adapters = list_adapters(backend);
+pub fn run(g: &Global, json: bool) -> anyhow::Result<()> {
+    let adapters = list_adapters(g.backend.as_deref());
+    let model = match g.model_given {
+        true => Some(model_memory(g)?),
+        false => None,
+    };
     if json {
         let mut out = Vec::new();
         for a in &adapters {
@@ -77,6 +105,14 @@ pub fn run(backend: Option<&str>, json: bool) -> anyhow::Result<()> {
             }
             out.push(v);
         }
+        // The model's memory goes with the adapter it was loaded on.
+        if let Some(m) = model {
+            let on = m["adapter"].clone();
+            match out.iter_mut().find(|a| a["name"] == on) {
+                Some(a) => a["model"] = m,
+                None => out.push(serde_json::json!({ "name": on, "model": m })),
+            }
+        }
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
@@ -88,6 +124,21 @@ pub fn run(backend: Option<&str>, json: bool) -> anyhow::Result<()> {
     }
     for (i, a) in adapters.iter().enumerate() {
         print_adapter(i, a);
+    }
+    if let Some(m) = model {
+        let mib = |v: &serde_json::Value| v.as_u64().unwrap_or(0) as f64 / (1u64 << 20) as f64;
+        println!(
+            "model {} ({}) on {}: {:.1} MiB at load (weights {:.1} MiB); {:.1} MiB with its \
+             {}-token plans ({} bytes per token besides the weights)",
+            m["model"].as_str().unwrap_or(""),
+            m["dtype"].as_str().unwrap_or(""),
+            m["adapter"].as_str().unwrap_or(""),
+            mib(&m["at_load"]["total"]),
+            mib(&m["at_load"]["weights"]),
+            mib(&m["at_capacity"]["total"]),
+            m["capacity_tokens"],
+            m["at_capacity"]["bytes_per_token"],
+        );
     }
     Ok(())
 }

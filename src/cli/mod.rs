@@ -14,7 +14,8 @@ mod tune;
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use wgbert::encoder::{Encoder, LoadOptions};
 use wgbert::hub::HubOptions;
 use wgbert::ops::DType;
@@ -68,6 +69,23 @@ pub struct Global {
     /// No progress output on stderr.
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// Whether `--model` (or `WGBERT_MODEL`) was given rather than defaulted.
+    #[arg(skip)]
+    pub model_given: bool,
+}
+
+impl Cli {
+    /// Parses the command line (exiting with clap's message on a bad one), noting whether
+    /// the model was named or is the default.
+    pub fn parse_args() -> Cli {
+        let matches = Cli::command().get_matches();
+        let given = matches
+            .value_source("model")
+            .is_some_and(|s| s != ValueSource::DefaultValue);
+        let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        cli.global.model_given = given;
+        cli
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -121,7 +139,8 @@ impl Global {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// List GPU adapters with their features and limits.
+    /// List GPU adapters with their features and limits; given a model (`--model`), also
+    /// the device memory it holds once loaded and at its full batch capacity.
     Info {
         /// Print JSON.
         #[arg(long)]
@@ -145,7 +164,7 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Info { json } => info::run(cli.global.backend.as_deref(), json),
+        Command::Info { json } => info::run(&cli.global, json),
         Command::FillMask(a) => tasks::fill_mask(&cli.global, &a),
         Command::Embed(a) => embed::run(&cli.global, &a),
         Command::Classify(a) => tasks::classify(&cli.global, &a),

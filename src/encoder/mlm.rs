@@ -1,7 +1,7 @@
 //! Fill-mask: the MLM head at selected rows and its GPU top-k.
 
 use super::{Encoder, poisoned};
-use crate::model::heads::{MLM_ROWS, MlmHead};
+use crate::model::heads::{MLM_ROWS, MLM_TOP_K, MlmHead};
 use crate::runtime::RunSizes;
 use crate::{Error, Result};
 
@@ -44,9 +44,9 @@ impl Encoder {
     /// The MLM head's top-k (token id, softmax probability) at chosen positions of each
     /// sequence; results follow the order of `positions`.
     pub fn mlm_topk(&self, seqs: &[Vec<u32>], positions: &[Vec<usize>], k: usize) -> Result<TopK> {
-        if k == 0 || k > 64 {
+        if k == 0 || k > MLM_TOP_K {
             return Err(Error::Option(format!(
-                "top-k must be between 1 and 64, got {k}"
+                "top-k must be between 1 and {MLM_TOP_K}, got {k}"
             )));
         }
         if positions.len() != seqs.len() {
@@ -70,11 +70,13 @@ impl Encoder {
         }
         let mut out = vec![Vec::new(); seqs.len()];
         self.for_each_batch(seqs, None, |batch, bucket, _| {
-            if !bucket.mlm.contains_key(&k) {
-                let head = MlmHead::build(&self.gpu, &self.config, &self.weights, &bucket.enc, k)?;
-                bucket.mlm.insert(k, head);
+            // One head per bucket for every k: it selects the top MLM_TOP_K, sorted, and the
+            // first k of them are read back.
+            if bucket.mlm.is_none() {
+                let head = MlmHead::build(&self.gpu, &self.config, &self.weights, &bucket.enc)?;
+                bucket.mlm = Some(head);
             }
-            let head = bucket.mlm.get_mut(&k).ok_or_else(poisoned)?;
+            let head = bucket.mlm.as_mut().ok_or_else(poisoned)?;
             // (sequence, position in sequence, packed row) of every selected token.
             let mut picks: Vec<(usize, usize, u32)> = Vec::new();
             for s in 0..batch.n_seqs() {
@@ -90,9 +92,12 @@ impl Encoder {
                     selected: rows.len() as u32,
                     ..Default::default()
                 })?;
-                let bytes = head.plan.read(head.out, 0, (rows.len() * k * 8) as u64)?;
-                let top = crate::ops::topk::decode(&bytes, rows.len(), k);
-                for (m, cands) in chunk.iter().zip(top) {
+                let bytes = head
+                    .plan
+                    .read(head.out, 0, (rows.len() * MLM_TOP_K * 8) as u64)?;
+                let top = crate::ops::topk::decode(&bytes, rows.len(), MLM_TOP_K);
+                for (m, mut cands) in chunk.iter().zip(top) {
+                    cands.truncate(k);
                     out[batch.indices[m.0]].push((m.1, cands));
                 }
             }

@@ -2,6 +2,11 @@
 //! classification). Texts are tokenized, packed into batches up to the device's token
 //! capacity, run through the recorded encoder plan of the smallest capacity bucket that holds
 //! the batch, and the heads' results are returned in input order.
+//!
+//! Device memory stays bounded whatever the traffic: the buckets are powers of two (at most
+//! seven), each with at most one head per task (one MLM head serves every top-k), and every
+//! plan's temporaries live in one activation arena shared by all buckets and heads, sized
+//! for the largest bucket used so far (`runtime::arena::SharedArena`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -16,7 +21,8 @@ use crate::model::weights::{Checkpoint, Heads};
 use crate::ops::DType;
 use crate::ops::pooling::PoolMode;
 use crate::progress::Observer;
-use crate::runtime::{Gpu, GpuOptions, RunSizes};
+use crate::runtime::arena::SharedArena;
+use crate::runtime::{Gpu, GpuOptions, MemoryStats, Plan, RunSizes};
 use crate::sentence::{ModelKind, SentenceConfig};
 use crate::text::pack::{PackedBatch, Packer};
 use crate::text::tokenizer::TextTokenizer;
@@ -70,9 +76,50 @@ impl std::fmt::Debug for LoadOptions {
 struct Bucket {
     enc: EncoderGraph,
     pools: HashMap<(PoolMode, bool), PoolHead>,
-    mlm: HashMap<usize, MlmHead>,
+    mlm: Option<MlmHead>,
     seq_cls: Option<ClassifierHead>,
     tok_cls: Option<ClassifierHead>,
+}
+
+impl Bucket {
+    fn plans_mut(&mut self) -> impl Iterator<Item = &mut Plan> {
+        std::iter::once(&mut self.enc.plan)
+            .chain(self.pools.values_mut().map(|h| &mut h.plan))
+            .chain(self.mlm.iter_mut().map(|h| &mut h.plan))
+            .chain(self.seq_cls.iter_mut().map(|h| &mut h.plan))
+            .chain(self.tok_cls.iter_mut().map(|h| &mut h.plan))
+    }
+
+    fn own_bytes(&self) -> u64 {
+        let heads = self
+            .pools
+            .values()
+            .map(|h| h.plan.own_bytes())
+            .chain(self.mlm.iter().map(|h| h.plan.own_bytes()))
+            .chain(self.seq_cls.iter().map(|h| h.plan.own_bytes()))
+            .chain(self.tok_cls.iter().map(|h| h.plan.own_bytes()));
+        self.enc.plan.own_bytes() + heads.sum::<u64>()
+    }
+}
+
+/// Device bytes one encoder holds (`Encoder::device_bytes`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DeviceBytes {
+    /// Weights.
+    pub weights: u64,
+    /// The shared activation arena (every bucket's and head's temporaries).
+    pub arena: u64,
+    /// Each built bucket's and head's own buffers: token ids, offsets, the final hidden
+    /// states, head inputs and outputs, parameters.
+    pub plans: u64,
+    /// Capacity buckets built so far.
+    pub buckets: usize,
+}
+
+impl DeviceBytes {
+    pub fn total(&self) -> u64 {
+        self.weights + self.arena + self.plans
+    }
 }
 
 /// A loaded model on a GPU. `Send + Sync`: calls from several threads are serialised on the
@@ -112,6 +159,7 @@ pub struct Encoder {
     sentence: SentenceConfig,
     capacity: usize,
     buckets: Mutex<BTreeMap<usize, Bucket>>,
+    arena: Arc<SharedArena>,
 }
 
 /// Smallest bucket: batches up to this many tokens use a plan of this size.
@@ -282,6 +330,7 @@ impl Encoder {
             None => DEFAULT_CAPACITY.min(limit),
         };
         Ok(Encoder {
+            arena: SharedArena::new(gpu.clone()),
             gpu,
             config,
             weights,
@@ -324,6 +373,33 @@ impl Encoder {
         self.weights.bytes
     }
 
+    /// Device bytes this encoder holds now: weights, the shared activation arena, and the
+    /// buckets' and heads' own buffers. `gpu().memory()` counts every buffer of the device
+    /// instead (several encoders, readback staging), with its peak.
+    pub fn device_bytes(&self) -> Result<DeviceBytes> {
+        let buckets = self.buckets.lock().map_err(|_| poisoned())?;
+        Ok(DeviceBytes {
+            weights: self.weights.bytes,
+            arena: self.arena.bytes(),
+            plans: buckets.values().map(Bucket::own_bytes).sum(),
+            buckets: buckets.len(),
+        })
+    }
+
+    /// Gives back every bucket, head and the shared arena; the next batches build what they
+    /// need again (measuring one workload's memory, or after a burst of long batches).
+    pub fn trim(&self) -> Result<()> {
+        let mut buckets = self.buckets.lock().map_err(|_| poisoned())?;
+        buckets.clear();
+        self.arena.clear()
+    }
+
+    /// The device's memory count (`Gpu::memory`): what every buffer of this device holds now
+    /// by kind, and the peak.
+    pub fn memory(&self) -> MemoryStats {
+        self.gpu.memory()
+    }
+
     /// Tokenizes texts (errors name the text's index).
     pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
         let tok = self.tokenizer()?;
@@ -351,11 +427,13 @@ impl Encoder {
         match buckets.entry(cap) {
             std::collections::btree_map::Entry::Occupied(e) => Ok(e.into_mut()),
             std::collections::btree_map::Entry::Vacant(v) => {
-                let enc = EncoderGraph::build(&self.gpu, &self.config, &self.weights, cap, cap)?;
+                let arena = Some(self.arena.clone());
+                let enc =
+                    EncoderGraph::build(&self.gpu, &self.config, &self.weights, (cap, cap), arena)?;
                 Ok(v.insert(Bucket {
                     enc,
                     pools: HashMap::new(),
-                    mlm: HashMap::new(),
+                    mlm: None,
                     seq_cls: None,
                     tok_cls: None,
                 }))
@@ -409,7 +487,36 @@ impl Encoder {
         enc.plan
             .write(enc.key_lens, bytemuck::cast_slice(&batch.key_lens))?;
         enc.plan.run(&sizes)?;
-        f(bucket, &sizes)
+        let out = f(bucket, &sizes);
+        // A plan built in this call may have grown the shared arena: every other plan binds
+        // the new slots now, so the old ones are given back at once.
+        for b in buckets.values_mut() {
+            for plan in b.plans_mut() {
+                plan.refresh()?;
+            }
+        }
+        out
+    }
+
+    /// Builds the bucket (and so grows the shared arena) that a batch of `tokens` tokens
+    /// would use, without running it: what a run of that size would allocate
+    /// (`wgbert bench --dry-run`).
+    pub fn reserve(&self, tokens: usize) -> Result<usize> {
+        if tokens > self.capacity {
+            return Err(Error::PlanInput(format!(
+                "batch of {tokens} tokens over the capacity {}",
+                self.capacity
+            )));
+        }
+        let cap = self.bucket_for(tokens.max(1));
+        let mut buckets = self.buckets.lock().map_err(|_| poisoned())?;
+        self.bucket_mut(&mut buckets, cap)?;
+        for b in buckets.values_mut() {
+            for plan in b.plans_mut() {
+                plan.refresh()?;
+            }
+        }
+        Ok(cap)
     }
 
     /// Final hidden states `[len, hidden]` (f32) of every token of each sequence.

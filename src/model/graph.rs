@@ -17,6 +17,7 @@ use crate::model::record::Recorder;
 use crate::model::upload::{LayerWeights, ModelWeights};
 use crate::ops::matmul::Epilogue;
 use crate::ops::{self, DType, Rows};
+use crate::runtime::arena::SharedArena;
 use crate::runtime::{Gpu, Plan, PlanBuilder, TensorId};
 use crate::{Error, Result};
 
@@ -34,6 +35,8 @@ pub struct EncoderGraph {
     pub hidden: TensorId,
     pub dtype: DType,
     pub hidden_size: usize,
+    /// The arena the activations live in when shared with other plans (heads use it too).
+    pub arena: Option<Arc<SharedArena>>,
 }
 
 /// Device bytes per token of the encoder's activations (the widest live set), used to size
@@ -59,13 +62,15 @@ struct Batch {
 }
 
 impl EncoderGraph {
-    /// Records the encoder for up to `capacity` tokens in up to `max_seqs` sequences.
+    /// Records the encoder for up to `capacity` tokens in up to `max_seqs` sequences, its
+    /// activations in `arena` when given (shared with plans that never run at the same
+    /// time), else in slots of its own.
     pub fn build(
         gpu: &Arc<Gpu>,
         cfg: &ModelConfig,
         w: &ModelWeights,
-        capacity: usize,
-        max_seqs: usize,
+        (capacity, max_seqs): (usize, usize),
+        arena: Option<Arc<SharedArena>>,
     ) -> Result<EncoderGraph> {
         if capacity == 0 || max_seqs == 0 {
             return Err(Error::Option(
@@ -75,6 +80,9 @@ impl EncoderGraph {
         let h = cfg.hidden_size as u32;
         let cap = capacity as u64;
         let mut b = PlanBuilder::new(gpu.clone());
+        if let Some(a) = &arena {
+            b = b.shared_arena(a.clone());
+        }
         let ids = b.input("ids", cap * 4);
         let positions = b.input("positions", cap * 4);
         let cu_seqlens = b.input("cu_seqlens", (max_seqs as u64 + 1) * 4);
@@ -109,6 +117,7 @@ impl EncoderGraph {
             hidden,
             dtype: w.dtype,
             hidden_size: cfg.hidden_size,
+            arena,
         })
     }
 }

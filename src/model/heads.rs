@@ -1,6 +1,8 @@
 //! Head plans that read the encoder's output in place: pooling for embeddings, the MLM head
 //! at selected rows followed by a GPU top-k, and the classification heads. Each is a small
-//! recorded plan bound to one encoder plan's output buffers.
+//! recorded plan bound to one encoder plan's output buffers; its temporaries go into the
+//! encoder's shared activation arena when it has one, and its own buffers count as
+//! `MemoryKind::Heads`.
 
 use std::sync::Arc;
 
@@ -11,7 +13,7 @@ use crate::model::upload::{HeadWeights, Linear, ModelWeights};
 use crate::ops::matmul::Epilogue;
 use crate::ops::pooling::{PoolArgs, PoolMode};
 use crate::ops::{self, DType, Rows};
-use crate::runtime::{Gpu, Plan, PlanBuilder, TensorId};
+use crate::runtime::{Gpu, MemoryKind, Plan, PlanBuilder, TensorId};
 use crate::{Error, Result};
 
 /// Rows the MLM head handles per run; more `[MASK]`s in a batch take several runs.
@@ -23,12 +25,27 @@ pub struct PoolHead {
     pub out: TensorId,
 }
 
-/// Top-k (id, probability) at selected rows.
+/// Top-k (id, probability) at selected rows, for k = `MLM_TOP_K`: one head serves every
+/// k up to it (the first k of the sorted 64 are the top k), so asking for another k never
+/// builds another head.
 pub struct MlmHead {
     pub plan: Plan,
     pub rows: TensorId,
+    /// `[MLM_ROWS, MLM_TOP_K]` (id, probability) pairs, `ops::topk`'s layout.
     pub out: TensorId,
-    pub k: usize,
+}
+
+/// The k an MLM head selects: the most `fill_mask` accepts.
+pub const MLM_TOP_K: usize = ops::topk::MAX_K as usize;
+
+/// A builder for a head plan reading `enc`: its buffers count as heads, its temporaries go
+/// into the encoder's shared arena (if any).
+fn head_builder(gpu: &Arc<Gpu>, enc: &EncoderGraph) -> PlanBuilder {
+    let b = PlanBuilder::new(gpu.clone()).memory_kind(MemoryKind::Heads);
+    match &enc.arena {
+        Some(arena) => b.shared_arena(arena.clone()),
+        None => b,
+    }
 }
 
 /// Classification logits in f32: per sequence `[max_seqs, labels]` or per token.
@@ -53,17 +70,16 @@ fn dense_act_norm(
     r.norm("head.norm", &head.norm, d, h)
 }
 
-/// A linear layer whose f32 output `out_name` the host reads: converts when the model stores
-/// f16.
+/// A linear layer into the f32 tensor `out` (`[cap_rows, n]`): converts when the model
+/// stores f16.
 fn linear_f32_out(
     r: &mut Recorder,
     name: &str,
     lin: &Linear,
     x: TensorId,
     (k, n): (u32, u32),
-    out_name: &str,
+    out: TensorId,
 ) -> Result<TensorId> {
-    let out = r.b.output(out_name, r.cap_rows * n as u64 * 4);
     if r.dtype == DType::F32 {
         r.linear_into(name, lin, x, out, (k, n), Epilogue::None, None)?;
     } else {
@@ -81,7 +97,7 @@ impl PoolHead {
         mode: PoolMode,
         normalize: bool,
     ) -> Result<Self> {
-        let mut b = PlanBuilder::new(gpu.clone());
+        let mut b = head_builder(gpu, enc);
         let hidden = b.external("last_hidden_state", enc.plan.buffer(enc.hidden)?);
         let cu = b.external("cu_seqlens", enc.plan.buffer(enc.cu_seqlens)?);
         let h = enc.hidden_size as u32;
@@ -112,7 +128,6 @@ impl MlmHead {
         cfg: &ModelConfig,
         w: &ModelWeights,
         enc: &EncoderGraph,
-        k: usize,
     ) -> Result<Self> {
         let (Some(head), Some(decoder)) = (&w.head, &w.decoder) else {
             return Err(Error::MissingHead {
@@ -124,7 +139,8 @@ impl MlmHead {
         let h = cfg.hidden_size as u32;
         let v = cfg.vocab_size as u32;
         let r = MLM_ROWS as u64;
-        let mut b = PlanBuilder::new(gpu.clone());
+        let k = MLM_TOP_K as u32;
+        let mut b = head_builder(gpu, enc);
         let hidden = b.external("last_hidden_state", enc.plan.buffer(enc.hidden)?);
         let rows = b.input("mask rows", r * 4);
         let sel = b.activation("mask states", r * h as u64 * dt.size());
@@ -146,14 +162,15 @@ impl MlmHead {
             eps: cfg.norm_eps,
         };
         let normed = dense_act_norm(&mut rec, cfg, head, sel)?;
-        let logits = linear_f32_out(&mut rec, "decoder", decoder, normed, (h, v), "logits")?;
-        let out = b.output("top-k", r * k as u64 * 8);
-        ops::topk::record(&mut b, "top-k", logits, out, Rows::Selected, v, k as u32)?;
+        // The logits never leave the GPU: a temporary, not an output.
+        let logits = rec.b.activation("logits", r * v as u64 * 4);
+        linear_f32_out(&mut rec, "decoder", decoder, normed, (h, v), logits)?;
+        let out = b.output("top-k", ops::topk::out_bytes(r as u32, k));
+        ops::topk::record(&mut b, "top-k", logits, out, Rows::Selected, v, k)?;
         Ok(MlmHead {
             plan: b.build()?,
             rows,
             out,
-            k,
         })
     }
 }
@@ -169,7 +186,7 @@ impl ClassifierHead {
         let dt = enc.dtype;
         let h = cfg.hidden_size as u32;
         let s = enc.max_seqs as u64;
-        let mut b = PlanBuilder::new(gpu.clone());
+        let mut b = head_builder(gpu, enc);
         let hidden = b.external("last_hidden_state", enc.plan.buffer(enc.hidden)?);
         let pooled = b.activation("pooled", s * h as u64 * dt.size());
         let rows = match cfg.classifier_pooling {
@@ -213,7 +230,7 @@ impl ClassifierHead {
         w: &ModelWeights,
         enc: &EncoderGraph,
     ) -> Result<Self> {
-        let mut b = PlanBuilder::new(gpu.clone());
+        let mut b = head_builder(gpu, enc);
         let hidden = b.external("last_hidden_state", enc.plan.buffer(enc.hidden)?);
         let cap = enc.capacity as u64;
         Self::finish(b, cfg, w, enc.dtype, hidden, Rows::Tokens, cap, None)
@@ -242,7 +259,8 @@ impl ClassifierHead {
         };
         let normed = dense_act_norm(&mut r, cfg, head, x)?;
         let n = labels as u32;
-        let out = linear_f32_out(&mut r, "classifier", classifier, normed, (h, n), "logits")?;
+        let out = r.b.output("logits", cap_rows * n as u64 * 4);
+        linear_f32_out(&mut r, "classifier", classifier, normed, (h, n), out)?;
         Ok(ClassifierHead {
             plan: b.build()?,
             rows: row_index,

@@ -6,7 +6,7 @@ use crate::Result;
 use crate::model::upload::{Linear, Norm};
 use crate::ops::matmul::{Epilogue, MatmulArgs};
 use crate::ops::{self, DType, Rows};
-use crate::runtime::{PlanBuilder, TensorId};
+use crate::runtime::{DeviceBuffer, PlanBuilder, TensorId};
 
 /// Records steps over `rows` (at most `cap_rows`) of activations in one storage precision.
 pub struct Recorder<'a> {
@@ -28,8 +28,8 @@ impl Recorder<'_> {
     pub fn bind(
         &mut self,
         name: &str,
-        weight: &wgpu::Buffer,
-        bias: &Option<wgpu::Buffer>,
+        weight: &DeviceBuffer,
+        bias: &Option<DeviceBuffer>,
     ) -> (TensorId, Option<TensorId>) {
         let w = self.b.external(name, weight);
         let b = bias

@@ -8,18 +8,18 @@ use crate::Result;
 use crate::model::config::ModelConfig;
 use crate::model::weights::{Checkpoint, Heads, Storage};
 use crate::ops::DType;
-use crate::runtime::Gpu;
+use crate::runtime::{DeviceBuffer, Gpu, MemoryKind};
 
 /// A linear layer: `weight` `[out, in]` as stored, and its bias when the config has one.
 pub struct Linear {
-    pub weight: wgpu::Buffer,
-    pub bias: Option<wgpu::Buffer>,
+    pub weight: DeviceBuffer,
+    pub bias: Option<DeviceBuffer>,
 }
 
 /// A LayerNorm's scale, and its shift when the config has `norm_bias`.
 pub struct Norm {
-    pub weight: wgpu::Buffer,
-    pub bias: Option<wgpu::Buffer>,
+    pub weight: DeviceBuffer,
+    pub bias: Option<DeviceBuffer>,
 }
 
 /// One encoder layer, named as in the checkpoint. `attn_norm` is absent on layer 0
@@ -42,7 +42,7 @@ pub struct HeadWeights {
 /// All weights of a model on one device, in one storage precision.
 pub struct ModelWeights {
     pub dtype: DType,
-    pub tok_embeddings: wgpu::Buffer,
+    pub tok_embeddings: DeviceBuffer,
     pub emb_norm: Norm,
     pub layers: Vec<LayerWeights>,
     pub final_norm: Norm,
@@ -73,7 +73,7 @@ struct Loader<'a> {
 }
 
 impl Loader<'_> {
-    fn load(&mut self, name: &str) -> Result<wgpu::Buffer> {
+    fn load(&mut self, name: &str) -> Result<DeviceBuffer> {
         (self.on_tensor)(name);
         match &self.source {
             Source::Checkpoint(ck) => {
@@ -86,10 +86,10 @@ impl Loader<'_> {
             }
         }
         self.bytes += self.scratch.len() as u64;
-        self.gpu.upload(name, &self.scratch)
+        self.gpu.upload_as(MemoryKind::Weights, name, &self.scratch)
     }
 
-    fn maybe(&mut self, present: bool, name: &str) -> Result<Option<wgpu::Buffer>> {
+    fn maybe(&mut self, present: bool, name: &str) -> Result<Option<DeviceBuffer>> {
         if present {
             self.load(name).map(Some)
         } else {

@@ -1,7 +1,18 @@
 //! Placement of a plan's activations by lifetime. Each activation lives from the first step
 //! that touches it to the last; activations whose lifetimes do not overlap share a buffer
 //! ("slot"). Greedy in order of first use, best fit, growing a free slot when none is big
-//! enough, so the plan's peak is the sum of its slot sizes.
+//! enough, so the plan's peak is the sum of its slot sizes. Slots are numbered largest first.
+//!
+//! The slots are the plan's own, or those of a [`SharedArena`]: plans that never run at the
+//! same time (an encoder's capacity buckets and heads, serialised by its lock) place their
+//! activations into one set of slots, slot i as large as the largest slot i of any of them,
+//! so together they hold about the largest plan's activations rather than the sum.
+
+use std::sync::{Arc, Mutex};
+
+use crate::runtime::gpu::Gpu;
+use crate::runtime::memory::{DeviceBuffer, MemoryKind};
+use crate::{Error, Result};
 
 /// One activation's need: bytes and the inclusive step range it is live in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,9 +64,100 @@ pub fn place(lifetimes: &[Lifetime]) -> Placement {
         busy_until[slot] = need.last;
         slot_of[i] = slot;
     }
+    // Largest first, so that the big slots of plans sharing an arena line up.
+    let mut by_size: Vec<usize> = (0..slot_bytes.len()).collect();
+    by_size.sort_by_key(|&s| (std::cmp::Reverse(slot_bytes[s]), s));
+    let mut renumber = vec![0usize; slot_bytes.len()];
+    for (new, &old) in by_size.iter().enumerate() {
+        renumber[old] = new;
+    }
     Placement {
-        slot_of,
-        slot_bytes,
+        slot_of: slot_of.into_iter().map(|s| renumber[s]).collect(),
+        slot_bytes: by_size.iter().map(|&s| slot_bytes[s]).collect(),
+    }
+}
+
+/// Activation slots shared by plans that never run at the same time (see the module docs).
+/// A plan that needs a slot larger than the arena holds reallocates it; the arena's
+/// generation then changes, and every plan placed in it binds the new buffers before its
+/// next run (`Plan::refresh`), which gives the old ones back. The arena only grows.
+pub struct SharedArena {
+    gpu: Arc<Gpu>,
+    state: Mutex<ArenaState>,
+}
+
+#[derive(Default)]
+struct ArenaState {
+    slots: Vec<DeviceBuffer>,
+    generation: u64,
+}
+
+impl std::fmt::Debug for SharedArena {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedArena")
+            .field("bytes", &self.bytes())
+            .finish()
+    }
+}
+
+impl SharedArena {
+    /// An empty arena on `gpu`; its slots are counted as `MemoryKind::Activations`.
+    pub fn new(gpu: Arc<Gpu>) -> Arc<SharedArena> {
+        Arc::new(SharedArena {
+            gpu,
+            state: Mutex::new(ArenaState::default()),
+        })
+    }
+
+    fn state(&self) -> Result<std::sync::MutexGuard<'_, ArenaState>> {
+        self.state.lock().map_err(|_| Error::Gpu {
+            context: "shared activation arena".into(),
+            message: "lock poisoned by an earlier panic".into(),
+        })
+    }
+
+    /// Grows the slots so that slot i holds at least `sizes[i]` bytes; returns the slots and
+    /// the generation they belong to.
+    pub(crate) fn fit(&self, sizes: &[u64]) -> Result<(Vec<DeviceBuffer>, u64)> {
+        let mut st = self.state()?;
+        let mut grown = false;
+        for (i, &need) in sizes.iter().enumerate() {
+            let have = st.slots.get(i).map_or(0, |b| b.size());
+            if have >= need.max(4) {
+                continue;
+            }
+            let name = format!("shared arena slot {i}");
+            let buf = self.gpu.storage_as(MemoryKind::Activations, &name, need)?;
+            if i < st.slots.len() {
+                st.slots[i] = buf;
+            } else {
+                st.slots.push(buf);
+            }
+            grown = true;
+        }
+        if grown {
+            st.generation += 1;
+        }
+        Ok((st.slots.clone(), st.generation))
+    }
+
+    /// Gives every slot back (plans placed in it allocate anew when built or refreshed).
+    pub fn clear(&self) -> Result<()> {
+        let mut st = self.state()?;
+        st.slots.clear();
+        st.generation += 1;
+        Ok(())
+    }
+
+    /// Changes each time a slot is reallocated.
+    pub fn generation(&self) -> u64 {
+        self.state().map_or(0, |st| st.generation)
+    }
+
+    /// Bytes of all slots.
+    pub fn bytes(&self) -> u64 {
+        self.state()
+            .map_or(0, |st| st.slots.iter().map(|b| b.size()).sum())
     }
 }
 
@@ -77,6 +179,15 @@ mod tests {
         let p = place(&l);
         assert_eq!(p.slot_bytes.len(), 2, "{p:?}");
         assert_eq!(p.total_bytes(), 200);
+    }
+
+    #[test]
+    fn slots_are_numbered_largest_first() {
+        let l = [(10, 0, 0), (300, 1, 1), (20, 1, 1), (50, 2, 2)]
+            .map(|(bytes, first, last)| Lifetime { bytes, first, last });
+        let p = place(&l);
+        assert!(p.slot_bytes.windows(2).all(|w| w[0] >= w[1]), "{p:?}");
+        assert_eq!(p.slot_bytes[p.slot_of[1]], 300);
     }
 
     proptest! {

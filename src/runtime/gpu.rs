@@ -1,10 +1,12 @@
 //! The GPU: adapter choice, device creation with the adapter's own limits and the optional
 //! features the kernels use, the capabilities kernels choose variants from, buffer creation
-//! against the device limits, and the one place where results are read back.
+//! against the device limits (every buffer counted, `runtime::memory`), and the one place
+//! where results are read back.
 
 use std::sync::Arc;
 
 use crate::runtime::health::DeviceHealth;
+use crate::runtime::memory::{DeviceBuffer, MemoryCounter, MemoryKind, MemoryStats};
 use crate::runtime::pipeline::PipelineCache;
 use crate::runtime::share::{device_descriptor, shortfalls};
 use crate::{Error, Result};
@@ -77,6 +79,28 @@ impl Capabilities {
         }
     }
 
+    /// Checks that `bytes` fits one storage binding (and one buffer) on a device of these
+    /// limits: `Error::BufferTooLarge` names the buffer and the limit otherwise.
+    pub fn check_binding(&self, name: &str, bytes: u64) -> Result<()> {
+        if bytes > self.max_buffer_size {
+            return Err(Error::BufferTooLarge {
+                name: name.to_string(),
+                bytes,
+                limit: self.max_buffer_size,
+                what: "max_buffer_size",
+            });
+        }
+        if bytes > self.max_storage_binding {
+            return Err(Error::BufferTooLarge {
+                name: name.to_string(),
+                bytes,
+                limit: self.max_storage_binding,
+                what: "max_storage_buffer_binding_size",
+            });
+        }
+        Ok(())
+    }
+
     /// True when a 16x16x16 f16 cooperative matrix with an f32 accumulator is available.
     pub fn coop_16x16_f32(&self) -> bool {
         self.coop_matrix
@@ -96,6 +120,7 @@ pub struct Gpu {
     health: Arc<DeviceHealth>,
     /// What a borrowed device lacks against its adapter (see [`Gpu::shortfalls`]).
     shortfalls: Vec<String>,
+    memory: Arc<MemoryCounter>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -321,6 +346,7 @@ impl Gpu {
             info,
             caps,
             pipelines: PipelineCache::default(),
+            memory: Arc::default(),
             // Speed runs may drop wgpu's per-access clamping (WGBERT_SHADER_CHECKS=0); every
             // kernel guards its own indices, and the tests run with the checks on.
             bounds_checks: std::env::var("WGBERT_SHADER_CHECKS").map_or(true, |v| v != "0"),
@@ -351,44 +377,59 @@ impl Gpu {
 
     /// Checks that `bytes` fits one storage binding (and one buffer) on this device.
     pub fn check_binding(&self, name: &str, bytes: u64) -> Result<()> {
-        if bytes > self.caps.max_buffer_size {
-            return Err(Error::BufferTooLarge {
-                name: name.to_string(),
-                bytes,
-                limit: self.caps.max_buffer_size,
-                what: "max_buffer_size",
-            });
-        }
-        if bytes > self.caps.max_storage_binding {
-            return Err(Error::BufferTooLarge {
-                name: name.to_string(),
-                bytes,
-                limit: self.caps.max_storage_binding,
-                what: "max_storage_buffer_binding_size",
-            });
-        }
-        Ok(())
+        self.caps.check_binding(name, bytes)
     }
 
-    /// A zero-filled storage buffer that can be bound whole, written and read back.
-    pub fn storage(&self, name: &str, bytes: u64) -> Result<wgpu::Buffer> {
+    /// Device bytes held by the buffers this runtime created, now (in total and by kind)
+    /// and at most (see `runtime::memory`).
+    pub fn memory(&self) -> MemoryStats {
+        self.memory.stats()
+    }
+
+    /// Restarts the peak of `memory()` from what is held now (to measure one workload).
+    pub fn reset_peak(&self) {
+        self.memory.reset_peak();
+    }
+
+    /// Creates a buffer inside error scopes, counted under `kind` while it lives.
+    pub fn buffer(&self, kind: MemoryKind, desc: &wgpu::BufferDescriptor) -> Result<DeviceBuffer> {
+        let label = desc.label.unwrap_or("buffer");
+        let context = format!("allocating '{label}' ({} bytes)", desc.size);
+        let buffer = self.guarded(&context, || self.device.create_buffer(desc))?;
+        Ok(DeviceBuffer::counted(buffer, kind, &self.memory))
+    }
+
+    /// A zero-filled storage buffer that can be bound whole, written and read back, counted
+    /// as `MemoryKind::Other` (`storage_as` names the kind).
+    pub fn storage(&self, name: &str, bytes: u64) -> Result<DeviceBuffer> {
+        self.storage_as(MemoryKind::Other, name, bytes)
+    }
+
+    /// `storage`, counted under `kind`.
+    pub fn storage_as(&self, kind: MemoryKind, name: &str, bytes: u64) -> Result<DeviceBuffer> {
         let size = bytes.max(4).next_multiple_of(4);
         self.check_binding(name, size)?;
-        self.guarded(&format!("allocating '{name}' ({size} bytes)"), || {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
+        self.buffer(
+            kind,
+            &wgpu::BufferDescriptor {
                 label: Some(name),
                 size,
                 usage: wgpu::BufferUsages::STORAGE
                     | wgpu::BufferUsages::COPY_DST
                     | wgpu::BufferUsages::COPY_SRC,
                 mapped_at_creation: false,
-            })
-        })
+            },
+        )
     }
 
-    /// A storage buffer holding `data` (padded to 4 bytes).
-    pub fn upload(&self, name: &str, data: &[u8]) -> Result<wgpu::Buffer> {
-        let buf = self.storage(name, data.len() as u64)?;
+    /// A storage buffer holding `data` (padded to 4 bytes), counted as `MemoryKind::Other`.
+    pub fn upload(&self, name: &str, data: &[u8]) -> Result<DeviceBuffer> {
+        self.upload_as(MemoryKind::Other, name, data)
+    }
+
+    /// `upload`, counted under `kind`.
+    pub fn upload_as(&self, kind: MemoryKind, name: &str, data: &[u8]) -> Result<DeviceBuffer> {
+        let buf = self.storage_as(kind, name, data.len() as u64)?;
         self.write(&buf, 0, data);
         Ok(buf)
     }
@@ -477,14 +518,15 @@ impl Gpu {
                 ),
             });
         }
-        let staging = self.guarded("allocating a readback buffer", || {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
+        let staging = self.buffer(
+            MemoryKind::Other,
+            &wgpu::BufferDescriptor {
                 label: Some("readback"),
                 size: padded,
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
-            })
-        })?;
+            },
+        )?;
         let mut enc = self.device.create_command_encoder(&Default::default());
         enc.copy_buffer_to_buffer(buf, offset, &staging, 0, padded);
         self.queue.submit([enc.finish()]);

@@ -1,9 +1,11 @@
 //! The model-agnostic runtime: the GPU and its capabilities, shader preprocessing and the
-//! pipeline cache, activation placement, recorded plans, readback and GPU timing.
+//! pipeline cache, device-memory accounting, activation placement (a plan's own or an arena
+//! shared by several plans), recorded plans, readback and GPU timing.
 
 pub mod arena;
 pub mod gpu;
 pub mod health;
+pub mod memory;
 pub mod params;
 pub mod pipeline;
 pub mod plan;
@@ -13,6 +15,7 @@ pub mod share;
 
 pub use gpu::{AdapterReport, Capabilities, CoopShape, Gpu, GpuOptions, list_adapters};
 pub use health::DeviceHealth;
+pub use memory::{DeviceBuffer, MemoryKind, MemoryStats};
 pub use params::{GpuParams, SmokeParams};
 pub use pipeline::{Access, Kernel};
 pub use plan::{Launch, Plan, PlanBuilder, RunSizes, TensorId};

@@ -1,14 +1,17 @@
 //! Recorded plans. A `PlanBuilder` collects tensors and steps once; `build` places the
-//! activations (see `arena`), creates buffers, pipelines and bind groups. A `Plan` then runs
-//! many times: the host writes its inputs, `run` evaluates each step's launch function for
-//! the batch's sizes, writes all parameters into the one uniform buffer and encodes every
-//! step into one command buffer. Nothing is allocated per run.
+//! activations (see `arena`: into the plan's own slots or a `SharedArena`), creates buffers,
+//! pipelines and bind groups. A `Plan` then runs many times: the host writes its inputs,
+//! `run` evaluates each step's launch function for the batch's sizes, writes all parameters
+//! into the one uniform buffer and encodes every step into one command buffer. Nothing is
+//! allocated per run; a plan in a shared arena that another plan grew binds the new slots
+//! first (`Plan::refresh`).
 
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
-use crate::runtime::arena::{self, Lifetime};
+use crate::runtime::arena::{self, Lifetime, SharedArena};
 use crate::runtime::gpu::Gpu;
+use crate::runtime::memory::{DeviceBuffer, MemoryKind};
 use crate::runtime::pipeline::{self, Access, CachedPipeline, Kernel, PARAMS_SLOT};
 use crate::runtime::profile::{self, Profile};
 use crate::{Error, Result};
@@ -80,7 +83,7 @@ struct TensorDecl {
     name: String,
     bytes: u64,
     kind: Kind,
-    external: Option<wgpu::Buffer>,
+    external: Option<DeviceBuffer>,
 }
 
 struct StepDecl {
@@ -95,15 +98,33 @@ pub struct PlanBuilder {
     gpu: Arc<Gpu>,
     tensors: Vec<TensorDecl>,
     steps: Vec<StepDecl>,
+    memory: MemoryKind,
+    arena: Option<Arc<SharedArena>>,
 }
 
 impl PlanBuilder {
+    /// A plan whose buffers count as `MemoryKind::Activations`, in slots of its own.
     pub fn new(gpu: Arc<Gpu>) -> Self {
         PlanBuilder {
             gpu,
             tensors: Vec::new(),
             steps: Vec::new(),
+            memory: MemoryKind::Activations,
+            arena: None,
         }
+    }
+
+    /// Counts the plan's own buffers (inputs, outputs, parameters, own slots) under `kind`.
+    pub fn memory_kind(mut self, kind: MemoryKind) -> Self {
+        self.memory = kind;
+        self
+    }
+
+    /// Places the activations into `arena`, shared with other plans that never run at the
+    /// same time as this one.
+    pub fn shared_arena(mut self, arena: Arc<SharedArena>) -> Self {
+        self.arena = Some(arena);
+        self
     }
 
     pub fn gpu(&self) -> &Arc<Gpu> {
@@ -115,7 +136,7 @@ impl PlanBuilder {
         name: &str,
         bytes: u64,
         kind: Kind,
-        external: Option<wgpu::Buffer>,
+        external: Option<DeviceBuffer>,
     ) -> TensorId {
         self.tensors.push(TensorDecl {
             name: name.to_string(),
@@ -137,7 +158,7 @@ impl PlanBuilder {
     }
 
     /// A buffer created outside the plan (weights), bound whole.
-    pub fn external(&mut self, name: &str, buffer: &wgpu::Buffer) -> TensorId {
+    pub fn external(&mut self, name: &str, buffer: &DeviceBuffer) -> TensorId {
         self.add(name, buffer.size(), Kind::External, Some(buffer.clone()))
     }
 
@@ -219,70 +240,60 @@ impl PlanBuilder {
             gpu.check_binding(&t.name, t.bytes)?;
         }
         let placement = arena::place(&lifetimes);
-        let mut slots = Vec::with_capacity(placement.slot_bytes.len());
-        for (s, &bytes) in placement.slot_bytes.iter().enumerate() {
-            slots.push(gpu.storage(&format!("arena slot {s}"), bytes)?);
+        let (slots, generation) = match &self.arena {
+            Some(shared) => shared.fit(&placement.slot_bytes)?,
+            None => {
+                let mut own = Vec::with_capacity(placement.slot_bytes.len());
+                for (s, &bytes) in placement.slot_bytes.iter().enumerate() {
+                    own.push(gpu.storage_as(self.memory, &format!("arena slot {s}"), bytes)?);
+                }
+                (own, 0)
+            }
+        };
+        let mut slot_of: Vec<Option<usize>> = vec![None; self.tensors.len()];
+        for (k, &i) in acts.iter().enumerate() {
+            slot_of[i] = Some(placement.slot_of[k]);
         }
-        let mut buffers: Vec<Option<wgpu::Buffer>> = vec![None; self.tensors.len()];
+        let mut buffers: Vec<Option<DeviceBuffer>> = vec![None; self.tensors.len()];
         let mut persistent_bytes = 0u64;
         for (i, t) in self.tensors.iter().enumerate() {
-            buffers[i] = match t.kind {
-                Kind::External => t.external.clone(),
-                Kind::Input | Kind::Output => {
+            buffers[i] = match (t.kind, slot_of[i]) {
+                (Kind::External, _) => t.external.clone(),
+                (Kind::Input | Kind::Output, _) => {
                     persistent_bytes += t.bytes;
-                    Some(gpu.storage(&t.name, t.bytes)?)
+                    Some(gpu.storage_as(self.memory, &t.name, t.bytes)?)
                 }
-                Kind::Activation => None,
+                (Kind::Activation, Some(slot)) => slots.get(slot).cloned(),
+                (Kind::Activation, None) => None,
             };
         }
-        for (k, &i) in acts.iter().enumerate() {
-            buffers[i] = Some(slots[placement.slot_of[k]].clone());
-        }
         let slot = PARAMS_SLOT.max(gpu.caps().min_uniform_offset_alignment as u64);
-        let uniform = gpu.guarded("allocating the parameter buffer", || {
-            gpu.device().create_buffer(&wgpu::BufferDescriptor {
+        let uniform = gpu.buffer(
+            self.memory,
+            &wgpu::BufferDescriptor {
                 label: Some("plan parameters"),
                 size: slot * self.steps.len().max(1) as u64,
                 usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
+            },
+        )?;
+        let tensors: Vec<PlacedTensor> = self
+            .tensors
+            .into_iter()
+            .zip(buffers)
+            .zip(slot_of)
+            .map(|((d, buffer), slot)| PlacedTensor {
+                name: d.name,
+                bytes: d.bytes,
+                kind: d.kind,
+                buffer,
+                slot,
             })
-        })?;
+            .collect();
         let mut steps = Vec::with_capacity(self.steps.len());
         for (s, decl) in self.steps.into_iter().enumerate() {
             let pipe = pipeline::pipeline(&gpu, &decl.kernel)?;
-            let mut entries = vec![wgpu::BindGroupEntry {
-                binding: 0,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: &uniform,
-                    offset: 0,
-                    size: NonZeroU64::new(PARAMS_SLOT),
-                }),
-            }];
-            for (j, t) in decl.bindings.iter().enumerate() {
-                let buffer = buffers[t.0].as_ref().ok_or_else(|| {
-                    Error::PlanInput(format!("tensor '{}' has no buffer", self.tensors[t.0].name))
-                })?;
-                let size = self.tensors[t.0]
-                    .bytes
-                    .max(4)
-                    .next_multiple_of(4)
-                    .min(buffer.size());
-                entries.push(wgpu::BindGroupEntry {
-                    binding: j as u32 + 1,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer,
-                        offset: 0,
-                        size: NonZeroU64::new(size),
-                    }),
-                });
-            }
-            let bind_group = gpu.guarded(&format!("binding step '{}'", decl.label), || {
-                gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(&decl.label),
-                    layout: &pipe.layout,
-                    entries: &entries,
-                })
-            })?;
+            let bind_group = bind(&gpu, &uniform, &pipe, &decl.label, &decl.bindings, &tensors)?;
             steps.push(Step {
                 label: decl.label,
                 family: decl.kernel.shader,
@@ -290,21 +301,11 @@ impl PlanBuilder {
                 params: decl.kernel.params,
                 pipeline: pipe,
                 bind_group,
+                bindings: decl.bindings,
                 uniform_offset: (s as u64 * slot) as u32,
                 launch: decl.launch,
             });
         }
-        let tensors = self
-            .tensors
-            .into_iter()
-            .zip(buffers)
-            .map(|(d, b)| PlacedTensor {
-                name: d.name,
-                bytes: d.bytes,
-                kind: d.kind,
-                buffer: b,
-            })
-            .collect();
         Ok(Plan {
             gpu,
             steps,
@@ -313,10 +314,55 @@ impl PlanBuilder {
             slot,
             arena_bytes: placement.total_bytes(),
             persistent_bytes,
+            shared: self.arena,
+            generation,
+            slot_bytes: placement.slot_bytes,
             params: Vec::new(),
             last_sizes: None,
         })
     }
+}
+
+/// The bind group of one step: its parameter slot, then its tensors' buffers.
+fn bind(
+    gpu: &Gpu,
+    uniform: &wgpu::Buffer,
+    pipe: &CachedPipeline,
+    label: &str,
+    bindings: &[TensorId],
+    tensors: &[PlacedTensor],
+) -> Result<wgpu::BindGroup> {
+    let mut entries = vec![wgpu::BindGroupEntry {
+        binding: 0,
+        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: uniform,
+            offset: 0,
+            size: NonZeroU64::new(PARAMS_SLOT),
+        }),
+    }];
+    for (j, t) in bindings.iter().enumerate() {
+        let tensor = &tensors[t.0];
+        let buffer = tensor
+            .buffer
+            .as_ref()
+            .ok_or_else(|| Error::PlanInput(format!("tensor '{}' has no buffer", tensor.name)))?;
+        let size = tensor.bytes.max(4).next_multiple_of(4).min(buffer.size());
+        entries.push(wgpu::BindGroupEntry {
+            binding: j as u32 + 1,
+            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                buffer,
+                offset: 0,
+                size: NonZeroU64::new(size),
+            }),
+        });
+    }
+    gpu.guarded(&format!("binding step '{label}'"), || {
+        gpu.device().create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some(label),
+            layout: &pipe.layout,
+            entries: &entries,
+        })
+    })
 }
 
 /// Refuses parameter bytes of another size than the kernel declares, or over a slot.
@@ -342,6 +388,7 @@ pub(crate) struct Step {
     params: Option<u64>,
     pipeline: Arc<CachedPipeline>,
     bind_group: wgpu::BindGroup,
+    bindings: Vec<TensorId>,
     uniform_offset: u32,
     launch: LaunchFn,
 }
@@ -350,7 +397,9 @@ struct PlacedTensor {
     name: String,
     bytes: u64,
     kind: Kind,
-    buffer: Option<wgpu::Buffer>,
+    buffer: Option<DeviceBuffer>,
+    /// The arena slot of an activation.
+    slot: Option<usize>,
 }
 
 /// A built plan: run it many times with new inputs.
@@ -358,10 +407,16 @@ pub struct Plan {
     gpu: Arc<Gpu>,
     steps: Vec<Step>,
     tensors: Vec<PlacedTensor>,
-    uniform: wgpu::Buffer,
+    uniform: DeviceBuffer,
     slot: u64,
     arena_bytes: u64,
     persistent_bytes: u64,
+    /// The arena the activations live in, when shared, and the generation of its slots
+    /// that the bind groups hold.
+    shared: Option<Arc<SharedArena>>,
+    generation: u64,
+    /// The size of each slot the activations need.
+    slot_bytes: Vec<u64>,
     params: Vec<u8>,
     last_sizes: Option<RunSizes>,
 }
@@ -371,15 +426,58 @@ impl Plan {
         &self.gpu
     }
 
-    /// Bytes of the shared activation slots.
+    /// Bytes of the activation slots this plan needs (in a shared arena, the arena may hold
+    /// more for other plans).
     pub fn arena_bytes(&self) -> u64 {
         self.arena_bytes
     }
 
-    /// Peak bytes the plan holds on the device beyond external buffers (weights):
+    /// Peak bytes the plan needs on the device beyond external buffers (weights):
     /// activation slots + inputs + outputs + parameters.
     pub fn peak_bytes(&self) -> u64 {
         self.arena_bytes + self.persistent_bytes + self.uniform.size()
+    }
+
+    /// Bytes the plan holds of its own: inputs, outputs, parameters, and its activation
+    /// slots unless they are in a shared arena.
+    pub fn own_bytes(&self) -> u64 {
+        let slots = if self.shared.is_some() {
+            0
+        } else {
+            self.arena_bytes
+        };
+        slots + self.persistent_bytes + self.uniform.size()
+    }
+
+    /// Binds the current slots of its shared arena when another plan has grown them since
+    /// (`run` does this first); a no-op otherwise. Gives the plan's hold on the old slots
+    /// back.
+    pub fn refresh(&mut self) -> Result<()> {
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        if shared.generation() == self.generation {
+            return Ok(());
+        }
+        // Fitting (not just reading) the slots: the arena may have been cleared since.
+        let (slots, generation) = shared.fit(&self.slot_bytes)?;
+        for t in &mut self.tensors {
+            if let Some(s) = t.slot {
+                t.buffer = slots.get(s).cloned();
+            }
+        }
+        for step in &mut self.steps {
+            step.bind_group = bind(
+                &self.gpu,
+                &self.uniform,
+                &step.pipeline,
+                &step.label,
+                &step.bindings,
+                &self.tensors,
+            )?;
+        }
+        self.generation = generation;
+        Ok(())
     }
 
     pub fn n_steps(&self) -> usize {
@@ -394,7 +492,7 @@ impl Plan {
 
     /// The buffer behind an input or output tensor, for binding into another plan (a head
     /// reading the encoder's output).
-    pub fn buffer(&self, t: TensorId) -> Result<&wgpu::Buffer> {
+    pub fn buffer(&self, t: TensorId) -> Result<&DeviceBuffer> {
         let tensor = self.tensor(t)?;
         match (tensor.kind, &tensor.buffer) {
             (Kind::Input | Kind::Output, Some(b)) => Ok(b),
@@ -484,6 +582,7 @@ impl Plan {
 
     /// Runs every step for a batch of `sizes` in one command buffer.
     pub fn run(&mut self, sizes: &RunSizes) -> Result<()> {
+        self.refresh()?;
         let counts = self.prepare(sizes)?;
         let gpu = self.gpu.clone();
         gpu.guarded("running a plan", || {
@@ -513,6 +612,7 @@ impl Plan {
                 "GPU timestamps (TIMESTAMP_QUERY) are not available: no per-kernel times".into(),
             ));
         }
+        self.refresh()?;
         let counts = self.prepare(sizes)?;
         profile::run_timed(&self.gpu, &self.steps, &counts, |pass, step| {
             pass.set_pipeline(&step.pipeline.pipeline);
@@ -539,6 +639,13 @@ impl Plan {
             self.persistent_bytes,
             self.peak_bytes()
         );
+        if let Some(shared) = &self.shared {
+            let _ = writeln!(
+                s,
+                "activations in a shared arena of {} bytes",
+                shared.bytes()
+            );
+        }
         s
     }
 }

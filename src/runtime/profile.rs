@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::runtime::gpu::Gpu;
+use crate::runtime::memory::MemoryKind;
 use crate::runtime::plan::Step;
 use crate::{Error, Result};
 
@@ -85,14 +86,15 @@ pub(crate) fn run_timed(
         })
         .collect();
     let resolve_bytes = (n_sets * QUERIES_PER_SET) as u64 * 8;
-    let resolve = gpu.guarded("allocating timestamp buffers", || {
-        gpu.device().create_buffer(&wgpu::BufferDescriptor {
+    let resolve = gpu.buffer(
+        MemoryKind::Other,
+        &wgpu::BufferDescriptor {
             label: Some("timestamps"),
             size: resolve_bytes,
             usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
-        })
-    })?;
+        },
+    )?;
     gpu.guarded("running a profiled plan", || {
         let mut enc = gpu.device().create_command_encoder(&Default::default());
         for (i, (step, wg)) in steps.iter().zip(counts).enumerate() {

@@ -1,14 +1,17 @@
 //! Prometheus metrics: requests by route and status, time in the queue, tokens per engine
 //! call, tokens per second and GPU time per call, jobs dropped because their client hung up,
-//! engine calls that panicked.
+//! engine calls that panicked, and the device memory the model holds (by category, and its
+//! peak), read from the device's count when `/metrics` is rendered.
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use prometheus::{
-    Encoder as _, Histogram, HistogramOpts, IntCounter, IntCounterVec, Opts, Registry,
+    Encoder as _, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry,
 };
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use wgbert::runtime::{Gpu, MemoryKind};
 
 pub struct Metrics {
     registry: Registry,
@@ -19,6 +22,10 @@ pub struct Metrics {
     pub gpu_seconds: Histogram,
     pub jobs_dropped: IntCounter,
     pub panics: IntCounter,
+    device_bytes: IntGaugeVec,
+    device_peak_bytes: IntGauge,
+    /// The model's device, once loaded: its memory count feeds the gauges.
+    gpu: OnceLock<Arc<Gpu>>,
 }
 
 fn histogram(name: &str, help: &str, buckets: Vec<f64>) -> prometheus::Result<Histogram> {
@@ -58,10 +65,24 @@ impl Metrics {
                 "wgbert_engine_panics_total",
                 "engine calls that panicked (their requests got 500)",
             )?,
+            device_bytes: IntGaugeVec::new(
+                Opts::new(
+                    "wgbert_device_bytes",
+                    "device memory held now by category (weights, activations, heads, other)",
+                ),
+                &["category"],
+            )?,
+            device_peak_bytes: IntGauge::new(
+                "wgbert_device_peak_bytes",
+                "the most device memory held at once since the device was created",
+            )?,
+            gpu: OnceLock::new(),
         };
         m.registry.register(Box::new(m.requests.clone()))?;
         m.registry.register(Box::new(m.jobs_dropped.clone()))?;
         m.registry.register(Box::new(m.panics.clone()))?;
+        m.registry.register(Box::new(m.device_bytes.clone()))?;
+        m.registry.register(Box::new(m.device_peak_bytes.clone()))?;
         for h in [
             &m.queue_seconds,
             &m.batch_tokens,
@@ -73,8 +94,23 @@ impl Metrics {
         Ok(m)
     }
 
+    /// Reports the memory of `gpu` (the loaded model's device) from now on.
+    pub fn watch(&self, gpu: Arc<Gpu>) {
+        let _ = self.gpu.set(gpu);
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
+        if let Some(gpu) = self.gpu.get() {
+            let m = gpu.memory();
+            let gauge = |bytes: u64| i64::try_from(bytes).unwrap_or(i64::MAX);
+            for kind in MemoryKind::ALL {
+                self.device_bytes
+                    .with_label_values(&[kind.name()])
+                    .set(gauge(m.of(kind)));
+            }
+            self.device_peak_bytes.set(gauge(m.peak));
+        }
         let mut out = Vec::new();
         if let Err(e) = prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut out) {
             return format!("# encoding metrics failed: {e}\n");

@@ -294,6 +294,7 @@ fn load(
         None => Some(std::time::Duration::from_secs(120)),
     };
     gpu.health().set_wait_timeout(timeout);
+    metrics.watch(enc.gpu().clone());
     let (engine, engine_thread) = Engine {
         enc: enc.clone(),
         metrics,
