@@ -13,8 +13,9 @@
 //!   subgroups of 8 to 64 lanes and every tile configuration that fits. On lavapipe's 32 KiB
 //!   the default key blocks are 64 (d 16) or 32 (d 32, 64) keys; GPUs use 64.
 //! - The real kernel against the reference ONLY where the adapter supports it: on Debian
-//!   12's lavapipe these tests print that they are skipped; on Mesa 26
-//!   (`scripts/test_coop.sh`) and GPUs they run, with the device's self-check.
+//!   12's lavapipe these tests are skips (`common::require`: logged, failures under
+//!   `WGBERT_REQUIRE=coop`); on Mesa 26 (`scripts/test_coop.sh`) and GPUs they run, with the
+//!   device's self-check.
 //! - Its SPIR-V really contains cooperative-matrix instructions (so the naga translation test
 //!   covers them); the emulated builds translate too and contain none.
 //!

@@ -11,8 +11,9 @@
 //!   adapter, lavapipe included, at both fragment sizes and subgroup sizes 8 to 64 (narrower
 //!   lanes than the workgroup is sized for too). Slow, so tiny shapes.
 //! - The real kernel against the f64 reference over awkward shapes and every epilogue, ONLY
-//!   where the adapter supports it: on Debian 12's lavapipe these tests print that they are
-//!   skipped; on Mesa 26 (`scripts/test_coop.sh`) and on GPUs they run.
+//!   where the adapter supports it: on Debian 12's lavapipe these tests are skips
+//!   (`common::require`: logged, failures under `WGBERT_REQUIRE=coop`); on Mesa 26
+//!   (`scripts/test_coop.sh`) and on GPUs they run.
 //! - Its SPIR-V really contains cooperative-matrix instructions (so the naga translation test
 //!   covers them).
 //!
@@ -83,7 +84,7 @@ fn variant_choice_follows_the_adapter() {
     let coop = matmul::coop_status(&gpu, DType::F16).is_ok();
     assert_eq!(listing.contains("matmul_coop/"), coop, "{listing}");
     assert_eq!(listing.contains("matmul/main"), !coop, "{listing}");
-    if gpu.caps().subgroups {
+    if common::require(Cap::Subgroups, "the subgroup matmul for few rows") {
         assert!(listing.contains("matmul_subgroup/"), "{listing}");
     }
     // f32 never uses Coop, forced or not.

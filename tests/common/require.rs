@@ -73,7 +73,9 @@ impl Cap {
             Cap::Coop => wgbert::ops::matmul::coop::supported(caps)
                 .and_then(|_| wgbert::ops::attention::coop::supported(caps))
                 .err()
-                .map(|why| format!("the adapter ({adapter}) cannot run them: {why}")),
+                .map(|why| {
+                    format!("the adapter ({adapter}) cannot run the tensor-core kernels ({why})")
+                }),
             _ => None,
         }
     }
@@ -107,7 +109,7 @@ pub fn require(cap: Cap, checks: &str) -> bool {
     };
     if required().contains(&cap) {
         panic!(
-            "{} required by WGBERT_REQUIRE={} but {why}: {checks} cannot run",
+            "{} required by WGBERT_REQUIRE={}, but {why}: {checks} cannot run",
             cap.words(),
             std::env::var("WGBERT_REQUIRE").unwrap_or_default()
         );
