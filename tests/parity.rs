@@ -235,7 +235,7 @@ fn check_top5(got: &[(u32, f32)], want: &Top6) -> Result<f64, String> {
         }
         let p_ref = (want.logits[j] - want.lse).exp();
         let err = (p as f64 - p_ref).abs() / p_ref;
-        if !(err <= PROB_RTOL) {
+        if err.is_nan() || err > PROB_RTOL {
             return Err(format!(
                 "rank {r} (id {id}) probability {p}, reference {p_ref} (relative error {err:.2e})"
             ));
@@ -303,7 +303,8 @@ fn the_top5_check_fails_wrong_ids_and_probabilities() {
         .map(|r| (10 + r as u32, prob(want.logits[r], 6.0)))
         .collect();
     check_top5(&right, &want).unwrap();
-    let mutated = |f: &dyn Fn(&mut Vec<(u32, f32)>)| {
+    type Candidates = Vec<(u32, f32)>;
+    let mutated = |f: &dyn Fn(&mut Candidates)| {
         let mut got = right.clone();
         f(&mut got);
         check_top5(&got, &want)

@@ -104,10 +104,12 @@ pub fn required() -> Vec<Cap> {
 /// not, they are skipped (false), said on stderr and logged, or, when `WGBERT_REQUIRE`
 /// lists `cap`, the test fails naming it.
 pub fn require(cap: Cap, checks: &str) -> bool {
+    // Read first, so that a misspelt list fails on any machine.
+    let required = required();
     let Some(why) = cap.missing() else {
         return true;
     };
-    if required().contains(&cap) {
+    if required.contains(&cap) {
         panic!(
             "{} required by WGBERT_REQUIRE={}, but {why}: {checks} cannot run",
             cap.words(),
