@@ -343,23 +343,39 @@ fn the_top5_check_fails_wrong_ids_and_probabilities() {
 fn classification_logits_match_transformers() {
     let (dir, exp) = fixture("cls_mean");
     let enc = load(&dir, DType::F32);
-    let got = enc.classify_ids(&inputs(&exp)).unwrap();
-    for (s, out) in exp["outputs"].as_array().unwrap().iter().enumerate() {
-        let want: Vec<f64> = out["logits"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
+    let seqs = inputs(&exp);
+    let got = enc.classify_ids(&seqs).unwrap();
+    let outs = exp["outputs"].as_array().unwrap();
+    assert_eq!(got.len(), seqs.len(), "cls_mean: sequence count");
+    assert_eq!(
+        outs.len(),
+        seqs.len(),
+        "cls_mean: one expected output per input"
+    );
+    for (s, out) in outs.iter().enumerate() {
+        let want = floats(&out["logits"]);
+        assert_eq!(got[s].len(), 3, "cls_mean seq {s}: label count");
         common::assert_close(&format!("cls_mean seq {s}"), &got[s], &want, 1e-4, 0.0);
     }
     let (dir, exp) = fixture("tokcls");
     let enc = load(&dir, DType::F32);
-    let got = enc.token_classify_ids(&inputs(&exp)).unwrap();
-    for (s, out) in exp["outputs"].as_array().unwrap().iter().enumerate() {
-        let want: Vec<f64> = matrix(&out["logits"]).concat();
-        let flat: Vec<f32> = got[s].concat();
-        common::assert_close(&format!("tokcls seq {s}"), &flat, &want, 1e-4, 0.0);
+    let seqs = inputs(&exp);
+    let got = enc.token_classify_ids(&seqs).unwrap();
+    let outs = exp["outputs"].as_array().unwrap();
+    assert_eq!(got.len(), seqs.len(), "tokcls: sequence count");
+    assert_eq!(
+        outs.len(),
+        seqs.len(),
+        "tokcls: one expected output per input"
+    );
+    for (s, out) in outs.iter().enumerate() {
+        let want = matrix(&out["logits"]);
+        assert_eq!(got[s].len(), seqs[s].len(), "tokcls seq {s}: token count");
+        assert_eq!(want.len(), seqs[s].len(), "tokcls seq {s}: expected tokens");
+        for (t, (g, w)) in got[s].iter().zip(&want).enumerate() {
+            assert_eq!(g.len(), 2, "tokcls seq {s} token {t}: label count");
+            common::assert_close(&format!("tokcls seq {s} token {t}"), g, w, 1e-4, 0.0);
+        }
     }
 }
 
@@ -368,9 +384,9 @@ fn a_sequence_gives_the_same_output_alone_and_packed() {
     let (dir, exp) = fixture("mlm_v4");
     let enc = load(&dir, DType::F32);
     let seqs = inputs(&exp);
-    let packed = enc.hidden_states(&seqs).unwrap();
+    let packed = hidden_states("mlm_v4 packed", &enc, &seqs);
     for (s, seq) in seqs.iter().enumerate() {
-        let alone = enc.hidden_states(std::slice::from_ref(seq)).unwrap();
+        let alone = hidden_states("mlm_v4 alone", &enc, std::slice::from_ref(seq));
         let want: Vec<f64> = alone[0].concat().iter().map(|&x| x as f64).collect();
         common::assert_close(
             &format!("seq {s} packed vs alone"),
