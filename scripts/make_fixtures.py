@@ -9,7 +9,10 @@ Run by hand, never at test time (needs torch, transformers >= 4.48 and safetenso
 
 Every fixture directory holds `config.json`, the weights (`model.safetensors`, or shards plus
 `model.safetensors.index.json`) and `expected.json`. All models share a vocabulary of 512 ids
-with pad=0, cls=1, sep=2, mask=3, unk=4, and `max_position_embeddings` 512. Parameters are
+with pad=0, cls=1, sep=2, mask=3, unk=4, and `max_position_embeddings` 512, except `long`:
+heads of 64, a window of 128, global attention every third layer, 2048 positions, and inputs
+of up to 1337 tokens (1984 in all, packed into one wgbert call by tests/parity.rs), so that
+RoPE past position 1024 and the sliding window meet transformers at model level. Parameters are
 re-drawn after construction (norm weights around 1, non-zero biases, unit-scale matrices) so that
 a wrong index, a dropped bias or a wrong window changes the outputs visibly.
 
@@ -30,12 +33,16 @@ expected.json:
     transformers_version, torch_version
     inputs              list of token-id lists (start with cls; length >= 2 ends with sep)
     outputs             one object per input:
-        last_hidden_state   [len][hidden], after final_norm
-        mlm_top5            [len][5] ids of the 5 largest logits, best first      (mlm)
-        mlm_top5_logits     [len][5] those logits                                 (mlm)
-        mlm_logits_first3   [len][3] logits of ids 0, 1, 2                        (mlm)
+        last_hidden_state   [len][hidden], after final_norm; with `positions`, [n][hidden]
+        positions           [n] the token positions `last_hidden_state` holds, ascending: a
+                            sample where the input is long (`long`: the ends, the window's
+                            edges, both sides of position 1024, random ones); absent: every token
+        mlm_top6            [len][6] ids of the 6 largest logits, best first      (mlm)
+        mlm_top6_logits     [len][6] those logits                                 (mlm)
+        mlm_logsumexp       [len] log of the softmax's denominator over the vocabulary (mlm)
         logits              [num_labels] (sequence) or [len][num_labels] (token)  (classifiers)
-Floats are rounded to 7 significant digits.
+Floats are rounded to 7 significant digits. The top 6 let a test judge a 5th id against the
+6th (a tie, or a wrong id); the log-sum-exp gives every id's probability, exp(logit - lse).
 
 The retrieval-layout fixtures (sentence-transformers bi-encoders and cross-encoder, a PyLate
 ColBERT) are written by the sibling scripts/make_st_fixtures.py, which reuses `randomize` and
@@ -118,6 +125,14 @@ FIXTURES = {
              local_attention=8),
         dict(),
     ),
+    # Long inputs: one head of 64 (so the files stay small), windows of 64 on either side,
+    # layers global, local, local, global; BF16 weights halve the file.
+    "long": (
+        ModernBertModel,
+        dict(hidden_size=64, num_attention_heads=1, intermediate_size=96, num_hidden_layers=4,
+             local_attention=128, global_attn_every_n_layers=3, max_position_embeddings=2048),
+        dict(dtype=torch.bfloat16, lengths=[1337, 450, 129, 64, 3, 1], sample=True),
+    ),
 }
 
 
@@ -137,16 +152,32 @@ def randomize(model, seed):
                 p.copy_(noise / math.sqrt(p.shape[1]))
 
 
-def make_inputs(seed):
+def make_inputs(seed, lengths=LENGTHS):
     g = torch.Generator().manual_seed(seed)
     inputs = []
-    for n in LENGTHS:
+    for n in lengths:
         body = torch.randint(5, VOCAB, (max(n - 2, 0),), generator=g).tolist()
         if len(body) >= 3:
             body[len(body) // 2] = SPECIAL["mask"]
         ids = [SPECIAL["cls"]] + body + ([SPECIAL["sep"]] if n >= 2 else [])
         inputs.append(ids)
     return inputs
+
+
+def sample_positions(n, half_window, seed):
+    """The positions of a long input whose outputs are stored: both ends, the first and last
+    tokens whose window is not cut by an end (and their neighbours), both sides of 512, of 1024
+    and of 1024 +- the half window, and a few random ones, the most of them past 1024."""
+    picks = {0, 1, n - 2, n - 1}
+    for edge in (half_window, n - 1 - half_window, 512, 1024 - half_window, 1024,
+                 1024 + half_window):
+        picks.update((edge - 1, edge, edge + 1))
+    g = torch.Generator().manual_seed(seed)
+    if n > 1024 + 16:
+        picks.update(torch.randint(1025, n, (12,), generator=g).tolist())
+    if n > 16:
+        picks.update(torch.randint(0, n, (6,), generator=g).tolist())
+    return sorted(p for p in picks if 0 <= p < n)
 
 
 def rewrite_as_v4(directory, every, global_theta, local_theta):
@@ -253,7 +284,7 @@ def make(name, out_root, seed):
     directory = out_root / name
     shutil.rmtree(directory, ignore_errors=True)
     torch.manual_seed(seed)
-    config = ModernBertConfig(**COMMON, **kwargs)
+    config = ModernBertConfig(**{**COMMON, **kwargs})
     model = cls(config)
     model.eval()
     randomize(model, seed)
@@ -273,22 +304,31 @@ def make(name, out_root, seed):
     model.eval()
     cfg = model.config
     encoder = model if cls is ModernBertModel else model.model
-    inputs = make_inputs(seed + 1)
+    inputs = make_inputs(seed + 1, opts.get("lengths", LENGTHS))
     outputs, worst = [], 0.0
     with torch.no_grad():
-        for ids in inputs:
+        for i, ids in enumerate(inputs):
             t = torch.tensor([ids])
             hidden = encoder(input_ids=t).last_hidden_state[0]
             ref_hidden, ref_head = reference(directory, cfg, ids)
             worst = max(worst, check(name, "last_hidden_state", hidden, ref_hidden))
-            out = {"last_hidden_state": rounded(hidden.tolist())}
+            if opts.get("sample"):
+                positions = sample_positions(len(ids), cfg.local_attention // 2, seed + 2 + i)
+                out = {"positions": positions,
+                       "last_hidden_state": rounded(hidden[positions].tolist())}
+            else:
+                out = {"last_hidden_state": rounded(hidden.tolist())}
             if cls is ModernBertForMaskedLM:
                 logits = model(input_ids=t).logits[0]
                 worst = max(worst, check(name, "mlm logits", logits, ref_head))
-                top = torch.topk(logits, 5, dim=-1)
-                out["mlm_top5"] = top.indices.tolist()
-                out["mlm_top5_logits"] = rounded(top.values.tolist())
-                out["mlm_logits_first3"] = rounded(logits[:, :3].tolist())
+                top = torch.topk(logits, 6, dim=-1)
+                out["mlm_top6"] = top.indices.tolist()
+                out["mlm_top6_logits"] = rounded(top.values.tolist())
+                lse = torch.logsumexp(logits.double(), dim=-1)
+                ref_lse = np.log(np.exp(ref_head - ref_head.max(-1, keepdims=True)).sum(-1))
+                worst = max(worst, check(name, "mlm log-sum-exp", lse,
+                                         ref_lse + ref_head.max(-1)))
+                out["mlm_logsumexp"] = rounded(lse.tolist())
             elif cls is not ModernBertModel:
                 logits = model(input_ids=t).logits[0]
                 worst = max(worst, check(name, "classifier logits", logits, ref_head))

@@ -15,6 +15,10 @@
 #     configurations recorded, `wgbert tune` in f16 tuning them);
 #   - tests/parity.rs (f16 within cosine 0.999 of transformers with the tensor-core kernels);
 #   - tests/attention_long.rs (one 2100-token sequence, global and windowed layers).
+# A check that needs what the root's adapter lacks is skipped and logged; the skips are
+# counted at the end (scripts/skip_report.sh). WGBERT_REQUIRE (a comma list: f16, subgroups,
+# timestamps, coop, tokenizer; none of these tests reads the tokenizer) is passed
+# into the root and makes those skips failures.
 # Usage (as root, on Debian/Ubuntu): bash scripts/test_coop.sh
 # WGBERT_MESA_ROOT: where the root lives (default /var/tmp/wgbert-mesa26); an existing root is
 # reused. Every mount made here is undone on exit, also on failure. Safe to run again.
@@ -80,6 +84,12 @@ BINS="$(cargo test --no-run --message-format=json "${ARGS[@]}" \
   | grep -o '"executable":"[^"]*/deps/[^"]*"' | sed 's/"executable":"\(.*\)"/\1/' || true)"
 [ -n "$BINS" ] || die "no test binaries were built"
 
+# The skip log, written inside the root (SKIP_LOG there, "$ROOT$SKIP_LOG" here) and counted on
+# exit, also on failure, once the tests have started.
+mkdir -p "$ROOT/tmp"
+SKIP_LOG="/tmp/$(basename "$(mktemp -p "$ROOT/tmp" wgbert-skips.XXXXXX)")"
+REPORT_SKIPS=""
+
 # Mounts, undone on exit in reverse order (only those made here).
 MOUNTED=()
 cleanup() {
@@ -87,6 +97,8 @@ cleanup() {
   for ((i = ${#MOUNTED[@]} - 1; i >= 0; i--)); do
     umount "${MOUNTED[$i]}" 2>/dev/null || umount -l "${MOUNTED[$i]}" || true
   done
+  if [ -n "$REPORT_SKIPS" ]; then bash "$REPO/scripts/skip_report.sh" "$ROOT$SKIP_LOG" || true; fi
+  rm -f "$ROOT$SKIP_LOG"
 }
 trap cleanup EXIT
 bind() { # bind SOURCE TARGET [type]
@@ -102,7 +114,8 @@ bind /dev "$ROOT/dev"
 
 run() {
   chroot "$ROOT" env -i PATH=/usr/bin:/bin HOME=/tmp XDG_RUNTIME_DIR=/tmp \
-    WGPU_BACKEND=vulkan WGBERT_COOP=1 RUST_BACKTRACE=1 "$@"
+    WGPU_BACKEND=vulkan WGBERT_COOP=1 RUST_BACKTRACE=1 \
+    WGBERT_REQUIRE="${WGBERT_REQUIRE:-}" WGBERT_SKIP_LOG="$SKIP_LOG" "$@"
 }
 
 echo "== wgbert info --json (Mesa 26 lavapipe, WGBERT_COOP=1)"
@@ -120,6 +133,8 @@ done
 echo "$SWEEP" | grep -o '"[^"]*\[coop [^]]*\]"' | wc -l | sed 's/^/tensor-core cases swept: /'
 
 # The EMULATE builds are tested by the main suite; here only the real kernels run.
+echo "== WGBERT_REQUIRE=${WGBERT_REQUIRE:-}"
+REPORT_SKIPS=1
 for bin in $BINS; do
   echo "== $(basename "$bin") (Mesa 26 lavapipe, WGBERT_COOP=1)"
   run "$bin" --test-threads=2 --skip emulated

@@ -13,8 +13,9 @@
 //!   subgroups of 8 to 64 lanes and every tile configuration that fits. On lavapipe's 32 KiB
 //!   the default key blocks are 64 (d 16) or 32 (d 32, 64) keys; GPUs use 64.
 //! - The real kernel against the reference ONLY where the adapter supports it: on Debian
-//!   12's lavapipe these tests print that they are skipped; on Mesa 26
-//!   (`scripts/test_coop.sh`) and GPUs they run, with the device's self-check.
+//!   12's lavapipe these tests are skips (`common::require`: logged, failures under
+//!   `WGBERT_REQUIRE=coop`); on Mesa 26 (`scripts/test_coop.sh`) and GPUs they run, with the
+//!   device's self-check.
 //! - Its SPIR-V really contains cooperative-matrix instructions (so the naga translation test
 //!   covers them); the emulated builds translate too and contain none.
 //!
@@ -29,6 +30,7 @@
 
 mod common;
 
+use common::Cap;
 use wgbert::ops::DType;
 use wgbert::ops::attention::{self, AttentionArgs, AttentionVariant, Tiles, coop};
 use wgbert::ops::coop::Mode;
@@ -39,6 +41,11 @@ const RTOL: f64 = 5e-4;
 
 fn coop_supported() -> bool {
     coop::supported(common::gpu().caps()).is_ok()
+}
+
+/// The real tensor-core kernel's checks run where the adapter has cooperative matrices.
+fn require_coop(checks: &str) -> bool {
+    common::require(Cap::Coop, checks)
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -123,22 +130,17 @@ fn all_cases(build: Build) {
     }
 }
 
-/// Whether the adapter can run the emulated build: f16, and subgroups (the softmax row max
-/// is a subgroup shuffle reduction).
-fn has_f16() -> bool {
-    let gpu = common::gpu();
-    let ok = gpu.caps().f16 && gpu.caps().subgroups;
-    if !ok {
-        eprintln!("adapter has no SHADER_F16 or no subgroups: skipped");
-    }
-    ok
+/// Whether the adapter can run the emulated build of `checks`: f16, and subgroups (the
+/// softmax row max is a subgroup shuffle reduction).
+fn has_f16(checks: &str) -> bool {
+    common::require(Cap::F16, checks) && common::require(Cap::Subgroups, checks)
 }
 
 /// The kernel's tiling without tensor cores: ragged query tiles and key blocks, sequences of
 /// one token, bands narrower than a block and the ModernBERT band (64) on > 129 tokens.
 #[test]
 fn emulated_kernel_matches_the_reference() {
-    if !has_f16() {
+    if !has_f16("the emulated tensor-core attention") {
         return;
     }
     // 16x16 fragments on 32 lanes (NVIDIA), 8x8 on 8 (lavapipe 26) in full.
@@ -160,7 +162,7 @@ fn emulated_kernel_matches_the_reference() {
 /// limits, every head size.
 #[test]
 fn emulated_tile_configurations_match_the_reference() {
-    if !has_f16() {
+    if !has_f16("the emulated tensor-core attention tiles") {
         return;
     }
     let storage = common::gpu().caps().max_workgroup_storage;
@@ -184,7 +186,7 @@ fn emulated_tile_configurations_match_the_reference() {
 /// sequence between two others, three heads, and key-limited sequences.
 #[test]
 fn emulated_kernel_edge_cases() {
-    if !has_f16() {
+    if !has_f16("the emulated tensor-core attention's edge cases") {
         return;
     }
     for build in [Build::Emulated(16, 32), Build::Emulated(8, 8)] {
@@ -209,8 +211,7 @@ fn key_limited(build: Build) {
 /// matrices (the GPU machine); skipped on lavapipe.
 #[test]
 fn coop_kernel_matches_the_reference() {
-    if !coop_supported() {
-        eprintln!("adapter has no usable cooperative matrices: real coop attention skipped");
+    if !require_coop("the real tensor-core attention cases") {
         return;
     }
     all_cases(Build::Real);
@@ -225,8 +226,7 @@ fn coop_kernel_matches_the_reference() {
 /// adapter supports cooperative matrices (Mesa 26 lavapipe, GPUs).
 #[test]
 fn every_coop_tile_configuration_matches_the_reference() {
-    if !coop_supported() {
-        eprintln!("adapter has no usable cooperative matrices: real tile configurations skipped");
+    if !require_coop("every real tensor-core attention tile configuration") {
         return;
     }
     let storage = common::gpu().caps().max_workgroup_storage;
@@ -246,8 +246,7 @@ fn every_coop_tile_configuration_matches_the_reference() {
 /// The device's own self-check (what `attention::record` runs before choosing the kernel).
 #[test]
 fn self_check_passes_where_supported() {
-    if !coop_supported() {
-        eprintln!("adapter has no usable cooperative matrices: attention self-check skipped");
+    if !require_coop("the tensor-core attention's self-check") {
         return;
     }
     let gpu = common::gpu();
@@ -280,7 +279,7 @@ fn forced(b: &mut PlanBuilder, dtype: DType) -> AttentionArgs {
 #[test]
 fn variant_choice_follows_the_adapter() {
     let gpu = common::gpu();
-    if !has_f16() {
+    if !has_f16("the variant choice of f16 attention") {
         return;
     }
     let _ = wgbert::ops::f16_kernels(&gpu);
@@ -330,8 +329,12 @@ fn variant_choice_follows_the_adapter() {
 #[test]
 fn required_coop_is_chosen() {
     let gpu = common::gpu();
-    if Mode::from_env().unwrap() != Mode::Required || !coop_supported() {
-        eprintln!("WGBERT_COOP is not 1 or no cooperative matrices: skipped");
+    if Mode::from_env().unwrap() != Mode::Required {
+        let checks = "the required tensor-core attention (scripts/test_coop.sh)";
+        common::require::skip("WGBERT_COOP=1", "WGBERT_COOP is not 1", checks);
+        return;
+    }
+    if !require_coop("the required tensor-core attention") {
         return;
     }
     let k = wgbert::ops::f16_kernels(&gpu).unwrap();

@@ -33,8 +33,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f64 {
 #[test]
 fn long_sequence_f16_matches_f32() {
     let gpu = common::gpu();
-    if !gpu.caps().f16 {
-        eprintln!("adapter has no SHADER_F16: skipped");
+    if !common::require(common::Cap::F16, "a 2100-token sequence in f16") {
         return;
     }
     let config = || common::random_config(&MODEL);

@@ -16,8 +16,7 @@ fn has_coop() -> bool {
 
 #[test]
 fn required_coop_fails_clearly_or_runs() {
-    if !common::gpu().caps().f16 {
-        eprintln!("adapter has no SHADER_F16: skipped");
+    if !common::require(common::Cap::F16, "`WGBERT_COOP=1 wgbert --dtype f16`") {
         return;
     }
     let dir = model_dir("encoder_noprefix");

@@ -165,6 +165,8 @@ fn run_topk(logits: &[f32], rows: usize, vocab: usize, k: usize) -> Vec<Vec<(u32
 fn check_topk(logits: &[f32], rows: usize, vocab: usize, k: usize, what: &str) {
     let got = run_topk(logits, rows, vocab, k);
     let want = topk::reference(logits, vocab, k);
+    assert_eq!(got.len(), rows, "{what}: rows");
+    assert_eq!(want.len(), rows, "{what}: reference rows");
     for r in 0..rows {
         let gi: Vec<u32> = got[r].iter().map(|p| p.0).collect();
         let wi: Vec<u32> = want[r].iter().map(|p| p.0).collect();

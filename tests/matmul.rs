@@ -40,10 +40,9 @@ fn tolerance(dtype: DType) -> (f64, f64) {
 }
 
 fn variants() -> Vec<MatmulVariant> {
-    if common::gpu().caps().subgroups {
+    if common::require(common::Cap::Subgroups, "the subgroup matmul cases") {
         vec![MatmulVariant::Tiled, MatmulVariant::Subgroup]
     } else {
-        eprintln!("adapter has no subgroups: subgroup cases skipped");
         vec![MatmulVariant::Tiled]
     }
 }
@@ -351,7 +350,7 @@ fn rope_in_the_projection_matches_the_reference_for_every_tiled_configuration() 
         let listing =
             common::matmul_case::check_rope(&what, dtype, (4, 64), 24, 300, &runs, None, tol);
         assert!(listing.contains("ROPE="), "{listing}");
-        if common::gpu().caps().subgroups {
+        if common::require(common::Cap::Subgroups, "RoPE after the subgroup matmul") {
             assert!(listing.contains("rope/main"), "{listing}");
         }
     }

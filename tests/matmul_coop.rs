@@ -11,8 +11,9 @@
 //!   adapter, lavapipe included, at both fragment sizes and subgroup sizes 8 to 64 (narrower
 //!   lanes than the workgroup is sized for too). Slow, so tiny shapes.
 //! - The real kernel against the f64 reference over awkward shapes and every epilogue, ONLY
-//!   where the adapter supports it: on Debian 12's lavapipe these tests print that they are
-//!   skipped; on Mesa 26 (`scripts/test_coop.sh`) and on GPUs they run.
+//!   where the adapter supports it: on Debian 12's lavapipe these tests are skips
+//!   (`common::require`: logged, failures under `WGBERT_REQUIRE=coop`); on Mesa 26
+//!   (`scripts/test_coop.sh`) and on GPUs they run.
 //! - Its SPIR-V really contains cooperative-matrix instructions (so the naga translation test
 //!   covers them).
 //!
@@ -23,6 +24,7 @@
 
 mod common;
 
+use common::Cap;
 use common::matmul_case::Case;
 
 use wgbert::ops::coop::{Mode, Shape};
@@ -36,6 +38,11 @@ const RTOL: f64 = 1e-3;
 
 fn coop_supported() -> bool {
     coop::supported(common::gpu().caps()).is_ok()
+}
+
+/// The real tensor-core kernel's checks run where the adapter has cooperative matrices.
+fn require_coop(checks: &str) -> bool {
+    common::require(Cap::Coop, checks)
 }
 
 /// Plain arguments over fresh tensors of `b` (rows fixed at `t`).
@@ -59,8 +66,7 @@ fn args(b: &mut PlanBuilder, t: u32, k: u32, n: u32, dtype: DType) -> MatmulArgs
 #[test]
 fn variant_choice_follows_the_adapter() {
     let gpu = common::gpu();
-    if !gpu.caps().f16 {
-        eprintln!("adapter has no SHADER_F16: skipped");
+    if !common::require(Cap::F16, "the variant choice of f16 matmuls") {
         return;
     }
     // The self-checks run (as when a model loads), so the automatic choice may take Coop.
@@ -78,7 +84,7 @@ fn variant_choice_follows_the_adapter() {
     let coop = matmul::coop_status(&gpu, DType::F16).is_ok();
     assert_eq!(listing.contains("matmul_coop/"), coop, "{listing}");
     assert_eq!(listing.contains("matmul/main"), !coop, "{listing}");
-    if gpu.caps().subgroups {
+    if common::require(Cap::Subgroups, "the subgroup matmul for few rows") {
         assert!(listing.contains("matmul_subgroup/"), "{listing}");
     }
     // f32 never uses Coop, forced or not.
@@ -154,8 +160,7 @@ fn check(t: usize, k: usize, n: usize, epilogue: Epilogue, bias: bool, build: Bu
 /// ones (ragged K), two row tiles, and each epilogue kind.
 #[test]
 fn emulated_kernel_matches_the_reference() {
-    if !common::gpu().caps().f16 {
-        eprintln!("adapter has no SHADER_F16: skipped");
+    if !common::require(Cap::F16, "the emulated tensor-core matmul") {
         return;
     }
     let cases = [
@@ -189,8 +194,7 @@ fn emulated_kernel_matches_the_reference() {
 /// column tiles, vector and scalar loads, GeGLU's paired W rows across the grid's columns.
 #[test]
 fn emulated_configurations_match_the_reference() {
-    if !common::gpu().caps().f16 {
-        eprintln!("adapter has no SHADER_F16: skipped");
+    if !common::require(Cap::F16, "the emulated tensor-core matmul configurations") {
         return;
     }
     let cases = [
@@ -222,8 +226,7 @@ fn emulated_configurations_match_the_reference() {
 /// the adapter supports cooperative matrices (the GPU machine); skipped on lavapipe.
 #[test]
 fn coop_kernel_matches_the_reference() {
-    if !coop_supported() {
-        eprintln!("adapter has no 16x16 f16/f32 cooperative matrices: real Coop cases skipped");
+    if !require_coop("the real tensor-core matmul cases") {
         return;
     }
     let mut shapes = common::MATMUL_SHAPES.to_vec();
@@ -246,10 +249,10 @@ fn coop_kernel_matches_the_reference() {
 #[test]
 fn every_coop_configuration_matches_the_reference() {
     let gpu = common::gpu();
-    let Ok(shape) = coop::supported(gpu.caps()) else {
-        eprintln!("adapter has no usable cooperative matrices: real Coop configurations skipped");
+    if !require_coop("every real tensor-core matmul configuration") {
         return;
-    };
+    }
+    let shape = coop::supported(gpu.caps()).unwrap();
     let cases = [
         (257, 130, 200, Epilogue::Residual, true),
         (70, 102, 90, Epilogue::None, false),
@@ -271,8 +274,7 @@ fn every_coop_configuration_matches_the_reference() {
 #[test]
 fn self_check_passes_where_supported() {
     let gpu = common::gpu();
-    if !coop_supported() {
-        eprintln!("adapter has no usable cooperative matrices: self-check skipped");
+    if !require_coop("the tensor-core matmul's self-check") {
         return;
     }
     let shape = coop::supported(gpu.caps()).unwrap();
@@ -286,7 +288,8 @@ fn self_check_passes_where_supported() {
 fn required_coop_is_chosen_or_refused() {
     let gpu = common::gpu();
     if Mode::from_env().unwrap() != Mode::Required {
-        eprintln!("WGBERT_COOP is not 1: skipped");
+        let checks = "the required tensor-core matmul (scripts/test_coop.sh)";
+        common::require::skip("WGBERT_COOP=1", "WGBERT_COOP is not 1", checks);
         return;
     }
     let got = wgbert::ops::f16_kernels(&gpu);
@@ -350,8 +353,7 @@ fn coop_kernels_emit_cooperative_matrix_spirv() {
 /// the 1x4 grid's 64 columns both.
 #[test]
 fn emulated_rope_in_the_projection_matches_the_reference() {
-    if !common::gpu().caps().f16 {
-        eprintln!("adapter has no SHADER_F16: skipped");
+    if !common::require(Cap::F16, "RoPE in the emulated tensor-core projection") {
         return;
     }
     let wide = coop::Config { wm: 1, wn: 4 };
@@ -380,10 +382,10 @@ fn emulated_rope_in_the_projection_matches_the_reference() {
 #[test]
 fn rope_in_the_projection_matches_the_reference() {
     let gpu = common::gpu();
-    let Ok(shape) = coop::supported(gpu.caps()) else {
-        eprintln!("adapter has no usable cooperative matrices: skipped");
+    if !require_coop("RoPE in the real tensor-core projection") {
         return;
-    };
+    }
+    let shape = coop::supported(gpu.caps()).unwrap();
     for config in coop::fitting(shape, gpu.caps()) {
         for head_dim in [16u32, 32, 64] {
             let kernel = coop::kernel(shape, config, Epilogue::None, true, 40);

@@ -76,7 +76,7 @@ fn want_input(ids: &[u32], table: &[f32], hidden: usize, vocab: usize) -> Vec<f3
 
 fn reductions() -> Vec<Reduce> {
     let mut r = vec![Reduce::Workgroup];
-    if common::gpu().caps().subgroups {
+    if common::require(common::Cap::Subgroups, "the subgroup reductions") {
         r.push(Reduce::Subgroup);
     }
     r

@@ -151,28 +151,43 @@ fn a_broken_shader_is_a_shader_error_naming_the_kernel() {
     }
 }
 
+/// A profiled run times each step of the plan, in order, under its label and family, with
+/// a positive time, and still computes the results. Without timestamp queries it is
+/// `Unsupported` (and the timing checks are a skip).
 #[test]
-fn profiling_reports_every_step_or_says_why_not() {
+fn profiling_times_every_step_or_says_why_not() {
     let gpu = common::gpu();
     let mut b = PlanBuilder::new(gpu.clone());
     let x = b.input("x", 4096);
     let y = b.output("y", 4096);
     smoke_step(&mut b, x, y, 1.0, 0.0);
+    smoke_step(&mut b, x, y, 2.0, 3.0);
     let mut plan = b.build().unwrap();
-    match plan.run_profiled(&RunSizes {
+    let xs: Vec<f32> = common::rand_vec(1024, 5, 1.0);
+    plan.write(x, bytemuck::cast_slice(&xs)).unwrap();
+    let profiled = plan.run_profiled(&RunSizes {
         rows: 1024,
         ..Default::default()
-    }) {
-        Ok(p) => {
-            assert_eq!(p.steps.len(), 1);
-            assert_eq!(p.by_family()[0].0, "smoke");
-            assert!(p.total_ns() >= 0.0);
-        }
-        Err(e) => {
-            assert!(!gpu.caps().timestamps);
-            assert!(matches!(e, wgbert::Error::Unsupported(_)), "{e}");
-        }
+    });
+    if !common::require(common::Cap::Timestamps, "profiling a plan") {
+        let e = profiled.unwrap_err();
+        assert!(matches!(e, wgbert::Error::Unsupported(_)), "{e}");
+        return;
     }
+    let p = profiled.unwrap();
+    let labels: Vec<&str> = p.steps.iter().map(|s| s.label.as_str()).collect();
+    assert_eq!(labels, ["y = x*1+0", "y = x*2+3"]);
+    for s in &p.steps {
+        assert_eq!(s.family, "smoke");
+        assert!(s.ns > 0.0 && s.ns < 60e9, "{}: {} ns", s.label, s.ns);
+    }
+    let families = p.by_family();
+    assert_eq!(families.len(), 1, "{families:?}");
+    assert_eq!((families[0].0.as_str(), families[0].2), ("smoke", 2));
+    assert_eq!(families[0].1, p.steps[0].ns + p.steps[1].ns);
+    let ys: Vec<f32> = bytemuck::cast_slice(&plan.read(y, 0, 4096).unwrap()).to_vec();
+    let want: Vec<f64> = xs.iter().map(|&v| v as f64 * 2.0 + 3.0).collect();
+    common::assert_close("profiled run's output", &ys, &want, 1e-6, 1e-6);
 }
 
 #[test]

@@ -41,6 +41,12 @@ fn check_vectors(what: &str, got: &[Vec<f32>], want: &Value) {
 /// Scores within 1e-4 and the order the reference's scores give (ties within 1e-4 may swap).
 fn check_ranking(what: &str, ranked: &[wgbert::encoder::Ranked], want: &[f64]) {
     assert_eq!(ranked.len(), want.len(), "{what}: ranked count");
+    let mut seen: Vec<usize> = ranked.iter().map(|r| r.index).collect();
+    seen.sort_unstable();
+    assert!(
+        seen.iter().copied().eq(0..want.len()),
+        "{what}: documents {seen:?}"
+    );
     for r in ranked {
         let w = want[r.index];
         assert!(
@@ -85,7 +91,10 @@ fn bi_encoders_match_sentence_transformers() {
                 .embed_with(&refs, &opts)
                 .unwrap()
                 .into_iter()
-                .map(|e| e.vectors.into_iter().next().unwrap())
+                .map(|e| {
+                    assert_eq!(e.vectors.len(), 1, "{name} case {c}: one vector per text");
+                    e.vectors.into_iter().next().unwrap()
+                })
                 .collect();
             check_vectors(
                 &format!(
@@ -188,7 +197,10 @@ fn colbert_case(name: &str) {
         let texts = strings(&exp[key]);
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let got = enc.embed_multi(&refs, query).unwrap();
-        for (i, (g, w)) in got.iter().zip(exp[emb_key].as_array().unwrap()).enumerate() {
+        let want = exp[emb_key].as_array().unwrap();
+        assert_eq!(got.len(), texts.len(), "{name} {key}: embedding count");
+        assert_eq!(want.len(), texts.len(), "{name} {key}: expected embeddings");
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
             check_vectors(&format!("{name} {key} {i}"), &g.vectors, w);
         }
     }

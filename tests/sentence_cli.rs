@@ -46,6 +46,7 @@ fn embed_follows_the_model_and_its_prompts() {
         all.extend(args.iter().copied());
         all.push(text);
         let lines = run_ok(&dir, &all);
+        assert_eq!(lines.len(), 1, "embed {args:?}: one line per text");
         let got: Vec<f32> = floats(&lines[0]["embedding"])
             .iter()
             .map(|&x| x as f32)
@@ -139,6 +140,11 @@ fn colbert_cli(name: &str) {
     assert_eq!(vectors.len(), 12, "expanded to query_length");
     assert_eq!(lines[0]["n_tokens"], 12);
     let want = &exp["query_embeddings"][0];
+    assert_eq!(
+        want.as_array().unwrap().len(),
+        12,
+        "{name}: expected query vectors"
+    );
     for (t, v) in vectors.iter().enumerate() {
         let got: Vec<f32> = floats(v).iter().map(|&x| x as f32).collect();
         common::assert_close(

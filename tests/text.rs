@@ -2,6 +2,8 @@
 //! (when `WGBERT_TOKENIZER` points at its tokenizer.json; the unit tests in src/text cover a
 //! tiny tokenizer), packing properties, and hub resolution from directories and a fake cache.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
@@ -19,19 +21,20 @@ fn input_err(e: Error) -> (usize, String) {
     }
 }
 
-fn real() -> Option<TextTokenizer> {
-    match std::env::var_os("WGBERT_TOKENIZER") {
-        Some(path) => Some(TextTokenizer::from_file(path).expect("WGBERT_TOKENIZER loads")),
-        None => {
-            eprintln!("skipped: set WGBERT_TOKENIZER to ModernBERT's tokenizer.json");
-            None
-        }
+/// ModernBERT's tokenizer, where `WGBERT_TOKENIZER` names it (else `checks` are a skip).
+fn real(checks: &str) -> Option<TextTokenizer> {
+    if !common::require(common::Cap::Tokenizer, checks) {
+        return None;
     }
+    let path = std::env::var_os("WGBERT_TOKENIZER")?;
+    Some(TextTokenizer::from_file(path).expect("WGBERT_TOKENIZER loads"))
 }
 
 #[test]
 fn real_tokenizer_known_ids() -> Result<()> {
-    let Some(tok) = real() else { return Ok(()) };
+    let Some(tok) = real("ModernBERT's known ids, offsets and pairs") else {
+        return Ok(());
+    };
     let cases: [(&str, &[u32]); 4] = [
         ("Hello World!", &[50281, 12092, 3645, 2, 50282]),
         (
@@ -64,7 +67,9 @@ fn real_tokenizer_known_ids() -> Result<()> {
 
 #[test]
 fn real_tokenizer_limit() -> Result<()> {
-    let Some(tok) = real() else { return Ok(()) };
+    let Some(tok) = real("ModernBERT's tokenizer at its length limit") else {
+        return Ok(());
+    };
     let long = "word ".repeat(9000);
     let strict = tok.with_limit(Some(8192), false)?;
     let (index, message) = input_err(strict.encode(&long, 4).unwrap_err());

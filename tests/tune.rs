@@ -10,6 +10,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use common::Cap;
 use common::model_dir::fails_with;
 use serde_json::Value;
 use wgbert::ops::DType;
@@ -107,7 +108,7 @@ fn every_candidate_passes_its_check_and_times_where_timestamps_exist() {
     for dtype in common::dtypes() {
         for config in tiled::fitting(gpu.caps()) {
             tune::check_tiled(&gpu, dtype, config).unwrap();
-            if gpu.caps().timestamps {
+            if common::require(Cap::Timestamps, "timing a tiled matmul candidate") {
                 let s = tune::time_tiled(&gpu, dtype, config, (40, 48, 72)).unwrap();
                 assert!(s > 0.0 && s.is_finite(), "{} took {s} s", config.name());
             }
@@ -120,15 +121,18 @@ fn every_candidate_passes_its_check_and_times_where_timestamps_exist() {
 #[test]
 fn every_coop_candidate_passes_its_check_and_times_where_timestamps_exist() {
     let gpu = common::gpu();
-    let Ok(shape) = coop::supported(gpu.caps()) else {
-        eprintln!("adapter has no usable cooperative matrices: skipped");
+    if !common::require(
+        Cap::Coop,
+        "checking and timing the tensor-core matmul candidates",
+    ) {
         return;
-    };
+    }
+    let shape = coop::supported(gpu.caps()).unwrap();
     let configs = coop::fitting(shape, gpu.caps());
     assert!(configs.len() >= 5, "{configs:?}");
     for config in configs {
         tune::check_coop(&gpu, config).unwrap();
-        if gpu.caps().timestamps {
+        if common::require(Cap::Timestamps, "timing a tensor-core matmul candidate") {
             let s = tune::time_coop(&gpu, config, (40, 48, 72)).unwrap();
             assert!(s > 0.0 && s.is_finite(), "{} took {s} s", config.name());
         }
@@ -140,8 +144,10 @@ fn every_coop_candidate_passes_its_check_and_times_where_timestamps_exist() {
 #[test]
 fn every_coop_attention_candidate_passes_its_check_and_times_where_timestamps_exist() {
     let gpu = common::gpu();
-    if attention::coop::supported(gpu.caps()).is_err() {
-        eprintln!("adapter has no usable cooperative matrices: skipped");
+    if !common::require(
+        Cap::Coop,
+        "checking and timing the tensor-core attention tiles",
+    ) {
         return;
     }
     let storage = gpu.caps().max_workgroup_storage;
@@ -150,7 +156,7 @@ fn every_coop_attention_candidate_passes_its_check_and_times_where_timestamps_ex
             tune::check_coop_attention(&gpu, head_dim, tiles).unwrap();
         }
     }
-    if gpu.caps().timestamps {
+    if common::require(Cap::Timestamps, "timing the tensor-core attention tiles") {
         for tiles in attention::coop::fitting(16, storage) {
             let shape = attention::coop::supported(gpu.caps()).unwrap();
             let k = attention::coop::kernel(shape, 16, tiles, storage).unwrap();
@@ -165,8 +171,7 @@ fn every_coop_attention_candidate_passes_its_check_and_times_where_timestamps_ex
 #[test]
 fn each_row_class_runs_its_own_coop_configuration() {
     let gpu = common::gpu();
-    if coop::supported(gpu.caps()).is_err() {
-        eprintln!("adapter has no usable cooperative matrices: skipped");
+    if !common::require(Cap::Coop, "per-row-class tensor-core matmul configurations") {
         return;
     }
     let small = coop::Config { wm: 1, wn: 1 };
@@ -192,7 +197,9 @@ fn every_attention_candidate_passes_its_check_and_times_where_timestamps_exist()
             for tiles in attention::fitting(head_dim, gpu.caps()) {
                 tune::check_attention(&gpu, dtype, head_dim, tiles).unwrap();
                 checked += 1;
-                if gpu.caps().timestamps && dtype == DType::F32 {
+                if dtype == DType::F32
+                    && common::require(Cap::Timestamps, "timing an attention candidate")
+                {
                     let s = tune::time_attention(&gpu, dtype, head_dim, tiles).unwrap();
                     assert!(s > 0.0 && s.is_finite(), "{} took {s} s", tiles.name());
                 }
@@ -355,7 +362,8 @@ fn tune_then_info_show_the_cached_choice() {
             assert_eq!(name, default_name(op), "{c}");
         }
     }
-    if !timestamps {
+    if !timestamps && !common::require(Cap::Timestamps, "the tuned choice cached for `wgbert info`")
+    {
         return;
     }
     assert!(dir.path().join("tune.json").is_file());
@@ -378,9 +386,7 @@ fn tune_then_info_show_the_cached_choice() {
 /// its configurations.
 #[test]
 fn tune_covers_the_tensor_core_matmul_where_it_runs() {
-    let gpu = common::gpu();
-    if coop::supported(gpu.caps()).is_err() {
-        eprintln!("adapter has no usable cooperative matrices: skipped");
+    if !common::require(Cap::Coop, "`wgbert tune` of the tensor-core kernels") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();

@@ -1,12 +1,16 @@
 //! Shared test helpers: one GPU per test process (lavapipe in CI), random data, tolerance
 //! checks, packed-batch sizes, one matmul case against its reference (`matmul_case`), the
-//! SPIR-V opcode scan (`spirv`) and model directories with the CLI patterns (`model_dir`).
-//! Each test binary uses a part of them.
+//! SPIR-V opcode scan (`spirv`), model directories with the CLI patterns (`model_dir`) and
+//! the one way a check is skipped where a capability is missing (`require`). Each test binary
+//! uses a part of them.
 #![allow(dead_code)]
 
 pub mod matmul_case;
 pub mod model_dir;
+pub mod require;
 pub mod spirv;
+
+pub use require::{Cap, require};
 
 use std::sync::{Arc, OnceLock};
 
@@ -80,12 +84,11 @@ pub fn fixtures_dir() -> std::path::PathBuf {
 }
 
 /// The storage types the test adapter supports: f32, and f16 where it has SHADER_F16 (else
-/// it says so on stderr, once per call).
+/// the f16 cases are a skip, `require`, once per call).
 pub fn dtypes() -> Vec<DType> {
-    if gpu().caps().f16 {
+    if require(Cap::F16, "the f16 cases") {
         vec![DType::F32, DType::F16]
     } else {
-        eprintln!("adapter has no SHADER_F16: f16 cases skipped");
         vec![DType::F32]
     }
 }
@@ -151,18 +154,4 @@ pub fn random_config(m: &TinyModel) -> wgbert::model::config::ModelConfig {
     });
     wgbert::model::config::ModelConfig::from_json_str(&json.to_string(), "tiny/config.json")
         .unwrap()
-}
-
-/// An environment variable a test needs, or `None` (the test is skipped). A skip fails
-/// instead when `WGBERT_REQUIRE` (a comma list) names `capability`.
-pub fn require_env(capability: &str, var: &str, what: &str) -> Option<String> {
-    if let Some(v) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
-        return Some(v);
-    }
-    let required = std::env::var("WGBERT_REQUIRE").unwrap_or_default();
-    if required.split(',').any(|c| c.trim() == capability) {
-        panic!("{capability} required by WGBERT_REQUIRE, but {var} is not set ({what})");
-    }
-    eprintln!("skipped: {capability}: {var} is not set ({what})");
-    None
 }
