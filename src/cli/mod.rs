@@ -86,26 +86,30 @@ impl From<DTypeArg> for DType {
 }
 
 impl Global {
-    pub fn gpu_options(&self) -> GpuOptions {
-        GpuOptions {
-            backend: self.backend.clone(),
-            adapter: self.adapter.clone(),
-        }
-    }
-
-    pub fn load(&self) -> anyhow::Result<Encoder> {
-        let opts = LoadOptions {
+    /// The load options: the environment's (`LoadOptions::from_env`), then the flags.
+    pub fn load_options(&self) -> anyhow::Result<LoadOptions> {
+        let env = LoadOptions::from_env()?;
+        Ok(LoadOptions {
             dtype: self.dtype.map(Into::into),
-            gpu: self.gpu_options(),
+            gpu: GpuOptions {
+                backend: self.backend.clone(),
+                adapter: self.adapter.clone(),
+                ..env.gpu
+            },
             hub: HubOptions {
-                offline: self.offline,
-                ..Default::default()
+                offline: self.offline || env.hub.offline,
+                ..env.hub
             },
             tokenizer: self.tokenizer.clone(),
             truncate: self.truncate,
             max_batch_tokens: self.max_tokens,
             progress: progress::Bar::unless(self.quiet),
-        };
+            ..env
+        })
+    }
+
+    pub fn load(&self) -> anyhow::Result<Encoder> {
+        let opts = self.load_options()?;
         let enc = Encoder::load(&self.model, &opts)?;
         if !self.quiet {
             let mib = enc.weight_bytes() >> 20;
@@ -145,7 +149,7 @@ pub enum Command {
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Info { json } => info::run(cli.global.backend.as_deref(), json),
+        Command::Info { json } => info::run(&cli.global, json),
         Command::FillMask(a) => tasks::fill_mask(&cli.global, &a),
         Command::Embed(a) => embed::run(&cli.global, &a),
         Command::Classify(a) => tasks::classify(&cli.global, &a),

@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::hub::{self, HubOptions, ModelSource};
 use crate::model::config::ModelConfig;
@@ -14,7 +15,10 @@ use crate::model::heads::{ClassifierHead, MlmHead, PoolHead};
 use crate::model::upload::ModelWeights;
 use crate::model::weights::{Checkpoint, Heads};
 use crate::ops::DType;
+use crate::ops::choice::Choices;
+use crate::ops::coop;
 use crate::ops::pooling::PoolMode;
+use crate::ops::tune::{self, TuneOptions};
 use crate::progress::Observer;
 use crate::runtime::{Gpu, GpuOptions, RunSizes};
 use crate::sentence::{ModelKind, SentenceConfig};
@@ -28,18 +32,26 @@ mod embed;
 mod mlm;
 mod sentence;
 
+pub use crate::vector::l2_normalize;
 pub use classify::{Classification, TokenLabel, softmax};
-pub use embed::{EmbedPooling, Embedding, l2_normalize};
+pub use embed::{EmbedPooling, Embedding};
 pub use mlm::{Candidate, MaskPrediction, TopK};
 pub use sentence::{EmbedOptions, EmbedSpec, Prompt, Ranked, RerankOptions, similarity};
 
-/// How to load a model.
+/// How to load a model. `LoadOptions::default()` reads no environment variable: tensor
+/// cores automatic, autotuning on real GPUs, no disk cache; `LoadOptions::from_env` is what
+/// the `wgbert` CLI uses.
 #[derive(Clone, Default)]
 pub struct LoadOptions {
     /// Storage precision; `None` picks f16 where the adapter has it, else f32.
     pub dtype: Option<DType>,
-    /// Adapter choice (ignored by `load_on`).
+    /// Adapter choice and device setup (ignored by `load_on`).
     pub gpu: GpuOptions,
+    /// Whether the tensor-core kernels may, or must, be used (`WGBERT_COOP`).
+    pub coop: coop::Mode,
+    /// Autotuning and the cache of tuned tiles and self-check verdicts (`WGBERT_AUTOTUNE`,
+    /// `WGBERT_CACHE`, `WGBERT_BENCH_SMALL`).
+    pub tune: TuneOptions,
     /// Hub access (cache, offline, token, progress).
     pub hub: HubOptions,
     /// A tokenizer.json to use instead of the model's.
@@ -58,6 +70,8 @@ impl std::fmt::Debug for LoadOptions {
         f.debug_struct("LoadOptions")
             .field("dtype", &self.dtype)
             .field("gpu", &self.gpu)
+            .field("coop", &self.coop)
+            .field("tune", &self.tune)
             .field("hub", &self.hub)
             .field("tokenizer", &self.tokenizer)
             .field("truncate", &self.truncate)
@@ -65,6 +79,85 @@ impl std::fmt::Debug for LoadOptions {
             .field("progress", &self.progress.is_some())
             .finish()
     }
+}
+
+impl LoadOptions {
+    /// The options the environment asks for: the one place where the library reads
+    /// environment variables (the `wgbert` CLI calls it, then applies its flags).
+    ///
+    /// | variable | sets |
+    /// |---|---|
+    /// | `WGBERT_COOP` | `coop`: `0` off, `1` required, unset automatic |
+    /// | `WGBERT_AUTOTUNE` | `tune.autotune`: `0` never, `1` on any adapter, unset on GPUs |
+    /// | `WGBERT_CACHE` | `tune.cache_dir` and `gpu.pipeline_cache_dir`; unset: the platform's cache directory (`$XDG_CACHE_HOME/wgbert`, `~/.cache/wgbert`, `~/Library/Caches/wgbert`, `%LOCALAPPDATA%\wgbert\cache`) |
+    /// | `WGBERT_BENCH_SMALL` | `tune.small_shapes` (`1`) |
+    /// | `WGBERT_SHADER_CHECKS` | `gpu.unchecked_shaders` (`0`) |
+    /// | `WGPU_BACKEND`, `WGPU_ADAPTER_NAME` | `gpu.backend`, `gpu.adapter` |
+    /// | `HF_HUB_OFFLINE` | `hub.offline` (`1`, `true`, `yes`, `on`) |
+    /// | `HF_HUB_CACHE`, `HF_HOME` | `hub.cache_dir` (`$HF_HUB_CACHE`, else `$HF_HOME/hub`) |
+    /// | `HF_TOKEN`, `HF_ENDPOINT` | `hub.token`, `hub.endpoint` |
+    ///
+    /// A value that cannot be understood (`WGBERT_COOP=yes`) is an `Error::Option`.
+    pub fn from_env() -> Result<LoadOptions> {
+        let var = |k: &str| std::env::var(k).ok();
+        let dir = |k: &str| {
+            std::env::var_os(k)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        let platform_cache = if cfg!(windows) {
+            dir("LOCALAPPDATA").map(|d| d.join("wgbert").join("cache"))
+        } else if cfg!(target_os = "macos") {
+            dir("HOME").map(|h| h.join("Library/Caches/wgbert"))
+        } else {
+            dir("XDG_CACHE_HOME")
+                .or_else(|| dir("HOME").map(|h| h.join(".cache")))
+                .map(|d| d.join("wgbert"))
+        };
+        let cache_dir = dir("WGBERT_CACHE").or(platform_cache);
+        let flag = |k: &str| {
+            var(k).is_some_and(|v| {
+                matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "1" | "true" | "yes" | "on"
+                )
+            })
+        };
+        Ok(LoadOptions {
+            gpu: GpuOptions {
+                backend: var("WGPU_BACKEND"),
+                adapter: var("WGPU_ADAPTER_NAME"),
+                unchecked_shaders: var("WGBERT_SHADER_CHECKS").is_some_and(|v| v == "0"),
+                pipeline_cache_dir: cache_dir.clone(),
+            },
+            coop: coop::Mode::parse(var("WGBERT_COOP").as_deref())?,
+            tune: TuneOptions {
+                autotune: tune::Setting::parse(var("WGBERT_AUTOTUNE").as_deref())?,
+                cache_dir,
+                small_shapes: var("WGBERT_BENCH_SMALL").is_some_and(|v| v == "1"),
+            },
+            hub: HubOptions {
+                offline: flag("HF_HUB_OFFLINE"),
+                cache_dir: dir("HF_HUB_CACHE").or_else(|| dir("HF_HOME").map(|h| h.join("hub"))),
+                token: var("HF_TOKEN"),
+                endpoint: var("HF_ENDPOINT"),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+    }
+}
+
+/// Where the time of a load went (`Encoder::timings`), and the plans built since.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LoadTimings {
+    /// Reading the files and uploading the weights.
+    pub load: Duration,
+    /// Making the kernel choices: tensor-core self-checks and tile lookups or tuning.
+    pub self_check: Duration,
+    /// Recording plans and compiling their pipelines (each capacity bucket and head is
+    /// built on first use).
+    pub compile: Duration,
 }
 
 struct Bucket {
@@ -106,6 +199,8 @@ struct Bucket {
 /// ```
 pub struct Encoder {
     gpu: Arc<Gpu>,
+    choices: Choices,
+    timings: Mutex<LoadTimings>,
     config: ModelConfig,
     weights: ModelWeights,
     tokenizer: Option<TextTokenizer>,
@@ -131,12 +226,14 @@ impl Encoder {
 
     /// Loads a model onto a device the caller already owns (`Gpu::from_wgpu`).
     pub fn load_on(gpu: Arc<Gpu>, source: &str, opts: &LoadOptions) -> Result<Encoder> {
+        let started = Instant::now();
         let src = ModelSource::parse(source)?;
         let mut hub_opts = opts.hub.clone();
         if hub_opts.progress.is_none() {
             hub_opts.progress = opts.progress.clone();
         }
-        let files = hub::resolve(&src, &hub_opts)?;
+        // The retrieval layout names its own companion files.
+        let files = hub::resolve_with(&src, &hub_opts, &mut crate::sentence::companion_files)?;
         let config = ModelConfig::from_file(&files.config)?;
         let sentence = SentenceConfig::from_files(&files, &config)?;
         let ck = match files.weights.first() {
@@ -177,9 +274,12 @@ impl Encoder {
         if let Some(p) = observer {
             p.finish();
         }
-        let mut enc = Self::assemble(gpu, config, weights, tokenizer, opts.max_batch_tokens)?;
-        enc.autotune(observer)?;
+        let load = started.elapsed();
+        let mut enc = Self::assemble(gpu, config, weights, tokenizer, opts, observer)?;
         enc.sentence = sentence;
+        if let Ok(mut t) = enc.timings.lock() {
+            t.load = load;
+        }
         Ok(enc)
     }
 
@@ -190,61 +290,62 @@ impl Encoder {
         dtype: Option<DType>,
         max_batch_tokens: Option<usize>,
     ) -> Result<Encoder> {
-        let dtype = pick_dtype(&gpu, dtype)?;
-        let weights = ModelWeights::random(&gpu, &config, dtype, 0x5eed)?;
-        let enc = Self::assemble(gpu, config, weights, None, max_batch_tokens)?;
-        enc.autotune(None)?;
-        Ok(enc)
+        let opts = LoadOptions {
+            dtype,
+            max_batch_tokens,
+            ..Default::default()
+        };
+        Self::random_with(gpu, config, &opts)
     }
 
-    /// Tunes the tiles of the kernels this model runs, for its precision on its device: the
-    /// matmul's (tensor-core or tiled) and the attention kernel's at its head size
-    /// (tensor-core or portable), once per device (choices cached on disk, `ops::tune`). A
-    /// cache that cannot be written only costs a warning.
-    fn autotune(&self, progress: Option<&dyn crate::progress::Progress>) -> Result<()> {
-        use crate::ops::tune::{self, Cache, Mode};
-        let dtype = self.weights.dtype;
-        let coop = |status: std::result::Result<_, String>| dtype == DType::F16 && status.is_ok();
-        let cache = Cache::default_location();
-        let mut choices = Vec::new();
-        if coop(crate::ops::matmul::coop_status(&self.gpu, dtype)) {
-            choices.extend(tune::ensure_coop(
-                &self.gpu,
-                &cache,
-                Mode::Ensure,
-                progress,
-            )?);
-        } else {
-            choices.extend(tune::ensure_tiled(
-                &self.gpu,
-                dtype,
-                &cache,
-                Mode::Ensure,
-                progress,
-            )?);
+    /// `random` with the precision, batch size and kernel settings of `opts`.
+    pub fn random_with(gpu: Arc<Gpu>, config: ModelConfig, opts: &LoadOptions) -> Result<Encoder> {
+        let dtype = pick_dtype(&gpu, opts.dtype)?;
+        let weights = ModelWeights::random(&gpu, &config, dtype, 0x5eed)?;
+        Self::assemble(gpu, config, weights, None, opts, None)
+    }
+
+    /// The kernel choices this encoder records its plans with.
+    pub fn choices(&self) -> &Choices {
+        &self.choices
+    }
+
+    /// Records plans with `choices` from now on (tiles an application knows to be best, or a
+    /// test's): the plans recorded so far are dropped and built again on next use. Two
+    /// encoders on one device may hold different choices.
+    pub fn set_choices(&mut self, choices: Choices) -> Result<()> {
+        self.buckets.lock().map_err(|_| poisoned())?.clear();
+        self.choices = choices;
+        Ok(())
+    }
+
+    /// Where the time of the load went, and the time spent building plans since.
+    pub fn timings(&self) -> LoadTimings {
+        self.timings.lock().map(|t| *t).unwrap_or_default()
+    }
+
+    /// Checks and chooses the kernels (`ops::tune::choose`: the tensor-core self-checks,
+    /// once per device and cached on disk, and the tiles of the kernels this model runs),
+    /// then sizes the capacity. Plans are recorded (and their pipelines compiled) on first
+    /// use.
+    fn assemble(
+        gpu: Arc<Gpu>,
+        config: ModelConfig,
+        weights: ModelWeights,
+        tokenizer: Option<TextTokenizer>,
+        opts: &LoadOptions,
+        progress: Option<&dyn crate::progress::Progress>,
+    ) -> Result<Encoder> {
+        let started = Instant::now();
+        let start = Choices::new(opts.coop);
+        let head_dim = u32::try_from(config.head_dim).unwrap_or(0);
+        let dtype = weights.dtype;
+        let mode = tune::Mode::Ensure;
+        let chosen = tune::choose(&gpu, start, &opts.tune, dtype, head_dim, mode, progress)?;
+        if let Some(k) = &chosen.kernels {
+            log::info!("f16 kernels on '{}': {k:?}", gpu.info().name);
         }
-        let head_dim = u32::try_from(self.config.head_dim).unwrap_or(0);
-        let portable = crate::ops::attention::HEAD_DIMS.contains(&head_dim);
-        let coop_head = crate::ops::attention::coop::HEAD_DIMS.contains(&head_dim);
-        if coop_head && coop(crate::ops::attention::coop_status(&self.gpu, dtype)) {
-            choices.extend(tune::ensure_coop_attention(
-                &self.gpu,
-                &[head_dim],
-                &cache,
-                Mode::Ensure,
-                progress,
-            )?);
-        } else if portable {
-            choices.extend(tune::ensure_attention(
-                &self.gpu,
-                dtype,
-                &[head_dim],
-                &cache,
-                Mode::Ensure,
-                progress,
-            )?);
-        }
-        for c in choices {
+        for c in &chosen.tiles {
             log::info!(
                 "{} {} {}: {} ({})",
                 c.op,
@@ -254,24 +355,9 @@ impl Encoder {
                 c.source
             );
         }
-        Ok(())
-    }
-
-    fn assemble(
-        gpu: Arc<Gpu>,
-        config: ModelConfig,
-        weights: ModelWeights,
-        tokenizer: Option<TextTokenizer>,
-        max_batch_tokens: Option<usize>,
-    ) -> Result<Encoder> {
-        // The tensor-core self-checks run here, once per adapter, never under the lock.
-        let mode = crate::ops::coop::Mode::from_env()?;
-        if weights.dtype == DType::F16 || mode == crate::ops::coop::Mode::Required {
-            let k = crate::ops::f16_kernels(&gpu)?;
-            log::info!("f16 kernels on '{}': {k:?}", gpu.info().name);
-        }
+        let self_check = started.elapsed();
         let limit = graph::max_capacity_for_bindings(&gpu, &config, weights.dtype);
-        let capacity = match max_batch_tokens {
+        let capacity = match opts.max_batch_tokens {
             Some(0) => return Err(Error::Option("--max-tokens must be at least 1".into())),
             Some(n) if n > limit => {
                 return Err(Error::Option(format!(
@@ -283,6 +369,11 @@ impl Encoder {
         };
         Ok(Encoder {
             gpu,
+            choices: chosen.choices,
+            timings: Mutex::new(LoadTimings {
+                self_check,
+                ..Default::default()
+            }),
             config,
             weights,
             tokenizer,
@@ -351,7 +442,10 @@ impl Encoder {
         match buckets.entry(cap) {
             std::collections::btree_map::Entry::Occupied(e) => Ok(e.into_mut()),
             std::collections::btree_map::Entry::Vacant(v) => {
-                let enc = EncoderGraph::build(&self.gpu, &self.config, &self.weights, cap, cap)?;
+                let started = Instant::now();
+                let (cfg, w) = (&self.config, &self.weights);
+                let enc = EncoderGraph::build(&self.gpu, &self.choices, cfg, w, cap, cap)?;
+                self.built(started);
                 Ok(v.insert(Bucket {
                     enc,
                     pools: HashMap::new(),
@@ -485,6 +579,17 @@ impl Encoder {
             self.gpu.wait()?;
             Ok(bucket.enc.plan.peak_bytes())
         })
+    }
+}
+
+impl Encoder {
+    /// Counts the time of a plan built since `started` as compile time, and writes the
+    /// pipelines compiled for it to the pipeline cache.
+    fn built(&self, started: Instant) {
+        if let Ok(mut t) = self.timings.lock() {
+            t.compile += started.elapsed();
+        }
+        self.gpu.save_pipeline_cache();
     }
 }
 

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use crate::model::config::{LayerKind, ModelConfig};
 use crate::model::record::Recorder;
 use crate::model::upload::{LayerWeights, ModelWeights};
+use crate::ops::choice::Choices;
 use crate::ops::matmul::Epilogue;
 use crate::ops::{self, DType, Rows};
 use crate::runtime::{Gpu, Plan, PlanBuilder, TensorId};
@@ -34,6 +35,8 @@ pub struct EncoderGraph {
     pub hidden: TensorId,
     pub dtype: DType,
     pub hidden_size: usize,
+    /// The kernel choices it was recorded with (its heads are recorded with them too).
+    pub choices: Choices,
 }
 
 /// Device bytes per token of the encoder's activations (the widest live set), used to size
@@ -59,9 +62,11 @@ struct Batch {
 }
 
 impl EncoderGraph {
-    /// Records the encoder for up to `capacity` tokens in up to `max_seqs` sequences.
+    /// Records the encoder for up to `capacity` tokens in up to `max_seqs` sequences with the
+    /// kernel choices `choices`.
     pub fn build(
         gpu: &Arc<Gpu>,
+        choices: &Choices,
         cfg: &ModelConfig,
         w: &ModelWeights,
         capacity: usize,
@@ -82,6 +87,7 @@ impl EncoderGraph {
         let hidden = b.output("last_hidden_state", cap * h as u64 * w.dtype.size());
         let mut r = Recorder {
             b: &mut b,
+            choices,
             dtype: w.dtype,
             rows: Rows::Tokens,
             cap_rows: cap,
@@ -109,6 +115,7 @@ impl EncoderGraph {
             hidden,
             dtype: w.dtype,
             hidden_size: cfg.hidden_size,
+            choices: choices.clone(),
         })
     }
 }
@@ -190,6 +197,6 @@ fn attention(
         dtype: dt,
         variant: None,
     };
-    ops::attention::record(r.b, &format!("layers.{i}.attention"), &args)?;
+    ops::attention::record(r.b, r.choices, &format!("layers.{i}.attention"), &args)?;
     Ok(out)
 }

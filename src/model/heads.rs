@@ -8,6 +8,7 @@ use crate::model::config::{ModelConfig, Pooling};
 use crate::model::graph::EncoderGraph;
 use crate::model::record::Recorder;
 use crate::model::upload::{HeadWeights, Linear, ModelWeights};
+use crate::ops::choice::Choices;
 use crate::ops::matmul::Epilogue;
 use crate::ops::pooling::{PoolArgs, PoolMode};
 use crate::ops::{self, DType, Rows};
@@ -140,6 +141,7 @@ impl MlmHead {
         )?;
         let mut rec = Recorder {
             b: &mut b,
+            choices: &enc.choices,
             dtype: dt,
             rows: Rows::Selected,
             cap_rows: r,
@@ -203,7 +205,7 @@ impl ClassifierHead {
                 None
             }
         };
-        Self::finish(b, cfg, w, dt, pooled, Rows::Segments, s, rows)
+        Self::finish(b, &enc.choices, cfg, w, dt, pooled, Rows::Segments, s, rows)
     }
 
     /// Token classification: head and classifier at every token.
@@ -216,13 +218,24 @@ impl ClassifierHead {
         let mut b = PlanBuilder::new(gpu.clone());
         let hidden = b.external("last_hidden_state", enc.plan.buffer(enc.hidden)?);
         let cap = enc.capacity as u64;
-        Self::finish(b, cfg, w, enc.dtype, hidden, Rows::Tokens, cap, None)
+        Self::finish(
+            b,
+            &enc.choices,
+            cfg,
+            w,
+            enc.dtype,
+            hidden,
+            Rows::Tokens,
+            cap,
+            None,
+        )
     }
 
     /// dense -> act -> LN -> classifier (f32 logits) over `rows` rows of `x`, then build.
     #[allow(clippy::too_many_arguments)]
     fn finish(
         mut b: PlanBuilder,
+        choices: &Choices,
         cfg: &ModelConfig,
         w: &ModelWeights,
         dt: DType,
@@ -235,6 +248,7 @@ impl ClassifierHead {
         let h = cfg.hidden_size as u32;
         let mut r = Recorder {
             b: &mut b,
+            choices,
             dtype: dt,
             rows,
             cap_rows,

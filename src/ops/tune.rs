@@ -1,29 +1,30 @@
-//! Per-device autotuning of tile configurations. The first time a (kernel family, shape
-//! class, precision) is needed on an adapter, every candidate configuration that passes its
-//! CPU-reference check on the device is timed with timestamp queries on a representative
-//! shape, and the fastest is used from then on. Choices are kept for the process and cached
-//! on disk, keyed by adapter, backend, driver, driver version and crate version, so a new
-//! driver or a new wgbert tunes again.
+//! Per-device autotuning of tile configurations: the search that fills an
+//! `ops::choice::Choices`. The first time a (kernel family, shape class, precision) is
+//! needed on a device, every candidate configuration that passes its CPU-reference check on
+//! the device is timed with timestamp queries on a representative shape, and the fastest is
+//! chosen. Choices are cached on disk ([`Cache`]), keyed by adapter, backend, driver, driver
+//! version and crate version, so a new driver or a new wgbert tunes again; the same file
+//! keeps the verdicts of the tensor-core self-checks (`ops::f16_kernels`).
 //!
 //! Four families are tuned ([`Family`]): the tiled matmul (`matmul::tiled::CANDIDATES`) and
 //! the tensor-core matmul (`matmul::coop::CANDIDATES`, f16) in two row classes each, and the
 //! portable and tensor-core attention kernels (`attention::CANDIDATES`,
-//! `attention::coop::CANDIDATES`) per head size.
-//! Settings: `WGBERT_AUTOTUNE` ([`Setting`]: unset tunes on real GPUs, `1` on any adapter,
-//! `0` never); `WGBERT_CACHE` names the cache directory (default: the platform's
-//! cache directory, e.g. `~/.cache/wgbert`). An adapter without timestamp queries keeps the
-//! default: wall-clock timing of single dispatches is too noisy to choose by.
+//! `attention::coop::CANDIDATES`) per head size. [`choose`] makes the choices of a model
+//! load. Settings come in [`TuneOptions`] (`LoadOptions::from_env` reads `WGBERT_AUTOTUNE`,
+//! `WGBERT_CACHE` and `WGBERT_BENCH_SMALL` into it). An adapter without timestamp queries
+//! keeps the default: wall-clock timing of single dispatches is too noisy to choose by.
 
-use std::any::Any;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ops::coop::{f16_values, first_mismatch};
+use crate::ops::choice::Choices;
+pub use crate::ops::choice::RowClass;
+use crate::ops::coop::{self as coop_mode, Verdict, f16_values, first_mismatch};
 use crate::ops::matmul::{self, Epilogue, coop, tiled};
-use crate::ops::{Activation, DType, attention, timing};
+use crate::ops::{Activation, DType, F16Kernels, attention, timing};
 use crate::progress::Progress;
 use crate::runtime::{Gpu, RunSizes};
 use crate::{Error, Result};
@@ -37,68 +38,67 @@ pub const MATMUL_COOP: &str = "matmul_coop";
 pub const ATTENTION: &str = "attention";
 pub const ATTENTION_COOP: &str = "attention_coop";
 
-/// Row classes of the tiled matmul: the rows a run has decide which tuned tile it uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum RowClass {
-    /// Up to 512 rows (short batches, heads).
-    Mid,
-    /// More than 512 rows.
-    Large,
-}
-
-impl RowClass {
-    pub const ALL: [RowClass; 2] = [RowClass::Mid, RowClass::Large];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            RowClass::Mid => "rows<=512",
-            RowClass::Large => "rows>512",
-        }
-    }
-
-    /// The rows of the class, `lo..=hi`.
-    pub fn rows(self) -> (u32, u32) {
-        match self {
-            RowClass::Mid => (0, 512),
-            RowClass::Large => (513, u32::MAX),
-        }
-    }
-
-    /// The shape (T, K, N) its candidates are timed on: ModernBERT-base's attention output
-    /// projection at a representative row count (an eighth of each side with
-    /// `WGBERT_BENCH_SMALL=1`, for software adapters).
-    pub fn representative(self) -> (u32, u32, u32) {
-        let (t, k, n) = match self {
-            RowClass::Mid => (256, 768, 768),
-            RowClass::Large => (1024, 768, 768),
-        };
-        if std::env::var("WGBERT_BENCH_SMALL").is_ok_and(|v| v == "1") {
-            (t / 8, k / 8, n / 8)
-        } else {
-            (t, k, n)
-        }
+/// The shape (T, K, N) the candidates of a row class are timed on: ModernBERT-base's
+/// attention output projection at a representative row count (an eighth of each side with
+/// `small`, for software adapters).
+pub fn representative(class: RowClass, small: bool) -> (u32, u32, u32) {
+    let (t, k, n) = match class {
+        RowClass::Mid => (256, 768, 768),
+        RowClass::Large => (1024, 768, 768),
+    };
+    if small {
+        (t / 8, k / 8, n / 8)
+    } else {
+        (t, k, n)
     }
 }
 
 /// `WGBERT_AUTOTUNE`: unset tunes on real GPUs only (timings of a CPU adapter such as
 /// lavapipe say nothing about a GPU, and take minutes there), `1` tunes on any adapter, `0`
 /// never (static defaults).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Setting {
     Off,
+    #[default]
     Auto,
     On,
 }
 
 impl Setting {
-    pub fn from_env() -> Result<Setting> {
-        match std::env::var("WGBERT_AUTOTUNE").as_deref() {
-            Err(_) | Ok("") => Ok(Setting::Auto),
-            Ok("1") => Ok(Setting::On),
-            Ok("0") => Ok(Setting::Off),
-            Ok(other) => Err(Error::Option(format!(
+    /// A `WGBERT_AUTOTUNE` value (`None`: unset).
+    pub fn parse(value: Option<&str>) -> Result<Setting> {
+        match value {
+            None | Some("") => Ok(Setting::Auto),
+            Some("1") => Ok(Setting::On),
+            Some("0") => Ok(Setting::Off),
+            Some(other) => Err(Error::Option(format!(
                 "WGBERT_AUTOTUNE must be 0 or 1, got {other:?}"
             ))),
+        }
+    }
+}
+
+/// How kernel choices are searched and kept (part of `LoadOptions`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TuneOptions {
+    /// Whether to tune (`WGBERT_AUTOTUNE`).
+    pub autotune: Setting,
+    /// The directory of the tuning cache (`tune.json`: tuned tiles and self-check
+    /// verdicts) and of the compiled-pipeline cache; `None` keeps choices for the process
+    /// only (`WGBERT_CACHE`, else the platform's cache directory, in
+    /// `LoadOptions::from_env`).
+    pub cache_dir: Option<PathBuf>,
+    /// Time candidates on an eighth of the representative shapes (`WGBERT_BENCH_SMALL=1`,
+    /// for software adapters).
+    pub small_shapes: bool,
+}
+
+impl TuneOptions {
+    /// The tuning cache in `cache_dir`.
+    pub fn cache(&self) -> Cache {
+        match &self.cache_dir {
+            Some(d) => Cache::in_dir(d),
+            None => Cache::none(),
         }
     }
 }
@@ -139,6 +139,20 @@ impl DeviceKey {
         )
     }
 
+    fn check(&self, check: &str) -> String {
+        format!(
+            "{}|{}|{}|wgbert {}|{check}",
+            self.adapter_part(),
+            self.driver,
+            self.driver_info,
+            env!("CARGO_PKG_VERSION"),
+        )
+    }
+
+    fn same_check(&self, key: &str, check: &str) -> bool {
+        key.starts_with(&format!("{}|", self.adapter_part())) && key.ends_with(&format!("|{check}"))
+    }
+
     fn same_slot(&self, key: &str, op: &str, class: &str, dtype: DType) -> bool {
         let tail = format!("|{op}|{class}|{}", dtype.wgsl());
         key.starts_with(&format!("{}|", self.adapter_part())) && key.ends_with(&tail)
@@ -155,7 +169,8 @@ pub struct Entry {
     pub timings: BTreeMap<String, Option<f64>>,
 }
 
-/// The on-disk cache: one JSON file, `tune.json`, in a directory.
+/// The on-disk cache: one JSON file, `tune.json`, in a directory: tuned tiles and the
+/// verdicts of the tensor-core self-checks.
 #[derive(Debug, Clone)]
 pub struct Cache {
     path: Option<PathBuf>,
@@ -164,6 +179,9 @@ pub struct Cache {
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct CacheFile {
     entries: BTreeMap<String, Entry>,
+    /// Self-check verdicts: `null` for a pass, else why the kernel failed.
+    #[serde(default)]
+    checks: BTreeMap<String, Option<String>>,
 }
 
 impl Cache {
@@ -174,16 +192,9 @@ impl Cache {
         }
     }
 
-    /// `WGBERT_CACHE`, else the platform's cache directory; none where neither is known
-    /// (choices are then kept for the process only).
-    pub fn default_location() -> Cache {
-        let dir = std::env::var_os("WGBERT_CACHE")
-            .filter(|d| !d.is_empty())
-            .map(PathBuf::from)
-            .or_else(platform_cache_dir);
-        Cache {
-            path: dir.map(|d| d.join("tune.json")),
-        }
+    /// No cache: choices and verdicts are kept for the process only.
+    pub fn none() -> Cache {
+        Cache { path: None }
     }
 
     pub fn path(&self) -> Option<&Path> {
@@ -209,8 +220,7 @@ impl Cache {
     }
 
     /// Stores an entry, dropping those of the same adapter and slot made with another driver
-    /// or crate version. Written to a temporary file and renamed, so concurrent processes
-    /// never read half a file.
+    /// or crate version.
     pub fn put(
         &self,
         dev: &DeviceKey,
@@ -219,13 +229,42 @@ impl Cache {
         dtype: DType,
         entry: Entry,
     ) -> Result<()> {
+        self.update(|file| {
+            file.entries
+                .retain(|k, _| !dev.same_slot(k, op, class, dtype));
+            file.entries.insert(dev.entry(op, class, dtype), entry);
+        })
+    }
+
+    /// The cached verdict of self-check `check` on this device (same key as the tiles).
+    pub fn verdict(&self, dev: &DeviceKey, check: &str) -> Option<Verdict> {
+        let v = self.read().checks.remove(&dev.check(check))?;
+        Some(v.map_or(Ok(()), Err))
+    }
+
+    /// Stores the verdict of self-check `check` on this device, dropping that of another
+    /// driver or crate version.
+    pub fn put_verdict(&self, dev: &DeviceKey, check: &str, verdict: &Verdict) -> Result<()> {
+        self.update(|file| {
+            file.checks.retain(|k, _| !dev.same_check(k, check));
+            file.checks.insert(dev.check(check), verdict.clone().err());
+        })
+    }
+
+    /// Whether the file holds verdicts for this device (reports).
+    pub fn has_verdicts(&self, dev: &DeviceKey) -> bool {
+        let prefix = dev.check("");
+        self.read().checks.keys().any(|k| k.starts_with(&prefix))
+    }
+
+    /// Reads, changes and writes the file: written to a temporary file and renamed, so
+    /// concurrent processes never read half a file.
+    fn update(&self, change: impl FnOnce(&mut CacheFile)) -> Result<()> {
         let Some(path) = &self.path else {
             return Ok(());
         };
         let mut file = self.read();
-        file.entries
-            .retain(|k, _| !dev.same_slot(k, op, class, dtype));
-        file.entries.insert(dev.entry(op, class, dtype), entry);
+        change(&mut file);
         let io = |e: std::io::Error| Error::Io {
             path: path.clone(),
             source: e,
@@ -239,23 +278,6 @@ impl Cache {
         std::fs::write(&tmp, text).map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)
     }
-}
-
-fn platform_cache_dir() -> Option<PathBuf> {
-    let env = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    if cfg!(windows) {
-        return env("LOCALAPPDATA").map(|d| d.join("wgbert").join("cache"));
-    }
-    if cfg!(target_os = "macos") {
-        return env("HOME").map(|h| h.join("Library/Caches/wgbert"));
-    }
-    env("XDG_CACHE_HOME")
-        .or_else(|| env("HOME").map(|h| h.join(".cache")))
-        .map(|d| d.join("wgbert"))
 }
 
 /// Each candidate with its time, `None` where it was not timed (failed check, no timestamps).
@@ -344,8 +366,19 @@ pub trait Family {
     fn default(gpu: &Gpu, class: Self::Class) -> Self::Config;
     /// The CPU-reference check of one candidate on the device.
     fn check(gpu: &Arc<Gpu>, dtype: DType, class: Self::Class, config: Self::Config) -> Result<()>;
-    /// Seconds per run of one candidate on the class's representative shape.
-    fn time(gpu: &Arc<Gpu>, dtype: DType, class: Self::Class, config: Self::Config) -> Result<f64>;
+    /// Seconds per run of one candidate on the class's representative shape (`small`: an
+    /// eighth of it).
+    fn time(
+        gpu: &Arc<Gpu>,
+        dtype: DType,
+        class: Self::Class,
+        config: Self::Config,
+        small: bool,
+    ) -> Result<f64>;
+    /// The configuration `choices` holds for `class` and `dtype`.
+    fn get(choices: &Choices, class: Self::Class, dtype: DType) -> Option<Self::Config>;
+    /// Puts `config` into `choices` for `class` and `dtype`.
+    fn set(choices: &mut Choices, class: Self::Class, dtype: DType, config: Self::Config);
 }
 
 /// The tiled matmul, tuned per row class.
@@ -368,8 +401,22 @@ impl Family for TiledMatmul {
         check_tiled(gpu, dtype, config)
     }
 
-    fn time(gpu: &Arc<Gpu>, dtype: DType, class: RowClass, config: tiled::Config) -> Result<f64> {
-        time_tiled(gpu, dtype, config, class.representative())
+    fn time(
+        gpu: &Arc<Gpu>,
+        dtype: DType,
+        class: RowClass,
+        config: tiled::Config,
+        small: bool,
+    ) -> Result<f64> {
+        time_tiled(gpu, dtype, config, representative(class, small))
+    }
+
+    fn get(choices: &Choices, class: RowClass, dtype: DType) -> Option<tiled::Config> {
+        choices.tiled(class, dtype)
+    }
+
+    fn set(choices: &mut Choices, class: RowClass, dtype: DType, config: tiled::Config) {
+        choices.set_tiled(class, dtype, config);
     }
 }
 
@@ -396,8 +443,22 @@ impl Family for CoopMatmul {
         check_coop(gpu, config)
     }
 
-    fn time(gpu: &Arc<Gpu>, _: DType, class: RowClass, config: coop::Config) -> Result<f64> {
-        time_coop(gpu, config, class.representative())
+    fn time(
+        gpu: &Arc<Gpu>,
+        _: DType,
+        class: RowClass,
+        config: coop::Config,
+        small: bool,
+    ) -> Result<f64> {
+        time_coop(gpu, config, representative(class, small))
+    }
+
+    fn get(choices: &Choices, class: RowClass, _: DType) -> Option<coop::Config> {
+        choices.coop_matmul(class)
+    }
+
+    fn set(choices: &mut Choices, class: RowClass, _: DType, config: coop::Config) {
+        choices.set_coop_matmul(class, config);
     }
 }
 
@@ -422,8 +483,22 @@ impl Family for PortableAttention {
         check_attention(gpu, dtype, d, tiles)
     }
 
-    fn time(gpu: &Arc<Gpu>, dtype: DType, d: u32, tiles: attention::Tiles) -> Result<f64> {
-        time_attention(gpu, dtype, d, tiles)
+    fn time(
+        gpu: &Arc<Gpu>,
+        dtype: DType,
+        d: u32,
+        tiles: attention::Tiles,
+        small: bool,
+    ) -> Result<f64> {
+        time_attention(gpu, dtype, d, tiles, small)
+    }
+
+    fn get(choices: &Choices, d: u32, dtype: DType) -> Option<attention::Tiles> {
+        choices.attention(d, dtype)
+    }
+
+    fn set(choices: &mut Choices, d: u32, dtype: DType, tiles: attention::Tiles) {
+        choices.set_attention(d, dtype, tiles);
     }
 }
 
@@ -455,25 +530,22 @@ impl Family for CoopAttention {
         check_coop_attention(gpu, d, tiles)
     }
 
-    fn time(gpu: &Arc<Gpu>, _: DType, d: u32, tiles: attention::Tiles) -> Result<f64> {
+    fn time(gpu: &Arc<Gpu>, _: DType, d: u32, tiles: attention::Tiles, small: bool) -> Result<f64> {
         let shape = attention::coop::supported(gpu.caps()).map_err(Error::Unsupported)?;
         let storage = gpu.caps().max_workgroup_storage;
         let kernel = attention::coop::kernel(shape, d, tiles, storage).ok_or_else(|| {
             Error::Unsupported(format!("{ATTENTION_COOP} {}: does not fit", tiles.name()))
         })?;
-        time_attention_kernel(gpu, DType::F16, d, kernel)
+        time_attention_kernel(gpu, DType::F16, d, kernel, small)
     }
-}
 
-/// The tuned (or pinned) choices of this process: cache key (device, family, class,
-/// precision) to the family's configuration.
-type Table = HashMap<String, Box<dyn Any + Send>>;
-static TUNED: Mutex<Option<Table>> = Mutex::new(None);
-/// Held while tuning, so that threads loading models at once tune once.
-static TUNING: Mutex<()> = Mutex::new(());
+    fn get(choices: &Choices, d: u32, _: DType) -> Option<attention::Tiles> {
+        choices.coop_attention(d)
+    }
 
-fn table_key<F: Family>(gpu: &Gpu, class: F::Class, dtype: DType) -> String {
-    DeviceKey::of(gpu).entry(F::OP, &class.name(), dtype)
+    fn set(choices: &mut Choices, d: u32, _: DType, tiles: attention::Tiles) {
+        choices.set_coop_attention(d, tiles);
+    }
 }
 
 /// The candidate (or the default) of `F` named `name` on this device.
@@ -484,58 +556,6 @@ fn named<F: Family>(gpu: &Gpu, class: F::Class, name: &str) -> Option<F::Config>
         .find(|&c| c.name() == name)
 }
 
-fn in_process<F: Family>(gpu: &Gpu, class: F::Class, dtype: DType) -> Option<F::Config> {
-    let key = table_key::<F>(gpu, class, dtype);
-    let table = TUNED.lock().ok()?;
-    table
-        .as_ref()?
-        .get(&key)?
-        .downcast_ref::<F::Config>()
-        .copied()
-}
-
-/// The configuration of `F` for `class` and `dtype` on this device: the tuned one when
-/// `ensure` has run (or `pin` set one), else the default.
-pub fn config<F: Family>(gpu: &Gpu, class: F::Class, dtype: DType) -> F::Config {
-    in_process::<F>(gpu, class, dtype).unwrap_or_else(|| F::default(gpu, class))
-}
-
-/// Uses `config` for `class` and `dtype` on this device from now on in this process, as if
-/// tuned (an application that knows its best tile, or a test of the per-class plan).
-pub fn pin<F: Family>(gpu: &Gpu, class: F::Class, dtype: DType, config: F::Config) {
-    if let Ok(mut t) = TUNED.lock() {
-        t.get_or_insert_with(HashMap::new)
-            .insert(table_key::<F>(gpu, class, dtype), Box::new(config));
-    }
-}
-
-/// The tiled matmul's configuration for `class` and `dtype` on this device.
-pub fn tiled_config(gpu: &Gpu, class: RowClass, dtype: DType) -> tiled::Config {
-    config::<TiledMatmul>(gpu, class, dtype)
-}
-
-/// `pin` for the tiled matmul.
-pub fn pin_tiled(gpu: &Gpu, class: RowClass, dtype: DType, config: tiled::Config) {
-    pin::<TiledMatmul>(gpu, class, dtype, config);
-}
-
-/// The tensor-core matmul's configuration for `class` on this device.
-pub fn coop_config(gpu: &Gpu, class: RowClass) -> coop::Config {
-    config::<CoopMatmul>(gpu, class, DType::F16)
-}
-
-/// The portable attention kernel's tiles for `head_dim` and `dtype` on this device.
-pub fn attention_tiles(gpu: &Gpu, head_dim: u32, dtype: DType) -> attention::Tiles {
-    config::<PortableAttention>(gpu, head_dim, dtype)
-}
-
-/// The tensor-core attention kernel's tiles for `head_dim` on this device: the tuned ones
-/// when `ensure` has run, else the default; `None` where no tile fits its workgroup memory.
-pub fn coop_attention_tiles(gpu: &Gpu, head_dim: u32) -> Option<attention::Tiles> {
-    in_process::<CoopAttention>(gpu, head_dim, DType::F16)
-        .or_else(|| attention::coop::default_tiles(head_dim, gpu.caps().max_workgroup_storage))
-}
-
 /// One class's choice, as reported by `wgbert tune` and `wgbert info`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Choice {
@@ -543,7 +563,8 @@ pub struct Choice {
     pub class: String,
     pub dtype: &'static str,
     pub config: String,
-    /// Where it came from: "tuned", "cache", "default (…why)".
+    /// Where it came from: "tuned", "cache", "chosen" (already in the choices given),
+    /// "default (…why)".
     pub source: String,
     pub timings: BTreeMap<String, Option<f64>>,
 }
@@ -551,74 +572,155 @@ pub struct Choice {
 /// What `ensure` may do to get a choice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Report what this process or the cache holds, else the default; never time.
+    /// Report what the choices or the cache hold, else the default; never time.
     Lookup,
-    /// This process, else the cache, else tune now (what loading a model does).
+    /// The choices, else the cache, else tune now (what loading a model does).
     Ensure,
     /// Tune now whatever is known (`wgbert tune`).
     Force,
 }
 
+/// A model load's kernel choices on one device, and how they were made.
+#[derive(Debug, Clone)]
+pub struct Chosen {
+    pub choices: Choices,
+    /// The f16 kernels the device runs (after the tensor-core self-checks), for f16 models
+    /// and where tensor cores are required.
+    pub kernels: Option<F16Kernels>,
+    /// Each tuned family's choice and its source.
+    pub tiles: Vec<Choice>,
+}
+
+/// The kernel choices for a model in `dtype` with heads of `head_dim` on this device,
+/// starting from `choices` (its coop mode, and any tiles pinned there are kept): the
+/// tensor-core self-checks (f16, or where `WGBERT_COOP=1` requires them; `ops::f16_kernels`),
+/// then the tiles of the kernels the model runs, as `mode` allows (the matmul's, tensor-core
+/// or tiled, and the attention kernel's at its head size, tensor-core or portable).
+pub fn choose(
+    gpu: &Arc<Gpu>,
+    mut choices: Choices,
+    opts: &TuneOptions,
+    dtype: DType,
+    head_dim: u32,
+    mode: Mode,
+    progress: Option<&dyn Progress>,
+) -> Result<Chosen> {
+    let cache = opts.cache();
+    let kernels = if dtype == DType::F16 || choices.coop == coop_mode::Mode::Required {
+        Some(crate::ops::f16_kernels(gpu, &mut choices, &cache)?)
+    } else {
+        None
+    };
+    let mut tiles = Vec::new();
+    if matmul::coop_status(gpu, &choices, dtype).is_ok() {
+        tiles.extend(ensure_coop(gpu, &mut choices, opts, mode, progress)?);
+    } else {
+        tiles.extend(ensure_tiled(
+            gpu,
+            &mut choices,
+            dtype,
+            opts,
+            mode,
+            progress,
+        )?);
+    }
+    let portable = attention::HEAD_DIMS.contains(&head_dim);
+    let coop_head = attention::coop::HEAD_DIMS.contains(&head_dim);
+    let d = [head_dim];
+    if coop_head && attention::coop_status(gpu, &choices, dtype).is_ok() {
+        tiles.extend(ensure_coop_attention(
+            gpu,
+            &mut choices,
+            &d,
+            opts,
+            mode,
+            progress,
+        )?);
+    } else if portable {
+        tiles.extend(ensure_attention(
+            gpu,
+            &mut choices,
+            dtype,
+            &d,
+            opts,
+            mode,
+            progress,
+        )?);
+    }
+    Ok(Chosen {
+        choices,
+        kernels,
+        tiles,
+    })
+}
+
 /// `ensure` for the tiled matmul, every row class.
 pub fn ensure_tiled(
     gpu: &Arc<Gpu>,
+    choices: &mut Choices,
     dtype: DType,
-    cache: &Cache,
+    opts: &TuneOptions,
     mode: Mode,
     progress: Option<&dyn Progress>,
 ) -> Result<Vec<Choice>> {
-    ensure::<TiledMatmul>(gpu, dtype, &RowClass::ALL, cache, mode, progress)
+    ensure::<TiledMatmul>(gpu, choices, dtype, &RowClass::ALL, opts, mode, progress)
 }
 
 /// `ensure` for the tensor-core matmul (f16), every row class; nothing where the adapter
 /// has no usable cooperative matrices.
 pub fn ensure_coop(
     gpu: &Arc<Gpu>,
-    cache: &Cache,
+    choices: &mut Choices,
+    opts: &TuneOptions,
     mode: Mode,
     progress: Option<&dyn Progress>,
 ) -> Result<Vec<Choice>> {
     if coop::supported(gpu.caps()).is_err() {
         return Ok(Vec::new());
     }
-    ensure::<CoopMatmul>(gpu, DType::F16, &RowClass::ALL, cache, mode, progress)
+    let classes = &RowClass::ALL;
+    ensure::<CoopMatmul>(gpu, choices, DType::F16, classes, opts, mode, progress)
 }
 
 /// `ensure` for the portable attention kernel at these head sizes.
 pub fn ensure_attention(
     gpu: &Arc<Gpu>,
+    choices: &mut Choices,
     dtype: DType,
     head_dims: &[u32],
-    cache: &Cache,
+    opts: &TuneOptions,
     mode: Mode,
     progress: Option<&dyn Progress>,
 ) -> Result<Vec<Choice>> {
-    ensure::<PortableAttention>(gpu, dtype, head_dims, cache, mode, progress)
+    ensure::<PortableAttention>(gpu, choices, dtype, head_dims, opts, mode, progress)
 }
 
 /// `ensure` for the tensor-core attention kernel (f16) at these head sizes; nothing where
 /// the adapter has no usable cooperative matrices.
 pub fn ensure_coop_attention(
     gpu: &Arc<Gpu>,
+    choices: &mut Choices,
     head_dims: &[u32],
-    cache: &Cache,
+    opts: &TuneOptions,
     mode: Mode,
     progress: Option<&dyn Progress>,
 ) -> Result<Vec<Choice>> {
     if attention::coop::supported(gpu.caps()).is_err() {
         return Ok(Vec::new());
     }
-    ensure::<CoopAttention>(gpu, DType::F16, head_dims, cache, mode, progress)
+    ensure::<CoopAttention>(gpu, choices, DType::F16, head_dims, opts, mode, progress)
 }
 
-/// Makes sure family `F` has a configuration for every class of `classes` in `dtype` on this
-/// device: from this process, the disk cache, or by tuning now, as `mode` allows.
-/// `WGBERT_AUTOTUNE=0` leaves the defaults. `progress` hears of each candidate timed.
+/// Makes sure `choices` holds a configuration of family `F` for every class of `classes` in
+/// `dtype` on this device: the one it holds already, else the disk cache's, else one tuned
+/// now, as `mode` allows (a default is reported, not put into `choices`). `WGBERT_AUTOTUNE=0`
+/// leaves the defaults. `progress` hears of each candidate timed.
 pub fn ensure<F: Family>(
     gpu: &Arc<Gpu>,
+    choices: &mut Choices,
     dtype: DType,
     classes: &[F::Class],
-    cache: &Cache,
+    opts: &TuneOptions,
     mode: Mode,
     progress: Option<&dyn Progress>,
 ) -> Result<Vec<Choice>> {
@@ -632,11 +734,11 @@ pub fn ensure<F: Family>(
         source,
         timings: BTreeMap::new(),
     };
-    let setting = Setting::from_env()?;
+    let setting = opts.autotune;
     if setting == Setting::Off {
         for &class in classes {
-            let default = F::default(gpu, class);
-            out.push(base(class, default, "default (WGBERT_AUTOTUNE=0)".into()));
+            let config = F::get(choices, class, dtype).unwrap_or_else(|| F::default(gpu, class));
+            out.push(base(class, config, "default (WGBERT_AUTOTUNE=0)".into()));
         }
         return Ok(out);
     }
@@ -646,21 +748,19 @@ pub fn ensure<F: Family>(
         Mode::Ensure if cpu && setting == Setting::Auto => Mode::Lookup,
         m => m,
     };
-    let _guard = TUNING
-        .lock()
-        .map_err(|_| Error::Option("tuning lock poisoned".into()))?;
+    let cache = opts.cache();
     let dev = DeviceKey::of(gpu);
     for &class in classes {
         let class_name = class.name();
         let default = F::default(gpu, class);
-        if let (false, Some(config)) = (force, in_process::<F>(gpu, class, dtype)) {
-            out.push(base(class, config, "this process".into()));
+        if let (false, Some(config)) = (force, F::get(choices, class, dtype)) {
+            out.push(base(class, config, "chosen".into()));
             continue;
         }
         let cached = cache.get(&dev, F::OP, &class_name, dtype);
         if let (false, Some(entry)) = (force, &cached) {
             if let Some(config) = named::<F>(gpu, class, &entry.config) {
-                pin::<F>(gpu, class, dtype, config);
+                F::set(choices, class, dtype, config);
                 out.push(Choice {
                     timings: entry.timings.clone(),
                     ..base(class, config, "cache".into())
@@ -689,7 +789,7 @@ pub fn ensure<F: Family>(
             timestamps,
             |c| F::check(gpu, dtype, class, c),
             |c| {
-                let t = F::time(gpu, dtype, class, c);
+                let t = F::time(gpu, dtype, class, c, opts.small_shapes);
                 if let Some(p) = progress {
                     p.advance(1, &c.name());
                 }
@@ -699,7 +799,7 @@ pub fn ensure<F: Family>(
         if let Some(p) = progress {
             p.finish();
         }
-        pin::<F>(gpu, class, dtype, config);
+        F::set(choices, class, dtype, config);
         let timings: BTreeMap<String, Option<f64>> =
             timings.into_iter().map(|(c, t)| (c.name(), t)).collect();
         let source = if timestamps {
@@ -727,18 +827,17 @@ pub fn ensure<F: Family>(
 /// GeGLU epilogue (bias included), so that no wrong build is ever timed or chosen.
 pub fn check_tiled(gpu: &Arc<Gpu>, dtype: DType, config: tiled::Config) -> Result<()> {
     let cases = [
-        (70usize, 100usize, 90usize, Epilogue::None, false),
-        (33, 40, 48, Epilogue::GeGlu(Activation::GeluErf), true),
+        coop::Case::new(70, 100, 90, Epilogue::None, false),
+        coop::Case::new(33, 40, 48, Epilogue::GeGlu(Activation::GeluErf), true),
     ];
     let tol = match dtype {
         DType::F32 => 1e-4,
         DType::F16 => 4e-3,
     };
     for (i, &case) in cases.iter().enumerate() {
-        let (_, _, _, epilogue, bias) = case;
         let build = (
-            tiled::kernel(dtype, epilogue, bias, config),
-            tiled::tile(config, epilogue),
+            tiled::kernel(dtype, case.epilogue, case.bias, config),
+            tiled::tile(config, case.epilogue),
         );
         matmul::check_build(gpu, dtype, case, build, (tol, tol), 101 + 7 * i as u64).map_err(
             |e| Error::Unsupported(format!("{MATMUL_TILED} {} check: {e}", config.name())),
@@ -753,9 +852,9 @@ pub fn check_tiled(gpu: &Arc<Gpu>, dtype: DType, config: tiled::Config) -> Resul
 pub fn check_coop(gpu: &Arc<Gpu>, config: coop::Config) -> Result<()> {
     let shape = coop::supported(gpu.caps()).map_err(Error::Unsupported)?;
     let cases = [
-        (150usize, 100usize, 150usize, Epilogue::Residual, true),
-        (70, 72, 90, Epilogue::GeGlu(Activation::GeluErf), true),
-        (33, 102, 40, Epilogue::None, false),
+        coop::Case::new(150, 100, 150, Epilogue::Residual, true),
+        coop::Case::new(70, 72, 90, Epilogue::GeGlu(Activation::GeluErf), true),
+        coop::Case::new(33, 102, 40, Epilogue::None, false),
     ];
     matmul::check_coop(gpu, shape, config, &cases, 301)
         .map_err(|e| Error::Unsupported(format!("{MATMUL_COOP} {} check: {e}", config.name())))
@@ -767,7 +866,9 @@ pub fn time_coop(gpu: &Arc<Gpu>, config: coop::Config, shape: (u32, u32, u32)) -
     let kernel = coop::kernel(s, config, Epilogue::None, false, shape.1);
     let build = Some((kernel, coop::tile(s.frag, config, Epilogue::None)));
     let dtype = DType::F16;
-    let (mut plan, sizes) = timing::matmul_plan(gpu, dtype, shape, Epilogue::None, None, build)?;
+    let none = &Choices::default();
+    let (mut plan, sizes) =
+        timing::matmul_plan(gpu, none, dtype, shape, Epilogue::None, None, build)?;
     timing::seconds(gpu, &mut plan, &sizes, TIMED_RUNS)
 }
 
@@ -781,7 +882,9 @@ pub fn time_tiled(
 ) -> Result<f64> {
     let kernel = tiled::kernel(dtype, Epilogue::None, false, config);
     let build = Some((kernel, tiled::tile(config, Epilogue::None)));
-    let (mut plan, sizes) = timing::matmul_plan(gpu, dtype, shape, Epilogue::None, None, build)?;
+    let none = &Choices::default();
+    let (mut plan, sizes) =
+        timing::matmul_plan(gpu, none, dtype, shape, Epilogue::None, None, build)?;
     timing::seconds(gpu, &mut plan, &sizes, TIMED_RUNS)
 }
 
@@ -838,7 +941,8 @@ fn check_attention_kernel(
         };
         let h = (2 * head_dim) as usize;
         let qkv = f16_values(case.rows() * 3 * h, 17, 2.0);
-        let got = attention::run_packed(gpu, &case, &qkv, None, Some(kernel.clone()))?;
+        let none = &Choices::default();
+        let got = attention::run_packed(gpu, none, &case, &qkv, None, Some(kernel.clone()))?;
         let (_, cu) = RunSizes::packed(&lens);
         let want = attention::reference_keys(&qkv, &cu, key_lens, 2, head_dim, window);
         if let Some((j, g, r)) = first_mismatch(&got, &want, atol, rtol) {
@@ -853,20 +957,17 @@ fn check_attention_kernel(
 }
 
 /// Seconds per run of one attention tile configuration on ModernBERT-base's global layer
-/// shape: 4 sequences of 512 tokens, 12 heads (one sequence of 128 with
-/// `WGBERT_BENCH_SMALL=1`, for software adapters).
+/// shape: 4 sequences of 512 tokens, 12 heads (one sequence of 128 with `small`, for
+/// software adapters).
 pub fn time_attention(
     gpu: &Arc<Gpu>,
     dtype: DType,
     head_dim: u32,
     tiles: attention::Tiles,
+    small: bool,
 ) -> Result<f64> {
-    time_attention_kernel(
-        gpu,
-        dtype,
-        head_dim,
-        attention::kernel(dtype, head_dim, tiles),
-    )
+    let kernel = attention::kernel(dtype, head_dim, tiles);
+    time_attention_kernel(gpu, dtype, head_dim, kernel, small)
 }
 
 /// `time_attention` for any attention kernel build.
@@ -875,11 +976,12 @@ pub fn time_attention_kernel(
     dtype: DType,
     head_dim: u32,
     kernel: crate::runtime::Kernel,
+    small: bool,
 ) -> Result<f64> {
-    let small = std::env::var("WGBERT_BENCH_SMALL").is_ok_and(|v| v == "1");
     let seqs = if small { (1, 128) } else { (4, 512) };
+    let none = &Choices::default();
     let (mut plan, sizes) =
-        timing::attention_plan(gpu, dtype, seqs, (12, head_dim), None, Some(kernel))?;
+        timing::attention_plan(gpu, none, dtype, seqs, (12, head_dim), None, Some(kernel))?;
     timing::seconds(gpu, &mut plan, &sizes, TIMED_RUNS)
 }
 

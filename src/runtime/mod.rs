@@ -9,7 +9,7 @@ pub mod plan;
 pub mod profile;
 pub mod shader;
 
-pub use gpu::{AdapterReport, Capabilities, CoopShape, Gpu, GpuOptions, list_adapters};
+pub use gpu::{AdapterReport, Capabilities, CoopShape, Counters, Gpu, GpuOptions, list_adapters};
 pub use params::{GpuParams, SmokeParams};
 pub use pipeline::{Access, Kernel};
 pub use plan::{Launch, Plan, PlanBuilder, RunSizes, TensorId};

@@ -32,6 +32,36 @@ pub fn gpu() -> Arc<Gpu> {
     .clone()
 }
 
+/// The tensor-core mode the environment asks for (`WGBERT_COOP`, read as the CLI reads it:
+/// `LoadOptions::from_env`).
+pub fn coop_mode() -> wgbert::ops::coop::Mode {
+    wgbert::encoder::LoadOptions::from_env().unwrap().coop
+}
+
+/// The kernel choices after the tensor-core self-checks on the test GPU in `coop_mode()`, as
+/// a model load makes them (tiles at their defaults), and what `ops::f16_kernels` said:
+/// once per test process (no disk cache).
+pub fn checked() -> &'static (
+    wgbert::ops::choice::Choices,
+    Result<wgbert::ops::F16Kernels, String>,
+) {
+    static CHECKED: OnceLock<(
+        wgbert::ops::choice::Choices,
+        Result<wgbert::ops::F16Kernels, String>,
+    )> = OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let mut c = wgbert::ops::choice::Choices::new(coop_mode());
+        let none = wgbert::ops::tune::Cache::none();
+        let k = wgbert::ops::f16_kernels(&gpu(), &mut c, &none).map_err(|e| e.to_string());
+        (c, k)
+    })
+}
+
+/// `checked().0`: the choices with the self-checks' verdicts.
+pub fn checked_choices() -> &'static wgbert::ops::choice::Choices {
+    &checked().0
+}
+
 /// Asserts `|got - want| <= atol + rtol * |want|` everywhere, naming the worst index.
 pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
     assert_eq!(got.len(), want.len(), "{what}: length");
