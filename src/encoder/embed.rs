@@ -89,7 +89,9 @@ impl Encoder {
             }
         };
         if !bucket.pools.contains_key(&(mode, normalize)) {
+            let started = std::time::Instant::now();
             let head = PoolHead::build(&self.gpu, &bucket.enc, mode, normalize)?;
+            self.built(started);
             bucket.pools.insert((mode, normalize), head);
         }
         let head = bucket

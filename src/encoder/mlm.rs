@@ -71,7 +71,9 @@ impl Encoder {
         let mut out = vec![Vec::new(); seqs.len()];
         self.for_each_batch(seqs, None, |batch, bucket, _| {
             if !bucket.mlm.contains_key(&k) {
+                let started = std::time::Instant::now();
                 let head = MlmHead::build(&self.gpu, &self.config, &self.weights, &bucket.enc, k)?;
+                self.built(started);
                 bucket.mlm.insert(k, head);
             }
             let head = bucket.mlm.get_mut(&k).ok_or_else(poisoned)?;
