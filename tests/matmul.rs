@@ -24,13 +24,13 @@ use wgbert::runtime::PlanBuilder;
 const GELU: Activation = Activation::GeluErf;
 
 /// `common::MATMUL_SHAPES` plus an exact tile.
-const SHAPES: &[(usize, usize, usize)] = &[
+const SHAPES: &[common::MatmulShape] = &[
     common::MATMUL_SHAPES[0],
     common::MATMUL_SHAPES[1],
     common::MATMUL_SHAPES[2],
     common::MATMUL_SHAPES[3],
     common::MATMUL_SHAPES[4],
-    (64, 32, 64),
+    common::MatmulShape::new(64, 32, 64),
 ];
 
 fn tolerance(dtype: DType) -> (f64, f64) {
@@ -86,7 +86,7 @@ fn every_tiled_configuration_matches_the_reference() {
                 for bias in [false, true] {
                     // T = 1, 65 and 300 (ragged tiles of every size).
                     for i in [0, 2, 4] {
-                        let (t, k, n) = common::MATMUL_SHAPES[i];
+                        let common::MatmulShape { t, k, n } = common::MATMUL_SHAPES[i];
                         let c = Case {
                             k,
                             n,
@@ -110,7 +110,7 @@ fn sweep(epilogue: Epilogue, biases: &[bool]) {
     for dtype in common::dtypes() {
         for variant in variants() {
             for &bias in biases {
-                for &(t, k, n) in SHAPES {
+                for &common::MatmulShape { t, k, n } in SHAPES {
                     let c = Case {
                         k,
                         n,

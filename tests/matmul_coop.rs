@@ -229,11 +229,14 @@ fn coop_kernel_matches_the_reference() {
     }
     let mut shapes = common::MATMUL_SHAPES.to_vec();
     // Exact 16x16-fragment tiles, and several ragged tiles each way.
-    shapes.extend([(128, 64, 64), (257, 130, 200)]);
+    shapes.extend([
+        common::MatmulShape::new(128, 64, 64),
+        common::MatmulShape::new(257, 130, 200),
+    ]);
     let mut seed = 1;
     for e in matmul::all_epilogues() {
         for bias in [false, true] {
-            for &(t, k, n) in &shapes {
+            for &common::MatmulShape { t, k, n } in &shapes {
                 check(t, k, n, e, bias, Build::Auto, seed);
                 seed += 10;
             }

@@ -373,7 +373,7 @@ impl Gpu {
     /// The verdict of the self-check `name` on this device: the one kept from an earlier
     /// call, else `check`'s (run now, outside the lock: two threads may both check,
     /// harmlessly), kept for the device's life.
-    pub fn self_check(
+    pub(crate) fn self_check(
         &self,
         name: &str,
         check: impl FnOnce() -> std::result::Result<(), String>,
@@ -389,7 +389,7 @@ impl Gpu {
     }
 
     /// Counts a self-check run on the device (`counters`).
-    pub fn count_self_check(&self) {
+    pub(crate) fn count_self_check(&self) {
         self.self_checks_run.fetch_add(1, Ordering::Relaxed);
     }
 

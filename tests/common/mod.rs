@@ -13,13 +13,27 @@ use std::sync::{Arc, OnceLock};
 use wgbert::ops::DType;
 use wgbert::runtime::{Gpu, GpuOptions, RunSizes};
 
-/// Matmul shapes (T, K, N): T in {1, 3, 65, 129, 300}, K and N off the 16/64 grids.
-pub const MATMUL_SHAPES: [(usize, usize, usize); 5] = [
-    (1, 24, 17),
-    (3, 40, 48),
-    (65, 100, 70),
-    (129, 5, 33),
-    (300, 40, 70),
+/// One matmul test shape: `t` rows, inner size `k`, `n` outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatmulShape {
+    pub t: usize,
+    pub k: usize,
+    pub n: usize,
+}
+
+impl MatmulShape {
+    pub const fn new(t: usize, k: usize, n: usize) -> MatmulShape {
+        MatmulShape { t, k, n }
+    }
+}
+
+/// Matmul shapes: T in {1, 3, 65, 129, 300}, K and N off the 16/64 grids.
+pub const MATMUL_SHAPES: [MatmulShape; 5] = [
+    MatmulShape::new(1, 24, 17),
+    MatmulShape::new(3, 40, 48),
+    MatmulShape::new(65, 100, 70),
+    MatmulShape::new(129, 5, 33),
+    MatmulShape::new(300, 40, 70),
 ];
 
 /// The test GPU. Fails loudly when no adapter exists: CI installs lavapipe.

@@ -305,6 +305,7 @@ pub fn self_check(gpu: &Arc<Gpu>, shape: Shape) -> Result<()> {
     Ok(())
 }
 
+#[doc(hidden)]
 /// One attention problem over packed sequences (`lens`), for `run_packed`.
 #[derive(Debug, Clone, Copy)]
 pub struct PackedCase<'a> {
@@ -324,6 +325,7 @@ impl PackedCase<'_> {
     }
 }
 
+#[doc(hidden)]
 /// Runs `case` on the GPU over `qkv` ([T, 3H] values, stored as `case.dtype`) with
 /// `kernel`, or with what `variant` and `choices` choose when `kernel` is `None`, and returns
 /// the output

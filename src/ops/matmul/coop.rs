@@ -166,6 +166,7 @@ fn build(
     }
 }
 
+#[doc(hidden)]
 /// The same kernel with the cooperative operations emulated by plain loops (`EMULATE`),
 /// `lanes` wide subgroups in a workgroup sized for `shape.subgroup` (lanes below it leave the
 /// extra subgroups to staging, as a driver running narrower subgroups would). Slow: tests.

@@ -458,6 +458,7 @@ pub fn record_rope(
     Ok(())
 }
 
+#[doc(hidden)]
 /// `record_rope` with a given build (tests: every configuration, the emulated tensor-core
 /// kernel), as `record_kernel` is to `record`.
 pub fn record_rope_kernel(
