@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::runtime::disk_cache::DiskPipelines;
 use crate::runtime::pipeline::PipelineCache;
 use crate::{Error, Result};
 
@@ -126,15 +127,6 @@ pub struct Gpu {
     self_checks_run: AtomicU64,
     /// The driver's pipeline cache and the file it is kept in.
     disk: Option<DiskPipelines>,
-}
-
-/// A `wgpu::PipelineCache` and its file.
-struct DiskPipelines {
-    cache: wgpu::PipelineCache,
-    path: PathBuf,
-    loaded: u64,
-    /// Pipelines created when the file was last written.
-    saved_at: AtomicU64,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -361,13 +353,13 @@ impl Gpu {
         Counters {
             pipelines_created: self.pipelines_created.load(Ordering::Relaxed),
             self_checks_run: self.self_checks_run.load(Ordering::Relaxed),
-            pipeline_cache_loaded: self.disk.as_ref().map_or(0, |d| d.loaded),
+            pipeline_cache_loaded: self.disk.as_ref().map_or(0, |d| d.loaded()),
         }
     }
 
     /// The file of the driver's pipeline cache, where one is in use.
     pub fn pipeline_cache_path(&self) -> Option<&std::path::Path> {
-        self.disk.as_ref().map(|d| d.path.as_path())
+        self.disk.as_ref().map(|d| d.path())
     }
 
     /// The verdict of the self-check `name` on this device: the one kept from an earlier
@@ -399,32 +391,15 @@ impl Gpu {
 
     /// The driver's pipeline cache, for pipeline creation.
     pub(crate) fn driver_cache(&self) -> Option<&wgpu::PipelineCache> {
-        self.disk.as_ref().map(|d| &d.cache)
+        self.disk.as_ref().map(|d| d.cache())
     }
 
     /// Writes the driver's pipeline cache to its file if pipelines were created since it was
     /// last written (after a plan is built, and when the device is dropped). A cache that
     /// cannot be written only costs compiling again next time (logged).
     pub fn save_pipeline_cache(&self) {
-        let Some(d) = &self.disk else {
-            return;
-        };
-        let created = self.pipelines_created.load(Ordering::Relaxed);
-        if d.saved_at.swap(created, Ordering::Relaxed) == created {
-            return;
-        }
-        let Some(data) = d.cache.get_data() else {
-            return;
-        };
-        let tmp = d.path.with_extension(format!("bin.{}", std::process::id()));
-        let written = std::fs::write(&tmp, &data).and_then(|()| std::fs::rename(&tmp, &d.path));
-        match written {
-            Ok(()) => log::info!(
-                "pipeline cache: {} bytes written to {}",
-                data.len(),
-                d.path.display()
-            ),
-            Err(e) => log::warn!("pipeline cache {}: not written: {e}", d.path.display()),
+        if let Some(d) = &self.disk {
+            d.save(self.pipelines_created.load(Ordering::Relaxed));
         }
     }
 
@@ -606,60 +581,5 @@ impl Gpu {
 impl Drop for Gpu {
     fn drop(&mut self) {
         self.save_pipeline_cache();
-    }
-}
-
-impl DiskPipelines {
-    /// The pipeline cache in `dir` for this device, where the backend has one: the file's
-    /// pipelines are loaded, and a corrupt or foreign file is ignored (logged) and replaced
-    /// when the cache is next written.
-    fn open(gpu: &Gpu, dir: &std::path::Path) -> Option<DiskPipelines> {
-        if !gpu
-            .device
-            .features()
-            .contains(wgpu::Features::PIPELINE_CACHE)
-        {
-            log::info!("pipeline cache: not supported by '{}'", gpu.info.name);
-            return None;
-        }
-        let key = wgpu::util::pipeline_cache_key(&gpu.info)?;
-        let path = dir.join(format!("{key}.bin"));
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            log::warn!("pipeline cache: cannot create {}: {e}", dir.display());
-            return None;
-        }
-        let data = std::fs::read(&path).ok();
-        let create = |data: Option<&[u8]>, fallback: bool| {
-            gpu.guarded("creating the pipeline cache", || {
-                // SAFETY: the data is what `get_data` wrote for this adapter's cache key
-                // (file names carry it); wgpu checks its header (vendor, device, driver,
-                // wgpu version) and refuses any other.
-                unsafe {
-                    gpu.device
-                        .create_pipeline_cache(&wgpu::PipelineCacheDescriptor {
-                            label: Some("wgbert pipelines"),
-                            data,
-                            fallback,
-                        })
-                }
-            })
-        };
-        let (cache, loaded) = match data.as_deref().map(|d| create(Some(d), false)) {
-            Some(Ok(cache)) => (cache, data.as_ref().map_or(0, |d| d.len() as u64)),
-            Some(Err(e)) => {
-                log::warn!("pipeline cache {}: ignored ({e})", path.display());
-                (create(None, true).ok()?, 0)
-            }
-            None => (create(None, true).ok()?, 0),
-        };
-        if loaded > 0 {
-            log::info!("pipeline cache: {loaded} bytes from {}", path.display());
-        }
-        Some(DiskPipelines {
-            cache,
-            path,
-            loaded,
-            saved_at: AtomicU64::new(0),
-        })
     }
 }

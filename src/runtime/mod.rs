@@ -2,6 +2,7 @@
 //! pipeline cache, activation placement, recorded plans, readback and GPU timing.
 
 pub mod arena;
+mod disk_cache;
 pub mod gpu;
 pub mod params;
 pub mod pipeline;
