@@ -72,7 +72,12 @@ fn attention_plan(
         dtype,
         variant: None,
     };
-    attention::record(&mut b, "attention", &args)?;
+    attention::record(
+        &mut b,
+        &wgbert::ops::choice::Choices::default(),
+        "attention",
+        &args,
+    )?;
     let plan = b.build()?;
     plan.write(qkv, &dtype.encode(&values((t * 3 * h) as usize)))?;
     plan.write(cu_t, bytemuck::cast_slice(&cu))?;

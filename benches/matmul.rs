@@ -98,7 +98,12 @@ fn plan(gpu: &Arc<Gpu>, s: &Shape, dtype: DType) -> wgbert::Result<Plan> {
         epilogue: s.epilogue,
         variant: s.variant,
     };
-    matmul::record(&mut b, &s.name, &args)?;
+    matmul::record(
+        &mut b,
+        &wgbert::ops::choice::Choices::default(),
+        &s.name,
+        &args,
+    )?;
     let plan = b.build()?;
     plan.write(x, &rand(t * k, 1, 1.0))?;
     if let Some(r) = residual {

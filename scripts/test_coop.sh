@@ -15,16 +15,22 @@
 #     configurations recorded, `wgbert tune` in f16 tuning them);
 #   - tests/parity.rs (f16 within cosine 0.999 of transformers with the tensor-core kernels);
 #   - tests/attention_long.rs (one 2100-token sequence, global and windowed layers).
+#   - the warm start (tests/coop_cli.rs): a second process with the same WGBERT_CACHE runs no
+#     self-check (the first cached the verdicts) and loads the compiled pipelines.
 # A check that needs what the root's adapter lacks is skipped and logged; the skips are
 # counted at the end (scripts/skip_report.sh). WGBERT_REQUIRE (a comma list: f16, subgroups,
 # timestamps, coop, tokenizer; none of these tests reads the tokenizer) is passed
 # into the root and makes those skips failures.
 # Usage (as root, on Debian/Ubuntu): bash scripts/test_coop.sh
+# CARGO_TARGET_DIR is honoured (a target directory outside the checkout is bind-mounted too).
 # WGBERT_MESA_ROOT: where the root lives (default /var/tmp/wgbert-mesa26); an existing root is
 # reused. Every mount made here is undone on exit, also on failure. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$(pwd -P)"
+TARGET="${CARGO_TARGET_DIR:-$REPO/target}"
+mkdir -p "$TARGET"
+TARGET="$(cd "$TARGET" && pwd -P)"
 ROOT="${WGBERT_MESA_ROOT:-/var/tmp/wgbert-mesa26}"
 TESTS=(matmul_coop attention_coop coop_cli tune parity attention_long)
 
@@ -109,6 +115,10 @@ bind() { # bind SOURCE TARGET [type]
   fi
 }
 bind "$REPO" "$ROOT$REPO"
+case "$TARGET/" in
+  "$REPO"/*) ;;
+  *) bind "$TARGET" "$ROOT$TARGET" ;;
+esac
 bind proc "$ROOT/proc" proc
 bind /dev "$ROOT/dev"
 
@@ -119,14 +129,14 @@ run() {
 }
 
 echo "== wgbert info --json (Mesa 26 lavapipe, WGBERT_COOP=1)"
-INFO="$(run "$REPO/target/debug/wgbert" info --json)"
+INFO="$(run "$TARGET/debug/wgbert" info --json)"
 echo "$INFO" | grep -E '"name"|"matmul"|"attention"|coop_reason'
 echo "$INFO" | grep -q '"matmul": "matmul_coop' || die "info: no tensor-core matmul chosen"
 echo "$INFO" | grep -q '"attention": "attention_coop' || die "info: no tensor-core attention chosen"
 
 echo "== wgbert --dtype f16 bench --kernels --sweep (Mesa 26 lavapipe, small shapes)"
 SWEEP="$(run env WGBERT_BENCH_SMALL=1 WGBERT_CACHE=/tmp/wgbert-sweep-cache \
-  "$REPO/target/debug/wgbert" --dtype f16 bench --kernels --sweep --json)"
+  "$TARGET/debug/wgbert" --dtype f16 bench --kernels --sweep --json)"
 for want in '[coop 2x2w]' '[coop 1x4w]' '[coop 32x64]' '[coop 32x32]'; do
   echo "$SWEEP" | grep -qF "$want" || die "the sweep has no $want case"
 done

@@ -4,8 +4,11 @@
 //!
 //! Online, files already in the cache are used without contacting the hub (as hf-hub's
 //! `get` does); anything missing is downloaded, reported to `HubOptions::progress`. Offline
-//! (`--offline` or `HF_HUB_OFFLINE=1`), a miss is an error that says so. Hub ids need the
-//! `hub` feature (`hub/remote.rs`); without it only directories resolve.
+//! (`HubOptions::offline`: `--offline` or `HF_HUB_OFFLINE=1`), a miss is an error that says so.
+//! Hub ids need the `hub` feature (`hub/remote.rs`); without it only directories resolve.
+//! A layout that ships companion files (sentence-transformers' `modules.json` and the
+//! folders it names) asks for them through [`Fetch`] in [`resolve_with`]; the hub knows no
+//! layout.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -108,9 +111,9 @@ pub struct ModelFiles {
     pub tokenizer: Option<PathBuf>,
     /// Either `[model.safetensors]`, or `[model.safetensors.index.json, shard, shard, ...]`.
     pub weights: Vec<PathBuf>,
-    /// The sentence-transformers / PyLate files that exist, by name relative to the model
-    /// root (`modules.json`, `1_Pooling/config.json`, `2_Dense/model.safetensors`, ...).
-    pub sentence: BTreeMap<String, PathBuf>,
+    /// Companion files the caller's layout asked for (`resolve_with`) that exist, by name
+    /// relative to the model root (`modules.json`, `1_Pooling/config.json`, ...).
+    pub companions: BTreeMap<String, PathBuf>,
 }
 
 impl ModelFiles {
@@ -128,18 +131,20 @@ impl ModelFiles {
     }
 }
 
-/// How to reach the hub.
+/// How to reach the hub (`LoadOptions::from_env` fills these from `HF_HUB_OFFLINE`,
+/// `HF_HUB_CACHE`, `HF_HOME`, `HF_TOKEN` and `HF_ENDPOINT`).
 #[derive(Clone, Default)]
 pub struct HubOptions {
-    /// Use only the cache (also on when `HF_HUB_OFFLINE` is 1/true/yes/on).
+    /// Use only the cache.
     pub offline: bool,
-    /// The hub cache folder (the one holding `models--*`); else `HF_HUB_CACHE`,
-    /// `$HF_HOME/hub`, or `~/.cache/huggingface/hub`.
+    /// The hub cache folder (the one holding `models--*`); else `~/.cache/huggingface/hub`.
     pub cache_dir: Option<PathBuf>,
     /// Told about each download (bytes of one file at a time).
     pub progress: Observer,
-    /// Access token for gated or private repos; else `HF_TOKEN`, else the cached login.
+    /// Access token for gated or private repos; else the cached login.
     pub token: Option<String>,
+    /// Another hub than huggingface.co (a mirror).
+    pub endpoint: Option<String>,
 }
 
 impl fmt::Debug for HubOptions {
@@ -149,17 +154,32 @@ impl fmt::Debug for HubOptions {
             .field("cache_dir", &self.cache_dir)
             .field("progress", &self.progress.is_some())
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("endpoint", &self.endpoint)
             .finish()
     }
 }
 
 /// Finds (and, online, downloads) the files of a model.
 pub fn resolve(source: &ModelSource, opts: &HubOptions) -> Result<ModelFiles> {
+    resolve_with(source, opts, &mut |_| Ok(BTreeMap::new()))
+}
+
+/// Asks a layout for the companion files it names (`ModelFiles::companions`), given a
+/// [`Fetch`] of the model's source.
+pub type Companions<'a> = dyn FnMut(&mut dyn Fetch) -> Result<BTreeMap<String, PathBuf>> + 'a;
+
+/// `resolve`, with the companion files `companions` fetches from the model's source (a
+/// layout reads its own manifest and names the files it needs).
+pub fn resolve_with(
+    source: &ModelSource,
+    opts: &HubOptions,
+    companions: &mut Companions,
+) -> Result<ModelFiles> {
     match source {
-        ModelSource::Dir(dir) => resolve_dir(dir),
+        ModelSource::Dir(dir) => resolve_dir(dir, companions),
         ModelSource::Hub { repo, revision } => {
             let rev = revision.as_deref().unwrap_or("main");
-            remote::resolve(&source.to_string(), repo, rev, opts)
+            remote::resolve(&source.to_string(), repo, rev, opts, companions)
         }
     }
 }
@@ -169,7 +189,13 @@ pub fn resolve(source: &ModelSource, opts: &HubOptions) -> Result<ModelFiles> {
 mod remote {
     use super::*;
 
-    pub fn resolve(name: &str, _: &str, _: &str, _: &HubOptions) -> Result<ModelFiles> {
+    pub fn resolve(
+        name: &str,
+        _: &str,
+        _: &str,
+        _: &HubOptions,
+        _: &mut Companions,
+    ) -> Result<ModelFiles> {
         Err(hub_err(
             name,
             "this build of wgbert has no hub client (the `hub` feature); pass a local directory",
@@ -177,7 +203,7 @@ mod remote {
     }
 }
 
-fn resolve_dir(dir: &Path) -> Result<ModelFiles> {
+fn resolve_dir(dir: &Path, companions: &mut Companions) -> Result<ModelFiles> {
     let err = |message: String| hub_err(dir.display(), message);
     if !dir.exists() {
         return Err(err("directory not found".into()));
@@ -186,11 +212,11 @@ fn resolve_dir(dir: &Path) -> Result<ModelFiles> {
         return Err(err("not a directory".into()));
     }
     std::fs::read_dir(dir).map_err(|e| err(format!("cannot read the directory: {e}")))?;
-    collect(&mut DirFetch(dir), Some(dir.to_path_buf()))
+    collect(&mut DirFetch(dir), Some(dir.to_path_buf()), companions)
 }
 
-/// One way of getting a named file of a model.
-pub(crate) trait Fetch {
+/// One way of getting a named file of a model: its directory, the hub cache, or the hub.
+pub trait Fetch {
     /// The local path of `file`, `None` when the model has no such file.
     fn fetch(&mut self, file: &str) -> Result<Option<PathBuf>>;
     /// The error for a required file that is absent.
@@ -198,7 +224,11 @@ pub(crate) trait Fetch {
 }
 
 /// The file layout shared by all sources.
-pub(crate) fn collect(src: &mut impl Fetch, dir: Option<PathBuf>) -> Result<ModelFiles> {
+pub(crate) fn collect(
+    src: &mut impl Fetch,
+    dir: Option<PathBuf>,
+    companions: &mut Companions,
+) -> Result<ModelFiles> {
     let config = src.fetch(CONFIG)?.ok_or_else(|| src.missing(CONFIG))?;
     let tokenizer = src.fetch(TOKENIZER)?;
     let weights = if let Some(single) = src.fetch(SINGLE)? {
@@ -213,22 +243,13 @@ pub(crate) fn collect(src: &mut impl Fetch, dir: Option<PathBuf>) -> Result<Mode
         let what = "model.safetensors or model.safetensors.index.json (only safetensors)";
         return Err(src.missing(what));
     };
-    let mut sentence = BTreeMap::new();
-    if let Some(modules) = src.fetch(crate::sentence::MODULES)? {
-        let mut names = crate::sentence::layout_file_names(&modules)?;
-        names.insert(0, crate::sentence::MODULES.to_string());
-        for name in names {
-            if let Some(path) = src.fetch(&name)? {
-                sentence.insert(name, path);
-            }
-        }
-    }
+    let companions = companions(src)?;
     Ok(ModelFiles {
         dir,
         config,
         tokenizer,
         weights,
-        sentence,
+        companions,
     })
 }
 

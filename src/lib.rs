@@ -12,5 +12,6 @@ pub mod progress;
 pub mod runtime;
 pub mod sentence;
 pub mod text;
+pub mod vector;
 
 pub use error::{Error, Result};

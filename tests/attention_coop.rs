@@ -106,8 +106,9 @@ fn check_keys(
             Some(coop::kernel(shape, head_dim, tiles, storage).unwrap())
         }
     };
-    let got =
-        attention::run_packed(&gpu, &case, &qkv, Some(AttentionVariant::Coop), kernel).unwrap();
+    let choices = common::checked_choices();
+    let coop = Some(AttentionVariant::Coop);
+    let got = attention::run_packed(&gpu, choices, &case, &qkv, coop, kernel).unwrap();
     let (_, cu) = RunSizes::packed(lens);
     let want = attention::reference_keys(&qkv, &cu, keys, n_heads, head_dim, window);
     let what = format!(
@@ -282,11 +283,11 @@ fn variant_choice_follows_the_adapter() {
     if !has_f16("the variant choice of f16 attention") {
         return;
     }
-    let _ = wgbert::ops::f16_kernels(&gpu);
-    let coop = attention::coop_status(&gpu, DType::F16).is_ok();
+    let choices = common::checked_choices();
+    let coop = attention::coop_status(&gpu, choices, DType::F16).is_ok();
     let mut b = PlanBuilder::new(gpu.clone());
     let a = args_of(&mut b, DType::F16);
-    attention::record(&mut b, "auto", &a).unwrap();
+    attention::record(&mut b, choices, "auto", &a).unwrap();
     let listing = b.build().unwrap().describe();
     assert_eq!(listing.contains("attention_coop/"), coop, "{listing}");
     assert_eq!(listing.contains("attention/main"), !coop, "{listing}");
@@ -294,16 +295,16 @@ fn variant_choice_follows_the_adapter() {
     // f32 never uses it, automatically or forced.
     let mut b = PlanBuilder::new(gpu.clone());
     let a = args_of(&mut b, DType::F32);
-    attention::record(&mut b, "f32", &a).unwrap();
+    attention::record(&mut b, choices, "f32", &a).unwrap();
     assert!(!b.build().unwrap().describe().contains("attention_coop/"));
     let mut b = PlanBuilder::new(gpu.clone());
     let a = forced(&mut b, DType::F32);
-    let e = attention::record(&mut b, "f32 coop", &a).unwrap_err();
+    let e = attention::record(&mut b, choices, "f32 coop", &a).unwrap_err();
     assert!(matches!(e, wgbert::Error::Unsupported(_)), "{e}");
-    assert!(attention::coop_status(&gpu, DType::F32).is_err());
+    assert!(attention::coop_status(&gpu, choices, DType::F32).is_err());
 
     let a = forced(&mut b, DType::F16);
-    let r = attention::record(&mut b, "coop", &a);
+    let r = attention::record(&mut b, choices, "coop", &a);
     if coop_supported() {
         r.unwrap();
     } else {
@@ -329,7 +330,7 @@ fn variant_choice_follows_the_adapter() {
 #[test]
 fn required_coop_is_chosen() {
     let gpu = common::gpu();
-    if Mode::from_env().unwrap() != Mode::Required {
+    if common::coop_mode() != Mode::Required {
         let checks = "the required tensor-core attention (scripts/test_coop.sh)";
         common::require::skip("WGBERT_COOP=1", "WGBERT_COOP is not 1", checks);
         return;
@@ -337,12 +338,13 @@ fn required_coop_is_chosen() {
     if !require_coop("the required tensor-core attention") {
         return;
     }
-    let k = wgbert::ops::f16_kernels(&gpu).unwrap();
+    let (choices, k) = common::checked();
+    let k = k.as_ref().unwrap();
     assert!(k.attention.starts_with("attention_coop"), "{k:?}");
-    let shape = attention::coop_status(&gpu, DType::F16).unwrap();
+    let shape = attention::coop_status(&gpu, choices, DType::F16).unwrap();
     let mut b = PlanBuilder::new(gpu.clone());
     let a = args_of(&mut b, DType::F16);
-    attention::record(&mut b, "auto", &a).unwrap();
+    attention::record(&mut b, choices, "auto", &a).unwrap();
     let listing = b.build().unwrap().describe();
     assert!(listing.contains("attention_coop/"), "{listing}");
     assert!(

@@ -43,7 +43,7 @@ fn long_sequence_f16_matches_f32() {
     let f32_enc = Encoder::random(gpu.clone(), config(), Some(DType::F32), Some(TOKENS)).unwrap();
     let f16_enc = Encoder::random(gpu.clone(), config(), Some(DType::F16), Some(TOKENS)).unwrap();
     let plan = f16_enc.describe_plan(TOKENS).unwrap();
-    if Mode::from_env().unwrap() == Mode::Required {
+    if common::coop_mode() == Mode::Required {
         assert!(plan.contains("matmul_coop/"), "{plan}");
         assert!(plan.contains("attention_coop/"), "{plan}");
         assert!(!plan.contains("EMULATE"), "{plan}");

@@ -88,3 +88,95 @@ fn info_json_names_the_f16_kernels() {
         }
     }
 }
+
+/// The `timings: {json}` line `--timings` prints on stderr.
+fn timings_line(stderr: &[u8]) -> Value {
+    let err = String::from_utf8_lossy(stderr);
+    let line = err
+        .lines()
+        .find_map(|l| l.strip_prefix("timings: "))
+        .unwrap_or_else(|| panic!("no timings line: {err}"));
+    serde_json::from_str(line).unwrap()
+}
+
+/// Warm starts: a second process with the same `WGBERT_CACHE` runs no self-check (the first
+/// cached the verdicts, where the adapter has cooperative matrices to check) and loads the
+/// compiled pipelines the first wrote (where the backend has a pipeline cache, as Vulkan
+/// does); `info` reports that state; a corrupt pipeline cache is ignored.
+#[test]
+fn a_warm_start_runs_no_self_check_and_loads_the_compiled_pipelines() {
+    let dir = model_dir("encoder_noprefix");
+    let cache = tempfile::tempdir().unwrap();
+    let f16 = common::gpu().caps().f16;
+    let dtype = if f16 { "f16" } else { "f32" };
+    let run = || {
+        let out = wgbert(dir.path())
+            .env("WGBERT_CACHE", cache.path())
+            .args(["--dtype", dtype, "--timings", "embed", "w5 w6"])
+            .assert()
+            .success()
+            .get_output()
+            .clone();
+        timings_line(&out.stderr)
+    };
+    let cold = run();
+    let warm = run();
+    let count = |v: &Value, k: &str| v["counters"][k].as_u64().unwrap();
+    let checked = f16 && has_coop() && common::coop_mode() != wgbert::ops::coop::Mode::Off;
+    if checked {
+        assert!(count(&cold, "self_checks_run") >= 2, "{cold}");
+    } else {
+        assert_eq!(count(&cold, "self_checks_run"), 0, "{cold}");
+    }
+    assert_eq!(count(&warm, "self_checks_run"), 0, "{warm}");
+    assert!(count(&cold, "pipelines_created") > 0, "{cold}");
+    if checked {
+        // The self-checks' kernels are not built again.
+        let (c, w) = (
+            count(&cold, "pipelines_created"),
+            count(&warm, "pipelines_created"),
+        );
+        assert!(w < c, "cold {cold}, warm {warm}");
+    }
+    for t in [&cold, &warm] {
+        for k in ["load_s", "self_check_s", "compile_s", "run_s", "total_s"] {
+            assert!(t[k].as_f64().unwrap() >= 0.0, "{k}: {t}");
+        }
+    }
+    let info = || {
+        let out = wgbert(dir.path())
+            .env("WGBERT_CACHE", cache.path())
+            .args(["info", "--json"])
+            .assert()
+            .success()
+            .get_output()
+            .clone();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v[0]["cache"].clone()
+    };
+    let state = info();
+    assert_eq!(state["verdicts_cached"], checked, "{state}");
+    assert_eq!(count(&state, "self_checks_run"), 0, "{state}");
+    let Some(path) = cold["pipeline_cache"].as_str() else {
+        eprintln!("the backend has no pipeline cache: its part skipped");
+        return;
+    };
+    let written = std::fs::metadata(path).unwrap().len();
+    assert!(written > 0, "{path}");
+    eprintln!("pipeline cache: {written} bytes");
+    assert_eq!(count(&cold, "pipeline_cache_loaded"), 0, "{cold}");
+    assert!(count(&warm, "pipeline_cache_loaded") > 0, "{warm}");
+    assert_eq!(state["pipeline_cache"]["path"], path, "{state}");
+    assert!(
+        state["pipeline_cache"]["bytes"].as_u64().unwrap() > 0,
+        "{state}"
+    );
+    // A corrupt (or another driver's) file is ignored, and replaced by a good one.
+    std::fs::write(path, b"not a pipeline cache").unwrap();
+    let again = run();
+    assert_eq!(count(&again, "pipeline_cache_loaded"), 0, "{again}");
+    assert_eq!(count(&again, "self_checks_run"), 0, "{again}");
+    // Replaced by this run's (valid) cache.
+    let now = std::fs::read(path).unwrap();
+    assert!(!now.is_empty() && now != b"not a pipeline cache", "{path}");
+}

@@ -16,6 +16,7 @@ mod common;
 use common::matmul_case::Case;
 
 use proptest::prelude::*;
+use wgbert::ops::choice::Choices;
 use wgbert::ops::matmul::{self, Epilogue, MatmulArgs, MatmulVariant, tiled};
 use wgbert::ops::{Activation, DType, Rows};
 use wgbert::runtime::PlanBuilder;
@@ -23,13 +24,13 @@ use wgbert::runtime::PlanBuilder;
 const GELU: Activation = Activation::GeluErf;
 
 /// `common::MATMUL_SHAPES` plus an exact tile.
-const SHAPES: &[(usize, usize, usize)] = &[
+const SHAPES: &[common::MatmulShape] = &[
     common::MATMUL_SHAPES[0],
     common::MATMUL_SHAPES[1],
     common::MATMUL_SHAPES[2],
     common::MATMUL_SHAPES[3],
     common::MATMUL_SHAPES[4],
-    (64, 32, 64),
+    common::MatmulShape::new(64, 32, 64),
 ];
 
 fn tolerance(dtype: DType) -> (f64, f64) {
@@ -62,7 +63,8 @@ fn check_with(c: Case, cap: usize, runs: &[usize], seed: u64, tiles: Option<tile
         )
     });
     let what = format!("{c:?} tiles {tiles:?}");
-    common::matmul_case::check(&what, c, cap, runs, seed, kernel, tolerance(c.dtype));
+    let none = &Choices::default();
+    common::matmul_case::check(&what, none, c, cap, runs, seed, kernel, tolerance(c.dtype));
 }
 
 /// Every candidate tile configuration of the tiled kernel (what `ops::tune` times and may
@@ -83,7 +85,7 @@ fn every_tiled_configuration_matches_the_reference() {
                 for bias in [false, true] {
                     // T = 1, 65 and 300 (ragged tiles of every size).
                     for i in [0, 2, 4] {
-                        let (t, k, n) = common::MATMUL_SHAPES[i];
+                        let common::MatmulShape { t, k, n } = common::MATMUL_SHAPES[i];
                         let c = Case {
                             k,
                             n,
@@ -107,7 +109,7 @@ fn sweep(epilogue: Epilogue, biases: &[bool]) {
     for dtype in common::dtypes() {
         for variant in variants() {
             for &bias in biases {
-                for &(t, k, n) in SHAPES {
+                for &common::MatmulShape { t, k, n } in SHAPES {
                     let c = Case {
                         k,
                         n,
@@ -262,7 +264,7 @@ fn bad_arguments_are_typed_errors() {
         ("must be positive", MatmulArgs { k: 0, ..ok }),
     ];
     for (want, args) in cases {
-        let e = matmul::record(&mut b, "m", &args).unwrap_err();
+        let e = matmul::record(&mut b, &Choices::default(), "m", &args).unwrap_err();
         assert!(
             matches!(e, wgbert::Error::OpArg { op: "matmul", .. }),
             "{e}"
@@ -270,9 +272,10 @@ fn bad_arguments_are_typed_errors() {
         assert!(e.to_string().contains(want), "{want}: {e}");
     }
     // The output bound as an input too is refused by the plan.
-    let e = matmul::record(&mut b, "m", &MatmulArgs { x: y, ..ok }).unwrap_err();
+    let e =
+        matmul::record(&mut b, &Choices::default(), "m", &MatmulArgs { x: y, ..ok }).unwrap_err();
     assert!(e.to_string().contains("bound twice"), "{e}");
-    matmul::record(&mut b, "m", &ok).unwrap();
+    matmul::record(&mut b, &Choices::default(), "m", &ok).unwrap();
 }
 
 fn epilogue_strategy() -> impl Strategy<Value = Epilogue> {
@@ -330,6 +333,7 @@ fn rope_in_the_projection_matches_the_reference_for_every_tiled_configuration() 
                 assert_eq!(fused, want_fused, "{} d {head_dim}", config.name());
                 let what = format!("{dtype:?} d {head_dim} {}", config.name());
                 let listing = common::matmul_case::check_rope(
+                    &Choices::default(),
                     &what,
                     dtype,
                     (2, head_dim),
@@ -347,8 +351,9 @@ fn rope_in_the_projection_matches_the_reference_for_every_tiled_configuration() 
         // then the pass, many the tiled kernel (fused at the default 64x64 tiles).
         let what = format!("{dtype:?} automatic");
         let runs = [300, 3, 70];
+        let none = &Choices::default();
         let listing =
-            common::matmul_case::check_rope(&what, dtype, (4, 64), 24, 300, &runs, None, tol);
+            common::matmul_case::check_rope(none, &what, dtype, (4, 64), 24, 300, &runs, None, tol);
         assert!(listing.contains("ROPE="), "{listing}");
         if common::require(common::Cap::Subgroups, "RoPE after the subgroup matmul") {
             assert!(listing.contains("rope/main"), "{listing}");

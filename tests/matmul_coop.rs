@@ -70,18 +70,18 @@ fn variant_choice_follows_the_adapter() {
         return;
     }
     // The self-checks run (as when a model loads), so the automatic choice may take Coop.
-    let _ = wgbert::ops::f16_kernels(&gpu);
+    let choices = common::checked_choices();
     // Rows known only at run time: both row ranges are recorded.
     let mut b = PlanBuilder::new(gpu.clone());
     let a = MatmulArgs {
         rows: Rows::Tokens,
         ..args(&mut b, 200, 64, 96, DType::F16)
     };
-    matmul::record(&mut b, "auto", &a).unwrap();
+    matmul::record(&mut b, choices, "auto", &a).unwrap();
     let fixed = args(&mut b, 200, 64, 96, DType::F16);
-    matmul::record(&mut b, "auto fixed", &fixed).unwrap();
+    matmul::record(&mut b, choices, "auto fixed", &fixed).unwrap();
     let listing = b.build().unwrap().describe();
-    let coop = matmul::coop_status(&gpu, DType::F16).is_ok();
+    let coop = matmul::coop_status(&gpu, choices, DType::F16).is_ok();
     assert_eq!(listing.contains("matmul_coop/"), coop, "{listing}");
     assert_eq!(listing.contains("matmul/main"), !coop, "{listing}");
     if common::require(Cap::Subgroups, "the subgroup matmul for few rows") {
@@ -90,21 +90,21 @@ fn variant_choice_follows_the_adapter() {
     // f32 never uses Coop, forced or not.
     let mut b = PlanBuilder::new(gpu.clone());
     let a = args(&mut b, 200, 64, 96, DType::F32);
-    matmul::record(&mut b, "f32", &a).unwrap();
+    matmul::record(&mut b, choices, "f32", &a).unwrap();
     assert!(!b.build().unwrap().describe().contains("matmul_coop/"));
     let mut b = PlanBuilder::new(gpu.clone());
     let forced = MatmulArgs {
         variant: Some(MatmulVariant::Coop),
         ..args(&mut b, 200, 64, 96, DType::F32)
     };
-    let e = matmul::record(&mut b, "f32 coop", &forced).unwrap_err();
+    let e = matmul::record(&mut b, choices, "f32 coop", &forced).unwrap_err();
     assert!(matches!(e, wgbert::Error::Unsupported(_)), "{e}");
 
     let forced = MatmulArgs {
         variant: Some(MatmulVariant::Coop),
         ..args(&mut b, 200, 64, 96, DType::F16)
     };
-    let r = matmul::record(&mut b, "coop", &forced);
+    let r = matmul::record(&mut b, choices, "coop", &forced);
     if coop_supported() {
         r.unwrap();
     } else {
@@ -112,7 +112,7 @@ fn variant_choice_follows_the_adapter() {
         let e = r.unwrap_err();
         assert!(matches!(e, wgbert::Error::Unsupported(_)), "{e}");
         assert!(e.to_string().contains("cooperative"), "{e}");
-        assert!(matmul::coop_status(&gpu, DType::F16).is_err());
+        assert!(matmul::coop_status(&gpu, choices, DType::F16).is_err());
     }
 }
 
@@ -152,7 +152,8 @@ fn check(t: usize, k: usize, n: usize, epilogue: Epilogue, bias: bool, build: Bu
         )),
     };
     let what = format!("K={k} N={n} {epilogue:?} bias={bias} {build:?}");
-    common::matmul_case::check(&what, c, t, &[t], seed, kernel, (ATOL, RTOL));
+    let choices = common::checked_choices();
+    common::matmul_case::check(&what, choices, c, t, &[t], seed, kernel, (ATOL, RTOL));
 }
 
 /// Tiling logic without tensor cores: ragged row/column tiles, K below, off and across the
@@ -231,11 +232,14 @@ fn coop_kernel_matches_the_reference() {
     }
     let mut shapes = common::MATMUL_SHAPES.to_vec();
     // Exact 16x16-fragment tiles, and several ragged tiles each way.
-    shapes.extend([(128, 64, 64), (257, 130, 200)]);
+    shapes.extend([
+        common::MatmulShape::new(128, 64, 64),
+        common::MatmulShape::new(257, 130, 200),
+    ]);
     let mut seed = 1;
     for e in matmul::all_epilogues() {
         for bias in [false, true] {
-            for &(t, k, n) in &shapes {
+            for &common::MatmulShape { t, k, n } in &shapes {
                 check(t, k, n, e, bias, Build::Auto, seed);
                 seed += 10;
             }
@@ -287,24 +291,25 @@ fn self_check_passes_where_supported() {
 #[test]
 fn required_coop_is_chosen_or_refused() {
     let gpu = common::gpu();
-    if Mode::from_env().unwrap() != Mode::Required {
+    if common::coop_mode() != Mode::Required {
         let checks = "the required tensor-core matmul (scripts/test_coop.sh)";
         common::require::skip("WGBERT_COOP=1", "WGBERT_COOP is not 1", checks);
         return;
     }
-    let got = wgbert::ops::f16_kernels(&gpu);
+    let (choices, got) = common::checked();
+    let got = got.clone();
     if !coop_supported() {
-        let e = got.unwrap_err().to_string();
+        let e = got.unwrap_err();
         assert!(e.contains("cooperative matri"), "{e}");
         return;
     }
     let k = got.unwrap();
     assert!(k.matmul.starts_with("matmul_coop"), "{k:?}");
     assert_eq!(k.coop_reason, None);
-    let shape = matmul::coop_status(&gpu, DType::F16).unwrap();
+    let shape = matmul::coop_status(&gpu, choices, DType::F16).unwrap();
     let mut b = PlanBuilder::new(gpu.clone());
     let a = args(&mut b, 200, 64, 96, DType::F16);
-    matmul::record(&mut b, "auto", &a).unwrap();
+    matmul::record(&mut b, choices, "auto", &a).unwrap();
     let listing = b.build().unwrap().describe();
     let want = format!("FRAG={},SG={}", shape.frag, shape.subgroup);
     assert!(listing.contains("matmul_coop/"), "{listing}");
@@ -393,7 +398,7 @@ fn rope_in_the_projection_matches_the_reference() {
             rope_case(head_dim, build, &config.name());
         }
     }
-    let _ = wgbert::ops::f16_kernels(&gpu);
+    let _ = common::checked_choices();
     rope_case(64, None, "automatic");
 }
 
@@ -409,6 +414,7 @@ fn rope_case(head_dim: u32, build: Option<(wgbert::runtime::Kernel, (u32, u32))>
     let what = format!("{what} d {head_dim}");
     let tol = (4e-3, 4e-3);
     let listing = common::matmul_case::check_rope(
+        common::checked_choices(),
         &what,
         DType::F16,
         (2, head_dim),

@@ -26,6 +26,7 @@ const PROB_RTOL: f64 = 1e-4;
 fn load(dir: &std::path::Path, dtype: DType) -> Encoder {
     let opts = LoadOptions {
         dtype: Some(dtype),
+        coop: common::coop_mode(),
         ..Default::default()
     };
     Encoder::load_on(common::gpu(), dir.to_str().unwrap(), &opts).expect("load fixture model")
@@ -130,7 +131,7 @@ fn check_hidden_f16(name: &str) {
     let enc = load(&dir, DType::F16);
     // scripts/test_coop.sh runs this with WGBERT_COOP=1: the tensor-core kernels must be in
     // the plan (at run time the subgroup matmul still takes runs of at most 32 rows).
-    if wgbert::ops::coop::Mode::from_env().unwrap() == wgbert::ops::coop::Mode::Required {
+    if common::coop_mode() == wgbert::ops::coop::Mode::Required {
         let plan = enc.describe_plan(enc.capacity().min(512)).unwrap();
         assert!(plan.contains("matmul_coop/"), "{plan}");
         assert!(plan.contains("attention_coop/"), "{plan}");

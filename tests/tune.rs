@@ -15,6 +15,7 @@ use common::model_dir::fails_with;
 use serde_json::Value;
 use wgbert::ops::DType;
 use wgbert::ops::attention::{self, Tiles};
+use wgbert::ops::choice::Choices;
 use wgbert::ops::matmul::{coop, tiled};
 use wgbert::ops::tune::{
     self, ATTENTION, ATTENTION_COOP, Cache, DeviceKey, Entry, MATMUL_COOP, MATMUL_TILED, RowClass,
@@ -100,6 +101,24 @@ fn the_cache_round_trips_and_a_new_driver_invalidates_it() {
         cache.get(&new, MATMUL_TILED, mid, DType::F16),
         Some(entry("64x64"))
     );
+    // Self-check verdicts live in the same file, under the same key.
+    assert_eq!(cache.verdict(&new, MATMUL_COOP), None);
+    assert!(!cache.has_verdicts(&new));
+    cache.put_verdict(&new, MATMUL_COOP, &Ok(())).unwrap();
+    let failed = Err("out[1, 2] = 7, reference 1".to_string());
+    cache.put_verdict(&new, ATTENTION_COOP, &failed).unwrap();
+    assert_eq!(cache.verdict(&new, MATMUL_COOP), Some(Ok(())));
+    assert_eq!(cache.verdict(&new, ATTENTION_COOP), Some(failed));
+    assert!(cache.has_verdicts(&new));
+    // The tiles survive, and another driver checks again.
+    assert!(cache.get(&new, MATMUL_TILED, mid, DType::F16).is_some());
+    assert_eq!(cache.verdict(&old, MATMUL_COOP), None);
+    cache.put_verdict(&old, MATMUL_COOP, &Ok(())).unwrap();
+    assert_eq!(
+        cache.verdict(&new, MATMUL_COOP),
+        None,
+        "replaced by the old driver's"
+    );
 }
 
 #[test]
@@ -160,7 +179,7 @@ fn every_coop_attention_candidate_passes_its_check_and_times_where_timestamps_ex
         for tiles in attention::coop::fitting(16, storage) {
             let shape = attention::coop::supported(gpu.caps()).unwrap();
             let k = attention::coop::kernel(shape, 16, tiles, storage).unwrap();
-            let s = tune::time_attention_kernel(&gpu, DType::F16, 16, k).unwrap();
+            let s = tune::time_attention_kernel(&gpu, DType::F16, 16, k, true).unwrap();
             assert!(s > 0.0 && s.is_finite(), "{} took {s} s", tiles.name());
         }
     }
@@ -176,11 +195,12 @@ fn each_row_class_runs_its_own_coop_configuration() {
     }
     let small = coop::Config { wm: 1, wn: 1 };
     let big = coop::Config { wm: 1, wn: 4 };
-    // The only test of this binary that records f16 matmuls through `record`.
-    tune::pin::<tune::CoopMatmul>(&gpu, RowClass::Mid, DType::F16, small);
-    tune::pin::<tune::CoopMatmul>(&gpu, RowClass::Large, DType::F16, big);
-    assert_eq!(tune::coop_config(&gpu, RowClass::Large), big);
+    let mut choices = Choices::default();
+    choices.set_coop_matmul(RowClass::Mid, small);
+    choices.set_coop_matmul(RowClass::Large, big);
+    assert_eq!(choices.coop_matmul(RowClass::Large), Some(big));
     row_classes_split(
+        &choices,
         DType::F16,
         wgbert::ops::matmul::MatmulVariant::Coop,
         &["WARPS_M=1,WARPS_N=1", "WARPS_M=1,WARPS_N=4"],
@@ -200,7 +220,7 @@ fn every_attention_candidate_passes_its_check_and_times_where_timestamps_exist()
                 if dtype == DType::F32
                     && common::require(Cap::Timestamps, "timing an attention candidate")
                 {
-                    let s = tune::time_attention(&gpu, dtype, head_dim, tiles).unwrap();
+                    let s = tune::time_attention(&gpu, dtype, head_dim, tiles, true).unwrap();
                     assert!(s > 0.0 && s.is_finite(), "{} took {s} s", tiles.name());
                 }
             }
@@ -216,11 +236,10 @@ fn attention_records_the_tuned_tile() {
     use wgbert::ops::attention::{AttentionArgs, PackedCase};
     use wgbert::runtime::{PlanBuilder, RunSizes};
     let gpu = common::gpu();
-    // Head size 32, f32: no other test in this binary records attention there.
     let tiles = Tiles { br: 32, bc: 16 };
     assert_ne!(tiles, Tiles::default_for(32, gpu.caps()));
-    tune::pin::<tune::PortableAttention>(&gpu, 32, DType::F32, tiles);
-    assert_eq!(tune::attention_tiles(&gpu, 32, DType::F32), tiles);
+    let mut choices = Choices::default();
+    choices.set_attention(32, DType::F32, tiles);
     let mut b = PlanBuilder::new(gpu.clone());
     let args = AttentionArgs {
         qkv: b.input("qkv", 100 * 3 * 64 * 4),
@@ -233,9 +252,20 @@ fn attention_records_the_tuned_tile() {
         dtype: DType::F32,
         variant: None,
     };
-    attention::record(&mut b, "attention", &args).unwrap();
+    attention::record(&mut b, &choices, "attention", &args).unwrap();
     let listing = b.build().unwrap().describe();
     assert!(listing.contains("BR=32,BC=16"), "{listing}");
+    // The default choices record the default tiles on the same device.
+    let mut b = PlanBuilder::new(gpu.clone());
+    let other = AttentionArgs {
+        qkv: b.input("qkv", 100 * 3 * 64 * 4),
+        cu_seqlens: b.input("cu_seqlens", 3 * 4),
+        out: b.output("out", 100 * 64 * 4),
+        ..args
+    };
+    attention::record(&mut b, &Choices::default(), "attention", &other).unwrap();
+    let listing = b.build().unwrap().describe();
+    assert!(!listing.contains("BR=32,BC=16"), "{listing}");
     let case = PackedCase {
         lens: &[45, 55],
         key_lens: None,
@@ -245,7 +275,7 @@ fn attention_records_the_tuned_tile() {
         dtype: DType::F32,
     };
     let qkv = common::rand_vec(100 * 3 * 64, 5, 2.0);
-    let got = attention::run_packed(&gpu, &case, &qkv, None, None).unwrap();
+    let got = attention::run_packed(&gpu, &choices, &case, &qkv, None, None).unwrap();
     let (_, cu) = RunSizes::packed(case.lens);
     let want = attention::reference_keys(&qkv, &cu, None, 2, 32, Some(8));
     common::assert_close("pinned tile", &got, &want, 1e-5, 1e-5);
@@ -255,13 +285,13 @@ fn attention_records_the_tuned_tile() {
 /// stay those of the reference either way.
 #[test]
 fn each_row_class_runs_its_own_tile() {
-    let gpu = common::gpu();
     let small = tiled::Config { rm: 2, rn: 2 };
     let big = tiled::Config { rm: 8, rn: 4 };
-    // f32 only in this binary: no other test here records f32 matmuls through `record`.
-    tune::pin_tiled(&gpu, RowClass::Mid, DType::F32, small);
-    tune::pin_tiled(&gpu, RowClass::Large, DType::F32, big);
+    let mut choices = Choices::default();
+    choices.set_tiled(RowClass::Mid, DType::F32, small);
+    choices.set_tiled(RowClass::Large, DType::F32, big);
     row_classes_split(
+        &choices,
         DType::F32,
         wgbert::ops::matmul::MatmulVariant::Tiled,
         &["RM=2,RN=2", "RM=8,RN=4"],
@@ -273,6 +303,7 @@ fn each_row_class_runs_its_own_tile() {
 /// each of `defines` (one build per class), and checks runs of 40 and 600 rows against the
 /// reference within `tol`.
 fn row_classes_split(
+    choices: &Choices,
     dtype: DType,
     variant: wgbert::ops::matmul::MatmulVariant,
     defines: &[&str],
@@ -304,7 +335,7 @@ fn row_classes_split(
         epilogue: Epilogue::None,
         variant: Some(variant),
     };
-    matmul::record(&mut b, "m", &args).unwrap();
+    matmul::record(&mut b, choices, "m", &args).unwrap();
     let mut plan = b.build().unwrap();
     let listing = plan.describe();
     for d in defines {

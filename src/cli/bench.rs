@@ -55,8 +55,10 @@ pub struct BenchArgs {
 
 pub fn run(g: &Global, a: &BenchArgs) -> Result<()> {
     if a.kernels {
-        let gpu = Gpu::new(&g.gpu_options())?;
-        return super::bench_kernels::run(&gpu, g.dtype.map(Into::into), a.json, a.sweep);
+        let opts = g.load_options()?;
+        let gpu = Gpu::new(&opts.gpu)?;
+        let dtype = g.dtype.map(Into::into);
+        return super::bench_kernels::run(&gpu, &opts, dtype, a.json, a.sweep);
     }
     if a.iters == 0 {
         bail!("--iters must be at least 1");
@@ -72,13 +74,9 @@ pub fn run(g: &Global, a: &BenchArgs) -> Result<()> {
     let wanted: Option<Vec<&str>> = a.only.as_deref().map(|s| s.split(',').collect());
     let enc = match &a.random {
         Some(size) => {
-            let gpu = Gpu::new(&g.gpu_options())?;
-            Encoder::random(
-                gpu,
-                ModelConfig::random(size)?,
-                g.dtype.map(Into::into),
-                g.max_tokens,
-            )?
+            let opts = g.load_options()?;
+            let gpu = Gpu::new(&opts.gpu)?;
+            Encoder::random_with(gpu, ModelConfig::random(size)?, &opts)?
         }
         None => g.load()?,
     };

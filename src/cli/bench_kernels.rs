@@ -14,8 +14,11 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use serde_json::json;
+use wgbert::encoder::LoadOptions;
 use wgbert::ops::attention;
+use wgbert::ops::choice::Choices;
 use wgbert::ops::matmul::{self, Epilogue, MatmulVariant, tiled};
+use wgbert::ops::tune;
 use wgbert::ops::{DType, timing};
 use wgbert::runtime::{Capabilities, Gpu, Kernel};
 
@@ -133,6 +136,7 @@ enum Pick {
 
 fn matmul_case(
     gpu: &Arc<Gpu>,
+    choices: &Choices,
     dt: DType,
     (t, k, n): (u32, u32, u32),
     epilogue: Epilogue,
@@ -151,7 +155,8 @@ fn matmul_case(
             (Some(MatmulVariant::Coop), Some((kernel, tile)))
         }
     };
-    let (mut plan, sizes) = timing::matmul_plan(gpu, dt, (t, k, n), epilogue, variant, build)?;
+    let (mut plan, sizes) =
+        timing::matmul_plan(gpu, choices, dt, (t, k, n), epilogue, variant, build)?;
     let secs = timing::seconds(gpu, &mut plan, &sizes, REPS)?;
     Ok(2.0 * t as f64 * k as f64 * n as f64 / secs / 1e12)
 }
@@ -160,6 +165,7 @@ fn matmul_case(
 /// choice of kernel, or the given build (`attention_kernel`).
 fn attention_case(
     gpu: &Arc<Gpu>,
+    choices: &Choices,
     dt: DType,
     (seqs, len): (u32, u32),
     window: Option<u32>,
@@ -167,44 +173,33 @@ fn attention_case(
 ) -> Result<f64> {
     let (heads, d) = (12u32, 64u32);
     let (mut plan, sizes) =
-        timing::attention_plan(gpu, dt, (seqs, len), (heads, d), window, kernel)?;
+        timing::attention_plan(gpu, choices, dt, (seqs, len), (heads, d), window, kernel)?;
     let secs = timing::seconds(gpu, &mut plan, &sizes, REPS)?;
     let cu: Vec<u32> = (0..=seqs).map(|i| i * len).collect();
     let pairs = attention::allowed_pairs(&cu, window) as f64;
     Ok(4.0 * pairs * d as f64 * heads as f64 / secs / 1e12)
 }
 
-pub fn run(gpu: &Arc<Gpu>, dtype: Option<DType>, json_out: bool, sweep: bool) -> Result<()> {
+pub fn run(
+    gpu: &Arc<Gpu>,
+    opts: &LoadOptions,
+    dtype: Option<DType>,
+    json_out: bool,
+    sweep: bool,
+) -> Result<()> {
     let dt = dtype.unwrap_or(if gpu.caps().f16 {
         DType::F16
     } else {
         DType::F32
     });
-    // What a model load would do first: the tensor-core self-checks (f16) and the tiled
-    // matmul's tuning, so that the automatic choice below is the model's.
-    if dt == DType::F16 {
-        wgbert::ops::f16_kernels(gpu)?;
-    }
-    let cache = wgbert::ops::tune::Cache::default_location();
-    wgbert::ops::tune::ensure_tiled(gpu, dt, &cache, wgbert::ops::tune::Mode::Ensure, None)?;
-    if dt == DType::F16 && matmul::coop_status(gpu, dt).is_ok() {
-        wgbert::ops::tune::ensure_coop(gpu, &cache, wgbert::ops::tune::Mode::Ensure, None)?;
-    }
-    if dt == DType::F16 && attention::coop_status(gpu, dt).is_ok() {
-        let d = [super::tune::MODERNBERT_HEAD_DIM];
-        let mode = wgbert::ops::tune::Mode::Ensure;
-        wgbert::ops::tune::ensure_coop_attention(gpu, &d, &cache, mode, None)?;
-    }
-    let d = [super::tune::MODERNBERT_HEAD_DIM];
-    wgbert::ops::tune::ensure_attention(
-        gpu,
-        dt,
-        &d,
-        &cache,
-        wgbert::ops::tune::Mode::Ensure,
-        None,
-    )?;
-    let small = std::env::var("WGBERT_BENCH_SMALL").is_ok_and(|v| v == "1");
+    // What a model load does first: the tensor-core self-checks (f16) and the tiles of the
+    // kernels it runs, so that the automatic choice below is the model's.
+    let start = Choices::new(opts.coop);
+    let d = super::tune::MODERNBERT_HEAD_DIM;
+    let mode = tune::Mode::Ensure;
+    let chosen = tune::choose(gpu, start, &opts.tune, dt, d, mode, None)?;
+    let choices = &chosen.choices;
+    let small = opts.tune.small_shapes;
     let t = if small { 256 } else { 32768 };
     let act = wgbert::ops::Activation::GeluErf;
     let mut cases: Vec<(String, f64)> = Vec::new();
@@ -232,7 +227,7 @@ pub fn run(gpu: &Arc<Gpu>, dtype: Option<DType>, json_out: bool, sweep: bool) ->
     ];
     let attentions = fitting.attentions(gpu.caps(), dt, heads, &wanted);
     for (name, shape, ep) in &shapes {
-        let tf = matmul_case(gpu, dt, *shape, *ep, Pick::Auto);
+        let tf = matmul_case(gpu, choices, dt, *shape, *ep, Pick::Auto);
         fitting.record(&mut cases, name.clone(), tf)?;
     }
     if sweep {
@@ -242,7 +237,7 @@ pub fn run(gpu: &Arc<Gpu>, dtype: Option<DType>, json_out: bool, sweep: bool) ->
             .map(|c| (format!("tiled {}", c.name()), Pick::Tiled(c)))
             .collect();
         if dt == DType::F16 {
-            if let Ok(shape) = matmul::coop_status(gpu, dt) {
+            if let Ok(shape) = matmul::coop_status(gpu, choices, dt) {
                 picks.extend(
                     matmul::coop::fitting(shape, gpu.caps())
                         .into_iter()
@@ -252,13 +247,13 @@ pub fn run(gpu: &Arc<Gpu>, dtype: Option<DType>, json_out: bool, sweep: bool) ->
         }
         for (name, shape, ep) in &shapes {
             for (pick_name, pick) in &picks {
-                let tf = matmul_case(gpu, dt, *shape, *ep, *pick);
+                let tf = matmul_case(gpu, choices, dt, *shape, *ep, *pick);
                 fitting.record(&mut cases, format!("{name} [{pick_name}]"), tf)?;
             }
         }
     }
     for (name, shape, window) in &attentions {
-        let tf = attention_case(gpu, dt, *shape, *window, None);
+        let tf = attention_case(gpu, choices, dt, *shape, *window, None);
         fitting.record(&mut cases, name.clone(), tf)?;
     }
     if sweep {
@@ -275,7 +270,7 @@ pub fn run(gpu: &Arc<Gpu>, dtype: Option<DType>, json_out: bool, sweep: bool) ->
             })
             .collect();
         if dt == DType::F16 {
-            if let Ok(shape) = attention::coop_status(gpu, dt) {
+            if let Ok(shape) = attention::coop_status(gpu, choices, dt) {
                 let storage = gpu.caps().max_workgroup_storage;
                 for t in attention::coop::fitting(d, storage) {
                     if let Some(k) = attention::coop::kernel(shape, d, t, storage) {
@@ -286,7 +281,8 @@ pub fn run(gpu: &Arc<Gpu>, dtype: Option<DType>, json_out: bool, sweep: bool) ->
         }
         for (build, kernel) in &builds {
             for (name, shape, window) in &attentions {
-                let tf = attention_case(gpu, dt, *shape, *window, Some(kernel.clone()));
+                let k = Some(kernel.clone());
+                let tf = attention_case(gpu, choices, dt, *shape, *window, k);
                 fitting.record(&mut cases, format!("{name} [{build}]"), tf)?;
             }
         }

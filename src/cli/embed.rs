@@ -106,6 +106,7 @@ pub fn run(g: &Global, a: &EmbedArgs) -> Result<()> {
         ))),
         (None, None) => Some(Box::new(BufWriter::new(std::io::stdout().lock()))),
     };
+    let started = std::time::Instant::now();
     let enc = g.load()?;
     let pooling = a.pooling.map(|p| match p {
         PoolingArg::Cls => EmbedPooling::Cls,
@@ -208,6 +209,7 @@ pub fn run(g: &Global, a: &EmbedArgs) -> Result<()> {
         Sink::Jsonl(mut w) => w.flush().context("writing the output")?,
         Sink::Matrix(m) => m.finish()?,
     }
+    g.report_timings(&enc, started);
     Ok(())
 }
 

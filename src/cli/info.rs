@@ -1,9 +1,15 @@
-//! `wgbert info`: every adapter with its backend, driver, type, features and key limits, and
-//! the f16 kernels it would run (the tensor-core ones only after their self-check passed
-//! there, which `info` runs). Given a model (`--model`), it loads it and reports the device
-//! memory it holds: at load (the weights), and with the plans of its largest batch built.
+//! `wgbert info`: every adapter with its backend, driver, type, features and key limits, the
+//! f16 kernels it would run (the tensor-core ones only after their self-check passed there,
+//! which `info` runs unless the cache holds its verdict), the cached tiles, and the state of
+//! the cache (its directory, whether verdicts were cached, the pipeline cache's size). Given
+//! a model (`--model`), it loads it and reports the device memory it holds: at load (the
+//! weights), and with the plans of its largest batch built.
 
-use wgbert::ops::tune::{self, Cache, Choice, Mode};
+use std::sync::Arc;
+
+use wgbert::encoder::LoadOptions;
+use wgbert::ops::choice::Choices;
+use wgbert::ops::tune::{self, Choice, DeviceKey, Mode};
 use wgbert::ops::{DType, F16Kernels, f16_kernels};
 use wgbert::runtime::{AdapterReport, Gpu, GpuOptions, list_adapters};
 
@@ -30,59 +36,88 @@ fn model_memory(g: &Global) -> anyhow::Result<serde_json::Value> {
     }))
 }
 
-/// The tile configuration per tuned op of one adapter, as the cache holds it (`info` never
-/// tunes: `wgbert tune` or a first model load does).
-fn tiles(a: &AdapterReport) -> Vec<Choice> {
-    let opts = GpuOptions {
+/// What `info` learns on one adapter's device.
+struct Probe {
+    kernels: F16Kernels,
+    tiles: Vec<Choice>,
+    cache: serde_json::Value,
+}
+
+/// The device of one adapter, with the options' cache settings.
+fn device(a: &AdapterReport, opts: &LoadOptions) -> wgbert::Result<Arc<Gpu>> {
+    Gpu::new(&GpuOptions {
         backend: Some(a.backend.to_lowercase()),
         adapter: Some(a.name.clone()),
+        ..opts.gpu.clone()
+    })
+}
+
+/// The f16 kernels (failures, such as no device or `WGBERT_COOP=1` unmet, become the
+/// `coop_reason`), the tile configuration per tuned op as the cache holds it (`info` never
+/// tunes: `wgbert tune` or a first model load does), and the state of the caches.
+fn probe(a: &AdapterReport, opts: &LoadOptions) -> Probe {
+    let cache = opts.tune.cache();
+    let gpu = match device(a, opts) {
+        Ok(g) => g,
+        Err(e) => {
+            return Probe {
+                kernels: F16Kernels {
+                    matmul: "matmul".into(),
+                    attention: "attention".into(),
+                    coop_reason: Some(e.to_string()),
+                },
+                tiles: Vec::new(),
+                cache: serde_json::Value::Null,
+            };
+        }
     };
-    let Ok(gpu) = Gpu::new(&opts) else {
-        return Vec::new();
-    };
-    let cache = Cache::default_location();
-    let mut out = Vec::new();
+    // Before the self-checks write theirs.
+    let verdicts_cached = cache.has_verdicts(&DeviceKey::of(&gpu));
+    let mut choices = Choices::new(opts.coop);
+    let kernels = f16_kernels(&gpu, &mut choices, &cache).unwrap_or_else(|e| F16Kernels {
+        matmul: "matmul".into(),
+        attention: "attention".into(),
+        coop_reason: Some(e.to_string()),
+    });
+    let mut tiles = Vec::new();
+    let t = &opts.tune;
+    let d = [super::tune::MODERNBERT_HEAD_DIM];
     for dtype in [DType::F32, DType::F16] {
         if dtype == DType::F16 && !gpu.caps().f16 {
             continue;
         }
-        if let Ok(c) = tune::ensure_tiled(&gpu, dtype, &cache, Mode::Lookup, None) {
-            out.extend(c);
-        }
+        let c = &mut choices;
+        tiles.extend(tune::ensure_tiled(&gpu, c, dtype, t, Mode::Lookup, None).unwrap_or_default());
         if dtype == DType::F16 {
-            if let Ok(c) = tune::ensure_coop(&gpu, &cache, Mode::Lookup, None) {
-                out.extend(c);
-            }
+            tiles.extend(tune::ensure_coop(&gpu, c, t, Mode::Lookup, None).unwrap_or_default());
         }
-        let d = [super::tune::MODERNBERT_HEAD_DIM];
-        if let Ok(c) = tune::ensure_attention(&gpu, dtype, &d, &cache, Mode::Lookup, None) {
-            out.extend(c);
-        }
+        let got = tune::ensure_attention(&gpu, c, dtype, &d, t, Mode::Lookup, None);
+        tiles.extend(got.unwrap_or_default());
         if dtype == DType::F16 {
-            if let Ok(c) = tune::ensure_coop_attention(&gpu, &d, &cache, Mode::Lookup, None) {
-                out.extend(c);
-            }
+            let got = tune::ensure_coop_attention(&gpu, c, &d, t, Mode::Lookup, None);
+            tiles.extend(got.unwrap_or_default());
         }
     }
-    out
-}
-
-/// The f16 kernels of one adapter; failures (no device, `WGBERT_COOP=1` unmet) become the
-/// `coop_reason`.
-fn kernels(a: &AdapterReport) -> F16Kernels {
-    let opts = GpuOptions {
-        backend: Some(a.backend.to_lowercase()),
-        adapter: Some(a.name.clone()),
-    };
-    let got = Gpu::new(&opts).and_then(|gpu| f16_kernels(&gpu));
-    got.unwrap_or_else(|e| F16Kernels {
-        matmul: "matmul".into(),
-        attention: "attention".into(),
-        coop_reason: Some(e.to_string()),
-    })
+    let pipelines = gpu.pipeline_cache_path().map(|p| {
+        let bytes = std::fs::metadata(p).map(|m| m.len()).ok();
+        serde_json::json!({"path": p, "bytes": bytes})
+    });
+    let cache = serde_json::json!({
+        "dir": opts.tune.cache_dir,
+        "tune_file": cache.path(),
+        "verdicts_cached": verdicts_cached,
+        "pipeline_cache": pipelines,
+        "counters": gpu.counters(),
+    });
+    Probe {
+        kernels,
+        tiles,
+        cache,
+    }
 }
 
 pub fn run(g: &Global, json: bool) -> anyhow::Result<()> {
+    let opts = g.load_options()?;
     let adapters = list_adapters(g.backend.as_deref());
     let model = match g.model_given {
         true => Some(model_memory(g)?),
@@ -92,7 +127,8 @@ pub fn run(g: &Global, json: bool) -> anyhow::Result<()> {
         let mut out = Vec::new();
         for a in &adapters {
             let mut v = serde_json::to_value(a)?;
-            let k = kernels(a);
+            let p = probe(a, &opts);
+            let k = p.kernels;
             if let Some(o) = v.as_object_mut() {
                 o.insert(
                     "f16_kernels".into(),
@@ -101,7 +137,8 @@ pub fn run(g: &Global, json: bool) -> anyhow::Result<()> {
                 if let Some(r) = k.coop_reason {
                     o.insert("coop_reason".into(), r.into());
                 }
-                o.insert("tiles".into(), serde_json::to_value(tiles(a))?);
+                o.insert("tiles".into(), serde_json::to_value(p.tiles)?);
+                o.insert("cache".into(), p.cache);
             }
             out.push(v);
         }
@@ -123,7 +160,7 @@ pub fn run(g: &Global, json: bool) -> anyhow::Result<()> {
         );
     }
     for (i, a) in adapters.iter().enumerate() {
-        print_adapter(i, a);
+        print_adapter(i, a, probe(a, &opts));
     }
     if let Some(m) = model {
         let mib = |v: &serde_json::Value| v.as_u64().unwrap_or(0) as f64 / (1u64 << 20) as f64;
@@ -147,7 +184,7 @@ fn yes(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
 
-fn print_adapter(i: usize, a: &AdapterReport) {
+fn print_adapter(i: usize, a: &AdapterReport, p: Probe) {
     let c = &a.capabilities;
     println!("[{i}] {} ({}, {})", a.name, a.backend, a.device_type);
     println!("    driver:            {} {}", a.driver, a.driver_info);
@@ -182,12 +219,29 @@ fn print_adapter(i: usize, a: &AdapterReport) {
     );
     println!("    invocations/group:   {}", c.max_invocations);
     println!("    workgroups/dim:      {}", c.max_workgroups_per_dim);
-    let k = kernels(a);
+    let k = p.kernels;
     println!("    f16 kernels:         {}, {}", k.matmul, k.attention);
     if let Some(r) = k.coop_reason {
         println!("    no tensor cores:     {r}");
     }
-    for c in tiles(a) {
+    let c = &p.cache;
+    let shown = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => "none".into(),
+        v => v.to_string(),
+    };
+    println!("    cache:               {}", shown(&c["dir"]));
+    println!("    verdicts cached:     {}", shown(&c["verdicts_cached"]));
+    let pc = &c["pipeline_cache"];
+    if pc.is_null() {
+        println!("    pipeline cache:      none");
+    } else {
+        let bytes = pc["bytes"]
+            .as_u64()
+            .map_or("absent".into(), |b| format!("{b} bytes"));
+        println!("    pipeline cache:      {} ({bytes})", shown(&pc["path"]));
+    }
+    for c in p.tiles {
         println!(
             "    tiles {} {} {}: {} ({})",
             c.op, c.class, c.dtype, c.config, c.source

@@ -69,6 +69,11 @@ pub struct Global {
     /// No progress output on stderr.
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// Print where the time to the result went (load, self-check, compile, run, in seconds)
+    /// and the device's counters (pipelines created, self-checks run, pipeline-cache bytes
+    /// loaded) as one `timings: {json}` line on stderr.
+    #[arg(long, global = true)]
+    pub timings: bool,
     /// Whether `--model` (or `WGBERT_MODEL`) was given rather than defaulted.
     #[arg(skip)]
     pub model_given: bool,
@@ -104,26 +109,51 @@ impl From<DTypeArg> for DType {
 }
 
 impl Global {
-    pub fn gpu_options(&self) -> GpuOptions {
-        GpuOptions {
-            backend: self.backend.clone(),
-            adapter: self.adapter.clone(),
-        }
-    }
-
-    pub fn load(&self) -> anyhow::Result<Encoder> {
-        let opts = LoadOptions {
+    /// The load options: the environment's (`LoadOptions::from_env`), then the flags.
+    pub fn load_options(&self) -> anyhow::Result<LoadOptions> {
+        let env = LoadOptions::from_env()?;
+        Ok(LoadOptions {
             dtype: self.dtype.map(Into::into),
-            gpu: self.gpu_options(),
+            gpu: GpuOptions {
+                backend: self.backend.clone(),
+                adapter: self.adapter.clone(),
+                ..env.gpu
+            },
             hub: HubOptions {
-                offline: self.offline,
-                ..Default::default()
+                offline: self.offline || env.hub.offline,
+                ..env.hub
             },
             tokenizer: self.tokenizer.clone(),
             truncate: self.truncate,
             max_batch_tokens: self.max_tokens,
             progress: progress::Bar::unless(self.quiet),
-        };
+            ..env
+        })
+    }
+
+    /// `--timings`: the time since `started` (before the load) split into the load's parts,
+    /// plan compilation and the rest (running), with the device's counters.
+    pub fn report_timings(&self, enc: &Encoder, started: std::time::Instant) {
+        if !self.timings {
+            return;
+        }
+        let t = enc.timings();
+        let total = started.elapsed();
+        let run = total.saturating_sub(t.load + t.self_check + t.compile);
+        let line = serde_json::json!({
+            "total_s": total.as_secs_f64(),
+            "load_s": t.load.as_secs_f64(),
+            "self_check_s": t.self_check.as_secs_f64(),
+            "compile_s": t.compile.as_secs_f64(),
+            "run_s": run.as_secs_f64(),
+            "counters": enc.gpu().counters(),
+            "pipeline_cache": enc.gpu().pipeline_cache_path(),
+        });
+        eprintln!("timings: {line}");
+    }
+
+    pub fn load(&self) -> anyhow::Result<Encoder> {
+        let opts = self.load_options()?;
         let enc = Encoder::load(&self.model, &opts)?;
         if !self.quiet {
             let mib = enc.weight_bytes() >> 20;

@@ -43,6 +43,7 @@ pub fn run(g: &Global, a: &RerankArgs) -> Result<()> {
     if docs.is_empty() {
         bail!("no documents to rerank");
     }
+    let started = std::time::Instant::now();
     let enc = g.load()?;
     let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
     let opts = RerankOptions {
@@ -60,5 +61,6 @@ pub fn run(g: &Global, a: &RerankArgs) -> Result<()> {
         };
         writeln!(out, "{line}")?;
     }
+    g.report_timings(&enc, started);
     Ok(())
 }

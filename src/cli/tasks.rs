@@ -47,6 +47,7 @@ pub fn fill_mask(g: &Global, a: &FillMaskArgs) -> Result<()> {
         anyhow::bail!("--top-k must be between 1 and 64, got {}", a.top_k);
     }
     let texts = read_all(&a.texts, a.input.as_deref())?;
+    let started = std::time::Instant::now();
     let enc = g.load()?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let results = enc.fill_mask(&refs, a.top_k)?;
@@ -68,11 +69,13 @@ pub fn fill_mask(g: &Global, a: &FillMaskArgs) -> Result<()> {
             }
         }
     }
+    g.report_timings(&enc, started);
     Ok(())
 }
 
 pub fn classify(g: &Global, a: &ClassifyArgs) -> Result<()> {
     let texts = read_all(&a.texts, a.input.as_deref())?;
+    let started = std::time::Instant::now();
     let enc = g.load()?;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let results = enc.classify(&refs)?;
@@ -86,5 +89,6 @@ pub fn classify(g: &Global, a: &ClassifyArgs) -> Result<()> {
             println!("{:<20} {:.4}  {text}", c.label, c.score);
         }
     }
+    g.report_timings(&enc, started);
     Ok(())
 }

@@ -9,7 +9,8 @@
 use anyhow::Result;
 use clap::Args;
 use wgbert::ops::DType;
-use wgbert::ops::tune::{self, Cache, Mode};
+use wgbert::ops::choice::Choices;
+use wgbert::ops::tune::{self, Mode};
 use wgbert::runtime::Gpu;
 
 use super::Global;
@@ -26,51 +27,42 @@ pub struct TuneArgs {
 }
 
 pub fn run(g: &Global, a: &TuneArgs) -> Result<()> {
-    let gpu = Gpu::new(&g.gpu_options())?;
+    let opts = g.load_options()?;
+    let gpu = Gpu::new(&opts.gpu)?;
     let dtypes: Vec<DType> = match g.dtype {
         Some(d) => vec![d.into()],
         None if gpu.caps().f16 => vec![DType::F32, DType::F16],
         None => vec![DType::F32],
     };
-    let cache = Cache::default_location();
+    let (t, cache) = (&opts.tune, opts.tune.cache());
     let bar = super::progress::Bar::unless(g.quiet || a.json);
+    let bar = bar.as_deref();
+    let d = [MODERNBERT_HEAD_DIM];
     let mut choices = Vec::new();
     for dtype in dtypes {
+        let mut c = Choices::new(opts.coop);
         choices.extend(tune::ensure_tiled(
             &gpu,
+            &mut c,
             dtype,
-            &cache,
+            t,
             Mode::Force,
-            bar.as_deref(),
+            bar,
         )?);
         if dtype == DType::F16 {
-            // The tensor-core matmul, where its self-check passes (as a model load requires).
-            wgbert::ops::f16_kernels(&gpu)?;
-            if wgbert::ops::matmul::coop_status(&gpu, dtype).is_ok() {
-                choices.extend(tune::ensure_coop(
-                    &gpu,
-                    &cache,
-                    Mode::Force,
-                    bar.as_deref(),
-                )?);
+            // The tensor-core kernels, where their self-checks pass (as a model load requires).
+            wgbert::ops::f16_kernels(&gpu, &mut c, &cache)?;
+            if wgbert::ops::matmul::coop_status(&gpu, &c, dtype).is_ok() {
+                choices.extend(tune::ensure_coop(&gpu, &mut c, t, Mode::Force, bar)?);
             }
-            if wgbert::ops::attention::coop_status(&gpu, dtype).is_ok() {
-                choices.extend(tune::ensure_coop_attention(
-                    &gpu,
-                    &[MODERNBERT_HEAD_DIM],
-                    &cache,
-                    Mode::Force,
-                    bar.as_deref(),
-                )?);
+            if wgbert::ops::attention::coop_status(&gpu, &c, dtype).is_ok() {
+                let mode = Mode::Force;
+                choices.extend(tune::ensure_coop_attention(&gpu, &mut c, &d, t, mode, bar)?);
             }
         }
+        let mode = Mode::Force;
         choices.extend(tune::ensure_attention(
-            &gpu,
-            dtype,
-            &[MODERNBERT_HEAD_DIM],
-            &cache,
-            Mode::Force,
-            bar.as_deref(),
+            &gpu, &mut c, dtype, &d, t, mode, bar,
         )?);
     }
     let cache_path = cache.path().map(|p| p.display().to_string());

@@ -61,12 +61,14 @@ impl Encoder {
         let mut out = vec![Vec::new(); seqs.len()];
         self.for_each_batch(seqs, None, |batch, bucket, sizes| {
             if bucket.seq_cls.is_none() {
+                let started = std::time::Instant::now();
                 bucket.seq_cls = Some(ClassifierHead::sequence(
                     &self.gpu,
                     &self.config,
                     &self.weights,
                     &bucket.enc,
                 )?);
+                self.built(started);
             }
             let head = bucket.seq_cls.as_mut().ok_or_else(poisoned)?;
             if let Some(rows) = head.rows {
@@ -125,12 +127,14 @@ impl Encoder {
         let mut out = vec![Vec::new(); seqs.len()];
         self.for_each_batch(seqs, None, |batch, bucket, sizes| {
             if bucket.tok_cls.is_none() {
+                let started = std::time::Instant::now();
                 bucket.tok_cls = Some(ClassifierHead::token(
                     &self.gpu,
                     &self.config,
                     &self.weights,
                     &bucket.enc,
                 )?);
+                self.built(started);
             }
             let head = bucket.tok_cls.as_mut().ok_or_else(poisoned)?;
             head.plan.run(sizes)?;

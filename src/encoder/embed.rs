@@ -25,17 +25,6 @@ pub struct Embedding {
     pub vectors: Vec<Vec<f32>>,
 }
 
-/// Scales a vector to unit L2 norm (as torch's F.normalize, eps 1e-12).
-pub fn l2_normalize(v: &mut [f32]) {
-    let n = v
-        .iter()
-        .map(|&x| (x as f64) * (x as f64))
-        .sum::<f64>()
-        .sqrt()
-        .max(1e-12);
-    v.iter_mut().for_each(|x| *x = (*x as f64 / n) as f32);
-}
-
 impl Encoder {
     /// Embeddings of token sequences (see `embed`).
     pub fn embed_ids(
@@ -85,7 +74,8 @@ impl Encoder {
                     .enumerate()
                     .map(|(s, mut v)| {
                         if normalize {
-                            v.iter_mut().for_each(|row| l2_normalize(row));
+                            v.iter_mut()
+                                .for_each(|row| crate::vector::l2_normalize(row));
                         }
                         (
                             batch.indices[s],
@@ -99,7 +89,9 @@ impl Encoder {
             }
         };
         if !bucket.pools.contains_key(&(mode, normalize)) {
+            let started = std::time::Instant::now();
             let head = PoolHead::build(&self.gpu, &bucket.enc, mode, normalize)?;
+            self.built(started);
             bucket.pools.insert((mode, normalize), head);
         }
         let head = bucket

@@ -73,7 +73,9 @@ impl Encoder {
             // One head per bucket for every k: it selects the top MLM_TOP_K, sorted, and the
             // first k of them are read back.
             if bucket.mlm.is_none() {
+                let started = std::time::Instant::now();
                 let head = MlmHead::build(&self.gpu, &self.config, &self.weights, &bucket.enc)?;
+                self.built(started);
                 bucket.mlm = Some(head);
             }
             let head = bucket.mlm.as_mut().ok_or_else(poisoned)?;

@@ -9,20 +9,21 @@
 //! for the largest bucket used so far (`runtime::arena::SharedArena`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use crate::hub::{self, HubOptions, ModelSource};
+use crate::hub::{self, ModelSource};
 use crate::model::config::ModelConfig;
 use crate::model::graph::{self, EncoderGraph};
 use crate::model::heads::{ClassifierHead, MlmHead, PoolHead};
 use crate::model::upload::ModelWeights;
 use crate::model::weights::{Checkpoint, Heads};
 use crate::ops::DType;
+use crate::ops::choice::Choices;
 use crate::ops::pooling::PoolMode;
-use crate::progress::Observer;
+use crate::ops::tune;
 use crate::runtime::arena::SharedArena;
-use crate::runtime::{Gpu, GpuOptions, MemoryStats, Plan, RunSizes};
+use crate::runtime::{Gpu, MemoryStats, Plan, RunSizes};
 use crate::sentence::{ModelKind, SentenceConfig};
 use crate::text::pack::{PackedBatch, Packer};
 use crate::text::tokenizer::TextTokenizer;
@@ -32,45 +33,26 @@ use crate::{Error, Result};
 mod classify;
 mod embed;
 mod mlm;
+mod options;
 mod sentence;
 
+pub use crate::vector::l2_normalize;
 pub use classify::{Classification, TokenLabel, softmax};
-pub use embed::{EmbedPooling, Embedding, l2_normalize};
+pub use embed::{EmbedPooling, Embedding};
 pub use mlm::{Candidate, MaskPrediction, TopK};
+pub use options::LoadOptions;
 pub use sentence::{EmbedOptions, EmbedSpec, Prompt, Ranked, RerankOptions, similarity};
 
-/// How to load a model.
-#[derive(Clone, Default)]
-pub struct LoadOptions {
-    /// Storage precision; `None` picks f16 where the adapter has it, else f32.
-    pub dtype: Option<DType>,
-    /// Adapter choice (ignored by `load_on`).
-    pub gpu: GpuOptions,
-    /// Hub access (cache, offline, token, progress).
-    pub hub: HubOptions,
-    /// A tokenizer.json to use instead of the model's.
-    pub tokenizer: Option<PathBuf>,
-    /// Cut texts longer than the model's limit instead of refusing them.
-    pub truncate: bool,
-    /// Largest number of tokens in one batch; `None` sizes it to the device.
-    pub max_batch_tokens: Option<usize>,
-    /// Told about downloads (unless `hub.progress` names another observer) and about the
-    /// weight upload, one tensor at a time. The library itself never prints.
-    pub progress: Observer,
-}
-
-impl std::fmt::Debug for LoadOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadOptions")
-            .field("dtype", &self.dtype)
-            .field("gpu", &self.gpu)
-            .field("hub", &self.hub)
-            .field("tokenizer", &self.tokenizer)
-            .field("truncate", &self.truncate)
-            .field("max_batch_tokens", &self.max_batch_tokens)
-            .field("progress", &self.progress.is_some())
-            .finish()
-    }
+/// Where the time of a load went (`Encoder::timings`), and the plans built since.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LoadTimings {
+    /// Reading the files and uploading the weights.
+    pub load: Duration,
+    /// Making the kernel choices: tensor-core self-checks and tile lookups or tuning.
+    pub self_check: Duration,
+    /// Recording plans and compiling their pipelines (each capacity bucket and head is
+    /// built on first use).
+    pub compile: Duration,
 }
 
 struct Bucket {
@@ -153,6 +135,8 @@ impl DeviceBytes {
 /// ```
 pub struct Encoder {
     gpu: Arc<Gpu>,
+    choices: Choices,
+    timings: Mutex<LoadTimings>,
     config: ModelConfig,
     weights: ModelWeights,
     tokenizer: Option<TextTokenizer>,
@@ -179,12 +163,14 @@ impl Encoder {
 
     /// Loads a model onto a device the caller already owns (`Gpu::from_wgpu`).
     pub fn load_on(gpu: Arc<Gpu>, source: &str, opts: &LoadOptions) -> Result<Encoder> {
+        let started = Instant::now();
         let src = ModelSource::parse(source)?;
         let mut hub_opts = opts.hub.clone();
         if hub_opts.progress.is_none() {
             hub_opts.progress = opts.progress.clone();
         }
-        let files = hub::resolve(&src, &hub_opts)?;
+        // The retrieval layout names its own companion files.
+        let files = hub::resolve_with(&src, &hub_opts, &mut crate::sentence::companion_files)?;
         let config = ModelConfig::from_file(&files.config)?;
         let sentence = SentenceConfig::from_files(&files, &config)?;
         let ck = match files.weights.first() {
@@ -225,9 +211,12 @@ impl Encoder {
         if let Some(p) = observer {
             p.finish();
         }
-        let mut enc = Self::assemble(gpu, config, weights, tokenizer, opts.max_batch_tokens)?;
-        enc.autotune(observer)?;
+        let load = started.elapsed();
+        let mut enc = Self::assemble(gpu, config, weights, tokenizer, opts, observer)?;
         enc.sentence = sentence;
+        if let Ok(mut t) = enc.timings.lock() {
+            t.load = load;
+        }
         Ok(enc)
     }
 
@@ -238,61 +227,62 @@ impl Encoder {
         dtype: Option<DType>,
         max_batch_tokens: Option<usize>,
     ) -> Result<Encoder> {
-        let dtype = pick_dtype(&gpu, dtype)?;
-        let weights = ModelWeights::random(&gpu, &config, dtype, 0x5eed)?;
-        let enc = Self::assemble(gpu, config, weights, None, max_batch_tokens)?;
-        enc.autotune(None)?;
-        Ok(enc)
+        let opts = LoadOptions {
+            dtype,
+            max_batch_tokens,
+            ..Default::default()
+        };
+        Self::random_with(gpu, config, &opts)
     }
 
-    /// Tunes the tiles of the kernels this model runs, for its precision on its device: the
-    /// matmul's (tensor-core or tiled) and the attention kernel's at its head size
-    /// (tensor-core or portable), once per device (choices cached on disk, `ops::tune`). A
-    /// cache that cannot be written only costs a warning.
-    fn autotune(&self, progress: Option<&dyn crate::progress::Progress>) -> Result<()> {
-        use crate::ops::tune::{self, Cache, Mode};
-        let dtype = self.weights.dtype;
-        let coop = |status: std::result::Result<_, String>| dtype == DType::F16 && status.is_ok();
-        let cache = Cache::default_location();
-        let mut choices = Vec::new();
-        if coop(crate::ops::matmul::coop_status(&self.gpu, dtype)) {
-            choices.extend(tune::ensure_coop(
-                &self.gpu,
-                &cache,
-                Mode::Ensure,
-                progress,
-            )?);
-        } else {
-            choices.extend(tune::ensure_tiled(
-                &self.gpu,
-                dtype,
-                &cache,
-                Mode::Ensure,
-                progress,
-            )?);
+    /// `random` with the precision, batch size and kernel settings of `opts`.
+    pub fn random_with(gpu: Arc<Gpu>, config: ModelConfig, opts: &LoadOptions) -> Result<Encoder> {
+        let dtype = pick_dtype(&gpu, opts.dtype)?;
+        let weights = ModelWeights::random(&gpu, &config, dtype, 0x5eed)?;
+        Self::assemble(gpu, config, weights, None, opts, None)
+    }
+
+    /// The kernel choices this encoder records its plans with.
+    pub fn choices(&self) -> &Choices {
+        &self.choices
+    }
+
+    /// Records plans with `choices` from now on (tiles an application knows to be best, or a
+    /// test's): the plans recorded so far are dropped and built again on next use. Two
+    /// encoders on one device may hold different choices.
+    pub fn set_choices(&mut self, choices: Choices) -> Result<()> {
+        self.buckets.lock().map_err(|_| poisoned())?.clear();
+        self.choices = choices;
+        Ok(())
+    }
+
+    /// Where the time of the load went, and the time spent building plans since.
+    pub fn timings(&self) -> LoadTimings {
+        self.timings.lock().map(|t| *t).unwrap_or_default()
+    }
+
+    /// Checks and chooses the kernels (`ops::tune::choose`: the tensor-core self-checks,
+    /// once per device and cached on disk, and the tiles of the kernels this model runs),
+    /// then sizes the capacity. Plans are recorded (and their pipelines compiled) on first
+    /// use.
+    fn assemble(
+        gpu: Arc<Gpu>,
+        config: ModelConfig,
+        weights: ModelWeights,
+        tokenizer: Option<TextTokenizer>,
+        opts: &LoadOptions,
+        progress: Option<&dyn crate::progress::Progress>,
+    ) -> Result<Encoder> {
+        let started = Instant::now();
+        let start = Choices::new(opts.coop);
+        let head_dim = u32::try_from(config.head_dim).unwrap_or(0);
+        let dtype = weights.dtype;
+        let mode = tune::Mode::Ensure;
+        let chosen = tune::choose(&gpu, start, &opts.tune, dtype, head_dim, mode, progress)?;
+        if let Some(k) = &chosen.kernels {
+            log::info!("f16 kernels on '{}': {k:?}", gpu.info().name);
         }
-        let head_dim = u32::try_from(self.config.head_dim).unwrap_or(0);
-        let portable = crate::ops::attention::HEAD_DIMS.contains(&head_dim);
-        let coop_head = crate::ops::attention::coop::HEAD_DIMS.contains(&head_dim);
-        if coop_head && coop(crate::ops::attention::coop_status(&self.gpu, dtype)) {
-            choices.extend(tune::ensure_coop_attention(
-                &self.gpu,
-                &[head_dim],
-                &cache,
-                Mode::Ensure,
-                progress,
-            )?);
-        } else if portable {
-            choices.extend(tune::ensure_attention(
-                &self.gpu,
-                dtype,
-                &[head_dim],
-                &cache,
-                Mode::Ensure,
-                progress,
-            )?);
-        }
-        for c in choices {
+        for c in &chosen.tiles {
             log::info!(
                 "{} {} {}: {} ({})",
                 c.op,
@@ -302,24 +292,9 @@ impl Encoder {
                 c.source
             );
         }
-        Ok(())
-    }
-
-    fn assemble(
-        gpu: Arc<Gpu>,
-        config: ModelConfig,
-        weights: ModelWeights,
-        tokenizer: Option<TextTokenizer>,
-        max_batch_tokens: Option<usize>,
-    ) -> Result<Encoder> {
-        // The tensor-core self-checks run here, once per adapter, never under the lock.
-        let mode = crate::ops::coop::Mode::from_env()?;
-        if weights.dtype == DType::F16 || mode == crate::ops::coop::Mode::Required {
-            let k = crate::ops::f16_kernels(&gpu)?;
-            log::info!("f16 kernels on '{}': {k:?}", gpu.info().name);
-        }
+        let self_check = started.elapsed();
         let limit = graph::max_capacity_for_bindings(&gpu, &config, weights.dtype);
-        let capacity = match max_batch_tokens {
+        let capacity = match opts.max_batch_tokens {
             Some(0) => return Err(Error::Option("--max-tokens must be at least 1".into())),
             Some(n) if n > limit => {
                 return Err(Error::Option(format!(
@@ -332,6 +307,11 @@ impl Encoder {
         Ok(Encoder {
             arena: SharedArena::new(gpu.clone()),
             gpu,
+            choices: chosen.choices,
+            timings: Mutex::new(LoadTimings {
+                self_check,
+                ..Default::default()
+            }),
             config,
             weights,
             tokenizer,
@@ -427,9 +407,11 @@ impl Encoder {
         match buckets.entry(cap) {
             std::collections::btree_map::Entry::Occupied(e) => Ok(e.into_mut()),
             std::collections::btree_map::Entry::Vacant(v) => {
+                let started = Instant::now();
                 let arena = Some(self.arena.clone());
-                let enc =
-                    EncoderGraph::build(&self.gpu, &self.config, &self.weights, (cap, cap), arena)?;
+                let (cfg, w) = (&self.config, &self.weights);
+                let enc = EncoderGraph::build(&self.gpu, &self.choices, cfg, w, (cap, cap), arena)?;
+                self.built(started);
                 Ok(v.insert(Bucket {
                     enc,
                     pools: HashMap::new(),
@@ -592,6 +574,17 @@ impl Encoder {
             self.gpu.wait()?;
             Ok(bucket.enc.plan.peak_bytes())
         })
+    }
+}
+
+impl Encoder {
+    /// Counts the time of a plan built since `started` as compile time, and writes the
+    /// pipelines compiled for it to the pipeline cache.
+    fn built(&self, started: Instant) {
+        if let Ok(mut t) = self.timings.lock() {
+            t.compile += started.elapsed();
+        }
+        self.gpu.save_pipeline_cache();
     }
 }
 

@@ -7,31 +7,36 @@ use std::path::PathBuf;
 use hf_hub::api::sync::{ApiBuilder, ApiError, ApiRepo};
 use hf_hub::{Cache, Repo, RepoType};
 
-use super::{Fetch, HubOptions, ModelFiles, collect, hub_err};
+use super::{Companions, Fetch, HubOptions, ModelFiles, collect, hub_err};
 use crate::progress::{Observer, Progress};
 use crate::{Error, Result};
 
 /// The files of hub repo `repo` at `rev`: from the cache, else (online) downloaded.
-pub fn resolve(name: &str, repo: &str, rev: &str, opts: &HubOptions) -> Result<ModelFiles> {
+pub fn resolve(
+    name: &str,
+    repo: &str,
+    rev: &str,
+    opts: &HubOptions,
+    companions: &mut Companions,
+) -> Result<ModelFiles> {
     let mut cache = CacheFetch {
         root: cache_root(opts, name)?,
         repo,
         rev,
         name,
     };
-    let offline = opts.offline || env_flag(std::env::var("HF_HUB_OFFLINE").ok());
-    if offline {
-        return collect(&mut cache, None);
+    if opts.offline {
+        return collect(&mut cache, None, companions);
     }
     // Everything already cached: no network needed.
-    if let Ok(files) = collect(&mut cache, None)
+    if let Ok(files) = collect(&mut cache, None, companions)
         && files.tokenizer.is_some()
     {
         log::info!("{name}: using the files in {}", cache.root.display());
         return Ok(files);
     }
     let mut online = OnlineFetch::connect(&cache, opts)?;
-    collect(&mut online, None)
+    collect(&mut online, None, companions)
 }
 
 /// Lookups in the hf-hub cache, with no network.
@@ -83,14 +88,10 @@ impl<'a> OnlineFetch<'a> {
         let mut builder = ApiBuilder::from_cache(Cache::new(cache.root.clone()))
             .with_progress(false)
             .with_user_agent("wgbert", env!("CARGO_PKG_VERSION"));
-        let token = opts
-            .token
-            .clone()
-            .or_else(|| std::env::var("HF_TOKEN").ok());
-        if let Some(token) = token.filter(|t| !t.trim().is_empty()) {
+        if let Some(token) = opts.token.clone().filter(|t| !t.trim().is_empty()) {
             builder = builder.with_token(Some(token));
         }
-        if let Ok(endpoint) = std::env::var("HF_ENDPOINT") {
+        if let Some(endpoint) = opts.endpoint.clone() {
             builder = builder.with_endpoint(endpoint);
         }
         let api = builder
@@ -151,27 +152,10 @@ fn net_error(name: &str, what: &str, e: &ApiError) -> Error {
 }
 
 fn cache_root(opts: &HubOptions, name: &str) -> Result<PathBuf> {
-    let var = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
     opts.cache_dir
         .clone()
-        .or_else(|| var("HF_HUB_CACHE"))
-        .or_else(|| var("HF_HOME").map(|h| h.join("hub")))
         .or_else(|| std::env::home_dir().map(|h| h.join(".cache").join("huggingface").join("hub")))
         .ok_or_else(|| hub_err(name, "no home directory for the cache: set HF_HOME"))
-}
-
-/// Whether an environment flag like `HF_HUB_OFFLINE` is on.
-fn env_flag(value: Option<String>) -> bool {
-    value.is_some_and(|v| {
-        matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "1" | "true" | "yes" | "on"
-        )
-    })
 }
 
 fn is_commit_hash(rev: &str) -> bool {
@@ -199,14 +183,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn flags_and_hashes() {
-        for v in ["1", "true", "TRUE", "yes", "on"] {
-            assert!(env_flag(Some(v.into())), "{v}");
-        }
-        for v in ["0", "false", "", "no"] {
-            assert!(!env_flag(Some(v.into())), "{v}");
-        }
-        assert!(!env_flag(None));
+    fn hashes() {
         assert!(is_commit_hash(&"ab12".repeat(10)));
         assert!(!is_commit_hash("main"));
     }

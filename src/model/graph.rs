@@ -15,6 +15,7 @@ use std::sync::Arc;
 use crate::model::config::{LayerKind, ModelConfig};
 use crate::model::record::Recorder;
 use crate::model::upload::{LayerWeights, ModelWeights};
+use crate::ops::choice::Choices;
 use crate::ops::matmul::Epilogue;
 use crate::ops::{self, DType, Rows};
 use crate::runtime::arena::SharedArena;
@@ -37,6 +38,8 @@ pub struct EncoderGraph {
     pub hidden_size: usize,
     /// The arena the activations live in when shared with other plans (heads use it too).
     pub arena: Option<Arc<SharedArena>>,
+    /// The kernel choices it was recorded with (its heads are recorded with them too).
+    pub choices: Choices,
 }
 
 /// Device bytes per token of the encoder's activations (the widest live set), used to size
@@ -62,11 +65,12 @@ struct Batch {
 }
 
 impl EncoderGraph {
-    /// Records the encoder for up to `capacity` tokens in up to `max_seqs` sequences, its
-    /// activations in `arena` when given (shared with plans that never run at the same
-    /// time), else in slots of its own.
+    /// Records the encoder for up to `capacity` tokens in up to `max_seqs` sequences with the
+    /// kernel choices `choices`, its activations in `arena` when given (shared with plans that
+    /// never run at the same time), else in slots of its own.
     pub fn build(
         gpu: &Arc<Gpu>,
+        choices: &Choices,
         cfg: &ModelConfig,
         w: &ModelWeights,
         (capacity, max_seqs): (usize, usize),
@@ -90,6 +94,7 @@ impl EncoderGraph {
         let hidden = b.output("last_hidden_state", cap * h as u64 * w.dtype.size());
         let mut r = Recorder {
             b: &mut b,
+            choices,
             dtype: w.dtype,
             rows: Rows::Tokens,
             cap_rows: cap,
@@ -118,6 +123,7 @@ impl EncoderGraph {
             dtype: w.dtype,
             hidden_size: cfg.hidden_size,
             arena,
+            choices: choices.clone(),
         })
     }
 }
@@ -199,6 +205,6 @@ fn attention(
         dtype: dt,
         variant: None,
     };
-    ops::attention::record(r.b, &format!("layers.{i}.attention"), &args)?;
+    ops::attention::record(r.b, r.choices, &format!("layers.{i}.attention"), &args)?;
     Ok(out)
 }

@@ -10,6 +10,7 @@ use crate::model::config::{ModelConfig, Pooling};
 use crate::model::graph::EncoderGraph;
 use crate::model::record::Recorder;
 use crate::model::upload::{HeadWeights, Linear, ModelWeights};
+use crate::ops::choice::Choices;
 use crate::ops::matmul::Epilogue;
 use crate::ops::pooling::{PoolArgs, PoolMode};
 use crate::ops::{self, DType, Rows};
@@ -156,6 +157,7 @@ impl MlmHead {
         )?;
         let mut rec = Recorder {
             b: &mut b,
+            choices: &enc.choices,
             dtype: dt,
             rows: Rows::Selected,
             cap_rows: r,
@@ -220,7 +222,7 @@ impl ClassifierHead {
                 None
             }
         };
-        Self::finish(b, cfg, w, dt, pooled, Rows::Segments, s, rows)
+        Self::finish(b, &enc.choices, cfg, w, dt, pooled, Rows::Segments, s, rows)
     }
 
     /// Token classification: head and classifier at every token.
@@ -233,13 +235,24 @@ impl ClassifierHead {
         let mut b = head_builder(gpu, enc);
         let hidden = b.external("last_hidden_state", enc.plan.buffer(enc.hidden)?);
         let cap = enc.capacity as u64;
-        Self::finish(b, cfg, w, enc.dtype, hidden, Rows::Tokens, cap, None)
+        Self::finish(
+            b,
+            &enc.choices,
+            cfg,
+            w,
+            enc.dtype,
+            hidden,
+            Rows::Tokens,
+            cap,
+            None,
+        )
     }
 
     /// dense -> act -> LN -> classifier (f32 logits) over `rows` rows of `x`, then build.
     #[allow(clippy::too_many_arguments)]
     fn finish(
         mut b: PlanBuilder,
+        choices: &Choices,
         cfg: &ModelConfig,
         w: &ModelWeights,
         dt: DType,
@@ -252,6 +265,7 @@ impl ClassifierHead {
         let h = cfg.hidden_size as u32;
         let mut r = Recorder {
             b: &mut b,
+            choices,
             dtype: dt,
             rows,
             cap_rows,

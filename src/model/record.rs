@@ -4,13 +4,16 @@
 
 use crate::Result;
 use crate::model::upload::{Linear, Norm};
+use crate::ops::choice::Choices;
 use crate::ops::matmul::{Epilogue, MatmulArgs};
 use crate::ops::{self, DType, Rows};
 use crate::runtime::{DeviceBuffer, PlanBuilder, TensorId};
 
-/// Records steps over `rows` (at most `cap_rows`) of activations in one storage precision.
+/// Records steps over `rows` (at most `cap_rows`) of activations in one storage precision,
+/// with the kernel choices `choices`.
 pub struct Recorder<'a> {
     pub b: &'a mut PlanBuilder,
+    pub choices: &'a Choices,
     pub dtype: DType,
     pub rows: Rows,
     pub cap_rows: u64,
@@ -110,7 +113,7 @@ impl Recorder<'_> {
     ) -> Result<TensorId> {
         let y = self.activation(&format!("{name}.out"), n);
         let args = self.matmul_args(name, lin, x, y, (k, n), Epilogue::None, None);
-        ops::matmul::record_rope(self.b, name, &args, rope)?;
+        ops::matmul::record_rope(self.b, self.choices, name, &args, rope)?;
         Ok(y)
     }
 
@@ -127,7 +130,7 @@ impl Recorder<'_> {
         residual: Option<TensorId>,
     ) -> Result<()> {
         let args = self.matmul_args(name, lin, x, y, kn, epilogue, residual);
-        ops::matmul::record(self.b, name, &args)
+        ops::matmul::record(self.b, self.choices, name, &args)
     }
 
     /// The matmul of `lin` (its weight and bias bound under `name`) over this recorder's rows

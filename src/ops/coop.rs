@@ -1,43 +1,42 @@
-//! What the cooperative-matrix (tensor-core) kernels share: the `WGBERT_COOP` setting, the
-//! fragment shape and subgroup size a kernel is built for, the per-adapter verdicts of the
-//! self-checks, and the helpers of those checks (f16 test values, mismatch search).
+//! What the cooperative-matrix (tensor-core) kernels share: the `WGBERT_COOP` mode, the
+//! fragment shape and subgroup size a kernel is built for, how a self-check verdict becomes
+//! a choice, and the helpers of those checks (f16 test values, mismatch search).
 //!
 //! Drivers can advertise cooperative matrices and compute wrong answers, so a tensor-core
 //! kernel is chosen automatically only after it has agreed with the CPU reference on the
-//! device itself. The checks run once per adapter when a model loads (`ops::f16_kernels`),
-//! never while a plan is recorded; recording only reads the verdicts kept here.
-
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+//! device itself. The checks run when a model loads (`ops::f16_kernels`; once per device,
+//! and their verdicts are cached on disk with the tuned tiles), never while a plan is
+//! recorded; recording only reads the verdicts the `ops::choice::Choices` it is given holds.
 
 use crate::ops::DType;
-use crate::runtime::{Capabilities, Gpu};
+use crate::runtime::Capabilities;
 use crate::{Error, Result};
 
-/// What `WGBERT_COOP` asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A self-check's verdict: a pass, or why the kernel failed it.
+pub type Verdict = std::result::Result<(), String>;
+
+/// What `WGBERT_COOP` asks for (`LoadOptions::coop`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
     /// "0": never choose a tensor-core kernel by itself.
     Off,
     /// Unset or empty: choose one where the adapter has it and its self-check passed.
+    #[default]
     Auto,
     /// "1": a model must run on the tensor-core kernels; loading fails otherwise.
     Required,
 }
 
 impl Mode {
-    /// Reads `WGBERT_COOP`; any other value is an `Error::Option`.
-    pub fn from_env() -> Result<Mode> {
-        match std::env::var("WGBERT_COOP") {
-            Err(_) => Ok(Mode::Auto),
-            Ok(v) => match v.trim() {
-                "" => Ok(Mode::Auto),
-                "0" => Ok(Mode::Off),
-                "1" => Ok(Mode::Required),
-                other => Err(Error::Option(format!(
-                    "WGBERT_COOP={other}: expected 0 (off), 1 (required) or unset (automatic)"
-                ))),
-            },
+    /// A `WGBERT_COOP` value (`None`: unset); any other value is an `Error::Option`.
+    pub fn parse(value: Option<&str>) -> Result<Mode> {
+        match value.map(str::trim) {
+            None | Some("") => Ok(Mode::Auto),
+            Some("0") => Ok(Mode::Off),
+            Some("1") => Ok(Mode::Required),
+            Some(other) => Err(Error::Option(format!(
+                "WGBERT_COOP={other}: expected 0 (off), 1 (required) or unset (automatic)"
+            ))),
         }
     }
 }
@@ -94,91 +93,28 @@ pub fn shape(caps: &Capabilities) -> std::result::Result<Shape, String> {
     Ok(Shape { frag, subgroup: hi })
 }
 
-/// Per-adapter verdicts of one kernel family's self-check: `Ok` or why it failed.
-pub struct Verdicts {
-    map: Mutex<Option<HashMap<String, std::result::Result<(), String>>>>,
-}
-
-impl Default for Verdicts {
-    fn default() -> Self {
-        Self::new()
+/// Whether the automatic choice takes a family's tensor-core kernel for `dtype`, with its
+/// shape, or why not: f16, `supported` (the family's own test of the adapter), not turned
+/// off (`Mode::Off`), and the family's self-check passed (`verdict`; recording never runs
+/// it).
+pub fn status(
+    mode: Mode,
+    verdict: Option<&Verdict>,
+    caps: &Capabilities,
+    dtype: DType,
+    supported: impl FnOnce(&Capabilities) -> std::result::Result<Shape, String>,
+) -> std::result::Result<Shape, String> {
+    if mode == Mode::Off {
+        return Err("turned off by WGBERT_COOP=0".into());
     }
-}
-
-impl Verdicts {
-    pub const fn new() -> Self {
-        Verdicts {
-            map: Mutex::new(None),
-        }
+    if dtype != DType::F16 {
+        return Err("f32 storage (the tensor-core kernel stores f16)".into());
     }
-
-    fn key(gpu: &Gpu) -> String {
-        let i = gpu.info();
-        format!("{:?}/{}/{}/{}", i.backend, i.name, i.driver, i.driver_info)
-    }
-
-    /// The verdict for this adapter, if its check has run.
-    pub fn get(&self, gpu: &Gpu) -> Option<std::result::Result<(), String>> {
-        let key = Self::key(gpu);
-        self.map
-            .lock()
-            .ok()
-            .and_then(|m| m.as_ref().and_then(|m| m.get(&key).cloned()))
-    }
-
-    /// Whether the automatic choice takes a family's tensor-core kernel for `dtype` on this
-    /// device, with its shape, or why not: f16, `supported` (the family's own test of the
-    /// adapter), not turned off by `WGBERT_COOP=0`, and the self-check already passed
-    /// (`verify`; recording never runs it).
-    pub fn status(
-        &self,
-        gpu: &Gpu,
-        dtype: DType,
-        supported: impl FnOnce(&Capabilities) -> std::result::Result<Shape, String>,
-    ) -> std::result::Result<Shape, String> {
-        if Mode::from_env().map_err(|e| e.to_string())? == Mode::Off {
-            return Err("turned off by WGBERT_COOP=0".into());
-        }
-        if dtype != DType::F16 {
-            return Err("f32 storage (the tensor-core kernel stores f16)".into());
-        }
-        let shape = supported(gpu.caps())?;
-        match self.get(gpu) {
-            None => Err("its self-check has not run on this device".into()),
-            Some(Err(why)) => Err(format!("its self-check failed: {why}")),
-            Some(Ok(())) => Ok(shape),
-        }
-    }
-
-    /// Runs a family's self-check (`check` at the shape `supported` gives) on this device
-    /// unless it has run already; the shape, or why the kernel cannot be used.
-    pub fn verify(
-        &self,
-        gpu: &Arc<Gpu>,
-        supported: impl FnOnce(&Capabilities) -> std::result::Result<Shape, String>,
-        check: impl FnOnce(&Arc<Gpu>, Shape) -> Result<()>,
-    ) -> std::result::Result<Shape, String> {
-        let shape = supported(gpu.caps())?;
-        self.check(gpu, |g| check(g, shape))?;
-        Ok(shape)
-    }
-
-    /// The cached verdict, or the result of `check` (run now, outside the lock: two threads
-    /// may both check, harmlessly), kept for the process.
-    pub fn check(
-        &self,
-        gpu: &Arc<Gpu>,
-        check: impl FnOnce(&Arc<Gpu>) -> Result<()>,
-    ) -> std::result::Result<(), String> {
-        if let Some(v) = self.get(gpu) {
-            return v;
-        }
-        let verdict = check(gpu).map_err(|e| e.to_string());
-        if let Ok(mut m) = self.map.lock() {
-            m.get_or_insert_with(HashMap::new)
-                .insert(Self::key(gpu), verdict.clone());
-        }
-        verdict
+    let shape = supported(caps)?;
+    match verdict {
+        None => Err("its self-check has not run on this device".into()),
+        Some(Err(why)) => Err(format!("its self-check failed: {why}")),
+        Some(Ok(())) => Ok(shape),
     }
 }
 

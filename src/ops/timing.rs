@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use crate::Result;
 use crate::ops::attention::{self, AttentionArgs};
+use crate::ops::choice::Choices;
 use crate::ops::matmul::{self, Epilogue, MatmulArgs, MatmulVariant};
 use crate::ops::{DType, Rows};
 use crate::runtime::{Capabilities, Gpu, Kernel, Plan, PlanBuilder, RunSizes};
@@ -115,9 +116,11 @@ pub fn fit_attention_seqs(
 
 /// One matmul of `t` rows, `k` inputs and `n` weight rows (`n / 2` outputs for GeGLU) with
 /// `epilogue`, no bias: recorded with `kernel` and its workgroup tile when given, else as
-/// `variant` chooses (`None`: the automatic choice). Returns the plan and its run sizes.
+/// `variant` and `choices` choose (`None`: the automatic choice). Returns the plan and its
+/// run sizes.
 pub fn matmul_plan(
     gpu: &Arc<Gpu>,
+    choices: &Choices,
     dtype: DType,
     (t, k, n): (u32, u32, u32),
     epilogue: Epilogue,
@@ -149,7 +152,7 @@ pub fn matmul_plan(
     };
     match kernel {
         Some((kernel, tile)) => matmul::record_kernel(&mut b, "timed", &args, kernel, tile)?,
-        None => matmul::record(&mut b, "timed", &args)?,
+        None => matmul::record(&mut b, choices, "timed", &args)?,
     }
     let plan = b.build()?;
     plan.write(x, &dtype.encode(&vec![0.5; (t * k) as usize]))?;
@@ -161,10 +164,11 @@ pub fn matmul_plan(
 }
 
 /// Attention over `seqs` sequences of `len` tokens, `heads` heads of `head_dim`, globally or
-/// within `window`: recorded with `kernel` when given, else with the automatic choice.
-/// Returns the plan and its run sizes.
+/// within `window`: recorded with `kernel` when given, else with the automatic choice under
+/// `choices`. Returns the plan and its run sizes.
 pub fn attention_plan(
     gpu: &Arc<Gpu>,
+    choices: &Choices,
     dtype: DType,
     (seqs, len): (u32, u32),
     (heads, head_dim): (u32, u32),
@@ -188,7 +192,7 @@ pub fn attention_plan(
     };
     match kernel {
         Some(kernel) => attention::record_kernel(&mut b, "timed", &args, Some(kernel))?,
-        None => attention::record(&mut b, "timed", &args)?,
+        None => attention::record(&mut b, choices, "timed", &args)?,
     }
     let plan = b.build()?;
     let cu: Vec<u32> = (0..=seqs).map(|i| i * len).collect();

@@ -3,23 +3,47 @@
 //! against the device limits (every buffer counted, `runtime::memory`), and the one place
 //! where results are read back.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
+use crate::runtime::disk_cache::DiskPipelines;
 use crate::runtime::health::DeviceHealth;
 use crate::runtime::memory::{DeviceBuffer, MemoryCounter, MemoryKind, MemoryStats};
 use crate::runtime::pipeline::PipelineCache;
 use crate::runtime::share::{device_descriptor, shortfalls};
 use crate::{Error, Result};
 
-/// How to pick an adapter.
+/// How to pick an adapter and set up its device (`LoadOptions::from_env` fills these from
+/// `WGPU_BACKEND`, `WGPU_ADAPTER_NAME`, `WGBERT_SHADER_CHECKS` and `WGBERT_CACHE`).
 #[derive(Debug, Clone, Default)]
 pub struct GpuOptions {
-    /// Backends to consider ("vulkan", "metal", "dx12", "gl"; comma-separated). `None` reads
-    /// `WGPU_BACKEND`, else all backends.
+    /// Backends to consider ("vulkan", "metal", "dx12", "gl"; comma-separated). `None`: the
+    /// primary ones (Vulkan, Metal, DX12), else all.
     pub backend: Option<String>,
-    /// Pick the first adapter whose name contains this (case-insensitive). `None` reads
-    /// `WGPU_ADAPTER_NAME`, else the high-performance default.
+    /// Pick the first adapter whose name contains this (case-insensitive). `None`: the
+    /// high-performance default.
     pub adapter: Option<String>,
+    /// Drop wgpu's per-access bounds clamping in shaders (`WGBERT_SHADER_CHECKS=0`, speed
+    /// runs): every kernel guards its own indices, and the tests run with the checks on.
+    pub unchecked_shaders: bool,
+    /// A directory for the driver's compiled pipelines (`PipelineCache`, where the backend
+    /// has one: Vulkan), loaded when the device is made and written as new pipelines are
+    /// compiled; `None`: compiled anew by every process.
+    pub pipeline_cache_dir: Option<PathBuf>,
+}
+
+/// What a device did, counted for reports and tests of warm starts (`Gpu::counters`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Counters {
+    /// Compute pipelines created (each compiled by the driver unless its pipeline cache
+    /// held it).
+    pub pipelines_created: u64,
+    /// Tensor-core self-checks run on the device (not answered by a cached verdict).
+    pub self_checks_run: u64,
+    /// Bytes of compiled pipelines loaded from the pipeline cache when the device was made.
+    pub pipeline_cache_loaded: u64,
 }
 
 /// A cooperative-matrix configuration the adapter reports (f16 inputs only are kept).
@@ -121,6 +145,12 @@ pub struct Gpu {
     /// What a borrowed device lacks against its adapter (see [`Gpu::shortfalls`]).
     shortfalls: Vec<String>,
     memory: Arc<MemoryCounter>,
+    /// Verdicts of named self-checks run on this device, kept for its life.
+    checks: Mutex<HashMap<String, std::result::Result<(), String>>>,
+    pipelines_created: AtomicU64,
+    self_checks_run: AtomicU64,
+    /// The driver's pipeline cache and the file it is kept in.
+    disk: Option<DiskPipelines>,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -145,12 +175,12 @@ pub struct AdapterReport {
     pub capabilities: Capabilities,
 }
 
-/// Explicit backends, else `WGPU_BACKEND`, else the primary ones (Vulkan, Metal, DX12);
-/// GL is used only when asked for or when no primary adapter exists.
+/// Explicit backends, else the primary ones (Vulkan, Metal, DX12); GL is used only when
+/// asked for or when no primary adapter exists.
 fn backends_from(opt: Option<&str>) -> wgpu::Backends {
     match opt {
         Some(s) => wgpu::Backends::from_comma_list(s),
-        None => wgpu::Backends::from_env().unwrap_or(wgpu::Backends::PRIMARY),
+        None => wgpu::Backends::PRIMARY,
     }
 }
 
@@ -209,11 +239,11 @@ fn report(adapter: &wgpu::Adapter) -> AdapterReport {
     }
 }
 
-/// Lists every adapter the chosen backends expose.
+/// Lists every adapter the chosen backends expose (all backends when `None`).
 pub fn list_adapters(backend: Option<&str>) -> Vec<AdapterReport> {
     let backends = match backend {
         Some(s) => wgpu::Backends::from_comma_list(s),
-        None => wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all()),
+        None => wgpu::Backends::all(),
     };
     let inst = instance(backends);
     pollster::block_on(inst.enumerate_adapters(backends))
@@ -232,11 +262,7 @@ impl Gpu {
             backends = wgpu::Backends::all();
         }
         let inst = instance(backends);
-        let name = opts
-            .adapter
-            .clone()
-            .or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok());
-        let adapter = match &name {
+        let adapter = match &opts.adapter {
             Some(want) => {
                 let want_lc = want.to_lowercase();
                 let all = pollster::block_on(inst.enumerate_adapters(backends));
@@ -269,8 +295,14 @@ impl Gpu {
         };
         let info = adapter.get_info();
         let coop = coop_shapes(&adapter);
+        // The driver's pipeline cache is wgbert's own want when a cache directory is given.
+        let cache = match opts.pipeline_cache_dir {
+            Some(_) => adapter.features() & wgpu::Features::PIPELINE_CACHE,
+            None => wgpu::Features::empty(),
+        };
         let own = wgpu::DeviceDescriptor {
             label: Some("wgbert"),
+            required_features: cache,
             memory_hints: wgpu::MemoryHints::Performance,
             ..Default::default()
         };
@@ -298,14 +330,12 @@ impl Gpu {
         device.on_uncaptured_error(Arc::new(|e: wgpu::Error| {
             log::error!("uncaptured wgpu error: {e}");
         }));
-        Ok(Self::assemble(
-            device,
-            queue,
-            info,
-            coop,
-            health,
-            Vec::new(),
-        ))
+        let mut gpu = Self::assemble(device, queue, info, coop, health, Vec::new());
+        gpu.bounds_checks = !opts.unchecked_shaders;
+        if let Some(dir) = &opts.pipeline_cache_dir {
+            gpu.disk = DiskPipelines::open(&gpu, dir);
+        }
+        Ok(Arc::new(gpu))
     }
 
     /// Adopts a device and queue owned by a host application (create it from
@@ -328,7 +358,7 @@ impl Gpu {
             .map(|a| shortfalls(device.features(), &device.limits(), a))
             .unwrap_or_default();
         let health = Arc::new(DeviceHealth::default());
-        Self::assemble(device, queue, info, coop, health, short)
+        Arc::new(Self::assemble(device, queue, info, coop, health, short))
     }
 
     fn assemble(
@@ -338,21 +368,79 @@ impl Gpu {
         coop: Vec<CoopShape>,
         health: Arc<DeviceHealth>,
         shortfalls: Vec<String>,
-    ) -> Arc<Gpu> {
+    ) -> Gpu {
         let caps = Capabilities::from_parts(device.features(), &device.limits(), &info, coop);
-        Arc::new(Gpu {
+        Gpu {
             device,
             queue,
             info,
             caps,
             pipelines: PipelineCache::default(),
             memory: Arc::default(),
-            // Speed runs may drop wgpu's per-access clamping (WGBERT_SHADER_CHECKS=0); every
-            // kernel guards its own indices, and the tests run with the checks on.
-            bounds_checks: std::env::var("WGBERT_SHADER_CHECKS").map_or(true, |v| v != "0"),
+            bounds_checks: true,
             health,
             shortfalls,
-        })
+            checks: Mutex::new(HashMap::new()),
+            pipelines_created: AtomicU64::new(0),
+            self_checks_run: AtomicU64::new(0),
+            disk: None,
+        }
+    }
+
+    /// What this device did so far: pipelines created, self-checks run, pipeline-cache
+    /// bytes loaded.
+    pub fn counters(&self) -> Counters {
+        Counters {
+            pipelines_created: self.pipelines_created.load(Ordering::Relaxed),
+            self_checks_run: self.self_checks_run.load(Ordering::Relaxed),
+            pipeline_cache_loaded: self.disk.as_ref().map_or(0, |d| d.loaded()),
+        }
+    }
+
+    /// The file of the driver's pipeline cache, where one is in use.
+    pub fn pipeline_cache_path(&self) -> Option<&std::path::Path> {
+        self.disk.as_ref().map(|d| d.path())
+    }
+
+    /// The verdict of the self-check `name` on this device: the one kept from an earlier
+    /// call, else `check`'s (run now, outside the lock: two threads may both check,
+    /// harmlessly), kept for the device's life.
+    pub(crate) fn self_check(
+        &self,
+        name: &str,
+        check: impl FnOnce() -> std::result::Result<(), String>,
+    ) -> std::result::Result<(), String> {
+        if let Some(v) = self.checks.lock().ok().and_then(|m| m.get(name).cloned()) {
+            return v;
+        }
+        let verdict = check();
+        if let Ok(mut m) = self.checks.lock() {
+            m.insert(name.to_string(), verdict.clone());
+        }
+        verdict
+    }
+
+    /// Counts a self-check run on the device (`counters`).
+    pub(crate) fn count_self_check(&self) {
+        self.self_checks_run.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_pipeline(&self) {
+        self.pipelines_created.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The driver's pipeline cache, for pipeline creation.
+    pub(crate) fn driver_cache(&self) -> Option<&wgpu::PipelineCache> {
+        self.disk.as_ref().map(|d| d.cache())
+    }
+
+    /// Writes the driver's pipeline cache to its file if pipelines were created since it was
+    /// last written (after a plan is built, and when the device is dropped). A cache that
+    /// cannot be written only costs compiling again next time (logged).
+    pub fn save_pipeline_cache(&self) {
+        if let Some(d) = &self.disk {
+            d.save(self.pipelines_created.load(Ordering::Relaxed));
+        }
     }
 
     pub fn device(&self) -> &wgpu::Device {
@@ -561,5 +649,11 @@ impl Gpu {
         staging.unmap();
         out.truncate(len as usize);
         Ok(out)
+    }
+}
+
+impl Drop for Gpu {
+    fn drop(&mut self) {
+        self.save_pipeline_cache();
     }
 }

@@ -3,6 +3,7 @@
 //! shared by several plans), recorded plans, readback and GPU timing.
 
 pub mod arena;
+mod disk_cache;
 pub mod gpu;
 pub mod health;
 pub mod memory;
@@ -13,7 +14,7 @@ pub mod profile;
 pub mod shader;
 pub mod share;
 
-pub use gpu::{AdapterReport, Capabilities, CoopShape, Gpu, GpuOptions, list_adapters};
+pub use gpu::{AdapterReport, Capabilities, CoopShape, Counters, Gpu, GpuOptions, list_adapters};
 pub use health::DeviceHealth;
 pub use memory::{DeviceBuffer, MemoryKind, MemoryStats};
 pub use params::{GpuParams, SmokeParams};

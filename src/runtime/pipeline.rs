@@ -218,7 +218,7 @@ pub fn pipeline(gpu: &Gpu, kernel: &Kernel) -> Result<Arc<CachedPipeline>> {
                     // Every kernel writes its workgroup memory before reading it.
                     zero_initialize_workgroup_memory: false,
                 },
-                cache: None,
+                cache: gpu.driver_cache(),
             })
         })
     }));
@@ -235,6 +235,7 @@ pub fn pipeline(gpu: &Gpu, kernel: &Kernel) -> Result<Arc<CachedPipeline>> {
             return Err(shader_err(format!("shader translation panicked: {msg}")));
         }
     };
+    gpu.count_pipeline();
     let entry = Arc::new(CachedPipeline { pipeline, layout });
     gpu.pipelines()
         .pipelines

@@ -22,7 +22,7 @@ pub use dense::{Activation, Dense};
 pub use layout::layout_file_names;
 pub use pool::{PoolingConfig, PoolingMode};
 
-use crate::hub::ModelFiles;
+use crate::hub::{Fetch, ModelFiles};
 use crate::model::config::ModelConfig;
 use crate::{Error, Result};
 
@@ -93,10 +93,27 @@ pub struct SentenceConfig {
     pub colbert: Option<ColbertConfig>,
 }
 
+/// The companion files of a sentence-transformers / PyLate layout that the model's source
+/// has (`hub::resolve_with`): `modules.json`, the configs and the files of the folders it
+/// names; none for a plain checkpoint.
+pub fn companion_files(src: &mut dyn Fetch) -> Result<BTreeMap<String, PathBuf>> {
+    let mut found = BTreeMap::new();
+    if let Some(modules) = src.fetch(MODULES)? {
+        let names = layout_file_names(&modules)?;
+        found.insert(MODULES.to_string(), modules);
+        for name in names {
+            if let Some(path) = src.fetch(&name)? {
+                found.insert(name, path);
+            }
+        }
+    }
+    Ok(found)
+}
+
 impl SentenceConfig {
     /// Reads the layout of a model's files; a plain checkpoint gives `kind: Plain`.
     pub fn from_files(files: &ModelFiles, config: &ModelConfig) -> Result<SentenceConfig> {
-        if files.sentence.is_empty() {
+        if files.companions.is_empty() {
             let cross = layout::cross_encoder_activation(&files.config, None, config)?;
             return Ok(SentenceConfig {
                 kind: Some(if cross.is_some() {
@@ -108,7 +125,7 @@ impl SentenceConfig {
                 ..Default::default()
             });
         }
-        layout::read(&files.sentence, &files.config, config)
+        layout::read(&files.companions, &files.config, config)
     }
 
     /// The model's kind (`Plain` when unknown).
@@ -175,6 +192,6 @@ pub fn finish_vector(v: &mut Vec<f32>, dims: Option<usize>, normalize: bool) {
         v.truncate(d);
     }
     if normalize {
-        crate::encoder::l2_normalize(v);
+        crate::vector::l2_normalize(v);
     }
 }

@@ -1,6 +1,7 @@
 //! One matmul case run on the GPU and checked against `matmul::reference`, shared by the
 //! portable (tests/matmul.rs) and tensor-core (tests/matmul_coop.rs) suites.
 
+use wgbert::ops::choice::Choices;
 use wgbert::ops::matmul::{self, Epilogue, MatmulArgs, MatmulVariant};
 use wgbert::ops::{DType, Rows};
 use wgbert::runtime::{Kernel, PlanBuilder, RunSizes};
@@ -21,8 +22,10 @@ pub struct Case {
 /// tile when given), runs the plan once per entry of `runs` (row counts <= cap) and checks
 /// each output with `|got - want| <= atol + rtol * |want|`. Inputs are rounded to the
 /// storage type before the reference sees them. `what` names the case in failures.
+#[allow(clippy::too_many_arguments)]
 pub fn check(
     what: &str,
+    choices: &Choices,
     c: Case,
     cap: usize,
     runs: &[usize],
@@ -66,7 +69,7 @@ pub fn check(
         Some((kernel, tile)) => {
             matmul::record_kernel(&mut b, "matmul", &args, kernel, tile).unwrap()
         }
-        None => matmul::record(&mut b, "matmul", &args).unwrap(),
+        None => matmul::record(&mut b, choices, "matmul", &args).unwrap(),
     }
     let mut plan = b.build().unwrap();
     plan.write(xt, &c.dtype.encode(&x)).unwrap();
@@ -103,6 +106,7 @@ pub fn check(
 /// (theta 160000). Returns the plan listing, so that callers can say which steps fused.
 #[allow(clippy::too_many_arguments)]
 pub fn check_rope(
+    choices: &Choices,
     what: &str,
     dtype: DType,
     (n_heads, head_dim): (u32, u32),
@@ -151,7 +155,7 @@ pub fn check_rope(
         Some((kernel, tile)) => {
             matmul::record_rope_kernel(&mut b, "wqkv", &args, &rope, kernel, tile).unwrap()
         }
-        None => matmul::record_rope(&mut b, "wqkv", &args, &rope).unwrap(),
+        None => matmul::record_rope(&mut b, choices, "wqkv", &args, &rope).unwrap(),
     }
     let mut plan = b.build().unwrap();
     let listing = plan.describe();

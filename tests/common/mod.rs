@@ -17,13 +17,27 @@ use std::sync::{Arc, OnceLock};
 use wgbert::ops::DType;
 use wgbert::runtime::{Gpu, GpuOptions, RunSizes};
 
-/// Matmul shapes (T, K, N): T in {1, 3, 65, 129, 300}, K and N off the 16/64 grids.
-pub const MATMUL_SHAPES: [(usize, usize, usize); 5] = [
-    (1, 24, 17),
-    (3, 40, 48),
-    (65, 100, 70),
-    (129, 5, 33),
-    (300, 40, 70),
+/// One matmul test shape: `t` rows, inner size `k`, `n` outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatmulShape {
+    pub t: usize,
+    pub k: usize,
+    pub n: usize,
+}
+
+impl MatmulShape {
+    pub const fn new(t: usize, k: usize, n: usize) -> MatmulShape {
+        MatmulShape { t, k, n }
+    }
+}
+
+/// Matmul shapes: T in {1, 3, 65, 129, 300}, K and N off the 16/64 grids.
+pub const MATMUL_SHAPES: [MatmulShape; 5] = [
+    MatmulShape::new(1, 24, 17),
+    MatmulShape::new(3, 40, 48),
+    MatmulShape::new(65, 100, 70),
+    MatmulShape::new(129, 5, 33),
+    MatmulShape::new(300, 40, 70),
 ];
 
 /// The test GPU. Fails loudly when no adapter exists: CI installs lavapipe.
@@ -34,6 +48,36 @@ pub fn gpu() -> Arc<Gpu> {
         Err(e) => panic!("tests need a GPU adapter (install mesa-vulkan-drivers): {e}"),
     })
     .clone()
+}
+
+/// The tensor-core mode the environment asks for (`WGBERT_COOP`, read as the CLI reads it:
+/// `LoadOptions::from_env`).
+pub fn coop_mode() -> wgbert::ops::coop::Mode {
+    wgbert::encoder::LoadOptions::from_env().unwrap().coop
+}
+
+/// The kernel choices after the tensor-core self-checks on the test GPU in `coop_mode()`, as
+/// a model load makes them (tiles at their defaults), and what `ops::f16_kernels` said:
+/// once per test process (no disk cache).
+pub fn checked() -> &'static (
+    wgbert::ops::choice::Choices,
+    Result<wgbert::ops::F16Kernels, String>,
+) {
+    static CHECKED: OnceLock<(
+        wgbert::ops::choice::Choices,
+        Result<wgbert::ops::F16Kernels, String>,
+    )> = OnceLock::new();
+    CHECKED.get_or_init(|| {
+        let mut c = wgbert::ops::choice::Choices::new(coop_mode());
+        let none = wgbert::ops::tune::Cache::none();
+        let k = wgbert::ops::f16_kernels(&gpu(), &mut c, &none).map_err(|e| e.to_string());
+        (c, k)
+    })
+}
+
+/// `checked().0`: the choices with the self-checks' verdicts.
+pub fn checked_choices() -> &'static wgbert::ops::choice::Choices {
+    &checked().0
 }
 
 /// Asserts `|got - want| <= atol + rtol * |want|` everywhere, naming the worst index.

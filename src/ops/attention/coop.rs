@@ -140,6 +140,7 @@ pub fn kernel(
         .map(|pad| build(shape.frag, shape.subgroup, head_dim, tiles, pad))
 }
 
+#[doc(hidden)]
 /// The emulated build (`EMULATE`, subgroups of `lanes`) of what `kernel` builds.
 pub fn emulated_kernel(
     frag: u32,

@@ -17,7 +17,8 @@ use std::sync::Arc;
 
 use crate::ops::DType;
 use crate::ops::check::Op;
-use crate::ops::coop::{Shape, Verdicts, f16_values, first_mismatch};
+use crate::ops::choice::Choices;
+use crate::ops::coop::{self as coop_mode, Shape, f16_values, first_mismatch};
 use crate::runtime::{
     self, Access, Capabilities, Gpu, Kernel, Launch, PlanBuilder, RunSizes, TensorId,
 };
@@ -81,13 +82,10 @@ fn key_tile(head_dim: u32, max_workgroup_storage: u32) -> u32 {
     bc
 }
 
-/// A tile configuration of the portable kernel: `br` query rows per workgroup (one
-/// invocation each, so also the workgroup size) and `bc` keys per staged K/V tile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Tiles {
-    pub br: u32,
-    pub bc: u32,
-}
+/// A tile configuration of either kernel: `br` query rows per workgroup (for the portable
+/// kernel one invocation each, so also the workgroup size) and `bc` keys per staged K/V
+/// tile (defined with the other choices in `ops::choice`).
+pub use crate::ops::choice::AttentionTiles as Tiles;
 
 impl Tiles {
     /// The static choice: 64 query rows, K and V tiles within 16 KiB (fewer keys where the
@@ -187,8 +185,14 @@ pub fn variants() -> Vec<Kernel> {
 /// Records one attention step. Uses `RunSizes::segments` and `RunSizes::max_segment` (which
 /// must be the longest sequence of the batch); sequences past the capacity of `cu_seqlens`
 /// are not computed. The variant is `args.variant` if set (an error where the adapter lacks
-/// it), else the tensor-core one where `coop_status` allows it, else the portable one.
-pub fn record(b: &mut PlanBuilder, label: &str, args: &AttentionArgs) -> Result<()> {
+/// it), else the tensor-core one where `coop_status` allows it, else the portable one; each
+/// at the tiles `choices` holds for the head size (else the kernel's default).
+pub fn record(
+    b: &mut PlanBuilder,
+    choices: &Choices,
+    label: &str,
+    args: &AttentionArgs,
+) -> Result<()> {
     let shape = match args.variant {
         Some(AttentionVariant::Portable) => None,
         Some(AttentionVariant::Coop) => {
@@ -204,26 +208,61 @@ pub fn record(b: &mut PlanBuilder, label: &str, args: &AttentionArgs) -> Result<
             })?;
             Some(shape)
         }
-        None => coop_status(b.gpu(), args.dtype).ok(),
+        None => coop_status(b.gpu(), choices, args.dtype).ok(),
     };
     let storage = b.gpu().caps().max_workgroup_storage;
     let kernel = shape
         .filter(|_| coop::HEAD_DIMS.contains(&args.head_dim))
         .and_then(|s| {
-            let tiles = crate::ops::tune::coop_attention_tiles(b.gpu(), args.head_dim)?;
+            let tiles = choices
+                .coop_attention(args.head_dim)
+                .or_else(|| coop::default_tiles(args.head_dim, storage))?;
             coop::kernel(s, args.head_dim, tiles, storage)
         });
-    record_kernel(b, label, args, kernel)
+    match kernel {
+        Some(k) => record_kernel(b, label, args, Some(k)),
+        None => {
+            let tiles = choices.attention(args.head_dim, args.dtype);
+            record_portable(b, label, args, tiles)
+        }
+    }
 }
 
-/// Self-check verdicts of the tensor-core kernel, per adapter (`ops::f16_kernels` runs the
-/// check: `COOP_VERDICTS.verify(gpu, coop::supported, self_check)`).
-pub(crate) static COOP_VERDICTS: Verdicts = Verdicts::new();
+/// Records the portable kernel at `tiles` (its default for the head size when `None`).
+fn record_portable(
+    b: &mut PlanBuilder,
+    label: &str,
+    args: &AttentionArgs,
+    tiles: Option<Tiles>,
+) -> Result<()> {
+    let caps = b.gpu().caps();
+    let Some(tiles) = tiles else {
+        return record_kernel(b, label, args, None);
+    };
+    if !HEAD_DIMS.contains(&args.head_dim) || args.dtype == DType::F16 && !caps.f16 {
+        // Argument errors are `record_kernel`'s to name.
+        return record_kernel(b, label, args, None);
+    }
+    if !tiles.fits(args.head_dim, caps) {
+        return Err(Error::Unsupported(format!(
+            "attention: needs {} bytes of workgroup memory, the device has {}",
+            tiles.bytes(args.head_dim),
+            caps.max_workgroup_storage
+        )));
+    }
+    let k = kernel(args.dtype, args.head_dim, tiles);
+    record_kernel(b, label, args, Some(k))
+}
 
-/// Whether the automatic choice takes the tensor-core kernel for `dtype` on this device,
-/// with its shape, or why not (`Verdicts::status`).
-pub fn coop_status(gpu: &Gpu, dtype: DType) -> std::result::Result<Shape, String> {
-    COOP_VERDICTS.status(gpu, dtype, coop::supported)
+/// Whether the automatic choice takes the tensor-core kernel for `dtype` on this device
+/// under `choices`, with its shape, or why not (`ops::coop::status`).
+pub fn coop_status(
+    gpu: &Gpu,
+    choices: &Choices,
+    dtype: DType,
+) -> std::result::Result<Shape, String> {
+    let verdict = choices.attention_check.as_ref();
+    coop_mode::status(choices.coop, verdict, gpu.caps(), dtype, coop::supported)
 }
 
 /// Runs the tensor-core kernel at its untuned tiles on `coop::CHECKS` for every head size
@@ -250,7 +289,7 @@ pub fn self_check(gpu: &Arc<Gpu>, shape: Shape) -> Result<()> {
             else {
                 continue;
             };
-            let got = run_packed(gpu, &case, &qkv, None, Some(kernel))?;
+            let got = run_packed(gpu, &Choices::default(), &case, &qkv, None, Some(kernel))?;
             let (_, cu) = RunSizes::packed(case.lens);
             let want = reference_keys(&qkv, &cu, case.key_lens, n_heads, head_dim, case.window);
             if let Some((j, g, r)) = first_mismatch(&got, &want, coop::CHECK_ATOL, coop::CHECK_RTOL)
@@ -266,6 +305,7 @@ pub fn self_check(gpu: &Arc<Gpu>, shape: Shape) -> Result<()> {
     Ok(())
 }
 
+#[doc(hidden)]
 /// One attention problem over packed sequences (`lens`), for `run_packed`.
 #[derive(Debug, Clone, Copy)]
 pub struct PackedCase<'a> {
@@ -285,12 +325,15 @@ impl PackedCase<'_> {
     }
 }
 
+#[doc(hidden)]
 /// Runs `case` on the GPU over `qkv` ([T, 3H] values, stored as `case.dtype`) with
-/// `kernel`, or with what `variant` chooses when `kernel` is `None`, and returns the output
+/// `kernel`, or with what `variant` and `choices` choose when `kernel` is `None`, and returns
+/// the output
 /// [T, H]. The plan has two rows and two sequences of spare capacity, as real plans have.
 /// The tensor-core self-check and the kernel tests run their cases through it.
 pub fn run_packed(
     gpu: &Arc<Gpu>,
+    choices: &Choices,
     case: &PackedCase,
     qkv: &[f32],
     variant: Option<AttentionVariant>,
@@ -315,7 +358,7 @@ pub fn run_packed(
     };
     match kernel {
         Some(k) => record_kernel(&mut b, "attention check", &args, Some(k))?,
-        None => record(&mut b, "attention check", &args)?,
+        None => record(&mut b, choices, "attention check", &args)?,
     }
     let mut plan = b.build()?;
     plan.write(args.qkv, &case.dtype.encode(qkv))?;
@@ -329,7 +372,7 @@ pub fn run_packed(
 
 /// Records one attention step with `kernel_override` (a build of the portable or the
 /// tensor-core shader, the emulated one included: same bindings, parameters and dispatch),
-/// or the portable kernel; `args.variant` is ignored.
+/// or the portable kernel at its default tiles; `args.variant` is ignored.
 pub fn record_kernel(
     b: &mut PlanBuilder,
     label: &str,
@@ -357,7 +400,7 @@ pub fn record_kernel(
     let kernel = match kernel_override {
         Some(k) => k,
         None => {
-            let tiles = crate::ops::tune::attention_tiles(b.gpu(), head_dim, dtype);
+            let tiles = Tiles::default_for(head_dim, &caps);
             if !tiles.fits(head_dim, &caps) {
                 return Err(Error::Unsupported(format!(
                     "attention: needs {} bytes of workgroup memory, the device has {}",

@@ -14,20 +14,14 @@
 //! with the family (`ops::matmul`).
 
 use super::kernel::{Epilogue, MatmulVariant, all_epilogues, kernel as family_kernel};
+/// One tile configuration (defined with the other choices in `ops::choice`).
+pub use crate::ops::choice::CoopConfig as Config;
 use crate::ops::coop::{self, Shape};
 use crate::ops::{Activation, DType};
 use crate::runtime::{Capabilities, Kernel};
 
 /// Row stride in halves of the staged X and W rows (32 k each, padded).
 const LDS: u32 = 40;
-
-/// One tile configuration: a grid of `wm` x `wn` warp tiles of 4 x 2 fragments, so an
-/// output tile of `4F wm` rows x `2F wn` W rows, one subgroup per warp tile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct Config {
-    pub wm: u32,
-    pub wn: u32,
-}
 
 /// 2 x 2 warp tiles (128 x 64 outputs at F = 16): the configuration when nothing was tuned.
 pub const DEFAULT: Config = Config { wm: 2, wn: 2 };
@@ -172,6 +166,7 @@ fn build(
     }
 }
 
+#[doc(hidden)]
 /// The same kernel with the cooperative operations emulated by plain loops (`EMULATE`),
 /// `lanes` wide subgroups in a workgroup sized for `shape.subgroup` (lanes below it leave the
 /// extra subgroups to staging, as a driver running narrower subgroups would). Slow: tests.
@@ -211,8 +206,28 @@ pub fn variants() -> Vec<Kernel> {
     v
 }
 
-/// One self-check case: T, K, N, epilogue, bias.
-pub type Case = (usize, usize, usize, Epilogue, bool);
+/// One check case: a product of `t` rows, inner size `k` and `n` outputs with `epilogue`,
+/// with or without a bias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Case {
+    pub t: usize,
+    pub k: usize,
+    pub n: usize,
+    pub epilogue: Epilogue,
+    pub bias: bool,
+}
+
+impl Case {
+    pub const fn new(t: usize, k: usize, n: usize, epilogue: Epilogue, bias: bool) -> Case {
+        Case {
+            t,
+            k,
+            n,
+            epilogue,
+            bias,
+        }
+    }
+}
 
 /// Self-check cases: every (epilogue, bias) build the encoder can record, with T = 130
 /// (ragged row tiles at both fragment sizes) and K cycling over the inputs of
@@ -226,12 +241,18 @@ pub fn checks() -> Vec<Case> {
     for (i, e) in all_epilogues().into_iter().enumerate() {
         for bias in [false, true] {
             let k = KS_LARGE[(2 * i + usize::from(bias)) % KS_LARGE.len()];
-            v.push((130, k, 40, e, bias));
+            v.push(Case::new(130, k, 40, e, bias));
         }
     }
-    v.push((33, 100, 48, Epilogue::Residual, false));
-    v.push((70, 102, 90, Epilogue::None, true));
-    v.push((1, 72, 33, Epilogue::GeGlu(Activation::GeluErf), true));
+    v.push(Case::new(33, 100, 48, Epilogue::Residual, false));
+    v.push(Case::new(70, 102, 90, Epilogue::None, true));
+    v.push(Case::new(
+        1,
+        72,
+        33,
+        Epilogue::GeGlu(Activation::GeluErf),
+        true,
+    ));
     v
 }
 

@@ -23,8 +23,8 @@ pub mod tiled;
 use std::sync::Arc;
 
 use crate::ops::check::Op;
-use crate::ops::coop::{Shape, Verdicts, f16_values, first_mismatch};
-use crate::ops::tune::{self, RowClass};
+use crate::ops::choice::{Choices, RowClass};
+use crate::ops::coop::{self as coop_mode, Shape, f16_values, first_mismatch};
 use crate::ops::{DType, Rows};
 use crate::runtime::{self, Gpu, Kernel, Launch, PlanBuilder, RunSizes, TensorId};
 use crate::{Error, Result};
@@ -148,14 +148,15 @@ pub(crate) fn check(b: &PlanBuilder, label: &str, a: &MatmulArgs) -> Result<u32>
     Ok(cap)
 }
 
-/// Self-check verdicts of the tensor-core kernel, per adapter (`ops::f16_kernels` runs the
-/// check: `COOP_VERDICTS.verify(gpu, coop::supported, self_check)`).
-pub(crate) static COOP_VERDICTS: Verdicts = Verdicts::new();
-
-/// Whether the automatic choice takes the tensor-core kernel for `dtype` on this device,
-/// with its shape, or why not (`Verdicts::status`).
-pub fn coop_status(gpu: &Gpu, dtype: DType) -> std::result::Result<Shape, String> {
-    COOP_VERDICTS.status(gpu, dtype, coop::supported)
+/// Whether the automatic choice takes the tensor-core kernel for `dtype` on this device
+/// under `choices`, with its shape, or why not (`ops::coop::status`).
+pub fn coop_status(
+    gpu: &Gpu,
+    choices: &Choices,
+    dtype: DType,
+) -> std::result::Result<Shape, String> {
+    let verdict = choices.matmul_check.as_ref();
+    coop_mode::status(choices.coop, verdict, gpu.caps(), dtype, coop::supported)
 }
 
 /// Runs the tensor-core kernel at its untuned configuration on `coop::checks()` and
@@ -178,10 +179,9 @@ pub fn check_coop(
 ) -> Result<()> {
     let tol = (coop::CHECK_ATOL, coop::CHECK_RTOL);
     for (i, &case) in cases.iter().enumerate() {
-        let (_, k, _, epilogue, bias) = case;
         let build = (
-            coop::kernel(shape, config, epilogue, bias, k as u32),
-            coop::tile(shape.frag, config, epilogue),
+            coop::kernel(shape, config, case.epilogue, case.bias, case.k as u32),
+            coop::tile(shape.frag, config, case.epilogue),
         );
         check_build(gpu, DType::F16, case, build, tol, seed + 5 * i as u64)?;
     }
@@ -189,17 +189,24 @@ pub fn check_coop(
 }
 
 /// Runs one build of a matmul kernel (`(kernel, tile)`, as `record_kernel` takes them) on
-/// one case `(T, K, N, epilogue, bias)` of deterministic inputs (`seed`) and compares it
+/// one case of deterministic inputs (`seed`) and compares it
 /// with `reference` within `(atol, rtol)`; the first element off, or an error of the run.
 /// The self-checks of the tensor-core kernel and of the autotuner's candidates.
 pub fn check_build(
     gpu: &Arc<Gpu>,
     dtype: DType,
-    (t, k, n, epilogue, bias): (usize, usize, usize, Epilogue, bool),
+    case: coop::Case,
     (kernel, tile): (Kernel, (u32, u32)),
     (atol, rtol): (f64, f64),
     seed: u64,
 ) -> Result<()> {
+    let coop::Case {
+        t,
+        k,
+        n,
+        epilogue,
+        bias,
+    } = case;
     let w_rows = match epilogue {
         Epilogue::GeGlu(_) => 2 * n,
         _ => n,
@@ -251,42 +258,69 @@ pub fn check_build(
 
 /// Records the step(s) of one matmul. The variant is `args.variant` if set (an error when the
 /// adapter lacks it), else chosen from the adapter, the row count and `coop_status` (see the
-/// module docs). Rows past the buffers' capacity are clamped to it (the plan's owner checks
-/// run sizes).
-pub fn record(b: &mut PlanBuilder, label: &str, args: &MatmulArgs) -> Result<()> {
+/// module docs); tile configurations per row class come from `choices` (the family's
+/// default where it holds none). Rows past the buffers' capacity are clamped to it (the
+/// plan's owner checks run sizes).
+pub fn record(
+    b: &mut PlanBuilder,
+    choices: &Choices,
+    label: &str,
+    args: &MatmulArgs,
+) -> Result<()> {
     check(b, label, args)?;
-    let steps = steps(b, label, args)?;
+    let steps = steps(b, choices, label, args)?;
     let whole = steps.len() == 1;
-    for (kernel, tile, config, lo, hi) in steps {
-        let step_label = step_label(label, whole, &kernel, config, lo, hi);
-        record_range(b, step_label, kernel, tile, args, lo, hi, None)?;
+    for step in steps {
+        let step_label = step.label(label, whole);
+        record_range(
+            b,
+            step_label,
+            step.kernel,
+            step.tile,
+            args,
+            step.lo,
+            step.hi,
+            None,
+        )?;
     }
     Ok(())
 }
 
-/// A step's label: the op's label, with the kernel, configuration and rows where the op
-/// has several steps.
-fn step_label(
-    label: &str,
-    whole: bool,
-    k: &Kernel,
-    cfg: Option<String>,
+/// One launch of `record`: a kernel build and its workgroup tile, run for rows `lo..=hi`.
+#[derive(Debug, Clone)]
+struct Step {
+    kernel: Kernel,
+    /// Workgroup tile: (rows, output columns).
+    tile: (u32, u32),
+    /// The tile configuration's name, for kernels tuned per row class.
+    config: Option<String>,
     lo: u32,
     hi: u32,
-) -> String {
-    if whole {
-        label.to_string()
-    } else {
-        let cfg = cfg.map(|c| format!(" {c}")).unwrap_or_default();
-        format!("{label} ({}{cfg}, rows {lo}..={hi})", k.shader)
+}
+
+impl Step {
+    /// The step's label: the op's label, with the kernel, configuration and rows where the
+    /// op has several steps.
+    fn label(&self, label: &str, whole: bool) -> String {
+        if whole {
+            label.to_string()
+        } else {
+            let cfg = self
+                .config
+                .as_ref()
+                .map(|c| format!(" {c}"))
+                .unwrap_or_default();
+            let (shader, lo, hi) = (self.kernel.shader, self.lo, self.hi);
+            format!("{label} ({shader}{cfg}, rows {lo}..={hi})")
+        }
     }
 }
 
 /// The launches `record` makes for `args`: the variant per row range (see the module docs),
-/// the tuned configuration per row class.
-fn steps(b: &PlanBuilder, label: &str, args: &MatmulArgs) -> Result<Vec<Step>> {
+/// the chosen configuration per row class.
+fn steps(b: &PlanBuilder, choices: &Choices, label: &str, args: &MatmulArgs) -> Result<Vec<Step>> {
     let caps = b.gpu().caps().clone();
-    let coop_shape = coop_status(b.gpu(), args.dtype).ok();
+    let coop_shape = coop_status(b.gpu(), choices, args.dtype).ok();
     // The variant for many rows.
     let big = if coop_shape.is_some() {
         MatmulVariant::Coop
@@ -324,29 +358,44 @@ fn steps(b: &PlanBuilder, label: &str, args: &MatmulArgs) -> Result<Vec<Step>> {
         },
     };
     let bias = args.bias.is_some();
-    // The tiled and tensor-core kernels run each row class at its tuned configuration
-    // (`ops::tune`).
+    // The tiled and tensor-core kernels run each row class at its chosen configuration
+    // (`ops::choice`, tuned by `ops::tune`).
     let mut steps: Vec<Step> = Vec::new();
     for (variant, lo, hi) in plan {
         match variant {
             MatmulVariant::Tiled => {
-                let config = |class| tune::tiled_config(b.gpu(), class, args.dtype);
+                let config = |class| choices.tiled(class, args.dtype).unwrap_or(tiled::DEFAULT);
                 for (c, a, z) in class_ranges(args.rows, lo, hi, config) {
-                    let kernel = tiled::kernel(args.dtype, args.epilogue, bias, c);
-                    steps.push((kernel, tiled::tile(c, args.epilogue), Some(c.name()), a, z));
+                    steps.push(Step {
+                        kernel: tiled::kernel(args.dtype, args.epilogue, bias, c),
+                        tile: tiled::tile(c, args.epilogue),
+                        config: Some(c.name()),
+                        lo: a,
+                        hi: z,
+                    });
                 }
             }
             MatmulVariant::Subgroup => {
-                let kernel = kernel(variant, args.dtype, args.epilogue, bias);
-                steps.push((kernel, subgroup::tile(), None, lo, hi));
+                steps.push(Step {
+                    kernel: kernel(variant, args.dtype, args.epilogue, bias),
+                    tile: subgroup::tile(),
+                    config: None,
+                    lo,
+                    hi,
+                });
             }
             MatmulVariant::Coop => {
                 let shape = coop::supported(&caps).map_err(Error::Unsupported)?;
-                let config = |class| tune::coop_config(b.gpu(), class);
+                let default = coop::default_for(shape, &caps);
+                let config = |class| choices.coop_matmul(class).unwrap_or(default);
                 for (c, a, z) in class_ranges(args.rows, lo, hi, config) {
-                    let kernel = coop::kernel(shape, c, args.epilogue, bias, args.k);
-                    let tile = coop::tile(shape.frag, c, args.epilogue);
-                    steps.push((kernel, tile, Some(c.name()), a, z));
+                    steps.push(Step {
+                        kernel: coop::kernel(shape, c, args.epilogue, bias, args.k),
+                        tile: coop::tile(shape.frag, c, args.epilogue),
+                        config: Some(c.name()),
+                        lo: a,
+                        hi: z,
+                    });
                 }
             }
         }
@@ -386,21 +435,30 @@ pub fn rope_fusable(kernel: &Kernel, tile: (u32, u32), head_dim: u32) -> bool {
 /// configuration choice as `record`.
 pub fn record_rope(
     b: &mut PlanBuilder,
+    choices: &Choices,
     label: &str,
     args: &MatmulArgs,
     rope: &RopeArgs,
 ) -> Result<()> {
     check_rope(b, label, args, rope)?;
-    let steps = steps(b, label, args)?;
+    let steps = steps(b, choices, label, args)?;
     let whole = steps.len() == 1;
     let mut freq = None;
-    for (kernel, tile, config, lo, hi) in steps {
-        let step_label = step_label(label, whole, &kernel, config, lo, hi);
+    for step in steps {
+        let step_label = step.label(label, whole);
+        let Step {
+            kernel,
+            tile,
+            lo,
+            hi,
+            ..
+        } = step;
         rope_step(b, step_label, args, rope, &mut freq, kernel, tile, lo, hi)?;
     }
     Ok(())
 }
 
+#[doc(hidden)]
 /// `record_rope` with a given build (tests: every configuration, the emulated tensor-core
 /// kernel), as `record_kernel` is to `record`.
 pub fn record_rope_kernel(
@@ -488,9 +546,6 @@ fn rope_step(
     let fused = Some((rope.positions, table));
     record_range(b, step_label, kernel, tile, args, lo, hi, fused)
 }
-
-/// One launch of `record`: kernel, workgroup tile, configuration name, rows `lo..=hi`.
-type Step = (Kernel, (u32, u32), Option<String>, u32, u32);
 
 /// The steps of a kernel tuned per row class over rows `lo..=hi`: one per row class the
 /// rows meet, at the class's configuration (`config`), neighbours with the same

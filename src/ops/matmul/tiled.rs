@@ -5,20 +5,14 @@
 
 use super::kernel::{Epilogue, MatmulVariant, kernel as family_kernel};
 use crate::ops::DType;
+/// One tile configuration (defined with the other choices in `ops::choice`).
+pub use crate::ops::choice::TiledConfig as Config;
 use crate::runtime::{Capabilities, Kernel};
 
 /// Threads along each side of the workgroup (16 x 16 = 256).
 const THREADS: u32 = 16;
 /// k per staged block (`TK` in the shader).
 const TK: u32 = 16;
-
-/// One tile configuration: each thread owns `rm` rows (16 apart) and `rn` W rows of the
-/// tile (16 apart; for GeGLU the first `rn / 2` are values, the others their gates).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct Config {
-    pub rm: u32,
-    pub rn: u32,
-}
 
 /// 64 x 64 outputs per workgroup: the configuration when nothing was tuned.
 pub const DEFAULT: Config = Config { rm: 4, rn: 4 };
