@@ -180,3 +180,59 @@ fn a_warm_start_runs_no_self_check_and_loads_the_compiled_pipelines() {
     let now = std::fs::read(path).unwrap();
     assert!(!now.is_empty() && now != b"not a pipeline cache", "{path}");
 }
+
+/// A cached failing verdict stands for the self-check: `WGBERT_COOP=1` fails clearly (exit
+/// 1, naming the cached verdict), and the automatic choice keeps the portable kernel, where
+/// the adapter has cooperative matrices (Mesa 26's lavapipe in scripts/test_coop.sh).
+#[test]
+fn a_cached_failing_verdict_is_honoured() {
+    if !has_coop() || !common::gpu().caps().f16 {
+        eprintln!("adapter has no usable cooperative matrices: skipped");
+        return;
+    }
+    use wgbert::ops::tune::{ATTENTION_COOP, Cache, DeviceKey, MATMUL_COOP};
+    let dir = model_dir("encoder_noprefix");
+    let cache = tempfile::tempdir().unwrap();
+    let failed = Err("planted failure".to_string());
+    let dev = DeviceKey::of(&common::gpu());
+    Cache::in_dir(cache.path())
+        .put_verdict(&dev, MATMUL_COOP, &failed)
+        .unwrap();
+    let out = wgbert(dir.path())
+        .env("WGBERT_CACHE", cache.path())
+        .env("WGBERT_COOP", "1")
+        .args(["--dtype", "f16", "embed", "w5 w6"])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("WGBERT_COOP=1"), "{err}");
+    assert!(
+        err.contains("planted failure") && err.contains("cached verdict"),
+        "{err}"
+    );
+    // The attention kernel had no verdict: that run checked it, and cached the pass.
+    let cached = Cache::in_dir(cache.path()).verdict(&dev, ATTENTION_COOP);
+    assert_eq!(cached, Some(Ok(())));
+    let out = wgbert(dir.path())
+        .env("WGBERT_CACHE", cache.path())
+        .env_remove("WGBERT_COOP")
+        .args([
+            "--dtype",
+            "f16",
+            "--dump-plan",
+            "--timings",
+            "embed",
+            "w5 w6",
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("matmul_coop/"), "{err}");
+    assert!(err.contains("attention_coop/"), "{err}");
+    // Both verdicts cached: nothing checked again.
+    assert_eq!(timings_line(&out.stderr)["counters"]["self_checks_run"], 0);
+}
