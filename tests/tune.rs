@@ -189,7 +189,6 @@ fn every_coop_attention_candidate_passes_its_check_and_times_where_timestamps_ex
 /// run's rows, with the reference's results either way.
 #[test]
 fn each_row_class_runs_its_own_coop_configuration() {
-    let gpu = common::gpu();
     if !common::require(Cap::Coop, "per-row-class tensor-core matmul configurations") {
         return;
     }

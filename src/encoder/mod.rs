@@ -9,7 +9,7 @@
 //! for the largest bucket used so far (`runtime::arena::SharedArena`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::hub::{self, ModelSource};
@@ -357,7 +357,7 @@ impl Encoder {
     /// buckets' and heads' own buffers. `gpu().memory()` counts every buffer of the device
     /// instead (several encoders, readback staging), with its peak.
     pub fn device_bytes(&self) -> Result<DeviceBytes> {
-        let buckets = self.buckets.lock().map_err(|_| poisoned())?;
+        let buckets = self.lock_buckets();
         Ok(DeviceBytes {
             weights: self.weights.bytes,
             arena: self.arena.bytes(),
@@ -369,7 +369,7 @@ impl Encoder {
     /// Gives back every bucket, head and the shared arena; the next batches build what they
     /// need again (measuring one workload's memory, or after a burst of long batches).
     pub fn trim(&self) -> Result<()> {
-        let mut buckets = self.buckets.lock().map_err(|_| poisoned())?;
+        let mut buckets = self.lock_buckets();
         buckets.clear();
         self.arena.clear()
     }
@@ -452,7 +452,7 @@ impl Encoder {
             });
         }
         let cap = self.bucket_for(t);
-        let mut buckets = self.buckets.lock().map_err(|_| poisoned())?;
+        let mut buckets = self.lock_buckets();
         let bucket = self.bucket_mut(&mut buckets, cap)?;
         let sizes = RunSizes {
             rows: t as u32,
@@ -491,7 +491,7 @@ impl Encoder {
             )));
         }
         let cap = self.bucket_for(tokens.max(1));
-        let mut buckets = self.buckets.lock().map_err(|_| poisoned())?;
+        let mut buckets = self.lock_buckets();
         self.bucket_mut(&mut buckets, cap)?;
         for b in buckets.values_mut() {
             for plan in b.plans_mut() {
@@ -551,7 +551,7 @@ impl Encoder {
     /// The plan listing of the bucket that a batch of `tokens` tokens would use.
     pub fn describe_plan(&self, tokens: usize) -> Result<String> {
         let cap = self.bucket_for(tokens.max(1));
-        let mut buckets = self.buckets.lock().map_err(|_| poisoned())?;
+        let mut buckets = self.lock_buckets();
         let b = self.bucket_mut(&mut buckets, cap)?;
         Ok(format!(
             "encoder plan for {cap} tokens ({:?}), weights {} bytes\n{}",
@@ -619,9 +619,34 @@ fn pick_dtype(gpu: &Gpu, want: Option<DType>) -> Result<DType> {
     }
 }
 
+impl Encoder {
+    /// The buckets, locked. A panic while they were held (a bug) may have left a plan or a
+    /// head half written: they are all dropped, with the shared arena, and rebuilt on next
+    /// use, instead of every later call failing on the poisoned lock.
+    fn lock_buckets(&self) -> MutexGuard<'_, BTreeMap<usize, Bucket>> {
+        match self.buckets.lock() {
+            Ok(buckets) => buckets,
+            Err(poison) => {
+                let mut buckets = poison.into_inner();
+                log::warn!("an earlier panic interrupted a batch; the encoder's plans are rebuilt");
+                buckets.clear();
+                if let Err(e) = self.arena.clear() {
+                    log::warn!("clearing the activation arena: {e}");
+                }
+                self.buckets.clear_poison();
+                buckets
+            }
+        }
+    }
+}
+
+/// A head that its bucket should hold is missing (a bug, not input).
 fn poisoned() -> Error {
     Error::Gpu {
         context: "encoder state".into(),
-        message: "lock poisoned by an earlier panic".into(),
+        message: "a head of this batch's bucket is missing".into(),
     }
 }
+
+#[cfg(test)]
+mod tests;
