@@ -61,7 +61,7 @@ impl Fitting {
     }
 
     /// The matmul shapes `(name, (t, k, n), epilogue)` with their rows halved to fit `caps`,
-    /// named by the rows they run.
+    /// named by the rows they run (a square one only when shrunk: `matmul 4096^3` stays).
     fn matmuls(
         &mut self,
         caps: &Capabilities,
@@ -76,7 +76,12 @@ impl Fitting {
                     if let Err(why) = full {
                         self.shrink(format!("{name}: T={t} -> T={rows} ({why})"));
                     }
-                    out.push((format!("{name} T={rows}"), (rows, k, n), ep));
+                    let square = t == k && k == n;
+                    let named = match square && rows == t {
+                        true => name,
+                        false => format!("{name} T={rows}"),
+                    };
+                    out.push((named, (rows, k, n), ep));
                 }
                 (None, full) => self.skip(format!("{name} T={t}: {}", reason(full))),
             }

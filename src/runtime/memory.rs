@@ -157,11 +157,6 @@ impl DeviceBuffer {
     pub fn kind(&self) -> MemoryKind {
         self.0.kind
     }
-
-    /// The same buffer (a clone of the handle).
-    pub fn same(&self, other: &DeviceBuffer) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
-    }
 }
 
 impl std::ops::Deref for DeviceBuffer {
