@@ -158,7 +158,8 @@ fn a_warm_start_runs_no_self_check_and_loads_the_compiled_pipelines() {
     assert_eq!(state["verdicts_cached"], checked, "{state}");
     assert_eq!(count(&state, "self_checks_run"), 0, "{state}");
     let Some(path) = cold["pipeline_cache"].as_str() else {
-        eprintln!("the backend has no pipeline cache: its part skipped");
+        let why = "the backend has no pipeline cache";
+        common::require::skip("pipeline-cache", why, "the warm start's pipeline cache");
         return;
     };
     let written = std::fs::metadata(path).unwrap().len();
@@ -186,8 +187,8 @@ fn a_warm_start_runs_no_self_check_and_loads_the_compiled_pipelines() {
 /// the adapter has cooperative matrices (Mesa 26's lavapipe in scripts/test_coop.sh).
 #[test]
 fn a_cached_failing_verdict_is_honoured() {
-    if !has_coop() || !common::gpu().caps().f16 {
-        eprintln!("adapter has no usable cooperative matrices: skipped");
+    let checks = "a cached failing verdict";
+    if !common::require(common::Cap::F16, checks) || !common::require(common::Cap::Coop, checks) {
         return;
     }
     use wgbert::ops::tune::{ATTENTION_COOP, Cache, DeviceKey, MATMUL_COOP};

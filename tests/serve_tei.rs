@@ -6,22 +6,11 @@
 mod common;
 mod serve_util;
 
-use common::model_dir::{json_lines, model_dir, wgbert};
+use common::model_dir::model_dir;
 use serde_json::{Value, json};
-use serve_util::{Server, assert_json_close, floats, reranker_dir};
+use serve_util::{Server, assert_json_close, cli_lines, floats, reranker_dir};
 
 const TOL: f64 = 1e-5;
-
-fn cli_lines(dir: &std::path::Path, args: &[&str]) -> Vec<Value> {
-    let out = wgbert(dir)
-        .args(args)
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    json_lines(&out)
-}
 
 fn cosine(a: &[f64], b: &[f64]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();

@@ -210,6 +210,18 @@ impl Drop for Server {
     }
 }
 
+/// `wgbert ARGS` on the model in `dir`, which must succeed: its stdout as JSON lines.
+pub fn cli_lines(dir: &Path, args: &[&str]) -> Vec<Value> {
+    let out = super::common::model_dir::wgbert(dir)
+        .args(args)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    super::common::model_dir::json_lines(&out)
+}
+
 /// Numbers from a JSON array (of arrays...), flattened.
 pub fn floats(v: &Value) -> Vec<f64> {
     match v {
