@@ -2,7 +2,7 @@
 //! Dense, Normalize, Matryoshka truncation), PyLate's per-token ColBERT vectors, and
 //! reranking with whichever the model is: cross-encoder, bi-encoder or ColBERT.
 
-use super::{EmbedPooling, Embedding, Encoder, read_hidden};
+use super::{EmbedPooling, Embedding, Encoder, SparseOptions, read_hidden};
 use crate::sentence::colbert::maxsim;
 use crate::sentence::{ModelKind, PoolingConfig, PoolingMode, Similarity, finish_vector};
 use crate::text::pack::PackedBatch;
@@ -83,6 +83,12 @@ impl Encoder {
                                 .into(),
                     });
                 }
+                ModelKind::Sparse => {
+                    return Err(Error::MissingHead {
+                        task: "embed into one dense vector",
+                        message: "this is a sparse (SPLADE) encoder: use sparse embeddings (embed_sparse)".into(),
+                    });
+                }
                 ModelKind::Colbert => {
                     return Err(Error::MissingHead {
                         task: "embed into one vector",
@@ -95,15 +101,7 @@ impl Encoder {
         if opts.dimensions == Some(0) {
             return Err(Error::Option("--dimensions must be at least 1".into()));
         }
-        let prompt = match &opts.prompt {
-            Prompt::ModelDefault => match &sc.default_prompt_name {
-                Some(name) => Some(sc.prompt(name)?.to_string()),
-                None => None,
-            },
-            Prompt::NoPrompt => None,
-            Prompt::Name(name) => Some(sc.prompt(name)?.to_string()),
-            Prompt::Text(text) => Some(text.clone()),
-        };
+        let prompt = self.prompt_text(&opts.prompt)?;
         let skip = match &prompt {
             // sentence-transformers counts the tokenized prompt minus its final [SEP].
             Some(p) => self
@@ -119,6 +117,20 @@ impl Encoder {
             dimensions: opts.dimensions,
             normalize: opts.normalize,
             pooling: opts.pooling,
+        })
+    }
+
+    /// The text a [`Prompt`] puts before every input, as the model's prompts resolve it.
+    pub fn prompt_text(&self, prompt: &Prompt) -> Result<Option<String>> {
+        let sc = &self.sentence;
+        Ok(match prompt {
+            Prompt::ModelDefault => match &sc.default_prompt_name {
+                Some(name) => Some(sc.prompt(name)?.to_string()),
+                None => None,
+            },
+            Prompt::NoPrompt => None,
+            Prompt::Name(name) => Some(sc.prompt(name)?.to_string()),
+            Prompt::Text(text) => Some(text.clone()),
         })
     }
 
@@ -295,12 +307,21 @@ impl Encoder {
                     .map(|d| maxsim(&q[0].vectors, &d.vectors))
                     .collect()
             }
+            ModelKind::Sparse => {
+                let with = |q: bool| SparseOptions {
+                    prompt: self.role(q),
+                    top_k: None,
+                };
+                let qv = self.embed_sparse(&[query], &with(true))?;
+                let dv = self.embed_sparse(docs, &with(false))?;
+                let sim = self.sentence.similarity.unwrap_or(Similarity::Dot);
+                dv.iter()
+                    .map(|d| qv[0].similarity(sim, d))
+                    .collect::<Result<Vec<f32>>>()?
+            }
             ModelKind::Embedder | ModelKind::Plain => {
                 let sc = &self.sentence;
-                let role = |q: bool| match sc.role_prompt(q) {
-                    Some(p) => Prompt::Text(p.to_string()),
-                    None => Prompt::ModelDefault,
-                };
+                let role = |q: bool| self.role(q);
                 let with = |q: bool| EmbedOptions {
                     prompt: role(q),
                     ..Default::default()
@@ -323,6 +344,15 @@ impl Encoder {
             ranked.truncate(n);
         }
         Ok(ranked)
+    }
+
+    /// The prompt of a query (`query: true`) or document in `rerank`: the model's
+    /// query/document prompt, else its default.
+    fn role(&self, query: bool) -> Prompt {
+        match self.sentence.role_prompt(query) {
+            Some(p) => Prompt::Text(p.to_string()),
+            None => Prompt::ModelDefault,
+        }
     }
 
     /// A cross-encoder's score of each (query, document) pair, `[CLS] q [SEP] d [SEP]`.

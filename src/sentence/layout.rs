@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::{
-    ColbertConfig, Dense, ModelKind, PoolingConfig, SentenceConfig, Similarity, layout_err,
-    read_json,
+    ColbertConfig, Dense, ModelKind, PoolingConfig, SentenceConfig, Similarity, SparseConfig,
+    layout_err, read_json,
 };
 use crate::Result;
 use crate::model::config::ModelConfig;
@@ -104,6 +104,9 @@ pub(super) fn read(
     modules.sort_by_key(|m| m.idx);
     let mut sc = SentenceConfig::default();
     let mut pylate = false;
+    // A masked-LM transformer (SparseEncoder's MLMTransformer, or a Transformer whose task
+    // is fill-mask): its outputs are vocabulary logits, not hidden states.
+    let mut mlm = false;
     for m in &modules {
         let what = format!("module {} ({})", m.idx, m.class);
         let Some(kind) = m.kind() else {
@@ -125,7 +128,7 @@ pub(super) fn read(
             })
         };
         match kind {
-            "Transformer" => {
+            "Transformer" | "MLMTransformer" => {
                 if !m.path.is_empty() {
                     return Err(layout_err(
                         modules_path,
@@ -135,12 +138,39 @@ pub(super) fn read(
                         ),
                     ));
                 }
+                mlm |= kind == "MLMTransformer";
                 if let Some(p) = files.get(BERT_CONFIG) {
-                    sc.max_seq_length = read_json(p)?
+                    let v = read_json(p)?;
+                    sc.max_seq_length = v
                         .get("max_seq_length")
                         .and_then(Value::as_u64)
                         .map(|n| n as usize);
+                    mlm |= v.get("transformer_task").and_then(Value::as_str) == Some("fill-mask");
                 }
+            }
+            "SpladePooling" => {
+                let p = need("config.json")?;
+                let sparse = SparseConfig::from_json(&read_json(p)?, p)?;
+                if !mlm {
+                    return Err(layout_err(
+                        modules_path,
+                        format!(
+                            "{what}: SpladePooling needs a masked-LM transformer before it (MLMTransformer, or a Transformer with transformer_task \"fill-mask\")"
+                        ),
+                    ));
+                }
+                if let Some(d) = sparse.dimension {
+                    if d != config.vocab_size {
+                        return Err(layout_err(
+                            p,
+                            format!(
+                                "the embedding dimension {d} differs from the model's vocab_size {}",
+                                config.vocab_size
+                            ),
+                        ));
+                    }
+                }
+                sc.sparse = Some(sparse);
             }
             "Pooling" => {
                 let p = need("config.json")?;
@@ -219,7 +249,20 @@ pub(super) fn read(
         )?,
         _ => None,
     };
-    sc.kind = if sc.colbert.is_some() {
+    sc.kind = if sc.sparse.is_some() {
+        if sc.pooling.is_some() || !sc.dense.is_empty() || sc.colbert.is_some() {
+            return Err(layout_err(
+                modules_path,
+                "a SpladePooling model with Pooling, Dense or ColBERT settings is not supported",
+            ));
+        }
+        Some(ModelKind::Sparse)
+    } else if mlm {
+        return Err(layout_err(
+            modules_path,
+            "a masked-LM transformer without SpladePooling is not supported",
+        ));
+    } else if sc.colbert.is_some() {
         Some(ModelKind::Colbert)
     } else if sc.pooling.is_some() {
         Some(ModelKind::Embedder)

@@ -13,6 +13,7 @@ pub mod colbert;
 pub mod dense;
 mod layout;
 pub mod pool;
+pub mod sparse;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ pub use colbert::ColbertConfig;
 pub use dense::{Activation, Dense};
 pub use layout::layout_file_names;
 pub use pool::{PoolingConfig, PoolingMode};
+pub use sparse::{SparseConfig, SpladeActivation, SpladeMode};
 
 use crate::hub::{Fetch, ModelFiles};
 use crate::model::config::ModelConfig;
@@ -41,6 +43,21 @@ pub enum ModelKind {
     CrossEncoder,
     /// A late-interaction model: one vector per token, scored with MaxSim.
     Colbert,
+    /// A sparse (SPLADE) encoder: one vocabulary-wide sparse vector per text.
+    Sparse,
+}
+
+impl ModelKind {
+    /// The kind's name in messages ("embedder", "cross-encoder", ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plain => "plain",
+            Self::Embedder => "embedder",
+            Self::CrossEncoder => "cross-encoder",
+            Self::Colbert => "colbert",
+            Self::Sparse => "sparse",
+        }
+    }
 }
 
 /// How a model scores a pair of vectors (`similarity_fn_name`).
@@ -91,6 +108,8 @@ pub struct SentenceConfig {
     pub cross_activation: Option<Activation>,
     /// PyLate's ColBERT settings.
     pub colbert: Option<ColbertConfig>,
+    /// A sparse encoder's SpladePooling.
+    pub sparse: Option<SparseConfig>,
 }
 
 /// The companion files of a sentence-transformers / PyLate layout that the model's source
