@@ -8,6 +8,7 @@ ColBERT fixture is written from a second environment:
     python3 scripts/make_st_fixtures.py st        # needs torch + sentence-transformers
     python3 scripts/make_st_fixtures.py colbert   # needs torch + pylate
     python3 scripts/make_st_fixtures.py sparse    # needs torch + sentence-transformers >= 6.3
+    python3 scripts/make_st_fixtures.py multivector   # the same
     ... --out DIR                                  # somewhere else than tests/fixtures/
 
 Every model is a random-weight ModernBERT (hidden 32, 3 layers, global and local layers) with a
@@ -25,6 +26,11 @@ one text per batch) and the library versions:
                       (attended), document_length, a skiplist, Dense projection to 16
     colbert_masked    the same with attend_to_expansion_tokens false (PyLate's default): the
                       expansion tokens are keys of no attention, though they are queries
+    mve_native        a MultiVectorEncoder in sentence-transformers' own layout: Transformer with
+                      document_length and query_expansion (fixed, not attended), Dense without
+                      bias, MultiVectorMask with a skiplist, Normalize; "query : " /
+                      "document : " prompts as plain text. (Re-saving it in PyLate's layout
+                      needs PyLate, not installed where these fixtures were written.)
     splade_max        a SparseEncoder: Transformer (transformer_task fill-mask) + SpladePooling
                       max/relu, query/document prompts, dot similarity
     splade_sum        SpladePooling sum/log1p_relu in the older layout: the 5.x module name
@@ -393,10 +399,52 @@ def sparse_fixture(out_root, name, seed, strategy, activation, legacy):
     })
 
 
+# ---------------------------------------------------------------- multi-vector
+
+def multivector_fixtures(out_root):
+    import sentence_transformers
+    from sentence_transformers import MultiVectorEncoder
+    from sentence_transformers.base.modules import Dense, Normalize, Transformer
+    from sentence_transformers.multi_vector_encoder.modules import MultiVectorMask
+
+    name = "mve_native"
+    directory = out_root / name
+    shutil.rmtree(directory, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        backbone(Path(tmp), ModernBertModel, 3021)
+        torch.manual_seed(3022)
+        dense = Dense(32, 16, bias=False, activation_function=torch.nn.Identity(),
+                      module_input_name="token_embeddings")
+        with torch.no_grad():
+            dense.linear.weight.normal_(0.0, 0.5)
+        modules = [Transformer(tmp, document_length=10,
+                               query_expansion={"strategy": "fixed", "attend": False, "length": 12},
+                               model_kwargs={"attn_implementation": "sdpa"}),
+                   dense, MultiVectorMask(skiplist_words=[".", ",", "!", "the"]),
+                   Normalize(module_input_name="token_embeddings")]
+        model = MultiVectorEncoder(modules=modules, device="cpu",
+                                   prompts={"query": "query : ", "document": "document : "})
+        model.save(str(directory), create_model_card=False)
+    tidy(directory)
+    model = MultiVectorEncoder(str(directory), device="cpu",
+                               model_kwargs={"attn_implementation": "sdpa"})
+    queries = [QUERY, "fish", "rust code on the gpu"]
+    q = model.encode_query(queries, batch_size=1)
+    d = model.encode_document(DOCS, batch_size=1)
+    scores = model.similarity(q[:1], d)[0]
+    write_expected(directory, {
+        "fixture": name, "versions": versions(sentence_transformers),
+        "similarity_fn_name": model.similarity_fn_name,
+        "queries": queries, "query_embeddings": [vec(torch.as_tensor(x)) for x in q],
+        "documents": DOCS, "document_embeddings": [vec(torch.as_tensor(x)) for x in d],
+        "rerank": {"query": QUERY, "scores": vec(scores)},
+    })
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     here = Path(__file__).resolve().parent.parent
-    parser.add_argument("which", choices=["st", "colbert", "sparse"])
+    parser.add_argument("which", choices=["st", "colbert", "sparse", "multivector"])
     parser.add_argument("--out", type=Path, default=here / "tests" / "fixtures")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
@@ -404,6 +452,8 @@ def main():
         st_fixtures(args.out)
     elif args.which == "sparse":
         sparse_fixtures(args.out)
+    elif args.which == "multivector":
+        multivector_fixtures(args.out)
     else:
         colbert_fixtures(args.out)
 

@@ -3,7 +3,7 @@
 //! reranking with whichever the model is: cross-encoder, bi-encoder or ColBERT.
 
 use super::{EmbedPooling, Embedding, Encoder, SparseOptions, read_hidden};
-use crate::sentence::colbert::maxsim;
+use crate::sentence::colbert::{MultiVectorLayout, maxsim};
 use crate::sentence::{ModelKind, PoolingConfig, PoolingMode, Similarity, finish_vector};
 use crate::text::pack::PackedBatch;
 use crate::{Error, Result};
@@ -236,10 +236,20 @@ impl Encoder {
     ) -> Result<Vec<Vec<u32>>> {
         let cb = self.sentence.colbert.as_ref().ok_or_else(not_colbert)?;
         let tok = self.tokenizer()?;
-        // PyLate puts the default prompt, when the model names one, before the text.
-        let prompt = match &self.sentence.default_prompt_name {
-            Some(name) => self.sentence.prompt(name)?,
-            None => "",
+        // PyLate puts the default prompt, when the model names one, before the text;
+        // sentence-transformers' MultiVectorEncoder its "query" / "document" prompt, else the
+        // default one.
+        let sc = &self.sentence;
+        let role = match cb.layout {
+            MultiVectorLayout::SentenceTransformers => {
+                sc.prompts.get(if query { "query" } else { "document" })
+            }
+            MultiVectorLayout::PyLate => None,
+        };
+        let prompt = match (role, &sc.default_prompt_name) {
+            (Some(p), _) => p.as_str(),
+            (None, Some(name)) => sc.prompt(name)?,
+            (None, None) => "",
         };
         texts
             .iter()
@@ -251,15 +261,11 @@ impl Encoder {
     /// ColBERT vectors of `multi_tokens` sequences: one unit vector per kept token.
     pub fn embed_multi_ids(&self, seqs: &[Vec<u32>], query: bool) -> Result<Vec<Embedding>> {
         let cb = self.sentence.colbert.as_ref().ok_or_else(not_colbert)?;
-        let skip = if query {
-            Vec::new()
-        } else {
-            cb.skiplist_ids(self.tokenizer()?)
-        };
-        // Unattended query expansion: the trailing [MASK]s are queries but not keys.
-        let keys = if query && cb.do_query_expansion && !cb.attend_to_expansion_tokens {
-            let mask_id = self.tokenizer()?.mask_id()?;
-            let keys = seqs.iter().map(|ids| cb.attended(ids, query, mask_id));
+        let skip = cb.skiplist_ids(self.tokenizer()?);
+        // Unattended query expansion: the trailing expansion tokens are queries but not keys.
+        let keys = if query && cb.masks_expansion() {
+            let expansion_id = cb.expansion_id(self.tokenizer()?)?;
+            let keys = seqs.iter().map(|ids| cb.attended(ids, query, expansion_id));
             Some(keys.collect::<Vec<_>>())
         } else {
             None
@@ -272,12 +278,14 @@ impl Encoder {
                 let vectors = ids
                     .iter()
                     .zip(states)
-                    .filter(|(id, _)| !skip.contains(id))
+                    .filter(|(id, _)| cb.scored(**id, query, &skip))
                     .map(|(_, mut v)| {
                         for d in &self.sentence.dense {
                             v = d.forward(&v);
                         }
-                        super::l2_normalize(&mut v);
+                        if cb.normalize {
+                            super::l2_normalize(&mut v);
+                        }
                         v
                     })
                     .collect();

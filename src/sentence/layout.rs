@@ -107,6 +107,10 @@ pub(super) fn read(
     // A masked-LM transformer (SparseEncoder's MLMTransformer, or a Transformer whose task
     // is fill-mask): its outputs are vocabulary logits, not hidden states.
     let mut mlm = false;
+    // The Transformer's sentence_bert_config.json and a MultiVectorMask's config, for the
+    // native multi-vector layout.
+    let mut transformer_cfg: Option<(PathBuf, Value)> = None;
+    let mut mask_cfg: Option<(PathBuf, Value)> = None;
     for m in &modules {
         let what = format!("module {} ({})", m.idx, m.class);
         let Some(kind) = m.kind() else {
@@ -146,6 +150,7 @@ pub(super) fn read(
                         .and_then(Value::as_u64)
                         .map(|n| n as usize);
                     mlm |= v.get("transformer_task").and_then(Value::as_str) == Some("fill-mask");
+                    transformer_cfg = Some((p.clone(), v));
                 }
             }
             "SpladePooling" => {
@@ -222,6 +227,18 @@ pub(super) fn read(
                 sc.dense.push(dense);
             }
             "Normalize" => sc.normalize = true,
+            "MultiVectorMask" => {
+                let p = need("config.json")?;
+                mask_cfg = Some((p.clone(), read_json(p)?));
+            }
+            pooling if pooling.ends_with("TokenPooling") => {
+                return Err(layout_err(
+                    modules_path,
+                    format!(
+                        "{what}: token pooling ({pooling}) merges the vectors of a multi-vector model to shrink its index; it is not supported"
+                    ),
+                ));
+            }
             other => {
                 return Err(layout_err(
                     modules_path,
@@ -240,6 +257,11 @@ pub(super) fn read(
         if pylate || model_type == Some("ColBERT") || v.get("query_prefix").is_some() {
             sc.colbert = Some(ColbertConfig::from_json(v, p)?);
         }
+    }
+    if sc.colbert.is_none() && (mask_cfg.is_some() || model_type == Some("MultiVectorEncoder")) {
+        let t = transformer_cfg.as_ref().map(|(p, v)| (p.as_path(), v));
+        let m = mask_cfg.as_ref().map(|(p, v)| (p.as_path(), v));
+        sc.colbert = Some(ColbertConfig::native(t, m, sc.normalize)?);
     }
     let cross = match model_type {
         Some("CrossEncoder") | None => cross_encoder_activation(

@@ -1,8 +1,10 @@
 //! Retrieval models as they ship: the sentence-transformers layout (`modules.json` with
 //! Transformer, Pooling, Dense and Normalize modules, `config_sentence_transformers.json`
 //! with prompts), sentence-transformers cross-encoders (a one-label classifier whose
-//! `config.json` names the score activation) and PyLate ColBERT models (a Dense projection
-//! of every token, query/document prefix tokens, query expansion, a document skiplist).
+//! `config.json` names the score activation), late-interaction models in PyLate's layout or
+//! sentence-transformers' `MultiVectorEncoder` layout (a Dense projection of every token,
+//! query/document prefixes or prompts, query expansion, a skiplist) and sparse (SPLADE)
+//! encoders.
 //!
 //! [`SentenceConfig`] is what the model directory says; the encoder follows it (see
 //! `Encoder::sentence_config`). Everything past the encoder is small and runs on the CPU in
@@ -18,7 +20,7 @@ pub mod sparse;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use colbert::ColbertConfig;
+pub use colbert::{ColbertConfig, Expansion, MultiVectorLayout};
 pub use dense::{Activation, Dense};
 pub use layout::layout_file_names;
 pub use pool::{PoolingConfig, PoolingMode};
