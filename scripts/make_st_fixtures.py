@@ -29,8 +29,9 @@ one text per batch) and the library versions:
     mve_native        a MultiVectorEncoder in sentence-transformers' own layout: Transformer with
                       document_length and query_expansion (fixed, not attended), Dense without
                       bias, MultiVectorMask with a skiplist, Normalize; "query : " /
-                      "document : " prompts as plain text. (Re-saving it in PyLate's layout
-                      needs PyLate, not installed where these fixtures were written.)
+                      "document : " prompts as plain text. No PyLate re-save: PyLate 1.6
+                      pins sentence-transformers 5.3.0, which has none of the
+                      multi_vector_encoder module classes this modules.json names.
     splade_max        a SparseEncoder: Transformer (transformer_task fill-mask) + SpladePooling
                       max/relu, query/document prompts, dot similarity
     splade_sum        SpladePooling sum/log1p_relu in the older layout: the 5.x module name
