@@ -1,5 +1,6 @@
 //! Head plans that read the encoder's output in place: pooling for embeddings, the MLM head
-//! at selected rows followed by a GPU top-k, and the classification heads. Each is a small
+//! at selected rows followed by a GPU top-k, the MLM head over chunks of rows followed by
+//! SPLADE pooling (sparse embeddings), and the classification heads. Each is a small
 //! recorded plan bound to one encoder plan's output buffers; its temporaries go into the
 //! encoder's shared activation arena when it has one, and its own buffers count as
 //! `MemoryKind::Heads`.
