@@ -231,9 +231,19 @@ pub fn run(
         ("attention window 64,", (s8k, long), Some(64)),
     ];
     let attentions = fitting.attentions(gpu.caps(), dt, heads, &wanted);
+    // The table streams: each result is printed when it is measured (a software adapter
+    // takes minutes per base shape); JSON comes whole at the end.
+    let mut table = (!json_out).then(|| Table::start(gpu, dt));
+    let mut record = |cases: &mut Vec<(String, f64)>, name: String, tf| -> Result<()> {
+        fitting.record(cases, name, tf)?;
+        if let Some(t) = table.as_mut() {
+            t.print_new(cases);
+        }
+        Ok(())
+    };
     for (name, shape, ep) in &shapes {
         let tf = matmul_case(gpu, choices, dt, *shape, *ep, Pick::Auto);
-        fitting.record(&mut cases, name.clone(), tf)?;
+        record(&mut cases, name.clone(), tf)?;
     }
     if sweep {
         // Every candidate of the tiled kernel, and the tensor-core kernel where it runs.
@@ -253,13 +263,13 @@ pub fn run(
         for (name, shape, ep) in &shapes {
             for (pick_name, pick) in &picks {
                 let tf = matmul_case(gpu, choices, dt, *shape, *ep, *pick);
-                fitting.record(&mut cases, format!("{name} [{pick_name}]"), tf)?;
+                record(&mut cases, format!("{name} [{pick_name}]"), tf)?;
             }
         }
     }
     for (name, shape, window) in &attentions {
         let tf = attention_case(gpu, choices, dt, *shape, *window, None);
-        fitting.record(&mut cases, name.clone(), tf)?;
+        record(&mut cases, name.clone(), tf)?;
     }
     if sweep {
         // Every candidate tile of the portable kernel at ModernBERT's head size, and of the
@@ -288,7 +298,7 @@ pub fn run(
             for (name, shape, window) in &attentions {
                 let k = Some(kernel.clone());
                 let tf = attention_case(gpu, choices, dt, *shape, *window, k);
-                fitting.record(&mut cases, format!("{name} [{build}]"), tf)?;
+                record(&mut cases, format!("{name} [{build}]"), tf)?;
             }
         }
     }
@@ -300,21 +310,38 @@ pub fn run(
             json!({ "adapter": gpu.info().name, "dtype": format!("{dt:?}"), "tflops": m,
                     "shrunk": fitting.shrunk, "skipped": fitting.skipped })
         );
-    } else {
+    }
+    Ok(())
+}
+
+/// The readable output: a header line, then one line per result as it is measured.
+struct Table {
+    printed: usize,
+}
+
+impl Table {
+    fn start(gpu: &Gpu, dt: DType) -> Table {
         println!(
             "adapter {} ({:?}), {dt:?}; TFLOP/s (GPU timestamps: {})",
             gpu.info().name,
             gpu.info().backend,
             gpu.caps().timestamps
         );
-        for (name, tf) in cases {
+        Table { printed: 0 }
+    }
+
+    /// Prints the results not printed yet.
+    fn print_new(&mut self, cases: &[(String, f64)]) {
+        use std::io::Write;
+        for (name, tf) in &cases[self.printed..] {
             // Software adapters run at GFLOP/s: three decimals of TFLOP/s would read 0.000.
-            if tf >= 0.1 {
+            if *tf >= 0.1 {
                 println!("  {name:<58} {tf:>9.3}");
             } else {
                 println!("  {name:<58} {:>9.3} GFLOP/s", tf * 1e3);
             }
         }
+        self.printed = cases.len();
+        let _ = std::io::stdout().flush();
     }
-    Ok(())
 }
