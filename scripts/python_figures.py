@@ -66,7 +66,7 @@ def ray_run(model: str, src: str, actors: int, dtype, batch: int) -> float:
         wgbert.ray.Embedder,
         fn_constructor_kwargs={"model": model, "dtype": dtype},
         concurrency=actors,
-        num_cpus=1,
+        num_cpus=0.5,  # leaves CPU for the read and write tasks
         batch_size=batch,
     )
     ds.write_parquet(out)

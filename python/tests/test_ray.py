@@ -44,7 +44,9 @@ def test_ray_embedder_two_actors_parquet(tmp_path):
                 "backend": os.environ.get("WGPU_BACKEND"),
             },
             concurrency=2,
-            num_cpus=1,
+            # Half a CPU each: the two actors leave the reading and writing tasks one of the
+            # cluster's two CPUs (whole CPUs would starve them).
+            num_cpus=0.5,
             batch_size=250,
         )
         ds.write_parquet(str(out))
