@@ -130,6 +130,9 @@ fn f32_bytes(py: Python<'_>, values: &[f32]) -> Py<PyByteArray> {
 /// Flat f32 values, the number of rows of each item, and the row width.
 type Matrix = (Py<PyByteArray>, Vec<usize>, usize);
 
+/// Labels, their probabilities, the flat logits and the number of labels.
+type Classified = (Vec<String>, Vec<f32>, Py<PyByteArray>, usize);
+
 fn matrix(py: Python<'_>, items: &[Embedding], width: usize) -> PyResult<Matrix> {
     let mut flat = Vec::new();
     let mut rows = Vec::with_capacity(items.len());
@@ -460,7 +463,7 @@ impl PyEncoder {
         &self,
         py: Python<'_>,
         texts: Vec<String>,
-    ) -> PyResult<(Vec<String>, Vec<f32>, Py<PyByteArray>, usize)> {
+    ) -> PyResult<Classified> {
         let enc = &*self.inner;
         let got = py
             .detach(|| {
