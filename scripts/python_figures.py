@@ -62,7 +62,7 @@ def ray_run(model: str, src: str, actors: int, dtype, batch: int) -> float:
 
     out = tempfile.mkdtemp(prefix="wgbert-ray-")
     started = time.perf_counter()
-    ds = ray.data.read_parquet(src).map_batches(
+    ds = ray.data.read_parquet(src).repartition(8).map_batches(
         wgbert.ray.Embedder,
         fn_constructor_kwargs={"model": model, "dtype": dtype},
         concurrency=actors,

@@ -34,6 +34,9 @@ def main() -> None:
     ap.add_argument("--backend", default=None, help="vulkan, metal, dx12 or gl")
     ap.add_argument("--adapter", default=None, help="an adapter name to match")
     ap.add_argument("--query", action="store_true", help="embed as queries, not documents")
+    ap.add_argument("--blocks", type=int, default=0,
+                    help="repartition into this many blocks first (a single file is one block, "
+                    "which only one actor would embed)")
     ap.add_argument("--address", default=None, help="a running Ray cluster (default: local)")
     args = ap.parse_args()
 
@@ -42,6 +45,8 @@ def main() -> None:
         ds = ray.data.read_parquet(args.input)
     else:
         ds = ray.data.read_json(args.input)  # one JSON object per line
+    if args.blocks:
+        ds = ds.repartition(args.blocks)
     started = time.monotonic()
     ds = ds.map_batches(
         wgbert.ray.Embedder,

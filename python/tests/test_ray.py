@@ -35,7 +35,8 @@ def test_ray_embedder_two_actors_parquet(tmp_path):
     out = tmp_path / "out"
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 1024 * 1024)
     try:
-        ds = ray.data.read_parquet(str(src))
+        # One file is one block; eight give both actors work.
+        ds = ray.data.read_parquet(str(src)).repartition(8)
         ds = ds.map_batches(
             wgbert.ray.Embedder,
             fn_constructor_kwargs={
