@@ -459,11 +459,7 @@ impl PyEncoder {
 
     /// Sequence classification: label, its probability, and the flat logits with the
     /// number of labels.
-    fn classify(
-        &self,
-        py: Python<'_>,
-        texts: Vec<String>,
-    ) -> PyResult<Classified> {
+    fn classify(&self, py: Python<'_>, texts: Vec<String>) -> PyResult<Classified> {
         let enc = &*self.inner;
         let got = py
             .detach(|| {
