@@ -51,7 +51,8 @@ pub struct Global {
     /// Graphics backend(s): vulkan, metal, dx12, gl (comma-separated).
     #[arg(long, global = true, env = "WGPU_BACKEND")]
     pub backend: Option<String>,
-    /// Use the first adapter whose name contains this.
+    /// Use the first adapter whose name contains this, or `#N`: the N-th adapter (from 0) of
+    /// the chosen backends.
     #[arg(long, global = true, env = "WGPU_ADAPTER_NAME")]
     pub adapter: Option<String>,
     /// Never touch the network: use the hub cache or a local directory.

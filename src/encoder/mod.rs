@@ -18,10 +18,10 @@ use crate::model::graph::{self, EncoderGraph};
 use crate::model::heads::{ClassifierHead, MlmHead, PoolHead, SparseHead};
 use crate::model::upload::ModelWeights;
 use crate::model::weights::{Checkpoint, Heads};
-use crate::ops::DType;
 use crate::ops::choice::Choices;
 use crate::ops::pooling::PoolMode;
 use crate::ops::tune;
+use crate::ops::{DType, F16Kernels};
 use crate::runtime::arena::SharedArena;
 use crate::runtime::{Gpu, MemoryStats, Plan, RunSizes};
 use crate::sentence::{ModelKind, SentenceConfig};
@@ -149,6 +149,7 @@ pub struct Encoder {
     capacity: usize,
     buckets: Mutex<BTreeMap<usize, Bucket>>,
     arena: Arc<SharedArena>,
+    kernels: Option<F16Kernels>,
 }
 
 /// Smallest bucket: batches up to this many tokens use a plan of this size.
@@ -247,6 +248,12 @@ impl Encoder {
         Self::assemble(gpu, config, weights, None, opts, None)
     }
 
+    /// The f16 kernels this encoder runs (tensor-core or not, and why not), for f16 models
+    /// and where tensor cores are required; `None` otherwise.
+    pub fn f16_kernels(&self) -> Option<&F16Kernels> {
+        self.kernels.as_ref()
+    }
+
     /// The kernel choices this encoder records its plans with.
     pub fn choices(&self) -> &Choices {
         &self.choices
@@ -323,6 +330,7 @@ impl Encoder {
             sentence: SentenceConfig::default(),
             capacity,
             buckets: Mutex::new(BTreeMap::new()),
+            kernels: chosen.kernels,
         })
     }
 

@@ -22,8 +22,9 @@ pub struct GpuOptions {
     /// Backends to consider ("vulkan", "metal", "dx12", "gl"; comma-separated). `None`: the
     /// primary ones (Vulkan, Metal, DX12), else all.
     pub backend: Option<String>,
-    /// Pick the first adapter whose name contains this (case-insensitive). `None`: the
-    /// high-performance default.
+    /// Pick the first adapter whose name contains this (case-insensitive), or, written
+    /// `#N`, the N-th adapter (from 0) of the chosen backends in the driver's order (one of
+    /// several identical GPUs). `None`: the high-performance default.
     pub adapter: Option<String>,
     /// Drop wgpu's per-access bounds clamping in shaders (`WGBERT_SHADER_CHECKS=0`, speed
     /// runs): every kernel guards its own indices, and the tests run with the checks on.
@@ -271,18 +272,23 @@ impl Gpu {
                 let want_lc = want.to_lowercase();
                 let all = pollster::block_on(inst.enumerate_adapters(backends));
                 let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
-                all.into_iter()
-                    .find(|a| a.get_info().name.to_lowercase().contains(&want_lc))
-                    .ok_or_else(|| {
-                        Error::NoAdapter(format!(
-                            " named like '{want}' (available: {})",
-                            if names.is_empty() {
-                                "none".to_string()
-                            } else {
-                                names.join(", ")
-                            }
-                        ))
-                    })?
+                let index = want.strip_prefix('#').and_then(|n| n.parse::<usize>().ok());
+                let picked = match index {
+                    Some(i) => all.into_iter().nth(i),
+                    None => all
+                        .into_iter()
+                        .find(|a| a.get_info().name.to_lowercase().contains(&want_lc)),
+                };
+                picked.ok_or_else(|| {
+                    Error::NoAdapter(format!(
+                        " named like '{want}' (available: {})",
+                        if names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            names.join(", ")
+                        }
+                    ))
+                })?
             }
             None => pollster::block_on(inst.request_adapter(&wgpu::RequestAdapterOptions {
                 power_preference: wgpu::PowerPreference::HighPerformance,

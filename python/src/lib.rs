@@ -1,0 +1,585 @@
+//! `wgbert._wgbert`: the compiled half of the Python package. It holds a loaded
+//! [`wgbert::encoder::Encoder`] and runs it with the GIL released; results come back as flat
+//! little-endian f32 buffers with their shapes, which the pure-Python layer (`wgbert/`)
+//! turns into numpy arrays. Library errors become the exceptions of `wgbert.exceptions`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::PyByteArray;
+use wgbert::encoder::{
+    EmbedOptions, EmbedPooling, Embedding, Encoder, LoadOptions, Prompt, RerankOptions,
+};
+use wgbert::ops::DType;
+use wgbert::progress::Progress;
+
+/// The exception class of `wgbert.exceptions` that a library error is raised as.
+fn class_name(e: &wgbert::Error) -> &'static str {
+    use wgbert::Error as E;
+    match e {
+        E::NoAdapter(_)
+        | E::RequestDevice { .. }
+        | E::Shader { .. }
+        | E::BufferTooLarge { .. }
+        | E::OutOfMemory { .. }
+        | E::DeviceLost(_)
+        | E::GpuTimeout { .. }
+        | E::Gpu { .. }
+        | E::Readback { .. }
+        | E::Unsupported(_) => "DeviceError",
+        E::Hub { .. } => "WgbertFileNotFoundError",
+        E::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            "WgbertFileNotFoundError"
+        }
+        E::Config { path, .. } if !path.exists() => "WgbertFileNotFoundError",
+        E::Io { .. } => "WgbertError",
+        E::OpArg { .. }
+        | E::PlanInput(_)
+        | E::Config { .. }
+        | E::Weights { .. }
+        | E::Tokenizer(_)
+        | E::Input { .. }
+        | E::MissingHead { .. }
+        | E::Option(_) => "WgbertValueError",
+    }
+}
+
+/// A library error as the Python exception of its kind, with the library's message.
+fn py_err(e: wgbert::Error) -> PyErr {
+    let name = class_name(&e);
+    let message = e.to_string();
+    Python::attach(|py| {
+        let class = py.import("wgbert.exceptions").and_then(|m| m.getattr(name));
+        match class {
+            Ok(class) => match class.call1((message.clone(),)) {
+                Ok(instance) => PyErr::from_value(instance),
+                Err(err) => err,
+            },
+            Err(_) => pyo3::exceptions::PyRuntimeError::new_err(message),
+        }
+    })
+}
+
+fn value_error(message: impl Into<String>) -> PyErr {
+    py_err(wgbert::Error::Option(message.into()))
+}
+
+/// An input error of a chunk that starts at text `first`, renumbered to the whole input.
+fn reindex(e: wgbert::Error, first: usize) -> wgbert::Error {
+    match e {
+        wgbert::Error::Input { index, message } => wgbert::Error::Input {
+            index: index + first,
+            message,
+        },
+        other => other,
+    }
+}
+
+/// A progress observer that forwards the library's calls to a Python object with
+/// `start(what, total)`, `advance(n, item)` and `finish()` (the bar of `wgbert._progress`).
+struct PyProgress(Py<PyAny>);
+
+impl PyProgress {
+    fn call<A: for<'py> pyo3::call::PyCallArgs<'py>>(&self, method: &str, args: A) {
+        Python::attach(|py| {
+            // A bar that fails to draw must not fail the load it reports on.
+            let _ = self.0.call_method1(py, method, args);
+        });
+    }
+}
+
+/// Tells `encode`'s bar (with the GIL held, between chunks): its errors, such as a
+/// `KeyboardInterrupt` raised while it draws, end the call.
+fn tell<'py, A: pyo3::call::PyCallArgs<'py>>(
+    py: Python<'py>,
+    bar: &Option<Py<PyAny>>,
+    method: &str,
+    args: A,
+) -> PyResult<()> {
+    if let Some(b) = bar {
+        b.call_method1(py, method, args)?;
+    }
+    Ok(())
+}
+
+impl Progress for PyProgress {
+    fn start(&self, what: &str, total: u64) {
+        self.call("start", (what.to_string(), total));
+    }
+    fn advance(&self, n: u64, item: &str) {
+        self.call("advance", (n, item.to_string()));
+    }
+    fn finish(&self) {
+        self.call("finish", ());
+    }
+}
+
+fn observer(progress: Option<Py<PyAny>>) -> Option<Arc<dyn Progress>> {
+    progress.map(|p| Arc::new(PyProgress(p)) as Arc<dyn Progress>)
+}
+
+fn f32_bytes(py: Python<'_>, values: &[f32]) -> Py<PyByteArray> {
+    let mut bytes = Vec::with_capacity(values.len() * 4);
+    for v in values {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    PyByteArray::new(py, &bytes).unbind()
+}
+
+/// Flat f32 values, the number of rows of each item, and the row width.
+type Matrix = (Py<PyByteArray>, Vec<usize>, usize);
+
+/// Labels, their probabilities, the flat logits and the number of labels.
+type Classified = (Vec<String>, Vec<f32>, Py<PyByteArray>, usize);
+
+fn matrix(py: Python<'_>, items: &[Embedding], width: usize) -> PyResult<Matrix> {
+    let mut flat = Vec::new();
+    let mut rows = Vec::with_capacity(items.len());
+    for e in items {
+        for v in &e.vectors {
+            if v.len() != width {
+                return Err(py_err(wgbert::Error::PlanInput(format!(
+                    "a vector of {} values where {width} were expected",
+                    v.len()
+                ))));
+            }
+            flat.extend_from_slice(v);
+        }
+        rows.push(e.vectors.len());
+    }
+    Ok((f32_bytes(py, &flat), rows, width))
+}
+
+/// A loaded model on a GPU (see `wgbert.Encoder`, which wraps this class).
+#[pyclass(frozen, name = "Encoder", module = "wgbert._wgbert")]
+struct PyEncoder {
+    inner: Arc<Encoder>,
+    model: String,
+    info: String,
+}
+
+#[pymethods]
+impl PyEncoder {
+    #[new]
+    #[pyo3(signature = (model, *, dtype=None, backend=None, adapter=None, offline=false,
+                        max_tokens=None, truncate=false, tokenizer=None, progress=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        model: String,
+        dtype: Option<String>,
+        backend: Option<String>,
+        adapter: Option<String>,
+        offline: bool,
+        max_tokens: Option<usize>,
+        truncate: bool,
+        tokenizer: Option<PathBuf>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        let dtype = match dtype.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            None => None,
+            Some("f16" | "float16") => Some(DType::F16),
+            Some("f32" | "float32") => Some(DType::F32),
+            Some(other) => {
+                return Err(value_error(format!(
+                    "dtype must be \"f16\" or \"f32\", got \"{other}\""
+                )));
+            }
+        };
+        // The environment's options first (WGPU_BACKEND, WGBERT_CACHE, HF_HUB_OFFLINE, ...),
+        // then the arguments, as the `wgbert` command line does with its flags.
+        let env = LoadOptions::from_env().map_err(py_err)?;
+        let opts = LoadOptions {
+            dtype,
+            gpu: wgbert::runtime::GpuOptions {
+                backend: backend.or(env.gpu.backend.clone()),
+                adapter: adapter.or(env.gpu.adapter.clone()),
+                ..env.gpu.clone()
+            },
+            hub: wgbert::hub::HubOptions {
+                offline: offline || env.hub.offline,
+                ..env.hub.clone()
+            },
+            tokenizer,
+            truncate,
+            max_batch_tokens: max_tokens,
+            progress: observer(progress),
+            ..env
+        };
+        let enc = py.detach(|| Encoder::load(&model, &opts)).map_err(py_err)?;
+        let info = describe(&enc, &model);
+        Ok(PyEncoder {
+            inner: Arc::new(enc),
+            model,
+            info,
+        })
+    }
+
+    /// The model as given to the constructor.
+    #[getter]
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// What the model is and where it runs, as JSON (`wgbert.Encoder.info` parses it).
+    fn info_json(&self) -> &str {
+        &self.info
+    }
+
+    /// The model's prompt for queries (`query: true`) or documents, if it has one.
+    fn role_prompt(&self, query: bool) -> Option<String> {
+        self.inner
+            .sentence_config()
+            .role_prompt(query)
+            .map(str::to_string)
+    }
+
+    /// Whether the model has a named prompt `name`.
+    fn has_prompt(&self, name: &str) -> bool {
+        self.inner.sentence_config().prompts.contains_key(name)
+    }
+
+    /// Embeddings of `texts` in chunks of `batch_size` texts (the GIL released while each
+    /// chunk is tokenized and run; Ctrl-C checked between chunks). Returns the flat f32
+    /// values, the rows of each text (1, or its tokens with `per_token`) and the width.
+    #[pyo3(signature = (texts, *, prompt_name=None, prompt=None, normalize=false,
+                        truncate_dim=None, per_token=false, batch_size=1024, progress=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn embed(
+        &self,
+        py: Python<'_>,
+        texts: Vec<String>,
+        prompt_name: Option<String>,
+        prompt: Option<String>,
+        normalize: bool,
+        truncate_dim: Option<usize>,
+        per_token: bool,
+        batch_size: usize,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Matrix> {
+        if batch_size == 0 {
+            return Err(value_error("batch_size must be at least 1"));
+        }
+        let enc = &*self.inner;
+        let prompt = match (prompt, prompt_name) {
+            (Some(p), _) if p.is_empty() => Prompt::NoPrompt,
+            (Some(p), _) => Prompt::Text(p),
+            (None, Some(name)) => Prompt::Name(name),
+            (None, None) => Prompt::ModelDefault,
+        };
+        let opts = EmbedOptions {
+            prompt,
+            dimensions: truncate_dim,
+            normalize,
+            pooling: per_token.then_some(EmbedPooling::None),
+        };
+        let spec = py.detach(|| enc.embed_spec(&opts)).map_err(py_err)?;
+        let hidden = enc.config().hidden_size;
+        let width = if per_token {
+            hidden
+        } else {
+            enc.sentence_config().output_dim(hidden)
+        };
+        let width = truncate_dim.map_or(width, |d| d.min(width));
+        tell(py, &progress, "start", ("encoding", texts.len()))?;
+        let mut all = Vec::with_capacity(texts.len());
+        for (c, chunk) in texts.chunks(batch_size).enumerate() {
+            let first = c * batch_size;
+            let done = py.detach(|| {
+                let seqs = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| enc.embed_tokens(&spec, t, first + i))
+                    .collect::<wgbert::Result<Vec<_>>>()?;
+                enc.embed_ids_with(&seqs, &spec)
+                    .map_err(|e| reindex(e, first))
+            });
+            let step = match done {
+                Ok(d) => {
+                    all.extend(d);
+                    tell(py, &progress, "advance", (chunk.len(), ""))
+                        .and_then(|()| py.check_signals())
+                }
+                Err(e) => Err(py_err(e)),
+            };
+            if let Err(e) = step {
+                let _ = tell(py, &progress, "finish", ());
+                return Err(e);
+            }
+        }
+        tell(py, &progress, "finish", ())?;
+        matrix(py, &all, width)
+    }
+
+    /// ColBERT (PyLate) per-token vectors of queries or documents, in chunks as `embed`.
+    #[pyo3(signature = (texts, *, is_query, batch_size=1024))]
+    fn embed_multi(
+        &self,
+        py: Python<'_>,
+        texts: Vec<String>,
+        is_query: bool,
+        batch_size: usize,
+    ) -> PyResult<Matrix> {
+        if batch_size == 0 {
+            return Err(value_error("batch_size must be at least 1"));
+        }
+        let enc = &*self.inner;
+        let width = enc.sentence_config().output_dim(enc.config().hidden_size);
+        let mut all = Vec::with_capacity(texts.len());
+        for (c, chunk) in texts.chunks(batch_size).enumerate() {
+            let first = c * batch_size;
+            let done = py
+                .detach(|| {
+                    let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                    let seqs = enc.multi_tokens(&refs, is_query, first)?;
+                    enc.embed_multi_ids(&seqs, is_query)
+                        .map_err(|e| reindex(e, first))
+                })
+                .map_err(py_err)?;
+            all.extend(done);
+            py.check_signals()?;
+        }
+        if texts.is_empty() {
+            // The model's kind is still checked.
+            py.detach(|| enc.multi_tokens(&[], is_query, 0))
+                .map_err(py_err)?;
+        }
+        matrix(py, &all, width)
+    }
+
+    /// Documents scored against the query, best first: (index, score) pairs.
+    #[pyo3(signature = (query, documents, *, top_k=None, raw_scores=false))]
+    fn rerank(
+        &self,
+        py: Python<'_>,
+        query: String,
+        documents: Vec<String>,
+        top_k: Option<usize>,
+        raw_scores: bool,
+    ) -> PyResult<Vec<(usize, f32)>> {
+        if documents.is_empty() {
+            return Err(value_error("no documents to rank"));
+        }
+        if top_k == Some(0) {
+            return Err(value_error("top_k must be at least 1"));
+        }
+        let enc = &*self.inner;
+        let opts = RerankOptions {
+            raw_scores,
+            top_n: top_k,
+        };
+        let ranked = py
+            .detach(|| {
+                let refs: Vec<&str> = documents.iter().map(String::as_str).collect();
+                enc.rerank(&query, &refs, &opts)
+            })
+            .map_err(py_err)?;
+        Ok(ranked.into_iter().map(|r| (r.index, r.score)).collect())
+    }
+
+    /// A cross-encoder's score of each (query, document) pair, in input order.
+    #[pyo3(signature = (pairs, *, raw_scores=false))]
+    fn cross_scores(
+        &self,
+        py: Python<'_>,
+        pairs: Vec<(String, String)>,
+        raw_scores: bool,
+    ) -> PyResult<Vec<f32>> {
+        let enc = &*self.inner;
+        py.detach(|| {
+            // Pairs that share a query go to the model together.
+            let mut scores = vec![0.0f32; pairs.len()];
+            let mut order: Vec<usize> = (0..pairs.len()).collect();
+            order.sort_by(|&a, &b| pairs[a].0.cmp(&pairs[b].0).then(a.cmp(&b)));
+            let mut start = 0;
+            while start < order.len() {
+                let query = &pairs[order[start]].0;
+                let mut end = start;
+                while end < order.len() && &pairs[order[end]].0 == query {
+                    end += 1;
+                }
+                let docs: Vec<&str> = order[start..end]
+                    .iter()
+                    .map(|&i| pairs[i].1.as_str())
+                    .collect();
+                let got = enc
+                    .cross_scores(query, &docs, raw_scores)
+                    .map_err(|e| match e {
+                        wgbert::Error::Input { index, message } => wgbert::Error::Input {
+                            index: order[start + index],
+                            message,
+                        },
+                        other => other,
+                    })?;
+                for (k, s) in got.into_iter().enumerate() {
+                    scores[order[start + k]] = s;
+                }
+                start = end;
+            }
+            if pairs.is_empty() {
+                enc.cross_scores("", &[], raw_scores)?;
+            }
+            Ok(scores)
+        })
+        .map_err(py_err)
+    }
+
+    /// Per text, per `[MASK]`: the top-k (token id, token, probability, filled sequence).
+    #[pyo3(signature = (texts, top_k=5))]
+    #[allow(clippy::type_complexity)]
+    fn fill_mask(
+        &self,
+        py: Python<'_>,
+        texts: Vec<String>,
+        top_k: usize,
+    ) -> PyResult<Vec<Vec<Vec<(u32, String, f32, String)>>>> {
+        let enc = &*self.inner;
+        let got = py
+            .detach(|| {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                enc.fill_mask(&refs, top_k)
+            })
+            .map_err(py_err)?;
+        Ok(got
+            .into_iter()
+            .map(|masks| {
+                masks
+                    .into_iter()
+                    .map(|m| {
+                        m.candidates
+                            .into_iter()
+                            .map(|c| (c.token_id, c.token, c.score, c.sequence))
+                            .collect()
+                    })
+                    .collect()
+            })
+            .collect())
+    }
+
+    /// Sequence classification: label, its probability, and the flat logits with the
+    /// number of labels.
+    fn classify(&self, py: Python<'_>, texts: Vec<String>) -> PyResult<Classified> {
+        let enc = &*self.inner;
+        let got = py
+            .detach(|| {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                enc.classify(&refs)
+            })
+            .map_err(py_err)?;
+        let n = enc.heads().classifier.unwrap_or(0);
+        let logits: Vec<f32> = got.iter().flat_map(|c| c.logits.iter().copied()).collect();
+        let labels = got.iter().map(|c| c.label.clone()).collect();
+        let scores = got.iter().map(|c| c.score).collect();
+        Ok((labels, scores, f32_bytes(py, &logits), n))
+    }
+
+    /// Token classification: per text, per token (token id, token, label, probability),
+    /// and the flat logits with each text's token count and the number of labels.
+    #[allow(clippy::type_complexity)]
+    fn token_classify(
+        &self,
+        py: Python<'_>,
+        texts: Vec<String>,
+    ) -> PyResult<(
+        Vec<Vec<(u32, String, String, f32)>>,
+        Py<PyByteArray>,
+        Vec<usize>,
+        usize,
+    )> {
+        let enc = &*self.inner;
+        let got = py
+            .detach(|| {
+                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+                let labels = enc.token_classify(&refs)?;
+                let tok = enc.tokenizer()?;
+                labels
+                    .into_iter()
+                    .map(|tokens| {
+                        tokens
+                            .into_iter()
+                            .map(|t| {
+                                let token = tok.id_to_token(t.token_id).unwrap_or_default();
+                                Ok((t, token))
+                            })
+                            .collect::<wgbert::Result<Vec<_>>>()
+                    })
+                    .collect::<wgbert::Result<Vec<_>>>()
+            })
+            .map_err(py_err)?;
+        let n = enc.heads().classifier.unwrap_or(0);
+        let mut flat = Vec::new();
+        let mut rows = Vec::with_capacity(got.len());
+        let mut labels = Vec::with_capacity(got.len());
+        for tokens in got {
+            rows.push(tokens.len());
+            let mut mine = Vec::with_capacity(tokens.len());
+            for (t, token) in tokens {
+                flat.extend_from_slice(&t.logits);
+                mine.push((t.token_id, token, t.label, t.score));
+            }
+            labels.push(mine);
+        }
+        Ok((labels, f32_bytes(py, &flat), rows, n))
+    }
+}
+
+/// The facts `Encoder.info` gives, as JSON.
+fn describe(enc: &Encoder, model: &str) -> String {
+    let gpu = enc.gpu().info();
+    let sc = enc.sentence_config();
+    let hidden = enc.config().hidden_size;
+    let token_level = enc
+        .config()
+        .architectures
+        .iter()
+        .any(|a| a.ends_with("TokenClassification"));
+    let kind = match sc.kind() {
+        wgbert::sentence::ModelKind::Colbert => "colbert",
+        wgbert::sentence::ModelKind::CrossEncoder => "cross-encoder",
+        wgbert::sentence::ModelKind::Embedder => "embedder",
+        _ => match enc.heads().classifier {
+            Some(_) if token_level => "token-classifier",
+            Some(_) => "classifier",
+            None if enc.heads().mlm => "fill-mask",
+            None => "encoder",
+        },
+    };
+    let max_length = enc.tokenizer().ok().and_then(|t| t.max_len());
+    serde_json::json!({
+        "model": model,
+        "kind": kind,
+        "adapter": gpu.name,
+        "backend": format!("{:?}", gpu.backend).to_lowercase(),
+        "device_type": format!("{:?}", gpu.device_type),
+        "dtype": format!("{:?}", enc.dtype()).to_lowercase(),
+        "f16_kernels": enc.f16_kernels(),
+        "hidden_size": hidden,
+        "dimensions": sc.output_dim(hidden),
+        "max_length": max_length,
+        "max_batch_tokens": enc.capacity(),
+        "prompts": sc.prompts,
+        "default_prompt_name": sc.default_prompt_name,
+        "similarity": sc.similarity,
+        "labels": enc.label_names(),
+        "heads": {"mlm": enc.heads().mlm, "classifier": enc.heads().classifier},
+        "weight_bytes": enc.weight_bytes(),
+    })
+    .to_string()
+}
+
+/// Every adapter the backends expose (all when `backend` is None), as JSON.
+#[pyfunction]
+#[pyo3(signature = (backend=None))]
+fn adapters_json(py: Python<'_>, backend: Option<String>) -> PyResult<String> {
+    let list = py.detach(|| wgbert::runtime::list_adapters(backend.as_deref()));
+    serde_json::to_string(&list).map_err(|e| value_error(e.to_string()))
+}
+
+#[pymodule]
+fn _wgbert(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyEncoder>()?;
+    m.add_function(wrap_pyfunction!(adapters_json, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
