@@ -298,9 +298,12 @@ impl App {
             _ => Value::Null,
         };
         let ppp = ctx.pixels_per_point();
-        let window = ctx
-            .input(|i| i.viewport().inner_rect)
-            .map(|r| [(r.width() * ppp).round(), (r.height() * ppp).round()]);
+        let window = ctx.input(|i| i.viewport().inner_rect).map(|r| {
+            [
+                (r.width() * ppp).round() as u32,
+                (r.height() * ppp).round() as u32,
+            ]
+        });
         json!({
             "device": self.device_report(),
             "index": index,
@@ -455,7 +458,13 @@ fn save_png(path: &str, image: &egui::ColorImage) -> Result<(), String> {
         std::fs::create_dir_all(dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
-    buf.save_with_format(path, image::ImageFormat::Png)
+    let file = std::fs::File::create(path).map_err(|e| format!("cannot write {path}: {e}"))?;
+    let png = image::codecs::png::PngEncoder::new_with_quality(
+        std::io::BufWriter::new(file),
+        image::codecs::png::CompressionType::Best,
+        image::codecs::png::FilterType::Adaptive,
+    );
+    buf.write_with_encoder(png)
         .map_err(|e| format!("cannot write {path}: {e}"))
 }
 
@@ -773,8 +782,10 @@ fn result_card(ui: &mut egui::Ui, rank: usize, h: &Hit) {
             ui.strong(&h.file);
             ui.weak(format!("lines {}–{}", h.lines[0], h.lines[1]));
         });
-        let preview: Vec<&str> = h.text.lines().take(4).collect();
-        ui.add(egui::Label::new(egui::RichText::new(preview.join("\n")).monospace()).truncate());
+        // The chunk's first lines, each cut to the card's width.
+        for line in h.text.lines().filter(|l| !l.trim().is_empty()).take(4) {
+            ui.add(egui::Label::new(egui::RichText::new(line).monospace()).truncate());
+        }
     });
 }
 

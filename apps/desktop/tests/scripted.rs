@@ -39,8 +39,8 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// Runs the app with `args` under Xvfb (or the display at hand).
-fn run_app(args: &[&str]) -> Output {
+/// Runs the app in `dir` with `args` under Xvfb (or the display at hand).
+fn run_app(dir: &Path, args: &[&str]) -> Output {
     let app = env!("CARGO_BIN_EXE_desktop-search");
     let have_xvfb = Command::new("sh")
         .args(["-c", "command -v xvfb-run"])
@@ -57,7 +57,10 @@ fn run_app(args: &[&str]) -> Output {
         );
         Command::new(app)
     };
-    cmd.args(args);
+    cmd.args(args).current_dir(dir);
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        cmd.env("XDG_RUNTIME_DIR", dir);
+    }
     // The window's device is lavapipe's, as every test's, unless told otherwise.
     if std::env::var_os("WGPU_BACKEND").is_none() {
         cmd.env("WGPU_BACKEND", "vulkan");
@@ -128,37 +131,39 @@ fn embed(model: &Path, texts: &[String], prompt: Option<&str>, dir: &Path) -> Ve
 
 #[test]
 fn a_scripted_search_ranks_files_as_wgbert_embed_does_and_saves_a_screenshot() {
+    // The app runs in a scratch folder that holds the fixture folder (plus a binary file the
+    // index must skip with a note) and the fixture model, named as the window shows them.
     let work = scratch("search");
-    // The fixture folder, plus a binary file the index must skip with a note.
     let docs = work.join("docs");
     copy_dir(&root().join("tests/fixtures/desktop_docs"), &docs);
     std::fs::write(docs.join("logo.bin"), [0x89, b'P', b'N', b'G', 0, 0, 1, 2]).unwrap();
-    let model = root().join("tests/fixtures/st_mean_dense");
+    let model = work.join("st_mean_dense");
+    copy_dir(&root().join("tests/fixtures/st_mean_dense"), &model);
     let shot = work.join("shot.png");
     let query = "where does the cat sleep ?";
-    let script = work.join("search.script");
     std::fs::write(
-        &script,
+        work.join("search.script"),
         format!(
-            "folder {}\nwait indexed\nquery {query}\nwait results\nscreenshot {}\nexit\n",
-            docs.display(),
-            shot.display()
+            "folder docs\nwait indexed\nquery {query}\nwait results\nscreenshot shot.png\nexit\n"
         ),
     )
     .unwrap();
     let size = format!("{}x{}", SIZE[0], SIZE[1]);
-    let out = run_app(&[
-        "--model",
-        model.to_str().unwrap(),
-        "--dtype",
-        "f32",
-        "--size",
-        &size,
-        "--script",
-        script.to_str().unwrap(),
-        "--script-timeout",
-        "300",
-    ]);
+    let out = run_app(
+        &work,
+        &[
+            "--model",
+            "st_mean_dense",
+            "--dtype",
+            "f32",
+            "--size",
+            &size,
+            "--script",
+            "search.script",
+            "--script-timeout",
+            "300",
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "exit {:?}\n{stdout}", out.status);
     let report: Value = serde_json::from_str(&stdout).expect("a JSON report on stdout");
@@ -266,6 +271,15 @@ fn a_scripted_search_ranks_files_as_wgbert_embed_does_and_saves_a_screenshot() {
             "{file}: the app's {score} against wgbert embed's {reference}"
         );
     }
+    let worst = results
+        .iter()
+        .map(|r| {
+            let f = r["file"].as_str().unwrap();
+            let reference = best.iter().find(|b| b.0 == f).unwrap().1;
+            (r["score"].as_f64().unwrap() as f32 - reference).abs()
+        })
+        .fold(0.0f32, f32::max);
+    eprintln!("scores against wgbert embed's: largest difference {worst:e}");
     assert!(
         results
             .windows(2)
@@ -301,14 +315,17 @@ fn errors_show_in_the_window_and_fail_the_script() {
     )
     .unwrap();
     let no_tokenizer = root().join("tests/fixtures/mlm_v4");
-    let out = run_app(&[
-        "--model",
-        no_tokenizer.to_str().unwrap(),
-        "--script",
-        script.to_str().unwrap(),
-        "--script-timeout",
-        "300",
-    ]);
+    let out = run_app(
+        &work,
+        &[
+            "--model",
+            no_tokenizer.to_str().unwrap(),
+            "--script",
+            script.to_str().unwrap(),
+            "--script-timeout",
+            "300",
+        ],
+    );
     assert_eq!(out.status.code(), Some(1), "a failed script exits 1");
     let report: Value = serde_json::from_slice(&out.stdout).expect("a JSON report on stdout");
     let err = report["index_error"].as_str().expect("the error shown");
@@ -325,12 +342,15 @@ fn errors_show_in_the_window_and_fail_the_script() {
     )
     .unwrap();
     let model = root().join("tests/fixtures/st_mean_dense");
-    let out = run_app(&[
-        "--model",
-        model.to_str().unwrap(),
-        "--script",
-        script.to_str().unwrap(),
-    ]);
+    let out = run_app(
+        &work,
+        &[
+            "--model",
+            model.to_str().unwrap(),
+            "--script",
+            script.to_str().unwrap(),
+        ],
+    );
     assert_eq!(out.status.code(), Some(1));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     let err = report["index_error"].as_str().unwrap();
