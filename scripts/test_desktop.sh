@@ -5,9 +5,10 @@
 # fixture folder (tests/fixtures/desktop_docs), waits for indexing, types a query, waits for
 # the results, saves a screenshot and exits; the test checks the exit code, the PNG (the
 # window's size, not blank), that the ranking is the cosine ranking of `wgbert embed` vectors
-# of the same chunks (f32, within 1e-5), and that a model without a tokenizer or a folder
-# without text fails the script with the error shown. It prints the largest frame gap seen
-# while indexing. Runs on lavapipe unless WGPU_BACKEND says otherwise.
+# of the same chunks (f32, within 1e-5), the Fill mask tab against `wgbert fill-mask`, and
+# that a model without a tokenizer or a folder without text fails the script with the error
+# shown. It prints the largest frame gap seen while indexing. Runs on lavapipe unless
+# WGPU_BACKEND says otherwise.
 # Usage: bash scripts/test_desktop.sh [SCREENSHOT.png]   (keeps a copy of the screenshot)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -2,8 +2,9 @@
 //! `DISPLAY` at hand): a script opens the fixture folder, waits for indexing, types a query,
 //! waits for the results, takes a screenshot and exits. The test checks the exit code, the
 //! PNG (the window's size, not blank), and that the ranking is the cosine ranking that
-//! `wgbert embed` vectors of the same chunks give (f32, within 1e-5). The largest frame gap
-//! while indexing is printed: a figure, not a timed assertion.
+//! `wgbert embed` vectors of the same chunks give (f32, within 1e-5); then the Fill mask tab
+//! against `wgbert fill-mask`. The largest frame gap while indexing is printed: a figure, not
+//! a timed assertion.
 //!
 //! Needs the `wgbert` binary (`cargo build --bin wgbert`; `WGBERT_BIN` names another) and a
 //! Vulkan driver (lavapipe). `scripts/test_desktop.sh` runs it.
@@ -139,12 +140,18 @@ fn a_scripted_search_ranks_files_as_wgbert_embed_does_and_saves_a_screenshot() {
     std::fs::write(docs.join("logo.bin"), [0x89, b'P', b'N', b'G', 0, 0, 1, 2]).unwrap();
     let model = work.join("st_mean_dense");
     copy_dir(&root().join("tests/fixtures/st_mean_dense"), &model);
+    // An MLM fixture with the same word-level tokenizer, for the Fill mask tab.
+    let mlm = work.join("mlm");
+    copy_dir(&root().join("tests/fixtures/mlm_v4"), &mlm);
+    std::fs::copy(model.join("tokenizer.json"), mlm.join("tokenizer.json")).unwrap();
     let shot = work.join("shot.png");
     let query = "where does the cat sleep ?";
+    let masked = "the cat [MASK] in the tree .";
     std::fs::write(
         work.join("search.script"),
         format!(
-            "folder docs\nwait indexed\nquery {query}\nwait results\nscreenshot shot.png\nexit\n"
+            "folder docs\nwait indexed\nquery {query}\nwait results\nscreenshot shot.png\n\
+             tab fill-mask\nmask {masked}\nwait masks\nexit\n"
         ),
     )
     .unwrap();
@@ -154,6 +161,8 @@ fn a_scripted_search_ranks_files_as_wgbert_embed_does_and_saves_a_screenshot() {
         &[
             "--model",
             "st_mean_dense",
+            "--mlm-model",
+            "mlm",
             "--dtype",
             "f32",
             "--size",
@@ -288,6 +297,47 @@ fn a_scripted_search_ranks_files_as_wgbert_embed_does_and_saves_a_screenshot() {
     );
     // The animals file holds the sleeping cat.
     assert_eq!(results[0]["file"], best[0].0);
+
+    // The Fill mask tab: the candidates `wgbert fill-mask` gives.
+    let out = Command::new(wgbert_bin())
+        .arg("--model")
+        .arg(&mlm)
+        .args([
+            "--dtype",
+            "f32",
+            "-q",
+            "fill-mask",
+            "--json",
+            "--top-k",
+            "5",
+            masked,
+        ])
+        .env(
+            "WGPU_BACKEND",
+            std::env::var("WGPU_BACKEND").unwrap_or("vulkan".into()),
+        )
+        .output()
+        .expect("run wgbert fill-mask");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let want: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (got, want) = (&report["masks"], &want["masks"]);
+    assert_eq!(got.as_array().map(Vec::len), Some(1), "{got}");
+    assert_eq!(got[0]["position"], want[0]["position"]);
+    let (gc, wc) = (
+        got[0]["candidates"].as_array().unwrap(),
+        want[0]["candidates"].as_array().unwrap(),
+    );
+    assert_eq!(gc.len(), 5);
+    assert_eq!(gc.len(), wc.len());
+    for (g, w) in gc.iter().zip(wc) {
+        assert_eq!(g["token"], w["token"], "{got}\n{want}");
+        let (a, b) = (g["score"].as_f64().unwrap(), w["score"].as_f64().unwrap());
+        assert!((a - b).abs() <= 1e-5, "{got}\n{want}");
+    }
 
     let frames = &report["frames"];
     let gap = frames["max_gap_ms_while_indexing"]
