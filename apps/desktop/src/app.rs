@@ -210,7 +210,18 @@ impl App {
     }
 
     fn drain(&mut self) {
-        while let Ok(reply) = self.replies.try_recv() {
+        loop {
+            let reply = match self.replies.try_recv() {
+                Ok(r) => r,
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    self.worker_gone = true;
+                    if self.indexing() {
+                        self.index = IndexState::Failed("the GPU worker stopped".into());
+                    }
+                    break;
+                }
+            };
             match reply {
                 Reply::Loading { model, done } => {
                     self.loading = (!done).then_some(model);

@@ -151,6 +151,8 @@ impl Worker {
         (self.repaint)();
     }
 
+    /// Runs one job and answers it. A panic inside is caught and answered as that job's
+    /// error, so the window shows it and the worker stays up.
     fn run(&mut self, job: Job) {
         match job {
             Job::Index {
@@ -159,18 +161,19 @@ impl Worker {
                 cancel,
             } => {
                 self.index = None;
-                match self.build_index(&folder, &model, &cancel) {
+                let r = guarded(|| self.build_index(&folder, &model, &cancel));
+                match r {
                     Ok(Some(info)) => self.send(Reply::Indexed(Ok(info))),
                     Ok(None) => self.send(Reply::Cancelled),
                     Err(e) => self.send(Reply::Indexed(Err(e))),
                 }
             }
             Job::Query { id, text } => {
-                let result = self.query(&text);
+                let result = guarded(|| self.query(&text));
                 self.send(Reply::Results { id, result });
             }
             Job::FillMask { id, model, text } => {
-                let result = self.fill_mask(&model, &text);
+                let result = guarded(|| self.fill_mask(&model, &text));
                 self.send(Reply::Masks { id, result });
             }
         }
@@ -318,6 +321,17 @@ impl Worker {
             })
             .collect())
     }
+}
+
+fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let what = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(format!("internal error in the GPU worker: {what}"))
+    })
 }
 
 /// Files ranked by their best chunk's cosine similarity to `q` (vectors are unit length, so
