@@ -29,7 +29,10 @@ fi
 
 start=$(date +%s)
 echo "== building wgbert and desktop-search"
-cargo build --bin wgbert
+# target/debug/wgbert as `cargo test` builds it (the CLI tests run it): with the tests'
+# dependency features, so that after scripts/test.sh nothing is rebuilt (a plain
+# `cargo build --bin wgbert` would rebuild wgpu with other features).
+cargo test --no-run --test cli >/dev/null
 cargo test -p desktop-search --no-run
 echo "== built in $(($(date +%s) - start)) s"
 # One at a time: each scripted run opens its own X server and window.
