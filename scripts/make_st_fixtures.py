@@ -7,6 +7,8 @@ ColBERT fixture is written from a second environment:
 
     python3 scripts/make_st_fixtures.py st        # needs torch + sentence-transformers
     python3 scripts/make_st_fixtures.py colbert   # needs torch + pylate
+    python3 scripts/make_st_fixtures.py sparse    # needs torch + sentence-transformers >= 6.3
+    python3 scripts/make_st_fixtures.py multivector   # the same
     ... --out DIR                                  # somewhere else than tests/fixtures/
 
 Every model is a random-weight ModernBERT (hidden 32, 3 layers, global and local layers) with a
@@ -24,6 +26,21 @@ one text per batch) and the library versions:
                       (attended), document_length, a skiplist, Dense projection to 16
     colbert_masked    the same with attend_to_expansion_tokens false (PyLate's default): the
                       expansion tokens are keys of no attention, though they are queries
+    mve_native        a MultiVectorEncoder in sentence-transformers' own layout: Transformer with
+                      document_length and query_expansion (fixed, not attended), Dense without
+                      bias, MultiVectorMask with a skiplist, Normalize; "query : " /
+                      "document : " prompts as plain text. No PyLate re-save: PyLate 1.6
+                      pins sentence-transformers 5.3.0, which has none of the
+                      multi_vector_encoder module classes this modules.json names.
+    splade_max        a SparseEncoder: Transformer (transformer_task fill-mask) + SpladePooling
+                      max/relu, query/document prompts, dot similarity
+    splade_sum        SpladePooling sum/log1p_relu in the older layout: the 5.x module name
+                      sparse_encoder.models.MLMTransformer, word_embedding_dimension
+
+The SPLADE models are sparse as trained ones are: the MLM head's logits are scaled and shifted
+down so that a fraction of the vocabulary lights up per text, and each vocabulary column's
+bias is nudged so that no logit of any test text lies within 0.05 of zero (a term is then in
+or out of a vector by a margin that f16 rounding cannot cross).
 """
 
 import argparse
@@ -37,6 +54,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import (
     ModernBertConfig,
+    ModernBertForMaskedLM,
     ModernBertForSequenceClassification,
     ModernBertModel,
     PreTrainedTokenizerFast,
@@ -265,15 +283,178 @@ def colbert_fixture(out_root, name, attend, seed):
     })
 
 
+# ---------------------------------------------------------------- sparse (SPLADE)
+
+SPARSE_PROMPTS = {"query": "search_query : ", "document": "search_document : "}
+LOGIT_MARGIN = 0.05
+
+
+def sparse_logits(model, tok, texts):
+    """Every token's MLM logits of every text, rows concatenated."""
+    rows = []
+    for t in texts:
+        enc = tok(t, return_tensors="pt")
+        rows.append(model(**enc).logits[0])
+    return torch.cat(rows)
+
+
+def sparsify(directory, texts):
+    """Scales and shifts the saved MLM head as described in the module docstring."""
+    tok = PreTrainedTokenizerFast.from_pretrained(directory)
+    model = ModernBertForMaskedLM.from_pretrained(directory, attn_implementation="sdpa").eval()
+    dec = model.decoder
+    with torch.no_grad():
+        dec.bias.zero_()
+        raw = sparse_logits(model, tok, texts)
+        # Spread 1.6 around a centre 2.6 below zero: a few terms of each token are positive.
+        model.head.norm.weight.mul_(1.6 / float(raw.std()))
+        raw = sparse_logits(model, tok, texts)
+        bias = torch.empty_like(dec.bias)
+        for c in range(raw.shape[1]):
+            col = raw[:, c] - 2.6
+            # A column that no small shift clears of zero is never active.
+            off = -(float(col.max()) + 2 * LOGIT_MARGIN)
+            shifts = torch.cat([torch.linspace(-1.5, 1.5, 601), torch.tensor([off])])
+            gaps = (col[None, :] + shifts[:, None]).abs().min(dim=1).values
+            ok = (gaps[:-1] >= LOGIT_MARGIN).nonzero().flatten()
+            best = int(ok[torch.argmin(shifts[ok].abs())]) if len(ok) else len(shifts) - 1
+            bias[c] = -2.6 + shifts[best]
+        dec.bias.copy_(bias)
+        final = sparse_logits(model, tok, texts)
+        assert float(final.abs().min()) >= LOGIT_MARGIN * 0.999
+    model.save_pretrained(directory, safe_serialization=True)
+
+
+def sparse_fixtures(out_root):
+    sparse_fixture(out_root, "splade_max", 3011, "max", "relu", legacy=False)
+    sparse_fixture(out_root, "splade_sum", 3012, "sum", "log1p_relu", legacy=True)
+
+
+def sparse_fixture(out_root, name, seed, strategy, activation, legacy):
+    import sentence_transformers
+    from sentence_transformers import SparseEncoder
+    from sentence_transformers.base.modules import Transformer
+    from sentence_transformers.sparse_encoder.modules import SpladePooling
+
+    every = TEXTS + [QUERY] + DOCS
+    with_prompts = every + [p + t for p in SPARSE_PROMPTS.values() for t in every]
+    directory = out_root / name
+    shutil.rmtree(directory, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        backbone(Path(tmp), ModernBertForMaskedLM, seed)
+        sparsify(tmp, with_prompts)
+        modules = [Transformer(tmp, transformer_task="fill-mask", max_seq_length=64,
+                               model_kwargs={"attn_implementation": "sdpa"}),
+                   SpladePooling(pooling_strategy=strategy, activation_function=activation)]
+        model = SparseEncoder(modules=modules, prompts=SPARSE_PROMPTS, device="cpu")
+        model.save(str(directory), create_model_card=False)
+    if legacy:
+        # As sentence-transformers 5.x wrote it.
+        mods = json.loads((directory / "modules.json").read_text())
+        for m in mods:
+            if m["type"].endswith("Transformer"):
+                m["type"] = "sentence_transformers.sparse_encoder.models.MLMTransformer"
+            elif m["type"].endswith("SpladePooling"):
+                m["type"] = "sentence_transformers.sparse_encoder.models.SpladePooling"
+                cfg_path = directory / m["path"] / "config.json"
+                cfg = json.loads(cfg_path.read_text())
+                cfg["word_embedding_dimension"] = cfg.pop("embedding_dimension", None)
+                cfg_path.write_text(json.dumps(cfg, indent=2) + "\n")
+        (directory / "modules.json").write_text(json.dumps(mods, indent=2) + "\n")
+        bert = directory / "sentence_bert_config.json"
+        cfg = json.loads(bert.read_text())
+        cfg.pop("transformer_task", None)
+        bert.write_text(json.dumps(cfg, indent=2) + "\n")
+    tidy(directory)
+    model = SparseEncoder(str(directory), device="cpu",
+                          model_kwargs={"attn_implementation": "sdpa"})
+    assert model[1].pooling_strategy == strategy and model[1].activation_function == activation
+
+    def sparse_list(emb):
+        out = []
+        for row in emb:
+            row = row.coalesce() if row.is_sparse else row.to_sparse().coalesce()
+            idx = row.indices()[0].tolist()
+            val = row.values().tolist()
+            order = sorted(range(len(idx)), key=lambda i: idx[i])
+            out.append({"indices": [idx[i] for i in order], "values": rounded([val[i] for i in order])})
+        return out
+
+    cases = []
+    for case in [{"prompt_name": None, "max_active_dims": None},
+                 {"prompt_name": "query", "max_active_dims": None},
+                 {"prompt_name": "document", "max_active_dims": None},
+                 {"prompt_name": None, "max_active_dims": 5}]:
+        kw = {k: v for k, v in case.items() if v is not None}
+        emb = model.encode(TEXTS, batch_size=1, convert_to_tensor=True, **kw)
+        cases.append({**case, "vectors": sparse_list(emb)})
+    nnz = [len(v["indices"]) for c in cases[:3] for v in c["vectors"]]
+    print(f"{name}: non-zero terms per text {min(nnz)}..{max(nnz)} of {model[1].embedding_dimension}")
+    q = model.encode([QUERY], prompt_name="query", batch_size=1, convert_to_tensor=True)
+    d = model.encode(DOCS, prompt_name="document", batch_size=1, convert_to_tensor=True)
+    scores = model.similarity(q, d)[0]
+    write_expected(directory, {
+        "fixture": name, "versions": versions(sentence_transformers), "texts": TEXTS,
+        "similarity_fn_name": model.similarity_fn_name, "cases": cases,
+        "rerank": {"query": QUERY, "documents": DOCS, "scores": vec(scores.to_dense())},
+    })
+
+
+# ---------------------------------------------------------------- multi-vector
+
+def multivector_fixtures(out_root):
+    import sentence_transformers
+    from sentence_transformers import MultiVectorEncoder
+    from sentence_transformers.base.modules import Dense, Normalize, Transformer
+    from sentence_transformers.multi_vector_encoder.modules import MultiVectorMask
+
+    name = "mve_native"
+    directory = out_root / name
+    shutil.rmtree(directory, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        backbone(Path(tmp), ModernBertModel, 3021)
+        torch.manual_seed(3022)
+        dense = Dense(32, 16, bias=False, activation_function=torch.nn.Identity(),
+                      module_input_name="token_embeddings")
+        with torch.no_grad():
+            dense.linear.weight.normal_(0.0, 0.5)
+        modules = [Transformer(tmp, document_length=10,
+                               query_expansion={"strategy": "fixed", "attend": False, "length": 12},
+                               model_kwargs={"attn_implementation": "sdpa"}),
+                   dense, MultiVectorMask(skiplist_words=[".", ",", "!", "the"]),
+                   Normalize(module_input_name="token_embeddings")]
+        model = MultiVectorEncoder(modules=modules, device="cpu",
+                                   prompts={"query": "query : ", "document": "document : "})
+        model.save(str(directory), create_model_card=False)
+    tidy(directory)
+    model = MultiVectorEncoder(str(directory), device="cpu",
+                               model_kwargs={"attn_implementation": "sdpa"})
+    queries = [QUERY, "fish", "rust code on the gpu"]
+    q = model.encode_query(queries, batch_size=1)
+    d = model.encode_document(DOCS, batch_size=1)
+    scores = model.similarity(q[:1], d)[0]
+    write_expected(directory, {
+        "fixture": name, "versions": versions(sentence_transformers),
+        "similarity_fn_name": model.similarity_fn_name,
+        "queries": queries, "query_embeddings": [vec(torch.as_tensor(x)) for x in q],
+        "documents": DOCS, "document_embeddings": [vec(torch.as_tensor(x)) for x in d],
+        "rerank": {"query": QUERY, "scores": vec(scores)},
+    })
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     here = Path(__file__).resolve().parent.parent
-    parser.add_argument("which", choices=["st", "colbert"])
+    parser.add_argument("which", choices=["st", "colbert", "sparse", "multivector"])
     parser.add_argument("--out", type=Path, default=here / "tests" / "fixtures")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     if args.which == "st":
         st_fixtures(args.out)
+    elif args.which == "sparse":
+        sparse_fixtures(args.out)
+    elif args.which == "multivector":
+        multivector_fixtures(args.out)
     else:
         colbert_fixtures(args.out)
 

@@ -11,6 +11,14 @@
 // Shared-memory reads are broadcasts or consecutive, and stores coalesce. K advances 16 at a
 // time; both blocks are stored k-major with rows padded by one so the transposing stores do
 // not conflict. Rows, columns and k past the edges load as 0 and are never stored.
+// DIRECT (CPU adapters, with VEC: K a multiple of 4): no shared memory and no barriers; each
+// thread reads its RM rows of X and RN rows of W straight from the buffers, four consecutive
+// k per load (vec4<ELEM>), and accumulates RM x RN dot products. A software rasterizer
+// (llvmpipe) pays per load instruction and per lane, not per byte, and its caches hold the
+// blocks that a GPU would stage: this build issues a quarter of the staged build's loads (and
+// two per k block fewer than it would through workgroup memory) and no barrier. Unpacking
+// 16-byte loads of eight f16 (VEC8) costs it more than it saves. Rows past T read the last row and
+// columns past N read W's first row; neither is stored.
 
 #if F16
 enable f16;
@@ -31,9 +39,13 @@ const OUT_N: u32 = TN / 2u;
 const OUT_N: u32 = TN;
 #endif
 
+#if DIRECT
+// (no workgroup memory)
+#else
 // a_tile[k][row] ([TK][SA]) and b_tile[k][tile column] ([TK][SB]).
 var<workgroup> a_tile: array<f32, TK * SA>;
 var<workgroup> b_tile: array<f32, TK * SB>;
+#endif
 
 // Stores the RN accumulators of one thread row (output columns col + 16 j).
 fn store_row(row: u32, col: u32, acc: array<f32, RN>) {
@@ -76,6 +88,33 @@ fn main(
     let m0 = (tile / p.tiles_n) * TM;
     let n0 = (tile % p.tiles_n) * OUT_N;
     var acc: array<array<f32, RN>, RM>;
+#if DIRECT
+    let kv = p.k / 4u;
+    var xo: array<u32, RM>;
+    var wo: array<u32, RN>;
+    for (var i = 0u; i < RM; i++) {
+        xo[i] = min(m0 + lid.y + 16u * i, p.rows - 1u) * kv;
+    }
+    for (var j = 0u; j < RN; j++) {
+        let wr = w_row(n0, lid.x + 16u * j);
+        wo[j] = select(wr, 0u, wr == NONE) * kv;
+    }
+    for (var kq = 0u; kq < kv; kq++) {
+        var a: array<vec4<f32>, RM>;
+        var b: array<vec4<f32>, RN>;
+        for (var i = 0u; i < RM; i++) {
+            a[i] = vec4<f32>(x[xo[i] + kq]);
+        }
+        for (var j = 0u; j < RN; j++) {
+            b[j] = vec4<f32>(w[wo[j] + kq]);
+        }
+        for (var i = 0u; i < RM; i++) {
+            for (var j = 0u; j < RN; j++) {
+                acc[i][j] += dot(a[i], b[j]);
+            }
+        }
+    }
+#else
     for (var k0 = 0u; k0 < p.k; k0 += TK) {
         // TM x TK elements of X and TN x TK of W, consecutive k per 16 threads.
         for (var idx = li; idx < TM * TK; idx += 256u) {
@@ -118,6 +157,7 @@ fn main(
         }
         workgroupBarrier();
     }
+#endif
     for (var i = 0u; i < RM; i++) {
         store_row(m0 + lid.y + 16u * i, n0 + lid.x, acc[i]);
     }

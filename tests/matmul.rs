@@ -103,6 +103,50 @@ fn every_tiled_configuration_matches_the_reference() {
     }
 }
 
+/// The CPU-adapter build of every candidate configuration (`tiled::direct_kernel`: operands
+/// read straight from the buffers, four k per load): K a multiple of 4 (24, 100, 40), ragged
+/// T and N, the four epilogue kinds x bias, f32 and f16, each plan run at its full row count
+/// and at one row. It runs on any adapter; `record` chooses it on CPU adapters only.
+#[test]
+fn every_direct_configuration_matches_the_reference() {
+    let epilogues = [
+        Epilogue::None,
+        Epilogue::Residual,
+        Epilogue::Act(GELU),
+        Epilogue::GeGlu(GELU),
+    ];
+    let mut seed = 9;
+    for config in tiled::CANDIDATES {
+        for dtype in common::dtypes() {
+            for epilogue in epilogues {
+                for bias in [false, true] {
+                    for i in [0, 2, 4] {
+                        let common::MatmulShape { t, k, n } = common::MATMUL_SHAPES[i];
+                        let c = Case {
+                            k,
+                            n,
+                            dtype,
+                            variant: None,
+                            epilogue,
+                            bias,
+                        };
+                        let kernel = tiled::direct_kernel(dtype, epilogue, bias, config, k as u32)
+                            .expect("K is a multiple of 4");
+                        let build = Some((kernel, tiled::tile(config, epilogue)));
+                        let what = format!("{c:?} direct tiles {config:?}");
+                        let none = &Choices::default();
+                        let tol = tolerance(dtype);
+                        common::matmul_case::check(&what, none, c, t, &[t, 1], seed, build, tol);
+                        seed += 10;
+                    }
+                }
+            }
+        }
+    }
+    // K off a multiple of 4 has no direct build.
+    assert!(tiled::direct_kernel(DType::F32, Epilogue::None, false, tiled::DEFAULT, 5).is_none());
+}
+
 /// Every shape x dtype x variant for one epilogue, with and without bias.
 fn sweep(epilogue: Epilogue, biases: &[bool]) {
     let mut seed = 1;

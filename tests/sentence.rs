@@ -186,6 +186,122 @@ fn colbert_with_unattended_expansion_matches_pylate() {
     colbert_case("colbert_masked");
 }
 
+/// sentence-transformers' own multi-vector layout (MultiVectorEncoder): prompts as text,
+/// the Transformer's document_length and query expansion (fixed, not attended), Dense
+/// without bias, MultiVectorMask's skiplist, Normalize. Besides the vectors within 1e-4:
+/// each vector's cosine with the reference >= 0.9999.
+#[test]
+fn native_multi_vector_layout_matches_multi_vector_encoder() {
+    let name = "mve_native";
+    colbert_case(name);
+    let (dir, exp) = expected(name);
+    let enc = load(&dir).unwrap();
+    let cb = enc.sentence_config().colbert.clone().unwrap();
+    assert_eq!(
+        cb.layout,
+        wgbert::sentence::MultiVectorLayout::SentenceTransformers
+    );
+    assert_eq!(cb.document_length, Some(10));
+    assert_eq!(cb.query_length, None, "absent: no query length");
+    let e = cb.expansion.clone().unwrap();
+    assert!(e.fixed && !e.attend && e.token.is_none() && e.length == 12);
+    assert!(cb.skip_documents && !cb.skip_queries && cb.keep_only_token_ids.is_none());
+    assert_eq!(exp["similarity_fn_name"], "maxsim");
+    let texts = strings(&exp["documents"]);
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let got = enc.embed_multi(&refs, false).unwrap();
+    for (i, (g, w)) in got
+        .iter()
+        .zip(exp["document_embeddings"].as_array().unwrap())
+        .enumerate()
+    {
+        for (j, (gv, wv)) in g.vectors.iter().zip(w.as_array().unwrap()).enumerate() {
+            let wv = floats(wv);
+            let dot: f64 = gv.iter().zip(&wv).map(|(&a, b)| a as f64 * b).sum();
+            let n = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            let gn: Vec<f64> = gv.iter().map(|&x| x as f64).collect();
+            let cos = dot / (n(&gn) * n(&wv));
+            assert!(cos >= 0.9999, "document {i} vector {j}: cosine {cos}");
+        }
+    }
+}
+
+/// What the native layout's MultiVectorMask and query expansion settings do, on copies of the
+/// fixture: queries skiplisted too, only some ids kept in documents, the "min" strategy.
+#[test]
+fn native_multi_vector_settings_are_followed() {
+    let (_, exp) = expected("mve_native");
+    let docs = strings(&exp["documents"]);
+    let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
+    let base = load(&common::fixtures_dir().join("mve_native")).unwrap();
+    let tok = base.tokenizer().unwrap();
+    let the = tok.token_to_id("the").unwrap();
+    let capital = tok.token_to_id("capital").unwrap();
+    let query = "what is the capital of france ?";
+
+    let dir = copy_fixture("mve_native");
+    edit_json(&dir.path().join("2_MultiVectorMask/config.json"), |v| {
+        v["skiplist_tasks"] = serde_json::json!(["query", "document"]);
+        v["keep_only_token_ids"] = serde_json::json!([capital]);
+    });
+    let enc = load(dir.path()).unwrap();
+    let q_ids = enc.multi_tokens(&[query], true, 0).unwrap();
+    assert!(q_ids[0].contains(&the));
+    let q = enc.embed_multi(&[query], true).unwrap();
+    let q_base = base.embed_multi(&[query], true).unwrap();
+    let n_the = q_ids[0].iter().filter(|&&i| i == the).count();
+    assert_eq!(
+        q[0].vectors.len() + n_the,
+        q_base[0].vectors.len(),
+        "queries skip 'the'"
+    );
+    let d = enc.embed_multi(&refs, false).unwrap();
+    let d_ids = enc.multi_tokens(&refs, false, 0).unwrap();
+    for (v, ids) in d.iter().zip(&d_ids) {
+        let n = ids.iter().filter(|&&i| i == capital).count();
+        assert_eq!(v.vectors.len(), n, "documents keep only 'capital'");
+    }
+
+    // "min": short queries are filled up to the length, long ones are not cut to it.
+    let dir = copy_fixture("mve_native");
+    edit_json(&dir.path().join("sentence_bert_config.json"), |v| {
+        v["query_expansion"]["strategy"] = "min".into();
+        v["query_expansion"]["length"] = 7.into();
+    });
+    let enc = load(dir.path()).unwrap();
+    let ids = enc.multi_tokens(&["fish", query], true, 0).unwrap();
+    let mask = tok.mask_id().unwrap();
+    // [CLS] query : fish [SEP] [MASK] [MASK]
+    assert_eq!(ids[0].len(), 7, "{:?}", ids[0]);
+    assert_eq!(&ids[0][5..], &[mask, mask]);
+    assert_eq!(ids[1].len(), 11, "not cut: {:?}", ids[1]);
+    assert!(!ids[1].contains(&mask), "{:?}", ids[1]);
+
+    // Token pooling compresses an index: refused, by name.
+    let dir = copy_fixture("mve_native");
+    edit_json(&dir.path().join("modules.json"), |v| {
+        v.as_array_mut().unwrap().push(serde_json::json!({
+            "idx": 4, "name": "4", "path": "",
+            "type": "sentence_transformers.multi_vector_encoder.modules.token_pooling.HierarchicalTokenPooling"
+        }));
+    });
+    let e = load_error(dir.path());
+    assert!(
+        e.contains("HierarchicalTokenPooling") && e.contains("token pooling"),
+        "{e}"
+    );
+    // A bad expansion is refused at load, naming the key.
+    let dir = copy_fixture("mve_native");
+    edit_json(&dir.path().join("sentence_bert_config.json"), |v| {
+        v["query_expansion"]["strategy"] = "all".into();
+    });
+    let e = load_error(dir.path());
+    assert!(
+        e.contains("query_expansion") && e.contains("strategy"),
+        "{e}"
+    );
+}
+
 fn colbert_case(name: &str) {
     let (dir, exp) = expected(name);
     let enc = load(&dir).unwrap();

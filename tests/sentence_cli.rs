@@ -130,6 +130,8 @@ fn rerank_with_a_cross_encoder_sorts_by_score() {
 fn colbert_multi_vector_and_maxsim_rerank() {
     colbert_cli("colbert");
     colbert_cli("colbert_masked");
+    // sentence-transformers' own layout goes the same way.
+    colbert_cli("mve_native");
 }
 
 fn colbert_cli(name: &str) {

@@ -372,6 +372,7 @@ fn cors_and_the_openapi_document_cover_every_route() {
         "/ping",
         "/embed",
         "/embed_all",
+        "/embed_sparse",
         "/similarity",
         "/predict",
         "/rerank",

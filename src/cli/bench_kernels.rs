@@ -150,7 +150,7 @@ fn matmul_case(
     let (variant, build) = match pick {
         Pick::Auto => (None, None),
         Pick::Tiled(c) => {
-            let kernel = tiled::kernel(dt, epilogue, false, c);
+            let kernel = tiled::build(gpu.caps(), dt, epilogue, false, c, k);
             (None, Some((kernel, tiled::tile(c, epilogue))))
         }
         Pick::Coop(c) => {

@@ -7,12 +7,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use wgbert::encoder::{EmbedOptions, EmbedPooling, Embedding, Prompt};
+use wgbert::encoder::{
+    EmbedOptions, EmbedPooling, Embedding, Encoder, Prompt, SparseOptions, SparseVector,
+};
+use wgbert::sentence::ModelKind;
 use wgbert::text::pack::Packer;
 
 use super::Global;
 use super::input::{TextItem, Texts};
-use super::output::{MatrixFormat, MatrixWriter};
+use super::output::{CsrFormat, CsrWriter, MatrixFormat, MatrixWriter};
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PoolingArg {
@@ -31,6 +34,8 @@ pub enum MultiArg {
 pub enum FormatArg {
     Jsonl,
     Npy,
+    /// Sparse models: a CSR matrix as scipy.sparse.save_npz writes it.
+    Npz,
     Safetensors,
 }
 
@@ -56,6 +61,12 @@ pub struct EmbedArgs {
     /// ColBERT models: per-token vectors of queries or documents (JSONL only).
     #[arg(long, value_enum, conflicts_with_all = ["pooling", "prompt", "prompt_name", "dimensions"])]
     pub multi_vector: Option<MultiArg>,
+    /// Sparse models: keep the N largest terms of each vector.
+    #[arg(long, value_name = "N")]
+    pub top_k_terms: Option<usize>,
+    /// Sparse models (JSONL): also give each index's token, as "terms".
+    #[arg(long)]
+    pub terms: bool,
     /// Read texts from a file (.jsonl: objects with "text", other fields carried; else one per line).
     #[arg(long)]
     pub input: Option<PathBuf>,
@@ -88,9 +99,8 @@ pub fn run(g: &Global, a: &EmbedArgs) -> Result<()> {
     }
     let matrix = match (a.format, &a.output) {
         (FormatArg::Jsonl, _) => None,
-        (FormatArg::Npy, Some(path)) => Some((MatrixFormat::Npy, path)),
-        (FormatArg::Safetensors, Some(path)) => Some((MatrixFormat::Safetensors, path)),
-        (_, None) => bail!("--format npy/safetensors needs --output FILE"),
+        (format, Some(path)) => Some((format, path)),
+        (_, None) => bail!("--format npy/npz/safetensors needs --output FILE"),
     };
     let per_token = a.pooling == Some(PoolingArg::None) || a.multi_vector.is_some();
     if matrix.is_some() && per_token {
@@ -108,16 +118,54 @@ pub fn run(g: &Global, a: &EmbedArgs) -> Result<()> {
     };
     let started = std::time::Instant::now();
     let enc = g.load()?;
-    let pooling = a.pooling.map(|p| match p {
-        PoolingArg::Cls => EmbedPooling::Cls,
-        PoolingArg::Mean => EmbedPooling::Mean,
-        PoolingArg::None => EmbedPooling::None,
-    });
     let prompt = match (&a.prompt_name, &a.prompt) {
         (Some(name), _) => Prompt::Name(name.clone()),
         (None, Some(text)) => Prompt::Text(text.clone()),
         (None, None) => Prompt::ModelDefault,
     };
+    if enc.sentence_config().kind() == ModelKind::Sparse {
+        let sink = match (jsonl, matrix) {
+            (Some(w), _) => SparseSink::Jsonl(w),
+            (None, Some((FormatArg::Npz, path))) => SparseSink::Csr(CsrWriter::create(
+                path,
+                CsrFormat::Npz,
+                enc.config().vocab_size,
+            )?),
+            (None, Some((FormatArg::Safetensors, path))) => SparseSink::Csr(CsrWriter::create(
+                path,
+                CsrFormat::Safetensors,
+                enc.config().vocab_size,
+            )?),
+            (None, _) => bail!("a sparse model writes --format jsonl, npz or safetensors"),
+        };
+        if a.pooling.is_some() || a.dimensions.is_some() || a.normalize || a.multi_vector.is_some()
+        {
+            bail!(
+                "a sparse model takes none of --pooling, --dimensions, --normalize, --multi-vector"
+            );
+        }
+        let opts = SparseOptions {
+            prompt,
+            top_k: a.top_k_terms,
+        };
+        run_sparse(g, a, &enc, texts, sink, &opts)?;
+        g.report_timings(&enc, started);
+        return Ok(());
+    }
+    if a.top_k_terms.is_some() || a.terms {
+        bail!("--top-k-terms and --terms are for sparse (SPLADE) models");
+    }
+    let matrix = match matrix {
+        None => None,
+        Some((FormatArg::Npy, path)) => Some((MatrixFormat::Npy, path)),
+        Some((FormatArg::Safetensors, path)) => Some((MatrixFormat::Safetensors, path)),
+        Some(_) => bail!("--format npz is for sparse models; use npy or safetensors"),
+    };
+    let pooling = a.pooling.map(|p| match p {
+        PoolingArg::Cls => EmbedPooling::Cls,
+        PoolingArg::Mean => EmbedPooling::Mean,
+        PoolingArg::None => EmbedPooling::None,
+    });
     let opts = EmbedOptions {
         prompt,
         dimensions: a.dimensions,
@@ -211,6 +259,75 @@ pub fn run(g: &Global, a: &EmbedArgs) -> Result<()> {
     }
     g.report_timings(&enc, started);
     Ok(())
+}
+
+enum SparseSink {
+    Jsonl(Box<dyn Write>),
+    Csr(CsrWriter),
+}
+
+/// `embed` on a sparse (SPLADE) model: chunks of texts, each packed and embedded, written
+/// in input order.
+fn run_sparse(
+    g: &Global,
+    a: &EmbedArgs,
+    enc: &Encoder,
+    texts: Texts,
+    mut sink: SparseSink,
+    opts: &SparseOptions,
+) -> Result<()> {
+    let bar = if g.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0)
+    };
+    let mut index = 0usize;
+    let mut texts = texts.peekable();
+    while texts.peek().is_some() {
+        let chunk: Vec<TextItem> = texts.by_ref().take(a.chunk).collect::<Result<_>>()?;
+        let first = index;
+        index += chunk.len();
+        let mut seqs = Vec::with_capacity(chunk.len());
+        for (i, item) in chunk.iter().enumerate() {
+            seqs.push(enc.sparse_tokens(opts, &item.text, first + i)?);
+        }
+        let vectors = enc
+            .embed_sparse_ids(&seqs, opts.top_k)
+            .map_err(|e| reindex(e, first))?;
+        bar.inc(chunk.len() as u64);
+        for (i, (item, v)) in chunk.into_iter().zip(vectors).enumerate() {
+            write_sparse(&mut sink, enc, first + i, item, v, a.terms)?;
+        }
+    }
+    bar.finish_and_clear();
+    match sink {
+        SparseSink::Jsonl(mut w) => w.flush().context("writing the output"),
+        SparseSink::Csr(c) => c.finish(),
+    }
+}
+
+fn write_sparse(
+    sink: &mut SparseSink,
+    enc: &Encoder,
+    index: usize,
+    item: TextItem,
+    v: SparseVector,
+    terms: bool,
+) -> Result<()> {
+    match sink {
+        SparseSink::Csr(c) => c.push(&v.indices, &v.values),
+        SparseSink::Jsonl(w) => {
+            let mut obj = item.extra;
+            obj.insert("index".into(), index.into());
+            obj.insert("n_tokens".into(), v.n_tokens.into());
+            if terms {
+                obj.insert("terms".into(), serde_json::to_value(enc.sparse_terms(&v)?)?);
+            }
+            obj.insert("indices".into(), serde_json::to_value(&v.indices)?);
+            obj.insert("values".into(), serde_json::to_value(&v.values)?);
+            writeln!(w, "{}", serde_json::Value::Object(obj)).context("writing the output")
+        }
+    }
 }
 
 fn reindex(e: wgbert::Error, first: usize) -> wgbert::Error {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::hub::{self, ModelSource};
 use crate::model::config::ModelConfig;
 use crate::model::graph::{self, EncoderGraph};
-use crate::model::heads::{ClassifierHead, MlmHead, PoolHead};
+use crate::model::heads::{ClassifierHead, MlmHead, PoolHead, SparseHead};
 use crate::model::upload::ModelWeights;
 use crate::model::weights::{Checkpoint, Heads};
 use crate::ops::DType;
@@ -35,6 +35,7 @@ mod embed;
 mod mlm;
 mod options;
 mod sentence;
+mod sparse;
 
 pub use crate::vector::l2_normalize;
 pub use classify::{Classification, TokenLabel, softmax};
@@ -42,6 +43,7 @@ pub use embed::{EmbedPooling, Embedding};
 pub use mlm::{Candidate, MaskPrediction, TopK};
 pub use options::LoadOptions;
 pub use sentence::{EmbedOptions, EmbedSpec, Prompt, Ranked, RerankOptions, similarity};
+pub use sparse::{SparseOptions, SparseVector};
 
 /// Where the time of a load went (`Encoder::timings`), and the plans built since.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -61,6 +63,7 @@ struct Bucket {
     mlm: Option<MlmHead>,
     seq_cls: Option<ClassifierHead>,
     tok_cls: Option<ClassifierHead>,
+    sparse: Option<SparseHead>,
 }
 
 impl Bucket {
@@ -70,6 +73,7 @@ impl Bucket {
             .chain(self.mlm.iter_mut().map(|h| &mut h.plan))
             .chain(self.seq_cls.iter_mut().map(|h| &mut h.plan))
             .chain(self.tok_cls.iter_mut().map(|h| &mut h.plan))
+            .chain(self.sparse.iter_mut().map(|h| &mut h.plan))
     }
 
     fn own_bytes(&self) -> u64 {
@@ -79,7 +83,8 @@ impl Bucket {
             .map(|h| h.plan.own_bytes())
             .chain(self.mlm.iter().map(|h| h.plan.own_bytes()))
             .chain(self.seq_cls.iter().map(|h| h.plan.own_bytes()))
-            .chain(self.tok_cls.iter().map(|h| h.plan.own_bytes()));
+            .chain(self.tok_cls.iter().map(|h| h.plan.own_bytes()))
+            .chain(self.sparse.iter().map(|h| h.plan.own_bytes()));
         self.enc.plan.own_bytes() + heads.sum::<u64>()
     }
 }
@@ -418,6 +423,7 @@ impl Encoder {
                     mlm: None,
                     seq_cls: None,
                     tok_cls: None,
+                    sparse: None,
                 }))
             }
         }

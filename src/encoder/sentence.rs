@@ -2,8 +2,8 @@
 //! Dense, Normalize, Matryoshka truncation), PyLate's per-token ColBERT vectors, and
 //! reranking with whichever the model is: cross-encoder, bi-encoder or ColBERT.
 
-use super::{EmbedPooling, Embedding, Encoder, read_hidden};
-use crate::sentence::colbert::maxsim;
+use super::{EmbedPooling, Embedding, Encoder, SparseOptions, read_hidden};
+use crate::sentence::colbert::{MultiVectorLayout, maxsim};
 use crate::sentence::{ModelKind, PoolingConfig, PoolingMode, Similarity, finish_vector};
 use crate::text::pack::PackedBatch;
 use crate::{Error, Result};
@@ -83,6 +83,12 @@ impl Encoder {
                                 .into(),
                     });
                 }
+                ModelKind::Sparse => {
+                    return Err(Error::MissingHead {
+                        task: "embed into one dense vector",
+                        message: "this is a sparse (SPLADE) encoder: use sparse embeddings (embed_sparse)".into(),
+                    });
+                }
                 ModelKind::Colbert => {
                     return Err(Error::MissingHead {
                         task: "embed into one vector",
@@ -95,15 +101,7 @@ impl Encoder {
         if opts.dimensions == Some(0) {
             return Err(Error::Option("--dimensions must be at least 1".into()));
         }
-        let prompt = match &opts.prompt {
-            Prompt::ModelDefault => match &sc.default_prompt_name {
-                Some(name) => Some(sc.prompt(name)?.to_string()),
-                None => None,
-            },
-            Prompt::NoPrompt => None,
-            Prompt::Name(name) => Some(sc.prompt(name)?.to_string()),
-            Prompt::Text(text) => Some(text.clone()),
-        };
+        let prompt = self.prompt_text(&opts.prompt)?;
         let skip = match &prompt {
             // sentence-transformers counts the tokenized prompt minus its final [SEP].
             Some(p) => self
@@ -119,6 +117,20 @@ impl Encoder {
             dimensions: opts.dimensions,
             normalize: opts.normalize,
             pooling: opts.pooling,
+        })
+    }
+
+    /// The text a [`Prompt`] puts before every input, as the model's prompts resolve it.
+    pub fn prompt_text(&self, prompt: &Prompt) -> Result<Option<String>> {
+        let sc = &self.sentence;
+        Ok(match prompt {
+            Prompt::ModelDefault => match &sc.default_prompt_name {
+                Some(name) => Some(sc.prompt(name)?.to_string()),
+                None => None,
+            },
+            Prompt::NoPrompt => None,
+            Prompt::Name(name) => Some(sc.prompt(name)?.to_string()),
+            Prompt::Text(text) => Some(text.clone()),
         })
     }
 
@@ -224,10 +236,20 @@ impl Encoder {
     ) -> Result<Vec<Vec<u32>>> {
         let cb = self.sentence.colbert.as_ref().ok_or_else(not_colbert)?;
         let tok = self.tokenizer()?;
-        // PyLate puts the default prompt, when the model names one, before the text.
-        let prompt = match &self.sentence.default_prompt_name {
-            Some(name) => self.sentence.prompt(name)?,
-            None => "",
+        // PyLate puts the default prompt, when the model names one, before the text;
+        // sentence-transformers' MultiVectorEncoder its "query" / "document" prompt, else the
+        // default one.
+        let sc = &self.sentence;
+        let role = match cb.layout {
+            MultiVectorLayout::SentenceTransformers => {
+                sc.prompts.get(if query { "query" } else { "document" })
+            }
+            MultiVectorLayout::PyLate => None,
+        };
+        let prompt = match (role, &sc.default_prompt_name) {
+            (Some(p), _) => p.as_str(),
+            (None, Some(name)) => sc.prompt(name)?,
+            (None, None) => "",
         };
         texts
             .iter()
@@ -239,15 +261,11 @@ impl Encoder {
     /// ColBERT vectors of `multi_tokens` sequences: one unit vector per kept token.
     pub fn embed_multi_ids(&self, seqs: &[Vec<u32>], query: bool) -> Result<Vec<Embedding>> {
         let cb = self.sentence.colbert.as_ref().ok_or_else(not_colbert)?;
-        let skip = if query {
-            Vec::new()
-        } else {
-            cb.skiplist_ids(self.tokenizer()?)
-        };
-        // Unattended query expansion: the trailing [MASK]s are queries but not keys.
-        let keys = if query && cb.do_query_expansion && !cb.attend_to_expansion_tokens {
-            let mask_id = self.tokenizer()?.mask_id()?;
-            let keys = seqs.iter().map(|ids| cb.attended(ids, query, mask_id));
+        let skip = cb.skiplist_ids(self.tokenizer()?);
+        // Unattended query expansion: the trailing expansion tokens are queries but not keys.
+        let keys = if query && cb.masks_expansion() {
+            let expansion_id = cb.expansion_id(self.tokenizer()?)?;
+            let keys = seqs.iter().map(|ids| cb.attended(ids, query, expansion_id));
             Some(keys.collect::<Vec<_>>())
         } else {
             None
@@ -260,12 +278,14 @@ impl Encoder {
                 let vectors = ids
                     .iter()
                     .zip(states)
-                    .filter(|(id, _)| !skip.contains(id))
+                    .filter(|(id, _)| cb.scored(**id, query, &skip))
                     .map(|(_, mut v)| {
                         for d in &self.sentence.dense {
                             v = d.forward(&v);
                         }
-                        super::l2_normalize(&mut v);
+                        if cb.normalize {
+                            super::l2_normalize(&mut v);
+                        }
                         v
                     })
                     .collect();
@@ -295,12 +315,21 @@ impl Encoder {
                     .map(|d| maxsim(&q[0].vectors, &d.vectors))
                     .collect()
             }
+            ModelKind::Sparse => {
+                let with = |q: bool| SparseOptions {
+                    prompt: self.role(q),
+                    top_k: None,
+                };
+                let qv = self.embed_sparse(&[query], &with(true))?;
+                let dv = self.embed_sparse(docs, &with(false))?;
+                let sim = self.sentence.similarity.unwrap_or(Similarity::Dot);
+                dv.iter()
+                    .map(|d| qv[0].similarity(sim, d))
+                    .collect::<Result<Vec<f32>>>()?
+            }
             ModelKind::Embedder | ModelKind::Plain => {
                 let sc = &self.sentence;
-                let role = |q: bool| match sc.role_prompt(q) {
-                    Some(p) => Prompt::Text(p.to_string()),
-                    None => Prompt::ModelDefault,
-                };
+                let role = |q: bool| self.role(q);
                 let with = |q: bool| EmbedOptions {
                     prompt: role(q),
                     ..Default::default()
@@ -323,6 +352,15 @@ impl Encoder {
             ranked.truncate(n);
         }
         Ok(ranked)
+    }
+
+    /// The prompt of a query (`query: true`) or document in `rerank`: the model's
+    /// query/document prompt, else its default.
+    fn role(&self, query: bool) -> Prompt {
+        match self.sentence.role_prompt(query) {
+            Some(p) => Prompt::Text(p.to_string()),
+            None => Prompt::ModelDefault,
+        }
     }
 
     /// A cross-encoder's score of each (query, document) pair, `[CLS] q [SEP] d [SEP]`.

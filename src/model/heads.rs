@@ -1,5 +1,6 @@
 //! Head plans that read the encoder's output in place: pooling for embeddings, the MLM head
-//! at selected rows followed by a GPU top-k, and the classification heads. Each is a small
+//! at selected rows followed by a GPU top-k, the MLM head over chunks of rows followed by
+//! SPLADE pooling (sparse embeddings), and the classification heads. Each is a small
 //! recorded plan bound to one encoder plan's output buffers; its temporaries go into the
 //! encoder's shared activation arena when it has one, and its own buffers count as
 //! `MemoryKind::Heads`.
@@ -19,6 +20,12 @@ use crate::{Error, Result};
 
 /// Rows the MLM head handles per run; more `[MASK]`s in a batch take several runs.
 pub const MLM_ROWS: usize = 64;
+
+/// Rows of MLM logits a sparse head computes per run, at most (fewer where the device's
+/// storage binding limit cannot hold `[rows, vocab]` f32 logits).
+pub const SPARSE_ROWS: usize = 128;
+/// Sequences a sparse head pools between read-backs, at most.
+pub const SPARSE_SEQS: usize = 32;
 
 /// Pooled embeddings `[max_seqs, hidden]` in f32.
 pub struct PoolHead {
@@ -173,6 +180,91 @@ impl MlmHead {
             plan: b.build()?,
             rows,
             out,
+        })
+    }
+}
+
+/// SPLADE vectors: the MLM head over chunks of `max_rows` rows (the host names them in
+/// `rows`, each with its sequence's slot in `slots`), pooled per sequence into
+/// `out` (`[max_slots, vocab]` f32) by `ops::splade`. Only `out` is ever read back: the
+/// `[rows, vocab]` logits stay a GPU temporary.
+pub struct SparseHead {
+    pub plan: Plan,
+    /// u32 `[max_rows]` packed row indices.
+    pub rows: TensorId,
+    /// u32 `[max_rows]` output slots (`ops::splade::FIRST` on a sequence's first row).
+    pub slots: TensorId,
+    pub out: TensorId,
+    pub max_rows: usize,
+    pub max_slots: usize,
+}
+
+impl SparseHead {
+    pub fn build(
+        gpu: &Arc<Gpu>,
+        cfg: &ModelConfig,
+        w: &ModelWeights,
+        enc: &EncoderGraph,
+        mode: ops::splade::SpladeMode,
+        activation: ops::splade::SpladeActivation,
+    ) -> Result<Self> {
+        let (Some(head), Some(decoder)) = (&w.head, &w.decoder) else {
+            return Err(Error::MissingHead {
+                task: "give sparse embeddings",
+                message: "the checkpoint has no MLM head (head.dense, head.norm, decoder)".into(),
+            });
+        };
+        let dt = enc.dtype;
+        let h = cfg.hidden_size as u32;
+        let v = cfg.vocab_size as u32;
+        let fit = (gpu.caps().max_storage_binding / (v as u64 * 4)).max(1) as usize;
+        let max_rows = SPARSE_ROWS.min(fit).min(enc.capacity.max(1));
+        let max_slots = SPARSE_SEQS.min(fit);
+        let r = max_rows as u64;
+        let mut b = head_builder(gpu, enc);
+        let hidden = b.external("last_hidden_state", enc.plan.buffer(enc.hidden)?);
+        let rows = b.input("sparse rows", r * 4);
+        let slots = b.input("sparse slots", r * 4);
+        let sel = b.activation("sparse states", r * h as u64 * dt.size());
+        ops::gather::record(
+            &mut b,
+            "gather rows",
+            hidden,
+            rows,
+            sel,
+            Rows::Selected,
+            h,
+            dt,
+        )?;
+        let mut rec = Recorder {
+            b: &mut b,
+            choices: &enc.choices,
+            dtype: dt,
+            rows: Rows::Selected,
+            cap_rows: r,
+            eps: cfg.norm_eps,
+        };
+        let normed = dense_act_norm(&mut rec, cfg, head, sel)?;
+        let logits = rec.b.activation("logits", r * v as u64 * 4);
+        linear_f32_out(&mut rec, "decoder", decoder, normed, (h, v), logits)?;
+        let out = b.output("sparse", max_slots as u64 * v as u64 * 4);
+        let args = ops::splade::SpladeArgs {
+            logits,
+            slots,
+            out,
+            rows: Rows::Selected,
+            vocab: v,
+            mode,
+            activation,
+        };
+        ops::splade::record(&mut b, "splade", &args)?;
+        Ok(SparseHead {
+            plan: b.build()?,
+            rows,
+            slots,
+            out,
+            max_rows,
+            max_slots,
         })
     }
 }

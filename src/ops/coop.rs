@@ -157,6 +157,7 @@ mod tests {
 
     fn caps(shapes: &[(u32, &'static str)], sg: (u32, u32)) -> Capabilities {
         Capabilities {
+            cpu: false,
             f16: true,
             subgroups: true,
             subgroup_min_size: sg.0,

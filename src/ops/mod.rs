@@ -14,6 +14,7 @@ pub mod matmul;
 pub mod pooling;
 pub mod rope;
 pub mod rownorm;
+pub mod splade;
 pub mod timing;
 pub mod topk;
 pub mod tune;
@@ -217,6 +218,7 @@ pub fn all_kernels() -> Vec<Kernel> {
     v.extend(pooling::variants());
     v.extend(gather::variants());
     v.extend(topk::variants());
+    v.extend(splade::variants());
     v
 }
 

@@ -59,6 +59,9 @@ pub struct CoopShape {
 /// What the kernels may rely on, recorded once per device.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Capabilities {
+    /// A CPU adapter (a software rasterizer such as lavapipe): the matmul reads its operands
+    /// without staging them in workgroup memory (`ops::matmul::tiled::direct_kernel`).
+    pub cpu: bool,
     pub f16: bool,
     pub subgroups: bool,
     pub subgroup_min_size: u32,
@@ -83,6 +86,7 @@ impl Capabilities {
     ) -> Self {
         let subgroups = features.contains(wgpu::Features::SUBGROUP);
         Capabilities {
+            cpu: info.device_type == wgpu::DeviceType::Cpu,
             f16: features.contains(wgpu::Features::SHADER_F16),
             subgroups,
             subgroup_min_size: if subgroups { info.subgroup_min_size } else { 0 },

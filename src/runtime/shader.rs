@@ -20,6 +20,7 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("pooling", include_str!("../../shaders/pooling.wgsl")),
     ("gather", include_str!("../../shaders/gather.wgsl")),
     ("topk", include_str!("../../shaders/topk.wgsl")),
+    ("splade", include_str!("../../shaders/splade.wgsl")),
     ("rope", include_str!("../../shaders/rope.wgsl")),
     ("attention", include_str!("../../shaders/attention.wgsl")),
     (

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::{
-    ColbertConfig, Dense, ModelKind, PoolingConfig, SentenceConfig, Similarity, layout_err,
-    read_json,
+    ColbertConfig, Dense, ModelKind, PoolingConfig, SentenceConfig, Similarity, SparseConfig,
+    layout_err, read_json,
 };
 use crate::Result;
 use crate::model::config::ModelConfig;
@@ -104,6 +104,13 @@ pub(super) fn read(
     modules.sort_by_key(|m| m.idx);
     let mut sc = SentenceConfig::default();
     let mut pylate = false;
+    // A masked-LM transformer (SparseEncoder's MLMTransformer, or a Transformer whose task
+    // is fill-mask): its outputs are vocabulary logits, not hidden states.
+    let mut mlm = false;
+    // The Transformer's sentence_bert_config.json and a MultiVectorMask's config, for the
+    // native multi-vector layout.
+    let mut transformer_cfg: Option<(PathBuf, Value)> = None;
+    let mut mask_cfg: Option<(PathBuf, Value)> = None;
     for m in &modules {
         let what = format!("module {} ({})", m.idx, m.class);
         let Some(kind) = m.kind() else {
@@ -125,7 +132,7 @@ pub(super) fn read(
             })
         };
         match kind {
-            "Transformer" => {
+            "Transformer" | "MLMTransformer" => {
                 if !m.path.is_empty() {
                     return Err(layout_err(
                         modules_path,
@@ -135,12 +142,40 @@ pub(super) fn read(
                         ),
                     ));
                 }
+                mlm |= kind == "MLMTransformer";
                 if let Some(p) = files.get(BERT_CONFIG) {
-                    sc.max_seq_length = read_json(p)?
+                    let v = read_json(p)?;
+                    sc.max_seq_length = v
                         .get("max_seq_length")
                         .and_then(Value::as_u64)
                         .map(|n| n as usize);
+                    mlm |= v.get("transformer_task").and_then(Value::as_str) == Some("fill-mask");
+                    transformer_cfg = Some((p.clone(), v));
                 }
+            }
+            "SpladePooling" => {
+                let p = need("config.json")?;
+                let sparse = SparseConfig::from_json(&read_json(p)?, p)?;
+                if !mlm {
+                    return Err(layout_err(
+                        modules_path,
+                        format!(
+                            "{what}: SpladePooling needs a masked-LM transformer before it (MLMTransformer, or a Transformer with transformer_task \"fill-mask\")"
+                        ),
+                    ));
+                }
+                if let Some(d) = sparse.dimension {
+                    if d != config.vocab_size {
+                        return Err(layout_err(
+                            p,
+                            format!(
+                                "the embedding dimension {d} differs from the model's vocab_size {}",
+                                config.vocab_size
+                            ),
+                        ));
+                    }
+                }
+                sc.sparse = Some(sparse);
             }
             "Pooling" => {
                 let p = need("config.json")?;
@@ -192,6 +227,18 @@ pub(super) fn read(
                 sc.dense.push(dense);
             }
             "Normalize" => sc.normalize = true,
+            "MultiVectorMask" => {
+                let p = need("config.json")?;
+                mask_cfg = Some((p.clone(), read_json(p)?));
+            }
+            pooling if pooling.ends_with("TokenPooling") => {
+                return Err(layout_err(
+                    modules_path,
+                    format!(
+                        "{what}: token pooling ({pooling}) merges the vectors of a multi-vector model to shrink its index; it is not supported"
+                    ),
+                ));
+            }
             other => {
                 return Err(layout_err(
                     modules_path,
@@ -211,6 +258,11 @@ pub(super) fn read(
             sc.colbert = Some(ColbertConfig::from_json(v, p)?);
         }
     }
+    if sc.colbert.is_none() && (mask_cfg.is_some() || model_type == Some("MultiVectorEncoder")) {
+        let t = transformer_cfg.as_ref().map(|(p, v)| (p.as_path(), v));
+        let m = mask_cfg.as_ref().map(|(p, v)| (p.as_path(), v));
+        sc.colbert = Some(ColbertConfig::native(t, m, sc.normalize)?);
+    }
     let cross = match model_type {
         Some("CrossEncoder") | None => cross_encoder_activation(
             config_json,
@@ -219,7 +271,20 @@ pub(super) fn read(
         )?,
         _ => None,
     };
-    sc.kind = if sc.colbert.is_some() {
+    sc.kind = if sc.sparse.is_some() {
+        if sc.pooling.is_some() || !sc.dense.is_empty() || sc.colbert.is_some() {
+            return Err(layout_err(
+                modules_path,
+                "a SpladePooling model with Pooling, Dense or ColBERT settings is not supported",
+            ));
+        }
+        Some(ModelKind::Sparse)
+    } else if mlm {
+        return Err(layout_err(
+            modules_path,
+            "a masked-LM transformer without SpladePooling is not supported",
+        ));
+    } else if sc.colbert.is_some() {
         Some(ModelKind::Colbert)
     } else if sc.pooling.is_some() {
         Some(ModelKind::Embedder)

@@ -1,8 +1,10 @@
 //! Retrieval models as they ship: the sentence-transformers layout (`modules.json` with
 //! Transformer, Pooling, Dense and Normalize modules, `config_sentence_transformers.json`
 //! with prompts), sentence-transformers cross-encoders (a one-label classifier whose
-//! `config.json` names the score activation) and PyLate ColBERT models (a Dense projection
-//! of every token, query/document prefix tokens, query expansion, a document skiplist).
+//! `config.json` names the score activation), late-interaction models in PyLate's layout or
+//! sentence-transformers' `MultiVectorEncoder` layout (a Dense projection of every token,
+//! query/document prefixes or prompts, query expansion, a skiplist) and sparse (SPLADE)
+//! encoders.
 //!
 //! [`SentenceConfig`] is what the model directory says; the encoder follows it (see
 //! `Encoder::sentence_config`). Everything past the encoder is small and runs on the CPU in
@@ -13,14 +15,16 @@ pub mod colbert;
 pub mod dense;
 mod layout;
 pub mod pool;
+pub mod sparse;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-pub use colbert::ColbertConfig;
+pub use colbert::{ColbertConfig, Expansion, MultiVectorLayout};
 pub use dense::{Activation, Dense};
 pub use layout::layout_file_names;
 pub use pool::{PoolingConfig, PoolingMode};
+pub use sparse::{SparseConfig, SpladeActivation, SpladeMode};
 
 use crate::hub::{Fetch, ModelFiles};
 use crate::model::config::ModelConfig;
@@ -41,6 +45,21 @@ pub enum ModelKind {
     CrossEncoder,
     /// A late-interaction model: one vector per token, scored with MaxSim.
     Colbert,
+    /// A sparse (SPLADE) encoder: one vocabulary-wide sparse vector per text.
+    Sparse,
+}
+
+impl ModelKind {
+    /// The kind's name in messages ("embedder", "cross-encoder", ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plain => "plain",
+            Self::Embedder => "embedder",
+            Self::CrossEncoder => "cross-encoder",
+            Self::Colbert => "colbert",
+            Self::Sparse => "sparse",
+        }
+    }
 }
 
 /// How a model scores a pair of vectors (`similarity_fn_name`).
@@ -91,6 +110,8 @@ pub struct SentenceConfig {
     pub cross_activation: Option<Activation>,
     /// PyLate's ColBERT settings.
     pub colbert: Option<ColbertConfig>,
+    /// A sparse encoder's SpladePooling.
+    pub sparse: Option<SparseConfig>,
 }
 
 /// The companion files of a sentence-transformers / PyLate layout that the model's source

@@ -44,6 +44,8 @@ pub enum Task {
     /// The top 64 candidates at every `[MASK]` (one MLM head serves every `top_k`; the
     /// handler keeps the first `top_k`).
     FillMask,
+    /// Sparse (SPLADE) vectors, all their non-zero terms.
+    Sparse,
 }
 
 /// The most candidates per mask a fill-mask request may ask for.
@@ -55,6 +57,7 @@ pub enum Output {
     Embeddings(Vec<Embedding>),
     Logits(Vec<Vec<f32>>),
     TopK(TopK),
+    Sparse(Vec<wgbert::encoder::SparseVector>),
 }
 
 /// How long a job waited for the engine and how long its call ran.
@@ -299,6 +302,7 @@ impl Engine {
         match task {
             Task::Embed(spec) => self.enc.embed_ids_with(seqs, spec).map(Output::Embeddings),
             Task::Classify => self.enc.classify_ids(seqs).map(Output::Logits),
+            Task::Sparse => self.enc.embed_sparse_ids(seqs, None).map(Output::Sparse),
             Task::FillMask => {
                 let mask = self.enc.tokenizer()?.mask_id()?;
                 self.enc
@@ -387,5 +391,6 @@ fn split(out: Output, group: &[Job]) -> Vec<Output> {
         Output::Embeddings(v) => cut(v, group, Output::Embeddings),
         Output::Logits(v) => cut(v, group, Output::Logits),
         Output::TopK(v) => cut(v, group, Output::TopK),
+        Output::Sparse(v) => cut(v, group, Output::Sparse),
     }
 }

@@ -214,6 +214,7 @@ fn router(state: Arc<AppState>, cors: CorsLayer) -> Router {
         .route("/invocations", post(root::post))
         .route("/embed", post(tei::embed))
         .route("/embed_all", post(tei::embed_all))
+        .route("/embed_sparse", post(tei::embed_sparse))
         .route("/similarity", post(tei::similarity))
         .route("/rerank", post(classify::rerank))
         .route("/predict", post(classify::predict))
@@ -360,6 +361,7 @@ fn model_type(m: &Model) -> serde_json::Value {
         ModelKind::Embedding | ModelKind::FillMask => {
             json!({ "embedding": { "pooling": m.setup.describe } })
         }
+        ModelKind::Sparse => json!({ "embedding": { "pooling": "splade" } }),
     }
 }
 

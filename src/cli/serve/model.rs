@@ -38,6 +38,8 @@ pub enum ModelKind {
     FillMask,
     /// A token classifier: no route serves it yet.
     TokenClassifier,
+    /// A sparse (SPLADE) encoder (`/embed_sparse`).
+    Sparse,
 }
 
 /// How `/embed` and `/v1/embeddings` embed: `--pooling` when given, else the model's own
@@ -257,6 +259,9 @@ impl Model {
             .architectures
             .iter()
             .any(|a| a.ends_with("TokenClassification"));
+        if self.enc.sentence_config().kind() == wgbert::sentence::ModelKind::Sparse {
+            return ModelKind::Sparse;
+        }
         match heads.classifier {
             Some(_) if token_level => ModelKind::TokenClassifier,
             Some(1) => ModelKind::Reranker,
@@ -275,6 +280,7 @@ impl Model {
             ModelKind::Classifier => format!("sequence classifier ({n} labels)"),
             ModelKind::FillMask => "masked language model (fill-mask, embeddings)".into(),
             ModelKind::Embedding => "encoder without a task head (embeddings)".into(),
+            ModelKind::Sparse => "sparse (SPLADE) encoder (sparse embeddings)".into(),
         }
     }
 

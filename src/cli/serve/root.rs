@@ -6,7 +6,8 @@
 //!   `parameters.top_k` and `function_to_apply`) when the body has `parameters`, as
 //!   huggingface_hub's `text_classification` sends it;
 //! - a one-label cross-encoder reranks (`/rerank`);
-//! - a masked language model fills masks in the transformers pipeline's format.
+//! - a masked language model fills masks in the transformers pipeline's format;
+//! - a sparse (SPLADE) encoder gives sparse vectors (`/embed_sparse`).
 
 use std::sync::Arc;
 
@@ -46,6 +47,9 @@ pub async fn post(State(s): State<Arc<AppState>>, req: Request) -> Result<Respon
             .await
             .into_response(),
         ModelKind::FillMask => fill::pipeline(&s, typed(body)?).await.into_response(),
+        ModelKind::Sparse => tei::embed_sparse_with(&s, typed(body)?)
+            .await
+            .into_response(),
         ModelKind::TokenClassifier => {
             let m = s.model()?;
             return Err(m.wrong_task(

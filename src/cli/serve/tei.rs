@@ -1,4 +1,4 @@
-//! The TEI routes that embed or tokenize: `/embed`, `/embed_all`, `/similarity`,
+//! The TEI routes that embed or tokenize: `/embed`, `/embed_all`, `/embed_sparse`, `/similarity`,
 //! `/tokenize`, `/decode`. Field names, defaults and answers follow
 //! text-embeddings-inference; every route that truncates takes `truncation_direction`.
 
@@ -11,9 +11,10 @@ use serde_json::{Value, json};
 
 use super::engine::{Output, Task};
 use super::error::ApiError;
-use super::model::{mismatch, with_prompt};
+use super::model::{ModelKind, mismatch, with_prompt};
 use super::state::{AppState, Cut, Inputs, JsonBody, blocking};
 use super::timing::Timing;
+use wgbert::encoder::Prompt;
 
 fn yes() -> bool {
     true
@@ -72,6 +73,65 @@ pub async fn embed_all(
         Output::Embeddings(e) => Ok((t, Json(e.into_iter().map(|e| e.vectors).collect()))),
         _ => Err(mismatch()),
     }
+}
+
+#[derive(Deserialize)]
+pub struct EmbedSparseRequest {
+    inputs: Inputs,
+    #[serde(flatten)]
+    cut: Cut,
+    prompt_name: Option<String>,
+}
+
+/// One non-zero term of a sparse vector, as TEI writes it.
+#[derive(serde::Serialize)]
+pub struct SparseValue {
+    index: u32,
+    value: f32,
+}
+
+pub async fn embed_sparse(
+    State(s): State<Arc<AppState>>,
+    JsonBody(req): JsonBody<EmbedSparseRequest>,
+) -> Answer<Vec<Vec<SparseValue>>> {
+    embed_sparse_with(&s, req).await
+}
+
+/// Sparse vectors of a SPLADE model: per input, its non-zero terms, indices ascending. Any
+/// other kind of model is a 400 naming its kind.
+pub async fn embed_sparse_with(
+    s: &Arc<AppState>,
+    req: EmbedSparseRequest,
+) -> Answer<Vec<Vec<SparseValue>>> {
+    let mut t = s.timing();
+    let m = s.model()?;
+    if m.kind() != ModelKind::Sparse {
+        return Err(m.wrong_task("/embed_sparse", "a sparse (SPLADE) encoder"));
+    }
+    let prompt = req.prompt_name.map_or(Prompt::ModelDefault, Prompt::Name);
+    let prompt = m
+        .enc
+        .prompt_text(&prompt)
+        .map_err(|e| ApiError::bad_request(format!("prompt_name: {e}")))?;
+    let mut texts = s.texts(req.inputs)?;
+    if let Some(p) = prompt {
+        texts = texts.into_iter().map(|t| format!("{p}{t}")).collect();
+    }
+    let seqs = s.tokenize(texts, req.cut, &mut t).await?;
+    let Output::Sparse(vectors) = m.run(Task::Sparse, seqs, &mut t).await? else {
+        return Err(mismatch());
+    };
+    let out = vectors
+        .into_iter()
+        .map(|v| {
+            v.indices
+                .into_iter()
+                .zip(v.values)
+                .map(|(index, value)| SparseValue { index, value })
+                .collect()
+        })
+        .collect();
+    Ok((t, Json(out)))
 }
 
 /// huggingface_hub's `sentence_similarity` body.

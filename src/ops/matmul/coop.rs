@@ -13,7 +13,9 @@
 //! matrices) and the shapes of its self-check. The self-check itself, and the choice, live
 //! with the family (`ops::matmul`).
 
-use super::kernel::{Epilogue, MatmulVariant, all_epilogues, kernel as family_kernel};
+use super::kernel::{
+    Epilogue, MatmulVariant, all_epilogues, kernel as family_kernel, vector_width,
+};
 /// One tile configuration (defined with the other choices in `ops::choice`).
 pub use crate::ops::choice::CoopConfig as Config;
 use crate::ops::coop::{self, Shape};
@@ -131,18 +133,6 @@ pub fn supported(caps: &Capabilities) -> std::result::Result<Shape, String> {
 /// loads otherwise (`vector_width`).
 pub fn kernel(shape: Shape, config: Config, epilogue: Epilogue, bias: bool, k: u32) -> Kernel {
     build(shape, shape.subgroup, config, epilogue, bias, k)
-}
-
-/// The k per global load of the build for inner size `k`: 8 (16-byte vectors) where `k` is a
-/// multiple of 8, 4 (8-byte vectors) where it is a multiple of 4, else 1 (scalar loads).
-pub fn vector_width(k: u32) -> u32 {
-    if k.is_multiple_of(8) {
-        8
-    } else if k.is_multiple_of(4) {
-        4
-    } else {
-        1
-    }
 }
 
 fn build(

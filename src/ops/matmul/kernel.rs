@@ -98,6 +98,19 @@ pub fn with_rope(mut kernel: Kernel, head_dim: u32) -> Kernel {
         .define("ROPE_D", head_dim)
 }
 
+/// The k per global load of a vector-load build (`VEC`) for inner size `k`: 8 (16 bytes of
+/// f16, `VEC8`) where `k` is a multiple of 8, 4 where it is a multiple of 4, else 1 (scalar
+/// loads only).
+pub fn vector_width(k: u32) -> u32 {
+    if k.is_multiple_of(8) {
+        8
+    } else if k.is_multiple_of(4) {
+        4
+    } else {
+        1
+    }
+}
+
 /// Every epilogue with every activation.
 pub fn all_epilogues() -> Vec<Epilogue> {
     let acts = [

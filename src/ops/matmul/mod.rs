@@ -89,6 +89,7 @@ pub fn variants() -> Vec<Kernel> {
         for e in all_epilogues() {
             for bias in [false, true] {
                 v.extend(tiled::CANDIDATES.map(|c| tiled::kernel(dtype, e, bias, c)));
+                v.extend(tiled::direct_kernel(dtype, e, bias, tiled::DEFAULT, 768));
                 v.push(kernel(MatmulVariant::Subgroup, dtype, e, bias));
             }
         }
@@ -366,8 +367,9 @@ fn steps(b: &PlanBuilder, choices: &Choices, label: &str, args: &MatmulArgs) -> 
             MatmulVariant::Tiled => {
                 let config = |class| choices.tiled(class, args.dtype).unwrap_or(tiled::DEFAULT);
                 for (c, a, z) in class_ranges(args.rows, lo, hi, config) {
+                    let kernel = tiled::build(&caps, args.dtype, args.epilogue, bias, c, args.k);
                     steps.push(Step {
-                        kernel: tiled::kernel(args.dtype, args.epilogue, bias, c),
+                        kernel,
                         tile: tiled::tile(c, args.epilogue),
                         config: Some(c.name()),
                         lo: a,

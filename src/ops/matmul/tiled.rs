@@ -71,6 +71,43 @@ pub fn kernel(dtype: DType, epilogue: Epilogue, bias: bool, config: Config) -> K
         .define("RN", config.rn)
 }
 
+/// The build for CPU adapters (`DIRECT` in the shader), for inner size `k`: each thread
+/// reads its rows of X and W straight from the buffers, four k per load (`VEC`), with no
+/// workgroup memory and no barrier. A software rasterizer pays per load instruction and
+/// lane; this build makes a quarter of the staged build's loads (on Debian 12's lavapipe,
+/// 4-5x the staged build's GFLOP/s in `bench --kernels`). `None` where `k` is not a
+/// multiple of 4 (the staged build runs).
+pub fn direct_kernel(
+    dtype: DType,
+    epilogue: Epilogue,
+    bias: bool,
+    config: Config,
+    k: u32,
+) -> Option<Kernel> {
+    k.is_multiple_of(4).then(|| {
+        kernel(dtype, epilogue, bias, config)
+            .define("DIRECT", 1)
+            .define("VEC", 1)
+    })
+}
+
+/// The build that runs on this adapter for inner size `k`: `direct_kernel` on a CPU
+/// adapter where it applies, else the staged `kernel`. `record`, the tuner's checks and
+/// timings and `bench --kernels` all take their tiled builds from here.
+pub fn build(
+    caps: &Capabilities,
+    dtype: DType,
+    epilogue: Epilogue,
+    bias: bool,
+    config: Config,
+    k: u32,
+) -> Kernel {
+    caps.cpu
+        .then(|| direct_kernel(dtype, epilogue, bias, config, k))
+        .flatten()
+        .unwrap_or_else(|| kernel(dtype, epilogue, bias, config))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

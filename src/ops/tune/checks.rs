@@ -26,7 +26,14 @@ pub fn check_tiled(gpu: &Arc<Gpu>, dtype: DType, config: tiled::Config) -> Resul
     };
     for (i, &case) in cases.iter().enumerate() {
         let build = (
-            tiled::kernel(dtype, case.epilogue, case.bias, config),
+            tiled::build(
+                gpu.caps(),
+                dtype,
+                case.epilogue,
+                case.bias,
+                config,
+                case.k as u32,
+            ),
             tiled::tile(config, case.epilogue),
         );
         matmul::check_build(gpu, dtype, case, build, (tol, tol), 101 + 7 * i as u64).map_err(
@@ -70,7 +77,7 @@ pub fn time_tiled(
     config: tiled::Config,
     shape: (u32, u32, u32),
 ) -> Result<f64> {
-    let kernel = tiled::kernel(dtype, Epilogue::None, false, config);
+    let kernel = tiled::build(gpu.caps(), dtype, Epilogue::None, false, config, shape.1);
     let build = Some((kernel, tiled::tile(config, Epilogue::None)));
     let none = &Choices::default();
     let (mut plan, sizes) =
