@@ -84,10 +84,14 @@ pub fn direct_kernel(
     config: Config,
     k: u32,
 ) -> Option<Kernel> {
+    // DIRECT and VEC before the tile, so that names read `..,RM=4,RN=4,ROPE=..` as the
+    // staged build's do.
     k.is_multiple_of(4).then(|| {
-        kernel(dtype, epilogue, bias, config)
+        family_kernel(MatmulVariant::Tiled, dtype, epilogue, bias)
             .define("DIRECT", 1)
             .define("VEC", 1)
+            .define("RM", config.rm)
+            .define("RN", config.rn)
     })
 }
 
