@@ -78,7 +78,11 @@ def test_sequence_classifier_labels_and_logits_match_transformers(model_dir):
         assert pred["label"] == enc.info["labels"][best]
         soft = np.exp(np.asarray(want) - max(want))
         assert abs(pred["score"] - soft[best] / soft.sum()) <= TOL
-    assert enc.predict(texts[0]) == preds[0]
+    # One text alone: a dict, the same label, the same score up to the kernels' rounding
+    # (alone, its few rows may run another matmul kernel than the batch's).
+    alone = enc.predict(texts[0])
+    assert isinstance(alone, dict) and alone["label"] == preds[0]["label"]
+    assert abs(alone["score"] - preds[0]["score"]) <= TOL
 
 
 def test_token_classifier_logits_match_transformers(model_dir):
