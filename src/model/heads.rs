@@ -57,6 +57,40 @@ fn head_builder(gpu: &Arc<Gpu>, enc: &EncoderGraph) -> PlanBuilder {
 }
 
 /// Classification logits in f32: per sequence `[max_seqs, labels]` or per token.
+/// The MLM head over up to `r` rows of the encoder's output chosen by the host (`rows`, u32
+/// row indices): gathers them (`what`: the step's label, "masks" or "rows"; `states`: the
+/// gathered buffer's), runs head.dense, the activation, head.norm and the decoder, and
+/// returns the `[r, vocab]` f32 logits. They are a temporary: they never leave the GPU.
+#[allow(clippy::too_many_arguments)]
+fn selected_logits(
+    b: &mut PlanBuilder,
+    enc: &EncoderGraph,
+    cfg: &ModelConfig,
+    (head, decoder): (&HeadWeights, &Linear),
+    rows: TensorId,
+    r: u64,
+    (what, states): (&str, &str),
+) -> Result<TensorId> {
+    let dt = enc.dtype;
+    let h = cfg.hidden_size as u32;
+    let v = cfg.vocab_size as u32;
+    let hidden = b.external("last_hidden_state", enc.plan.buffer(enc.hidden)?);
+    let sel = b.activation(states, r * h as u64 * dt.size());
+    let gather = format!("gather {what}");
+    ops::gather::record(b, &gather, hidden, rows, sel, Rows::Selected, h, dt)?;
+    let mut rec = Recorder {
+        b,
+        choices: &enc.choices,
+        dtype: dt,
+        rows: Rows::Selected,
+        cap_rows: r,
+        eps: cfg.norm_eps,
+    };
+    let normed = dense_act_norm(&mut rec, cfg, head, sel)?;
+    let logits = rec.b.activation("logits", r * v as u64 * 4);
+    linear_f32_out(&mut rec, "decoder", decoder, normed, (h, v), logits)
+}
+
 pub struct ClassifierHead {
     pub plan: Plan,
     /// Row indices written by the host (the `[CLS]` rows for cls pooling); absent otherwise.
@@ -143,37 +177,14 @@ impl MlmHead {
                 message: "the checkpoint has no MLM head (head.dense, head.norm, decoder)".into(),
             });
         };
-        let dt = enc.dtype;
-        let h = cfg.hidden_size as u32;
         let v = cfg.vocab_size as u32;
         let r = MLM_ROWS as u64;
         let k = MLM_TOP_K as u32;
         let mut b = head_builder(gpu, enc);
-        let hidden = b.external("last_hidden_state", enc.plan.buffer(enc.hidden)?);
         let rows = b.input("mask rows", r * 4);
-        let sel = b.activation("mask states", r * h as u64 * dt.size());
-        ops::gather::record(
-            &mut b,
-            "gather masks",
-            hidden,
-            rows,
-            sel,
-            Rows::Selected,
-            h,
-            dt,
-        )?;
-        let mut rec = Recorder {
-            b: &mut b,
-            choices: &enc.choices,
-            dtype: dt,
-            rows: Rows::Selected,
-            cap_rows: r,
-            eps: cfg.norm_eps,
-        };
-        let normed = dense_act_norm(&mut rec, cfg, head, sel)?;
-        // The logits never leave the GPU: a temporary, not an output.
-        let logits = rec.b.activation("logits", r * v as u64 * 4);
-        linear_f32_out(&mut rec, "decoder", decoder, normed, (h, v), logits)?;
+        let labels = ("masks", "mask states");
+        let weights = (head, decoder);
+        let logits = selected_logits(&mut b, enc, cfg, weights, rows, r, labels)?;
         let out = b.output("top-k", ops::topk::out_bytes(r as u32, k));
         ops::topk::record(&mut b, "top-k", logits, out, Rows::Selected, v, k)?;
         Ok(MlmHead {
@@ -214,39 +225,17 @@ impl SparseHead {
                 message: "the checkpoint has no MLM head (head.dense, head.norm, decoder)".into(),
             });
         };
-        let dt = enc.dtype;
-        let h = cfg.hidden_size as u32;
         let v = cfg.vocab_size as u32;
         let fit = (gpu.caps().max_storage_binding / (v as u64 * 4)).max(1) as usize;
         let max_rows = SPARSE_ROWS.min(fit).min(enc.capacity.max(1));
         let max_slots = SPARSE_SEQS.min(fit);
         let r = max_rows as u64;
         let mut b = head_builder(gpu, enc);
-        let hidden = b.external("last_hidden_state", enc.plan.buffer(enc.hidden)?);
         let rows = b.input("sparse rows", r * 4);
         let slots = b.input("sparse slots", r * 4);
-        let sel = b.activation("sparse states", r * h as u64 * dt.size());
-        ops::gather::record(
-            &mut b,
-            "gather rows",
-            hidden,
-            rows,
-            sel,
-            Rows::Selected,
-            h,
-            dt,
-        )?;
-        let mut rec = Recorder {
-            b: &mut b,
-            choices: &enc.choices,
-            dtype: dt,
-            rows: Rows::Selected,
-            cap_rows: r,
-            eps: cfg.norm_eps,
-        };
-        let normed = dense_act_norm(&mut rec, cfg, head, sel)?;
-        let logits = rec.b.activation("logits", r * v as u64 * 4);
-        linear_f32_out(&mut rec, "decoder", decoder, normed, (h, v), logits)?;
+        let labels = ("rows", "sparse states");
+        let weights = (head, decoder);
+        let logits = selected_logits(&mut b, enc, cfg, weights, rows, r, labels)?;
         let out = b.output("sparse", max_slots as u64 * v as u64 * 4);
         let args = ops::splade::SpladeArgs {
             logits,
