@@ -111,6 +111,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// An input error of a chunk that starts at text `first`, renumbered to the whole
+    /// input; any other error as it is.
+    pub fn reindexed(self, first: usize) -> Error {
+        match self {
+            Error::Input { index, message } => Error::Input {
+                index: index + first,
+                message,
+            },
+            other => other,
+        }
+    }
+
     /// Wraps an I/O error with the path it concerns.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {

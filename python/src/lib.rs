@@ -65,17 +65,6 @@ fn value_error(message: impl Into<String>) -> PyErr {
     py_err(wgbert::Error::Option(message.into()))
 }
 
-/// An input error of a chunk that starts at text `first`, renumbered to the whole input.
-fn reindex(e: wgbert::Error, first: usize) -> wgbert::Error {
-    match e {
-        wgbert::Error::Input { index, message } => wgbert::Error::Input {
-            index: index + first,
-            message,
-        },
-        other => other,
-    }
-}
-
 /// A progress observer that forwards the library's calls to a Python object with
 /// `start(what, total)`, `advance(n, item)` and `finish()` (the bar of `wgbert._progress`).
 struct PyProgress(Py<PyAny>);
@@ -293,7 +282,7 @@ impl PyEncoder {
                     .map(|(i, t)| enc.embed_tokens(&spec, t, first + i))
                     .collect::<wgbert::Result<Vec<_>>>()?;
                 enc.embed_ids_with(&seqs, &spec)
-                    .map_err(|e| reindex(e, first))
+                    .map_err(|e| e.reindexed(first))
             });
             let step = match done {
                 Ok(d) => {
@@ -334,7 +323,7 @@ impl PyEncoder {
                     let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
                     let seqs = enc.multi_tokens(&refs, is_query, first)?;
                     enc.embed_multi_ids(&seqs, is_query)
-                        .map_err(|e| reindex(e, first))
+                        .map_err(|e| e.reindexed(first))
                 })
                 .map_err(py_err)?;
             all.extend(done);

@@ -217,7 +217,7 @@ pub fn run(g: &Global, a: &EmbedArgs) -> Result<()> {
             let seqs = enc.multi_tokens(&refs, query, first)?;
             let embedded = enc.embed_multi_ids(&seqs, query);
             for (i, e) in embedded
-                .map_err(|e| reindex(e, first))?
+                .map_err(|e| e.reindexed(first))?
                 .into_iter()
                 .enumerate()
             {
@@ -237,9 +237,9 @@ pub fn run(g: &Global, a: &EmbedArgs) -> Result<()> {
         }
         let source = seqs.iter().enumerate().map(|(i, s)| Ok((i, s.as_slice())));
         for batch in Packer::new(source, enc.capacity(), enc.capacity())? {
-            let batch = batch.map_err(|e| reindex(e, first))?;
+            let batch = batch.map_err(|e| e.reindexed(first))?;
             let embedded = enc.embed_packed_with(&batch, spec);
-            for (i, e) in embedded.map_err(|e| reindex(e, first))? {
+            for (i, e) in embedded.map_err(|e| e.reindexed(first))? {
                 tokens_done += e.n_tokens;
                 results[i] = Some(e);
             }
@@ -293,7 +293,7 @@ fn run_sparse(
         }
         let vectors = enc
             .embed_sparse_ids(&seqs, opts.top_k)
-            .map_err(|e| reindex(e, first))?;
+            .map_err(|e| e.reindexed(first))?;
         bar.inc(chunk.len() as u64);
         for (i, (item, v)) in chunk.into_iter().zip(vectors).enumerate() {
             write_sparse(&mut sink, enc, first + i, item, v, a.terms)?;
@@ -327,16 +327,6 @@ fn write_sparse(
             obj.insert("values".into(), serde_json::to_value(&v.values)?);
             writeln!(w, "{}", serde_json::Value::Object(obj)).context("writing the output")
         }
-    }
-}
-
-fn reindex(e: wgbert::Error, first: usize) -> wgbert::Error {
-    match e {
-        wgbert::Error::Input { index, message } => wgbert::Error::Input {
-            index: index + first,
-            message,
-        },
-        other => other,
     }
 }
 
