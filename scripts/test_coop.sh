@@ -23,6 +23,8 @@
 # into the root and makes those skips failures.
 # Usage (as root, on Debian/Ubuntu): bash scripts/test_coop.sh
 # CARGO_TARGET_DIR is honoured (a target directory outside the checkout is bind-mounted too).
+# `bash scripts/test_coop.sh --run CMD ARGS...` runs CMD in the root instead of the tests (from
+# the checkout, with its mounts, WGBERT_COOP unset), e.g. scripts/start_figures.sh.
 # WGBERT_MESA_ROOT: where the root lives (default /var/tmp/wgbert-mesa26); an existing root is
 # reused. Every mount made here is undone on exit, also on failure. Safe to run again.
 set -euo pipefail
@@ -33,6 +35,12 @@ mkdir -p "$TARGET"
 TARGET="$(cd "$TARGET" && pwd -P)"
 ROOT="${WGBERT_MESA_ROOT:-/var/tmp/wgbert-mesa26}"
 TESTS=(matmul_coop attention_coop coop_cli tune parity attention_long)
+RUN=()
+if [ "${1:-}" = --run ]; then
+  shift
+  RUN=("$@")
+  [ ${#RUN[@]} -gt 0 ] || { echo "test_coop.sh: --run needs a command" >&2; exit 1; }
+fi
 
 die() {
   echo "test_coop.sh: $*" >&2
@@ -80,15 +88,17 @@ if ! root_ready; then
   root_ready || die "the root at $ROOT has no lavapipe or Vulkan loader after installing them"
 fi
 
-# The binaries, built on the host (the root has no toolchain).
-echo "== building the test binaries"
-# `cargo test` also builds target/debug/wgbert (the CLI tests run it), with the same
-# dependency features as the tests; a plain `cargo build` would rebuild wgpu with others.
-ARGS=()
-for t in "${TESTS[@]}"; do ARGS+=(--test "$t"); done
-BINS="$(cargo test --no-run --message-format=json "${ARGS[@]}" \
-  | grep -o '"executable":"[^"]*/deps/[^"]*"' | sed 's/"executable":"\(.*\)"/\1/' || true)"
-[ -n "$BINS" ] || die "no test binaries were built"
+# The binaries, built on the host (the root has no toolchain); none for --run.
+if [ ${#RUN[@]} -eq 0 ]; then
+  echo "== building the test binaries"
+  # `cargo test` also builds target/debug/wgbert (the CLI tests run it), with the same
+  # dependency features as the tests; a plain `cargo build` would rebuild wgpu with others.
+  ARGS=()
+  for t in "${TESTS[@]}"; do ARGS+=(--test "$t"); done
+  BINS="$(cargo test --no-run --message-format=json "${ARGS[@]}" \
+    | grep -o '"executable":"[^"]*/deps/[^"]*"' | sed 's/"executable":"\(.*\)"/\1/' || true)"
+  [ -n "$BINS" ] || die "no test binaries were built"
+fi
 
 # The skip log, written inside the root (SKIP_LOG there, "$ROOT$SKIP_LOG" here) and counted on
 # exit, also on failure, once the tests have started.
@@ -121,6 +131,13 @@ case "$TARGET/" in
 esac
 bind proc "$ROOT/proc" proc
 bind /dev "$ROOT/dev"
+
+if [ ${#RUN[@]} -gt 0 ]; then
+  echo "== ${RUN[*]} (Mesa 26 lavapipe)"
+  chroot "$ROOT" env -i PATH=/usr/bin:/bin HOME=/tmp XDG_RUNTIME_DIR=/tmp WGPU_BACKEND=vulkan \
+    bash -c 'cd "$0" && exec "$@"' "$REPO" "${RUN[@]}"
+  exit
+fi
 
 run() {
   chroot "$ROOT" env -i PATH=/usr/bin:/bin HOME=/tmp XDG_RUNTIME_DIR=/tmp \

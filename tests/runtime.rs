@@ -262,3 +262,50 @@ fn plans_in_a_shared_arena_hold_the_largest_and_rebind_when_it_grows() {
     assert_eq!((m.current, m.activations), (0, 0), "{m:?}");
     assert!(peak >= settled);
 }
+
+/// A kernel is compiled once however many threads ask for it at the same time, and
+/// `pipeline::prepare` compiles each distinct kernel of its list once (on several threads)
+/// and none that exists: the count a warm start's "no pipeline compiled twice" rests on.
+#[test]
+fn every_kernel_is_compiled_once() {
+    // A device of its own: its counter is this test's alone.
+    let gpu = wgbert::runtime::Gpu::new(&wgbert::runtime::GpuOptions::default()).unwrap();
+    let created = || gpu.counters().pipelines_created;
+    let kernel = |tag: u32| smoke().define("TEST_TAG", tag);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| wgbert::runtime::pipeline::pipeline(&gpu, &kernel(0)).unwrap());
+        }
+    });
+    assert_eq!(created(), 1);
+    let list = [
+        kernel(1),
+        kernel(2),
+        kernel(1),
+        kernel(0),
+        kernel(3),
+        kernel(2),
+    ];
+    wgbert::runtime::pipeline::prepare(&gpu, &list).unwrap();
+    assert_eq!(created(), 4, "kernels 1, 2 and 3 once each, 0 not again");
+    wgbert::runtime::pipeline::prepare(&gpu, &list).unwrap();
+    assert_eq!(created(), 4);
+    // A plan over existing kernels compiles nothing.
+    let mut b = PlanBuilder::new(gpu.clone());
+    let x = b.input("x", 256);
+    let y = b.output("y", 256);
+    smoke_step(&mut b, x, y, 2.0, 1.0);
+    b.build().unwrap();
+    assert_eq!(created(), 5, "the plan's smoke kernel (no tag) once");
+    let mut b = PlanBuilder::new(gpu.clone());
+    let (x, y) = (b.input("x", 256), b.output("y", 256));
+    smoke_step(&mut b, x, y, 3.0, 0.0);
+    smoke_step(&mut b, y, x, 1.0, 0.0);
+    b.build().unwrap();
+    assert_eq!(created(), 5);
+    // An error is the kernel's, in the list's order.
+    let bad = Kernel::new("smoke", "no_such_entry", &[Access::Read, Access::ReadWrite])
+        .with_params::<SmokeParams>();
+    let err = wgbert::runtime::pipeline::prepare(&gpu, &[kernel(4), bad]).unwrap_err();
+    assert!(err.to_string().contains("no_such_entry"), "{err}");
+}

@@ -6,7 +6,9 @@
 //! Each workload starts from an encoder without plans (`Encoder::trim`) and the device's
 //! peak reset, so its peak is its own: the device bytes counted by the runtime (weights,
 //! the shared activation arena, the buckets' inputs and outputs), and per token of the
-//! largest capacity bucket it used (the activations and plans, without the weights).
+//! largest capacity bucket it used (the activations and plans, without the weights). The
+//! JSON adds the peak an arena per capacity bucket would have held (the design before the
+//! shared arena, `DeviceBytes::arena_per_bucket`), for comparison.
 //! `--dry-run` builds the plans the workload needs without running them: the same memory
 //! figures, no timing. A workload that cannot run on the adapter (a sequence over the
 //! capacity, a buffer over the limits) is skipped and listed.
@@ -164,6 +166,7 @@ pub fn run(g: &Global, a: &BenchArgs) -> Result<()> {
                     "tokens": w.tokens, "batches": w.batches,
                     "peak_mem_mib": peak_mib.round(), "peak_device_bytes": w.peak,
                     "capacity_tokens": w.capacity, "bytes_per_token": per_token,
+                    "peak_device_bytes_arena_per_bucket": w.peak_unshared,
                 });
                 if let Some(secs) = w.secs {
                     entry["tok_per_s"] = json!((w.tokens as f64 / secs).round());
@@ -195,6 +198,8 @@ struct Workload {
     capacity: usize,
     /// Peak device bytes while it was built and run.
     peak: u64,
+    /// That peak with an activation arena per bucket instead of the shared one.
+    peak_unshared: u64,
     /// Seconds per run over all batches (none in a dry run).
     secs: Option<f64>,
     profile: Profile,
@@ -232,6 +237,7 @@ fn workload(enc: &Encoder, a: &BenchArgs, lengths: &[usize]) -> Result<Workload>
         batches: batches.len(),
         capacity,
         peak: 0,
+        peak_unshared: 0,
         secs: None,
         profile: Profile::default(),
     };
@@ -254,6 +260,8 @@ fn workload(enc: &Encoder, a: &BenchArgs, lengths: &[usize]) -> Result<Workload>
         }
     }
     w.peak = gpu.memory().peak;
+    let held = enc.device_bytes()?;
+    w.peak_unshared = (w.peak + held.arena_per_bucket).saturating_sub(held.arena);
     Ok(w)
 }
 

@@ -76,16 +76,22 @@ impl Bucket {
             .chain(self.sparse.iter_mut().map(|h| &mut h.plan))
     }
 
+    fn plans(&self) -> impl Iterator<Item = &Plan> {
+        std::iter::once(&self.enc.plan)
+            .chain(self.pools.values().map(|h| &h.plan))
+            .chain(self.mlm.iter().map(|h| &h.plan))
+            .chain(self.seq_cls.iter().map(|h| &h.plan))
+            .chain(self.tok_cls.iter().map(|h| &h.plan))
+            .chain(self.sparse.iter().map(|h| &h.plan))
+    }
+
+    /// The slots of its largest plan: what an arena of its own would hold.
+    fn arena_need(&self) -> u64 {
+        self.plans().map(Plan::arena_bytes).max().unwrap_or(0)
+    }
+
     fn own_bytes(&self) -> u64 {
-        let heads = self
-            .pools
-            .values()
-            .map(|h| h.plan.own_bytes())
-            .chain(self.mlm.iter().map(|h| h.plan.own_bytes()))
-            .chain(self.seq_cls.iter().map(|h| h.plan.own_bytes()))
-            .chain(self.tok_cls.iter().map(|h| h.plan.own_bytes()))
-            .chain(self.sparse.iter().map(|h| h.plan.own_bytes()));
-        self.enc.plan.own_bytes() + heads.sum::<u64>()
+        self.plans().map(Plan::own_bytes).sum()
     }
 }
 
@@ -101,6 +107,10 @@ pub struct DeviceBytes {
     pub plans: u64,
     /// Capacity buckets built so far.
     pub buckets: usize,
+    /// What the built buckets' activations would hold with an arena each instead of the
+    /// shared one (the design before it): the sum over buckets of their largest plan's
+    /// slots. For comparisons (`wgbert bench`); nothing holds these bytes.
+    pub arena_per_bucket: u64,
 }
 
 impl DeviceBytes {
@@ -376,6 +386,7 @@ impl Encoder {
             arena: self.arena.bytes(),
             plans: buckets.values().map(Bucket::own_bytes).sum(),
             buckets: buckets.len(),
+            arena_per_bucket: buckets.values().map(Bucket::arena_need).sum(),
         })
     }
 

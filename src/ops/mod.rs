@@ -58,20 +58,30 @@ pub fn f16_kernels(
         let off = Err("turned off by WGBERT_COOP=0".to_string());
         (off.clone(), off)
     } else {
-        let m = verify(
-            gpu,
-            cache,
-            tune::MATMUL_COOP,
-            matmul::coop::supported,
-            matmul::self_check,
-        );
-        let a = verify(
-            gpu,
-            cache,
-            tune::ATTENTION_COOP,
-            attention::coop::supported,
-            attention::self_check,
-        );
+        // The two checks side by side: each compiles its kernels, the long part of a check
+        // on a device without cached pipelines.
+        let (m, a) = std::thread::scope(|s| {
+            let a = s.spawn(|| {
+                verify(
+                    gpu,
+                    cache,
+                    tune::ATTENTION_COOP,
+                    attention::coop::supported,
+                    attention::self_check,
+                )
+            });
+            let m = verify(
+                gpu,
+                cache,
+                tune::MATMUL_COOP,
+                matmul::coop::supported,
+                matmul::self_check,
+            );
+            let a = a
+                .join()
+                .unwrap_or_else(|_| (Err("the attention self-check panicked".into()), None));
+            (m, a)
+        });
         choices.matmul_check = m.1;
         choices.attention_check = a.1;
         (m.0, a.0)

@@ -101,21 +101,40 @@ pub struct CachedPipeline {
     pub layout: wgpu::BindGroupLayout,
 }
 
+/// One kernel's pipeline once created; its lock is held while it is created, so a kernel
+/// is never compiled twice, while other kernels compile beside it.
+type Slot = Arc<Mutex<Option<Arc<CachedPipeline>>>>;
+
 /// Pipelines and bind group layouts, created once per device.
 #[derive(Default)]
 pub struct PipelineCache {
-    pipelines: Mutex<HashMap<Kernel, Arc<CachedPipeline>>>,
+    pipelines: Mutex<HashMap<Kernel, Slot>>,
     layouts: Mutex<HashMap<Vec<Access>, wgpu::BindGroupLayout>>,
 }
 
 impl PipelineCache {
-    /// Number of pipelines created so far.
+    /// Number of kernels asked for so far (each compiled once, or failed).
     pub fn len(&self) -> usize {
         self.pipelines.lock().map(|m| m.len()).unwrap_or(0)
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    fn slot(&self, kernel: &Kernel) -> Result<Slot> {
+        let mut map = self.pipelines.lock().map_err(|_| poisoned())?;
+        Ok(map.entry(kernel.clone()).or_default().clone())
+    }
+
+    /// Whether `kernel`'s pipeline exists (false while it is being created).
+    fn has(&self, kernel: &Kernel) -> bool {
+        let slot = self
+            .pipelines
+            .lock()
+            .ok()
+            .and_then(|m| m.get(kernel).cloned());
+        slot.is_some_and(|s| s.try_lock().is_ok_and(|p| p.is_some()))
     }
 }
 
@@ -167,18 +186,74 @@ fn poisoned() -> Error {
     }
 }
 
-/// The pipeline of `kernel`, created on first use. Shader and pipeline errors (including a
-/// panic inside the shader translator) become `Error::Shader` naming the kernel.
+/// The pipeline of `kernel`, created on first use (by one thread: another asking for the
+/// same kernel meanwhile waits for it). Shader and pipeline errors (including a panic inside
+/// the shader translator) become `Error::Shader` naming the kernel.
 pub fn pipeline(gpu: &Gpu, kernel: &Kernel) -> Result<Arc<CachedPipeline>> {
-    if let Some(p) = gpu
-        .pipelines()
-        .pipelines
-        .lock()
-        .map_err(|_| poisoned())?
-        .get(kernel)
-    {
+    let slot = gpu.pipelines().slot(kernel)?;
+    let mut slot = slot.lock().map_err(|_| poisoned())?;
+    if let Some(p) = slot.as_ref() {
         return Ok(p.clone());
     }
+    let created = create(gpu, kernel)?;
+    *slot = Some(created.clone());
+    Ok(created)
+}
+
+/// Creates the pipelines of `kernels` that do not exist yet, on up to as many threads as the
+/// machine has cores (drivers compile on the calling thread): a plan's kernels before it
+/// records them, a self-check's before it runs them. The first error, in `kernels`' order.
+pub fn prepare<'a>(gpu: &Gpu, kernels: impl IntoIterator<Item = &'a Kernel>) -> Result<()> {
+    let mut missing: Vec<&Kernel> = Vec::new();
+    for k in kernels {
+        if !missing.contains(&k) && !gpu.pipelines().has(k) {
+            missing.push(k);
+        }
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(missing.len());
+    if threads <= 1 {
+        return missing
+            .into_iter()
+            .try_for_each(|k| pipeline(gpu, k).map(drop));
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<(usize, Result<()>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(k) = missing.get(i) else { break done };
+                        done.push((i, pipeline(gpu, k).map(drop)));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join().unwrap_or_else(|_| {
+                    vec![(usize::MAX, Err(shader_panic("a compiling thread panicked")))]
+                })
+            })
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().try_for_each(|(_, r)| r)
+}
+
+fn shader_panic(message: &str) -> Error {
+    Error::Gpu {
+        context: "creating pipelines".into(),
+        message: message.into(),
+    }
+}
+
+/// Compiles `kernel`'s pipeline (the caller holds its slot).
+fn create(gpu: &Gpu, kernel: &Kernel) -> Result<Arc<CachedPipeline>> {
     let name = kernel.name();
     let source = kernel.wgsl()?;
     let shader_err = |message: String| Error::Shader {
@@ -187,6 +262,7 @@ pub fn pipeline(gpu: &Gpu, kernel: &Kernel) -> Result<Arc<CachedPipeline>> {
     };
     let layout = layout_for(gpu, &kernel.bindings)?;
     let device = gpu.device();
+    let started = std::time::Instant::now();
     let created = std::panic::catch_unwind(AssertUnwindSafe(|| {
         gpu.guarded(&format!("creating kernel {name}"), || {
             let desc = wgpu::ShaderModuleDescriptor {
@@ -236,11 +312,9 @@ pub fn pipeline(gpu: &Gpu, kernel: &Kernel) -> Result<Arc<CachedPipeline>> {
         }
     };
     gpu.count_pipeline();
-    let entry = Arc::new(CachedPipeline { pipeline, layout });
-    gpu.pipelines()
-        .pipelines
-        .lock()
-        .map_err(|_| poisoned())?
-        .insert(kernel.clone(), entry.clone());
-    Ok(entry)
+    log::debug!(
+        "kernel {name}: created in {:.1} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(Arc::new(CachedPipeline { pipeline, layout }))
 }

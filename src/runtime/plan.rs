@@ -290,6 +290,7 @@ impl PlanBuilder {
                 slot,
             })
             .collect();
+        pipeline::prepare(&gpu, self.steps.iter().map(|d| &d.kernel))?;
         let mut steps = Vec::with_capacity(self.steps.len());
         for (s, decl) in self.steps.into_iter().enumerate() {
             let pipe = pipeline::pipeline(&gpu, &decl.kernel)?;

@@ -269,6 +269,19 @@ pub fn coop_status(
 /// and compares with `reference`.
 pub fn self_check(gpu: &Arc<Gpu>, shape: Shape) -> Result<()> {
     let n_heads = 2u32;
+    let storage = gpu.caps().max_workgroup_storage;
+    // Head sizes the device's workgroup memory cannot tile stay on the portable kernel
+    // (`record` does not offer them the tensor-core one).
+    let kernel_for = |head_dim: u32| {
+        coop::default_tiles(head_dim, storage)
+            .and_then(|tiles| coop::kernel(shape, head_dim, tiles, storage))
+    };
+    // Compiled together first: on several threads where the machine has the cores.
+    let kernels: Vec<Kernel> = coop::HEAD_DIMS
+        .iter()
+        .filter_map(|&d| kernel_for(d))
+        .collect();
+    runtime::pipeline::prepare(gpu, &kernels)?;
     for (i, check) in coop::CHECKS.iter().enumerate() {
         for &head_dim in &coop::HEAD_DIMS {
             let case = PackedCase {
@@ -281,12 +294,7 @@ pub fn self_check(gpu: &Arc<Gpu>, shape: Shape) -> Result<()> {
             };
             let h = (n_heads * head_dim) as usize;
             let qkv = f16_values(case.rows() * 3 * h, 31 + i as u64 + head_dim as u64, 1.0);
-            // Head sizes the device's workgroup memory cannot tile stay on the portable
-            // kernel (`record` does not offer them the tensor-core one).
-            let storage = gpu.caps().max_workgroup_storage;
-            let Some(kernel) = coop::default_tiles(head_dim, storage)
-                .and_then(|tiles| coop::kernel(shape, head_dim, tiles, storage))
-            else {
+            let Some(kernel) = kernel_for(head_dim) else {
                 continue;
             };
             let got = run_packed(gpu, &Choices::default(), &case, &qkv, None, Some(kernel))?;

@@ -179,11 +179,14 @@ pub fn check_coop(
     seed: u64,
 ) -> Result<()> {
     let tol = (coop::CHECK_ATOL, coop::CHECK_RTOL);
-    for (i, &case) in cases.iter().enumerate() {
-        let build = (
-            coop::kernel(shape, config, case.epilogue, case.bias, case.k as u32),
-            coop::tile(shape.frag, config, case.epilogue),
-        );
+    let kernels: Vec<Kernel> = cases
+        .iter()
+        .map(|c| coop::kernel(shape, config, c.epilogue, c.bias, c.k as u32))
+        .collect();
+    // Compiled together first: on several threads where the machine has the cores.
+    runtime::pipeline::prepare(gpu, &kernels)?;
+    for (i, (&case, kernel)) in cases.iter().zip(kernels).enumerate() {
+        let build = (kernel, coop::tile(shape.frag, config, case.epilogue));
         check_build(gpu, DType::F16, case, build, tol, seed + 5 * i as u64)?;
     }
     Ok(())

@@ -172,6 +172,9 @@ impl Cache {
         let Some(path) = &self.path else {
             return Ok(());
         };
+        // One writer at a time in this process (threads share the temporary file's name).
+        static WRITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _writing = WRITING.lock().unwrap_or_else(|e| e.into_inner());
         let mut file = self.read();
         change(&mut file);
         let io = |e: std::io::Error| Error::Io {
