@@ -13,7 +13,9 @@
 
 mod common;
 
+use common::Cap;
 use common::matmul_case::Case;
+use common::require::require_once;
 
 use proptest::prelude::*;
 use wgbert::ops::choice::Choices;
@@ -67,23 +69,20 @@ fn check_with(c: Case, cap: usize, runs: &[usize], seed: u64, tiles: Option<tile
     common::matmul_case::check(&what, none, c, cap, runs, seed, kernel, tolerance(c.dtype));
 }
 
-/// Every candidate tile configuration of the tiled kernel (what `ops::tune` times and may
-/// choose): ragged shapes x the four epilogue kinds x bias on and off, f32 and f16, each
-/// plan run at its full row count and at one row.
-#[test]
-fn every_tiled_configuration_matches_the_reference() {
+/// Every case of the tiled kernel's configuration tests: each candidate configuration x
+/// f32 and f16 x the four epilogue kinds x bias on and off x T = 1, 65 and 300 (ragged tiles
+/// of every size; K 24, 100 and 40), with a seed of its own from `seed`.
+fn every_tiled_case(mut seed: u64, mut check: impl FnMut(tiled::Config, Case, usize, u64)) {
     let epilogues = [
         Epilogue::None,
         Epilogue::Residual,
         Epilogue::Act(GELU),
         Epilogue::GeGlu(GELU),
     ];
-    let mut seed = 7;
     for config in tiled::CANDIDATES {
         for dtype in common::dtypes() {
             for epilogue in epilogues {
                 for bias in [false, true] {
-                    // T = 1, 65 and 300 (ragged tiles of every size).
                     for i in [0, 2, 4] {
                         let common::MatmulShape { t, k, n } = common::MATMUL_SHAPES[i];
                         let c = Case {
@@ -94,7 +93,7 @@ fn every_tiled_configuration_matches_the_reference() {
                             epilogue,
                             bias,
                         };
-                        check_with(c, t, &[t, 1], seed, Some(config));
+                        check(config, c, t, seed);
                         seed += 10;
                     }
                 }
@@ -103,46 +102,29 @@ fn every_tiled_configuration_matches_the_reference() {
     }
 }
 
+/// Every candidate tile configuration of the tiled kernel (what `ops::tune` times and may
+/// choose) on `every_tiled_case`, each plan run at its full row count and at one row.
+#[test]
+fn every_tiled_configuration_matches_the_reference() {
+    every_tiled_case(7, |config, c, t, seed| {
+        check_with(c, t, &[t, 1], seed, Some(config))
+    });
+}
+
 /// The CPU-adapter build of every candidate configuration (`tiled::direct_kernel`: operands
-/// read straight from the buffers, four k per load): K a multiple of 4 (24, 100, 40), ragged
-/// T and N, the four epilogue kinds x bias, f32 and f16, each plan run at its full row count
-/// and at one row. It runs on any adapter; `record` chooses it on CPU adapters only.
+/// read straight from the buffers, four k per load) on `every_tiled_case` (K a multiple of
+/// 4, ragged T and N), each plan run at its full row count and at one row. It runs on any
+/// adapter; `record` chooses it on CPU adapters only.
 #[test]
 fn every_direct_configuration_matches_the_reference() {
-    let epilogues = [
-        Epilogue::None,
-        Epilogue::Residual,
-        Epilogue::Act(GELU),
-        Epilogue::GeGlu(GELU),
-    ];
-    let mut seed = 9;
-    for config in tiled::CANDIDATES {
-        for dtype in common::dtypes() {
-            for epilogue in epilogues {
-                for bias in [false, true] {
-                    for i in [0, 2, 4] {
-                        let common::MatmulShape { t, k, n } = common::MATMUL_SHAPES[i];
-                        let c = Case {
-                            k,
-                            n,
-                            dtype,
-                            variant: None,
-                            epilogue,
-                            bias,
-                        };
-                        let kernel = tiled::direct_kernel(dtype, epilogue, bias, config, k as u32)
-                            .expect("K is a multiple of 4");
-                        let build = Some((kernel, tiled::tile(config, epilogue)));
-                        let what = format!("{c:?} direct tiles {config:?}");
-                        let none = &Choices::default();
-                        let tol = tolerance(dtype);
-                        common::matmul_case::check(&what, none, c, t, &[t, 1], seed, build, tol);
-                        seed += 10;
-                    }
-                }
-            }
-        }
-    }
+    every_tiled_case(9, |config, c, t, seed| {
+        let kernel = tiled::direct_kernel(c.dtype, c.epilogue, c.bias, config, c.k as u32)
+            .expect("K is a multiple of 4");
+        let build = Some((kernel, tiled::tile(config, c.epilogue)));
+        let what = format!("{c:?} direct tiles {config:?}");
+        let (none, tol) = (&Choices::default(), tolerance(c.dtype));
+        common::matmul_case::check(&what, none, c, t, &[t, 1], seed, build, tol);
+    });
     // K off a multiple of 4 has no direct build.
     assert!(tiled::direct_kernel(DType::F32, Epilogue::None, false, tiled::DEFAULT, 5).is_none());
 }
@@ -345,9 +327,11 @@ proptest! {
         subgroup in any::<bool>(),
         seed in 0u64..1000,
     ) {
-        let caps = common::gpu().caps().clone();
-        let dtype = if f16 && caps.f16 { DType::F16 } else { DType::F32 };
-        let variant = if subgroup && caps.subgroups {
+        let f16 = f16 && require_once(Cap::F16, "the f16 cases of random matmul shapes");
+        let dtype = if f16 { DType::F16 } else { DType::F32 };
+        let subgroup =
+            subgroup && require_once(Cap::Subgroups, "the subgroup cases of random matmul shapes");
+        let variant = if subgroup {
             MatmulVariant::Subgroup
         } else {
             MatmulVariant::Tiled

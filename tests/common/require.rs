@@ -131,6 +131,21 @@ pub fn require(cap: Cap, checks: &str) -> bool {
     false
 }
 
+/// `require` for the cases of a property test: asked once per process and capability (the
+/// first case's `checks` name the skip), its answer kept for the other cases, so a test of
+/// many random cases that falls back where `cap` is missing (f32 for f16, the workgroup
+/// kernel for subgroups) is counted once, or fails where `WGBERT_REQUIRE` lists `cap`.
+pub fn require_once(cap: Cap, checks: &str) -> bool {
+    static ASKED: std::sync::Mutex<Vec<(Cap, bool)>> = std::sync::Mutex::new(Vec::new());
+    let mut asked = ASKED.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(&(_, answer)) = asked.iter().find(|(c, _)| *c == cap) {
+        return answer;
+    }
+    let answer = require(cap, checks);
+    asked.push((cap, answer));
+    answer
+}
+
 /// Records a skip that is no capability's (a check meant for another setting, such as
 /// `WGBERT_COOP=1`): on stderr and in `WGBERT_SKIP_LOG`, never a failure.
 pub fn skip(key: &str, why: &str, checks: &str) {
