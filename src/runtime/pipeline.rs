@@ -235,9 +235,8 @@ pub fn prepare<'a>(gpu: &Gpu, kernels: impl IntoIterator<Item = &'a Kernel>) -> 
         workers
             .into_iter()
             .flat_map(|w| {
-                w.join().unwrap_or_else(|_| {
-                    vec![(usize::MAX, Err(shader_panic("a compiling thread panicked")))]
-                })
+                w.join()
+                    .unwrap_or_else(|_| vec![(usize::MAX, Err(thread_panicked()))])
             })
             .collect()
     });
@@ -245,10 +244,12 @@ pub fn prepare<'a>(gpu: &Gpu, kernels: impl IntoIterator<Item = &'a Kernel>) -> 
     results.into_iter().try_for_each(|(_, r)| r)
 }
 
-fn shader_panic(message: &str) -> Error {
+/// A compiling thread of `prepare` panicked (outside the translator, whose panics `create`
+/// catches).
+fn thread_panicked() -> Error {
     Error::Gpu {
         context: "creating pipelines".into(),
-        message: message.into(),
+        message: "a compiling thread panicked".into(),
     }
 }
 
