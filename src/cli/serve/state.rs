@@ -290,9 +290,34 @@ pub async fn limit(State(s): State<Arc<AppState>>, req: Request, next: Next) -> 
                 s.limits.max_concurrent
             ),
         );
-        return refuse(e.in_flavor(Flavor::of_path(req.uri().path())));
+        let flavor = Flavor::of_path(req.uri().path());
+        discard_body(req, s.limits.payload).await;
+        return refuse(e.in_flavor(flavor));
     }
     next.run(req).await
+}
+
+/// Reads a refused request's body (up to `limit` bytes, for at most 5 s) and drops each
+/// chunk as it comes: a client that is still sending when the answer comes and the
+/// connection closes gets a reset instead of the answer (a 429 must reach it), and no
+/// chunk is kept in memory.
+async fn discard_body(req: Request, limit: usize) {
+    use axum::body::HttpBody;
+    let mut body = req.into_body();
+    let drain = async {
+        let mut read = 0usize;
+        loop {
+            let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx));
+            match frame.await {
+                Some(Ok(f)) => read += f.data_ref().map_or(0, |d| d.len()),
+                Some(Err(_)) | None => break,
+            }
+            if read > limit {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), drain).await;
 }
 
 /// 200 once the model is loaded and a test batch has run; 503 before, and for good after
