@@ -12,6 +12,7 @@ pub mod progress;
 pub mod runtime;
 pub mod sentence;
 pub mod text;
+mod time;
 pub mod vector;
 
 pub use error::{Error, Result};

@@ -57,11 +57,17 @@ impl Encoder {
     }
 
     /// Raw sequence-classification logits of token sequences.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn classify_ids(&self, seqs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        pollster::block_on(self.classify_ids_async(seqs))
+    }
+
+    /// `classify_ids` without blocking.
+    pub async fn classify_ids_async(&self, seqs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
         let mut out = vec![Vec::new(); seqs.len()];
-        self.for_each_batch(seqs, None, |batch, bucket, sizes| {
+        self.for_each_batch(seqs, None, async |batch, bucket, sizes| {
             if bucket.seq_cls.is_none() {
-                let started = std::time::Instant::now();
+                let started = crate::time::Instant::now();
                 bucket.seq_cls = Some(ClassifierHead::sequence(
                     &self.gpu,
                     &self.config,
@@ -79,20 +85,28 @@ impl Encoder {
             let l = head.labels;
             let bytes = head
                 .plan
-                .read(head.out, 0, (batch.n_seqs() * l * 4) as u64)?;
+                .read_async(head.out, 0, (batch.n_seqs() * l * 4) as u64)
+                .await?;
             for (s, v) in DType::F32.decode(&bytes).chunks_exact(l).enumerate() {
                 out[batch.indices[s]] = v.to_vec();
             }
             Ok(())
-        })?;
+        })
+        .await?;
         Ok(out)
     }
 
     /// Sequence classification: label, its softmax score, all logits and scores.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn classify(&self, texts: &[&str]) -> Result<Vec<Classification>> {
+        pollster::block_on(self.classify_async(texts))
+    }
+
+    /// `classify` without blocking.
+    pub async fn classify_async(&self, texts: &[&str]) -> Result<Vec<Classification>> {
         self.require_classifier()?;
         let seqs = self.tokenize(texts)?;
-        let logits = self.classify_ids(&seqs)?;
+        let logits = self.classify_ids_async(&seqs).await?;
         let names = self.labels(self.weights.heads.classifier.unwrap_or(0));
         Ok(logits
             .into_iter()
@@ -122,12 +136,18 @@ impl Encoder {
     }
 
     /// Raw per-token classification logits `[len][labels]` of token sequences.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn token_classify_ids(&self, seqs: &[Vec<u32>]) -> Result<Vec<Vec<Vec<f32>>>> {
+        pollster::block_on(self.token_classify_ids_async(seqs))
+    }
+
+    /// `token_classify_ids` without blocking.
+    pub async fn token_classify_ids_async(&self, seqs: &[Vec<u32>]) -> Result<Vec<Vec<Vec<f32>>>> {
         self.require_classifier()?;
         let mut out = vec![Vec::new(); seqs.len()];
-        self.for_each_batch(seqs, None, |batch, bucket, sizes| {
+        self.for_each_batch(seqs, None, async |batch, bucket, sizes| {
             if bucket.tok_cls.is_none() {
-                let started = std::time::Instant::now();
+                let started = crate::time::Instant::now();
                 bucket.tok_cls = Some(ClassifierHead::token(
                     &self.gpu,
                     &self.config,
@@ -141,7 +161,8 @@ impl Encoder {
             let l = head.labels;
             let bytes = head
                 .plan
-                .read(head.out, 0, (batch.n_tokens() * l * 4) as u64)?;
+                .read_async(head.out, 0, (batch.n_tokens() * l * 4) as u64)
+                .await?;
             let all = DType::F32.decode(&bytes);
             for s in 0..batch.n_seqs() {
                 let r = batch.seq_range(s);
@@ -151,14 +172,21 @@ impl Encoder {
                     .collect();
             }
             Ok(())
-        })?;
+        })
+        .await?;
         Ok(out)
     }
 
     /// Token classification of texts: a label per token of the tokenized sequence.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn token_classify(&self, texts: &[&str]) -> Result<Vec<Vec<TokenLabel>>> {
+        pollster::block_on(self.token_classify_async(texts))
+    }
+
+    /// `token_classify` without blocking.
+    pub async fn token_classify_async(&self, texts: &[&str]) -> Result<Vec<Vec<TokenLabel>>> {
         let seqs = self.tokenize(texts)?;
-        let logits = self.token_classify_ids(&seqs)?;
+        let logits = self.token_classify_ids_async(&seqs).await?;
         let names = self.labels(self.weights.heads.classifier.unwrap_or(0));
         Ok(seqs
             .iter()

@@ -27,35 +27,63 @@ pub struct Embedding {
 
 impl Encoder {
     /// Embeddings of token sequences (see `embed`).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn embed_ids(
         &self,
         seqs: &[Vec<u32>],
         pooling: EmbedPooling,
         normalize: bool,
     ) -> Result<Vec<Embedding>> {
+        pollster::block_on(self.embed_ids_async(seqs, pooling, normalize))
+    }
+
+    /// `embed_ids` without blocking.
+    pub async fn embed_ids_async(
+        &self,
+        seqs: &[Vec<u32>],
+        pooling: EmbedPooling,
+        normalize: bool,
+    ) -> Result<Vec<Embedding>> {
         let mut out: Vec<Option<Embedding>> = vec![None; seqs.len()];
-        self.for_each_batch(seqs, None, |batch, bucket, sizes| {
-            for (i, e) in self.embed_batch(batch, bucket, sizes, pooling, normalize)? {
+        self.for_each_batch(seqs, None, async |batch, bucket, sizes| {
+            let list = self
+                .embed_batch(batch, bucket, sizes, pooling, normalize)
+                .await?;
+            for (i, e) in list {
                 out[i] = Some(e);
             }
             Ok(())
-        })?;
+        })
+        .await?;
         Ok(out.into_iter().flatten().collect())
     }
 
     /// Embeds one packed batch, returning (input index, embedding) pairs.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn embed_packed(
         &self,
         batch: &PackedBatch,
         pooling: EmbedPooling,
         normalize: bool,
     ) -> Result<Vec<(usize, Embedding)>> {
-        self.with_batch(batch, 0, |bucket, sizes| {
-            self.embed_batch(batch, bucket, sizes, pooling, normalize)
-        })
+        pollster::block_on(self.embed_packed_async(batch, pooling, normalize))
     }
 
-    fn embed_batch(
+    /// `embed_packed` without blocking.
+    pub async fn embed_packed_async(
+        &self,
+        batch: &PackedBatch,
+        pooling: EmbedPooling,
+        normalize: bool,
+    ) -> Result<Vec<(usize, Embedding)>> {
+        self.with_batch(batch, 0, async |bucket, sizes| {
+            self.embed_batch(batch, bucket, sizes, pooling, normalize)
+                .await
+        })
+        .await
+    }
+
+    async fn embed_batch(
         &self,
         batch: &PackedBatch,
         bucket: &mut Bucket,
@@ -68,7 +96,7 @@ impl Encoder {
             EmbedPooling::Cls => PoolMode::Cls,
             EmbedPooling::Mean => PoolMode::Mean,
             EmbedPooling::None => {
-                let hs = read_hidden(bucket, batch)?;
+                let hs = read_hidden(bucket, batch).await?;
                 return Ok(hs
                     .into_iter()
                     .enumerate()
@@ -89,7 +117,7 @@ impl Encoder {
             }
         };
         if !bucket.pools.contains_key(&(mode, normalize)) {
-            let started = std::time::Instant::now();
+            let started = crate::time::Instant::now();
             let head = PoolHead::build(&self.gpu, &bucket.enc, mode, normalize)?;
             self.built(started);
             bucket.pools.insert((mode, normalize), head);
@@ -102,7 +130,8 @@ impl Encoder {
         let h = self.config.hidden_size;
         let bytes = head
             .plan
-            .read(head.out, 0, (batch.n_seqs() * h * 4) as u64)?;
+            .read_async(head.out, 0, (batch.n_seqs() * h * 4) as u64)
+            .await?;
         let values = DType::F32.decode(&bytes);
         Ok(values
             .chunks_exact(h)
@@ -120,13 +149,24 @@ impl Encoder {
     }
 
     /// Embeds texts: pooled (cls/mean, optionally L2-normalised) or every token's state.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn embed(
         &self,
         texts: &[&str],
         pooling: EmbedPooling,
         normalize: bool,
     ) -> Result<Vec<Embedding>> {
+        pollster::block_on(self.embed_async(texts, pooling, normalize))
+    }
+
+    /// `embed` without blocking.
+    pub async fn embed_async(
+        &self,
+        texts: &[&str],
+        pooling: EmbedPooling,
+        normalize: bool,
+    ) -> Result<Vec<Embedding>> {
         let seqs = self.tokenize(texts)?;
-        self.embed_ids(&seqs, pooling, normalize)
+        self.embed_ids_async(&seqs, pooling, normalize).await
     }
 }

@@ -27,7 +27,18 @@ pub struct MaskPrediction {
 
 impl Encoder {
     /// Top-k predictions at every mask position of token sequences.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn fill_mask_ids(&self, seqs: &[Vec<u32>], mask_id: u32, k: usize) -> Result<TopK> {
+        pollster::block_on(self.fill_mask_ids_async(seqs, mask_id, k))
+    }
+
+    /// `fill_mask_ids` without blocking.
+    pub async fn fill_mask_ids_async(
+        &self,
+        seqs: &[Vec<u32>],
+        mask_id: u32,
+        k: usize,
+    ) -> Result<TopK> {
         let positions: Vec<Vec<usize>> = seqs
             .iter()
             .map(|s| {
@@ -38,12 +49,23 @@ impl Encoder {
                     .collect()
             })
             .collect();
-        self.mlm_topk(seqs, &positions, k)
+        self.mlm_topk_async(seqs, &positions, k).await
     }
 
     /// The MLM head's top-k (token id, softmax probability) at chosen positions of each
     /// sequence; results follow the order of `positions`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn mlm_topk(&self, seqs: &[Vec<u32>], positions: &[Vec<usize>], k: usize) -> Result<TopK> {
+        pollster::block_on(self.mlm_topk_async(seqs, positions, k))
+    }
+
+    /// `mlm_topk` without blocking.
+    pub async fn mlm_topk_async(
+        &self,
+        seqs: &[Vec<u32>],
+        positions: &[Vec<usize>],
+        k: usize,
+    ) -> Result<TopK> {
         if k == 0 || k > MLM_TOP_K {
             return Err(Error::Option(format!(
                 "top-k must be between 1 and {MLM_TOP_K}, got {k}"
@@ -69,11 +91,11 @@ impl Encoder {
             });
         }
         let mut out = vec![Vec::new(); seqs.len()];
-        self.for_each_batch(seqs, None, |batch, bucket, _| {
+        self.for_each_batch(seqs, None, async |batch, bucket, _| {
             // One head per bucket for every k: it selects the top MLM_TOP_K, sorted, and the
             // first k of them are read back.
             if bucket.mlm.is_none() {
-                let started = std::time::Instant::now();
+                let started = crate::time::Instant::now();
                 let head = MlmHead::build(&self.gpu, &self.config, &self.weights, &bucket.enc)?;
                 self.built(started);
                 bucket.mlm = Some(head);
@@ -96,7 +118,8 @@ impl Encoder {
                 })?;
                 let bytes = head
                     .plan
-                    .read(head.out, 0, (rows.len() * MLM_TOP_K * 8) as u64)?;
+                    .read_async(head.out, 0, (rows.len() * MLM_TOP_K * 8) as u64)
+                    .await?;
                 let top = crate::ops::topk::decode(&bytes, rows.len(), MLM_TOP_K);
                 for (m, mut cands) in chunk.iter().zip(top) {
                     cands.truncate(k);
@@ -104,13 +127,24 @@ impl Encoder {
                 }
             }
             Ok(())
-        })?;
+        })
+        .await?;
         Ok(out)
     }
 
     /// Fill-mask on texts: for every `[MASK]`, the top-k tokens with probabilities. A text
     /// without `[MASK]` is an error naming it.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn fill_mask(&self, texts: &[&str], k: usize) -> Result<Vec<Vec<MaskPrediction>>> {
+        pollster::block_on(self.fill_mask_async(texts, k))
+    }
+
+    /// `fill_mask` without blocking.
+    pub async fn fill_mask_async(
+        &self,
+        texts: &[&str],
+        k: usize,
+    ) -> Result<Vec<Vec<MaskPrediction>>> {
         let tok = self.tokenizer()?;
         let mask = tok.mask_id()?;
         let seqs = self.tokenize(texts)?;
@@ -122,7 +156,7 @@ impl Encoder {
                 });
             }
         }
-        let raw = self.fill_mask_ids(&seqs, mask, k)?;
+        let raw = self.fill_mask_ids_async(&seqs, mask, k).await?;
         seqs.iter()
             .zip(raw)
             .map(|(seq, preds)| self.mask_predictions(seq, preds))

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::hub::{self, ModelSource};
 use crate::model::config::ModelConfig;
@@ -27,6 +27,7 @@ use crate::runtime::{Gpu, MemoryStats, Plan, RunSizes};
 use crate::sentence::{ModelKind, SentenceConfig};
 use crate::text::pack::{PackedBatch, Packer};
 use crate::text::tokenizer::TextTokenizer;
+use crate::time::Instant;
 
 use crate::{Error, Result};
 
@@ -172,9 +173,18 @@ const DEFAULT_CAPACITY: usize = 32768;
 impl Encoder {
     /// Loads a model from a directory or a hub id (e.g. `answerdotai/ModernBERT-base`) on an
     /// adapter picked by `opts.gpu`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn load(source: &str, opts: &LoadOptions) -> Result<Encoder> {
-        let gpu = Gpu::new(&opts.gpu)?;
-        Self::load_on(gpu, source, opts)
+        pollster::block_on(Self::load_async(source, opts))
+    }
+
+    /// `load` without blocking: the device is created asynchronously, and the load ends when
+    /// the device has accepted the uploads (`Gpu::settle`).
+    pub async fn load_async(source: &str, opts: &LoadOptions) -> Result<Encoder> {
+        let gpu = Gpu::new_async(&opts.gpu).await?;
+        let enc = Self::load_on(gpu, source, opts)?;
+        enc.gpu.settle().await?;
+        Ok(enc)
     }
 
     /// Loads a model onto a device the caller already owns (`Gpu::from_wgpu`).
@@ -449,11 +459,17 @@ impl Encoder {
     }
 
     /// Runs the encoder on one packed batch and hands the bucket to `f` to run heads/read.
-    fn with_batch<T>(
+    ///
+    /// The buckets stay locked while `f` reads its results back (an await): natively the
+    /// future is waited for on the calling thread, so the lock is held as a blocking call
+    /// would hold it; in a browser there is one thread, and a caller awaits each call
+    /// before the next (the JS package queues them).
+    #[allow(clippy::await_holding_lock)]
+    async fn with_batch<T>(
         &self,
         batch: &PackedBatch,
         selected: u32,
-        f: impl FnOnce(&mut Bucket, &RunSizes) -> Result<T>,
+        f: impl AsyncFnOnce(&mut Bucket, &RunSizes) -> Result<T>,
     ) -> Result<T> {
         let t = batch.n_tokens();
         if t > self.capacity {
@@ -494,7 +510,7 @@ impl Encoder {
         enc.plan
             .write(enc.key_lens, bytemuck::cast_slice(&batch.key_lens))?;
         enc.plan.run(&sizes)?;
-        let out = f(bucket, &sizes);
+        let out = f(bucket, &sizes).await;
         // A plan built in this call may have grown the shared arena: every other plan binds
         // the new slots now, so the old ones are given back at once.
         for b in buckets.values_mut() {
@@ -527,13 +543,24 @@ impl Encoder {
     }
 
     /// Final hidden states `[len, hidden]` (f32) of every token of each sequence.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn hidden_states(&self, seqs: &[Vec<u32>]) -> Result<Vec<Vec<Vec<f32>>>> {
-        self.hidden_states_keyed(seqs, None)
+        pollster::block_on(self.hidden_states_keyed_async(seqs, None))
     }
 
     /// `hidden_states` where sequence i attends only to its first `keys[i]` tokens (all of
     /// its tokens are still computed): PyLate's unattended query expansion.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn hidden_states_keyed(
+        &self,
+        seqs: &[Vec<u32>],
+        keys: Option<&[usize]>,
+    ) -> Result<Vec<Vec<Vec<f32>>>> {
+        pollster::block_on(self.hidden_states_keyed_async(seqs, keys))
+    }
+
+    /// `hidden_states_keyed` without blocking (`keys: None` for `hidden_states`).
+    pub async fn hidden_states_keyed_async(
         &self,
         seqs: &[Vec<u32>],
         keys: Option<&[usize]>,
@@ -544,21 +571,22 @@ impl Encoder {
             ));
         }
         let mut out = vec![Vec::new(); seqs.len()];
-        self.for_each_batch(seqs, keys, |batch, bucket, _| {
-            let hs = read_hidden(bucket, batch)?;
+        self.for_each_batch(seqs, keys, async |batch, bucket, _| {
+            let hs = read_hidden(bucket, batch).await?;
             for (s, v) in hs.into_iter().enumerate() {
                 out[batch.indices[s]] = v;
             }
             Ok(())
-        })?;
+        })
+        .await?;
         Ok(out)
     }
 
-    fn for_each_batch(
+    async fn for_each_batch(
         &self,
         seqs: &[Vec<u32>],
         keys: Option<&[usize]>,
-        mut f: impl FnMut(&PackedBatch, &mut Bucket, &RunSizes) -> Result<()>,
+        mut f: impl AsyncFnMut(&PackedBatch, &mut Bucket, &RunSizes) -> Result<()>,
     ) -> Result<()> {
         let source = seqs.iter().enumerate().map(|(i, s)| Ok((i, s.as_slice())));
         for batch in Packer::new(source, self.capacity, self.capacity)? {
@@ -568,7 +596,11 @@ impl Encoder {
                     batch.limit_keys(s, keys[batch.indices[s]]);
                 }
             }
-            self.with_batch(&batch, 0, |bucket, sizes| f(&batch, bucket, sizes))?;
+            let batch = &batch;
+            self.with_batch(batch, 0, async |bucket, sizes| {
+                f(batch, bucket, sizes).await
+            })
+            .await?;
         }
         Ok(())
     }
@@ -587,18 +619,20 @@ impl Encoder {
     }
 
     /// Runs the encoder on a packed batch with per-step GPU timing (benchmarks).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn profile_batch(&self, batch: &PackedBatch) -> Result<crate::runtime::Profile> {
-        self.with_batch(batch, 0, |bucket, sizes| {
+        pollster::block_on(self.with_batch(batch, 0, async |bucket, sizes| {
             bucket.enc.plan.run_profiled(sizes)
-        })
+        }))
     }
 
     /// Runs the encoder on a packed batch and waits (benchmarks): returns the plan's peak bytes.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_batch(&self, batch: &PackedBatch) -> Result<u64> {
-        self.with_batch(batch, 0, |bucket, _| {
+        pollster::block_on(self.with_batch(batch, 0, async |bucket, _| {
             self.gpu.wait()?;
             Ok(bucket.enc.plan.peak_bytes())
-        })
+        }))
     }
 }
 
@@ -613,13 +647,14 @@ impl Encoder {
     }
 }
 
-fn read_hidden(bucket: &Bucket, batch: &PackedBatch) -> Result<Vec<Vec<Vec<f32>>>> {
+async fn read_hidden(bucket: &Bucket, batch: &PackedBatch) -> Result<Vec<Vec<Vec<f32>>>> {
     let enc = &bucket.enc;
     let h = enc.hidden_size;
     let e = enc.dtype.size() as usize;
     let bytes = enc
         .plan
-        .read(enc.hidden, 0, (batch.n_tokens() * h * e) as u64)?;
+        .read_async(enc.hidden, 0, (batch.n_tokens() * h * e) as u64)
+        .await?;
     let all = enc.dtype.decode(&bytes);
     Ok((0..batch.n_seqs())
         .map(|s| {

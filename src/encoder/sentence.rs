@@ -145,23 +145,43 @@ impl Encoder {
     }
 
     /// Embeds texts as the model's layout says (see [`EmbedOptions`]).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn embed_with(&self, texts: &[&str], opts: &EmbedOptions) -> Result<Vec<Embedding>> {
+        pollster::block_on(self.embed_with_async(texts, opts))
+    }
+
+    /// `embed_with` without blocking.
+    pub async fn embed_with_async(
+        &self,
+        texts: &[&str],
+        opts: &EmbedOptions,
+    ) -> Result<Vec<Embedding>> {
         let spec = self.embed_spec(opts)?;
         let seqs = texts
             .iter()
             .enumerate()
             .map(|(i, t)| self.embed_tokens(&spec, t, i))
             .collect::<Result<Vec<_>>>()?;
-        self.embed_ids_with(&seqs, &spec)
+        self.embed_ids_with_async(&seqs, &spec).await
     }
 
     /// Embeds sequences already tokenized under `spec` (the prompt's tokens included, as
     /// [`Encoder::embed_tokens`] makes them), in input order.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn embed_ids_with(&self, seqs: &[Vec<u32>], spec: &EmbedSpec) -> Result<Vec<Embedding>> {
+        pollster::block_on(self.embed_ids_with_async(seqs, spec))
+    }
+
+    /// `embed_ids_with` without blocking.
+    pub async fn embed_ids_with_async(
+        &self,
+        seqs: &[Vec<u32>],
+        spec: &EmbedSpec,
+    ) -> Result<Vec<Embedding>> {
         let mut out: Vec<Option<Embedding>> = vec![None; seqs.len()];
         let source = seqs.iter().enumerate().map(|(i, s)| Ok((i, s.as_slice())));
         for batch in crate::text::pack::Packer::new(source, self.capacity, self.capacity)? {
-            for (i, e) in self.embed_packed_with(&batch?, spec)? {
+            for (i, e) in self.embed_packed_with_async(&batch?, spec).await? {
                 out[i] = Some(e);
             }
         }
@@ -169,7 +189,17 @@ impl Encoder {
     }
 
     /// Embeds one packed batch of `embed_tokens` sequences under `spec`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn embed_packed_with(
+        &self,
+        batch: &PackedBatch,
+        spec: &EmbedSpec,
+    ) -> Result<Vec<(usize, Embedding)>> {
+        pollster::block_on(self.embed_packed_with_async(batch, spec))
+    }
+
+    /// `embed_packed_with` without blocking.
+    pub async fn embed_packed_with_async(
         &self,
         batch: &PackedBatch,
         spec: &EmbedSpec,
@@ -183,7 +213,7 @@ impl Encoder {
             list
         };
         if let Some(p) = spec.pooling {
-            return Ok(finish(self.embed_packed(batch, p, false)?));
+            return Ok(finish(self.embed_packed_async(batch, p, false).await?));
         }
         let sc = &self.sentence;
         let pooling = sc
@@ -197,21 +227,24 @@ impl Encoder {
             _ => None,
         };
         let pooled: Vec<(usize, Embedding)> = match gpu_mode {
-            Some(mode) => self.embed_packed(batch, mode, false)?,
-            None => self.with_batch(batch, 0, |bucket, _| {
-                let hs = read_hidden(bucket, batch)?;
-                Ok(hs
-                    .iter()
-                    .enumerate()
-                    .map(|(s, states)| {
-                        let e = Embedding {
-                            n_tokens: states.len(),
-                            vectors: vec![pooling.pool(states, spec.skip)],
-                        };
-                        (batch.indices[s], e)
-                    })
-                    .collect())
-            })?,
+            Some(mode) => self.embed_packed_async(batch, mode, false).await?,
+            None => {
+                self.with_batch(batch, 0, async |bucket, _| {
+                    let hs = read_hidden(bucket, batch).await?;
+                    Ok(hs
+                        .iter()
+                        .enumerate()
+                        .map(|(s, states)| {
+                            let e = Embedding {
+                                n_tokens: states.len(),
+                                vectors: vec![pooling.pool(states, spec.skip)],
+                            };
+                            (batch.indices[s], e)
+                        })
+                        .collect())
+                })
+                .await?
+            }
         };
         let mut out = pooled;
         for (_, e) in &mut out {
@@ -259,7 +292,17 @@ impl Encoder {
     }
 
     /// ColBERT vectors of `multi_tokens` sequences: one unit vector per kept token.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn embed_multi_ids(&self, seqs: &[Vec<u32>], query: bool) -> Result<Vec<Embedding>> {
+        pollster::block_on(self.embed_multi_ids_async(seqs, query))
+    }
+
+    /// `embed_multi_ids` without blocking.
+    pub async fn embed_multi_ids_async(
+        &self,
+        seqs: &[Vec<u32>],
+        query: bool,
+    ) -> Result<Vec<Embedding>> {
         let cb = self.sentence.colbert.as_ref().ok_or_else(not_colbert)?;
         let skip = cb.skiplist_ids(self.tokenizer()?);
         // Unattended query expansion: the trailing expansion tokens are queries but not keys.
@@ -270,7 +313,9 @@ impl Encoder {
         } else {
             None
         };
-        let hidden = self.hidden_states_keyed(seqs, keys.as_deref())?;
+        let hidden = self
+            .hidden_states_keyed_async(seqs, keys.as_deref())
+            .await?;
         Ok(seqs
             .iter()
             .zip(hidden)
@@ -298,19 +343,39 @@ impl Encoder {
     }
 
     /// ColBERT (PyLate) per-token vectors of queries or documents.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn embed_multi(&self, texts: &[&str], query: bool) -> Result<Vec<Embedding>> {
+        pollster::block_on(self.embed_multi_async(texts, query))
+    }
+
+    /// `embed_multi` without blocking.
+    pub async fn embed_multi_async(&self, texts: &[&str], query: bool) -> Result<Vec<Embedding>> {
         let seqs = self.multi_tokens(texts, query, 0)?;
-        self.embed_multi_ids(&seqs, query)
+        self.embed_multi_ids_async(&seqs, query).await
     }
 
     /// Scores documents against a query, best first: a cross-encoder's score of each pair, a
     /// bi-encoder's similarity (with its query/document prompts), or ColBERT's MaxSim.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn rerank(&self, query: &str, docs: &[&str], opts: &RerankOptions) -> Result<Vec<Ranked>> {
+        pollster::block_on(self.rerank_async(query, docs, opts))
+    }
+
+    /// `rerank` without blocking.
+    pub async fn rerank_async(
+        &self,
+        query: &str,
+        docs: &[&str],
+        opts: &RerankOptions,
+    ) -> Result<Vec<Ranked>> {
         let scores = match self.sentence.kind() {
-            ModelKind::CrossEncoder => self.cross_scores(query, docs, opts.raw_scores)?,
+            ModelKind::CrossEncoder => {
+                self.cross_scores_async(query, docs, opts.raw_scores)
+                    .await?
+            }
             ModelKind::Colbert => {
-                let q = self.embed_multi(&[query], true)?;
-                let d = self.embed_multi(docs, false)?;
+                let q = self.embed_multi_async(&[query], true).await?;
+                let d = self.embed_multi_async(docs, false).await?;
                 d.iter()
                     .map(|d| maxsim(&q[0].vectors, &d.vectors))
                     .collect()
@@ -320,8 +385,8 @@ impl Encoder {
                     prompt: self.role(q),
                     top_k: None,
                 };
-                let qv = self.embed_sparse(&[query], &with(true))?;
-                let dv = self.embed_sparse(docs, &with(false))?;
+                let qv = self.embed_sparse_async(&[query], &with(true)).await?;
+                let dv = self.embed_sparse_async(docs, &with(false)).await?;
                 let sim = self.sentence.similarity.unwrap_or(Similarity::Dot);
                 dv.iter()
                     .map(|d| qv[0].similarity(sim, d))
@@ -334,8 +399,8 @@ impl Encoder {
                     prompt: role(q),
                     ..Default::default()
                 };
-                let qv = self.embed_with(&[query], &with(true))?;
-                let dv = self.embed_with(docs, &with(false))?;
+                let qv = self.embed_with_async(&[query], &with(true)).await?;
+                let dv = self.embed_with_async(docs, &with(false)).await?;
                 let sim = sc.similarity.unwrap_or(Similarity::Cosine);
                 dv.iter()
                     .map(|d| similarity(sim, &qv[0].vectors[0], &d.vectors[0]))
@@ -364,7 +429,18 @@ impl Encoder {
     }
 
     /// A cross-encoder's score of each (query, document) pair, `[CLS] q [SEP] d [SEP]`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn cross_scores(&self, query: &str, docs: &[&str], raw: bool) -> Result<Vec<f32>> {
+        pollster::block_on(self.cross_scores_async(query, docs, raw))
+    }
+
+    /// `cross_scores` without blocking.
+    pub async fn cross_scores_async(
+        &self,
+        query: &str,
+        docs: &[&str],
+        raw: bool,
+    ) -> Result<Vec<f32>> {
         let act = self
             .sentence
             .cross_activation
@@ -378,7 +454,7 @@ impl Encoder {
             .enumerate()
             .map(|(i, d)| tok.encode_pair(query, d, i).map(|e| e.ids))
             .collect::<Result<Vec<_>>>()?;
-        let logits = self.classify_ids(&seqs)?;
+        let logits = self.classify_ids_async(&seqs).await?;
         Ok(logits
             .iter()
             .map(|l| {

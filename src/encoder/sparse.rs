@@ -118,14 +118,24 @@ impl Encoder {
     /// Sparse (SPLADE) vectors of texts, as sentence-transformers' `SparseEncoder` computes
     /// them: the MLM logits of every token (special tokens included), `log1p(relu)` (or its
     /// `log1p_relu` variant), max or sum over the text's tokens, the non-zero entries kept.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn embed_sparse(&self, texts: &[&str], opts: &SparseOptions) -> Result<Vec<SparseVector>> {
+        pollster::block_on(self.embed_sparse_async(texts, opts))
+    }
+
+    /// `embed_sparse` without blocking.
+    pub async fn embed_sparse_async(
+        &self,
+        texts: &[&str],
+        opts: &SparseOptions,
+    ) -> Result<Vec<SparseVector>> {
         self.sparse_check(opts)?;
         let seqs = texts
             .iter()
             .enumerate()
             .map(|(i, t)| self.sparse_tokens(opts, t, i))
             .collect::<Result<Vec<_>>>()?;
-        self.embed_sparse_ids(&seqs, opts.top_k)
+        self.embed_sparse_ids_async(&seqs, opts.top_k).await
     }
 
     fn sparse_check(&self, opts: &SparseOptions) -> Result<()> {
@@ -146,7 +156,17 @@ impl Encoder {
 
     /// Sparse vectors of token sequences (`sparse_tokens`), in input order, each cut to its
     /// `top_k` largest values when asked.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn embed_sparse_ids(
+        &self,
+        seqs: &[Vec<u32>],
+        top_k: Option<usize>,
+    ) -> Result<Vec<SparseVector>> {
+        pollster::block_on(self.embed_sparse_ids_async(seqs, top_k))
+    }
+
+    /// `embed_sparse_ids` without blocking.
+    pub async fn embed_sparse_ids_async(
         &self,
         seqs: &[Vec<u32>],
         top_k: Option<usize>,
@@ -166,9 +186,9 @@ impl Encoder {
         }
         let vocab = self.config.vocab_size;
         let mut out = vec![SparseVector::default(); seqs.len()];
-        self.for_each_batch(seqs, None, |batch, bucket, _| {
+        self.for_each_batch(seqs, None, async |batch, bucket, _| {
             if bucket.sparse.is_none() {
-                let started = std::time::Instant::now();
+                let started = crate::time::Instant::now();
                 let head = SparseHead::build(
                     &self.gpu,
                     &self.config,
@@ -204,7 +224,8 @@ impl Encoder {
                 }
                 let bytes = head
                     .plan
-                    .read(head.out, 0, (group.len() * vocab * 4) as u64)?;
+                    .read_async(head.out, 0, (group.len() * vocab * 4) as u64)
+                    .await?;
                 let values = DType::F32.decode(&bytes);
                 for (&s, row) in group.iter().zip(values.chunks_exact(vocab)) {
                     let mut v = SparseVector::from_dense(row, batch.seq_range(s).len());
@@ -215,7 +236,8 @@ impl Encoder {
                 }
             }
             Ok(())
-        })?;
+        })
+        .await?;
         Ok(out)
     }
 

@@ -58,25 +58,33 @@ pub fn f16_kernels(
         let off = Err("turned off by WGBERT_COOP=0".to_string());
         (off.clone(), off)
     } else {
-        // The two checks side by side: each compiles its kernels, the long part of a check
-        // on a device without cached pipelines.
-        let (m, a) = std::thread::scope(|s| {
-            let a = s.spawn(|| {
-                verify(
-                    gpu,
-                    cache,
-                    tune::ATTENTION_COOP,
-                    attention::coop::supported,
-                    attention::self_check,
-                )
-            });
-            let m = verify(
+        let attention = || {
+            verify(
+                gpu,
+                cache,
+                tune::ATTENTION_COOP,
+                attention::coop::supported,
+                attention::self_check,
+            )
+        };
+        let matmul = || {
+            verify(
                 gpu,
                 cache,
                 tune::MATMUL_COOP,
                 matmul::coop::supported,
                 matmul::self_check,
-            );
+            )
+        };
+        // A browser has one thread (and no cooperative matrices: both report so at once).
+        #[cfg(target_arch = "wasm32")]
+        let (m, a) = (matmul(), attention());
+        // The two checks side by side: each compiles its kernels, the long part of a check
+        // on a device without cached pipelines.
+        #[cfg(not(target_arch = "wasm32"))]
+        let (m, a) = std::thread::scope(|s| {
+            let a = s.spawn(attention);
+            let m = matmul();
             let a = a
                 .join()
                 .unwrap_or_else(|_| (Err("the attention self-check panicked".into()), None));

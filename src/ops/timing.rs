@@ -4,8 +4,8 @@
 //! device ([`matmul_buffers`], [`attention_buffers`]) so that a benchmark can shrink a shape
 //! to the adapter's limits before it allocates ([`fit_matmul_rows`], [`fit_attention_seqs`]).
 
+use crate::time::Instant;
 use std::sync::Arc;
-use std::time::Instant;
 
 use crate::Result;
 use crate::ops::attention::{self, AttentionArgs};

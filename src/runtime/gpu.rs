@@ -4,7 +4,11 @@
 //! where results are read back.
 
 use std::collections::HashMap;
+#[cfg(target_arch = "wasm32")]
+use std::future::Future;
 use std::path::PathBuf;
+#[cfg(target_arch = "wasm32")]
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -156,6 +160,22 @@ pub struct Gpu {
     self_checks_run: AtomicU64,
     /// The driver's pipeline cache and the file it is kept in.
     disk: Option<DiskPipelines>,
+    /// In a browser, the error scopes of `guarded` calls, popped but not yet resolved: the
+    /// next readback (`settle`) awaits them and reports the first error.
+    #[cfg(target_arch = "wasm32")]
+    deferred: Mutex<Vec<Deferred>>,
+}
+
+/// A popped error scope whose answer comes later (a browser's promise).
+#[cfg(target_arch = "wasm32")]
+type ScopeFuture = Pin<Box<dyn Future<Output = Option<wgpu::Error>> + Send>>;
+
+/// What `guarded` left to check in a browser: its context and its two scopes.
+#[cfg(target_arch = "wasm32")]
+struct Deferred {
+    context: String,
+    validation: ScopeFuture,
+    oom: ScopeFuture,
 }
 
 impl std::fmt::Debug for Gpu {
@@ -245,6 +265,7 @@ fn report(adapter: &wgpu::Adapter) -> AdapterReport {
 }
 
 /// Lists every adapter the chosen backends expose (all backends when `None`).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn list_adapters(backend: Option<&str>) -> Vec<AdapterReport> {
     let backends = match backend {
         Some(s) => wgpu::Backends::from_comma_list(s),
@@ -258,11 +279,22 @@ pub fn list_adapters(backend: Option<&str>) -> Vec<AdapterReport> {
 }
 
 impl Gpu {
-    /// Picks an adapter and creates a device with its own limits and the wanted features.
+    /// Picks an adapter and creates a device with its own limits and the wanted features
+    /// (`new_async`, waited for).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(opts: &GpuOptions) -> Result<Arc<Gpu>> {
+        pollster::block_on(Self::new_async(opts))
+    }
+
+    /// Picks an adapter and creates a device with its own limits and the wanted features.
+    /// In a browser this is the page's WebGPU adapter (`navigator.gpu`).
+    pub async fn new_async(opts: &GpuOptions) -> Result<Arc<Gpu>> {
         let mut backends = backends_from(opts.backend.as_deref());
         if backends == wgpu::Backends::PRIMARY
-            && pollster::block_on(instance(backends).enumerate_adapters(backends)).is_empty()
+            && instance(backends)
+                .enumerate_adapters(backends)
+                .await
+                .is_empty()
         {
             backends = wgpu::Backends::all();
         }
@@ -270,7 +302,7 @@ impl Gpu {
         let adapter = match &opts.adapter {
             Some(want) => {
                 let want_lc = want.to_lowercase();
-                let all = pollster::block_on(inst.enumerate_adapters(backends));
+                let all = inst.enumerate_adapters(backends).await;
                 let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
                 let index = want.strip_prefix('#').and_then(|n| n.parse::<usize>().ok());
                 let picked = match index {
@@ -290,18 +322,20 @@ impl Gpu {
                     ))
                 })?
             }
-            None => pollster::block_on(inst.request_adapter(&wgpu::RequestAdapterOptions {
-                power_preference: wgpu::PowerPreference::HighPerformance,
-                force_fallback_adapter: false,
-                compatible_surface: None,
-                apply_limit_buckets: false,
-            }))
-            .map_err(|e| {
-                Error::NoAdapter(format!(
-                    " ({e}); install a Vulkan/Metal/DX12 driver (on Linux without a GPU: \
+            None => inst
+                .request_adapter(&wgpu::RequestAdapterOptions {
+                    power_preference: wgpu::PowerPreference::HighPerformance,
+                    force_fallback_adapter: false,
+                    compatible_surface: None,
+                    apply_limit_buckets: false,
+                })
+                .await
+                .map_err(|e| {
+                    Error::NoAdapter(format!(
+                        " ({e}); install a Vulkan/Metal/DX12 driver (on Linux without a GPU: \
                      mesa-vulkan-drivers for lavapipe) or pick one with --backend/--adapter"
-                ))
-            })?,
+                    ))
+                })?,
         };
         let info = adapter.get_info();
         let coop = coop_shapes(&adapter);
@@ -317,12 +351,14 @@ impl Gpu {
             ..Default::default()
         };
         let desc = device_descriptor(&adapter, &own);
-        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
-            Error::RequestDevice {
-                adapter: info.name.clone(),
-                message: e.to_string(),
-            }
-        })?;
+        let (device, queue) =
+            adapter
+                .request_device(&desc)
+                .await
+                .map_err(|e| Error::RequestDevice {
+                    adapter: info.name.clone(),
+                    message: e.to_string(),
+                })?;
         // wgbert owns this device, so its callbacks are wgbert's: a lost device marks it
         // failed, and errors outside any error scope are logged instead of panicking.
         let health = Arc::new(DeviceHealth::default());
@@ -394,6 +430,8 @@ impl Gpu {
             pipelines_created: AtomicU64::new(0),
             self_checks_run: AtomicU64::new(0),
             disk: None,
+            #[cfg(target_arch = "wasm32")]
+            deferred: Mutex::new(Vec::new()),
         }
     }
 
@@ -547,26 +585,51 @@ impl Gpu {
     }
 
     /// Runs `f` inside out-of-memory and validation error scopes, turning what they catch
-    /// into typed errors.
+    /// into typed errors. In a browser the scopes answer later: their errors come from the
+    /// next readback or [`Gpu::settle`] instead, with the same context.
     pub fn guarded<T>(&self, context: &str, f: impl FnOnce() -> T) -> Result<T> {
         let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let value = f();
-        let v = pollster::block_on(validation.pop());
-        let o = pollster::block_on(oom.pop());
-        if let Some(e) = o {
-            log::debug!("{e}");
-            return Err(Error::OutOfMemory {
+        let v = validation.pop();
+        let o = oom.pop();
+        #[cfg(not(target_arch = "wasm32"))]
+        scope_error(context, pollster::block_on(v), pollster::block_on(o))?;
+        #[cfg(target_arch = "wasm32")]
+        if let Ok(mut pending) = self.deferred.lock() {
+            pending.push(Deferred {
                 context: context.to_string(),
-            });
-        }
-        if let Some(e) = v {
-            return Err(Error::Gpu {
-                context: context.to_string(),
-                message: e.to_string(),
+                validation: Box::pin(v),
+                oom: Box::pin(o),
             });
         }
         Ok(value)
+    }
+
+    /// Waits for the error scopes `guarded` left open in a browser and returns the first
+    /// error they caught (all of them are cleared). Natively every scope was checked when it
+    /// closed, and this returns at once.
+    pub async fn settle(&self) -> Result<()> {
+        #[cfg(target_arch = "wasm32")]
+        {
+            let pending = match self.deferred.lock() {
+                Ok(mut p) => std::mem::take(&mut *p),
+                Err(_) => Vec::new(),
+            };
+            let mut first = Ok(());
+            for d in pending {
+                let v = d.validation.await;
+                let o = d.oom.await;
+                if first.is_ok() {
+                    first = scope_error(&d.context, v, o);
+                }
+            }
+            first?;
+        }
+        match self.health.failure() {
+            Some(why) => Err(Error::DeviceLost(why.to_string())),
+            None => Ok(()),
+        }
     }
 
     /// What a borrowed device lacks against its adapter, one line each, for an app to show
@@ -598,9 +661,33 @@ impl Gpu {
         self.health.settle(polled.map(drop), timeout)
     }
 
-    /// Reads `len` bytes at `offset` of a storage buffer back to the host. The one readback
-    /// path of the crate: copy into a staging buffer, submit, map, wait.
+    /// Reads `len` bytes at `offset` of a storage buffer back to the host (`read_async`,
+    /// waited for).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read(&self, what: &str, buf: &wgpu::Buffer, offset: u64, len: u64) -> Result<Vec<u8>> {
+        pollster::block_on(self.read_async(what, buf, offset, len))
+    }
+
+    /// In a browser nothing may block: the blocking readback is an error that says so (the
+    /// tuner's and self-checks' paths, which a browser load never takes).
+    #[cfg(target_arch = "wasm32")]
+    pub fn read(&self, what: &str, _: &wgpu::Buffer, _: u64, _: u64) -> Result<Vec<u8>> {
+        Err(Error::Readback {
+            what: what.to_string(),
+            message: "a blocking readback is not possible in a browser; use the async API".into(),
+        })
+    }
+
+    /// Reads `len` bytes at `offset` of a storage buffer back to the host. The one readback
+    /// path of the crate: copy into a staging buffer, submit, map (`map_async`), wait for the
+    /// map; then the errors of the work before it ([`Gpu::settle`]).
+    pub async fn read_async(
+        &self,
+        what: &str,
+        buf: &wgpu::Buffer,
+        offset: u64,
+        len: u64,
+    ) -> Result<Vec<u8>> {
         if len == 0 {
             return Ok(Vec::new());
         }
@@ -629,20 +716,20 @@ impl Gpu {
         enc.copy_buffer_to_buffer(buf, offset, &staging, 0, padded);
         self.queue.submit([enc.finish()]);
         let slice = staging.slice(..);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
+        let (tx, rx) = crate::runtime::signal::oneshot();
+        slice.map_async(wgpu::MapMode::Read, move |r| tx.send(r));
         self.wait()?;
-        match rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
+        let mapped = rx.await;
+        self.settle().await?;
+        match mapped {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
                 return Err(Error::Readback {
                     what,
                     message: e.to_string(),
                 });
             }
-            Err(_) => {
+            None => {
                 return Err(Error::Readback {
                     what,
                     message: "map callback never ran".into(),
@@ -660,6 +747,23 @@ impl Gpu {
         out.truncate(len as usize);
         Ok(out)
     }
+}
+
+/// The typed error of a closed pair of error scopes, out-of-memory first.
+fn scope_error(context: &str, v: Option<wgpu::Error>, o: Option<wgpu::Error>) -> Result<()> {
+    if let Some(e) = o {
+        log::debug!("{e}");
+        return Err(Error::OutOfMemory {
+            context: context.to_string(),
+        });
+    }
+    if let Some(e) = v {
+        return Err(Error::Gpu {
+            context: context.to_string(),
+            message: e.to_string(),
+        });
+    }
+    Ok(())
 }
 
 impl Drop for Gpu {

@@ -13,8 +13,11 @@ pub mod plan;
 pub mod profile;
 pub mod shader;
 pub mod share;
+mod signal;
 
-pub use gpu::{AdapterReport, Capabilities, CoopShape, Counters, Gpu, GpuOptions, list_adapters};
+#[cfg(not(target_arch = "wasm32"))]
+pub use gpu::list_adapters;
+pub use gpu::{AdapterReport, Capabilities, CoopShape, Counters, Gpu, GpuOptions};
 pub use health::DeviceHealth;
 pub use memory::{DeviceBuffer, MemoryKind, MemoryStats};
 pub use params::{GpuParams, SmokeParams};

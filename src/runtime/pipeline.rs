@@ -263,7 +263,7 @@ fn create(gpu: &Gpu, kernel: &Kernel) -> Result<Arc<CachedPipeline>> {
     };
     let layout = layout_for(gpu, &kernel.bindings)?;
     let device = gpu.device();
-    let started = std::time::Instant::now();
+    let started = crate::time::Instant::now();
     let created = std::panic::catch_unwind(AssertUnwindSafe(|| {
         gpu.guarded(&format!("creating kernel {name}"), || {
             let desc = wgpu::ShaderModuleDescriptor {

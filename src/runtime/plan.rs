@@ -527,8 +527,21 @@ impl Plan {
         Ok(())
     }
 
-    /// Reads `len` bytes at `offset` of an output tensor.
+    /// Reads `len` bytes at `offset` of an output tensor (blocking: natively only; see
+    /// `Gpu::read`).
     pub fn read(&self, t: TensorId, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let (name, buffer) = self.output(t, offset, len)?;
+        self.gpu.read(name, buffer, offset, len)
+    }
+
+    /// Reads `len` bytes at `offset` of an output tensor, without blocking.
+    pub async fn read_async(&self, t: TensorId, offset: u64, len: u64) -> Result<Vec<u8>> {
+        let (name, buffer) = self.output(t, offset, len)?;
+        self.gpu.read_async(name, buffer, offset, len).await
+    }
+
+    /// The name and buffer of output `t`, checked to hold `len` bytes at `offset`.
+    fn output(&self, t: TensorId, offset: u64, len: u64) -> Result<(&str, &wgpu::Buffer)> {
         let tensor = self.tensor(t)?;
         if tensor.kind != Kind::Output {
             return Err(Error::PlanInput(format!(
@@ -546,7 +559,7 @@ impl Plan {
             .buffer
             .as_ref()
             .ok_or_else(|| Error::PlanInput("no buffer".into()))?;
-        self.gpu.read(&tensor.name, buffer, offset, len)
+        Ok((&tensor.name, &**buffer))
     }
 
     /// Evaluates every step's launch for `sizes` and uploads the parameters (skipped when the

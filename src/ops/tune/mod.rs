@@ -332,10 +332,12 @@ pub fn ensure<F: Family>(
         }
         return Ok(out);
     }
-    // A model load on a CPU adapter uses what `wgbert tune` cached, and never times.
+    // A model load on a CPU adapter uses what `wgbert tune` cached, and never times; nor
+    // does one in a browser, where timing would block on readbacks.
     let cpu = gpu.info().device_type == wgpu::DeviceType::Cpu;
+    let web = cfg!(target_arch = "wasm32");
     let mode = match mode {
-        Mode::Ensure if cpu && setting == Setting::Auto => Mode::Lookup,
+        Mode::Ensure if web || (cpu && setting == Setting::Auto) => Mode::Lookup,
         m => m,
     };
     let cache = opts.cache();
@@ -359,7 +361,9 @@ pub fn ensure<F: Family>(
             }
         }
         if mode == Mode::Lookup {
-            let why = if cpu {
+            let why = if web {
+                "in a browser, where timing would block"
+            } else if cpu {
                 "a CPU adapter: `wgbert tune` times it"
             } else {
                 "not tuned yet"
