@@ -8,17 +8,22 @@
 //! Hub ids need the `hub` feature (`hub/remote.rs`); without it only directories resolve.
 //! A layout that ships companion files (sentence-transformers' `modules.json` and the
 //! folders it names) asks for them through [`Fetch`] in [`resolve_with`]; the hub knows no
-//! layout.
+//! layout. A model whose files come as bytes (a browser's fetches of a folder) resolves
+//! the same way through [`resolve_fetched`], into files of a `FileStore` in memory.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use crate::files::FileStore;
 use crate::progress::Observer;
 use crate::{Error, Result};
 
+mod fetched;
 #[cfg(feature = "hub")]
 mod remote;
+
+pub use fetched::resolve_fetched;
 
 const CONFIG: &str = "config.json";
 const TOKENIZER: &str = "tokenizer.json";
@@ -114,6 +119,8 @@ pub struct ModelFiles {
     /// Companion files the caller's layout asked for (`resolve_with`) that exist, by name
     /// relative to the model root (`modules.json`, `1_Pooling/config.json`, ...).
     pub companions: BTreeMap<String, PathBuf>,
+    /// Where the paths above are read from: the file system, or files in memory.
+    pub store: FileStore,
 }
 
 impl ModelFiles {
@@ -215,12 +222,17 @@ fn resolve_dir(dir: &Path, companions: &mut Companions) -> Result<ModelFiles> {
     collect(&mut DirFetch(dir), Some(dir.to_path_buf()), companions)
 }
 
-/// One way of getting a named file of a model: its directory, the hub cache, or the hub.
+/// One way of getting a named file of a model: its directory, the hub cache, the hub, or
+/// files in memory.
 pub trait Fetch {
     /// The local path of `file`, `None` when the model has no such file.
     fn fetch(&mut self, file: &str) -> Result<Option<PathBuf>>;
     /// The error for a required file that is absent.
     fn missing(&self, file: &str) -> Error;
+    /// Where the fetched paths are read from.
+    fn store(&self) -> FileStore {
+        FileStore::disk()
+    }
 }
 
 /// The file layout shared by all sources.
@@ -235,7 +247,7 @@ pub(crate) fn collect(
         vec![single]
     } else if let Some(index) = src.fetch(INDEX)? {
         let mut weights = vec![index.clone()];
-        for shard in shard_names(&index)? {
+        for shard in shard_names(&src.store(), &index)? {
             weights.push(src.fetch(&shard)?.ok_or_else(|| src.missing(&shard))?);
         }
         weights
@@ -250,16 +262,17 @@ pub(crate) fn collect(
         tokenizer,
         weights,
         companions,
+        store: src.store(),
     })
 }
 
 /// The shard file names of a `model.safetensors.index.json`, sorted, each once.
-fn shard_names(index: &Path) -> Result<Vec<String>> {
+fn shard_names(store: &FileStore, index: &Path) -> Result<Vec<String>> {
     let bad = |message: String| Error::Weights {
         path: index.to_path_buf(),
         message,
     };
-    let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
+    let text = store.read_to_string(index)?;
     let json: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
     let map = json

@@ -5,6 +5,7 @@
 
 pub mod encoder;
 pub mod error;
+pub mod files;
 pub mod hub;
 pub mod model;
 pub mod ops;

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::hub::{self, ModelSource};
+use crate::hub::{self, ModelFiles, ModelSource};
 use crate::model::config::ModelConfig;
 use crate::model::graph::{self, EncoderGraph};
 use crate::model::heads::{ClassifierHead, MlmHead, PoolHead, SparseHead};
@@ -197,14 +197,45 @@ impl Encoder {
         }
         // The retrieval layout names its own companion files.
         let files = hub::resolve_with(&src, &hub_opts, &mut crate::sentence::companion_files)?;
-        let config = ModelConfig::from_file(&files.config)?;
-        let sentence = SentenceConfig::from_files(&files, &config)?;
+        Self::load_resolved(gpu, source, &files, opts, started)
+    }
+
+    /// Loads a model whose files `get` returns as bytes, by name relative to the model root
+    /// (`config.json`, `1_Pooling/config.json`; `Ok(None)` for a file the model lacks): a
+    /// browser fetching a folder URL, or files an application holds. `name` labels the
+    /// files in errors. The same files, checks and errors as a directory (see
+    /// `hub::resolve_fetched`); the load ends when the device has accepted the uploads.
+    pub async fn load_fetched(
+        gpu: Arc<Gpu>,
+        name: &str,
+        get: impl AsyncFnMut(&str) -> Result<Option<Vec<u8>>>,
+        opts: &LoadOptions,
+    ) -> Result<Encoder> {
+        let files = hub::resolve_fetched(name, get, &mut crate::sentence::companion_files).await?;
+        let enc = Self::load_resolved(gpu, name, &files, opts, Instant::now())?;
+        enc.gpu.settle().await?;
+        Ok(enc)
+    }
+
+    /// Loads the model of resolved files (a directory's, the hub's or in memory).
+    fn load_resolved(
+        gpu: Arc<Gpu>,
+        source: &str,
+        files: &ModelFiles,
+        opts: &LoadOptions,
+        started: Instant,
+    ) -> Result<Encoder> {
+        let store = &files.store;
+        let config =
+            ModelConfig::from_json_str(&store.read_to_string(&files.config)?, &files.config)?;
+        let sentence = SentenceConfig::from_files(files, &config)?;
         let ck = match files.weights.first() {
             // A hub snapshot or a model directory holds the index and its shards side by side.
             Some(first) if files.is_sharded() => {
-                Checkpoint::open(first.parent().unwrap_or(std::path::Path::new(".")))?
+                let dir = first.parent().unwrap_or(std::path::Path::new("."));
+                Checkpoint::open_in(store, dir)?
             }
-            Some(first) => Checkpoint::open_file(first)?,
+            Some(first) => Checkpoint::open_file_in(store, first)?,
             None => {
                 return Err(Error::Hub {
                     source_name: source.to_string(),
@@ -212,15 +243,20 @@ impl Encoder {
                 });
             }
         };
-        let tok_path = opts.tokenizer.clone().or(files.tokenizer.clone());
+
         // sentence-transformers' max_seq_length caps the model's own limit (ColBERT models
         // cut queries and documents to their own lengths instead).
         let limit = match (sentence.max_seq_length, sentence.kind()) {
             (Some(n), kind) if kind != ModelKind::Colbert => n.min(config.max_position_embeddings),
             _ => config.max_position_embeddings,
         };
-        let tokenizer = match tok_path {
-            Some(p) => Some(TextTokenizer::from_file(&p)?.with_limit(Some(limit), opts.truncate)?),
+        let tokenizer = match (&opts.tokenizer, &files.tokenizer) {
+            (Some(p), _) => Some(TextTokenizer::from_file(p)?),
+            (None, Some(p)) => Some(TextTokenizer::from_bytes(&store.read(p)?, p)?),
+            (None, None) => None,
+        };
+        let tokenizer = match tokenizer {
+            Some(t) => Some(t.with_limit(Some(limit), opts.truncate)?),
             None => None,
         };
         let dtype = pick_dtype(&gpu, opts.dtype)?;

@@ -1,4 +1,5 @@
-//! A safetensors checkpoint, memory-mapped: single file or sharded, read tensor by tensor.
+//! A safetensors checkpoint, memory-mapped (or in memory, from a `FileStore`): single file or
+//! sharded, read tensor by tensor.
 //!
 //! [`Checkpoint`] owns the maps and an index of every tensor (dtype, shape, byte range); nothing
 //! is copied until [`Checkpoint::read_as`] converts one tensor into the caller's buffer. Names
@@ -12,14 +13,13 @@ mod header;
 mod tests;
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
 use safetensors::Dtype;
 
 pub use expected::{Heads, expected_tensors, param_count};
 
+use crate::files::{Blob, FileStore};
 use crate::{Error, Result};
 
 /// Single-file checkpoint name.
@@ -91,10 +91,10 @@ pub fn canonical_name(name: &str) -> String {
     }
 }
 
-/// One memory-mapped safetensors file.
+/// One safetensors file, mapped or in memory.
 struct Shard {
     path: PathBuf,
-    map: Mmap,
+    map: Blob,
 }
 
 /// Where a tensor lives: shard, dtype, shape and absolute byte range in the map.
@@ -134,14 +134,19 @@ impl Checkpoint {
                     .into(),
             });
         }
+        Self::open_in(&FileStore::disk(), dir)
+    }
+
+    /// `open` on the files of `store` (a model folder's files in memory).
+    pub fn open_in(store: &FileStore, dir: &Path) -> Result<Self> {
         let single = dir.join(SINGLE_FILE);
-        if single.is_file() {
-            return Self::open_files(dir, &[single], None);
+        if store.is_file(&single) {
+            return Self::open_files(store, dir, &[single], None);
         }
         let index = dir.join(INDEX_FILE);
-        if index.is_file() {
-            let (files, weight_map) = header::read_index(&index, dir)?;
-            return Self::open_files(dir, &files, Some((&index, &weight_map)));
+        if store.is_file(&index) {
+            let (files, weight_map) = header::read_index(store, &index, dir)?;
+            return Self::open_files(store, dir, &files, Some((&index, &weight_map)));
         }
         Err(Error::Weights {
             path: dir.to_path_buf(),
@@ -151,11 +156,17 @@ impl Checkpoint {
 
     /// Opens one safetensors file directly.
     pub fn open_file(path: &Path) -> Result<Self> {
+        Self::open_file_in(&FileStore::disk(), path)
+    }
+
+    /// `open_file` on a file of `store`.
+    pub fn open_file_in(store: &FileStore, path: &Path) -> Result<Self> {
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        Self::open_files(&dir, &[path.to_path_buf()], None)
+        Self::open_files(store, &dir, &[path.to_path_buf()], None)
     }
 
     fn open_files(
+        store: &FileStore,
         dir: &Path,
         files: &[PathBuf],
         index: Option<(&Path, &HashMap<String, String>)>,
@@ -163,11 +174,7 @@ impl Checkpoint {
         let mut shards = Vec::with_capacity(files.len());
         let mut tensors: HashMap<String, Entry> = HashMap::new();
         for (shard, path) in files.iter().enumerate() {
-            let file = File::open(path).map_err(|e| Error::io(path, e))?;
-            // SAFETY: the map is read-only and lives as long as the checkpoint. Another process
-            // truncating the file while it is mapped is outside what we can defend against (the
-            // same contract as every mmap-based safetensors loader).
-            let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+            let map = store.read(path)?;
             for (name, info) in header::parse(&map, path)? {
                 let canonical = canonical_name(&name);
                 let entry = Entry {

@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::layout_err;
 use crate::Result;
+use crate::files::FileStore;
 use crate::model::weights::Checkpoint;
 
 /// An activation named by a dotted torch path (`torch.nn.modules.activation.Tanh`).
@@ -66,7 +67,12 @@ impl Dense {
     /// Loads a Dense module folder: `config.json` and `model.safetensors` (`linear.weight`,
     /// `linear.bias`). A folder with only `pytorch_model.bin` is refused by the caller.
     pub fn load(config_path: &Path, weights_path: &Path) -> Result<Dense> {
-        let v = super::read_json(config_path)?;
+        Self::load_in(&FileStore::disk(), config_path, weights_path)
+    }
+
+    /// `load` on the files of `store`.
+    pub fn load_in(store: &FileStore, config_path: &Path, weights_path: &Path) -> Result<Dense> {
+        let v = super::read_json(store, config_path)?;
         let err = |m: String| layout_err(config_path, m);
         let dim = |key: &str| -> Result<usize> {
             v.get(key)
@@ -96,7 +102,7 @@ impl Dense {
             })?,
             Some(other) => return Err(err(format!("activation_function is not a string: {other}"))),
         };
-        let ck = Checkpoint::open_file(weights_path)?;
+        let ck = Checkpoint::open_file_in(store, weights_path)?;
         let werr = |m: String| layout_err(weights_path, m);
         let (weight, shape) = ck.read_f32("linear.weight")?;
         if shape != [out_features, in_features] {

@@ -11,6 +11,7 @@ use super::{
     layout_err, read_json,
 };
 use crate::Result;
+use crate::files::FileStore;
 use crate::model::config::ModelConfig;
 use crate::sentence::Activation;
 
@@ -42,8 +43,8 @@ impl Module {
     }
 }
 
-fn parse_modules(path: &Path) -> Result<Vec<Module>> {
-    let v = read_json(path)?;
+fn parse_modules(store: &FileStore, path: &Path) -> Result<Vec<Module>> {
+    let v = read_json(store, path)?;
     let list = v
         .as_array()
         .ok_or_else(|| layout_err(path, "modules.json is not a list of modules"))?;
@@ -82,9 +83,9 @@ fn parse_modules(path: &Path) -> Result<Vec<Module>> {
 }
 
 /// The files (relative to the model root) that the layout of `modules.json` may use.
-pub fn layout_file_names(modules_json: &Path) -> Result<Vec<String>> {
+pub fn layout_file_names(store: &FileStore, modules_json: &Path) -> Result<Vec<String>> {
     let mut names = vec![ST_CONFIG.to_string(), BERT_CONFIG.to_string()];
-    for m in parse_modules(modules_json)? {
+    for m in parse_modules(store, modules_json)? {
         if !m.path.is_empty() {
             names.extend(MODULE_FILES.iter().map(|f| m.file(f)));
             names.push(m.file(BERT_CONFIG));
@@ -95,12 +96,13 @@ pub fn layout_file_names(modules_json: &Path) -> Result<Vec<String>> {
 
 /// Reads the whole layout from the files found (`files`: relative name to local path).
 pub(super) fn read(
+    store: &FileStore,
     files: &BTreeMap<String, PathBuf>,
     config_json: &Path,
     config: &ModelConfig,
 ) -> Result<SentenceConfig> {
     let modules_path = &files[super::MODULES];
-    let mut modules = parse_modules(modules_path)?;
+    let mut modules = parse_modules(store, modules_path)?;
     modules.sort_by_key(|m| m.idx);
     let mut sc = SentenceConfig::default();
     let mut pylate = false;
@@ -144,7 +146,7 @@ pub(super) fn read(
                 }
                 mlm |= kind == "MLMTransformer";
                 if let Some(p) = files.get(BERT_CONFIG) {
-                    let v = read_json(p)?;
+                    let v = read_json(store, p)?;
                     sc.max_seq_length = v
                         .get("max_seq_length")
                         .and_then(Value::as_u64)
@@ -155,7 +157,7 @@ pub(super) fn read(
             }
             "SpladePooling" => {
                 let p = need("config.json")?;
-                let sparse = SparseConfig::from_json(&read_json(p)?, p)?;
+                let sparse = SparseConfig::from_json(&read_json(store, p)?, p)?;
                 if !mlm {
                     return Err(layout_err(
                         modules_path,
@@ -179,7 +181,7 @@ pub(super) fn read(
             }
             "Pooling" => {
                 let p = need("config.json")?;
-                let pooling = PoolingConfig::from_json(&read_json(p)?, p)?;
+                let pooling = PoolingConfig::from_json(&read_json(store, p)?, p)?;
                 if let Some(d) = pooling.dimension {
                     if d != config.hidden_size {
                         return Err(layout_err(
@@ -209,7 +211,7 @@ pub(super) fn read(
                     };
                     return Err(layout_err(modules_path, message));
                 };
-                let dense = Dense::load(cfg, weights)?;
+                let dense = Dense::load_in(store, cfg, weights)?;
                 let width = match (sc.dense.last(), &sc.pooling) {
                     (Some(prev), _) => prev.out_features,
                     (None, Some(p)) => p.output_dim(config.hidden_size),
@@ -229,7 +231,7 @@ pub(super) fn read(
             "Normalize" => sc.normalize = true,
             "MultiVectorMask" => {
                 let p = need("config.json")?;
-                mask_cfg = Some((p.clone(), read_json(p)?));
+                mask_cfg = Some((p.clone(), read_json(store, p)?));
             }
             pooling if pooling.ends_with("TokenPooling") => {
                 return Err(layout_err(
@@ -248,7 +250,7 @@ pub(super) fn read(
         }
     }
     let st = match files.get(ST_CONFIG) {
-        Some(p) => Some((p, read_json(p)?)),
+        Some(p) => Some((p, read_json(store, p)?)),
         None => None,
     };
     let model_type = st.as_ref().and_then(|(_, v)| v.get("model_type")?.as_str());
@@ -265,6 +267,7 @@ pub(super) fn read(
     }
     let cross = match model_type {
         Some("CrossEncoder") | None => cross_encoder_activation(
+            store,
             config_json,
             st.as_ref().map(|(p, v)| (p.as_path(), v)),
             config,
@@ -336,6 +339,7 @@ fn read_prompts(sc: &mut SentenceConfig, v: &Value, p: &Path) -> Result<()> {
 /// `sbert_ce_default_activation_function` (older); a one-label classifier without any gets
 /// sigmoid, as `CrossEncoder` does. `None`: not a one-label sequence classifier.
 pub(super) fn cross_encoder_activation(
+    store: &FileStore,
     path: &Path,
     st: Option<(&Path, &Value)>,
     config: &ModelConfig,
@@ -347,7 +351,7 @@ pub(super) fn cross_encoder_activation(
     if !is_classifier || config.num_labels() != 1 {
         return Ok(None);
     }
-    let v = read_json(path)?;
+    let v = read_json(store, path)?;
     let in_st = st.and_then(|(p, v)| Some((p, v.get("activation_fn").filter(|x| !x.is_null())?)));
     let in_config = v
         .get("sentence_transformers")

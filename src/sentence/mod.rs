@@ -26,6 +26,7 @@ pub use layout::layout_file_names;
 pub use pool::{PoolingConfig, PoolingMode};
 pub use sparse::{SparseConfig, SpladeActivation, SpladeMode};
 
+use crate::files::FileStore;
 use crate::hub::{Fetch, ModelFiles};
 use crate::model::config::ModelConfig;
 use crate::{Error, Result};
@@ -120,7 +121,7 @@ pub struct SentenceConfig {
 pub fn companion_files(src: &mut dyn Fetch) -> Result<BTreeMap<String, PathBuf>> {
     let mut found = BTreeMap::new();
     if let Some(modules) = src.fetch(MODULES)? {
-        let names = layout_file_names(&modules)?;
+        let names = layout_file_names(&src.store(), &modules)?;
         found.insert(MODULES.to_string(), modules);
         for name in names {
             if let Some(path) = src.fetch(&name)? {
@@ -135,7 +136,8 @@ impl SentenceConfig {
     /// Reads the layout of a model's files; a plain checkpoint gives `kind: Plain`.
     pub fn from_files(files: &ModelFiles, config: &ModelConfig) -> Result<SentenceConfig> {
         if files.companions.is_empty() {
-            let cross = layout::cross_encoder_activation(&files.config, None, config)?;
+            let cross =
+                layout::cross_encoder_activation(&files.store, &files.config, None, config)?;
             return Ok(SentenceConfig {
                 kind: Some(if cross.is_some() {
                     ModelKind::CrossEncoder
@@ -146,7 +148,7 @@ impl SentenceConfig {
                 ..Default::default()
             });
         }
-        layout::read(&files.companions, &files.config, config)
+        layout::read(&files.store, &files.companions, &files.config, config)
     }
 
     /// The model's kind (`Plain` when unknown).
@@ -201,8 +203,8 @@ pub(crate) fn layout_err(path: &Path, message: impl Into<String>) -> Error {
 }
 
 /// Reads and parses a JSON file.
-pub(crate) fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+pub(crate) fn read_json(store: &FileStore, path: &Path) -> Result<serde_json::Value> {
+    let text = store.read_to_string(path)?;
     serde_json::from_str(&text).map_err(|e| layout_err(path, format!("not JSON: {e}")))
 }
 

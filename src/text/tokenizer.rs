@@ -81,7 +81,15 @@ impl TextTokenizer {
                 path.display()
             )));
         }
-        let inner = tokenizers::Tokenizer::from_file(path)
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::Tokenizer(format!("{}: cannot load: {e}", path.display())))?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Loads a tokenizer.json from its bytes; `path` labels errors.
+    pub fn from_bytes(bytes: &[u8], path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let inner = tokenizers::Tokenizer::from_bytes(bytes)
             .map_err(|e| Error::Tokenizer(format!("{}: cannot load: {e}", path.display())))?;
         Self::from_tokenizer(inner)
     }

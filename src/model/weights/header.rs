@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use safetensors::{Dtype, SafeTensorError, SafeTensors};
 use serde_json::Value;
 
+use crate::files::FileStore;
 use crate::{Error, Result};
 
 /// Bytes of the little-endian header length that opens every safetensors file.
@@ -125,10 +126,11 @@ fn expected_len(bytes: &[u8]) -> Option<usize> {
 /// Reads `model.safetensors.index.json`: the shard files (sorted, each once) and the weight map.
 /// Shard names must be plain file names inside `dir`.
 pub(super) fn read_index(
+    store: &FileStore,
     index: &Path,
     dir: &Path,
 ) -> Result<(Vec<PathBuf>, HashMap<String, String>)> {
-    let text = std::fs::read_to_string(index).map_err(|e| Error::io(index, e))?;
+    let text = store.read_to_string(index)?;
     let value: Value = serde_json::from_str(&text)
         .map_err(|e| weights_err(index, format!("index is not valid JSON: {e}")))?;
     let Some(map) = value.get("weight_map").and_then(Value::as_object) else {
@@ -166,7 +168,7 @@ pub(super) fn read_index(
     }
     files.sort();
     let paths = files.iter().map(|f| dir.join(f)).collect::<Vec<_>>();
-    if let Some(missing) = paths.iter().find(|p| !p.is_file()) {
+    if let Some(missing) = paths.iter().find(|p| !store.is_file(p)) {
         return Err(weights_err(
             index,
             format!(
