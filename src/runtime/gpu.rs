@@ -244,6 +244,7 @@ fn coop_shapes(adapter: &wgpu::Adapter) -> Vec<CoopShape> {
     shapes
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn report(adapter: &wgpu::Adapter) -> AdapterReport {
     let info = adapter.get_info();
     let caps = Capabilities::from_parts(

@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Builds the browser package into web/dist/: the web crate (web/: the wgbert library, its
+# kernels and plans, for wasm32-unknown-unknown on WebGPU) in release, wasm-bindgen's
+# `--target web` glue (dist/pkg/), the JS package (wgbert.js, wgbert.d.ts, package.json),
+# the harness page (harness.html) and the demo page (demo.html). Prints the .wasm's size.
+#
+# Debian 12's rustc has no wasm32 standard library (and rustup cannot add targets here), so
+# the build runs in the Debian 13 root of scripts/test_coop.sh (WGBERT_MESA_ROOT, default
+# /var/tmp/wgbert-mesa26; made by that script when absent), with trixie-backports' rustc,
+# cargo, wasm32 standard library and lld, installed there once under the root's lock
+# (WGBERT_MESA_ROOT.lock, shared with the other scripts that install into it). Inside the
+# root cargo works offline: the crates are fetched here, and this machine's registry is
+# bind-mounted under the checkout's target directory (every mount is undone on exit). The
+# wasm-bindgen CLI must be the version of `wasm-bindgen` in Cargo.lock: it is built once
+# with `cargo install` into WGBERT_TOOLS (default /var/tmp/wgbert-tools) and reused.
+#
+# Usage (as root): bash scripts/build_web.sh. Exit 0: built. Exit 3: the toolchain cannot be
+# had on this machine (not root, no apt, no root directory), with the reason on stderr
+# (scripts/test_web.sh counts it as a skip). Anything else: a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO="$(pwd -P)"
+TARGET="${CARGO_TARGET_DIR:-$REPO/target}"
+mkdir -p "$TARGET"
+TARGET="$(cd "$TARGET" && pwd -P)"
+ROOT="${WGBERT_MESA_ROOT:-/var/tmp/wgbert-mesa26}"
+TOOLS="${WGBERT_TOOLS:-/var/tmp/wgbert-tools}"
+DIST="$REPO/web/dist"
+WASM_TARGET=wasm32-unknown-unknown
+
+die() {
+  echo "build_web.sh: $*" >&2
+  exit 1
+}
+unavailable() {
+  echo "build_web.sh: cannot build for the browser here: $*" >&2
+  exit 3
+}
+
+[ "$(id -u)" -eq 0 ] || unavailable "needs root (chroot, bind mounts, apt)"
+command -v cargo >/dev/null || unavailable "cargo not found"
+command -v apt-get >/dev/null || unavailable "no apt-get"
+
+# The root and its Rust toolchain for wasm32 (rustc >= 1.87: trixie's own is 1.85).
+toolchain_ready() {
+  [ -x "$ROOT/usr/bin/cargo" ] && [ -d "$ROOT/usr/lib/rustlib/$WASM_TARGET/lib" ] &&
+    [ -x "$ROOT/usr/lib/llvm-22/bin/wasm-ld" ]
+}
+if [ ! -x "$ROOT/usr/bin/apt-get" ]; then
+  echo "== making the Debian 13 root (scripts/test_coop.sh)"
+  bash scripts/test_coop.sh --run true || unavailable "the root at $ROOT could not be made"
+fi
+if ! toolchain_ready; then
+  echo "== installing rustc, cargo and the wasm32 standard library (trixie-backports) in $ROOT"
+  flock "$ROOT.lock" chroot "$ROOT" bash -c 'export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq && apt-get install -y -qq --no-install-recommends -t trixie-backports \
+      rustc cargo libstd-rust-dev-wasm32 lld-22 >/dev/null' ||
+    unavailable "installing the Rust toolchain in $ROOT failed"
+  toolchain_ready || unavailable "the root has no wasm32 toolchain after installing it"
+fi
+
+# The wasm-bindgen CLI of Cargo.lock's version, built once (about 5 to 12 minutes).
+WB_VERSION="$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)"
+[ -n "$WB_VERSION" ] || die "no wasm-bindgen in Cargo.lock"
+WB_ROOT="$TOOLS/wasm-bindgen-$WB_VERSION"
+WB="$WB_ROOT/bin/wasm-bindgen"
+if [ ! -x "$WB" ]; then
+  echo "== building wasm-bindgen-cli $WB_VERSION into $WB_ROOT (once)"
+  mkdir -p "$TOOLS"
+  # Not --locked: the CLI's own lock file names a crate version the registry index lacks.
+  flock "$TOOLS.lock" bash -c '[ -x "$1" ] || cargo install -q wasm-bindgen-cli --version "$2" \
+    --root "$3" --target-dir "$4"' _ "$WB" "$WB_VERSION" "$WB_ROOT" "$TOOLS/build-$WB_VERSION" ||
+    die "cargo install wasm-bindgen-cli $WB_VERSION failed"
+  rm -rf "$TOOLS/build-$WB_VERSION"
+fi
+
+echo "== fetching the crates for $WASM_TARGET"
+cargo fetch --target "$WASM_TARGET" >/dev/null
+
+# Mounts, undone on exit in reverse order (only those made here).
+MOUNTED=()
+cleanup() {
+  local i
+  for ((i = ${#MOUNTED[@]} - 1; i >= 0; i--)); do
+    umount "${MOUNTED[$i]}" 2>/dev/null || umount -l "${MOUNTED[$i]}" || true
+  done
+}
+trap cleanup EXIT
+bind() { # bind SOURCE TARGET
+  mkdir -p "$2"
+  if ! mountpoint -q "$2"; then
+    mount --bind "$1" "$2"
+    MOUNTED+=("$2")
+  fi
+}
+bind "$REPO" "$ROOT$REPO"
+case "$TARGET/" in
+  "$REPO"/*) ;;
+  *) bind "$TARGET" "$ROOT$TARGET" ;;
+esac
+CARGO_HOME_HERE="${CARGO_HOME:-$HOME/.cargo}"
+WEB_HOME="$TARGET/web/cargo-home"
+mkdir -p "$WEB_HOME/registry"
+bind "$CARGO_HOME_HERE/registry" "$ROOT$WEB_HOME/registry"
+
+echo "== cargo build --release -p wgbert-web --target $WASM_TARGET (Debian 13 root)"
+chroot "$ROOT" env -i PATH=/usr/bin:/bin HOME=/tmp CARGO_HOME="$WEB_HOME" \
+  CARGO_TARGET_DIR="$TARGET/web/cargo" CARGO_INCREMENTAL=0 \
+  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/lib/llvm-22/bin/wasm-ld \
+  bash -c 'cd "$0" && cargo build --offline --release -p wgbert-web --lib --target "$1"' \
+  "$REPO" "$WASM_TARGET"
+WASM="$TARGET/web/cargo/$WASM_TARGET/release/wgbert_web.wasm"
+[ -f "$WASM" ] || die "no $WASM after the build"
+
+echo "== wasm-bindgen --target web, the JS package and the pages into web/dist"
+rm -rf "$DIST"
+mkdir -p "$DIST/pkg"
+"$WB" --target web --out-dir "$DIST/pkg" --out-name wgbert_web "$WASM"
+cp web/js/wgbert.js web/js/wgbert.d.ts web/js/package.json "$DIST/"
+cp web/pages/*.html web/pages/*.js "$DIST/"
+BYTES="$(stat -c %s "$DIST/pkg/wgbert_web_bg.wasm")"
+GZ="$(gzip -9c "$DIST/pkg/wgbert_web_bg.wasm" | wc -c)"
+echo "== web/dist built: wgbert_web_bg.wasm $((BYTES / 1024)) KiB ($((GZ / 1024)) KiB gzipped)"
