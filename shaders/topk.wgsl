@@ -17,7 +17,9 @@ const KMAX: u32 = 64u;
 // Copies of the histogram, thread lid counting into copy lid % HCOPIES: logits crowd into a
 // few bins of the top digit, and spreading them cuts same-address atomic contention.
 const HCOPIES: u32 = 8u;
-const LOWEST: f32 = -3.40282347e38;
+// -f32::MAX written exactly: browsers' WGSL compilers (Tint) refuse the rounded
+// -3.40282347e38, which lies just past the f32 range.
+const LOWEST: f32 = -3.40282346638528859811704183484516925440e38;
 
 // Binding 0: `p`, the TopkParams of src/ops/topk.rs (gpu_params! writes its WGSL).
 {{PARAMS}}

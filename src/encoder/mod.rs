@@ -706,7 +706,7 @@ async fn read_hidden(bucket: &Bucket, batch: &PackedBatch) -> Result<Vec<Vec<Vec
 fn pick_dtype(gpu: &Gpu, want: Option<DType>) -> Result<DType> {
     match want {
         Some(DType::F16) if !gpu.caps().f16 => Err(Error::Unsupported(format!(
-            "f16 storage (SHADER_F16) on '{}'; use --dtype f32",
+            "f16 storage (SHADER_F16, WebGPU's shader-f16) on '{}'; use --dtype f32",
             gpu.info().name
         ))),
         Some(d) => Ok(d),

@@ -3,7 +3,7 @@
 //! test skips. A skip is never silent: it is named on stderr, appended to the file
 //! `WGBERT_SKIP_LOG` names (one line per skip: test, capability, why, which checks), which
 //! `scripts/test.sh` and `scripts/test_coop.sh` count at the end, and it is a failure when
-//! `WGBERT_REQUIRE` (a comma list of `Cap::key`s: `f16,subgroups,timestamps,coop,tokenizer,clients`)
+//! `WGBERT_REQUIRE` (a comma list of `Cap::key`s: `f16,subgroups,timestamps,coop,tokenizer,clients,web`)
 //! lists the capability, as CI does for each suite.
 
 use std::io::Write;
@@ -24,16 +24,20 @@ pub enum Cap {
     /// A Python with the HTTP client libraries of tests/clients, named by
     /// `WGBERT_CLIENTS_PYTHON`.
     Clients,
+    /// Headless browsers and the wasm32 toolchain: scripts/test_web.sh logs its skips under
+    /// this key (no Rust test asks for it).
+    Web,
 }
 
 impl Cap {
-    pub const ALL: [Cap; 6] = [
+    pub const ALL: [Cap; 7] = [
         Cap::F16,
         Cap::Subgroups,
         Cap::Timestamps,
         Cap::Coop,
         Cap::Tokenizer,
         Cap::Clients,
+        Cap::Web,
     ];
 
     /// Its name in `WGBERT_REQUIRE` and in the skip log.
@@ -45,6 +49,7 @@ impl Cap {
             Cap::Coop => "coop",
             Cap::Tokenizer => "tokenizer",
             Cap::Clients => "clients",
+            Cap::Web => "web",
         }
     }
 
@@ -57,6 +62,7 @@ impl Cap {
             Cap::Coop => "cooperative matrices",
             Cap::Tokenizer => "ModernBERT's tokenizer (WGBERT_TOKENIZER)",
             Cap::Clients => "the HTTP client libraries (WGBERT_CLIENTS_PYTHON)",
+            Cap::Web => "headless browsers and the wasm32 toolchain (scripts/test_web.sh)",
         }
     }
 

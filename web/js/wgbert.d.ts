@@ -110,6 +110,14 @@ export interface ModelInfo {
       max_invocations: number;
       [key: string]: unknown;
     };
+    /** The browser's GPUAdapterInfo and features, where it gave them. */
+    browser: {
+      vendor: string;
+      architecture: string;
+      device: string;
+      description: string;
+      features: string[];
+    } | null;
   };
   weight_bytes: number;
 }

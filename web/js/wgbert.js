@@ -113,9 +113,11 @@ export class Encoder {
   #model;
   #queue = Promise.resolve();
   #info = null;
+  #adapter;
 
-  constructor(model) {
+  constructor(model, adapter = null) {
     this.#model = model;
+    this.#adapter = adapter;
   }
 
   /** Loads a model: a folder URL (holding config.json, model.safetensors or its shards,
@@ -133,7 +135,16 @@ export class Encoder {
       truncate: options.truncate ?? undefined,
     });
     const model = await Model.load(options.name ?? name, get, opts, progressOf(options.onProgress));
-    return new Encoder(model);
+    // What the browser says of its adapter (WebGPU gives wgpu only its description).
+    const a = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+    const adapter = a && {
+      vendor: a.info?.vendor ?? "",
+      architecture: a.info?.architecture ?? "",
+      device: a.info?.device ?? "",
+      description: a.info?.description ?? "",
+      features: [...a.features].sort(),
+    };
+    return new Encoder(model, adapter);
   }
 
   #run(call) {
@@ -143,9 +154,13 @@ export class Encoder {
     return result;
   }
 
-  /** What was loaded where: model, kind, dtype, dimensions, prompts, labels, adapter. */
+  /** What was loaded where: model, kind, dtype, dimensions, prompts, labels, adapter (with
+   * `adapter.browser`: the browser's own description of it and its features). */
   info() {
-    this.#info ??= JSON.parse(this.#model.info());
+    if (!this.#info) {
+      this.#info = JSON.parse(this.#model.info());
+      this.#info.adapter.browser = this.#adapter;
+    }
     return this.#info;
   }
 

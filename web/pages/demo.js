@@ -28,9 +28,10 @@ async function load() {
     encoder = await Encoder.load(source, { dtype: $("dtype").value || undefined, onProgress });
     const i = encoder.info();
     const c = i.adapter.capabilities;
+    const b = i.adapter.browser;
     show($("adapter"), [
       `model ${i.model} (${i.kind}, ${i.dtype}, ${i.dimensions} dimensions)`,
-      `adapter ${i.adapter.name || "(unnamed)"} ${i.adapter.description} [${i.adapter.backend}, ${i.adapter.device_type}]`,
+      `adapter ${[b?.vendor, b?.architecture, b?.description || i.adapter.name].filter(Boolean).join(" ") || "(unnamed)"} [${i.adapter.backend}]`,
       `shader-f16 ${c.f16 ? "yes" : "no"}, subgroups ${c.subgroups ? "yes" : "no"}`,
       `max storage binding ${(c.max_storage_binding / 2 ** 20).toFixed(0)} MiB, workgroup storage ${c.max_workgroup_storage / 1024} KiB, ${c.max_invocations} invocations`,
     ].join("\n"));

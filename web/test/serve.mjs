@@ -28,7 +28,7 @@ export function serve(routes) {
     const root = prefix && path.resolve(routes[prefix]);
     const file = root && path.resolve(root, "." + pathname.slice(prefix.length - 1));
     if (!file || (file !== root && !file.startsWith(root + path.sep))) {
-      res.writeHead(403).end();
+      res.writeHead(404).end();
       return;
     }
     fs.stat(file, (err, st) => {
