@@ -202,6 +202,37 @@ impl Model {
     }
 }
 
+/// Compiles every kernel of the library that this page's adapter can run (the portable ones:
+/// wgpu gives a browser no subgroups or cooperative matrices; the f16 builds where it has
+/// shader-f16) on a device of its own, and returns the failures as JSON
+/// `[{kernel, message}]`: how a browser's WGSL compiler (Tint in Chromium) takes every
+/// kernel, not only those a test model's plan uses.
+#[wasm_bindgen(js_name = checkKernels)]
+pub async fn check_kernels() -> Result<String, JsValue> {
+    let gpu = Gpu::new_async(&GpuOptions::default())
+        .await
+        .map_err(js_error)?;
+    let mut failures = Vec::new();
+    let mut compiled = 0usize;
+    for kernel in wgbert::ops::all_kernels() {
+        let name = kernel.name();
+        let source = kernel.wgsl().map_err(js_error)?;
+        let needs_f16 = source.contains("enable f16");
+        let native_only = source.contains("subgroup") || source.contains("coop_mat");
+        if native_only || (needs_f16 && !gpu.caps().f16) {
+            continue;
+        }
+        let created = wgbert::runtime::pipeline::pipeline(&gpu, &kernel).map(drop);
+        let settled = gpu.settle().await;
+        compiled += 1;
+        if let Err(e) = created.and(settled) {
+            failures.push(serde_json::json!({ "kernel": name, "message": e.to_string() }));
+        }
+    }
+    let report = serde_json::json!({ "compiled": compiled, "failures": failures });
+    Ok(report.to_string())
+}
+
 /// One chunk of `embed`, as the model's kind and the options ask.
 async fn embed_chunk(
     enc: &Encoder,

@@ -248,6 +248,12 @@ function cases(data) {
     { name: "cross-encoder scores f32", browsers: both, url: page("cross_encoder", "cross_encoder", { task: "rerank", dtype: "f32", query: data.cross_encoder.exp.query }), check: (o) => checkRerank(ok(o), data.cross_encoder, "f32") },
     { name: "cross-encoder scores f16", browsers: ["firefox"], url: page("cross_encoder", "cross_encoder", { task: "rerank", dtype: "f16", query: data.cross_encoder.exp.query }), check: (o) => checkRerank(ok(o), data.cross_encoder, "f16") },
     { name: "classifier logits f32", browsers: ["chromium"], url: page("cls_mean", "cls_mean", { task: "classify", dtype: "f32" }), check: (o) => checkClassify(ok(o), data.cls_mean) },
+    { name: "every kernel the adapter can run compiles", browsers: both, url: "/dist/kernels.html", check: (o) => {
+      ok(o);
+      if (!(o.info?.compiled > 0)) throw new Error("no kernel compiled");
+      if (o.results.length) throw new Error(o.results.map((r) => `${r.kernel}: ${r.message}`).join("; ").slice(0, 2000));
+      return `${o.info.compiled} kernels`;
+    } },
     { name: "a missing model folder is an error naming config.json", browsers: both, url: page("no_such_model", "mlm_v4", { task: "embed" }), check: (o) => errorNames(o, "config.json") },
     { name: "f16 without shader-f16 is an error naming it", browsers: ["chromium"], url: page("mlm_v4", "mlm_v4", { task: "embed", dtype: "f16" }), check: (o) => errorNames(o, "f16") },
   ];
