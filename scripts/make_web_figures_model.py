@@ -15,6 +15,7 @@ enough for CPU WebGPU adapters.
 """
 
 import argparse
+import json
 import shutil
 from pathlib import Path
 
@@ -70,6 +71,12 @@ def main():
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     shutil.copyfile(args.tokenizer, out / "tokenizer.json")
+    # transformers 5 names its own backend class, which transformers.js does not know; the
+    # real ModernBERT's config names this one.
+    tok_config = json.loads((out / "tokenizer_config.json").read_text())
+    tok_config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    tok_config.pop("backend", None)
+    (out / "tokenizer_config.json").write_text(json.dumps(tok_config, indent=2))
 
     sample = tok(["a sentence to trace the graph with", "another"], padding=True, return_tensors="pt")
     (out / "onnx").mkdir(exist_ok=True)

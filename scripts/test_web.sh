@@ -4,7 +4,9 @@
 # WGBERT_TOOLS, default /var/tmp/wgbert-tools, keyed by web/test/package-lock.json; Debian's
 # chromium and firefox-esr when absent), serves web/dist and the fixtures on 127.0.0.1 and
 # runs the harness page in headless Chromium (SwiftShader: f32) and Firefox ESR (lavapipe:
-# f16 and f32) against transformers' outputs (web/test/run.mjs lists the checks).
+# f16 and f32) against transformers' outputs, and against the `wgbert` command line's
+# (WGBERT_CLI, default target/debug/wgbert) with ModernBERT's tokenizer (WGBERT_TOKENIZER,
+# default ../shared/tokenizer/modernbert/tokenizer.json); web/test/run.mjs lists the checks.
 #
 # A browser, node or the wasm32 toolchain that cannot be had is a skip, never silent: it is
 # named on stderr, logged as capability `web` in WGBERT_SKIP_LOG (one is made when unset) and
@@ -105,6 +107,21 @@ for b in "${BROWSERS[@]}"; do
   fi
 done
 [ ${#RUN[@]} -gt 0 ] || exit 0
+
+# The comparison with the command line: ModernBERT's tokenizer and the `wgbert` binary that
+# `cargo test` (scripts/test.sh) built.
+if [ -z "${WGBERT_TOKENIZER:-}" ] && [ -f ../shared/tokenizer/modernbert/tokenizer.json ]; then
+  WGBERT_TOKENIZER="$(cd ../shared/tokenizer/modernbert && pwd)/tokenizer.json"
+fi
+export WGBERT_CLI="${WGBERT_CLI:-$TARGET/debug/wgbert}"
+if [ -z "${WGBERT_TOKENIZER:-}" ]; then
+  skip "WGBERT_TOKENIZER is not set" "the harness against the CLI with ModernBERT's tokenizer"
+elif [ ! -x "$WGBERT_CLI" ]; then
+  skip "no wgbert binary at $WGBERT_CLI (cargo build)" "the harness against the CLI with ModernBERT's tokenizer"
+  unset WGBERT_CLI
+else
+  export WGBERT_TOKENIZER
+fi
 
 step "the harness page in ${RUN[*]}"
 # Firefox's WebGPU runs on Vulkan: lavapipe needs a runtime directory.

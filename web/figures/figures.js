@@ -44,7 +44,8 @@ async function transformersJs(model, texts, runs) {
   tjs.env.allowRemoteModels = false;
   tjs.env.allowLocalModels = true;
   tjs.env.useBrowserCache = false;
-  tjs.env.localModelPath = `${base.origin}${parts.slice(0, -1).join("/")}/`;
+  // A path, not a URL: transformers.js looks for local files only under a path.
+  tjs.env.localModelPath = `${parts.slice(0, -1).join("/")}/`;
   tjs.env.backends.onnx.wasm.wasmPaths = "/tjs/onnxruntime-web/dist/";
   tjs.env.backends.onnx.wasm.numThreads = 1;
   const t0 = performance.now();

@@ -1,6 +1,6 @@
-// Compiles every wgbert kernel the page's adapter can run (the browser's WGSL compiler on
-// every variant, not only a model's) and logs `WGBERT_RESULT {"kernel", "message"}` per
-// failure, `WGBERT_INFO {"compiled": n}`, then `WGBERT_DONE`, or `WGBERT_ERROR <message>`.
+// Gives every wgbert kernel the page's adapter can run to the browser's WGSL compiler (every
+// variant, not only a model's) and logs `WGBERT_RESULT {"kernel", "message"}` per failure,
+// `WGBERT_INFO {"checked": n}`, then `WGBERT_DONE`, or `WGBERT_ERROR <message>`.
 
 import init, { checkKernels } from "./pkg/wgbert_web.js";
 
@@ -12,7 +12,7 @@ const log = (line) => {
 async function main() {
   await init();
   const report = JSON.parse(await checkKernels());
-  log(`WGBERT_INFO ${JSON.stringify({ compiled: report.compiled })}`);
+  log(`WGBERT_INFO ${JSON.stringify({ checked: report.checked })}`);
   for (const f of report.failures) log(`WGBERT_RESULT ${JSON.stringify(f)}`);
   log("WGBERT_DONE");
 }
