@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The browser tests: builds web/dist (scripts/build_web.sh: the library for wasm32 in
-# release, once), installs what drives the browsers once (puppeteer-core from npm, into
-# WGBERT_TOOLS, default /var/tmp/wgbert-tools, keyed by web/test/package-lock.json; Debian's
-# chromium and firefox-esr when absent), serves web/dist and the fixtures on 127.0.0.1 and
+# release, once), installs what drives the browsers once (puppeteer-core and typescript
+# from npm, into WGBERT_TOOLS, default /var/tmp/wgbert-tools, keyed by
+# web/test/package-lock.json; Debian's chromium and firefox-esr when absent), checks the
+# package's TypeScript types (web/test/types.ts, tsc --strict), serves web/dist and the
+# fixtures on 127.0.0.1 and
 # runs the harness page in headless Chromium (SwiftShader: f32) and Firefox ESR (lavapipe:
 # f16 and f32) against transformers' outputs, and against the `wgbert` command line's
 # (WGBERT_CLI, default target/debug/wgbert) with ModernBERT's tokenizer (WGBERT_TOKENIZER,
@@ -84,6 +86,10 @@ if [ ! -d "$NODE_DIR/node_modules/puppeteer-core" ]; then
   fi
 fi
 export WGBERT_NODE_MODULES="$NODE_DIR/node_modules"
+
+step "the package's TypeScript types (tsc --strict)"
+node "$WGBERT_NODE_MODULES/typescript/bin/tsc" --noEmit --strict --target es2022 \
+  --moduleResolution node --lib es2022,dom web/test/types.ts
 
 # Debian's browsers, installed once when absent.
 declare -A EXE=([chromium]="${WGBERT_CHROMIUM:-/usr/bin/chromium}" [firefox]="${WGBERT_FIREFOX:-/usr/bin/firefox-esr}")

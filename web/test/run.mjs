@@ -17,7 +17,9 @@
 //   - the precision chosen: f32 where the adapter has no shader-f16, f16 where it has; and
 //     errors: a missing model folder is an error naming config.json, f16 asked of an
 //     adapter without it names shader-f16;
-//   - every kernel the adapter can run through the browser's WGSL compiler (kernels.html).
+//   - every kernel the adapter can run through the browser's WGSL compiler (kernels.html);
+//   - the demo page: a model loaded from its URL, the adapter shown, search over the
+//     passages, an error shown where fill-mask cannot run.
 // Usage: node web/test/run.mjs DIST WORK BROWSER... (BROWSER: chromium, firefox). Prints a
 // line per case; exit 1 when any fails.
 
@@ -327,6 +329,33 @@ function checkSameAsCli(out, want) {
   return `same objects as the CLI, numbers within ${worst.toExponential(2)}`;
 }
 
+/** The demo page: loads the model its URL names, shows the adapter, ranks the pasted
+ * passages (one hit each, best first), and shows a model's error in place of fill-mask
+ * results (the embedder has no MLM head). */
+async function runDemo(browser, url, timeoutMs) {
+  const page = await browser.newPage();
+  try {
+    await page.goto(url);
+    const text = (id) => page.$eval(`#${id}`, (e) => e.textContent);
+    await page.waitForFunction(() => /^model |^Error/.test(document.getElementById("adapter").textContent), { timeout: timeoutMs });
+    const adapter = await text("adapter");
+    if (!adapter.startsWith("model ")) throw new Error(`the model did not load: ${adapter}`);
+    await page.click("#search");
+    await page.waitForFunction(() => document.querySelectorAll("#hits .hit").length > 0, { timeout: timeoutMs });
+    const scores = await page.$$eval("#hits .score", (els) => els.map((e) => Number(e.textContent)));
+    const passages = (await page.$eval("#corpus", (e) => e.value)).split("\n").filter((l) => l.trim()).length;
+    if (scores.length !== passages) throw new Error(`${scores.length} hits for ${passages} passages`);
+    if (scores.some((x, i) => i > 0 && x > scores[i - 1])) throw new Error(`hits not best first: ${scores}`);
+    await page.click("#fill");
+    await page.waitForFunction(() => document.getElementById("fills").textContent !== "", { timeout: timeoutMs });
+    const fills = await text("fills");
+    if (!fills.includes("cannot fill masks")) throw new Error(`fill-mask on an embedder: ${fills}`);
+    return `${adapter.split("\n")[1]}; ${scores.length} hits; fill-mask says: ${fills.slice(0, 60)}`;
+  } finally {
+    await page.close().catch(() => {});
+  }
+}
+
 function checkClassify(out, { exp, rows }) {
   let worst = 0;
   out.results.forEach((r, i) => (worst = Math.max(worst, maxAbs(r.logits, exp.outputs[rows[i].index].logits))));
@@ -381,6 +410,7 @@ function cases(data) {
       if (o.results.length) throw new Error(o.results.map((r) => `${r.kernel}: ${r.message}`).join("; ").slice(0, 2000));
       return `${o.info.checked} kernels`;
     } },
+    { name: "the demo page: adapter, search, an error shown", browsers: both, demo: `/dist/demo.html?model=${encodeURIComponent("/site/models/st_mean_dense/")}` },
     { name: "a missing model folder is an error naming config.json", browsers: both, url: page("no_such_model", "mlm_v4", { task: "embed" }), check: (o) => errorNames(o, "config.json") },
     { name: "f16 without shader-f16 is an error naming it", browsers: ["chromium"], url: page("mlm_v4", "mlm_v4", { task: "embed", dtype: "f16" }), check: (o) => errorNames(o, "f16") },
   ];
@@ -403,13 +433,22 @@ async function main() {
       try {
         for (const c of cases(data).filter((c) => c.browsers.includes(b))) {
           const t0 = Date.now();
+          const secs = () => ((Date.now() - t0) / 1000).toFixed(1);
+          if (c.demo) {
+            try {
+              console.log(`ok   ${b}: ${c.name}: ${await runDemo(browser, server.url + c.demo, PAGE_TIMEOUT_MS)} (${secs()} s)`);
+            } catch (e) {
+              failed++;
+              console.log(`FAIL ${b}: ${c.name}: ${e.message} (${secs()} s)`);
+            }
+            continue;
+          }
           const out = await runPage(browser, server.url + c.url, PAGE_TIMEOUT_MS);
-          const secs = ((Date.now() - t0) / 1000).toFixed(1);
           try {
-            console.log(`ok   ${b}: ${c.name}: ${c.check(out, b)} (${secs} s)`);
+            console.log(`ok   ${b}: ${c.name}: ${c.check(out, b)} (${secs()} s)`);
           } catch (e) {
             failed++;
-            console.log(`FAIL ${b}: ${c.name}: ${e.message} (${secs} s)`);
+            console.log(`FAIL ${b}: ${c.name}: ${e.message} (${secs()} s)`);
             for (const l of out.logs.slice(-10)) console.log(`     console: ${l}`);
           }
         }
