@@ -8,15 +8,14 @@
 # the build runs in the Debian 13 root of scripts/test_coop.sh (WGBERT_MESA_ROOT, default
 # /var/tmp/wgbert-mesa26; made by that script when absent), with trixie-backports' rustc,
 # cargo, wasm32 standard library and lld, installed there once under the root's lock
-# (WGBERT_MESA_ROOT.lock, shared with the other scripts that install into it). Inside the
-# root cargo works offline: the crates are fetched here, and this machine's registry is
-# bind-mounted under the checkout's target directory (every mount is undone on exit). The
-# wasm-bindgen CLI must be the version of `wasm-bindgen` in Cargo.lock: it is built once
-# with `cargo install` into WGBERT_TOOLS (default /var/tmp/wgbert-tools) and reused. The
-# release build's target directory is kept there too (WGBERT_WEB_TARGET, default
-# WGBERT_TOOLS/web-target, mounted at target/web/cargo inside the root), so a fresh clone
-# compiles only wgbert and wgbert-web (about 2 minutes) once the dependencies were built
-# (about 9 minutes on 2 cores).
+# (WGBERT_MESA_ROOT.lock, shared with the other scripts that install into it); it runs there
+# through `scripts/test_coop.sh --run`, which mounts the checkout; the build's cargo home
+# and target directory live in the root itself, at fixed paths (/var/cache/wgbert-web), so
+# that every checkout reuses the compiled dependencies (about 9 minutes on 2 cores, once per
+# machine; a fresh clone then compiles wgbert and wgbert-web only). The crates are fetched
+# into that cargo home from here, and the root's cargo works offline. The wasm-bindgen CLI
+# must be the version of `wasm-bindgen` in Cargo.lock: it is built once with `cargo install`
+# into WGBERT_TOOLS (default /var/tmp/wgbert-tools) and reused.
 #
 # Usage (as root): bash scripts/build_web.sh. Exit 0: built. Exit 3: the toolchain cannot be
 # had on this machine (not root, no apt, no root directory), with the reason on stderr
@@ -24,12 +23,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$(pwd -P)"
-TARGET="${CARGO_TARGET_DIR:-$REPO/target}"
-mkdir -p "$TARGET"
-TARGET="$(cd "$TARGET" && pwd -P)"
 ROOT="${WGBERT_MESA_ROOT:-/var/tmp/wgbert-mesa26}"
 TOOLS="${WGBERT_TOOLS:-/var/tmp/wgbert-tools}"
-WEB_TARGET="${WGBERT_WEB_TARGET:-$TOOLS/web-target}"
+# The build's cargo home and target directory, as paths inside the root.
+CACHE=/var/cache/wgbert-web
 DIST="$REPO/web/dist"
 WASM_TARGET=wasm32-unknown-unknown
 
@@ -80,43 +77,18 @@ if [ ! -x "$WB" ]; then
 fi
 
 echo "== fetching the crates for $WASM_TARGET"
-cargo fetch --target "$WASM_TARGET" >/dev/null
+mkdir -p "$ROOT$CACHE/cargo-home" "$ROOT$CACHE/target"
+# Every platform's crates: cargo resolves the whole lock file, host tools included.
+CARGO_HOME="$ROOT$CACHE/cargo-home" cargo fetch >/dev/null
 
-# Mounts, undone on exit in reverse order (only those made here).
-MOUNTED=()
-cleanup() {
-  local i
-  for ((i = ${#MOUNTED[@]} - 1; i >= 0; i--)); do
-    umount "${MOUNTED[$i]}" 2>/dev/null || umount -l "${MOUNTED[$i]}" || true
-  done
-}
-trap cleanup EXIT
-bind() { # bind SOURCE TARGET
-  mkdir -p "$2"
-  if ! mountpoint -q "$2"; then
-    mount --bind "$1" "$2"
-    MOUNTED+=("$2")
-  fi
-}
-bind "$REPO" "$ROOT$REPO"
-case "$TARGET/" in
-  "$REPO"/*) ;;
-  *) bind "$TARGET" "$ROOT$TARGET" ;;
-esac
-CARGO_HOME_HERE="${CARGO_HOME:-$HOME/.cargo}"
-WEB_HOME="$TARGET/web/cargo-home"
-mkdir -p "$WEB_HOME/registry" "$WEB_TARGET" "$TARGET/web/cargo"
-bind "$CARGO_HOME_HERE/registry" "$ROOT$WEB_HOME/registry"
-# The kept target directory, where the build inside the root finds it: target/web/cargo.
-bind "$WEB_TARGET" "$ROOT$TARGET/web/cargo"
-
+# In the root, through scripts/test_coop.sh --run: it mounts the checkout at its own path
+# (and unmounts it on exit) and runs the command from there.
 echo "== cargo build --release -p wgbert-web --target $WASM_TARGET (Debian 13 root)"
-chroot "$ROOT" env -i PATH=/usr/bin:/bin HOME=/tmp CARGO_HOME="$WEB_HOME" \
-  CARGO_TARGET_DIR="$TARGET/web/cargo" CARGO_INCREMENTAL=0 \
+bash scripts/test_coop.sh --run env CARGO_HOME="$CACHE/cargo-home" \
+  CARGO_TARGET_DIR="$CACHE/target" CARGO_INCREMENTAL=0 \
   CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/lib/llvm-22/bin/wasm-ld \
-  bash -c 'cd "$0" && cargo build --offline --release -p wgbert-web --lib --target "$1"' \
-  "$REPO" "$WASM_TARGET"
-WASM="$WEB_TARGET/$WASM_TARGET/release/wgbert_web.wasm"
+  cargo build --offline --release -p wgbert-web --lib --target "$WASM_TARGET"
+WASM="$ROOT$CACHE/target/$WASM_TARGET/release/wgbert_web.wasm"
 [ -f "$WASM" ] || die "no $WASM after the build"
 
 echo "== wasm-bindgen --target web, the JS package and the pages into web/dist"

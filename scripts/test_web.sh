@@ -72,20 +72,11 @@ if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   skip "node and npm are not installed" "the browser tests"
   exit 0
 fi
-LOCK_HASH="$(sha256sum web/test/package-lock.json | cut -c1-16)"
-NODE_DIR="$TOOLS/node-test-$LOCK_HASH"
-if [ ! -d "$NODE_DIR/node_modules/puppeteer-core" ]; then
-  step "installing puppeteer-core into $NODE_DIR (once)"
-  mkdir -p "$NODE_DIR"
-  cp web/test/package.json web/test/package-lock.json "$NODE_DIR/"
-  # --ignore-scripts: nothing is downloaded but the packages (the browsers are Debian's).
-  if ! (cd "$NODE_DIR" && npm ci --no-audit --no-fund --ignore-scripts >/dev/null); then
-    rm -rf "$NODE_DIR/node_modules"
-    skip "npm could not install puppeteer-core" "the browser tests"
-    exit 0
-  fi
+if ! NODE_MODULES="$(bash scripts/web_node.sh web/test)"; then
+  skip "npm could not install web/test's packages" "the browser tests"
+  exit 0
 fi
-export WGBERT_NODE_MODULES="$NODE_DIR/node_modules"
+export WGBERT_NODE_MODULES="$NODE_MODULES"
 
 step "the package's TypeScript types (tsc --strict)"
 node "$WGBERT_NODE_MODULES/typescript/bin/tsc" --noEmit --strict --target es2022 \

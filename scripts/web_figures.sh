@@ -12,7 +12,7 @@
 # (WGBERT_TOKENIZER, default ../shared/tokenizer/modernbert/tokenizer.json), a Python with
 # torch, transformers, onnx and onnxscript (WGBERT_FIGURES_PYTHON, default
 # /var/tmp/wgbert-fixtures-venv/bin/python), node with npm (transformers.js and
-# puppeteer-core are installed once into WGBERT_TOOLS, keyed by web/figures/package-lock.json).
+# puppeteer-core are installed once into WGBERT_TOOLS: scripts/web_node.sh).
 # Usage (as root): bash scripts/web_figures.sh [chromium] [firefox] (default both); RUNS=3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,16 +39,7 @@ if [ ! -f "$WORK/model/onnx/model.onnx" ]; then
   "$PY" scripts/make_web_figures_model.py --tokenizer "$TOK" --out "$WORK/model"
 fi
 
-LOCK_HASH="$(sha256sum web/figures/package-lock.json | cut -c1-16)"
-NODE_DIR="$TOOLS/node-figures-$LOCK_HASH"
-if [ ! -d "$NODE_DIR/node_modules/@huggingface/transformers" ]; then
-  echo "== installing transformers.js and puppeteer-core into $NODE_DIR (once)"
-  mkdir -p "$NODE_DIR"
-  cp web/figures/package.json web/figures/package-lock.json "$NODE_DIR/"
-  # --ignore-scripts: no native ONNX Runtime or image library is fetched; the browser
-  # build of transformers.js and ONNX Runtime Web are plain files of the packages.
-  (cd "$NODE_DIR" && npm ci --no-audit --no-fund --ignore-scripts >/dev/null)
-fi
-export WGBERT_NODE_MODULES="$NODE_DIR/node_modules"
+WGBERT_NODE_MODULES="$(bash scripts/web_node.sh web/figures)"
+export WGBERT_NODE_MODULES
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 node web/figures/run.mjs "$REPO/web/dist" "$WORK/model" "$WORK" "${RUNS:-3}" "${BROWSERS[@]}"

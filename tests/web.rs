@@ -177,18 +177,24 @@ fn against_transformers(enc: &Encoder, name: &str) -> f64 {
     worst
 }
 
+/// The masked LM fixture on `gpu`, in the precision a load picks (f16 where the device has
+/// it, as a browser's load does).
+fn load_mlm_at_its_precision(gpu: Arc<Gpu>) -> Encoder {
+    let dir = common::fixtures_dir().join("mlm_v4");
+    let opts = LoadOptions {
+        coop: common::coop_mode(),
+        ..Default::default()
+    };
+    Encoder::load_on(gpu, dir.to_str().unwrap(), &opts).unwrap()
+}
+
 #[test]
 fn webgpu_default_limits_choose_kernels_that_fit() {
     // Chromium's SwiftShader: no f16, no subgroups; the f32 path.
     let gpu = webgpu_default_device(wgpu::Features::empty());
     assert!(!gpu.caps().f16 && !gpu.caps().subgroups);
     assert_eq!(gpu.caps().max_invocations, 256);
-    let dir = common::fixtures_dir().join("mlm_v4");
-    let opts = LoadOptions {
-        coop: common::coop_mode(),
-        ..Default::default()
-    };
-    let enc = Encoder::load_on(gpu, dir.to_str().unwrap(), &opts).unwrap();
+    let enc = load_mlm_at_its_precision(gpu);
     assert_eq!(enc.dtype(), DType::F32, "no f16 means the f32 path");
     let err = against_transformers(&enc, "mlm_v4");
     assert!(
@@ -232,12 +238,7 @@ fn webgpu_default_limits_with_f16_stay_close() {
         return;
     }
     let gpu = webgpu_default_device(wgpu::Features::SHADER_F16);
-    let dir = common::fixtures_dir().join("mlm_v4");
-    let opts = LoadOptions {
-        coop: common::coop_mode(),
-        ..Default::default()
-    };
-    let enc = Encoder::load_on(gpu, dir.to_str().unwrap(), &opts).unwrap();
+    let enc = load_mlm_at_its_precision(gpu);
     assert_eq!(enc.dtype(), DType::F16, "f16 where the device has it");
     let cos = against_transformers(&enc, "mlm_v4");
     assert!(
