@@ -160,19 +160,22 @@ impl ModelConfig {
         Ok(config)
     }
 
-    /// The real shapes of ModernBERT `"base"` or `"large"`, for runs with random weights.
+    /// The real shapes of ModernBERT `"base"` or `"large"`, or `"mmbert-base"` (base's
+    /// encoder with a 256,000-token vocabulary, Gemma's, as mmBERT-base has), for runs with
+    /// random weights.
     pub fn random(size: &str) -> Result<Self> {
-        let (hidden, intermediate, layers, heads) = match size {
-            "base" => (768, 1152, 22, 12),
-            "large" => (1024, 2624, 28, 16),
+        let (hidden, intermediate, layers, heads, vocab) = match size {
+            "base" => (768, 1152, 22, 12, 50368),
+            "large" => (1024, 2624, 28, 16, 50368),
+            "mmbert-base" => (768, 1152, 22, 12, 256000),
             other => {
                 return Err(Error::Option(format!(
-                    "unknown model size '{other}' (expected 'base' or 'large')"
+                    "unknown model size '{other}' (expected 'base', 'large' or 'mmbert-base')"
                 )));
             }
         };
         Ok(ModelConfig {
-            vocab_size: 50368,
+            vocab_size: vocab,
             hidden_size: hidden,
             intermediate_size: intermediate,
             num_hidden_layers: layers,

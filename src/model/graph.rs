@@ -128,25 +128,41 @@ impl EncoderGraph {
     }
 }
 
-/// `LN_emb(E[ids])`, the gather fused with the norm.
+/// `LN_emb(E[ids])`, the gather fused with the norm: one step per piece of a table held in
+/// row pieces, each writing the tokens whose ids it holds.
 fn embed(r: &mut Recorder, cfg: &ModelConfig, w: &ModelWeights, ids: TensorId) -> Result<TensorId> {
-    let table = r.b.external("tok_embeddings", &w.tok_embeddings);
     let (weight, bias) = r.bind("embeddings.norm", &w.emb_norm.weight, &w.emb_norm.bias);
     let hidden = cfg.hidden_size as u32;
     let y = r.activation("embeddings.out", hidden);
-    let args = ops::embedding::EmbeddingArgs {
-        ids,
-        table,
-        weight,
-        bias,
-        y,
-        rows: r.rows,
-        hidden,
-        vocab: cfg.vocab_size as u32,
-        eps: r.eps,
-        dtype: r.dtype,
-    };
-    ops::embedding::record(r.b, "embedding", &args)?;
+    let pieces = &w.tok_embeddings.pieces;
+    for (i, piece) in pieces.iter().enumerate() {
+        let (first, rows) = (piece.first as u32, piece.rows as u32);
+        let (table_name, label) = match pieces.len() {
+            1 => ("tok_embeddings".to_string(), "embedding".to_string()),
+            _ => {
+                let range = format!("[{first}..{}]", first + rows);
+                (
+                    format!("tok_embeddings{range}"),
+                    format!("embedding{range}"),
+                )
+            }
+        };
+        let table = r.b.external(&table_name, &piece.buf);
+        let args = ops::embedding::EmbeddingArgs {
+            ids,
+            table,
+            weight,
+            bias,
+            y,
+            rows: r.rows,
+            hidden,
+            vocab: rows,
+            eps: r.eps,
+            dtype: r.dtype,
+        };
+        let last = i + 1 == pieces.len();
+        ops::embedding::record_piece(r.b, &label, &args, first, last)?;
+    }
     Ok(y)
 }
 
