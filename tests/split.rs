@@ -479,27 +479,61 @@ fn the_binding_limit_only_lowers() {
     }
 }
 
-/// A gated weight (Wi) or the Wqkv projection over a binding is refused by name: their
-/// halves and heads are paired across rows.
+/// A random model at an 8 KiB binding (4 KiB in f16: the same rows) where every matrix but
+/// the small projections is held in pieces: Wqkv (64 + 32 rows; the RoPE pass follows the pieces), the gated Wi
+/// (pieces of 32, 32 and 16 features, each with its input and gate rows), mlp.Wo and the
+/// table (64 + 36 rows, and so the tied decoder): hidden states and MLM top-5 equal the
+/// same weights whole.
 #[test]
-fn weights_that_cannot_be_cut_are_refused_by_name() {
-    let gpu = Gpu::new(&GpuOptions {
-        max_binding: Some(8 << 10),
-        ..Default::default()
-    })
-    .unwrap();
+fn every_layer_weight_in_pieces_matches_the_whole_model() {
     let cfg = common::random_config(&common::TinyModel {
         vocab: 100,
         hidden: 32,
-        intermediate: 48,
-        layers: 2,
+        intermediate: 80,
+        layers: 3,
         heads: 2,
         global_every: 2,
-        window: 64,
+        window: 8,
     });
-    let enc = Encoder::random(gpu, cfg, Some(DType::F32), Some(16)).unwrap();
-    let e = enc.hidden_states(&[vec![1, 2, 3]]).unwrap_err().to_string();
-    assert!(e.contains("Wqkv") && e.contains("storage binding"), "{e}");
+    let seqs: Vec<Vec<u32>> = vec![(0..16).map(|i| (i * 7 % 100) as u32).collect(), vec![99, 3, 64]];
+    for dtype in common::dtypes() {
+        let low = Gpu::new(&GpuOptions {
+            max_binding: Some(8192 / (4 / dtype.size())),
+            ..Default::default()
+        })
+        .unwrap();
+        let split = Encoder::random(low, cfg.clone(), Some(dtype), Some(16)).unwrap();
+        let whole = Encoder::random(common::gpu(), cfg.clone(), Some(dtype), Some(16)).unwrap();
+        let splits = split.weight_splits();
+        let rows = |name: &str| pieces_of(&splits, name).map(<[usize]>::to_vec);
+        assert_eq!(rows("model.layers.1.attn.Wqkv.weight"), Some(vec![64, 32]), "{splits:?}");
+        assert_eq!(rows("model.layers.2.mlp.Wi.weight"), Some(vec![64, 64, 32]), "{splits:?}");
+        assert_eq!(rows("model.layers.0.mlp.Wo.weight"), Some(vec![25, 7]), "{splits:?}");
+        assert_eq!(rows(TABLE), Some(vec![64, 36]), "{splits:?}");
+        let (a, b) = (split.hidden_states(&seqs).unwrap(), whole.hidden_states(&seqs).unwrap());
+        let (atol, rtol) = match dtype {
+            DType::F32 => (1e-5, 1e-5),
+            DType::F16 => (4e-3, 4e-3),
+        };
+        for (s, (x, y)) in a.iter().zip(&b).enumerate() {
+            let want: Vec<f64> = y.concat().iter().map(|&v| v as f64).collect();
+            common::assert_close(&format!("{dtype:?} seq {s}"), &x.concat(), &want, atol, rtol);
+        }
+        let positions = vec![vec![0, 5, 15], vec![1]];
+        let (ta, tb) = (
+            split.mlm_topk(&seqs, &positions, 5).unwrap(),
+            whole.mlm_topk(&seqs, &positions, 5).unwrap(),
+        );
+        for (x, y) in ta.iter().zip(&tb) {
+            for ((pa, ca), (pb, cb)) in x.iter().zip(y) {
+                assert_eq!(pa, pb);
+                let got: Vec<f32> = ca.iter().map(|p| p.1).collect();
+                let want: Vec<f64> = cb.iter().map(|p| p.1 as f64).collect();
+                let what = format!("{dtype:?} position {pa}: top-5 probabilities");
+                common::assert_close(&what, &got, &want, 1e-6, if dtype == DType::F32 { 1e-5 } else { 0.04 });
+            }
+        }
+    }
 }
 
 /// `--max-binding` on the command line: `info --model` lists each split tensor with the

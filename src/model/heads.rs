@@ -47,10 +47,10 @@ pub struct MlmHead {
     pub max_rows: usize,
 }
 
-/// Rows of f32 logits over `vocab` that one binding holds, at most `want` (at least 1: a
-/// vocabulary row over the limit fails when its buffer is made, naming it).
-fn logit_rows(gpu: &Gpu, vocab: u32, want: usize) -> usize {
-    let fit = gpu.caps().max_storage_binding / (vocab as u64 * 4).max(1);
+/// Rows of `row_bytes` (a row of f32 logits, of top-k pairs) that one binding holds, at
+/// most `want` (at least 1: a row over the limit fails when its buffer is made, naming it).
+fn fitting_rows(gpu: &Gpu, row_bytes: u64, want: usize) -> usize {
+    let fit = gpu.caps().max_storage_binding / row_bytes.max(1);
     (fit as usize).clamp(1, want.max(1))
 }
 
@@ -189,7 +189,9 @@ impl MlmHead {
             });
         };
         let v = cfg.vocab_size as u32;
-        let max_rows = logit_rows(gpu, v, MLM_ROWS);
+        // A row of f32 logits, and of the top-k's (id, probability) pairs.
+        let row_bytes = (v as u64 * 4).max(ops::topk::out_bytes(1, MLM_TOP_K as u32));
+        let max_rows = fitting_rows(gpu, row_bytes, MLM_ROWS);
         let r = max_rows as u64;
         let k = MLM_TOP_K as u32;
         let mut b = head_builder(gpu, enc);
@@ -239,8 +241,8 @@ impl SparseHead {
             });
         };
         let v = cfg.vocab_size as u32;
-        let max_rows = logit_rows(gpu, v, SPARSE_ROWS).min(enc.capacity.max(1));
-        let max_slots = logit_rows(gpu, v, SPARSE_SEQS);
+        let max_rows = fitting_rows(gpu, v as u64 * 4, SPARSE_ROWS).min(enc.capacity.max(1));
+        let max_slots = fitting_rows(gpu, v as u64 * 4, SPARSE_SEQS);
         let r = max_rows as u64;
         let mut b = head_builder(gpu, enc);
         let rows = b.input("sparse rows", r * 4);

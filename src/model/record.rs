@@ -2,9 +2,9 @@
 //! of an activation becomes one step, its weights bound under their checkpoint names. The
 //! encoder graph and the heads are written with these. A linear layer whose weight is held
 //! in row pieces (`model::split`) becomes one product per piece, each filling its own
-//! output columns.
+//! output columns (a gated `Wi`'s pieces hold their features' input and gate rows; a split
+//! Wqkv is followed by the RoPE pass over the whole output).
 
-use crate::model::split::Weight;
 use crate::model::upload::{Linear, Norm};
 use crate::ops::choice::Choices;
 use crate::ops::matmul::{Epilogue, MatmulArgs, OutCols};
@@ -115,7 +115,14 @@ impl Recorder<'_> {
         rope: &ops::matmul::RopeArgs,
     ) -> Result<TensorId> {
         let y = self.activation(&format!("{name}.out"), n);
-        whole(name, &lin.weight, "its rotary embedding is fused per head")?;
+        if lin.weight.is_split() {
+            self.linear_into(name, lin, x, y, (k, n), Epilogue::None, None)?;
+            let (nh, d, theta) = (rope.n_heads, rope.head_dim, rope.theta);
+            let label = format!("{name} rope");
+            let (rows, dt) = (self.rows, self.dtype);
+            ops::rope::record(self.b, &label, y, rope.positions, rows, nh, d, theta, dt)?;
+            return Ok(y);
+        }
         let args = self.matmul_args(name, lin, 0, x, y, (k, n), Epilogue::None, None);
         ops::matmul::record_rope(self.b, self.choices, name, &args, rope)?;
         Ok(y)
@@ -137,12 +144,13 @@ impl Recorder<'_> {
             let args = self.matmul_args(name, lin, 0, x, y, kn, epilogue, residual);
             return ops::matmul::record(self.b, self.choices, name, &args);
         }
-        if let Epilogue::GeGlu(_) = epilogue {
-            whole(
-                name,
-                &lin.weight,
-                "its input and gate halves are paired by row",
-            )?;
+        let gated = matches!(epilogue, Epilogue::GeGlu(_));
+        if gated != (lin.weight.halves == 2) {
+            return Err(Error::Unsupported(format!(
+                "'{name}' is held in pieces of {} halves, which its {epilogue:?} product \
+                 cannot read",
+                lin.weight.halves
+            )));
         }
         for (i, piece) in lin.weight.pieces.iter().enumerate() {
             let (first, rows) = (piece.first as u32, piece.rows as u32);
@@ -191,15 +199,4 @@ impl Recorder<'_> {
             variant: None,
         }
     }
-}
-
-/// Refuses a weight held in pieces where the step needs it whole (`why`), naming it.
-fn whole(name: &str, w: &Weight, why: &str) -> Result<()> {
-    if w.is_split() {
-        return Err(Error::Unsupported(format!(
-            "'{name}' ({} bytes) exceeds one storage binding and cannot be split in rows: {why}",
-            w.bytes()
-        )));
-    }
-    Ok(())
 }

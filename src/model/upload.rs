@@ -100,19 +100,22 @@ impl Loader<'_> {
         self.gpu.upload_as(MemoryKind::Weights, name, &self.scratch)
     }
 
-    /// A matrix of `cols` columns, in row pieces where it exceeds a binding.
-    fn matrix(&mut self, name: &str, cols: usize) -> Result<Weight> {
+    /// A matrix of `cols` columns in `halves` halves paired by row (2: `mlp.Wi`), in pieces
+    /// of whole features where it exceeds a binding.
+    fn matrix(&mut self, name: &str, cols: usize, halves: usize) -> Result<Weight> {
         self.read(name)?;
         let row_bytes = cols as u64 * self.dtype.size();
         let rows = (self.scratch.len() as u64 / row_bytes.max(1)) as usize;
         let limit = split::binding_limit(self.gpu);
-        let ranges = split::plan_pieces(name, rows, row_bytes, limit)?;
-        split::upload(self.gpu, name, &self.scratch, rows, &ranges)
+        let features = rows / halves;
+        let ranges = split::plan_pieces(name, features, halves, row_bytes, limit)?;
+        split::upload(self.gpu, name, &self.scratch, (rows, halves), &ranges)
     }
 
-    /// `{name}.weight` (`cols` inputs), and `{name}.bias` when `bias`, split like the weight.
-    fn linear(&mut self, name: &str, cols: usize, bias: bool) -> Result<Linear> {
-        let weight = self.matrix(&format!("{name}.weight"), cols)?;
+    /// `{name}.weight` (`cols` inputs, `halves` as `matrix`), and `{name}.bias` when `bias`,
+    /// split like the weight.
+    fn linear(&mut self, name: &str, (cols, halves): (usize, usize), bias: bool) -> Result<Linear> {
+        let weight = self.matrix(&format!("{name}.weight"), cols, halves)?;
         let bias = match bias {
             true => Some(self.bias_like(&format!("{name}.bias"), &weight)?),
             false => None,
@@ -120,10 +123,11 @@ impl Loader<'_> {
         Ok(Linear { weight, bias })
     }
 
-    /// A bias in the pieces of its weight's rows.
+    /// A bias in the pieces of its weight's features.
     fn bias_like(&mut self, name: &str, weight: &Weight) -> Result<Weight> {
         self.read(name)?;
-        split::upload(self.gpu, name, &self.scratch, weight.rows, &weight.ranges())
+        let shape = (weight.rows, weight.halves);
+        split::upload(self.gpu, name, &self.scratch, shape, &weight.ranges())
     }
 
     fn norm(&mut self, name: &str, bias: bool) -> Result<Norm> {
@@ -236,7 +240,7 @@ impl ModelWeights {
         };
         let nb = cfg.norm_bias;
         let (h, inter) = (cfg.hidden_size, cfg.intermediate_size);
-        let tok_embeddings = l.matrix("model.embeddings.tok_embeddings.weight", h)?;
+        let tok_embeddings = l.matrix("model.embeddings.tok_embeddings.weight", h, 1)?;
         let emb_norm = l.norm("model.embeddings.norm", nb)?;
         let (ab, mb) = (cfg.attention_bias, cfg.mlp_bias);
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
@@ -244,18 +248,18 @@ impl ModelWeights {
             let p = |s: &str| format!("model.layers.{i}.{s}");
             layers.push(LayerWeights {
                 attn_norm: (i > 0).then(|| l.norm(&p("attn_norm"), nb)).transpose()?,
-                wqkv: l.linear(&p("attn.Wqkv"), h, ab)?,
-                wo: l.linear(&p("attn.Wo"), h, ab)?,
+                wqkv: l.linear(&p("attn.Wqkv"), (h, 1), ab)?,
+                wo: l.linear(&p("attn.Wo"), (h, 1), ab)?,
                 mlp_norm: l.norm(&p("mlp_norm"), nb)?,
-                wi: l.linear(&p("mlp.Wi"), h, mb)?,
-                mlp_wo: l.linear(&p("mlp.Wo"), inter, mb)?,
+                wi: l.linear(&p("mlp.Wi"), (h, 2), mb)?,
+                mlp_wo: l.linear(&p("mlp.Wo"), (inter, 1), mb)?,
             });
         }
         let final_norm = l.norm("model.final_norm", nb)?;
         let any_head = heads.mlm || heads.classifier.is_some();
         let head = if any_head {
             Some(HeadWeights {
-                dense: l.linear("head.dense", h, cfg.classifier_bias)?,
+                dense: l.linear("head.dense", (h, 1), cfg.classifier_bias)?,
                 norm: l.norm("head.norm", nb)?,
             })
         } else {
@@ -263,7 +267,7 @@ impl ModelWeights {
         };
         let decoder = if heads.mlm {
             let weight = if untied {
-                l.matrix("decoder.weight", h)?
+                l.matrix("decoder.weight", h, 1)?
             } else {
                 tok_embeddings.clone()
             };
@@ -276,7 +280,7 @@ impl ModelWeights {
             None
         };
         let classifier = match heads.classifier {
-            Some(_) => Some(l.linear("classifier", h, true)?),
+            Some(_) => Some(l.linear("classifier", (h, 1), true)?),
             None => None,
         };
         let bytes = l.bytes;
