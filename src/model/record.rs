@@ -117,10 +117,10 @@ impl Recorder<'_> {
         let y = self.activation(&format!("{name}.out"), n);
         if lin.weight.is_split() {
             self.linear_into(name, lin, x, y, (k, n), Epilogue::None, None)?;
-            let (nh, d, theta) = (rope.n_heads, rope.head_dim, rope.theta);
+            let heads = (rope.n_heads, rope.head_dim);
             let label = format!("{name} rope");
             let (rows, dt) = (self.rows, self.dtype);
-            ops::rope::record(self.b, &label, y, rope.positions, rows, nh, d, theta, dt)?;
+            ops::rope::record_freq(self.b, &label, y, rope.positions, rows, heads, rope.freq, dt)?;
             return Ok(y);
         }
         let args = self.matmul_args(name, lin, 0, x, y, (k, n), Epilogue::None, None);

@@ -473,7 +473,8 @@ pub struct RopeArgs {
     pub positions: TensorId,
     pub n_heads: u32,
     pub head_dim: u32,
-    pub theta: f32,
+    /// The rotation's frequencies (`ops::rope::Frequencies::theta` for a plain RoPE).
+    pub freq: crate::ops::rope::Frequencies,
 }
 
 /// Whether `kernel` with workgroup `tile` can rotate in its store: each of its tiles holds
@@ -557,7 +558,7 @@ fn check_rope(b: &PlanBuilder, label: &str, args: &MatmulArgs, rope: &RopeArgs) 
         Op::new("rope", label),
         rope.n_heads,
         rope.head_dim,
-        rope.theta,
+        &rope.freq,
     )
 }
 
@@ -579,7 +580,7 @@ fn rope_step(
         let pass = format!("{step_label} rope");
         let whole = OutCols::whole(args.n);
         record_range(b, step_label, (kernel, tile), args, (lo, hi), None, whole)?;
-        let r = (rope.n_heads, rope.head_dim, rope.theta);
+        let r = (rope.n_heads, rope.head_dim, rope.freq);
         return crate::ops::rope::record_range(
             b,
             &pass,
@@ -594,7 +595,9 @@ fn rope_step(
     let table = match *freq {
         Some(t) => t,
         None => {
-            let bits: Vec<u32> = crate::ops::rope::inv_freq(rope.head_dim, rope.theta)
+            let bits: Vec<u32> = rope
+                .freq
+                .values()
                 .iter()
                 .map(|f| f.to_bits())
                 .collect();
