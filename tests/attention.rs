@@ -534,7 +534,8 @@ fn scaled_scores_match_the_reference_with_scaled_queries() {
             attention::record_scaled(&mut b, &Choices::default(), "a", &args, s).unwrap();
             let mut plan = b.build().unwrap();
             plan.write(args.qkv, &dtype.encode(&qkv)).unwrap();
-            plan.write(args.cu_seqlens, bytemuck::cast_slice(&cu)).unwrap();
+            plan.write(args.cu_seqlens, bytemuck::cast_slice(&cu))
+                .unwrap();
             plan.run(&sizes).unwrap();
             let got = dtype.decode(&plan.read(args.out, 0, (t * h) as u64 * es).unwrap());
             let mut scaled = qkv.clone();

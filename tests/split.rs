@@ -495,7 +495,10 @@ fn every_layer_weight_in_pieces_matches_the_whole_model() {
         global_every: 2,
         window: 8,
     });
-    let seqs: Vec<Vec<u32>> = vec![(0..16).map(|i| (i * 7 % 100) as u32).collect(), vec![99, 3, 64]];
+    let seqs: Vec<Vec<u32>> = vec![
+        (0..16).map(|i| (i * 7 % 100) as u32).collect(),
+        vec![99, 3, 64],
+    ];
     for dtype in common::dtypes() {
         let low = Gpu::new(&GpuOptions {
             max_binding: Some(8192 / (4 / dtype.size())),
@@ -506,18 +509,39 @@ fn every_layer_weight_in_pieces_matches_the_whole_model() {
         let whole = Encoder::random(common::gpu(), cfg.clone(), Some(dtype), Some(16)).unwrap();
         let splits = split.weight_splits();
         let rows = |name: &str| pieces_of(&splits, name).map(<[usize]>::to_vec);
-        assert_eq!(rows("model.layers.1.attn.Wqkv.weight"), Some(vec![64, 32]), "{splits:?}");
-        assert_eq!(rows("model.layers.2.mlp.Wi.weight"), Some(vec![64, 64, 32]), "{splits:?}");
-        assert_eq!(rows("model.layers.0.mlp.Wo.weight"), Some(vec![25, 7]), "{splits:?}");
+        assert_eq!(
+            rows("model.layers.1.attn.Wqkv.weight"),
+            Some(vec![64, 32]),
+            "{splits:?}"
+        );
+        assert_eq!(
+            rows("model.layers.2.mlp.Wi.weight"),
+            Some(vec![64, 64, 32]),
+            "{splits:?}"
+        );
+        assert_eq!(
+            rows("model.layers.0.mlp.Wo.weight"),
+            Some(vec![25, 7]),
+            "{splits:?}"
+        );
         assert_eq!(rows(TABLE), Some(vec![64, 36]), "{splits:?}");
-        let (a, b) = (split.hidden_states(&seqs).unwrap(), whole.hidden_states(&seqs).unwrap());
+        let (a, b) = (
+            split.hidden_states(&seqs).unwrap(),
+            whole.hidden_states(&seqs).unwrap(),
+        );
         let (atol, rtol) = match dtype {
             DType::F32 => (1e-5, 1e-5),
             DType::F16 => (4e-3, 4e-3),
         };
         for (s, (x, y)) in a.iter().zip(&b).enumerate() {
             let want: Vec<f64> = y.concat().iter().map(|&v| v as f64).collect();
-            common::assert_close(&format!("{dtype:?} seq {s}"), &x.concat(), &want, atol, rtol);
+            common::assert_close(
+                &format!("{dtype:?} seq {s}"),
+                &x.concat(),
+                &want,
+                atol,
+                rtol,
+            );
         }
         let positions = vec![vec![0, 5, 15], vec![1]];
         let (ta, tb) = (
@@ -530,7 +554,13 @@ fn every_layer_weight_in_pieces_matches_the_whole_model() {
                 let got: Vec<f32> = ca.iter().map(|p| p.1).collect();
                 let want: Vec<f64> = cb.iter().map(|p| p.1 as f64).collect();
                 let what = format!("{dtype:?} position {pa}: top-5 probabilities");
-                common::assert_close(&what, &got, &want, 1e-6, if dtype == DType::F32 { 1e-5 } else { 0.04 });
+                common::assert_close(
+                    &what,
+                    &got,
+                    &want,
+                    1e-6,
+                    if dtype == DType::F32 { 1e-5 } else { 0.04 },
+                );
             }
         }
     }

@@ -370,8 +370,16 @@ impl ModelConfig {
             }
         }
         let kinds = [
-            ("full_attention", &self.global_rope_scaling, self.global_rope_theta),
-            ("sliding_attention", &self.local_rope_scaling, self.local_rope_theta),
+            (
+                "full_attention",
+                &self.global_rope_scaling,
+                self.global_rope_theta,
+            ),
+            (
+                "sliding_attention",
+                &self.local_rope_scaling,
+                self.local_rope_theta,
+            ),
         ];
         for (kind, scaling, theta) in kinds {
             let dim = self.head_dim;

@@ -120,7 +120,16 @@ impl Recorder<'_> {
             let heads = (rope.n_heads, rope.head_dim);
             let label = format!("{name} rope");
             let (rows, dt) = (self.rows, self.dtype);
-            ops::rope::record_freq(self.b, &label, y, rope.positions, rows, heads, rope.freq, dt)?;
+            ops::rope::record_freq(
+                self.b,
+                &label,
+                y,
+                rope.positions,
+                rows,
+                heads,
+                rope.freq,
+                dt,
+            )?;
             return Ok(y);
         }
         let args = self.matmul_args(name, lin, 0, x, y, (k, n), Epilogue::None, None);

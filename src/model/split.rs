@@ -175,7 +175,10 @@ mod tests {
 
     #[test]
     fn pieces_hold_whole_rows_and_the_last_holds_the_rest() {
-        assert_eq!(plan_pieces("t", 512, 1, 128, 1 << 20).unwrap(), vec![(0, 512)]);
+        assert_eq!(
+            plan_pieces("t", 512, 1, 128, 1 << 20).unwrap(),
+            vec![(0, 512)]
+        );
         // 40 KiB of 128-byte rows: 320 rows a piece.
         let p = plan_pieces("t", 512, 1, 128, 40 << 10).unwrap();
         assert_eq!(p, vec![(0, 320), (320, 192)]);

@@ -54,7 +54,10 @@ pub fn variants() -> Vec<Kernel> {
 /// the power is the correctly rounded f32 of the exact power (what libm/Sleef `powf` return),
 /// and the reciprocal is an f32 division.
 pub fn inv_freq(head_dim: u32, theta: f32) -> Vec<f32> {
-    powers(head_dim, theta).iter().map(|pw| 1.0f32 / pw).collect()
+    powers(head_dim, theta)
+        .iter()
+        .map(|pw| 1.0f32 / pw)
+        .collect()
 }
 
 /// `theta^(2c/d)` for `c < d/2`, rounded as `inv_freq` rounds it (the scaled RoPEs of
@@ -109,7 +112,11 @@ pub(crate) fn check(op: Op, n_heads: u32, head_dim: u32, freq: &Frequencies) -> 
     if freq.len != head_dim as usize / 2 {
         return Err(op.err("frequencies", format_args!("{}", head_dim / 2), freq.len));
     }
-    match freq.values().iter().find(|f| !(f.is_finite() && **f >= 0.0)) {
+    match freq
+        .values()
+        .iter()
+        .find(|f| !(f.is_finite() && **f >= 0.0))
+    {
         Some(bad) => Err(op.err("frequencies", "finite and >= 0", bad)),
         None => Ok(()),
     }
@@ -221,7 +228,13 @@ pub fn reference(
     head_dim: u32,
     theta: f32,
 ) -> Vec<f64> {
-    reference_freq(qkv, positions, n_heads, head_dim, &inv_freq(head_dim, theta))
+    reference_freq(
+        qkv,
+        positions,
+        n_heads,
+        head_dim,
+        &inv_freq(head_dim, theta),
+    )
 }
 
 /// `reference` with given frequencies `inv` (`head_dim / 2` of them).
@@ -277,7 +290,10 @@ mod tests {
         assert!(super::check(OP, 0, 64, &f(64)).is_err());
         assert!(super::check(OP, 12, 63, &f(63)).is_err());
         assert!(super::check(OP, 12, 128, &f(128)).is_err());
-        assert!(super::check(OP, 12, 64, &f(32)).is_err(), "16 frequencies for d = 64");
+        assert!(
+            super::check(OP, 12, 64, &f(32)).is_err(),
+            "16 frequencies for d = 64"
+        );
         let nan = Frequencies::table(&[f32::NAN; 32]);
         assert!(super::check(OP, 12, 64, &nan).is_err());
         assert!(super::check(OP, 12, 64, &Frequencies::theta(64, 160000.0)).is_ok());

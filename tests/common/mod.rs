@@ -7,6 +7,7 @@
 
 pub mod matmul_case;
 pub mod model_dir;
+pub mod parity;
 pub mod require;
 pub mod spirv;
 

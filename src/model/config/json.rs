@@ -238,8 +238,18 @@ impl<'a> Fields<'a> {
                 every_nth_global(n_layers.min(super::MAX_LAYERS + 1), every)
             }
         };
-        let global = self.theta(LayerKind::Global, "global_rope_theta", 160_000.0, max_positions)?;
-        let local = self.theta(LayerKind::Local, "local_rope_theta", 10_000.0, max_positions)?;
+        let global = self.theta(
+            LayerKind::Global,
+            "global_rope_theta",
+            160_000.0,
+            max_positions,
+        )?;
+        let local = self.theta(
+            LayerKind::Local,
+            "local_rope_theta",
+            10_000.0,
+            max_positions,
+        )?;
         Ok(Layers {
             kinds,
             thetas: (global.0 as f32, local.0 as f32),
@@ -298,6 +308,9 @@ impl<'a> Fields<'a> {
             }
             return Ok((self.opt_f64(old_key)?.unwrap_or(default), scaling));
         }
-        Ok((self.opt_f64(old_key)?.unwrap_or(default), RopeScaling::Default))
+        Ok((
+            self.opt_f64(old_key)?.unwrap_or(default),
+            RopeScaling::Default,
+        ))
     }
 }

@@ -242,7 +242,9 @@ impl RopeScaling {
                 partial_rotary_factor,
             } => {
                 let f = positive("factor", *factor)? as f32;
-                let angles = ((partial_rotary_factor * dim as f64) / 2.0).floor().max(0.0);
+                let angles = ((partial_rotary_factor * dim as f64) / 2.0)
+                    .floor()
+                    .max(0.0);
                 let angles = (angles as usize).min(half);
                 let mut inv = base();
                 inv[angles..].fill(0.0);
@@ -250,11 +252,17 @@ impl RopeScaling {
             }
         };
         if let Some(bad) = inv.iter().find(|x| !(x.is_finite() && **x >= 0.0)) {
-            return Err(format!("rope_type '{}' gives a frequency of {bad}", self.name()));
+            return Err(format!(
+                "rope_type '{}' gives a frequency of {bad}",
+                self.name()
+            ));
         }
         let af = factor as f32;
         if !(af.is_finite() && af > 0.0) {
-            return Err(format!("rope_type '{}' gives an attention factor of {af}", self.name()));
+            return Err(format!(
+                "rope_type '{}' gives an attention factor of {af}",
+                self.name()
+            ));
         }
         Ok((inv, af))
     }
@@ -335,11 +343,7 @@ impl RopeScaling {
             .iter()
             .map(|&inv| {
                 let wavelen = (2.0 * PI) as f32 / inv;
-                let scaled = if wavelen > low_wavelen {
-                    inv / f
-                } else {
-                    inv
-                };
+                let scaled = if wavelen > low_wavelen { inv / f } else { inv };
                 let smooth = (original as f32 / wavelen - low_freq_factor as f32)
                     / (high_freq_factor - low_freq_factor) as f32;
                 let smoothed = (1.0 - smooth) * scaled / f + smooth * scaled;
@@ -364,7 +368,12 @@ mod tests {
     use serde_json::json;
 
     fn parse(v: serde_json::Value) -> Result<RopeScaling, String> {
-        RopeScaling::parse(v.as_object().unwrap(), "rope_parameters.full_attention", true, 512)
+        RopeScaling::parse(
+            v.as_object().unwrap(),
+            "rope_parameters.full_attention",
+            true,
+            512,
+        )
     }
 
     #[test]
@@ -391,7 +400,8 @@ mod tests {
 
     #[test]
     fn yarn_keeps_fast_and_scales_slow_frequencies() {
-        let y = json!({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 128});
+        let y =
+            json!({"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 128});
         let (inv, af) = parse(y).unwrap().frequencies(1e4, 16, 512).unwrap();
         let base = crate::ops::rope::inv_freq(16, 1e4);
         assert_eq!(inv[0], base[0]);

@@ -595,12 +595,7 @@ fn rope_step(
     let table = match *freq {
         Some(t) => t,
         None => {
-            let bits: Vec<u32> = rope
-                .freq
-                .values()
-                .iter()
-                .map(|f| f.to_bits())
-                .collect();
+            let bits: Vec<u32> = rope.freq.values().iter().map(|f| f.to_bits()).collect();
             let buf = b
                 .gpu()
                 .upload("rope inv_freq", bytemuck::cast_slice(&bits))?;
