@@ -53,7 +53,6 @@ fn cut(n: usize) -> Vec<(usize, usize)> {
 }
 
 /// How a piece's product is built: the automatic choice, or a given kernel and tile.
-#[derive(Clone)]
 enum Build {
     Auto,
     Given(Kernel, (u32, u32)),
@@ -67,7 +66,7 @@ fn check_pieces(
     dtype: DType,
     epilogue: Epilogue,
     bias: bool,
-    build: &dyn Fn(usize) -> Build,
+    build: &Build,
     seed: u64,
     what: &str,
 ) {
@@ -109,10 +108,11 @@ fn check_pieces(
             ldy: n as u32,
             col0: first as u32,
         };
-        match build(rows) {
+        match build {
             Build::Auto => matmul::record_cols(&mut b, choices, "piece", &args, cols),
             Build::Given(kernel, tile) => {
-                matmul::record_kernel_cols(&mut b, "piece", &args, (kernel, tile), cols)
+                let given = (kernel.clone(), *tile);
+                matmul::record_kernel_cols(&mut b, "piece", &args, given, cols)
             }
         }
         .unwrap_or_else(|e| panic!("{what}: {e}"));
@@ -151,7 +151,7 @@ fn a_weight_in_row_pieces_gives_the_whole_product() {
             for e in EPILOGUES {
                 for bias in [false, true] {
                     let what = format!("T={t} K={k} N={n} {e:?} bias={bias} {dtype:?} auto");
-                    check_pieces((t, k, n), dtype, e, bias, &|_| Build::Auto, seed, &what);
+                    check_pieces((t, k, n), dtype, e, bias, &Build::Auto, seed, &what);
                     seed += 10;
                 }
             }
@@ -170,24 +170,18 @@ fn every_build_writes_its_columns_of_a_wider_output() {
     for dtype in common::dtypes() {
         for (t, k, n) in shapes {
             for e in EPILOGUES {
-                let mut builds: Vec<(String, Box<dyn Fn(usize) -> Build>)> = Vec::new();
+                let mut builds: Vec<(String, Build)> = Vec::new();
                 for c in tiled::CANDIDATES.into_iter().filter(|c| c.fits(&caps)) {
-                    let kernel = tiled::kernel(dtype, e, true, c);
                     let tile = tiled::tile(c, e);
-                    let name = format!("tiled {}", c.name());
-                    builds.push((name, Box::new(move |_| Build::Given(kernel.clone(), tile))));
+                    let staged = tiled::kernel(dtype, e, true, c);
+                    builds.push((format!("tiled {}", c.name()), Build::Given(staged, tile)));
                     if let Some(d) = tiled::direct_kernel(dtype, e, true, c, k as u32) {
-                        let name = format!("direct {}", c.name());
-                        builds.push((name, Box::new(move |_| Build::Given(d.clone(), tile))));
+                        builds.push((format!("direct {}", c.name()), Build::Given(d, tile)));
                     }
                 }
                 if common::require(common::Cap::Subgroups, "the subgroup matmul in pieces") {
                     let kernel = matmul::kernel(matmul::MatmulVariant::Subgroup, dtype, e, true);
-                    let tile = subgroup::tile();
-                    builds.push((
-                        "subgroup".into(),
-                        Box::new(move |_| Build::Given(kernel.clone(), tile)),
-                    ));
+                    builds.push(("subgroup".into(), Build::Given(kernel, subgroup::tile())));
                 }
                 if dtype == DType::F16 && (t, k, n) == shapes[0] {
                     for frag in [8, 16] {
@@ -196,12 +190,12 @@ fn every_build_writes_its_columns_of_a_wider_output() {
                             coop::emulated_kernel(shape, 8, coop::DEFAULT, e, true, k as u32);
                         let tile = coop::tile(frag, coop::DEFAULT, e);
                         let name = format!("emulated coop F={frag}");
-                        builds.push((name, Box::new(move |_| Build::Given(kernel.clone(), tile))));
+                        builds.push((name, Build::Given(kernel, tile)));
                     }
                 }
                 for (name, build) in &builds {
                     let what = format!("T={t} K={k} N={n} {e:?} {dtype:?} {name}");
-                    check_pieces((t, k, n), dtype, e, true, build.as_ref(), seed, &what);
+                    check_pieces((t, k, n), dtype, e, true, build, seed, &what);
                     seed += 10;
                 }
             }

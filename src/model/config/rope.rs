@@ -347,7 +347,8 @@ impl RopeScaling {
                 let smooth = (original as f32 / wavelen - low_freq_factor as f32)
                     / (high_freq_factor - low_freq_factor) as f32;
                 let smoothed = (1.0 - smooth) * scaled / f + smooth * scaled;
-                let medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+                // Neither side of the band (wavelengths are finite: inv > 0).
+                let medium = wavelen >= high_wavelen && wavelen <= low_wavelen;
                 if medium { smoothed } else { scaled }
             })
             .collect())
@@ -411,8 +412,10 @@ mod tests {
 
     #[test]
     fn what_cannot_be_matched_is_refused_by_name() {
-        let e = parse(json!({"rope_type": "longrope", "short_factor": [1.0; 8],
-                             "long_factor": [2.0; 8], "original_max_position_embeddings": 128}))
+        let e = parse(
+            json!({"rope_type": "longrope", "short_factor": vec![1.0; 8],
+                             "long_factor": vec![2.0; 8], "original_max_position_embeddings": 128}),
+        )
         .unwrap_err();
         assert!(e.contains("longrope") && e.contains("128"), "{e}");
         let e = parse(json!({"rope_type": "linear", "factor": 2.0, "partial_rotary_factor": 0.5}))
