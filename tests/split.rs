@@ -122,16 +122,21 @@ fn check_pieces(
     if let Some(rt) = rt {
         plan.write(rt, &dtype.encode(&res)).unwrap();
     }
-    plan.run(&RunSizes {
-        rows: t as u32,
-        ..Default::default()
-    })
-    .unwrap();
+    run_rows(&mut plan, t);
     let got = dtype.decode(&plan.read(yt, 0, (t * n) as u64 * es).unwrap());
     let (bias_v, res_v) = (bias.then_some(&bv[..]), residual.then_some(&res[..]));
     let want = matmul::reference(&x, &w, bias_v, res_v, t, k, n, epilogue);
     let (atol, rtol) = tol(dtype);
     common::assert_close(what, &got, &want, atol, rtol);
+}
+
+/// Runs `plan` over `rows` token rows.
+fn run_rows(plan: &mut wgbert::runtime::Plan, rows: usize) {
+    let sizes = RunSizes {
+        rows: rows as u32,
+        ..Default::default()
+    };
+    plan.run(&sizes).unwrap();
 }
 
 const EPILOGUES: [Epilogue; 3] = [
@@ -294,11 +299,7 @@ fn embedding_pieces_give_the_whole_table() {
             plan.write(idt, bytemuck::cast_slice(&ids)).unwrap();
             plan.write(wt, &dtype.encode(&w)).unwrap();
             plan.write(bt, &dtype.encode(&bvec)).unwrap();
-            plan.run(&RunSizes {
-                rows: t as u32,
-                ..Default::default()
-            })
-            .unwrap();
+            run_rows(&mut plan, t);
             let got = dtype.decode(&plan.read(yt, 0, (t * h) as u64 * es).unwrap());
             let bias_v = bias.then_some(bvec.as_slice());
             let want = embedding::reference(&ids, &table, &w, bias_v, h, vocab, 1e-5);
