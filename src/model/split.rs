@@ -139,18 +139,22 @@ pub fn upload(
         } else {
             format!("{name}[{first}..{}]", first + n)
         };
-        // A whole tensor's one piece is the data as it is, halves included.
+        let part = |h: usize| {
+            let start = (h * features + first) as u64 * row_bytes;
+            let end = start + n as u64 * row_bytes;
+            data.get(start as usize..end as usize)
+                .ok_or_else(|| bad(format!("rows {first}..{} past its end", first + n)))
+        };
+        // A whole tensor's one piece is the data as it is (halves included), and a piece of
+        // one half a slice of it; only a gated piece gathers its two halves.
         let buf = if whole {
             gpu.upload_as(MemoryKind::Weights, &label, data)?
+        } else if halves == 1 {
+            gpu.upload_as(MemoryKind::Weights, &label, part(0)?)?
         } else {
             bytes.clear();
             for h in 0..halves {
-                let start = (h * features + first) as u64 * row_bytes;
-                let end = start + n as u64 * row_bytes;
-                let part = data
-                    .get(start as usize..end as usize)
-                    .ok_or_else(|| bad(format!("rows {first}..{} past its end", first + n)))?;
-                bytes.extend_from_slice(part);
+                bytes.extend_from_slice(part(h)?);
             }
             gpu.upload_as(MemoryKind::Weights, &label, &bytes)?
         };
