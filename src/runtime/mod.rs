@@ -17,7 +17,9 @@ mod signal;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use gpu::list_adapters;
-pub use gpu::{AdapterReport, Capabilities, CoopShape, Counters, Gpu, GpuOptions};
+pub use gpu::{
+    AdapterReport, Capabilities, CoopShape, Counters, Gpu, GpuOptions, MIN_MAX_BINDING, parse_size,
+};
 pub use health::DeviceHealth;
 pub use memory::{DeviceBuffer, MemoryKind, MemoryStats};
 pub use params::{GpuParams, SmokeParams};

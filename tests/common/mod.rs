@@ -7,6 +7,7 @@
 
 pub mod matmul_case;
 pub mod model_dir;
+pub mod parity;
 pub mod require;
 pub mod spirv;
 
@@ -40,14 +41,27 @@ pub const MATMUL_SHAPES: [MatmulShape; 5] = [
     MatmulShape::new(300, 40, 70),
 ];
 
-/// The test GPU. Fails loudly when no adapter exists: CI installs lavapipe.
+/// The test GPU. Fails loudly when no adapter exists: CI installs lavapipe. Its largest
+/// storage binding is `WGBERT_MAX_BINDING` where set (read as the CLI reads it:
+/// `LoadOptions::from_env`), so that a suite can run with weights held in row pieces.
 pub fn gpu() -> Arc<Gpu> {
     static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
-    GPU.get_or_init(|| match Gpu::new(&GpuOptions::default()) {
+    GPU.get_or_init(|| match Gpu::new(&test_gpu_options()) {
         Ok(g) => g,
         Err(e) => panic!("tests need a GPU adapter (install mesa-vulkan-drivers): {e}"),
     })
     .clone()
+}
+
+/// The options of the test GPU: defaults, and `WGBERT_MAX_BINDING`.
+pub fn test_gpu_options() -> GpuOptions {
+    let max_binding = wgbert::encoder::LoadOptions::from_env()
+        .map(|o| o.gpu.max_binding)
+        .unwrap_or_else(|e| panic!("{e}"));
+    GpuOptions {
+        max_binding,
+        ..Default::default()
+    }
 }
 
 /// The tensor-core mode the environment asks for (`WGBERT_COOP`, read as the CLI reads it:
