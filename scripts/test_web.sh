@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The browser tests: builds web/dist (scripts/build_web.sh: the library for wasm32 in
-# release, once), installs what drives the browsers once (puppeteer-core and typescript
-# from npm, into WGBERT_TOOLS, default /var/tmp/wgbert-tools, keyed by
-# web/test/package-lock.json; Debian's chromium and firefox-esr when absent), checks the
-# package's TypeScript types (web/test/types.ts, tsc --strict), serves web/dist and the
-# fixtures on 127.0.0.1 and
-# runs the harness page in headless Chromium (SwiftShader: f32) and Firefox ESR (lavapipe:
-# f16 and f32) against transformers' outputs, and against the `wgbert` command line's
+# The browser tests: lints the web crate and runs its unit tests on this machine's target,
+# builds web/dist (scripts/build_web.sh: the library for wasm32 in release, once), installs
+# what drives the browsers once (puppeteer-core and typescript from npm, into WGBERT_TOOLS,
+# default /var/tmp/wgbert-tools, keyed by web/test/package-lock.json: scripts/web_node.sh;
+# Debian's chromium and firefox-esr when absent), checks the package's TypeScript types
+# (web/test/types.ts, tsc --strict), serves web/dist and the fixtures on 127.0.0.1 and runs
+# the harness page in headless Chromium (SwiftShader: f32) and Firefox ESR (lavapipe: f16
+# and f32) against transformers' outputs, and against the `wgbert` command line's
 # (WGBERT_CLI, default target/debug/wgbert) with ModernBERT's tokenizer (WGBERT_TOKENIZER,
 # default ../shared/tokenizer/modernbert/tokenizer.json); web/test/run.mjs lists the checks.
 #
@@ -56,6 +56,11 @@ skip() {
 step() {
   echo "== $1 ($((SECONDS - STARTED)) s)"
 }
+
+# The web crate on this machine's target: lint and its unit tests (options parsing).
+step "cargo clippy -p wgbert-web --all-targets, cargo test -p wgbert-web"
+cargo clippy -q -p wgbert-web --all-targets -- -D warnings
+cargo test -q -p wgbert-web
 
 step "building web/dist"
 set +e
