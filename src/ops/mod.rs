@@ -3,6 +3,7 @@
 //! math, the step it records into a plan, and a CPU reference with f64 accumulation.
 
 pub mod attention;
+pub mod catalog;
 pub mod check;
 pub mod choice;
 pub mod convert;

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::runtime::disk_cache::DiskPipelines;
 use crate::runtime::health::DeviceHealth;
+use crate::runtime::instance;
 use crate::runtime::memory::{DeviceBuffer, MemoryCounter, MemoryKind, MemoryStats};
 use crate::runtime::pipeline::PipelineCache;
 use crate::runtime::share::{device_descriptor, shortfalls};
@@ -189,12 +190,6 @@ fn backends_from(opt: Option<&str>) -> wgpu::Backends {
     }
 }
 
-fn instance(backends: wgpu::Backends) -> wgpu::Instance {
-    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-    desc.backends = backends;
-    wgpu::Instance::new(desc)
-}
-
 fn coop_shapes(adapter: &wgpu::Adapter) -> Vec<CoopShape> {
     if !adapter
         .features()
@@ -250,27 +245,21 @@ pub fn list_adapters(backend: Option<&str>) -> Vec<AdapterReport> {
         Some(s) => wgpu::Backends::from_comma_list(s),
         None => wgpu::Backends::all(),
     };
-    let inst = instance(backends);
-    pollster::block_on(inst.enumerate_adapters(backends))
-        .iter()
-        .map(report)
-        .collect()
+    instance::adapters(backends).iter().map(report).collect()
 }
 
 impl Gpu {
     /// Picks an adapter and creates a device with its own limits and the wanted features.
     pub fn new(opts: &GpuOptions) -> Result<Arc<Gpu>> {
         let mut backends = backends_from(opts.backend.as_deref());
-        if backends == wgpu::Backends::PRIMARY
-            && pollster::block_on(instance(backends).enumerate_adapters(backends)).is_empty()
-        {
+        let mut all = instance::adapters(backends);
+        if backends == wgpu::Backends::PRIMARY && all.is_empty() {
             backends = wgpu::Backends::all();
+            all = instance::adapters(backends);
         }
-        let inst = instance(backends);
         let adapter = match &opts.adapter {
             Some(want) => {
                 let want_lc = want.to_lowercase();
-                let all = pollster::block_on(inst.enumerate_adapters(backends));
                 let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
                 let index = want.strip_prefix('#').and_then(|n| n.parse::<usize>().ok());
                 let picked = match index {
@@ -290,16 +279,11 @@ impl Gpu {
                     ))
                 })?
             }
-            None => pollster::block_on(inst.request_adapter(&wgpu::RequestAdapterOptions {
-                power_preference: wgpu::PowerPreference::HighPerformance,
-                force_fallback_adapter: false,
-                compatible_surface: None,
-                apply_limit_buckets: false,
-            }))
-            .map_err(|e| {
+            None => instance::preferred(all).ok_or_else(|| {
                 Error::NoAdapter(format!(
-                    " ({e}); install a Vulkan/Metal/DX12 driver (on Linux without a GPU: \
-                     mesa-vulkan-drivers for lavapipe) or pick one with --backend/--adapter"
+                    " (backends {backends:?}); install a Vulkan/Metal/DX12 driver (on Linux \
+                     without a GPU: mesa-vulkan-drivers for lavapipe) or pick one with \
+                     --backend/--adapter"
                 ))
             })?,
         };

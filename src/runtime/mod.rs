@@ -6,6 +6,7 @@ pub mod arena;
 mod disk_cache;
 pub mod gpu;
 pub mod health;
+mod instance;
 pub mod memory;
 pub mod params;
 pub mod pipeline;

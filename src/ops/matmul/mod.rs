@@ -29,7 +29,7 @@ use crate::ops::{DType, Rows};
 use crate::runtime::{self, Gpu, Kernel, Launch, PlanBuilder, RunSizes, TensorId};
 use crate::{Error, Result};
 
-pub use kernel::{Epilogue, MatmulParams, MatmulVariant, all_epilogues, kernel};
+pub use kernel::{Epilogue, MatmulParams, MatmulVariant, all_epilogues, kernel, with_rope};
 pub use subgroup::SMALL_ROWS;
 
 /// One matmul step. Sizes in elements; `rows` says which run size is T.
