@@ -65,6 +65,7 @@ mesa_root_make() {
 mesa_root_ensure() {
   mesa_root_ready && return 0
   [ "$(id -u)" -eq 0 ] || { echo "making the Mesa 26 root needs root" >&2; return 1; }
-  mesa_root_locked bash -c "$(declare -f mesa_root_mirror mesa_root_ready mesa_root_make)
-    MESA_ROOT='$MESA_ROOT' mesa_root_make"
+  export MESA_ROOT
+  export -f mesa_root_mirror mesa_root_ready mesa_root_make
+  mesa_root_locked bash -c mesa_root_make
 }

@@ -57,20 +57,20 @@ pub fn coop_mode() -> wgbert::ops::coop::Mode {
 }
 
 /// The kernel choices after the tensor-core self-checks on the test GPU in `coop_mode()`, as
-/// a model load makes them (tiles at their defaults), and what `ops::f16_kernels` said:
+/// a model load makes them (tiles at their defaults), and what `ops::tune::f16_kernels` said:
 /// once per test process (no disk cache).
 pub fn checked() -> &'static (
     wgbert::ops::choice::Choices,
-    Result<wgbert::ops::F16Kernels, String>,
+    Result<wgbert::ops::tune::F16Kernels, String>,
 ) {
     static CHECKED: OnceLock<(
         wgbert::ops::choice::Choices,
-        Result<wgbert::ops::F16Kernels, String>,
+        Result<wgbert::ops::tune::F16Kernels, String>,
     )> = OnceLock::new();
     CHECKED.get_or_init(|| {
         let mut c = wgbert::ops::choice::Choices::new(coop_mode());
         let none = wgbert::ops::tune::Cache::none();
-        let k = wgbert::ops::f16_kernels(&gpu(), &mut c, &none).map_err(|e| e.to_string());
+        let k = wgbert::ops::tune::f16_kernels(&gpu(), &mut c, &none).map_err(|e| e.to_string());
         (c, k)
     })
 }
