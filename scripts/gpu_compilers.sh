@@ -198,6 +198,7 @@ if [ ! -x "$BIN" ]; then
   BIN="$REPO/target/debug/wgbert"
 fi
 [ -x "$BIN" ] || die "no wgbert binary at $BIN"
+BIN="$(cd "$(dirname "$BIN")" && pwd -P)/$(basename "$BIN")"
 mkdir -p "$OUT"
 rm -f "$OUT"/*.json "$OUT"/*.log "$OUT"/*.rc
 
@@ -226,20 +227,14 @@ driver_env() {
   esac
 }
 
-# One chip: `wgbert kernels --compile --json` in the root under the chip's driver and shim,
-# the JSON and stderr (kernel names, the layer's statistics) into OUT/LABEL.{json,log}. The
-# binary's folder is bind-mounted into the root, with /proc, /sys and /dev, in a mount
-# namespace of its own: every mount goes when the namespace does.
+# One chip: `wgbert kernels --compile --json` in the root under the chip's driver and shim
+# (the binary's folder mounted there, scripts/mesa_root.sh), the JSON and stderr (kernel
+# names, the layer's statistics) into OUT/LABEL.{json,log}, the exit code into OUT/LABEL.rc.
 run_chip() { # run_chip LABEL DRIVER CHIP-VARIABLE
   local label="$1" driver="$2" var="$3" started=$SECONDS rc=0
-  # shellcheck disable=SC2016,SC2046
-  ROOT="$MESA_ROOT" MNT="$MNT" BIN="$BIN" unshare --mount --propagation private bash -c '
-    set -e
-    for d in proc sys dev; do mount --bind "/$d" "$ROOT/$d"; done
-    mount --bind "$(dirname "$BIN")" "$ROOT$MNT"
-    exec chroot "$ROOT" env -i PATH=/usr/bin:/bin HOME=/tmp WGPU_BACKEND=vulkan \
-      MESA_SHADER_CACHE_DISABLE=true RUST_LOG=warn "$@"
-  ' _ $(driver_env "$driver") "$var" "$MNT/$(basename "$BIN")" kernels --compile --json \
+  # shellcheck disable=SC2046
+  mesa_root_run "$(dirname "$BIN")" WGPU_BACKEND=vulkan MESA_SHADER_CACHE_DISABLE=true \
+    RUST_LOG=warn $(driver_env "$driver") "$var" "$BIN" kernels --compile --json \
     >"$OUT/$label.json" 2>"$OUT/$label.log" || rc=$?
   echo "== $label ($driver, $var): $(grep -c '^kernel [0-9]*/' "$OUT/$label.log" || true) kernels" \
     "in $((SECONDS - started)) s, exit $rc"
@@ -247,9 +242,6 @@ run_chip() { # run_chip LABEL DRIVER CHIP-VARIABLE
   echo "$rc" >"$OUT/$label.rc"
 }
 
-MNT="/tmp/wgbert-gpu-compilers.$$"
-mkdir -p "$MESA_ROOT$MNT"
-trap 'rmdir "$MESA_ROOT$MNT" 2>/dev/null || true' EXIT
 # Two chips at a time (each compiles on one thread); WGBERT_GPU_JOBS to change.
 JOBS="${WGBERT_GPU_JOBS:-2}"
 FAILED=()
@@ -269,6 +261,32 @@ wait
 for r in "${RAN[@]}"; do
   label="${r%%=*}"
   [ "$(cat "$OUT/$label.rc" 2>/dev/null)" = 0 ] || FAILED+=("$label")
+done
+
+# A no-op device cannot poison the cache: on a chip with cooperative matrices (the first
+# RADV or NVK one that ran), `wgbert info` with an empty cache runs the tensor-core
+# self-checks, which read back zeros there; they must be called inconclusive, and no
+# verdict may be left in the tuning file.
+for r in "${RAN[@]}"; do
+  label="${r%%=*}" spec="${r#*=}"
+  case "$spec" in radv:* | nvk:*) ;; *) continue ;; esac
+  grep -q '"fragment"' "$OUT/$label.json" 2>/dev/null || continue
+  cache="/tmp/wgbert-gpu-compilers-cache.$$"
+  rm -rf "$MESA_ROOT$cache"
+  # shellcheck disable=SC2046
+  mesa_root_run "$(dirname "$BIN")" WGPU_BACKEND=vulkan WGBERT_CACHE="$cache" RUST_LOG=error \
+    $(driver_env "${spec%%:*}" | sed 's/VK_INSTANCE_LAYERS=[^ ]*//') "${spec#*:}" "$BIN" info --json \
+    >"$OUT/$label.info.json" 2>"$OUT/$label.info.log" || FAILED+=("$label (info)")
+  verdicts="$(cat "$MESA_ROOT$cache/tune.json" 2>/dev/null | grep -c '_coop"' || true)"
+  rm -rf "$MESA_ROOT$cache"
+  if ! grep -q 'inconclusive' "$OUT/$label.info.json" || [ "$verdicts" != 0 ]; then
+    echo "gpu_compilers.sh: $label: the self-checks on a no-op device were not called" \
+      "inconclusive, or left $verdicts verdicts in the cache ($OUT/$label.info.json)" >&2
+    FAILED+=("$label (cache poisoned)")
+  else
+    echo "== $label: the self-checks read back zeros: inconclusive, nothing cached"
+  fi
+  break
 done
 
 # --- the report ---------------------------------------------------------------------------

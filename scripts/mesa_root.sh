@@ -69,3 +69,18 @@ mesa_root_ensure() {
   export -f mesa_root_mirror mesa_root_ready mesa_root_make
   mesa_root_locked bash -c mesa_root_make
 }
+
+# mesa_root_run DIR [NAME=VALUE...] CMD...: CMD in the root under `env -i` with the variables
+# given, a PATH and HOME=/tmp; DIR (a folder of the host, such as the build's) bind-mounted
+# at the same path inside, with /proc, /sys and /dev, in a mount namespace of its own, so
+# every mount goes when CMD ends and none is seen by anyone else. Needs root.
+mesa_root_run() {
+  local dir="$1"
+  shift
+  mkdir -p "$MESA_ROOT$dir"
+  MESA_DIR="$dir" unshare --mount --propagation private bash -c '
+    set -e
+    for d in proc sys dev; do mount --bind "/$d" "$MESA_ROOT/$d"; done
+    mount --bind "$MESA_DIR" "$MESA_ROOT$MESA_DIR"
+    exec chroot "$MESA_ROOT" env -i PATH=/usr/bin:/bin HOME=/tmp "$@"' _ "$@"
+}

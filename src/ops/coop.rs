@@ -62,6 +62,9 @@ pub fn shape(caps: &Capabilities) -> std::result::Result<Shape, String> {
     if caps.coop_matrix.is_empty() {
         return Err("the adapter reports no cooperative matrices".into());
     }
+    if let Some(why) = &caps.coop_fault {
+        return Err(why.clone());
+    }
     if !caps.subgroups {
         return Err("the adapter has no subgroups".into());
     }
@@ -212,6 +215,7 @@ mod tests {
                     acc,
                 })
                 .collect(),
+            coop_fault: None,
             max_storage_binding: 1 << 27,
             max_buffer_size: 1 << 28,
             max_workgroup_storage: 32768,
@@ -253,6 +257,11 @@ mod tests {
                 .contains("4..4")
         );
         assert!(shape(&caps(&[(16, "f32")], (32, 128))).is_err());
+        let faulty = Capabilities {
+            coop_fault: Some("crashes".into()),
+            ..caps(&[(8, "f32")], (8, 8))
+        };
+        assert_eq!(shape(&faulty).unwrap_err(), "crashes");
     }
 
     #[test]

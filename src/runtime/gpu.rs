@@ -17,7 +17,8 @@ use crate::runtime::share::{device_descriptor, shortfalls};
 use crate::{Error, Result};
 
 /// How to pick an adapter and set up its device (`LoadOptions::from_env` fills these from
-/// `WGPU_BACKEND`, `WGPU_ADAPTER_NAME`, `WGBERT_SHADER_CHECKS` and `WGBERT_CACHE`).
+/// `WGPU_BACKEND`, `WGPU_ADAPTER_NAME`, `WGBERT_SHADER_CHECKS`, `WGBERT_CACHE` and
+/// `WGBERT_CPU_AS_GPU`).
 #[derive(Debug, Clone, Default)]
 pub struct GpuOptions {
     /// Backends to consider ("vulkan", "metal", "dx12", "gl"; comma-separated). `None`: the
@@ -34,6 +35,11 @@ pub struct GpuOptions {
     /// has one: Vulkan), loaded when the device is made and written as new pipelines are
     /// compiled; `None`: compiled anew by every process.
     pub pipeline_cache_dir: Option<PathBuf>,
+    /// Treat a CPU adapter (lavapipe) as a GPU when choosing kernels (`WGBERT_CPU_AS_GPU=1`):
+    /// the staged tiled matmul instead of the `DIRECT` build, so that tests on a CPU run
+    /// the kernels a GPU runs (`Capabilities::cpu` is false). Autotuning still treats the
+    /// adapter as a CPU (its timings say nothing about a GPU).
+    pub cpu_as_gpu: bool,
 }
 
 /// What a device did, counted for reports and tests of warm starts (`Gpu::counters`).
@@ -46,6 +52,21 @@ pub struct Counters {
     pub self_checks_run: u64,
     /// Bytes of compiled pipelines loaded from the pipeline cache when the device was made.
     pub pipeline_cache_loaded: u64,
+}
+
+/// A driver known to report cooperative matrices it cannot compile: Mesa 26's lavapipe
+/// offers 8x8x8 fragments at every subgroup size (`LP_NATIVE_VECTOR_WIDTH`) but crashes
+/// (segmentation fault, "stack smashing detected") compiling even the smallest
+/// cooperative-matrix kernel at 16, 32 or 64 lanes (`examples/coop_subgroups.rs`, valid
+/// SPIR-V by `spirv-val`). A crash cannot be caught by a self-check, so those are refused.
+fn known_coop_fault(info: &wgpu::AdapterInfo, max_subgroup: u32) -> Option<String> {
+    let lavapipe = info.device_type == wgpu::DeviceType::Cpu && info.name.starts_with("llvmpipe");
+    (lavapipe && max_subgroup != 8).then(|| {
+        format!(
+            "lavapipe crashes compiling cooperative-matrix kernels at {max_subgroup}-lane \
+             subgroups (only 8 lanes work; examples/coop_subgroups.rs reproduces it)"
+        )
+    })
 }
 
 /// A cooperative-matrix configuration the adapter reports (f16 inputs only are kept).
@@ -63,6 +84,7 @@ pub struct CoopShape {
 pub struct Capabilities {
     /// A CPU adapter (a software rasterizer such as lavapipe): the matmul reads its operands
     /// without staging them in workgroup memory (`ops::matmul::tiled::direct_kernel`).
+    /// False on a CPU adapter made with `GpuOptions::cpu_as_gpu`.
     pub cpu: bool,
     pub f16: bool,
     pub subgroups: bool,
@@ -70,6 +92,10 @@ pub struct Capabilities {
     pub subgroup_max_size: u32,
     pub timestamps: bool,
     pub coop_matrix: Vec<CoopShape>,
+    /// Why the cooperative matrices the adapter reports must not be used, where a driver is
+    /// known to fail with them (`known_coop_fault`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coop_fault: Option<String>,
     pub max_storage_binding: u64,
     pub max_buffer_size: u64,
     pub max_workgroup_storage: u32,
@@ -87,7 +113,9 @@ impl Capabilities {
         coop: Vec<CoopShape>,
     ) -> Self {
         let subgroups = features.contains(wgpu::Features::SUBGROUP);
+        let max_subgroup = if subgroups { info.subgroup_max_size } else { 0 };
         Capabilities {
+            coop_fault: known_coop_fault(info, max_subgroup),
             cpu: info.device_type == wgpu::DeviceType::Cpu,
             f16: features.contains(wgpu::Features::SHADER_F16),
             subgroups,
@@ -248,6 +276,32 @@ pub fn list_adapters(backend: Option<&str>) -> Vec<AdapterReport> {
     instance::adapters(backends).iter().map(report).collect()
 }
 
+/// `adapter.request_device`, with a refusal (a typed error) for what wgpu-hal reports as a
+/// panic: a driver that advertises a feature and then refuses a device with it.
+fn request_device(
+    adapter: &wgpu::Adapter,
+    desc: &wgpu::DeviceDescriptor,
+) -> Result<(wgpu::Device, wgpu::Queue)> {
+    let refused = |message: String| Error::RequestDevice {
+        adapter: adapter.get_info().name,
+        message,
+    };
+    let asked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pollster::block_on(adapter.request_device(desc))
+    }));
+    match asked {
+        Ok(r) => r.map_err(|e| refused(e.to_string())),
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "the driver refused the device".into());
+            Err(refused(message))
+        }
+    }
+}
+
 impl Gpu {
     /// Picks an adapter and creates a device with its own limits and the wanted features.
     pub fn new(opts: &GpuOptions) -> Result<Arc<Gpu>> {
@@ -301,12 +355,18 @@ impl Gpu {
             ..Default::default()
         };
         let desc = device_descriptor(&adapter, &own);
-        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
-            Error::RequestDevice {
-                adapter: info.name.clone(),
-                message: e.to_string(),
+        let coop_feature = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        let (device, queue) = match request_device(&adapter, &desc) {
+            // Drivers that advertise cooperative matrices and then refuse the device with
+            // them (Mesa 26's lavapipe at 4-lane subgroups) run without.
+            Err(e) if desc.required_features.contains(coop_feature) => {
+                log::warn!("{e}; trying again without cooperative matrices");
+                let mut without = desc.clone();
+                without.required_features.remove(coop_feature);
+                request_device(&adapter, &without)?
             }
-        })?;
+            r => r?,
+        };
         // wgbert owns this device, so its callbacks are wgbert's: a lost device marks it
         // failed, and errors outside any error scope are logged instead of panicking.
         let health = Arc::new(DeviceHealth::default());
@@ -326,6 +386,7 @@ impl Gpu {
         }));
         let mut gpu = Self::assemble(device, queue, info, coop, health, Vec::new());
         gpu.bounds_checks = !opts.unchecked_shaders;
+        gpu.caps.cpu &= !opts.cpu_as_gpu;
         if let Some(dir) = &opts.pipeline_cache_dir {
             gpu.disk = DiskPipelines::open(&gpu, dir);
         }

@@ -40,10 +40,19 @@ pub const MATMUL_SHAPES: [MatmulShape; 5] = [
     MatmulShape::new(300, 40, 70),
 ];
 
-/// The test GPU. Fails loudly when no adapter exists: CI installs lavapipe.
+/// The test GPU: the adapter the environment names as the CLI reads it (`WGPU_BACKEND`,
+/// `WGPU_ADAPTER_NAME`, `WGBERT_SHADER_CHECKS`, `WGBERT_CPU_AS_GPU`), without a pipeline
+/// cache on disk. Fails loudly when no adapter exists: CI installs lavapipe.
 pub fn gpu() -> Arc<Gpu> {
     static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
-    GPU.get_or_init(|| match Gpu::new(&GpuOptions::default()) {
+    let opts = match wgbert::encoder::LoadOptions::from_env() {
+        Ok(o) => GpuOptions {
+            pipeline_cache_dir: None,
+            ..o.gpu
+        },
+        Err(e) => panic!("the environment's options: {e}"),
+    };
+    GPU.get_or_init(|| match Gpu::new(&opts) {
         Ok(g) => g,
         Err(e) => panic!("tests need a GPU adapter (install mesa-vulkan-drivers): {e}"),
     })
