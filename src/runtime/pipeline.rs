@@ -201,7 +201,7 @@ pub fn pipeline(gpu: &Gpu, kernel: &Kernel) -> Result<Arc<CachedPipeline>> {
 }
 
 /// Creates the pipelines of `kernels` that do not exist yet, on up to as many threads as the
-/// machine has cores (drivers compile on the calling thread): a plan's kernels before it
+/// machine has cores (drivers compile on the calling thread; one on GL): a plan's kernels before it
 /// records them, a self-check's before it runs them. The first error, in `kernels`' order.
 pub fn prepare<'a>(gpu: &Gpu, kernels: impl IntoIterator<Item = &'a Kernel>) -> Result<()> {
     let mut missing: Vec<&Kernel> = Vec::new();
@@ -210,9 +210,13 @@ pub fn prepare<'a>(gpu: &Gpu, kernels: impl IntoIterator<Item = &'a Kernel>) -> 
             missing.push(k);
         }
     }
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(missing.len());
+    // GL has one context, locked for every call and compile: threads would only queue on
+    // it, and wgpu-hal gives up (panics) on a lock held for seconds by a long compile.
+    let cores = match gpu.info().backend {
+        wgpu::Backend::Gl => 1,
+        _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let threads = cores.min(missing.len());
     if threads <= 1 {
         return missing
             .into_iter()
