@@ -159,9 +159,8 @@ def summary(chip):
     spilling = [r for r in stats if bad(r["stats"])]
     defaults = [r for r in stats if r["default"]]
     low = [r for r in defaults if r["stats"].get("occupancy_fraction", 1) < 0.5]
-    default_spill = [
-        r for r in defaults if bad(r["stats"]) or (r["stats"]["spills_reg"] or 0) > 0
-    ]
+    default_spill = [r for r in defaults if bad(r["stats"])]
+    default_reg = [r for r in defaults if (r["stats"]["spills_reg"] or 0) > 0]
     most = max(stats, key=lambda r: r["stats"]["registers"] or 0, default=None)
     return {
         "kernels": len(rows),
@@ -170,6 +169,7 @@ def summary(chip):
         "spill_to_memory": len(spilling),
         "default": len(defaults),
         "default_spilling": len(default_spill),
+        "default_spilling_to_registers": len(default_reg),
         "default_below_half_occupancy": len(low),
         "most_registers": most and (most["stats"]["registers"], short(most["name"])),
     }
@@ -197,8 +197,9 @@ def markdown(report):
         "the tensor-core self-checks passed).",
         "",
         "| chip | adapter | kernels | failed | spill to memory | default | default spilling "
-        "| default below half occupancy | most registers |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "to memory | default spilling to registers | default below half occupancy "
+        "| most registers |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in report["chips"]:
         s = c["summary"]
@@ -206,7 +207,8 @@ def markdown(report):
         lines.append(
             f"| {c['label'].replace('_', ' ')} | {c['adapter']} | {s['kernels']} | {s['failed']} "
             f"| {s['spill_to_memory']} | {s['default']} | {s['default_spilling']} "
-            f"| {s['default_below_half_occupancy']} | {most} |"
+            f"| {s['default_spilling_to_registers']} | {s['default_below_half_occupancy']} "
+            f"| {most} |"
         )
     for c in report["chips"]:
         unit = c["occupancy_unit"]
@@ -252,10 +254,12 @@ def main():
     ap.add_argument("--doc", required=True)
     ap.add_argument("--mesa", required=True)
     ap.add_argument("--shims", default="")
+    ap.add_argument("--commit", help="the wgbert commit the kernels are from (default HEAD)")
     ap.add_argument("legs", nargs="+", help="LABEL=DRIVER:CHIP-VARIABLE")
     a = ap.parse_args()
+    commit = a.commit
     try:
-        commit = subprocess.run(
+        commit = commit or subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
@@ -284,7 +288,8 @@ def main():
         report["chips"].append(chip)
         print(
             f"{label}: {s['kernels']} kernels, {s['failed']} failed, {s['spill_to_memory']} "
-            f"spill to memory, {s['default_spilling']} of {s['default']} default ones spill, "
+            f"spill to memory, {s['default_spilling']} of {s['default']} default ones spill "
+            f"to memory and {s['default_spilling_to_registers']} to registers, "
             f"{s['default_below_half_occupancy']} default below half occupancy"
         )
     (a.out / "gpu-compilers.json").write_text(json.dumps(report, indent=1) + "\n")
