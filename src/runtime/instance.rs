@@ -173,13 +173,9 @@ pub(crate) fn request_device(
     }));
     match asked {
         Ok(r) => r.map_err(|e| refused(e.to_string())),
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "the driver refused the device".into());
-            Err(refused(message))
-        }
+        Err(panic) => Err(refused(super::panic_message(
+            panic.as_ref(),
+            "the driver refused the device",
+        ))),
     }
 }
