@@ -5,12 +5,12 @@
 # the harness page (harness.html) and the demo page (demo.html). Prints the .wasm's size.
 #
 # Debian 12's rustc has no wasm32 standard library (and rustup cannot add targets here), so
-# the build runs in the Debian 13 root of scripts/test_coop.sh (WGBERT_MESA_ROOT, default
-# /var/tmp/wgbert-mesa26; made by that script when absent), with trixie-backports' rustc,
-# cargo, wasm32 standard library and lld, installed there once under the root's lock
-# (WGBERT_MESA_ROOT.lock, shared with the other scripts that install into it); it runs there
-# through `scripts/test_coop.sh --run`, which mounts the checkout; the build's cargo home
-# and target directory live in the root itself, at fixed paths (/var/cache/wgbert-web), so
+# the build runs in the shared Debian 13 root of scripts/mesa_root.sh (WGBERT_MESA_ROOT,
+# default /var/tmp/wgbert-mesa26; made when absent), with trixie-backports' rustc, cargo,
+# wasm32 standard library and lld, installed there once under the root's lock (mesa_root_apt);
+# it runs there through mesa_root_run, which mounts the checkout in a mount namespace of its
+# own; the build's cargo home and target directory live in the root itself, at fixed paths
+# (/var/cache/wgbert-web), so
 # that every checkout reuses the compiled dependencies (about 9 minutes on 2 cores, once per
 # machine; a fresh clone then compiles wgbert and wgbert-web only). The crates are fetched
 # into that cargo home from here, and the root's cargo works offline. The wasm-bindgen CLI
@@ -48,15 +48,14 @@ toolchain_ready() {
   [ -x "$ROOT/usr/bin/cargo" ] && [ -d "$ROOT/usr/lib/rustlib/$WASM_TARGET/lib" ] &&
     [ -x "$ROOT/usr/lib/llvm-22/bin/wasm-ld" ]
 }
-if [ ! -x "$ROOT/usr/bin/apt-get" ]; then
-  echo "== making the Debian 13 root (scripts/test_coop.sh)"
-  bash scripts/test_coop.sh --run true || unavailable "the root at $ROOT could not be made"
-fi
+export MESA_ROOT="$ROOT"
+# shellcheck source=scripts/mesa_root.sh
+. scripts/mesa_root.sh
+mesa_root_ensure || unavailable "the root at $ROOT could not be made"
 if ! toolchain_ready; then
   echo "== installing rustc, cargo and the wasm32 standard library (trixie-backports) in $ROOT"
-  flock "$ROOT.lock" chroot "$ROOT" bash -c 'export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq && apt-get install -y -qq --no-install-recommends -t trixie-backports \
-      rustc cargo libstd-rust-dev-wasm32 lld-22 >/dev/null' ||
+  { mesa_root_apt update && mesa_root_apt install -y --no-install-recommends \
+    -t trixie-backports rustc cargo libstd-rust-dev-wasm32 lld-22 >/dev/null; } ||
     unavailable "installing the Rust toolchain in $ROOT failed"
   toolchain_ready || unavailable "the root has no wasm32 toolchain after installing it"
 fi
@@ -81,12 +80,12 @@ mkdir -p "$ROOT$CACHE/cargo-home" "$ROOT$CACHE/target"
 # Every platform's crates: cargo resolves the whole lock file, host tools included.
 CARGO_HOME="$ROOT$CACHE/cargo-home" cargo fetch >/dev/null
 
-# In the root, through scripts/test_coop.sh --run: it mounts the checkout at its own path
-# (and unmounts it on exit) and runs the command from there.
+# In the root, the checkout mounted at its own path (mesa_root_run; the mount goes with the
+# command), built from there.
 echo "== cargo build --release -p wgbert-web --target $WASM_TARGET (Debian 13 root)"
-bash scripts/test_coop.sh --run env CARGO_HOME="$CACHE/cargo-home" \
-  CARGO_TARGET_DIR="$CACHE/target" CARGO_INCREMENTAL=0 \
-  CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/lib/llvm-22/bin/wasm-ld \
+mesa_root_run "$REPO" CARGO_HOME="$CACHE/cargo-home" CARGO_TARGET_DIR="$CACHE/target" \
+  CARGO_INCREMENTAL=0 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/lib/llvm-22/bin/wasm-ld \
+  bash -c 'cd "$0" && exec "$@"' "$REPO" \
   cargo build --offline --release -p wgbert-web --lib --target "$WASM_TARGET"
 WASM="$ROOT$CACHE/target/$WASM_TARGET/release/wgbert_web.wasm"
 [ -f "$WASM" ] || die "no $WASM after the build"

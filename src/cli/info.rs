@@ -9,9 +9,9 @@
 use std::sync::Arc;
 
 use wgbert::encoder::LoadOptions;
+use wgbert::ops::DType;
 use wgbert::ops::choice::Choices;
-use wgbert::ops::tune::{self, Choice, DeviceKey, Mode};
-use wgbert::ops::{DType, F16Kernels, f16_kernels};
+use wgbert::ops::tune::{self, Choice, DeviceKey, F16Kernels, Mode, f16_kernels};
 use wgbert::runtime::{AdapterReport, Gpu, GpuOptions, list_adapters};
 
 use super::Global;
@@ -259,6 +259,7 @@ fn print_adapter(i: usize, a: &AdapterReport, p: Probe) {
         v => v.to_string(),
     };
     println!("    cache:               {}", shown(&c["dir"]));
+    println!("    tuning file:         {}", shown(&c["tune_file"]));
     println!("    verdicts cached:     {}", shown(&c["verdicts_cached"]));
     let pc = &c["pipeline_cache"];
     if pc.is_null() {

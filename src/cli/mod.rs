@@ -5,6 +5,7 @@ mod bench_kernels;
 mod embed;
 mod info;
 mod input;
+mod kernels;
 mod output;
 mod progress;
 mod rerank;
@@ -200,6 +201,9 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Time every candidate tile configuration on this device and cache the fastest.
     Tune(tune::TuneArgs),
+    /// Every kernel build the engine can make on the adapter; `--compile` creates each
+    /// pipeline (no dispatch, no self-check, no tuning, no cache), its name on stderr first.
+    Kernels(kernels::KernelsArgs),
     /// HTTP server: TEI and OpenAI embeddings APIs, rerank, predict, fill-mask.
     Serve(serve::ServeArgs),
 }
@@ -213,6 +217,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rerank(a) => rerank::run(&cli.global, &a),
         Command::Bench(a) => bench::run(&cli.global, &a),
         Command::Tune(a) => tune::run(&cli.global, &a),
+        Command::Kernels(a) => kernels::run(&cli.global, &a),
         Command::Serve(a) => serve::run(&cli.global, &a),
     }
 }

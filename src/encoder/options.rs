@@ -65,6 +65,7 @@ impl LoadOptions {
     /// | `WGBERT_CACHE` | `tune.cache_dir` and `gpu.pipeline_cache_dir`; unset: the platform's cache directory (`$XDG_CACHE_HOME/wgbert`, `~/.cache/wgbert`, `~/Library/Caches/wgbert`, `%LOCALAPPDATA%\wgbert\cache`) |
     /// | `WGBERT_BENCH_SMALL` | `tune.small_shapes` (`1`) |
     /// | `WGBERT_SHADER_CHECKS` | `gpu.unchecked_shaders` (`0`) |
+    /// | `WGBERT_CPU_AS_GPU` | `gpu.cpu_as_gpu` (`1`: a CPU adapter chooses a GPU's kernels) |
     /// | `WGBERT_MAX_BINDING` | `gpu.max_binding` (bytes, or with `KiB`, `MiB`, `GiB`) |
     /// | `WGPU_BACKEND`, `WGPU_ADAPTER_NAME` | `gpu.backend`, `gpu.adapter` |
     /// | `HF_HUB_OFFLINE` | `hub.offline` (`1`, `true`, `yes`, `on`) |
@@ -103,6 +104,7 @@ impl LoadOptions {
                 adapter: var("WGPU_ADAPTER_NAME"),
                 unchecked_shaders: var("WGBERT_SHADER_CHECKS").is_some_and(|v| v == "0"),
                 pipeline_cache_dir: cache_dir.clone(),
+                cpu_as_gpu: var("WGBERT_CPU_AS_GPU").is_some_and(|v| v == "1"),
                 max_binding: var("WGBERT_MAX_BINDING")
                     .filter(|v| !v.trim().is_empty())
                     .map(|v| {

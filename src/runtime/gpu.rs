@@ -14,13 +14,15 @@ use std::sync::{Arc, Mutex};
 
 use crate::runtime::disk_cache::DiskPipelines;
 use crate::runtime::health::DeviceHealth;
+use crate::runtime::instance;
 use crate::runtime::memory::{DeviceBuffer, MemoryCounter, MemoryKind, MemoryStats};
 use crate::runtime::pipeline::PipelineCache;
 use crate::runtime::share::{device_descriptor, shortfalls};
 use crate::{Error, Result};
 
 /// How to pick an adapter and set up its device (`LoadOptions::from_env` fills these from
-/// `WGPU_BACKEND`, `WGPU_ADAPTER_NAME`, `WGBERT_SHADER_CHECKS` and `WGBERT_CACHE`).
+/// `WGPU_BACKEND`, `WGPU_ADAPTER_NAME`, `WGBERT_SHADER_CHECKS`, `WGBERT_CACHE` and
+/// `WGBERT_CPU_AS_GPU`).
 #[derive(Debug, Clone, Default)]
 pub struct GpuOptions {
     /// Backends to consider ("vulkan", "metal", "dx12", "gl"; comma-separated). `None`: the
@@ -37,6 +39,11 @@ pub struct GpuOptions {
     /// has one: Vulkan), loaded when the device is made and written as new pipelines are
     /// compiled; `None`: compiled anew by every process.
     pub pipeline_cache_dir: Option<PathBuf>,
+    /// Treat a CPU adapter (lavapipe) as a GPU when choosing kernels (`WGBERT_CPU_AS_GPU=1`):
+    /// the staged tiled matmul instead of the `DIRECT` build, so that tests on a CPU run
+    /// the kernels a GPU runs (`Capabilities::cpu` is false). Autotuning still treats the
+    /// adapter as a CPU (its timings say nothing about a GPU).
+    pub cpu_as_gpu: bool,
     /// Lowers the largest storage binding the runtime uses to this many bytes (never above
     /// the adapter's own limit; `WGBERT_MAX_BINDING`, `--max-binding`): tensors larger than
     /// a binding are held in row pieces (`model::split`), so a small value exercises that path
@@ -83,6 +90,21 @@ pub struct Counters {
     pub pipeline_cache_loaded: u64,
 }
 
+/// A driver known to report cooperative matrices it cannot compile: Mesa 26's lavapipe
+/// offers 8x8x8 fragments at every subgroup size (`LP_NATIVE_VECTOR_WIDTH`) but crashes
+/// (segmentation fault, "stack smashing detected") compiling even the smallest
+/// cooperative-matrix kernel at 16, 32 or 64 lanes (`examples/coop_subgroups.rs`, valid
+/// SPIR-V by `spirv-val`). A crash cannot be caught by a self-check, so those are refused.
+fn known_coop_fault(info: &wgpu::AdapterInfo, max_subgroup: u32) -> Option<String> {
+    let lavapipe = info.device_type == wgpu::DeviceType::Cpu && info.name.starts_with("llvmpipe");
+    (lavapipe && max_subgroup != 8).then(|| {
+        format!(
+            "lavapipe crashes compiling cooperative-matrix kernels at {max_subgroup}-lane \
+             subgroups (only 8 lanes work; examples/coop_subgroups.rs reproduces it)"
+        )
+    })
+}
+
 /// A cooperative-matrix configuration the adapter reports (f16 inputs only are kept).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct CoopShape {
@@ -98,6 +120,7 @@ pub struct CoopShape {
 pub struct Capabilities {
     /// A CPU adapter (a software rasterizer such as lavapipe): the matmul reads its operands
     /// without staging them in workgroup memory (`ops::matmul::tiled::direct_kernel`).
+    /// False on a CPU adapter made with `GpuOptions::cpu_as_gpu`.
     pub cpu: bool,
     pub f16: bool,
     pub subgroups: bool,
@@ -105,6 +128,10 @@ pub struct Capabilities {
     pub subgroup_max_size: u32,
     pub timestamps: bool,
     pub coop_matrix: Vec<CoopShape>,
+    /// Why the cooperative matrices the adapter reports must not be used, where a driver is
+    /// known to fail with them (`known_coop_fault`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coop_fault: Option<String>,
     pub max_storage_binding: u64,
     pub max_buffer_size: u64,
     pub max_workgroup_storage: u32,
@@ -122,7 +149,9 @@ impl Capabilities {
         coop: Vec<CoopShape>,
     ) -> Self {
         let subgroups = features.contains(wgpu::Features::SUBGROUP);
+        let max_subgroup = if subgroups { info.subgroup_max_size } else { 0 };
         Capabilities {
+            coop_fault: known_coop_fault(info, max_subgroup),
             cpu: info.device_type == wgpu::DeviceType::Cpu,
             f16: features.contains(wgpu::Features::SHADER_F16),
             subgroups,
@@ -232,21 +261,6 @@ pub struct AdapterReport {
     pub capabilities: Capabilities,
 }
 
-/// Explicit backends, else the primary ones (Vulkan, Metal, DX12); GL is used only when
-/// asked for or when no primary adapter exists.
-fn backends_from(opt: Option<&str>) -> wgpu::Backends {
-    match opt {
-        Some(s) => wgpu::Backends::from_comma_list(s),
-        None => wgpu::Backends::PRIMARY,
-    }
-}
-
-fn instance(backends: wgpu::Backends) -> wgpu::Instance {
-    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-    desc.backends = backends;
-    wgpu::Instance::new(desc)
-}
-
 fn coop_shapes(adapter: &wgpu::Adapter) -> Vec<CoopShape> {
     if !adapter
         .features()
@@ -304,8 +318,7 @@ pub fn list_adapters(backend: Option<&str>) -> Vec<AdapterReport> {
         Some(s) => wgpu::Backends::from_comma_list(s),
         None => wgpu::Backends::all(),
     };
-    let inst = instance(backends);
-    pollster::block_on(inst.enumerate_adapters(backends))
+    pollster::block_on(instance::adapters(backends))
         .iter()
         .map(report)
         .collect()
@@ -322,54 +335,7 @@ impl Gpu {
     /// Picks an adapter and creates a device with its own limits and the wanted features.
     /// In a browser this is the page's WebGPU adapter (`navigator.gpu`).
     pub async fn new_async(opts: &GpuOptions) -> Result<Arc<Gpu>> {
-        let mut backends = backends_from(opts.backend.as_deref());
-        if backends == wgpu::Backends::PRIMARY
-            && instance(backends)
-                .enumerate_adapters(backends)
-                .await
-                .is_empty()
-        {
-            backends = wgpu::Backends::all();
-        }
-        let inst = instance(backends);
-        let adapter = match &opts.adapter {
-            Some(want) => {
-                let want_lc = want.to_lowercase();
-                let all = inst.enumerate_adapters(backends).await;
-                let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
-                let index = want.strip_prefix('#').and_then(|n| n.parse::<usize>().ok());
-                let picked = match index {
-                    Some(i) => all.into_iter().nth(i),
-                    None => all
-                        .into_iter()
-                        .find(|a| a.get_info().name.to_lowercase().contains(&want_lc)),
-                };
-                picked.ok_or_else(|| {
-                    Error::NoAdapter(format!(
-                        " named like '{want}' (available: {})",
-                        if names.is_empty() {
-                            "none".to_string()
-                        } else {
-                            names.join(", ")
-                        }
-                    ))
-                })?
-            }
-            None => inst
-                .request_adapter(&wgpu::RequestAdapterOptions {
-                    power_preference: wgpu::PowerPreference::HighPerformance,
-                    force_fallback_adapter: false,
-                    compatible_surface: None,
-                    apply_limit_buckets: false,
-                })
-                .await
-                .map_err(|e| {
-                    Error::NoAdapter(format!(
-                        " ({e}); install a Vulkan/Metal/DX12 driver (on Linux without a GPU: \
-                     mesa-vulkan-drivers for lavapipe) or pick one with --backend/--adapter"
-                    ))
-                })?,
-        };
+        let adapter = instance::choose(opts.backend.as_deref(), opts.adapter.as_deref()).await?;
         let info = adapter.get_info();
         let coop = coop_shapes(&adapter);
         // The driver's pipeline cache is wgbert's own want when a cache directory is given.
@@ -384,14 +350,18 @@ impl Gpu {
             ..Default::default()
         };
         let desc = device_descriptor(&adapter, &own);
-        let (device, queue) =
-            adapter
-                .request_device(&desc)
-                .await
-                .map_err(|e| Error::RequestDevice {
-                    adapter: info.name.clone(),
-                    message: e.to_string(),
-                })?;
+        let coop_feature = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        let (device, queue) = match instance::request_device(&adapter, &desc).await {
+            // Drivers that advertise cooperative matrices and then refuse the device with
+            // them (Mesa 26's lavapipe at 4-lane subgroups) run without.
+            Err(e) if desc.required_features.contains(coop_feature) => {
+                log::warn!("{e}; trying again without cooperative matrices");
+                let mut without = desc.clone();
+                without.required_features.remove(coop_feature);
+                instance::request_device(&adapter, &without).await?
+            }
+            r => r?,
+        };
         // wgbert owns this device, so its callbacks are wgbert's: a lost device marks it
         // failed, and errors outside any error scope are logged instead of panicking.
         let health = Arc::new(DeviceHealth::default());
@@ -411,6 +381,7 @@ impl Gpu {
         }));
         let mut gpu = Self::assemble(device, queue, info, coop, health, Vec::new());
         gpu.bounds_checks = !opts.unchecked_shaders;
+        gpu.caps.cpu &= !opts.cpu_as_gpu;
         if let Some(limit) = opts.max_binding {
             gpu.lower_max_binding(limit)?;
         }

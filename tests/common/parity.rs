@@ -99,6 +99,15 @@ pub fn hidden_states(name: &str, enc: &Encoder, seqs: &[Vec<u32>]) -> Vec<Vec<Ve
 pub fn check_hidden_f32(name: &str) {
     let (dir, exp) = fixture(name);
     let enc = load(&dir, DType::F32);
+    // A CPU adapter runs the DIRECT tiled matmul; a GPU, or lavapipe with
+    // WGBERT_CPU_AS_GPU=1 (how CI runs this suite at GPU subgroup sizes), the staged one.
+    let plan = enc.describe_plan(enc.capacity().min(512)).unwrap();
+    let cpu = super::gpu().caps().cpu;
+    // (A CPU adapter also stages an inner size off a multiple of 4, which DIRECT cannot.)
+    let tiled = |l: &&str| l.contains("matmul/main[");
+    let staged = plan.lines().filter(tiled).any(|l| !l.contains("DIRECT=1"));
+    assert_eq!(plan.contains("DIRECT=1"), cpu, "{plan}");
+    assert!(cpu || staged, "{plan}");
     let seqs = inputs(&exp);
     let want = expected_rows(name, &exp, &seqs);
     let got = hidden_states(name, &enc, &seqs);

@@ -5,7 +5,7 @@
 //!
 //! Variants (`AttentionVariant`): this portable kernel, and a tensor-core one (child module
 //! `coop`) that `record` chooses for f16 where the adapter has cooperative matrices and its
-//! self-check has passed on the device (`ops::f16_kernels`, run when a model loads).
+//! self-check has passed on the device (`ops::tune::f16_kernels`, run when a model loads).
 //! `AttentionArgs::variant` forces one, as `MatmulArgs::variant` does for matmul.
 
 pub mod coop;
@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::ops::DType;
 use crate::ops::check::Op;
 use crate::ops::choice::Choices;
-use crate::ops::coop::{self as coop_mode, Shape, f16_values, first_mismatch};
+use crate::ops::coop::{self as coop_mode, Shape, compare, f16_values, named};
 use crate::runtime::{
     self, Access, Capabilities, Gpu, Kernel, Launch, PlanBuilder, RunSizes, TensorId,
 };
@@ -317,14 +317,9 @@ pub fn self_check(gpu: &Arc<Gpu>, shape: Shape) -> Result<()> {
             let got = run_packed(gpu, &Choices::default(), &case, &qkv, None, Some(kernel))?;
             let (_, cu) = RunSizes::packed(case.lens);
             let want = reference_keys(&qkv, &cu, case.key_lens, n_heads, head_dim, case.window);
-            if let Some((j, g, r)) = first_mismatch(&got, &want, coop::CHECK_ATOL, coop::CHECK_RTOL)
-            {
-                return Err(Error::Unsupported(format!(
-                    "attention self-check {case:?}: out[{}, {}] = {g}, reference {r}",
-                    j / h,
-                    j % h
-                )));
-            }
+            let tol = (coop::CHECK_ATOL, coop::CHECK_RTOL);
+            compare(&got, &want, tol, |j| format!("out[{}, {}]", j / h, j % h))
+                .map_err(|e| named(format_args!("attention self-check {case:?}"), e))?;
         }
     }
     Ok(())

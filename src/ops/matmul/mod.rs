@@ -5,7 +5,7 @@
 //! (`tiled`, any adapter), a subgroup-reduction kernel (`subgroup`) that wins when there are
 //! few rows (MLM head, pooled classifier), and a tensor-core kernel (`coop`) that replaces
 //! the tiled one for f16 where the adapter has cooperative matrices and the kernel passed its
-//! self-check on the device (`ops::f16_kernels`, run when a model loads). Epilogues fuse bias,
+//! self-check on the device (`ops::tune::f16_kernels`, run when a model loads). Epilogues fuse bias,
 //! residual add, an activation or GeGLU into the store, so GeGLU's 2I-wide intermediate
 //! never reaches memory. The children know their kernels and tiles; the choice, recording
 //! and self-check live here, and the children use only this module's types.
@@ -24,12 +24,12 @@ use std::sync::Arc;
 
 use crate::ops::check::Op;
 use crate::ops::choice::{Choices, RowClass};
-use crate::ops::coop::{self as coop_mode, Shape, f16_values, first_mismatch};
+use crate::ops::coop::{self as coop_mode, Shape, compare, f16_values, named};
 use crate::ops::{DType, Rows};
 use crate::runtime::{self, Gpu, Kernel, Launch, PlanBuilder, RunSizes, TensorId};
 use crate::{Error, Result};
 
-pub use kernel::{Epilogue, MatmulParams, MatmulVariant, all_epilogues, kernel};
+pub use kernel::{Epilogue, MatmulParams, MatmulVariant, all_epilogues, kernel, with_rope};
 pub use subgroup::SMALL_ROWS;
 
 /// One matmul step. Sizes in elements; `rows` says which run size is T.
@@ -208,8 +208,7 @@ pub fn coop_status(
 /// compares with `reference`.
 pub fn self_check(gpu: &Arc<Gpu>, shape: Shape) -> Result<()> {
     let config = coop::default_for(shape, gpu.caps());
-    check_coop(gpu, shape, config, &coop::checks(), 17)
-        .map_err(|e| Error::Unsupported(format!("matmul self-check: {e}")))
+    check_coop(gpu, shape, config, &coop::checks(), 17).map_err(|e| named("matmul self-check", e))
 }
 
 /// Runs the tensor-core kernel at `shape` and `config` on `cases` (inputs seeded from
@@ -294,14 +293,13 @@ pub fn check_build(
     let got = dtype.decode(&plan.read(yt, 0, (t * n) as u64 * es)?);
     let (bias_v, res_v) = (bias.then_some(&bv[..]), residual.then_some(&res[..]));
     let want = reference(&x, &w, bias_v, res_v, t, k, n, epilogue);
-    match first_mismatch(&got, &want, atol, rtol) {
-        None => Ok(()),
-        Some((j, g, r)) => Err(Error::Unsupported(format!(
-            "T={t} K={k} N={n} {epilogue:?} bias={bias}: y[{}, {}] = {g}, reference {r}",
+    compare(&got, &want, (atol, rtol), |j| {
+        format!(
+            "T={t} K={k} N={n} {epilogue:?} bias={bias}: y[{}, {}]",
             j / n,
             j % n
-        ))),
-    }
+        )
+    })
 }
 
 /// Records the step(s) of one matmul. The variant is `args.variant` if set (an error when the
