@@ -17,6 +17,10 @@
 # must be the version of `wasm-bindgen` in Cargo.lock: it is built once with `cargo install`
 # into WGBERT_TOOLS (default /var/tmp/wgbert-tools) and reused.
 #
+# Every step that may wait on a network or a long compile is bounded (timeout): the crates'
+# download 10 minutes, the wasm-bindgen CLI's build 30, the wasm build 30; one that runs
+# over fails the build, naming the step.
+#
 # Usage (as root): bash scripts/build_web.sh. Exit 0: built. Exit 3: the toolchain cannot be
 # had on this machine (not root, no apt, no root directory), with the reason on stderr
 # (scripts/test_web.sh counts it as a skip). Anything else: a failure.
@@ -33,6 +37,14 @@ WASM_TARGET=wasm32-unknown-unknown
 die() {
   echo "build_web.sh: $*" >&2
   exit 1
+}
+# `bounded SECONDS WHAT CMD...`: CMD, killed (its process group) after SECONDS.
+bounded() {
+  local secs="$1" what="$2" rc=0
+  shift 2
+  timeout "$secs" "$@" || rc=$?
+  [ "$rc" -ne 124 ] || die "$what took over $secs s: stopped"
+  return "$rc"
 }
 unavailable() {
   echo "build_web.sh: cannot build for the browser here: $*" >&2
@@ -69,7 +81,7 @@ if [ ! -x "$WB" ]; then
   echo "== building wasm-bindgen-cli $WB_VERSION into $WB_ROOT (once)"
   mkdir -p "$TOOLS"
   # Not --locked: the CLI's own lock file names a crate version the registry index lacks.
-  flock "$TOOLS.lock" bash -c '[ -x "$1" ] || cargo install -q wasm-bindgen-cli --version "$2" \
+  bounded 1800 "building wasm-bindgen-cli" flock "$TOOLS.lock" bash -c '[ -x "$1" ] || cargo install -q wasm-bindgen-cli --version "$2" \
     --root "$3" --target-dir "$4"' _ "$WB" "$WB_VERSION" "$WB_ROOT" "$TOOLS/build-$WB_VERSION" ||
     die "cargo install wasm-bindgen-cli $WB_VERSION failed"
   rm -rf "$TOOLS/build-$WB_VERSION"
@@ -78,15 +90,19 @@ fi
 echo "== fetching the crates for $WASM_TARGET"
 mkdir -p "$ROOT$CACHE/cargo-home" "$ROOT$CACHE/target"
 # Every platform's crates: cargo resolves the whole lock file, host tools included.
-CARGO_HOME="$ROOT$CACHE/cargo-home" cargo fetch >/dev/null
+CARGO_HOME="$ROOT$CACHE/cargo-home" bounded 600 "cargo fetch" cargo fetch >/dev/null
 
 # In the root, the checkout mounted at its own path (mesa_root_run; the mount goes with the
-# command), built from there.
+# command), built from there, bounded by the root's own `timeout`.
 echo "== cargo build --release -p wgbert-web --target $WASM_TARGET (Debian 13 root)"
+BUILD_S=1800
+RC=0
 mesa_root_run "$REPO" CARGO_HOME="$CACHE/cargo-home" CARGO_TARGET_DIR="$CACHE/target" \
   CARGO_INCREMENTAL=0 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/lib/llvm-22/bin/wasm-ld \
-  bash -c 'cd "$0" && exec "$@"' "$REPO" \
-  cargo build --offline --release -p wgbert-web --lib --target "$WASM_TARGET"
+  timeout "$BUILD_S" bash -c 'cd "$0" && exec "$@"' "$REPO" \
+  cargo build --offline --release -p wgbert-web --lib --target "$WASM_TARGET" || RC=$?
+[ "$RC" -ne 124 ] || die "the wasm build took over $BUILD_S s: stopped"
+[ "$RC" -eq 0 ] || die "the wasm build failed"
 WASM="$ROOT$CACHE/target/$WASM_TARGET/release/wgbert_web.wasm"
 [ -f "$WASM" ] || die "no $WASM after the build"
 

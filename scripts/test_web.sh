@@ -14,7 +14,9 @@
 # named on stderr, logged as capability `web` in WGBERT_SKIP_LOG (one is made when unset) and
 # counted at the end (scripts/skip_report.sh); with `web` in WGBERT_REQUIRE it is a failure.
 # Usage (as root): bash scripts/test_web.sh [chromium] [firefox] (default both). Prints the
-# time of each step and in all.
+# time of each step and in all. Each step is bounded: the build's (scripts/build_web.sh), the
+# npm install 10 minutes, the browsers' apt install 15, each page WGBERT_WEB_TIMEOUT_S
+# (default 300 s), all the pages in both browsers 15 minutes; one that runs over fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO="$(pwd -P)"
@@ -97,8 +99,8 @@ for b in "${BROWSERS[@]}"; do
 done
 if [ ${#WANT[@]} -gt 0 ] && command -v apt-get >/dev/null && [ "$(id -u)" -eq 0 ]; then
   step "installing ${WANT[*]} (Debian)"
-  apt-get update -qq || true
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${WANT[@]}" >/dev/null || true
+  timeout 300 apt-get update -qq || true
+  DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq --no-install-recommends "${WANT[@]}" >/dev/null || true
 fi
 RUN=()
 for b in "${BROWSERS[@]}"; do
@@ -128,5 +130,10 @@ fi
 step "the harness page in ${RUN[*]}"
 # Firefox's WebGPU runs on Vulkan: lavapipe needs a runtime directory.
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
-node web/test/run.mjs "$REPO/web/dist" "$TARGET/web-test" "${RUN[@]}"
+RC=0
+timeout 900 node web/test/run.mjs "$REPO/web/dist" "$TARGET/web-test" "${RUN[@]}" || RC=$?
+if [ "$RC" -eq 124 ]; then
+  echo "test_web.sh: the browser checks took over 900 s: stopped" >&2
+fi
+[ "$RC" -eq 0 ] || exit "$RC"
 step "test_web.sh: all passed"
