@@ -8,14 +8,18 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
 use wgbert::encoder::{
-    EmbedOptions, EmbedPooling, Embedding, Encoder, Prompt, SparseOptions, SparseVector,
+    EmbedOptions, EmbedPooling, Embedding, Encoder, LateOptions, Prompt, SparseOptions,
+    SparseVector,
 };
 use wgbert::sentence::ModelKind;
+use wgbert::sentence::quantize::{Precision, Quantized};
 use wgbert::text::pack::Packer;
 
 use super::Global;
+use super::csr::{CsrFormat, CsrWriter};
 use super::input::{TextItem, Texts};
-use super::output::{CsrFormat, CsrWriter, MatrixFormat, MatrixWriter};
+use super::output::{Element, MatrixFormat, MatrixWriter};
+use super::quantized::QuantStage;
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PoolingArg {
@@ -28,6 +32,27 @@ pub enum PoolingArg {
 pub enum MultiArg {
     Query,
     Document,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrecisionArg {
+    Float32,
+    Int8,
+    Uint8,
+    Binary,
+    Ubinary,
+}
+
+impl PrecisionArg {
+    fn precision(self) -> Precision {
+        match self {
+            Self::Float32 => Precision::Float32,
+            Self::Int8 => Precision::Int8,
+            Self::Uint8 => Precision::Uint8,
+            Self::Binary => Precision::Binary,
+            Self::Ubinary => Precision::Ubinary,
+        }
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +92,38 @@ pub struct EmbedArgs {
     /// Sparse models (JSONL): also give each index's token, as "terms".
     #[arg(long)]
     pub terms: bool,
+    /// Late chunking: encode each document once and embed each of its chunks from the
+    /// document's token states (JSONL out: "chunks": [{"span", "n_tokens", "embedding"}]).
+    /// Chunks come from each JSONL line's "chunks": [[start, end], ...] (character offsets,
+    /// end exclusive), else from --chunk-separator or --chunk-tokens.
+    #[arg(long, conflicts_with_all = ["pooling", "multi_vector", "top_k_terms", "terms"])]
+    pub late_chunking: bool,
+    /// Late chunking: cut each text after every SEP (\n and \t understood).
+    #[arg(long, value_name = "SEP", requires = "late_chunking")]
+    pub chunk_separator: Option<String>,
+    /// Late chunking: chunks of N tokens.
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "late_chunking",
+        conflicts_with = "chunk_separator"
+    )]
+    pub chunk_tokens: Option<usize>,
+    /// Late chunking: tokens shared by consecutive windows of a document longer than the
+    /// model's limit (default 256, at most half a window).
+    #[arg(long, value_name = "N", requires = "late_chunking")]
+    pub overlap: Option<usize>,
+    /// Storage precision, as sentence-transformers' quantize_embeddings: int8 and uint8 map
+    /// each dimension's range onto 256 buckets; binary and ubinary keep sign bits, 8 to a byte.
+    #[arg(long, value_enum, default_value = "float32")]
+    pub precision: PrecisionArg,
+    /// int8/uint8: calibration ranges, a float32 .npy of shape (2, dim) (minimum row, maximum
+    /// row); default: computed over all embeddings of this run.
+    #[arg(long, value_name = "FILE")]
+    pub ranges: Option<PathBuf>,
+    /// int8/uint8 without --ranges: also write the computed ranges to FILE (.npy).
+    #[arg(long, value_name = "FILE")]
+    pub save_ranges: Option<PathBuf>,
     /// Read texts from a file (.jsonl: objects with "text", other fields carried; else one per line).
     #[arg(long)]
     pub input: Option<PathBuf>,
@@ -123,6 +180,29 @@ pub fn run(g: &Global, a: &EmbedArgs) -> Result<()> {
         (None, Some(text)) => Prompt::Text(text.clone()),
         (None, None) => Prompt::ModelDefault,
     };
+    let precision = a.precision.precision();
+    let quantizing = precision != Precision::Float32;
+    if a.late_chunking {
+        if matrix.is_some() {
+            bail!("--late-chunking writes JSONL (--format jsonl)");
+        }
+        let opts = LateOptions {
+            prompt,
+            dimensions: a.dimensions,
+            normalize: a.normalize,
+            overlap: a.overlap,
+        };
+        let width = enc.sentence_config().output_dim(enc.config().hidden_size);
+        let width = a.dimensions.map_or(width, |d| d.min(width));
+        let quant = quant_stage(a, precision, width)?;
+        let mut out = jsonl.context("no output")?;
+        super::late::run(g, a, &enc, texts, &mut out, &opts, quant)?;
+        g.report_timings(&enc, started);
+        return Ok(());
+    }
+    if quantizing && (per_token || a.top_k_terms.is_some() || a.terms) {
+        bail!("--precision applies to one vector per text (and --late-chunking's chunks)");
+    }
     if enc.sentence_config().kind() == ModelKind::Sparse {
         let sink = match (jsonl, matrix) {
             (Some(w), _) => SparseSink::Jsonl(w),
@@ -183,9 +263,20 @@ pub fn run(g: &Global, a: &EmbedArgs) -> Result<()> {
         None => enc.sentence_config().output_dim(hidden),
     };
     let width = a.dimensions.map_or(width, |d| d.min(width));
+    let mut quant = quant_stage(a, precision, width)?;
+    let element = match precision {
+        Precision::Float32 => Element::F32,
+        p if p.signed() => Element::I8,
+        _ => Element::U8,
+    };
     let mut sink = match (jsonl, matrix) {
         (Some(w), _) => Sink::Jsonl(w),
-        (None, Some((fmt, path))) => Sink::Matrix(MatrixWriter::create(path, fmt, width)?),
+        (None, Some((fmt, path))) => Sink::Matrix(MatrixWriter::create(
+            path,
+            fmt,
+            element,
+            precision.width(width),
+        )?),
         (None, None) => bail!("no output"),
     };
     let total = if !a.texts.is_empty() {
@@ -249,10 +340,19 @@ pub fn run(g: &Global, a: &EmbedArgs) -> Result<()> {
         }
         for (i, (item, e)) in chunk.into_iter().zip(results).enumerate() {
             let e = e.context("an embedding went missing")?;
-            write_one(&mut sink, first + i, item, e, per_token)?;
+            match &mut quant {
+                Some(q) => {
+                    let obj = record(first + i, item, &e);
+                    q.push(obj, e.vectors, &mut |o, v| write_quantized(&mut sink, o, v))?;
+                }
+                None => write_one(&mut sink, first + i, item, e, per_token)?,
+            }
         }
     }
     bar.finish_and_clear();
+    if let Some(q) = quant {
+        q.finish(&mut |o, v| write_quantized(&mut sink, o, v))?;
+    }
     match sink {
         Sink::Jsonl(mut w) => w.flush().context("writing the output")?,
         Sink::Matrix(m) => m.finish()?,
@@ -325,6 +425,51 @@ fn write_sparse(
             }
             obj.insert("indices".into(), serde_json::to_value(&v.indices)?);
             obj.insert("values".into(), serde_json::to_value(&v.values)?);
+            writeln!(w, "{}", serde_json::Value::Object(obj)).context("writing the output")
+        }
+    }
+}
+
+/// The quantizing stage of `--precision`, where one is needed; quantized vectors are
+/// `width` floats wide before packing.
+fn quant_stage(a: &EmbedArgs, precision: Precision, width: usize) -> Result<Option<QuantStage>> {
+    if precision == Precision::Float32 {
+        if a.ranges.is_some() || a.save_ranges.is_some() {
+            bail!("--ranges and --save-ranges need --precision int8 or uint8");
+        }
+        return Ok(None);
+    }
+    // Records wait beside the output (or in the working directory) while ranges are computed.
+    let dir = match a.output.as_deref().and_then(Path::parent) {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let (ranges, save) = (a.ranges.as_deref(), a.save_ranges.as_deref());
+    Ok(Some(QuantStage::new(precision, ranges, save, &dir, width)?))
+}
+
+/// A text's output object without its embedding.
+fn record(
+    index: usize,
+    item: TextItem,
+    e: &Embedding,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut obj = item.extra;
+    obj.insert("index".into(), index.into());
+    obj.insert("n_tokens".into(), e.n_tokens.into());
+    obj
+}
+
+fn write_quantized(
+    sink: &mut Sink,
+    mut obj: serde_json::Map<String, serde_json::Value>,
+    v: Vec<Quantized>,
+) -> Result<()> {
+    let row = v.first().context("an embedding went missing")?;
+    match sink {
+        Sink::Matrix(m) => m.push_quantized(row),
+        Sink::Jsonl(w) => {
+            obj.insert("embedding".into(), row.to_json());
             writeln!(w, "{}", serde_json::Value::Object(obj)).context("writing the output")
         }
     }

@@ -2,11 +2,14 @@
 
 mod bench;
 mod bench_kernels;
+mod csr;
 mod embed;
 mod info;
 mod input;
+mod late;
 mod output;
 mod progress;
+mod quantized;
 mod rerank;
 mod serve;
 mod tasks;
