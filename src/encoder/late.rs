@@ -77,19 +77,27 @@ pub struct LateDocument {
     pub chunks: Vec<LateChunk>,
 }
 
+/// A chunk's span and where its tokens' states are: (window, position) each.
+type PlannedChunk = ((usize, usize), Vec<(usize, usize)>);
+
 /// A document tokenized and cut: the windows to encode, and where each chunk's token states
 /// are (window, position).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LatePlan {
     n_tokens: usize,
     windows: Vec<Vec<u32>>,
-    chunks: Vec<((usize, usize), Vec<(usize, usize)>)>,
+    chunks: Vec<PlannedChunk>,
 }
 
 impl LatePlan {
     /// The token sequences this document is encoded as.
     pub fn windows(&self) -> &[Vec<u32>] {
         &self.windows
+    }
+
+    /// Chunks it was cut into.
+    pub fn n_chunks(&self) -> usize {
+        self.chunks.len()
     }
 
     /// Tokens of all its windows.

@@ -81,7 +81,7 @@ fn long_documents_run_in_overlapping_windows() {
     let d = doc(10);
     // Within the limit: one window, the sequence itself.
     let (w, owner) = d.windows(&p.ids, 14, None, 0).unwrap();
-    assert_eq!(w, [p.ids.clone()]);
+    assert_eq!(w, std::slice::from_ref(&p.ids));
     assert_eq!(owner[5], (0, 5));
     // A limit of 8 leaves 4 document tokens per window; overlap 2, stride 2.
     let (w, owner) = d.windows(&p.ids, 8, Some(2), 0).unwrap();
