@@ -410,23 +410,10 @@ fn token_pooling_matches_multi_vector_encoder() {
     check(&enc, "pool_factor 2", &exp);
     for variant in exp["variants"].as_array().unwrap() {
         let copy = tempfile::tempdir().unwrap();
-        copy_dir(&dir, copy.path());
+        common::model_dir::copy_tree(&dir, copy.path());
         let cfg = copy.path().join("4_HierarchicalTokenPooling/config.json");
         std::fs::write(&cfg, variant["config"].to_string()).unwrap();
         let enc = load(copy.path(), DType::F32);
         check(&enc, &variant["config"].to_string(), variant);
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let p = entry.unwrap().path();
-        let dest = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_dir(&p, &dest);
-        } else {
-            std::fs::copy(&p, &dest).unwrap();
-        }
     }
 }

@@ -7,19 +7,17 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use wgbert::encoder::{
-    EmbedOptions, EmbedPooling, Embedding, Encoder, LateOptions, Prompt, SparseOptions,
-    SparseVector,
-};
+use wgbert::encoder::{EmbedOptions, EmbedPooling, Embedding, LateOptions, Prompt, SparseOptions};
 use wgbert::sentence::ModelKind;
-use wgbert::sentence::quantize::{Precision, Quantized};
+use wgbert::sentence::quantize::Precision;
 use wgbert::text::pack::Packer;
 
 use super::Global;
 use super::csr::{CsrFormat, CsrWriter};
+use super::embed_sparse::{SparseSink, run_sparse};
 use super::input::{TextItem, Texts};
 use super::output::{Element, MatrixFormat, MatrixWriter};
-use super::quantized::QuantStage;
+use super::quantized::{quant_stage, record, write_quantized};
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PoolingArg {
@@ -140,7 +138,7 @@ pub struct EmbedArgs {
     pub texts: Vec<String>,
 }
 
-enum Sink {
+pub enum Sink {
     Jsonl(Box<dyn Write>),
     Matrix(MatrixWriter),
 }
@@ -218,10 +216,14 @@ pub fn run(g: &Global, a: &EmbedArgs) -> Result<()> {
             )?),
             (None, _) => bail!("a sparse model writes --format jsonl, npz or safetensors"),
         };
-        if a.pooling.is_some() || a.dimensions.is_some() || a.normalize || a.multi_vector.is_some()
+        if a.pooling.is_some()
+            || a.dimensions.is_some()
+            || a.normalize
+            || a.multi_vector.is_some()
+            || quantizing
         {
             bail!(
-                "a sparse model takes none of --pooling, --dimensions, --normalize, --multi-vector"
+                "a sparse model takes none of --pooling, --dimensions, --normalize, --multi-vector, --precision"
             );
         }
         let opts = SparseOptions {
@@ -359,120 +361,6 @@ pub fn run(g: &Global, a: &EmbedArgs) -> Result<()> {
     }
     g.report_timings(&enc, started);
     Ok(())
-}
-
-enum SparseSink {
-    Jsonl(Box<dyn Write>),
-    Csr(CsrWriter),
-}
-
-/// `embed` on a sparse (SPLADE) model: chunks of texts, each packed and embedded, written
-/// in input order.
-fn run_sparse(
-    g: &Global,
-    a: &EmbedArgs,
-    enc: &Encoder,
-    texts: Texts,
-    mut sink: SparseSink,
-    opts: &SparseOptions,
-) -> Result<()> {
-    let bar = if g.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(0)
-    };
-    let mut index = 0usize;
-    let mut texts = texts.peekable();
-    while texts.peek().is_some() {
-        let chunk: Vec<TextItem> = texts.by_ref().take(a.chunk).collect::<Result<_>>()?;
-        let first = index;
-        index += chunk.len();
-        let mut seqs = Vec::with_capacity(chunk.len());
-        for (i, item) in chunk.iter().enumerate() {
-            seqs.push(enc.sparse_tokens(opts, &item.text, first + i)?);
-        }
-        let vectors = enc
-            .embed_sparse_ids(&seqs, opts.top_k)
-            .map_err(|e| e.reindexed(first))?;
-        bar.inc(chunk.len() as u64);
-        for (i, (item, v)) in chunk.into_iter().zip(vectors).enumerate() {
-            write_sparse(&mut sink, enc, first + i, item, v, a.terms)?;
-        }
-    }
-    bar.finish_and_clear();
-    match sink {
-        SparseSink::Jsonl(mut w) => w.flush().context("writing the output"),
-        SparseSink::Csr(c) => c.finish(),
-    }
-}
-
-fn write_sparse(
-    sink: &mut SparseSink,
-    enc: &Encoder,
-    index: usize,
-    item: TextItem,
-    v: SparseVector,
-    terms: bool,
-) -> Result<()> {
-    match sink {
-        SparseSink::Csr(c) => c.push(&v.indices, &v.values),
-        SparseSink::Jsonl(w) => {
-            let mut obj = item.extra;
-            obj.insert("index".into(), index.into());
-            obj.insert("n_tokens".into(), v.n_tokens.into());
-            if terms {
-                obj.insert("terms".into(), serde_json::to_value(enc.sparse_terms(&v)?)?);
-            }
-            obj.insert("indices".into(), serde_json::to_value(&v.indices)?);
-            obj.insert("values".into(), serde_json::to_value(&v.values)?);
-            writeln!(w, "{}", serde_json::Value::Object(obj)).context("writing the output")
-        }
-    }
-}
-
-/// The quantizing stage of `--precision`, where one is needed; quantized vectors are
-/// `width` floats wide before packing.
-fn quant_stage(a: &EmbedArgs, precision: Precision, width: usize) -> Result<Option<QuantStage>> {
-    if precision == Precision::Float32 {
-        if a.ranges.is_some() || a.save_ranges.is_some() {
-            bail!("--ranges and --save-ranges need --precision int8 or uint8");
-        }
-        return Ok(None);
-    }
-    // Records wait beside the output (or in the working directory) while ranges are computed.
-    let dir = match a.output.as_deref().and_then(Path::parent) {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let (ranges, save) = (a.ranges.as_deref(), a.save_ranges.as_deref());
-    Ok(Some(QuantStage::new(precision, ranges, save, &dir, width)?))
-}
-
-/// A text's output object without its embedding.
-fn record(
-    index: usize,
-    item: TextItem,
-    e: &Embedding,
-) -> serde_json::Map<String, serde_json::Value> {
-    let mut obj = item.extra;
-    obj.insert("index".into(), index.into());
-    obj.insert("n_tokens".into(), e.n_tokens.into());
-    obj
-}
-
-fn write_quantized(
-    sink: &mut Sink,
-    mut obj: serde_json::Map<String, serde_json::Value>,
-    v: Vec<Quantized>,
-) -> Result<()> {
-    let row = v.first().context("an embedding went missing")?;
-    match sink {
-        Sink::Matrix(m) => m.push_quantized(row),
-        Sink::Jsonl(w) => {
-            obj.insert("embedding".into(), row.to_json());
-            writeln!(w, "{}", serde_json::Value::Object(obj)).context("writing the output")
-        }
-    }
 }
 
 fn write_one(

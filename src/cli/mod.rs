@@ -4,6 +4,7 @@ mod bench;
 mod bench_kernels;
 mod csr;
 mod embed;
+mod embed_sparse;
 mod info;
 mod input;
 mod late;

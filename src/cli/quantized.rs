@@ -12,7 +12,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Map, Value};
+use wgbert::encoder::Embedding;
 use wgbert::sentence::quantize::{Precision, Quantized, RangeStats, Ranges, quantize};
+
+use super::embed::{EmbedArgs, Sink};
+use super::input::TextItem;
 
 /// Where a record's quantized vectors go: the JSON object it came with (carried fields and
 /// what the command adds) and its vectors, in its own order.
@@ -127,6 +131,55 @@ impl QuantStage {
             emit(obj, self.quantize(&vectors)?)?;
         }
         Ok(())
+    }
+}
+
+/// The quantizing stage of `--precision`, where one is needed; quantized vectors are
+/// `width` floats wide before packing.
+pub fn quant_stage(
+    a: &EmbedArgs,
+    precision: Precision,
+    width: usize,
+) -> Result<Option<QuantStage>> {
+    if precision == Precision::Float32 {
+        if a.ranges.is_some() || a.save_ranges.is_some() {
+            bail!("--ranges and --save-ranges need --precision int8 or uint8");
+        }
+        return Ok(None);
+    }
+    // Records wait beside the output (or in the working directory) while ranges are computed.
+    let dir = match a.output.as_deref().and_then(Path::parent) {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let (ranges, save) = (a.ranges.as_deref(), a.save_ranges.as_deref());
+    Ok(Some(QuantStage::new(precision, ranges, save, &dir, width)?))
+}
+
+/// A text's output object without its embedding.
+pub fn record(
+    index: usize,
+    item: TextItem,
+    e: &Embedding,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut obj = item.extra;
+    obj.insert("index".into(), index.into());
+    obj.insert("n_tokens".into(), e.n_tokens.into());
+    obj
+}
+
+pub fn write_quantized(
+    sink: &mut Sink,
+    mut obj: serde_json::Map<String, serde_json::Value>,
+    v: Vec<Quantized>,
+) -> Result<()> {
+    let row = v.first().context("an embedding went missing")?;
+    match sink {
+        Sink::Matrix(m) => m.push_quantized(row),
+        Sink::Jsonl(w) => {
+            obj.insert("embedding".into(), row.to_json());
+            writeln!(w, "{}", serde_json::Value::Object(obj)).context("writing the output")
+        }
     }
 }
 
