@@ -357,6 +357,12 @@ fn quantized_outputs_from_the_cli() {
         &["embed", "--precision", "int8", "--pooling", "none", "fish"],
         &["--precision"],
     );
+    let splade = common::fixtures_dir().join("splade_max");
+    fails(
+        &splade,
+        &["embed", "--precision", "binary", "fish"],
+        &["sparse", "--precision"],
+    );
 }
 
 fn check_multi(what: &str, got: &[wgbert::encoder::Embedding], want: &Value) {
