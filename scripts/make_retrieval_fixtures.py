@@ -13,8 +13,9 @@ numpy and scipy):
 late_chunking  Chunk vectors of documents embedded once with the st_mean_dense fixture model
                (word-level tokenizer, max_seq_length 64): transformers' final hidden states
                of "prompt + document" (sdpa, float32), the mean over each chunk's tokens (a
-               token belongs to the chunk that holds its first character; special and prompt
-               tokens to none), then the model's own Dense and Normalize modules. Chunks are
+               token belongs to the chunk that holds its first character in the document;
+               special tokens and those that end inside the prompt to none), then the
+               model's own Dense and Normalize modules. Chunks are
                given as character spans, as a separator or as a token budget; documents over
                64 tokens run in overlapping windows by the rule README states (each window
                [CLS] + prompt + up to 64 - 2 - prompt document tokens + [SEP], consecutive
@@ -96,12 +97,12 @@ def late_fixtures(out_root):
         ids, offs, special = enc["input_ids"], enc["offset_mapping"], enc["special_tokens_mask"]
         n, p = len(ids), len(prompt)
         head = 0
-        while head < n and (special[head] or offs[head][0] < p):
+        while head < n and (special[head] or (p > 0 and offs[head][1] <= p)):
             head += 1
         tail = 0
         while tail < n - head and special[n - 1 - tail]:
             tail += 1
-        starts = [None if (i < head or i >= n - tail or special[i]) else offs[i][0] - p
+        starts = [None if (i < head or i >= n - tail or special[i]) else max(offs[i][0] - p, 0)
                   for i in range(n)]
         if n <= limit:
             windows, owner = [ids], [(0, i) for i in range(n)]

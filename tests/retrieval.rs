@@ -132,6 +132,33 @@ fn late_chunking_is_per_document_and_refuses_bad_input() {
     assert!(e.contains("late-chunk") && e.contains("colbert"), "{e}");
 }
 
+/// ModernBERT's byte-level BPE tokenizer: places are characters, not bytes, and a token
+/// that carries the prompt's last space joins the document's first chunk.
+#[test]
+fn token_places_are_characters_with_the_real_tokenizer() {
+    if !common::require(Cap::Tokenizer, "late chunking's token places") {
+        return;
+    }
+    let path = std::env::var_os("WGBERT_TOKENIZER").expect("WGBERT_TOKENIZER");
+    let tok = wgbert::text::tokenizer::TextTokenizer::from_file(path).unwrap();
+    let text = "café 🤖 robot";
+    let p = tok.encode_places(&format!("query: {text}"), 0).unwrap();
+    let word = |w: &str| {
+        let id = p
+            .ids
+            .iter()
+            .position(|&i| tok.id_to_token(i).as_deref() == Some(w));
+        p.chars[id.unwrap_or_else(|| panic!("{w} in {:?}", p.ids))]
+    };
+    // "query: " is 7 characters; " robot" starts at the space before it: 7 + 6.
+    assert_eq!(word("Ġrobot"), (13, 19));
+    assert_eq!(
+        word("ĠcafÃ©"),
+        (6, 11),
+        "the prompt's space and the first word"
+    );
+}
+
 /// `wgbert embed --late-chunking`: spans from JSONL, a separator for lines without, fields
 /// carried, the vectors of the library; bad lines named.
 #[test]

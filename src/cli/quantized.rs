@@ -215,8 +215,10 @@ mod tests {
         };
         stage.finish(&mut emit).unwrap();
         assert_eq!(out.len(), 2);
-        assert_eq!(out[0][0], Quantized::U8(vec![0, 255]));
-        assert_eq!(out[1][0], Quantized::U8(vec![255, 0]));
+        // As sentence-transformers: [[0, 254], [254, 0]] (a range's maximum lands in bucket
+        // 254 in float32).
+        assert_eq!(out[0][0], Quantized::U8(vec![0, 254]));
+        assert_eq!(out[1][0], Quantized::U8(vec![254, 0]));
         let r = Ranges::read_npy(&save).unwrap();
         assert_eq!((r.min, r.max), (vec![0.0, -1.0], vec![1.0, 1.0]));
     }

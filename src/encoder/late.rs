@@ -6,8 +6,10 @@
 //!   occurrence of a separator (the separator ends its piece; pieces that hold no token are
 //!   left out), or runs of a token budget (each span runs from its first token's first
 //!   character to the next run's, the first from 0 and the last to the end of the text).
-//! - A token belongs to the chunk whose span holds its first character; special tokens and
-//!   the prompt's tokens belong to none. A given span that holds no token is an error.
+//! - A token belongs to the chunk whose span holds its first character in the document (a
+//!   token that starts in the prompt and ends in the document: character 0); special
+//!   tokens and the prompt's own tokens (those that end inside it) belong to none. A given
+//!   span that holds no token is an error.
 //! - A chunk's vector is the mean of its tokens' final hidden states, then the model's Dense
 //!   modules and Normalize, then `dimensions` and `normalize` as in `embed_with`.
 //! - A document longer than the model's limit is encoded in windows: each is `[CLS]`, the
@@ -276,13 +278,17 @@ struct Document {
 impl Document {
     fn new(places: &TokenPlaces, prompt_chars: usize, chars: usize) -> Document {
         let n = places.ids.len();
-        let framing = |i: usize| places.special[i] || places.chars[i].0 < prompt_chars;
+        // A prompt token ends inside the prompt; one that runs on into the document (a
+        // byte-level BPE token holding the prompt's last space and the first word) is the
+        // document's, from its character 0.
+        let in_prompt = |i: usize| prompt_chars > 0 && places.chars[i].1 <= prompt_chars;
+        let framing = |i: usize| places.special[i] || in_prompt(i);
         let head = (0..n).take_while(|&i| framing(i)).count();
         let tail = (head..n).rev().take_while(|&i| places.special[i]).count();
         let starts = (0..n)
             .map(|i| {
                 let inside = i >= head && i < n - tail && !places.special[i];
-                inside.then(|| places.chars[i].0 - prompt_chars)
+                inside.then(|| places.chars[i].0.saturating_sub(prompt_chars))
             })
             .collect();
         Document {

@@ -108,3 +108,21 @@ fn long_documents_run_in_overlapping_windows() {
         "no room after the prompt"
     );
 }
+
+#[test]
+fn a_token_across_the_prompt_end_is_the_documents() {
+    // "q: " + "ab cd": [CLS] "q" ":" " ab" " cd" [SEP], the space of " ab" the prompt's.
+    let p = TokenPlaces {
+        ids: vec![1, 10, 11, 12, 13, 2],
+        chars: vec![(0, 0), (0, 1), (1, 2), (2, 5), (5, 8), (0, 0)],
+        special: vec![true, false, false, false, false, true],
+    };
+    let d = Document::new(&p, 3, 5);
+    assert_eq!(d.head, 3);
+    assert_eq!(d.starts[3], Some(0));
+    assert_eq!(d.starts[4], Some(2));
+    let got = d
+        .chunks("ab cd", &Chunking::Spans(vec![(0, 2)]), 0)
+        .unwrap();
+    assert_eq!(got[0].1, [3]);
+}
