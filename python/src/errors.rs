@@ -15,7 +15,8 @@ fn class_name(e: &wgbert::Error) -> &'static str {
         | E::GpuTimeout { .. }
         | E::Gpu { .. }
         | E::Readback { .. }
-        | E::Unsupported(_) => "DeviceError",
+        | E::Unsupported(_)
+        | E::Inconclusive(_) => "DeviceError",
         E::Hub { .. } => "WgbertFileNotFoundError",
         E::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             "WgbertFileNotFoundError"
