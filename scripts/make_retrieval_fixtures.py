@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Reference outputs for late chunking, quantized embeddings and multi-vector token pooling,
-for wgbert's tests (tests/late_chunking.rs, tests/quantize.rs, tests/token_pooling.rs).
+for wgbert's tests (tests/retrieval.rs, python/tests/test_retrieval.py).
 
 Run by hand, never at test time (needs torch, transformers, sentence-transformers >= 6.3,
 numpy and scipy):
