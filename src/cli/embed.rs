@@ -108,7 +108,8 @@ pub struct EmbedArgs {
     )]
     pub chunk_tokens: Option<usize>,
     /// Late chunking: tokens shared by consecutive windows of a document longer than the
-    /// model's limit (default 256, at most half a window).
+    /// model's limit (default 256 or half a window, whichever is fewer; under a window's
+    /// document tokens).
     #[arg(long, value_name = "N", requires = "late_chunking")]
     pub overlap: Option<usize>,
     /// Storage precision, as sentence-transformers' quantize_embeddings: int8 and uint8 map
