@@ -22,7 +22,7 @@ use wgbert::sentence::quantize::Precision;
 
 use buffers::{Matrix, f32_array, matrix, put_f32, zeroed};
 use errors::{py_err, value_error};
-use progress::{PyProgress, tell};
+use progress::{PyProgress, finish_on_error, tell};
 
 /// Labels, their probabilities, the flat logits and the number of labels.
 type Classified = (Vec<String>, Vec<f32>, Py<PyByteArray>, usize);
@@ -266,10 +266,7 @@ impl PyEncoder {
                 tell(py, &progress, "advance", (chunk.len(), ""))?;
                 py.check_signals()
             });
-            if let Err(e) = step {
-                let _ = tell(py, &progress, "finish", ());
-                return Err(e);
-            }
+            finish_on_error(py, &progress, step)?;
         }
         tell(py, &progress, "finish", ())?;
         if floats {

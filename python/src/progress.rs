@@ -69,3 +69,16 @@ pub fn tell<'py, A: pyo3::call::PyCallArgs<'py>>(
     }
     Ok(())
 }
+
+/// A chunk's step of `encode`: on an error the bar is finished and the step's error raised
+/// (an error the bar raises while finishing is dropped: the step's is the one to report).
+pub fn finish_on_error<T>(
+    py: Python<'_>,
+    bar: &Option<Py<PyAny>>,
+    step: PyResult<T>,
+) -> PyResult<T> {
+    if step.is_err() {
+        let _ = tell(py, bar, "finish", ());
+    }
+    step
+}

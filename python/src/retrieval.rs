@@ -10,7 +10,7 @@ use wgbert::sentence::quantize::{Precision, Quantized, Ranges, quantize};
 use crate::PyEncoder;
 use crate::buffers::{f32_array, put_f32, quantized_array, zeroed};
 use crate::errors::{py_err, value_error};
-use crate::progress::tell;
+use crate::progress::{finish_on_error, tell};
 
 /// CSR arrays: row pointers (int64), column indices (int32), values (float32), columns.
 type Csr = (Py<PyByteArray>, Py<PyByteArray>, Py<PyByteArray>, usize);
@@ -66,10 +66,7 @@ pub fn embed_sparse(
             tell(py, &progress, "advance", (chunk.len(), ""))?;
             py.check_signals()
         });
-        if let Err(e) = step {
-            let _ = tell(py, &progress, "finish", ());
-            return Err(e);
-        }
+        finish_on_error(py, &progress, step)?;
     }
     tell(py, &progress, "finish", ())?;
     let ints = |b: Vec<u8>| PyByteArray::new(py, &b).unbind();
