@@ -8,6 +8,7 @@ pub mod error;
 pub mod files;
 pub mod hub;
 pub mod model;
+pub mod npy;
 pub mod ops;
 pub mod progress;
 pub mod runtime;

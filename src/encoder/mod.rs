@@ -34,6 +34,7 @@ use crate::{Error, Result};
 
 mod classify;
 mod embed;
+mod late;
 mod mlm;
 mod options;
 mod sentence;
@@ -42,6 +43,9 @@ mod sparse;
 pub use crate::vector::l2_normalize;
 pub use classify::{Classification, TokenLabel, softmax};
 pub use embed::{EmbedPooling, Embedding};
+pub use late::{
+    Chunking, DEFAULT_OVERLAP, LateChunk, LateDocument, LateOptions, LatePlan, LateSpec,
+};
 pub use mlm::{Candidate, MaskPrediction, TopK};
 pub use options::LoadOptions;
 pub use sentence::{EmbedOptions, EmbedSpec, Prompt, Ranked, RerankOptions, similarity};

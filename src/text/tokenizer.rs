@@ -48,9 +48,22 @@ pub enum TruncationSide {
     Right,
 }
 
+/// One text's tokens with their places in it, however long it is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TokenPlaces {
+    /// Token ids, special tokens included.
+    pub ids: Vec<u32>,
+    /// Range of each token in the text in characters (Unicode code points, end exclusive).
+    pub chars: Vec<(usize, usize)>,
+    /// Whether each token is a special token the tokenizer added (`[CLS]`, `[SEP]`).
+    pub special: Vec<bool>,
+}
+
 /// A tokenizer with the model's length policy.
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
+    /// The same tokenizer without truncation, kept while `inner` truncates.
+    whole: Option<Box<tokenizers::Tokenizer>>,
     special: SpecialIds,
     max_len: Option<usize>,
     truncate: bool,
@@ -112,6 +125,7 @@ impl TextTokenizer {
         };
         let tok = Self {
             inner,
+            whole: None,
             special,
             max_len: None,
             truncate: false,
@@ -164,6 +178,12 @@ impl TextTokenizer {
             }),
             _ => None,
         };
+        // `whole` is kept only while `inner` truncates, so `inner` does not yet when it is None.
+        match (&params, &self.whole) {
+            (Some(_), None) => self.whole = Some(Box::new(self.inner.clone())),
+            (None, Some(_)) => self.whole = None,
+            _ => {}
+        }
         self.inner
             .with_truncation(params)
             .map_err(|e| Error::Tokenizer(format!("cannot set truncation: {e}")))?;
@@ -216,6 +236,27 @@ impl TextTokenizer {
             message: format!("tokenizing failed: {e}"),
         })?;
         Ok(enc.get_ids().to_vec())
+    }
+
+    /// Tokenizes one text as `[CLS] text [SEP]` whatever its length (no limit, no
+    /// truncation), with each token's range in characters; `index` names it in errors.
+    pub fn encode_places(&self, text: &str, index: usize) -> Result<TokenPlaces> {
+        let tok = self.whole.as_deref().unwrap_or(&self.inner);
+        let enc = tok
+            .encode_char_offsets(text, true)
+            .map_err(|e| Error::Input {
+                index,
+                message: format!("tokenizing failed: {e}"),
+            })?;
+        Ok(TokenPlaces {
+            ids: enc.get_ids().to_vec(),
+            chars: enc.get_offsets().to_vec(),
+            special: enc
+                .get_special_tokens_mask()
+                .iter()
+                .map(|&m| m != 0)
+                .collect(),
+        })
     }
 
     /// Tokenizes a pair as `[CLS] a [SEP] b [SEP]`; `index` names the pair in errors.
