@@ -463,6 +463,25 @@ impl PyEncoder {
         Ok((labels, scores, f32_bytes(py, &logits), n))
     }
 
+    /// Sequence classification of (text, text) pairs, as `classify` answers texts.
+    fn classify_pairs(&self, py: Python<'_>, pairs: Vec<(String, String)>) -> PyResult<Classified> {
+        let enc = &*self.inner;
+        let got = py
+            .detach(|| {
+                let refs: Vec<(&str, &str)> = pairs
+                    .iter()
+                    .map(|(a, b)| (a.as_str(), b.as_str()))
+                    .collect();
+                enc.classify_pairs(&refs)
+            })
+            .map_err(py_err)?;
+        let n = enc.heads().classifier.unwrap_or(0);
+        let logits: Vec<f32> = got.iter().flat_map(|c| c.logits.iter().copied()).collect();
+        let labels = got.iter().map(|c| c.label.clone()).collect();
+        let scores = got.iter().map(|c| c.score).collect();
+        Ok((labels, scores, f32_bytes(py, &logits), n))
+    }
+
     /// Token classification: per text, per token (token id, token, label, probability),
     /// and the flat logits with each text's token count and the number of labels.
     #[allow(clippy::type_complexity)]
@@ -518,22 +537,8 @@ fn describe(enc: &Encoder, model: &str) -> String {
     let gpu = enc.gpu().info();
     let sc = enc.sentence_config();
     let hidden = enc.config().hidden_size;
-    let token_level = enc
-        .config()
-        .architectures
-        .iter()
-        .any(|a| a.ends_with("TokenClassification"));
-    let kind = match sc.kind() {
-        wgbert::sentence::ModelKind::Colbert => "colbert",
-        wgbert::sentence::ModelKind::CrossEncoder => "cross-encoder",
-        wgbert::sentence::ModelKind::Embedder => "embedder",
-        _ => match enc.heads().classifier {
-            Some(_) if token_level => "token-classifier",
-            Some(_) => "classifier",
-            None if enc.heads().mlm => "fill-mask",
-            None => "encoder",
-        },
-    };
+    // The library decides what the model serves, for every front end alike.
+    let kind = enc.task().name();
     let max_length = enc.tokenizer().ok().and_then(|t| t.max_len());
     serde_json::json!({
         "model": model,

@@ -32,6 +32,8 @@ use crate::{Error, Result};
 
 mod classify;
 mod embed;
+mod inputs;
+mod kind;
 mod mlm;
 mod options;
 mod sentence;
@@ -40,6 +42,8 @@ mod sparse;
 pub use crate::vector::l2_normalize;
 pub use classify::{Classification, TokenLabel, softmax};
 pub use embed::{EmbedPooling, Embedding};
+pub use inputs::{Input, Truncation};
+pub use kind::ModelTask;
 pub use mlm::{Candidate, MaskPrediction, TopK};
 pub use options::LoadOptions;
 pub use sentence::{EmbedOptions, EmbedSpec, Prompt, Ranked, RerankOptions, similarity};
@@ -230,6 +234,12 @@ impl Encoder {
         let load = started.elapsed();
         let mut enc = Self::assemble(gpu, config, weights, tokenizer, opts, observer)?;
         enc.sentence = sentence;
+        // No input may be longer than a batch: the tokenizer's limit is the smaller one.
+        let capacity = enc.capacity;
+        if let Some(t) = enc.tokenizer.as_mut() {
+            let max = t.max_len().map(|m| m.min(capacity));
+            t.set_limit(max, opts.truncate)?;
+        }
         if let Ok(mut t) = enc.timings.lock() {
             t.load = load;
         }

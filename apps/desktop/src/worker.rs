@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 
-use wgbert::encoder::{EmbedOptions, EmbedSpec, Encoder, LoadOptions, Prompt};
+use wgbert::encoder::{EmbedOptions, EmbedSpec, Encoder, LoadOptions, ModelTask, Prompt};
 use wgbert::ops::DType;
 use wgbert::runtime::Gpu;
 
@@ -208,6 +208,18 @@ impl Worker {
         if self.embedder.as_ref().is_none_or(|(m, _)| m != model) {
             self.embedder = None;
             let enc = self.load(model)?;
+            // The library says what the model serves; the index needs one vector per text.
+            let task = enc.task();
+            if !matches!(
+                task,
+                ModelTask::Embedder | ModelTask::Encoder | ModelTask::FillMask
+            ) {
+                let labels = enc.heads().classifier.unwrap_or(0);
+                return Err(format!(
+                    "{model} is a {}, not an embedding model",
+                    task.describe(labels)
+                ));
+            }
             self.embedder = Some((model.to_string(), enc));
         }
         Ok(())
