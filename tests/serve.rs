@@ -162,10 +162,13 @@ fn every_error_status_and_the_server_stays_up() {
     assert_eq!(s.get("/health").0, 200);
     s.key = Some("secret".into());
 
-    // 422: malformed JSON, wrong types; OpenAI's body on OpenAI routes.
+    // 400: malformed JSON (axum's `Json` answers so in TEI); 422: wrong types; 415: a body
+    // that does not say it is JSON. OpenAI's body on OpenAI routes.
     let (status, body) = s.post_raw("/embed", "{not json");
-    assert_eq!(status, 422, "{body}");
+    assert_eq!(status, 400, "{body}");
     assert!(body.contains("\"error_type\":\"Validation\""), "{body}");
+    let (status, body) = s.request_with("POST", "/embed", Some("{\"inputs\": \"w5\"}"), "text/plain");
+    assert_eq!(status, 415, "{body}");
     s.fails("/embed", &json!({ "inputs": 5 }), 422);
     s.fails(
         "/fill-mask",
@@ -181,7 +184,8 @@ fn every_error_status_and_the_server_stays_up() {
         v["error"]["message"].is_string() && v["error"]["code"] == "validation",
         "{v}"
     );
-    // 400: empty inputs, bad values, wrong task.
+    // 400: empty inputs; 422: bad values (TEI's Validation); 424: a route the model has no
+    // head for (TEI's Backend).
     s.fails("/embed", &json!({ "inputs": [] }), 400);
     s.fails("/embed", &json!({ "inputs": "" }), 400);
     let (status, v) = s.post("/v1/embeddings", &json!({ "input": [], "model": "m" }));
@@ -194,7 +198,7 @@ fn every_error_status_and_the_server_stays_up() {
         "/v1/embeddings",
         &json!({ "input": [1, 900, 2], "model": "m" }),
     );
-    assert_eq!(status, 400, "{v}");
+    assert_eq!(status, 422, "{v}");
     assert!(
         v["error"]["message"]
             .as_str()
@@ -205,25 +209,27 @@ fn every_error_status_and_the_server_stays_up() {
     let m = s.fails(
         "/embed",
         &json!({ "inputs": "w5", "prompt_name": "query" }),
-        400,
+        422,
     );
     assert!(m.contains("prompt"), "{m}");
-    let m = s.fails("/embed", &json!({ "inputs": "w5", "dimensions": 0 }), 400);
+    let m = s.fails("/embed", &json!({ "inputs": "w5", "dimensions": 0 }), 422);
     assert!(m.contains("dimensions"), "{m}");
-    let m = s.fails("/fill-mask", &json!({ "inputs": "w5 w6" }), 400);
+    let m = s.fails("/fill-mask", &json!({ "inputs": "w5 w6" }), 422);
     assert!(m.contains("[MASK]"), "{m}");
-    let m = s.fails("/rerank", &json!({ "query": "w5", "texts": ["w6"] }), 400);
+    let m = s.fails("/rerank", &json!({ "query": "w5", "texts": ["w6"] }), 424);
     assert!(m.contains("masked language model"), "{m}");
-    let m = s.fails("/predict", &json!({ "inputs": "w5" }), 400);
+    let m = s.fails("/predict", &json!({ "inputs": "w5" }), 424);
     assert!(m.contains("masked language model"), "{m}");
-    // 413: too long when truncation is turned off, too many inputs. Truncation is on by
-    // default (--auto-truncate), as in TEI.
+    // 422: too long when truncation is turned off, too many inputs (TEI's code; its
+    // OpenAPI text says 413 for the batch size). Truncation is on by default
+    // (--auto-truncate), as in TEI.
     let long = vec!["w9"; 600].join(" ");
-    let m = s.fails("/embed", &json!({ "inputs": long, "truncate": false }), 413);
+    let m = s.fails("/embed", &json!({ "inputs": long, "truncate": false }), 422);
     assert!(m.contains("602 tokens"), "{m}");
     let cut = s.ok("/embed", &json!({ "inputs": long }));
     assert_eq!(cut[0].as_array().unwrap().len(), 32);
-    s.fails("/embed", &json!({ "inputs": vec!["w5"; 5] }), 413);
+    let m = s.fails("/embed", &json!({ "inputs": vec!["w5"; 5] }), 422);
+    assert!(m.contains("maximum allowed batch size 4"), "{m}");
     // 424: a device failure answers its own request; the server stays up.
     let m = s.fails("/embed", &json!({ "inputs": "w5 w77" }), 424);
     assert!(m.contains("injected device fault"), "{m}");
@@ -239,7 +245,8 @@ fn classifier_and_reranker_routes() {
     let dir = model_dir("cls_mean");
     let s = Server::start(dir.path(), &["--dtype", "f32"], &[]);
     let texts = ["w5 w6 w7", "w9"];
-    let got = s.ok("/predict", &json!({ "inputs": texts }));
+    // A batch of texts is a list of one-text lists: `["a", "b"]` is one pair (TEI).
+    let got = s.ok("/predict", &json!({ "inputs": [[texts[0]], [texts[1]]] }));
     let want = cli_lines(
         dir.path(),
         &["--dtype", "f32", "classify", "--json", texts[0], texts[1]],
@@ -259,9 +266,30 @@ fn classifier_and_reranker_routes() {
     let logits = floats(&want[1]["logits"]);
     let best = logits.iter().cloned().fold(f64::MIN, f64::max);
     assert_json_close(&single[0]["score"], &json!(best), TOL, "raw logit");
-    let m = s.fails("/rerank", &json!({ "query": "w5", "texts": ["w6"] }), 400);
+    // (text, text) pairs, as TEI reads them: `["a", "b"]` one pair (one list of labels),
+    // `[["a", "b"], ["c"]]` a batch; equal to `wgbert classify --pair`.
+    let pair = s.ok("/predict", &json!({ "inputs": ["w5 w6", "w7 w8 w9"] }));
+    let pair_cli = cli_lines(
+        dir.path(),
+        &["--dtype", "f32", "classify", "--json", "--pair", "w5 w6", "w7 w8 w9"],
+    );
+    assert_eq!(pair[0]["label"], pair_cli[0]["label"], "{pair}");
+    assert_json_close(&pair[0]["score"], &pair_cli[0]["score"], TOL, "pair score");
+    let batch = s.ok(
+        "/predict",
+        &json!({ "inputs": [["w5 w6", "w7 w8 w9"], [texts[1]]] }),
+    );
+    assert_json_close(&batch[0], &pair, TOL, "a pair in a batch");
+    assert_json_close(&batch[1], &got[1], TOL, "a text in a batch");
+    let as_text = s.ok("/predict", &json!({ "inputs": "w5 w6 w7 w8 w9" }));
+    assert!(
+        (floats(&as_text[0]["score"])[0] - floats(&pair[0]["score"])[0]).abs() > 1e-6,
+        "a pair is not its texts joined: {as_text} {pair}"
+    );
+    s.fails("/predict", &json!({ "inputs": ["a", "b", "c"] }), 422);
+    let m = s.fails("/rerank", &json!({ "query": "w5", "texts": ["w6"] }), 424);
     assert!(m.contains("sequence classifier (3 labels)"), "{m}");
-    let m = s.fails("/fill-mask", &json!({ "inputs": "[MASK]" }), 400);
+    let m = s.fails("/fill-mask", &json!({ "inputs": "[MASK]" }), 424);
     assert!(m.contains("sequence classifier"), "{m}");
     drop(s);
 
@@ -421,7 +449,7 @@ fn embed_follows_a_sentence_transformers_model() {
     let m = s.fails(
         "/embed",
         &json!({ "inputs": "a", "prompt_name": "no_such_prompt" }),
-        400,
+        422,
     );
     assert!(m.contains("no_such_prompt"), "{m}");
     let v = s.ok(

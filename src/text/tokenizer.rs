@@ -252,7 +252,7 @@ fn need(id: Option<u32>, token: &str) -> Result<u32> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! The wrapper's logic on a tiny word-level tokenizer built here; tests/text.rs runs
     //! the real ModernBERT tokenizer.
 
@@ -294,7 +294,7 @@ mod tests {
         tok
     }
 
-    fn tiny() -> TextTokenizer {
+    pub(crate) fn tiny() -> TextTokenizer {
         TextTokenizer::from_tokenizer(tiny_inner(true)).unwrap()
     }
 

@@ -21,6 +21,8 @@ pub struct Server {
     pub base: String,
     agent: ureq::Agent,
     pub key: Option<String>,
+    /// `HOST:PORT` of the gRPC services, when started with `--grpc-port`.
+    pub grpc: Option<String>,
 }
 
 impl Server {
@@ -51,22 +53,28 @@ impl Server {
             .spawn()
             .expect("starting wgbert serve");
         let stdout = child.stdout.take().expect("piped stdout");
+        let grpc = args.contains(&"--grpc-port");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             let first = lines.next().and_then(|l| l.ok());
-            let _ = tx.send(first);
+            let second = match grpc {
+                true => lines.next().and_then(|l| l.ok()),
+                false => None,
+            };
+            let _ = tx.send(first.map(|f| (f, second)));
             // Keep draining so the server never blocks on a full pipe.
             for _ in lines {}
         });
-        let line = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(Some(line)) => line,
+        let (line, second) = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(Some(lines)) => lines,
             other => {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!("the server printed no listening line: {other:?}");
             }
         };
+        let grpc = second.and_then(|l| l.strip_prefix("grpc listening on ").map(str::to_string));
         let base = line
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
@@ -81,6 +89,7 @@ impl Server {
             base,
             agent,
             key: None,
+            grpc,
         }
     }
 
@@ -136,6 +145,31 @@ impl Server {
     pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
         let req = self.agent.request(method, &format!("{}{path}", self.base));
         self.send(req, body)
+    }
+
+    /// Sends `method` to `path` with a raw body of content type `ct`; returns the status and
+    /// the body.
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        ct: &str,
+    ) -> (u16, String) {
+        let req = self.agent.request(method, &format!("{}{path}", self.base));
+        let req = match &self.key {
+            Some(k) => req.set("Authorization", &format!("Bearer {k}")),
+            None => req,
+        };
+        let result = match body {
+            Some(b) => req.set("Content-Type", ct).send_string(b),
+            None => req.call(),
+        };
+        match result {
+            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+            Err(e) => panic!("request failed without an answer: {e}"),
+        }
     }
 
     /// POSTs raw text; returns the status and the body.
@@ -295,4 +329,99 @@ pub fn reranker_dir() -> tempfile::TempDir {
     cfg["label2id"] = json!({"LABEL_0": 0});
     std::fs::write(&cfg_path, cfg.to_string()).unwrap();
     dir
+}
+
+/// The server process's memory from /proc: resident now and its peak, in bytes.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    pub rss: u64,
+    pub peak: u64,
+}
+
+pub fn memory(pid: u32) -> Memory {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    let kb = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no {key} in /proc/{pid}/status"))
+            * 1024
+    };
+    Memory {
+        rss: kb("VmRSS:"),
+        peak: kb("VmHWM:"),
+    }
+}
+
+/// The device bytes `/metrics` reports: every `wgbert_device_bytes` category summed.
+pub fn device_bytes(s: &Server) -> u64 {
+    let (_, text) = s.get("/metrics");
+    text.lines()
+        .filter(|l| l.starts_with("wgbert_device_bytes{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// A normal client beside an attack: `/embed` of a short text every 100 ms from its own
+/// connection, each answer checked against `want`, timed.
+pub struct Probe {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<(u16, Duration)>>,
+}
+
+impl Probe {
+    pub fn start(s: &Server) -> Probe {
+        let url = format!("{}/embed", s.base);
+        let key = s.key.clone();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let halt = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let agent = ureq::AgentBuilder::new().timeout(REQUEST_TIMEOUT).build();
+            let mut seen = Vec::new();
+            while !halt.load(std::sync::atomic::Ordering::SeqCst) {
+                let started = Instant::now();
+                let mut req = agent.post(&url).set("Content-Type", "application/json");
+                if let Some(k) = &key {
+                    req = req.set("Authorization", &format!("Bearer {k}"));
+                }
+                let status = match req.send_string(r#"{"inputs": "w5 w6 w7"}"#) {
+                    Ok(r) => r.status(),
+                    Err(ureq::Error::Status(c, _)) => c,
+                    Err(_) => 0,
+                };
+                seen.push((status, started.elapsed()));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            seen
+        });
+        Probe { stop, thread }
+    }
+
+    /// Stops; every probe must have been answered 200 within `bound`. Returns the slowest.
+    pub fn finish(self, bound: Duration) -> Duration {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let seen = self.thread.join().expect("the probe thread");
+        assert!(!seen.is_empty(), "no probe ran");
+        let bad: Vec<_> = seen.iter().filter(|(c, _)| *c != 200).collect();
+        assert!(bad.is_empty(), "probes not answered 200: {bad:?}");
+        let slowest = seen.iter().map(|(_, t)| *t).max().unwrap_or_default();
+        assert!(
+            slowest <= bound,
+            "a normal /embed took {slowest:?} under attack (bound {bound:?}; {} probes)",
+            seen.len()
+        );
+        slowest
+    }
+}
+
+/// The Python with the client libraries of tests/clients (`WGBERT_CLIENTS_PYTHON`), or
+/// `None`: the checks are skipped, counted (a failure where `WGBERT_REQUIRE` lists
+/// `clients`).
+pub fn clients_python(checks: &str) -> Option<std::path::PathBuf> {
+    if !super::common::require(super::common::Cap::Clients, checks) {
+        return None;
+    }
+    std::env::var_os("WGBERT_CLIENTS_PYTHON").map(std::path::PathBuf::from)
 }

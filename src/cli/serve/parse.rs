@@ -510,7 +510,7 @@ mod tests {
 
     #[test]
     fn deep_and_wide_bodies_are_refused_or_skipped() {
-        #[derive(Deserialize)]
+        #[derive(Deserialize, Debug)]
         struct R {
             #[allow(dead_code)]
             inputs: EmbedInputs,
