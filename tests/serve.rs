@@ -167,7 +167,8 @@ fn every_error_status_and_the_server_stays_up() {
     let (status, body) = s.post_raw("/embed", "{not json");
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("\"error_type\":\"Validation\""), "{body}");
-    let (status, body) = s.request_with("POST", "/embed", Some("{\"inputs\": \"w5\"}"), "text/plain");
+    let (status, body) =
+        s.request_with("POST", "/embed", Some("{\"inputs\": \"w5\"}"), "text/plain");
     assert_eq!(status, 415, "{body}");
     s.fails("/embed", &json!({ "inputs": 5 }), 422);
     s.fails(
@@ -271,7 +272,9 @@ fn classifier_and_reranker_routes() {
     let pair = s.ok("/predict", &json!({ "inputs": ["w5 w6", "w7 w8 w9"] }));
     let pair_cli = cli_lines(
         dir.path(),
-        &["--dtype", "f32", "classify", "--json", "--pair", "w5 w6", "w7 w8 w9"],
+        &[
+            "--dtype", "f32", "classify", "--json", "--pair", "w5 w6", "w7 w8 w9",
+        ],
     );
     assert_eq!(pair[0]["label"], pair_cli[0]["label"], "{pair}");
     assert_json_close(&pair[0]["score"], &pair_cli[0]["score"], TOL, "pair score");

@@ -117,8 +117,11 @@ fn grpc_clients(s: &Server, kind: &str, key: Option<&str>) -> Option<Value> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let target = s.grpc.clone().expect("the server's gRPC address");
     let mut cmd = Command::new(&python);
-    cmd.arg(root.join("tests/clients/grpc_client.py"))
-        .args([target.as_str(), root.join("proto").to_str().unwrap(), kind]);
+    cmd.arg(root.join("tests/clients/grpc_client.py")).args([
+        target.as_str(),
+        root.join("proto").to_str().unwrap(),
+        kind,
+    ]);
     if let Some(k) = key {
         cmd.arg(k);
     }
@@ -159,7 +162,12 @@ fn grpcio_gets_what_the_http_routes_give() {
         "/embed",
         &json!({ "inputs": "w5 w6", "normalize": false, "dimensions": 8 }),
     );
-    assert_json_close(&got["embed_raw8"], &http[0], TOL, "Embed, raw, 8 dimensions");
+    assert_json_close(
+        &got["embed_raw8"],
+        &http[0],
+        TOL,
+        "Embed, raw, 8 dimensions",
+    );
     let http = s.ok("/embed", &json!({ "inputs": ["w5", "w6 w7", "w8 w9 w10"] }));
     assert_json_close(&got["embed_stream"], &http, TOL, "EmbedStream");
     let http = s.ok("/embed_all", &json!({ "inputs": "w5 w6" }));
@@ -168,7 +176,10 @@ fn grpcio_gets_what_the_http_routes_give() {
     let http = s.ok("/tokenize", &json!({ "inputs": "w5 w6" }));
     assert_eq!(got["tokenize"], http[0], "Tokenize");
     assert_eq!(got["decode"], "w5 w6");
-    assert_eq!(got["predict_wrong_task"]["code"], "FAILED_PRECONDITION", "{got}");
+    assert_eq!(
+        got["predict_wrong_task"]["code"], "FAILED_PRECONDITION",
+        "{got}"
+    );
     assert!(s.terminate().success());
 
     let dir = model_dir("cls_mean");
@@ -179,9 +190,15 @@ fn grpcio_gets_what_the_http_routes_give() {
     assert_json_close(&got["predict"], &http, TOL, "Predict");
     let http = s.ok("/predict", &json!({ "inputs": ["w5 w6", "w7 w8"] }));
     assert_json_close(&got["predict_pair"], &http, TOL, "PredictPair");
-    let http = s.ok("/predict", &json!({ "inputs": "w5 w6 w7", "raw_scores": true }));
+    let http = s.ok(
+        "/predict",
+        &json!({ "inputs": "w5 w6 w7", "raw_scores": true }),
+    );
     assert_json_close(&got["predict_raw"], &http, TOL, "Predict raw");
-    let http = s.ok("/predict", &json!({ "inputs": [["w5", "w6"], ["w7", "w8 w9"]] }));
+    let http = s.ok(
+        "/predict",
+        &json!({ "inputs": [["w5", "w6"], ["w7", "w8 w9"]] }),
+    );
     assert_json_close(&got["predict_stream"], &http, TOL, "PredictPairStream");
     assert_eq!(got["bad_pair"]["code"], "INVALID_ARGUMENT", "{got}");
     assert!(s.terminate().success());

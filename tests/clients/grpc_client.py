@@ -104,9 +104,10 @@ def main() -> None:
                      "text": x.text if x.HasField("text") else None} for x in r.ranks]
         out["rerank"] = ranks(call(rerank.Rerank, pb.RerankRequest(
             query="w5 w6", texts=["w6 w7", "w8", "w9"], return_text=True), metadata=meta))
+        # raw_scores and return_text are read from the stream's first message.
         out["rerank_stream"] = ranks(call(rerank.RerankStream, iter(
-            pb.RerankStreamRequest(query="w5 w6", text=t) for t in ["w6 w7", "w8", "w9"]),
-            metadata=meta))
+            pb.RerankStreamRequest(query="w5 w6", text=t, return_text=(i == 0))
+            for i, t in enumerate(["w6 w7", "w8", "w9"])), metadata=meta))
     elif kind == "sparse":
         r = call(embed.EmbedSparse, pb.EmbedSparseRequest(inputs="w5 w6 w7"), metadata=meta)
         out["embed_sparse"] = [{"index": v.index, "value": v.value} for v in r.sparse_embeddings]

@@ -24,6 +24,7 @@ mod fill;
 mod grpc;
 mod health;
 mod listen;
+mod load;
 mod metrics;
 mod model;
 mod openai;
@@ -34,6 +35,7 @@ mod routes;
 mod state;
 mod tei;
 mod timing;
+mod tokens;
 
 use std::io::Write;
 use std::sync::Arc;
@@ -45,16 +47,13 @@ use clap::{ArgAction, Args};
 use serde_json::json;
 use tokio::sync::watch;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use wgbert::encoder::{EmbedPooling, ModelTask};
 
 use super::Global;
 use super::embed::PoolingArg;
-use engine::Engine;
 use faults::Faults;
 use health::Health;
 use listen::ConnLimits;
 use metrics::Metrics;
-use model::{Model, embed_setup};
 use state::{AppState, Limits};
 
 #[derive(Args, Debug)]
@@ -246,7 +245,7 @@ async fn serve(g: &Global, a: &ServeArgs) -> Result<()> {
     };
     tokio::spawn(shutdown(stop.clone()));
 
-    let setup = Setup {
+    let setup = load::Setup {
         max_batch_tokens: a.max_batch_tokens,
         max_queued: a.max_queued_requests.unwrap_or(a.max_concurrent_requests),
         pooling: a.pooling,
@@ -254,7 +253,7 @@ async fn serve(g: &Global, a: &ServeArgs) -> Result<()> {
         faults: Faults::from_env()?,
     };
     let (g2, h2) = (g.clone(), health.clone());
-    let loaded = tokio::task::spawn_blocking(move || load(g2, setup, metrics, h2))
+    let loaded = tokio::task::spawn_blocking(move || load::load(g2, setup, metrics, h2))
         .await
         .context("loading the model")?;
     let (model, mut info, engine_thread) = match loaded {
@@ -372,114 +371,6 @@ fn cors(origins: &[String]) -> Result<CorsLayer> {
         .allow_methods([Method::GET, Method::POST])
         .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
         .allow_origin(allow))
-}
-
-/// What the engine is started with.
-struct Setup {
-    max_batch_tokens: Option<usize>,
-    max_queued: usize,
-    pooling: Option<PoolingArg>,
-    gpu_timeout: Option<f64>,
-    faults: Faults,
-}
-
-/// Loads the model, runs a test batch, starts the engine; returns the model, `/info` and
-/// the engine thread.
-fn load(
-    mut g: Global,
-    setup: Setup,
-    metrics: Arc<Metrics>,
-    health: Arc<Health>,
-) -> Result<(Model, serde_json::Value, std::thread::JoinHandle<()>)> {
-    // Length policy is per request here, so the encoder itself never truncates.
-    g.truncate = false;
-    g.max_tokens = setup.max_batch_tokens.or(g.max_tokens);
-    let enc = Arc::new(g.load()?);
-    let embed = embed_setup(setup.pooling, &enc)?;
-    let tok = enc.tokenizer()?;
-    let probe = tok.encode("", 0)?.ids;
-    enc.embed_ids(&[probe], EmbedPooling::Cls, false)
-        .context("the test batch failed")?;
-    // The test batch ran without a limit (first pipelines compile then); batches after it
-    // are held to the GPU timeout.
-    let gpu = enc.gpu();
-    let cpu = gpu.info().device_type == wgpu::DeviceType::Cpu;
-    let timeout = match setup.gpu_timeout {
-        Some(t) if t > 0.0 => Some(std::time::Duration::from_secs_f64(t)),
-        Some(_) => None,
-        None if cpu => None,
-        None => Some(std::time::Duration::from_secs(120)),
-    };
-    gpu.health().set_wait_timeout(timeout);
-    metrics.watch(enc.gpu().clone());
-    let (engine, engine_thread) = Engine {
-        enc: enc.clone(),
-        metrics,
-        health,
-        budget: enc.capacity(),
-        max_waiting: setup.max_queued,
-        faults: setup.faults,
-    }
-    .spawn()
-    .context("starting the engine thread")?;
-    let model = Model::new(g.model.clone(), enc.clone(), engine, embed);
-    let info = json!({
-        "model_id": g.model,
-        "model_sha": null,
-        "model_dtype": tei_dtype(enc.dtype()),
-        "served_model_name": g.model,
-        "model_type": model_type(&model),
-        "max_batch_tokens": enc.capacity(),
-        "max_batch_requests": null,
-        "max_input_length": model.max_input,
-        "tokenization_workers": std::thread::available_parallelism().map_or(1, |n| n.get()),
-        "version": env!("CARGO_PKG_VERSION"),
-        "sha": null,
-        "docker_label": null,
-        "task": model.describe(),
-        "kind": model.task().name(),
-        "pooling": model.setup.describe,
-        "adapter": gpu.info().name,
-        "f16_kernels": gpu.caps().f16,
-        "gpu_timeout_seconds": timeout.map(|t| t.as_secs_f64()),
-    });
-    Ok((model, info, engine_thread))
-}
-
-/// TEI's spelling of a dtype.
-fn tei_dtype(d: wgbert::ops::DType) -> &'static str {
-    match d {
-        wgbert::ops::DType::F32 => "float32",
-        wgbert::ops::DType::F16 => "float16",
-    }
-}
-
-/// TEI's `model_type`: `{"embedding": {"pooling"}}`, `{"classifier": {"id2label",
-/// "label2id"}}` or `{"reranker": {..}}`. A masked language model is an embedder to TEI (its
-/// `POST /` fills masks here; `task` says so).
-fn model_type(m: &Model) -> serde_json::Value {
-    let labels = || {
-        let names = m.enc.label_names();
-        let id2label: serde_json::Map<String, serde_json::Value> = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (i.to_string(), json!(n)))
-            .collect();
-        let label2id: serde_json::Map<String, serde_json::Value> = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone(), json!(i)))
-            .collect();
-        json!({ "id2label": id2label, "label2id": label2id })
-    };
-    match m.task() {
-        ModelTask::Classifier | ModelTask::TokenClassifier => json!({ "classifier": labels() }),
-        ModelTask::CrossEncoder => json!({ "reranker": labels() }),
-        ModelTask::Sparse => json!({ "embedding": { "pooling": "splade" } }),
-        ModelTask::Encoder | ModelTask::Embedder | ModelTask::FillMask | ModelTask::Colbert => {
-            json!({ "embedding": { "pooling": m.setup.describe } })
-        }
-    }
 }
 
 /// Turns `stop` true on SIGTERM or ctrl-c.

@@ -15,7 +15,7 @@ use axum::routing::{MethodRouter, get, post};
 use tower_http::cors::CorsLayer;
 
 use super::state::{self, AppState};
-use super::{body, classify, fill, metrics, openai, openapi, root, tei};
+use super::{body, classify, fill, metrics, openai, openapi, root, tei, tokens};
 
 /// Every path the server answers, with its methods.
 pub const ROUTES: &[(&str, &[&str])] = &[
@@ -55,8 +55,8 @@ fn handlers(path: &str) -> Option<MethodRouter<Arc<AppState>>> {
         "/predict" => post(classify::predict),
         "/rerank" => post(classify::rerank),
         "/fill-mask" => post(fill::fill_mask),
-        "/tokenize" => post(tei::tokenize),
-        "/decode" => post(tei::decode),
+        "/tokenize" => post(tokens::tokenize),
+        "/decode" => post(tokens::decode),
         "/v1/embeddings" | "/embeddings" => post(openai::embeddings),
         _ => return None,
     })

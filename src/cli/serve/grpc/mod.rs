@@ -10,6 +10,7 @@
 //! `scripts/grpc_codegen` (protox and tonic-prost-build, so no `protoc` is needed) and checked
 //! in: building the server needs no proto compiler at all.
 
+mod calls;
 mod services;
 
 use std::sync::Arc;
