@@ -103,7 +103,7 @@ pub fn classify(g: &Global, a: &ClassifyArgs) -> Result<()> {
 /// The pairs of `classify --pair`.
 fn read_pairs(a: &ClassifyArgs) -> Result<Vec<(String, String)>> {
     if !a.texts.is_empty() {
-        if a.texts.len() % 2 != 0 {
+        if !a.texts.len().is_multiple_of(2) {
             anyhow::bail!(
                 "--pair takes texts in twos (a1 b1 a2 b2 ...); {} were given",
                 a.texts.len()

@@ -61,7 +61,7 @@ impl Cap {
             Cap::Coop => "cooperative matrices",
             Cap::Tokenizer => "ModernBERT's tokenizer (WGBERT_TOKENIZER)",
             Cap::Clients => "the HTTP client libraries (WGBERT_CLIENTS_PYTHON)",
-            Cap::PipelineCache => "a pipeline cache (PIPELINE_CACHE)",
+            Cap::PipelineCache => "the driver's pipeline cache (Vulkan)",
         }
     }
 
@@ -86,14 +86,10 @@ impl Cap {
             Cap::F16 if !caps.f16 => lacks("SHADER_F16"),
             Cap::Subgroups if !caps.subgroups => lacks("subgroup operations"),
             Cap::Timestamps if !caps.timestamps => lacks("timestamp queries"),
-            Cap::PipelineCache
-                if !gpu
-                    .device()
-                    .features()
-                    .contains(wgpu::Features::PIPELINE_CACHE) =>
-            {
-                lacks("pipeline cache (PIPELINE_CACHE)")
-            }
+            // wgpu has the driver's pipeline cache on Vulkan, for every Vulkan adapter.
+            Cap::PipelineCache if gpu.info().backend != wgpu::Backend::Vulkan => Some(format!(
+                "the adapter ({adapter}) is not a Vulkan one: no pipeline cache"
+            )),
             Cap::Coop => wgbert::ops::matmul::coop::supported(caps)
                 .and_then(|_| wgbert::ops::attention::coop::supported(caps))
                 .err()

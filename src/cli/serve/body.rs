@@ -9,6 +9,13 @@
 //! would get a reset instead of its answer, as HTTP/1.1 clients that write the whole body
 //! before reading (Python's `http.client`, `requests`) do. A body that does not arrive in
 //! time is answered 408 and its connection closed.
+//!
+//! Why not tower-http's layers: its body timeout is reset at every frame (a body trickled a
+//! byte at a time never times out), and its body limit answers 413 and drops the rest of the
+//! body (a reset for a client still sending). Nor tower's concurrency and load-shed layers:
+//! they take a slot when the request reaches the service, before its body is read. So the
+//! body is read here over http-body-util's frames, with one deadline for the whole body, and
+//! the slot is tokio's semaphore, taken after the parse (as TEI takes its permit).
 
 use std::sync::Arc;
 use std::time::Duration;
