@@ -1,7 +1,7 @@
 //! Sparse (SPLADE) models in the command line and the server: `wgbert embed` as JSONL and
 //! as CSR matrices (npz as scipy writes it, safetensors), `--top-k-terms`, `wgbert rerank`
 //! by sparse dot product, and `POST /embed_sparse` in TEI's format, which equals the CLI and
-//! is a 400 naming the model's kind on any other model.
+//! is a 424 naming the model's kind on any other model (TEI's Backend error).
 
 mod common;
 mod serve_util;
@@ -310,13 +310,13 @@ fn embed_sparse_serves_tei_format_equal_to_the_cli() {
     let info: Value = serde_json::from_str(&s.get("/info").1).unwrap();
     assert!(info.to_string().contains("splade"), "{info}");
     // A dense embedding of a sparse model is refused, naming why.
-    let m = s.fails("/embed", &json!({ "inputs": "fish" }), 400);
+    let m = s.fails("/embed", &json!({ "inputs": "fish" }), 424);
     assert!(m.contains("sparse"), "{m}");
     assert!(s.terminate().success());
 
     let (dense, _) = expected("st_mean_dense");
     let s = Server::start(&dense, &["--dtype", "f32"], &[]);
-    let m = s.fails("/embed_sparse", &json!({ "inputs": "fish" }), 400);
+    let m = s.fails("/embed_sparse", &json!({ "inputs": "fish" }), 424);
     assert!(
         m.contains("/embed_sparse") && m.contains("embeddings"),
         "{m}"

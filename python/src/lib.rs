@@ -9,7 +9,8 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::PyByteArray;
 use wgbert::encoder::{
-    EmbedOptions, EmbedPooling, Embedding, Encoder, LoadOptions, Prompt, RerankOptions,
+    EmbedOptions, EmbedPooling, Embedding, Encoder, Input, LoadOptions, Prompt, RerankOptions,
+    Truncation,
 };
 use wgbert::ops::DType;
 use wgbert::progress::Progress;
@@ -449,37 +450,14 @@ impl PyEncoder {
     /// Sequence classification: label, its probability, and the flat logits with the
     /// number of labels.
     fn classify(&self, py: Python<'_>, texts: Vec<String>) -> PyResult<Classified> {
-        let enc = &*self.inner;
-        let got = py
-            .detach(|| {
-                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                enc.classify(&refs)
-            })
-            .map_err(py_err)?;
-        let n = enc.heads().classifier.unwrap_or(0);
-        let logits: Vec<f32> = got.iter().flat_map(|c| c.logits.iter().copied()).collect();
-        let labels = got.iter().map(|c| c.label.clone()).collect();
-        let scores = got.iter().map(|c| c.score).collect();
-        Ok((labels, scores, f32_bytes(py, &logits), n))
+        let inputs = texts.into_iter().map(Input::Text).collect();
+        self.classify_inputs(py, inputs)
     }
 
     /// Sequence classification of (text, text) pairs, as `classify` answers texts.
     fn classify_pairs(&self, py: Python<'_>, pairs: Vec<(String, String)>) -> PyResult<Classified> {
-        let enc = &*self.inner;
-        let got = py
-            .detach(|| {
-                let refs: Vec<(&str, &str)> = pairs
-                    .iter()
-                    .map(|(a, b)| (a.as_str(), b.as_str()))
-                    .collect();
-                enc.classify_pairs(&refs)
-            })
-            .map_err(py_err)?;
-        let n = enc.heads().classifier.unwrap_or(0);
-        let logits: Vec<f32> = got.iter().flat_map(|c| c.logits.iter().copied()).collect();
-        let labels = got.iter().map(|c| c.label.clone()).collect();
-        let scores = got.iter().map(|c| c.score).collect();
-        Ok((labels, scores, f32_bytes(py, &logits), n))
+        let inputs = pairs.into_iter().map(|(a, b)| Input::Pair(a, b)).collect();
+        self.classify_inputs(py, inputs)
     }
 
     /// Token classification: per text, per token (token id, token, label, probability),
@@ -529,6 +507,21 @@ impl PyEncoder {
             labels.push(mine);
         }
         Ok((labels, f32_bytes(py, &flat), rows, n))
+    }
+}
+
+impl PyEncoder {
+    /// `classify` and `classify_pairs`: texts or pairs through the library's one path.
+    fn classify_inputs(&self, py: Python<'_>, inputs: Vec<Input>) -> PyResult<Classified> {
+        let enc = &*self.inner;
+        let got = py
+            .detach(|| enc.classify_inputs(&inputs, Truncation::Model))
+            .map_err(py_err)?;
+        let n = enc.heads().classifier.unwrap_or(0);
+        let logits: Vec<f32> = got.iter().flat_map(|c| c.logits.iter().copied()).collect();
+        let labels = got.iter().map(|c| c.label.clone()).collect();
+        let scores = got.iter().map(|c| c.score).collect();
+        Ok((labels, scores, f32_bytes(py, &logits), n))
     }
 }
 

@@ -74,32 +74,43 @@ impl Encoder {
             Truncation::Refuse => None,
             Truncation::Cut(side) => Some(side),
         };
-        let max = self.max_input_tokens();
+        // Cut to the smaller of the model's limit and the batch capacity; refused past the
+        // model's limit (named), then past the capacity (named).
+        let model = tok.max_len();
+        let limit = match cut {
+            Some(_) => Some(self.max_input_tokens()),
+            None => model,
+        };
         let ids = match input {
-            Input::Text(t) => tok.encode_prompted(prompt, t, cut, index)?.ids,
+            Input::Text(t) => {
+                tok.encode_prompted_within(prompt, t, cut, limit, index)?
+                    .ids
+            }
             Input::Pair(..) if prompt.is_some() => {
                 return Err(Error::Input {
                     index,
                     message: "a prompt cannot be used with a text pair".into(),
                 });
             }
-            Input::Pair(a, b) => tok.encode_pair_cut(a, b, cut, index)?.ids,
+            Input::Pair(a, b) => tok.encode_pair_within(a, b, cut, limit, index)?.ids,
             Input::Ids(ids) => {
                 self.check_ids(ids, index)?;
                 if let Some(p) = prompt {
                     let text = tok.decode(ids)?;
-                    tok.encode_prompted(Some(p), &text, cut, index)?.ids
+                    tok.encode_prompted_within(Some(p), &text, cut, limit, index)?
+                        .ids
                 } else {
                     let mut ids = ids.clone();
+                    let max = limit.unwrap_or(usize::MAX);
                     if ids.len() > max {
                         match cut {
                             None => {
                                 return Err(Error::Input {
                                     index,
                                     message: format!(
-                                        "{} token ids, over the model's limit of {max} \
-                                         (truncation is off)",
-                                        ids.len()
+                                        "{} token ids, over the model's limit of {max} ({})",
+                                        ids.len(),
+                                        crate::text::OFF
                                     ),
                                 });
                             }
@@ -113,6 +124,16 @@ impl Encoder {
                 }
             }
         };
+        if ids.len() > self.capacity {
+            return Err(Error::Input {
+                index,
+                message: format!(
+                    "sequence of {} tokens is longer than the batch capacity of {} tokens",
+                    ids.len(),
+                    self.capacity
+                ),
+            });
+        }
         Ok(ids)
     }
 

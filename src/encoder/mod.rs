@@ -234,12 +234,6 @@ impl Encoder {
         let load = started.elapsed();
         let mut enc = Self::assemble(gpu, config, weights, tokenizer, opts, observer)?;
         enc.sentence = sentence;
-        // No input may be longer than a batch: the tokenizer's limit is the smaller one.
-        let capacity = enc.capacity;
-        if let Some(t) = enc.tokenizer.as_mut() {
-            let max = t.max_len().map(|m| m.min(capacity));
-            t.set_limit(max, opts.truncate)?;
-        }
         if let Ok(mut t) = enc.timings.lock() {
             t.load = load;
         }

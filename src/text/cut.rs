@@ -44,6 +44,9 @@ pub const CHARS_PER_TOKEN: usize = 250;
 /// takes four times as many.
 pub const FIRST_READ: usize = 16;
 
+/// What an input over the limit is told.
+pub const OFF: &str = "truncation is off; --truncate or \"truncate\": true cuts it";
+
 /// Tokens past the limit a part must hold before it is taken as long enough.
 const MARGIN: usize = 8;
 
@@ -112,9 +115,7 @@ fn keep(e: &mut Encoding, keep: usize, side: TruncationSide) {
 fn too_long(index: usize, what: &str, n: usize, max: usize) -> Error {
     Error::Input {
         index,
-        message: format!(
-            "{what} has {n} tokens, over the model's limit of {max} (truncation is off)"
-        ),
+        message: format!("{what} has {n} tokens, over the model's limit of {max} ({OFF})"),
     }
 }
 
@@ -132,10 +133,11 @@ impl TextTokenizer {
         &self,
         text: &'t str,
         cut: Option<TruncationSide>,
+        limit: Option<usize>,
         index: usize,
         share: usize,
     ) -> Result<&'t str> {
-        let Some(max_len) = self.max_len else {
+        let Some(max_len) = limit else {
             return Ok(text);
         };
         let max = max_len.saturating_mul(CHARS_PER_TOKEN) / share.max(1);
@@ -151,7 +153,7 @@ impl TextTokenizer {
                 index,
                 message: format!(
                     "the text has {chars} characters, more than the model's limit of \
-                     {max_len} tokens can hold (truncation is off)"
+                     {max_len} tokens can hold ({OFF})"
                 ),
             }),
             Some(TruncationSide::Right) => {
@@ -219,10 +221,23 @@ impl TextTokenizer {
         cut: Option<TruncationSide>,
         index: usize,
     ) -> Result<Encoded> {
+        self.encode_prompted_within(prompt, text, cut, self.max_len, index)
+    }
+
+    /// [`TextTokenizer::encode_prompted`] held to `limit` tokens instead of the model's
+    /// (a batch capacity below it).
+    pub fn encode_prompted_within(
+        &self,
+        prompt: Option<&str>,
+        text: &str,
+        cut: Option<TruncationSide>,
+        limit: Option<usize>,
+        index: usize,
+    ) -> Result<Encoded> {
         let prompt = prompt.unwrap_or("");
-        let text = self.bounded(text, cut, index, 1)?;
+        let text = self.bounded(text, cut, limit, index, 1)?;
         let added = self.added(false);
-        let room = self.max_len.map(|m| m.saturating_sub(added));
+        let room = limit.map(|m| m.saturating_sub(added));
         if let Some(room) = room {
             // A long text: read only the part the limit keeps (or enough to refuse it).
             let side = cut.unwrap_or(TruncationSide::Right);
@@ -232,7 +247,7 @@ impl TextTokenizer {
         }
         let joined = prompted(prompt, text);
         let mut content = self.raw(&joined, false, index)?;
-        let Some(max) = self.max_len else {
+        let Some(max) = limit else {
             return self.framed(content, None, index);
         };
         let room = max.saturating_sub(added);
@@ -289,8 +304,7 @@ impl TextTokenizer {
         let side = match cut {
             None => {
                 let message = format!(
-                    "text has more than {} tokens, over the model's limit of {max} (truncation \
-                     is off)",
+                    "text has more than {} tokens, over the model's limit of {max} ({OFF})",
                     part.len()
                 );
                 return Err(Error::Input { index, message });
@@ -335,10 +349,22 @@ impl TextTokenizer {
         cut: Option<TruncationSide>,
         index: usize,
     ) -> Result<Encoded> {
-        let a = self.raw(self.bounded(a, cut, index, 2)?, false, index)?;
-        let b = self.raw(self.bounded(b, cut, index, 2)?, false, index)?;
+        self.encode_pair_within(a, b, cut, self.max_len, index)
+    }
+
+    /// [`TextTokenizer::encode_pair_cut`] held to `limit` tokens instead of the model's.
+    pub fn encode_pair_within(
+        &self,
+        a: &str,
+        b: &str,
+        cut: Option<TruncationSide>,
+        limit: Option<usize>,
+        index: usize,
+    ) -> Result<Encoded> {
+        let a = self.raw(self.bounded(a, cut, limit, index, 2)?, false, index)?;
+        let b = self.raw(self.bounded(b, cut, limit, index, 2)?, false, index)?;
         let added = self.added(true);
-        let Some(max) = self.max_len else {
+        let Some(max) = limit else {
             return self.framed(a, Some(b), index);
         };
         let room = max.saturating_sub(added);

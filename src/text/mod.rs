@@ -6,7 +6,7 @@ pub mod pack;
 mod splice;
 pub mod tokenizer;
 
-pub use cut::{CHARS_PER_TOKEN, prompted};
+pub use cut::{CHARS_PER_TOKEN, OFF, prompted};
 pub use pack::{PackedBatch, Packer, pack};
 pub use splice::Splice;
 pub use tokenizer::{Encoded, TextTokenizer, TruncationSide};

@@ -355,7 +355,7 @@ pub(crate) mod tests {
         let (index, message) = input_err(strict.encode(text, 7).unwrap_err());
         assert_eq!(index, 7);
         assert!(
-            message.contains("has 8 tokens, over the model's limit of 5 (truncation is off)"),
+            message.contains("has 8 tokens, over the model's limit of 5 (truncation is off;"),
             "{message}"
         );
         let (index, _) = input_err(strict.encode_batch(&["a", text], 10).unwrap_err());
