@@ -10,7 +10,7 @@ use anyhow::Result;
 use proptest::prelude::*;
 use wgbert::Error;
 use wgbert::hub::{HubOptions, ModelSource, resolve};
-use wgbert::text::{PackedBatch, TextTokenizer, pack};
+use wgbert::text::{PackedBatch, Splice, TextTokenizer, TruncationSide, pack};
 
 // ---------------------------------------------------------------- tokenizer, real
 
@@ -82,6 +82,90 @@ fn real_tokenizer_limit() -> Result<()> {
     let e = cut.encode(&long, 0)?;
     assert_eq!(e.ids.len(), 8192);
     assert_eq!((e.ids[0], e.ids[8191]), (50281, 50282));
+    Ok(())
+}
+
+/// Long texts read a part at a time keep the whole text's tokens, from either side and with
+/// a prompt, on ModernBERT's byte-level tokenizer (spaces, punctuation, emoji, accents).
+#[test]
+fn real_tokenizer_reads_long_texts_in_parts() -> Result<()> {
+    let Some(tok) = real("ModernBERT's tokenizer on long texts read in parts") else {
+        return Ok(());
+    };
+    let whole = TextTokenizer::from_file(std::env::var_os("WGBERT_TOKENIZER").unwrap())?;
+    let tok = tok.with_limit(Some(64), true)?;
+    let pieces = [
+        "The café's 🤖 robot",
+        "ran,",
+        "  quickly",
+        "to Paris!",
+        "naïve",
+        "x\ty",
+    ];
+    let long: String = (0..4000)
+        .map(|i| pieces[i % pieces.len()])
+        .collect::<Vec<_>>()
+        .join(" ");
+    let all = whole
+        .encode_prompted(Some("search_query: "), &long, None, 0)?
+        .ids;
+    let content = &all[1..all.len() - 1];
+    let right = tok.encode_prompted(
+        Some("search_query: "),
+        &long,
+        Some(TruncationSide::Right),
+        0,
+    )?;
+    assert_eq!(right.ids[1..63], content[..62], "right");
+    let bare = whole.encode_prompted(None, &long, None, 0)?.ids;
+    let left = tok.encode_prompted(None, &long, Some(TruncationSide::Left), 0)?;
+    assert_eq!(
+        left.ids[1..63],
+        bare[bare.len() - 63..bare.len() - 1],
+        "left"
+    );
+    let prompted =
+        tok.encode_prompted(Some("search_query: "), &long, Some(TruncationSide::Left), 0)?;
+    // The prompt's own tokens (as it tokenizes alone), then the text's end.
+    let own = whole.encode_prompted(None, "search_query: ", None, 0)?.ids;
+    let prompt_tokens = own.len() - 2;
+    assert_eq!(
+        prompted.ids[1..1 + prompt_tokens],
+        own[1..own.len() - 1],
+        "the prompt"
+    );
+    let kept = 62 - prompt_tokens;
+    assert_eq!(
+        prompted.ids[1 + prompt_tokens..63],
+        bare[bare.len() - 1 - kept..bare.len() - 1],
+        "the text's end"
+    );
+    Ok(())
+}
+
+/// Fill-mask's filled-in sequences, spliced from the text decoded once, equal the
+/// tokenizer's decoding of every filled sequence, for thousands of candidates (partial
+/// characters and special tokens among them).
+#[test]
+fn real_tokenizer_fill_mask_sequences_splice_exactly() -> Result<()> {
+    let Some(tok) = real("fill-mask sequences on ModernBERT's tokenizer") else {
+        return Ok(());
+    };
+    let text = "The café's 🤖 said [MASK] to Paris,[MASK] and then  [MASK]!";
+    let seq = tok.encode(text, 0)?.ids;
+    let mask = tok.mask_id()?;
+    let positions: Vec<usize> = (0..seq.len()).filter(|&p| seq[p] == mask).collect();
+    assert_eq!(positions.len(), 3);
+    let splice = Splice::new(&tok, &seq, &positions)?;
+    for &p in &positions {
+        for id in (0..50368u32).step_by(13).chain([99, 233, 50281, 50284]) {
+            let token = tok.decode(&[id])?;
+            let got = splice.filled(&tok, &seq, p, id, &token)?;
+            let mut filled = seq.clone();
+            filled[p] = id;
+            assert_eq!(got, tok.decode(&filled)?, "mask at {p}, candidate {id}");
+        }
+    }
     Ok(())
 }
 

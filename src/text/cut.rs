@@ -8,10 +8,14 @@
 //!
 //! A prompt is tokenized together with its text, as sentence-transformers does (the tokens
 //! where they meet are the same), and stays whole under truncation: only the text's tokens
-//! are cut. A pooling that leaves the prompt out then skips exactly the prompt's tokens.
-//! sentence-transformers cuts the joined string instead: with `truncation_side="left"` it
-//! cuts the prompt away, and its pooling then skips as many tokens of real text. The two
-//! agree whenever nothing is cut from the left of a prompted text.
+//! are cut. Cut from the right, the joined tokens keep their start (sentence-transformers'
+//! tokens exactly). Cut from the left, the prompt's own tokens (as the prompt alone
+//! tokenizes, which is what sentence-transformers counts as the prompt's length) come first
+//! and the text's end follows, so a pooling that leaves the prompt out skips exactly the
+//! prompt's tokens. sentence-transformers cuts the joined string instead: with
+//! `truncation_side="left"` it cuts the prompt away, and its pooling then skips as many
+//! tokens of real text. The two agree whenever nothing is cut from the left of a prompted
+//! text.
 //!
 //! Pairs lose tokens from the longer side first (the tokenizer's `LongestFirst`); prompts are
 //! not used with pairs.
@@ -242,7 +246,7 @@ impl TextTokenizer {
             // A long text: read only the part the limit keeps (or enough to refuse it).
             let side = cut.unwrap_or(TruncationSide::Right);
             if let Some(part) = self.part(prompt, text, room, side, index)? {
-                return self.cut_part(prompt, text, part, room, cut, index);
+                return self.cut_part(prompt, part, room, cut, index);
             }
         }
         let joined = prompted(prompt, text);
@@ -258,35 +262,38 @@ impl TextTokenizer {
         let Some(side) = cut else {
             return Err(too_long(index, "text", n + added, max));
         };
-        // The prompt's tokens: those that start inside it.
-        let in_prompt = content
-            .get_offsets()
-            .iter()
-            .take_while(|o| o.0 < prompt.len())
-            .count();
-        let content = match side {
-            TruncationSide::Left if in_prompt > 0 => {
-                if in_prompt >= room {
-                    return Err(Error::Input {
-                        index,
-                        message: format!(
-                            "the prompt has {in_prompt} tokens, which leaves no room for text \
-                             within the model's limit of {max}"
-                        ),
-                    });
-                }
-                let mut head = content.clone();
-                keep(&mut head, in_prompt, TruncationSide::Right);
-                keep(&mut content, room - in_prompt, TruncationSide::Left);
-                head.merge_with(content, false);
-                head
-            }
-            side => {
-                keep(&mut content, room, side);
-                content
-            }
-        };
+        if side == TruncationSide::Left && !prompt.is_empty() {
+            let tail = self.raw(text, false, index)?;
+            return self.prompt_and_end(prompt, tail, room, max, index);
+        }
+        keep(&mut content, room, side);
         self.framed(content, None, index)
+    }
+
+    /// `[CLS] prompt end [SEP]`: the prompt's own tokens, whole, then as many of the last
+    /// tokens of `text` (its content tokens, or those of its end) as fit in `room`.
+    fn prompt_and_end(
+        &self,
+        prompt: &str,
+        mut text: Encoding,
+        room: usize,
+        max: usize,
+        index: usize,
+    ) -> Result<Encoded> {
+        let mut head = self.raw(prompt, false, index)?;
+        if head.len() >= room {
+            return Err(Error::Input {
+                index,
+                message: format!(
+                    "the prompt has {} tokens, which leaves no room for text within the \
+                     model's limit of {max}",
+                    head.len()
+                ),
+            });
+        }
+        keep(&mut text, room - head.len(), TruncationSide::Left);
+        head.merge_with(text, false);
+        self.framed(head, None, index)
     }
 
     /// Cuts a text whose `part` (see [`TextTokenizer::part`]) already holds more than
@@ -294,7 +301,6 @@ impl TextTokenizer {
     fn cut_part(
         &self,
         prompt: &str,
-        text: &str,
         mut part: Encoding,
         room: usize,
         cut: Option<TruncationSide>,
@@ -316,28 +322,8 @@ impl TextTokenizer {
             keep(&mut part, room, side);
             return self.framed(part, None, index);
         }
-        // `Left` with a prompt: the prompt's tokens as the whole text starts them (with the
-        // text's first word, which may share a token with the prompt's end), then the end.
-        let start = word_end(text, 256).unwrap_or(text.len());
-        let mut head = self.raw(&prompted(prompt, &text[..start]), false, index)?;
-        let in_prompt = head
-            .get_offsets()
-            .iter()
-            .take_while(|o| o.0 < prompt.len())
-            .count();
-        if in_prompt >= room {
-            return Err(Error::Input {
-                index,
-                message: format!(
-                    "the prompt has {in_prompt} tokens, which leaves no room for text within \
-                     the model's limit of {max}"
-                ),
-            });
-        }
-        keep(&mut head, in_prompt, TruncationSide::Right);
-        keep(&mut part, room - in_prompt, TruncationSide::Left);
-        head.merge_with(part, false);
-        self.framed(head, None, index)
+        // `Left` with a prompt: the prompt whole, then the end.
+        self.prompt_and_end(prompt, part, room, max, index)
     }
 
     /// Tokenizes a pair as `[CLS] a [SEP] b [SEP]`. Over the limit the longer of the two
