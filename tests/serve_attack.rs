@@ -387,7 +387,9 @@ fn the_largest_fill_mask_and_embed_all_are_bounded() {
     assert_eq!(all[31].as_array().unwrap().len(), 512);
     let alone = s.ok("/embed_all", &json!({ "inputs": long }));
     assert_json_close(&all[31], &alone[0], 1e-5, "a streamed row");
-    probe.finish(PROBE_BOUND);
+    // A normal request waits behind the largest batches on the one engine: its bound is
+    // theirs (several seconds each on a software adapter).
+    probe.finish(Duration::from_secs(60));
     peak_growth(&s, before, 256 * MB, "the largest fill-mask and /embed_all");
     assert!(s.terminate().success());
 

@@ -407,6 +407,7 @@ impl Probe {
         let bad: Vec<_> = seen.iter().filter(|(c, _)| *c != 200).collect();
         assert!(bad.is_empty(), "probes not answered 200: {bad:?}");
         let slowest = seen.iter().map(|(_, t)| *t).max().unwrap_or_default();
+        eprintln!("probe: {} normal /embed, slowest {slowest:?}", seen.len());
         assert!(
             slowest <= bound,
             "a normal /embed took {slowest:?} under attack (bound {bound:?}; {} probes)",
