@@ -50,43 +50,12 @@ die() {
 [ "$(id -u)" -eq 0 ] || die "needs root (debootstrap, chroot and bind mounts)"
 command -v cargo >/dev/null || die "cargo not found"
 
-# The root: Debian 13 with Mesa 26 lavapipe and the Vulkan loader (both present: ready).
-root_ready() {
-  local f g
-  for f in "$ROOT"/usr/share/vulkan/icd.d/lvp_icd*.json; do
-    for g in "$ROOT"/usr/lib/*/libvulkan.so.1; do
-      [ -e "$f" ] && [ -e "$g" ] && return 0
-    done
-  done
-  return 1
-}
-
-if ! root_ready; then
-  if ! command -v debootstrap >/dev/null; then
-    command -v apt-get >/dev/null || die "debootstrap is missing and apt-get is not available to install it"
-    echo "== installing debootstrap"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null \
-      || die "could not install debootstrap"
-  fi
-  # The Debian mirror apt already uses, else the default one.
-  MIRROR="$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)"
-  MIRROR="${MIRROR:-http://deb.debian.org/debian}"
-  if [ ! -x "$ROOT/usr/bin/apt-get" ]; then
-    echo "== debootstrap trixie into $ROOT (about 2 minutes)"
-    mkdir -p "$ROOT"
-    debootstrap --variant=minbase trixie "$ROOT" "$MIRROR" >/dev/null \
-      || die "debootstrap failed (see $ROOT/debootstrap/debootstrap.log)"
-  fi
-  printf 'deb %s trixie main\ndeb %s trixie-backports main\n' "$MIRROR" "$MIRROR" \
-    >"$ROOT/etc/apt/sources.list"
-  cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
-  echo "== installing Mesa 26 lavapipe in the root"
-  chroot "$ROOT" bash -c 'export DEBIAN_FRONTEND=noninteractive; apt-get update -qq &&
-    apt-get install -y -qq -t trixie-backports mesa-vulkan-drivers libvulkan1 >/dev/null' \
-    || die "installing mesa-vulkan-drivers in the root failed"
-  root_ready || die "the root at $ROOT has no lavapipe or Vulkan loader after installing them"
-fi
+# The root: Debian 13 with Mesa 26 lavapipe and the Vulkan loader, made once under the
+# root's lock (scripts/mesa_root.sh; shared with scripts/gpu_compilers.sh).
+export MESA_ROOT="$ROOT"
+# shellcheck source=scripts/mesa_root.sh
+. "$REPO/scripts/mesa_root.sh"
+mesa_root_ensure || die "could not make the Mesa 26 root at $ROOT"
 
 # The binaries, built on the host (the root has no toolchain); none for --run.
 if [ ${#RUN[@]} -eq 0 ]; then

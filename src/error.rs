@@ -70,6 +70,12 @@ pub enum Error {
     #[error("not supported on this adapter: {0}")]
     Unsupported(String),
 
+    /// A check on the device read back nothing but zeros where the reference has values:
+    /// the device did not run the work (a driver whose submissions do nothing, such as
+    /// Mesa's drm-shim), so the check says nothing about the kernel. Never cached.
+    #[error("inconclusive on this device: {0}")]
+    Inconclusive(String),
+
     /// config.json is missing, not JSON, or describes an impossible model.
     #[error("config {path}: {message}")]
     Config { path: PathBuf, message: String },

@@ -180,3 +180,96 @@ fn a_closed_stdout_ends_every_command_quietly() {
         quiet_on_closed_stdout(&mut cmd);
     }
 }
+
+#[test]
+fn info_is_quiet_on_a_machine_without_a_display() {
+    // Backends as configured (Vulkan in CI), then all of them (GL through EGL too).
+    for backend in [std::env::var("WGPU_BACKEND").ok(), None] {
+        let mut cmd = Command::cargo_bin("wgbert").unwrap();
+        cmd.env_remove("XDG_RUNTIME_DIR")
+            .env_remove("WAYLAND_DISPLAY")
+            .env_remove("DISPLAY")
+            .env_remove("WGPU_BACKEND")
+            .env("WGBERT_CACHE", tempfile::tempdir().unwrap().path())
+            .arg("info");
+        if let Some(b) = &backend {
+            cmd.env("WGPU_BACKEND", b);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("XDG_RUNTIME_DIR") && !stderr.contains("error"),
+            "backend {backend:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn kernels_compile_creates_every_build_one_at_a_time() {
+    let cache = tempfile::tempdir().unwrap();
+    let out = Command::cargo_bin("wgbert")
+        .unwrap()
+        .env("WGBERT_CACHE", cache.path())
+        .args(["kernels", "--compile", "--json"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let builds: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
+    // Each name on stderr just before its pipeline, in the JSON's order.
+    let named: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("kernel ")?.split_once(": ").map(|(_, n)| n))
+        .collect();
+    let names: Vec<&str> = builds.iter().map(|b| b["name"].as_str().unwrap()).collect();
+    assert_eq!(named, names);
+    assert!(builds.iter().all(|b| b["ok"] == true), "{stderr}");
+    let families: std::collections::BTreeSet<&str> = builds
+        .iter()
+        .map(|b| b["family"].as_str().unwrap())
+        .collect();
+    for f in [
+        "matmul_tiled",
+        "attention",
+        "layernorm",
+        "embedding",
+        "pooling",
+        "rope",
+        "gather",
+        "convert",
+        "topk",
+        "splade",
+    ] {
+        assert!(families.contains(f), "{f} missing from {families:?}");
+    }
+    // A tuned family's first run takes its default tile only: one per precision (and head
+    // size), never a candidate that would be tuned first.
+    let defaults = |family: &str| -> std::collections::BTreeSet<String> {
+        let of = builds
+            .iter()
+            .filter(|b| b["family"] == family && b["default"] == true);
+        of.map(|b| b["config"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        defaults("matmul_tiled").len(),
+        1,
+        "{:?}",
+        defaults("matmul_tiled")
+    );
+    let attention: Vec<&Value> = builds
+        .iter()
+        .filter(|b| b["family"] == "attention" && b["default"] == true)
+        .collect();
+    let d64 = attention
+        .iter()
+        .filter(|b| b["name"].as_str().unwrap().contains("HEAD_DIM=64"));
+    assert_eq!(d64.count(), 2, "one per precision");
+    assert!(
+        builds.iter().any(|b| b["default"] == false),
+        "candidates are listed too"
+    );
+    // Nothing ran and nothing was written.
+    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0);
+}

@@ -3,14 +3,15 @@
 //! which `info` runs unless the cache holds its verdict), the cached tiles, and the state of
 //! the cache (its directory, whether verdicts were cached, the pipeline cache's size). Given
 //! a model (`--model`), it loads it and reports the device memory it holds: at load (the
-//! weights), and with the plans of its largest batch built.
+//! weights), and with the plans of its largest batch built, and how each tensor larger than
+//! one storage binding is held in row pieces.
 
 use std::sync::Arc;
 
 use wgbert::encoder::LoadOptions;
+use wgbert::ops::DType;
 use wgbert::ops::choice::Choices;
-use wgbert::ops::tune::{self, Choice, DeviceKey, Mode};
-use wgbert::ops::{DType, F16Kernels, f16_kernels};
+use wgbert::ops::tune::{self, Choice, DeviceKey, F16Kernels, Mode, f16_kernels};
 use wgbert::runtime::{AdapterReport, Gpu, GpuOptions, list_adapters};
 
 use super::Global;
@@ -26,6 +27,8 @@ fn model_memory(g: &Global) -> anyhow::Result<serde_json::Value> {
         "model": g.model,
         "adapter": enc.gpu().info().name,
         "dtype": format!("{:?}", enc.dtype()).to_lowercase(),
+        "max_storage_binding": enc.gpu().caps().max_storage_binding,
+        "split": enc.weight_splits(),
         "capacity_tokens": cap,
         "at_load": { "total": at_load.total(), "weights": at_load.weights,
                      "peak_during_load": load_memory.peak },
@@ -176,8 +179,33 @@ pub fn run(g: &Global, json: bool) -> anyhow::Result<()> {
             m["capacity_tokens"],
             m["at_capacity"]["bytes_per_token"],
         );
+        print_splits(&m);
     }
     Ok(())
+}
+
+/// One line per tensor held in row pieces: its bytes and the rows of each piece.
+fn print_splits(m: &serde_json::Value) {
+    let splits = m["split"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let limit = m["max_storage_binding"].as_u64().unwrap_or(0);
+    if splits.is_empty() {
+        println!("    every tensor fits one storage binding ({limit} bytes)");
+        return;
+    }
+    println!("    in row pieces (storage binding {limit} bytes):");
+    for s in splits {
+        let rows: Vec<String> = s["pieces"]
+            .as_array()
+            .map(|p| p.iter().map(|r| r.to_string()).collect())
+            .unwrap_or_default();
+        println!(
+            "    {}: {} bytes in {} pieces of {} rows",
+            s["name"].as_str().unwrap_or(""),
+            s["bytes"],
+            rows.len(),
+            rows.join(", ")
+        );
+    }
 }
 
 fn yes(b: bool) -> &'static str {
@@ -231,6 +259,7 @@ fn print_adapter(i: usize, a: &AdapterReport, p: Probe) {
         v => v.to_string(),
     };
     println!("    cache:               {}", shown(&c["dir"]));
+    println!("    tuning file:         {}", shown(&c["tune_file"]));
     println!("    verdicts cached:     {}", shown(&c["verdicts_cached"]));
     let pc = &c["pipeline_cache"];
     if pc.is_null() {

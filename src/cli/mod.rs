@@ -5,6 +5,7 @@ mod bench_kernels;
 mod embed;
 mod info;
 mod input;
+mod kernels;
 mod output;
 mod progress;
 mod rerank;
@@ -64,6 +65,11 @@ pub struct Global {
     /// Largest number of tokens in one GPU batch (default: sized to the device).
     #[arg(long, global = true)]
     pub max_tokens: Option<usize>,
+    /// Largest storage binding to use: bytes, or a number with KiB, MiB or GiB. Only lowers
+    /// the adapter's own limit; weights over it are held in row pieces (`info --model`
+    /// lists them). Default: `WGBERT_MAX_BINDING`, else the adapter's limit.
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_binding)]
+    pub max_binding: Option<u64>,
     /// Print the encoder's recorded plan (steps, buffers, peak memory) on stderr.
     #[arg(long, global = true)]
     pub dump_plan: bool,
@@ -94,6 +100,11 @@ impl Cli {
     }
 }
 
+/// `--max-binding`: a size (`wgbert::runtime::parse_size`).
+fn parse_binding(text: &str) -> Result<u64, String> {
+    wgbert::runtime::parse_size(text).map_err(|e| e.to_string())
+}
+
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DTypeArg {
     F16,
@@ -118,6 +129,7 @@ impl Global {
             gpu: GpuOptions {
                 backend: self.backend.clone(),
                 adapter: self.adapter.clone(),
+                max_binding: self.max_binding.or(env.gpu.max_binding),
                 ..env.gpu
             },
             hub: HubOptions {
@@ -189,6 +201,9 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Time every candidate tile configuration on this device and cache the fastest.
     Tune(tune::TuneArgs),
+    /// Every kernel build the engine can make on the adapter; `--compile` creates each
+    /// pipeline (no dispatch, no self-check, no tuning, no cache), its name on stderr first.
+    Kernels(kernels::KernelsArgs),
     /// HTTP server: TEI and OpenAI embeddings APIs, rerank, predict, fill-mask.
     Serve(serve::ServeArgs),
 }
@@ -202,6 +217,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rerank(a) => rerank::run(&cli.global, &a),
         Command::Bench(a) => bench::run(&cli.global, &a),
         Command::Tune(a) => tune::run(&cli.global, &a),
+        Command::Kernels(a) => kernels::run(&cli.global, &a),
         Command::Serve(a) => serve::run(&cli.global, &a),
     }
 }

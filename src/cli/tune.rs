@@ -10,7 +10,7 @@ use anyhow::Result;
 use clap::Args;
 use wgbert::ops::DType;
 use wgbert::ops::choice::Choices;
-use wgbert::ops::tune::{self, Mode};
+use wgbert::ops::tune::{self, Cache, DeviceKey, Mode};
 use wgbert::runtime::Gpu;
 
 use super::Global;
@@ -24,11 +24,18 @@ pub struct TuneArgs {
     /// One JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Forget what the cache holds for this adapter (tuned tiles and tensor-core self-check
+    /// verdicts, of every driver and wgbert version) and tune nothing.
+    #[arg(long)]
+    pub reset: bool,
 }
 
 pub fn run(g: &Global, a: &TuneArgs) -> Result<()> {
     let opts = g.load_options()?;
     let gpu = Gpu::new(&opts.gpu)?;
+    if a.reset {
+        return reset(&gpu, &opts.tune.cache(), a.json);
+    }
     let dtypes: Vec<DType> = match g.dtype {
         Some(d) => vec![d.into()],
         None if gpu.caps().f16 => vec![DType::F32, DType::F16],
@@ -51,7 +58,7 @@ pub fn run(g: &Global, a: &TuneArgs) -> Result<()> {
         )?);
         if dtype == DType::F16 {
             // The tensor-core kernels, where their self-checks pass (as a model load requires).
-            wgbert::ops::f16_kernels(&gpu, &mut c, &cache)?;
+            tune::f16_kernels(&gpu, &mut c, &cache)?;
             if wgbert::ops::matmul::coop_status(&gpu, &c, dtype).is_ok() {
                 choices.extend(tune::ensure_coop(&gpu, &mut c, t, Mode::Force, bar)?);
             }
@@ -95,6 +102,25 @@ pub fn run(g: &Global, a: &TuneArgs) -> Result<()> {
                 None => println!("    {name:<8} {:>10}", "-"),
             }
         }
+    }
+    Ok(())
+}
+
+/// `--reset`: this adapter's entries out of the tuning file.
+fn reset(gpu: &Gpu, cache: &Cache, json: bool) -> Result<()> {
+    let Some(path) = cache.path() else {
+        anyhow::bail!("no cache directory (set WGBERT_CACHE or HOME): nothing to reset");
+    };
+    let removed = cache.reset(&DeviceKey::of(gpu))?;
+    let adapter = &gpu.info().name;
+    if json {
+        let out = serde_json::json!({"adapter": adapter, "cache": path, "removed": removed});
+        println!("{out}");
+    } else {
+        println!(
+            "removed {removed} entries (tiles and self-check verdicts) of '{adapter}' from {}",
+            path.display()
+        );
     }
     Ok(())
 }

@@ -18,10 +18,11 @@ use crate::model::graph::{self, EncoderGraph};
 use crate::model::heads::{ClassifierHead, MlmHead, PoolHead, SparseHead};
 use crate::model::upload::ModelWeights;
 use crate::model::weights::{Checkpoint, Heads};
+use crate::ops::DType;
 use crate::ops::choice::Choices;
 use crate::ops::pooling::PoolMode;
 use crate::ops::tune;
-use crate::ops::{DType, F16Kernels};
+use crate::ops::tune::F16Kernels;
 use crate::runtime::arena::SharedArena;
 use crate::runtime::{Gpu, MemoryStats, Plan, RunSizes};
 use crate::sentence::{ModelKind, SentenceConfig};
@@ -378,6 +379,11 @@ impl Encoder {
     /// Bytes of weights on the device.
     pub fn weight_bytes(&self) -> u64 {
         self.weights.bytes
+    }
+    /// The weights held in row pieces because they exceed one storage binding of the
+    /// device (`model::split`), with the rows of each piece; empty when every tensor fits.
+    pub fn weight_splits(&self) -> Vec<crate::model::split::SplitReport> {
+        self.weights.splits()
     }
 
     /// Device bytes this encoder holds now: weights, the shared activation arena, and the

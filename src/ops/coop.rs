@@ -4,7 +4,7 @@
 //!
 //! Drivers can advertise cooperative matrices and compute wrong answers, so a tensor-core
 //! kernel is chosen automatically only after it has agreed with the CPU reference on the
-//! device itself. The checks run when a model loads (`ops::f16_kernels`; once per device,
+//! device itself. The checks run when a model loads (`ops::tune::f16_kernels`; once per device,
 //! and their verdicts are cached on disk with the tuned tiles), never while a plan is
 //! recorded; recording only reads the verdicts the `ops::choice::Choices` it is given holds.
 
@@ -61,6 +61,9 @@ pub fn shape(caps: &Capabilities) -> std::result::Result<Shape, String> {
     }
     if caps.coop_matrix.is_empty() {
         return Err("the adapter reports no cooperative matrices".into());
+    }
+    if let Some(why) = &caps.coop_fault {
+        return Err(why.clone());
     }
     if !caps.subgroups {
         return Err("the adapter has no subgroups".into());
@@ -132,6 +135,46 @@ pub fn f16_values(len: usize, seed: u64, scale: f32) -> Vec<f32> {
     DType::F16.decode(&DType::F16.encode(&v))
 }
 
+/// Whether a check read back nothing: every value zero where the reference has values. A
+/// device that never ran the work (submissions that do nothing) answers so; its check is
+/// inconclusive, not a failure of the kernel.
+pub fn reads_nothing(got: &[f32], want: &[f64]) -> bool {
+    got.iter().all(|&g| g == 0.0) && want.iter().any(|&w| w != 0.0)
+}
+
+/// `got` against `want` within `atol + rtol |want|`: `Error::Inconclusive` where the device
+/// read back nothing (`reads_nothing`), `Error::Unsupported` naming the first element off
+/// (`at` turns its index into words), else fine.
+pub fn compare(
+    got: &[f32],
+    want: &[f64],
+    (atol, rtol): (f64, f64),
+    at: impl Fn(usize) -> String,
+) -> Result<()> {
+    if reads_nothing(got, want) {
+        return Err(Error::Inconclusive(format!(
+            "{}: read back only zeros ({} values; the reference has others)",
+            at(0),
+            got.len()
+        )));
+    }
+    match first_mismatch(got, want, atol, rtol) {
+        None => Ok(()),
+        Some((j, g, r)) => Err(Error::Unsupported(format!(
+            "{} = {g}, reference {r}",
+            at(j)
+        ))),
+    }
+}
+
+/// A check's error with what was checked in front of it; an inconclusive one stays so.
+pub fn named(what: impl std::fmt::Display, e: Error) -> Error {
+    match e {
+        Error::Inconclusive(m) => Error::Inconclusive(format!("{what}: {m}")),
+        e => Error::Unsupported(format!("{what}: {e}")),
+    }
+}
+
 /// The first `(index, got, want)` with `|got - want| > atol + rtol |want|` or `got` not
 /// finite (self-check comparison).
 pub fn first_mismatch(
@@ -172,6 +215,7 @@ mod tests {
                     acc,
                 })
                 .collect(),
+            coop_fault: None,
             max_storage_binding: 1 << 27,
             max_buffer_size: 1 << 28,
             max_workgroup_storage: 32768,
@@ -213,6 +257,11 @@ mod tests {
                 .contains("4..4")
         );
         assert!(shape(&caps(&[(16, "f32")], (32, 128))).is_err());
+        let faulty = Capabilities {
+            coop_fault: Some("crashes".into()),
+            ..caps(&[(8, "f32")], (8, 8))
+        };
+        assert_eq!(shape(&faulty).unwrap_err(), "crashes");
     }
 
     #[test]
@@ -226,5 +275,26 @@ mod tests {
         assert!(first_mismatch(&[f32::NAN, 2.0, 3.0], &want, 1.0, 1.0).is_some());
         assert!(first_mismatch(&[1.0], &want, 1.0, 1.0).is_some());
         assert_eq!(f16_values(4, 3, 1.0), f16_values(4, 3, 1.0));
+    }
+
+    #[test]
+    fn zeros_read_back_are_inconclusive_not_a_failure() {
+        let want = [0.0f64, 2.0, -1.0];
+        assert!(reads_nothing(&[0.0; 3], &want));
+        // A reference of zeros is matched by zeros; one value read is a real answer.
+        assert!(!reads_nothing(&[0.0; 3], &[0.0; 3]));
+        assert!(!reads_nothing(&[0.0, 2.0, 0.0], &want));
+        let at = |j: usize| format!("y[{j}]");
+        let e = compare(&[0.0; 3], &want, (1e-3, 0.0), at).unwrap_err();
+        assert!(matches!(e, Error::Inconclusive(_)), "{e}");
+        let e = compare(&[0.0, 2.0, 0.0], &want, (1e-3, 0.0), at).unwrap_err();
+        assert!(
+            matches!(&e, Error::Unsupported(m) if m.contains("y[2] = 0")),
+            "{e}"
+        );
+        assert!(compare(&[0.0, 2.0, -1.0], &want, (1e-3, 0.0), at).is_ok());
+        assert!(matches!(named("check", e), Error::Unsupported(_)));
+        let zeros = Error::Inconclusive("zeros".into());
+        assert!(matches!(named("check", zeros), Error::Inconclusive(m) if m == "check: zeros"));
     }
 }

@@ -3,6 +3,7 @@
 //! math, the step it records into a plan, and a CPU reference with f64 accumulation.
 
 pub mod attention;
+pub mod catalog;
 pub mod check;
 pub mod choice;
 pub mod convert;
@@ -19,132 +20,7 @@ pub mod timing;
 pub mod topk;
 pub mod tune;
 
-use std::sync::Arc;
-
-use crate::runtime::{self, Gpu, Kernel};
-use crate::{Error, Result};
-
-/// The f16 kernels a device runs for the two heavy ops, and why not the tensor-core ones.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct F16Kernels {
-    /// The matmul for many rows: "matmul_coop 8x8x8 sg8" (tensor cores) or "matmul".
-    pub matmul: String,
-    /// "attention_coop 8x8x8 sg8" (tensor cores) or "attention".
-    pub attention: String,
-    /// Why a tensor-core kernel is not used, where one is not.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub coop_reason: Option<String>,
-}
-
-/// Runs the tensor-core kernels' self-checks on this device where `choices.coop` allows
-/// them, puts their verdicts into `choices` (then `record` may choose those kernels) and
-/// says which f16 kernels the device will run. Each check runs once per device: a verdict
-/// comes from the device's earlier checks, else from `cache` (same key as the tuned tiles:
-/// adapter, driver, crate version), else the check runs now and its verdict is cached.
-/// With `Mode::Off` (`WGBERT_COOP=0`) nothing is checked; with `Mode::Required`
-/// (`WGBERT_COOP=1`) a device that cannot run both tensor-core kernels is an
-/// `Error::Unsupported` naming cooperative matrices and why.
-pub fn f16_kernels(
-    gpu: &Arc<Gpu>,
-    choices: &mut choice::Choices,
-    cache: &tune::Cache,
-) -> Result<F16Kernels> {
-    let mode = choices.coop;
-    let name = |family: &str, r: &std::result::Result<coop::Shape, String>| match r {
-        Ok(s) => format!("{family}_coop {f}x{f}x{f} sg{}", s.subgroup, f = s.frag),
-        Err(_) => family.to_string(),
-    };
-    let (m, a) = if mode == coop::Mode::Off {
-        let off = Err("turned off by WGBERT_COOP=0".to_string());
-        (off.clone(), off)
-    } else {
-        // The two checks side by side: each compiles its kernels, the long part of a check
-        // on a device without cached pipelines.
-        let (m, a) = std::thread::scope(|s| {
-            let a = s.spawn(|| {
-                verify(
-                    gpu,
-                    cache,
-                    tune::ATTENTION_COOP,
-                    attention::coop::supported,
-                    attention::self_check,
-                )
-            });
-            let m = verify(
-                gpu,
-                cache,
-                tune::MATMUL_COOP,
-                matmul::coop::supported,
-                matmul::self_check,
-            );
-            let a = a
-                .join()
-                .unwrap_or_else(|_| (Err("the attention self-check panicked".into()), None));
-            (m, a)
-        });
-        choices.matmul_check = m.1;
-        choices.attention_check = a.1;
-        (m.0, a.0)
-    };
-    let reason = match (&m, &a) {
-        (Ok(_), Ok(_)) => None,
-        (Err(e), Ok(_)) => Some(format!("matmul: {e}")),
-        (Ok(_), Err(e)) => Some(format!("attention: {e}")),
-        (Err(e), Err(f)) if e == f => Some(e.clone()),
-        (Err(e), Err(f)) => Some(format!("matmul: {e}; attention: {f}")),
-    };
-    if let (coop::Mode::Required, Some(why)) = (mode, &reason) {
-        return Err(Error::Unsupported(format!(
-            "WGBERT_COOP=1 requires cooperative matrices (tensor-core kernels) on '{}', but \
-             they cannot be used: {why}",
-            gpu.info().name
-        )));
-    }
-    Ok(F16Kernels {
-        matmul: name("matmul", &m),
-        attention: name("attention", &a),
-        coop_reason: reason,
-    })
-}
-
-/// One family's self-check: the shape `supported` gives, or why the kernel cannot be used;
-/// and the verdict to keep (`None` where the adapter cannot run the kernel at all). The
-/// verdict comes from this device's earlier checks, the cache, or `check` run now.
-fn verify(
-    gpu: &Arc<Gpu>,
-    cache: &tune::Cache,
-    family: &str,
-    supported: impl FnOnce(&runtime::Capabilities) -> std::result::Result<coop::Shape, String>,
-    check: impl FnOnce(&Arc<Gpu>, coop::Shape) -> Result<()>,
-) -> (
-    std::result::Result<coop::Shape, String>,
-    Option<coop::Verdict>,
-) {
-    let shape = match supported(gpu.caps()) {
-        Ok(s) => s,
-        Err(why) => return (Err(why), None),
-    };
-    let verdict = gpu.self_check(family, || {
-        let dev = tune::DeviceKey::of(gpu);
-        if let Some(v) = cache.verdict(&dev, family) {
-            log::info!("{family} self-check: cached verdict {v:?}");
-            let path = cache.path().map(|p| p.display().to_string());
-            return v.map_err(|why| {
-                format!(
-                    "{why} (cached verdict; remove {} to check again)",
-                    path.unwrap_or_default()
-                )
-            });
-        }
-        gpu.count_self_check();
-        let v = check(gpu, shape).map_err(|e| e.to_string());
-        if let Err(e) = cache.put_verdict(&dev, family, &v) {
-            log::warn!("{family} self-check: the verdict is not cached: {e}");
-        }
-        v
-    });
-    (verdict.clone().map(|_| shape), Some(verdict))
-}
+use crate::runtime::Kernel;
 
 /// Storage precision of activations and weights. Accumulation is always f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]

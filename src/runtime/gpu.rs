@@ -10,13 +10,15 @@ use std::sync::{Arc, Mutex};
 
 use crate::runtime::disk_cache::DiskPipelines;
 use crate::runtime::health::DeviceHealth;
+use crate::runtime::instance;
 use crate::runtime::memory::{DeviceBuffer, MemoryCounter, MemoryKind, MemoryStats};
 use crate::runtime::pipeline::PipelineCache;
 use crate::runtime::share::{device_descriptor, shortfalls};
 use crate::{Error, Result};
 
 /// How to pick an adapter and set up its device (`LoadOptions::from_env` fills these from
-/// `WGPU_BACKEND`, `WGPU_ADAPTER_NAME`, `WGBERT_SHADER_CHECKS` and `WGBERT_CACHE`).
+/// `WGPU_BACKEND`, `WGPU_ADAPTER_NAME`, `WGBERT_SHADER_CHECKS`, `WGBERT_CACHE` and
+/// `WGBERT_CPU_AS_GPU`).
 #[derive(Debug, Clone, Default)]
 pub struct GpuOptions {
     /// Backends to consider ("vulkan", "metal", "dx12", "gl"; comma-separated). `None`: the
@@ -33,6 +35,43 @@ pub struct GpuOptions {
     /// has one: Vulkan), loaded when the device is made and written as new pipelines are
     /// compiled; `None`: compiled anew by every process.
     pub pipeline_cache_dir: Option<PathBuf>,
+    /// Treat a CPU adapter (lavapipe) as a GPU when choosing kernels (`WGBERT_CPU_AS_GPU=1`):
+    /// the staged tiled matmul instead of the `DIRECT` build, so that tests on a CPU run
+    /// the kernels a GPU runs (`Capabilities::cpu` is false). Autotuning still treats the
+    /// adapter as a CPU (its timings say nothing about a GPU).
+    pub cpu_as_gpu: bool,
+    /// Lowers the largest storage binding the runtime uses to this many bytes (never above
+    /// the adapter's own limit; `WGBERT_MAX_BINDING`, `--max-binding`): tensors larger than
+    /// a binding are held in row pieces (`model::split`), so a small value exercises that path
+    /// on any adapter, or mimics a smaller one (WebGPU's default 128 MiB). `None`: the
+    /// adapter's limit.
+    pub max_binding: Option<u64>,
+}
+
+/// The smallest `GpuOptions::max_binding` accepted: below it, no useful batch fits.
+pub const MIN_MAX_BINDING: u64 = 4096;
+
+/// Parses a byte size: a number of bytes, or with a `KiB`, `MiB` or `GiB` suffix (also `K`,
+/// `M`, `G`, `KB`..., all binary; case-insensitive), for `--max-binding` and
+/// `WGBERT_MAX_BINDING`.
+pub fn parse_size(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => u32::MAX,
+    };
+    let n: Option<u64> = digits.parse().ok();
+    match n.and_then(|n| n.checked_mul(1u64.checked_shl(shift)?)) {
+        Some(bytes) => Ok(bytes),
+        None => Err(Error::Option(format!(
+            "'{text}' is not a size (bytes, or a number with KiB, MiB or GiB)"
+        ))),
+    }
 }
 
 /// What a device did, counted for reports and tests of warm starts (`Gpu::counters`).
@@ -45,6 +84,21 @@ pub struct Counters {
     pub self_checks_run: u64,
     /// Bytes of compiled pipelines loaded from the pipeline cache when the device was made.
     pub pipeline_cache_loaded: u64,
+}
+
+/// A driver known to report cooperative matrices it cannot compile: Mesa 26's lavapipe
+/// offers 8x8x8 fragments at every subgroup size (`LP_NATIVE_VECTOR_WIDTH`) but crashes
+/// (segmentation fault, "stack smashing detected") compiling even the smallest
+/// cooperative-matrix kernel at 16, 32 or 64 lanes (`examples/coop_subgroups.rs`, valid
+/// SPIR-V by `spirv-val`). A crash cannot be caught by a self-check, so those are refused.
+fn known_coop_fault(info: &wgpu::AdapterInfo, max_subgroup: u32) -> Option<String> {
+    let lavapipe = info.device_type == wgpu::DeviceType::Cpu && info.name.starts_with("llvmpipe");
+    (lavapipe && max_subgroup != 8).then(|| {
+        format!(
+            "lavapipe crashes compiling cooperative-matrix kernels at {max_subgroup}-lane \
+             subgroups (only 8 lanes work; examples/coop_subgroups.rs reproduces it)"
+        )
+    })
 }
 
 /// A cooperative-matrix configuration the adapter reports (f16 inputs only are kept).
@@ -62,6 +116,7 @@ pub struct CoopShape {
 pub struct Capabilities {
     /// A CPU adapter (a software rasterizer such as lavapipe): the matmul reads its operands
     /// without staging them in workgroup memory (`ops::matmul::tiled::direct_kernel`).
+    /// False on a CPU adapter made with `GpuOptions::cpu_as_gpu`.
     pub cpu: bool,
     pub f16: bool,
     pub subgroups: bool,
@@ -69,6 +124,10 @@ pub struct Capabilities {
     pub subgroup_max_size: u32,
     pub timestamps: bool,
     pub coop_matrix: Vec<CoopShape>,
+    /// Why the cooperative matrices the adapter reports must not be used, where a driver is
+    /// known to fail with them (`known_coop_fault`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coop_fault: Option<String>,
     pub max_storage_binding: u64,
     pub max_buffer_size: u64,
     pub max_workgroup_storage: u32,
@@ -86,7 +145,9 @@ impl Capabilities {
         coop: Vec<CoopShape>,
     ) -> Self {
         let subgroups = features.contains(wgpu::Features::SUBGROUP);
+        let max_subgroup = if subgroups { info.subgroup_max_size } else { 0 };
         Capabilities {
+            coop_fault: known_coop_fault(info, max_subgroup),
             cpu: info.device_type == wgpu::DeviceType::Cpu,
             f16: features.contains(wgpu::Features::SHADER_F16),
             subgroups,
@@ -180,21 +241,6 @@ pub struct AdapterReport {
     pub capabilities: Capabilities,
 }
 
-/// Explicit backends, else the primary ones (Vulkan, Metal, DX12); GL is used only when
-/// asked for or when no primary adapter exists.
-fn backends_from(opt: Option<&str>) -> wgpu::Backends {
-    match opt {
-        Some(s) => wgpu::Backends::from_comma_list(s),
-        None => wgpu::Backends::PRIMARY,
-    }
-}
-
-fn instance(backends: wgpu::Backends) -> wgpu::Instance {
-    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle_from_env();
-    desc.backends = backends;
-    wgpu::Instance::new(desc)
-}
-
 fn coop_shapes(adapter: &wgpu::Adapter) -> Vec<CoopShape> {
     if !adapter
         .features()
@@ -250,59 +296,13 @@ pub fn list_adapters(backend: Option<&str>) -> Vec<AdapterReport> {
         Some(s) => wgpu::Backends::from_comma_list(s),
         None => wgpu::Backends::all(),
     };
-    let inst = instance(backends);
-    pollster::block_on(inst.enumerate_adapters(backends))
-        .iter()
-        .map(report)
-        .collect()
+    instance::adapters(backends).iter().map(report).collect()
 }
 
 impl Gpu {
     /// Picks an adapter and creates a device with its own limits and the wanted features.
     pub fn new(opts: &GpuOptions) -> Result<Arc<Gpu>> {
-        let mut backends = backends_from(opts.backend.as_deref());
-        if backends == wgpu::Backends::PRIMARY
-            && pollster::block_on(instance(backends).enumerate_adapters(backends)).is_empty()
-        {
-            backends = wgpu::Backends::all();
-        }
-        let inst = instance(backends);
-        let adapter = match &opts.adapter {
-            Some(want) => {
-                let want_lc = want.to_lowercase();
-                let all = pollster::block_on(inst.enumerate_adapters(backends));
-                let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
-                let index = want.strip_prefix('#').and_then(|n| n.parse::<usize>().ok());
-                let picked = match index {
-                    Some(i) => all.into_iter().nth(i),
-                    None => all
-                        .into_iter()
-                        .find(|a| a.get_info().name.to_lowercase().contains(&want_lc)),
-                };
-                picked.ok_or_else(|| {
-                    Error::NoAdapter(format!(
-                        " named like '{want}' (available: {})",
-                        if names.is_empty() {
-                            "none".to_string()
-                        } else {
-                            names.join(", ")
-                        }
-                    ))
-                })?
-            }
-            None => pollster::block_on(inst.request_adapter(&wgpu::RequestAdapterOptions {
-                power_preference: wgpu::PowerPreference::HighPerformance,
-                force_fallback_adapter: false,
-                compatible_surface: None,
-                apply_limit_buckets: false,
-            }))
-            .map_err(|e| {
-                Error::NoAdapter(format!(
-                    " ({e}); install a Vulkan/Metal/DX12 driver (on Linux without a GPU: \
-                     mesa-vulkan-drivers for lavapipe) or pick one with --backend/--adapter"
-                ))
-            })?,
-        };
+        let adapter = instance::choose(opts.backend.as_deref(), opts.adapter.as_deref())?;
         let info = adapter.get_info();
         let coop = coop_shapes(&adapter);
         // The driver's pipeline cache is wgbert's own want when a cache directory is given.
@@ -317,12 +317,18 @@ impl Gpu {
             ..Default::default()
         };
         let desc = device_descriptor(&adapter, &own);
-        let (device, queue) = pollster::block_on(adapter.request_device(&desc)).map_err(|e| {
-            Error::RequestDevice {
-                adapter: info.name.clone(),
-                message: e.to_string(),
+        let coop_feature = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
+        let (device, queue) = match instance::request_device(&adapter, &desc) {
+            // Drivers that advertise cooperative matrices and then refuse the device with
+            // them (Mesa 26's lavapipe at 4-lane subgroups) run without.
+            Err(e) if desc.required_features.contains(coop_feature) => {
+                log::warn!("{e}; trying again without cooperative matrices");
+                let mut without = desc.clone();
+                without.required_features.remove(coop_feature);
+                instance::request_device(&adapter, &without)?
             }
-        })?;
+            r => r?,
+        };
         // wgbert owns this device, so its callbacks are wgbert's: a lost device marks it
         // failed, and errors outside any error scope are logged instead of panicking.
         let health = Arc::new(DeviceHealth::default());
@@ -342,6 +348,10 @@ impl Gpu {
         }));
         let mut gpu = Self::assemble(device, queue, info, coop, health, Vec::new());
         gpu.bounds_checks = !opts.unchecked_shaders;
+        gpu.caps.cpu &= !opts.cpu_as_gpu;
+        if let Some(limit) = opts.max_binding {
+            gpu.lower_max_binding(limit)?;
+        }
         if let Some(dir) = &opts.pipeline_cache_dir {
             gpu.disk = DiskPipelines::open(&gpu, dir);
         }
@@ -395,6 +405,20 @@ impl Gpu {
             self_checks_run: AtomicU64::new(0),
             disk: None,
         }
+    }
+
+    /// Lowers the largest storage binding the runtime uses (`GpuOptions::max_binding`):
+    /// never above the adapter's own limit, never below `MIN_MAX_BINDING`; a multiple of 4.
+    fn lower_max_binding(&mut self, limit: u64) -> Result<()> {
+        if limit < MIN_MAX_BINDING {
+            return Err(Error::Option(format!(
+                "a maximum binding of {limit} bytes is below the least accepted, \
+                 {MIN_MAX_BINDING} bytes"
+            )));
+        }
+        let own = self.caps.max_storage_binding;
+        self.caps.max_storage_binding = own.min(limit - limit % 4);
+        Ok(())
     }
 
     /// What this device did so far: pipelines created, self-checks run, pipeline-cache

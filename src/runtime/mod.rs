@@ -6,6 +6,7 @@ pub mod arena;
 mod disk_cache;
 pub mod gpu;
 pub mod health;
+mod instance;
 pub mod memory;
 pub mod params;
 pub mod pipeline;
@@ -14,7 +15,10 @@ pub mod profile;
 pub mod shader;
 pub mod share;
 
-pub use gpu::{AdapterReport, Capabilities, CoopShape, Counters, Gpu, GpuOptions, list_adapters};
+pub use gpu::{
+    AdapterReport, Capabilities, CoopShape, Counters, Gpu, GpuOptions, MIN_MAX_BINDING,
+    list_adapters, parse_size,
+};
 pub use health::DeviceHealth;
 pub use memory::{DeviceBuffer, MemoryKind, MemoryStats};
 pub use params::{GpuParams, SmokeParams};
@@ -33,6 +37,16 @@ pub fn grid(n: u32, max_per_dim: u32) -> [u32; 3] {
         let y = n.div_ceil(max_per_dim);
         [n.div_ceil(y), y, 1]
     }
+}
+
+/// The message of a caught panic (wgpu reports some driver and translator failures as
+/// panics, which the runtime turns into errors), else `otherwise`.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send), otherwise: &str) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| otherwise.to_string())
 }
 
 /// Workgroups needed to cover `n` items with `per` items each.

@@ -201,7 +201,7 @@ pub fn pipeline(gpu: &Gpu, kernel: &Kernel) -> Result<Arc<CachedPipeline>> {
 }
 
 /// Creates the pipelines of `kernels` that do not exist yet, on up to as many threads as the
-/// machine has cores (drivers compile on the calling thread): a plan's kernels before it
+/// machine has cores (drivers compile on the calling thread; one on GL): a plan's kernels before it
 /// records them, a self-check's before it runs them. The first error, in `kernels`' order.
 pub fn prepare<'a>(gpu: &Gpu, kernels: impl IntoIterator<Item = &'a Kernel>) -> Result<()> {
     let mut missing: Vec<&Kernel> = Vec::new();
@@ -210,9 +210,13 @@ pub fn prepare<'a>(gpu: &Gpu, kernels: impl IntoIterator<Item = &'a Kernel>) -> 
             missing.push(k);
         }
     }
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(missing.len());
+    // GL has one context, locked for every call and compile: threads would only queue on
+    // it, and wgpu-hal gives up (panics) on a lock held for seconds by a long compile.
+    let cores = match gpu.info().backend {
+        wgpu::Backend::Gl => 1,
+        _ => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let threads = cores.min(missing.len());
     if threads <= 1 {
         return missing
             .into_iter()
@@ -304,11 +308,7 @@ fn create(gpu: &Gpu, kernel: &Kernel) -> Result<Arc<CachedPipeline>> {
         Ok(Err(Error::Gpu { message, .. })) => return Err(shader_err(message)),
         Ok(Err(e)) => return Err(e),
         Err(panic) => {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic in the shader compiler".into());
+            let msg = crate::runtime::panic_message(panic.as_ref(), "panic in the shader compiler");
             return Err(shader_err(format!("shader translation panicked: {msg}")));
         }
     };

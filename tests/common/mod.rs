@@ -7,6 +7,7 @@
 
 pub mod matmul_case;
 pub mod model_dir;
+pub mod parity;
 pub mod require;
 pub mod spirv;
 
@@ -40,14 +41,27 @@ pub const MATMUL_SHAPES: [MatmulShape; 5] = [
     MatmulShape::new(300, 40, 70),
 ];
 
-/// The test GPU. Fails loudly when no adapter exists: CI installs lavapipe.
+/// The test GPU: the adapter the environment names, as the CLI reads it
+/// (`test_gpu_options`). Fails loudly when no adapter exists: CI installs lavapipe.
 pub fn gpu() -> Arc<Gpu> {
     static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
-    GPU.get_or_init(|| match Gpu::new(&GpuOptions::default()) {
+    GPU.get_or_init(|| match Gpu::new(&test_gpu_options()) {
         Ok(g) => g,
         Err(e) => panic!("tests need a GPU adapter (install mesa-vulkan-drivers): {e}"),
     })
     .clone()
+}
+
+/// The options of the test GPU: the environment's, as the CLI reads them
+/// (`LoadOptions::from_env`: `WGPU_BACKEND`, `WGPU_ADAPTER_NAME`, `WGBERT_SHADER_CHECKS`,
+/// `WGBERT_CPU_AS_GPU`, and `WGBERT_MAX_BINDING`, so that a suite can run with weights held
+/// in row pieces), without a pipeline cache on disk.
+pub fn test_gpu_options() -> GpuOptions {
+    let env = wgbert::encoder::LoadOptions::from_env().unwrap_or_else(|e| panic!("{e}"));
+    GpuOptions {
+        pipeline_cache_dir: None,
+        ..env.gpu
+    }
 }
 
 /// The tensor-core mode the environment asks for (`WGBERT_COOP`, read as the CLI reads it:
@@ -57,20 +71,20 @@ pub fn coop_mode() -> wgbert::ops::coop::Mode {
 }
 
 /// The kernel choices after the tensor-core self-checks on the test GPU in `coop_mode()`, as
-/// a model load makes them (tiles at their defaults), and what `ops::f16_kernels` said:
+/// a model load makes them (tiles at their defaults), and what `ops::tune::f16_kernels` said:
 /// once per test process (no disk cache).
 pub fn checked() -> &'static (
     wgbert::ops::choice::Choices,
-    Result<wgbert::ops::F16Kernels, String>,
+    Result<wgbert::ops::tune::F16Kernels, String>,
 ) {
     static CHECKED: OnceLock<(
         wgbert::ops::choice::Choices,
-        Result<wgbert::ops::F16Kernels, String>,
+        Result<wgbert::ops::tune::F16Kernels, String>,
     )> = OnceLock::new();
     CHECKED.get_or_init(|| {
         let mut c = wgbert::ops::choice::Choices::new(coop_mode());
         let none = wgbert::ops::tune::Cache::none();
-        let k = wgbert::ops::f16_kernels(&gpu(), &mut c, &none).map_err(|e| e.to_string());
+        let k = wgbert::ops::tune::f16_kernels(&gpu(), &mut c, &none).map_err(|e| e.to_string());
         (c, k)
     })
 }

@@ -5,7 +5,7 @@
 //!
 //! Variants (`AttentionVariant`): this portable kernel, and a tensor-core one (child module
 //! `coop`) that `record` chooses for f16 where the adapter has cooperative matrices and its
-//! self-check has passed on the device (`ops::f16_kernels`, run when a model loads).
+//! self-check has passed on the device (`ops::tune::f16_kernels`, run when a model loads).
 //! `AttentionArgs::variant` forces one, as `MatmulArgs::variant` does for matmul.
 
 pub mod coop;
@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::ops::DType;
 use crate::ops::check::Op;
 use crate::ops::choice::Choices;
-use crate::ops::coop::{self as coop_mode, Shape, f16_values, first_mismatch};
+use crate::ops::coop::{self as coop_mode, Shape, compare, f16_values, named};
 use crate::runtime::{
     self, Access, Capabilities, Gpu, Kernel, Launch, PlanBuilder, RunSizes, TensorId,
 };
@@ -193,6 +193,22 @@ pub fn record(
     label: &str,
     args: &AttentionArgs,
 ) -> Result<()> {
+    record_scaled(b, choices, label, args, 1.0)
+}
+
+/// `record` with the scores multiplied by `score_scale` besides `1 / sqrt(head_dim)`: the
+/// square of a scaled RoPE's `attention_factor` (yarn, longrope), which transformers applies
+/// to both the rotated queries and keys (their cos and sin).
+pub fn record_scaled(
+    b: &mut PlanBuilder,
+    choices: &Choices,
+    label: &str,
+    args: &AttentionArgs,
+    score_scale: f32,
+) -> Result<()> {
+    if !(score_scale.is_finite() && score_scale > 0.0) {
+        return Err(Op::new("attention", label).err("score_scale", "finite and > 0", score_scale));
+    }
     let shape = match args.variant {
         Some(AttentionVariant::Portable) => None,
         Some(AttentionVariant::Coop) => {
@@ -220,10 +236,10 @@ pub fn record(
             coop::kernel(s, args.head_dim, tiles, storage)
         });
     match kernel {
-        Some(k) => record_kernel(b, label, args, Some(k)),
+        Some(k) => record_kernel_scaled(b, label, args, Some(k), score_scale),
         None => {
             let tiles = choices.attention(args.head_dim, args.dtype);
-            record_portable(b, label, args, tiles)
+            record_portable(b, label, args, tiles, score_scale)
         }
     }
 }
@@ -234,14 +250,15 @@ fn record_portable(
     label: &str,
     args: &AttentionArgs,
     tiles: Option<Tiles>,
+    score_scale: f32,
 ) -> Result<()> {
     let caps = b.gpu().caps();
     let Some(tiles) = tiles else {
-        return record_kernel(b, label, args, None);
+        return record_kernel_scaled(b, label, args, None, score_scale);
     };
     if !HEAD_DIMS.contains(&args.head_dim) || args.dtype == DType::F16 && !caps.f16 {
         // Argument errors are `record_kernel`'s to name.
-        return record_kernel(b, label, args, None);
+        return record_kernel_scaled(b, label, args, None, score_scale);
     }
     if !tiles.fits(args.head_dim, caps) {
         return Err(Error::Unsupported(format!(
@@ -251,7 +268,7 @@ fn record_portable(
         )));
     }
     let k = kernel(args.dtype, args.head_dim, tiles);
-    record_kernel(b, label, args, Some(k))
+    record_kernel_scaled(b, label, args, Some(k), score_scale)
 }
 
 /// Whether the automatic choice takes the tensor-core kernel for `dtype` on this device
@@ -300,14 +317,9 @@ pub fn self_check(gpu: &Arc<Gpu>, shape: Shape) -> Result<()> {
             let got = run_packed(gpu, &Choices::default(), &case, &qkv, None, Some(kernel))?;
             let (_, cu) = RunSizes::packed(case.lens);
             let want = reference_keys(&qkv, &cu, case.key_lens, n_heads, head_dim, case.window);
-            if let Some((j, g, r)) = first_mismatch(&got, &want, coop::CHECK_ATOL, coop::CHECK_RTOL)
-            {
-                return Err(Error::Unsupported(format!(
-                    "attention self-check {case:?}: out[{}, {}] = {g}, reference {r}",
-                    j / h,
-                    j % h
-                )));
-            }
+            let tol = (coop::CHECK_ATOL, coop::CHECK_RTOL);
+            compare(&got, &want, tol, |j| format!("out[{}, {}]", j / h, j % h))
+                .map_err(|e| named(format_args!("attention self-check {case:?}"), e))?;
         }
     }
     Ok(())
@@ -387,6 +399,17 @@ pub fn record_kernel(
     args: &AttentionArgs,
     kernel_override: Option<Kernel>,
 ) -> Result<()> {
+    record_kernel_scaled(b, label, args, kernel_override, 1.0)
+}
+
+/// `record_kernel` with the scores multiplied by `score_scale` (`record_scaled`).
+fn record_kernel_scaled(
+    b: &mut PlanBuilder,
+    label: &str,
+    args: &AttentionArgs,
+    kernel_override: Option<Kernel>,
+    score_scale: f32,
+) -> Result<()> {
     let &AttentionArgs {
         qkv,
         cu_seqlens,
@@ -435,7 +458,7 @@ pub fn record_kernel(
         out_stride: h4,
         windowed: u32::from(window.is_some()),
         window: window.unwrap_or(0).min(WINDOW_CLAMP),
-        scale: (std::f64::consts::LOG2_E / (head_dim as f64).sqrt()) as f32,
+        scale: (std::f64::consts::LOG2_E * score_scale as f64 / (head_dim as f64).sqrt()) as f32,
         rows: 0,
         key_limited: u32::from(key_lens.is_some()),
     };

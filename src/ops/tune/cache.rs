@@ -160,6 +160,21 @@ impl Cache {
         })
     }
 
+    /// Forgets everything the file holds for this adapter, whatever its driver, driver
+    /// version or crate version: tuned tiles and self-check verdicts (`wgbert tune
+    /// --reset`). The number of entries removed.
+    pub fn reset(&self, dev: &DeviceKey) -> Result<usize> {
+        let prefix = format!("{}|", dev.adapter_part());
+        let mut removed = 0;
+        self.update(|file| {
+            let before = file.entries.len() + file.checks.len();
+            file.entries.retain(|k, _| !k.starts_with(&prefix));
+            file.checks.retain(|k, _| !k.starts_with(&prefix));
+            removed = before - file.entries.len() - file.checks.len();
+        })?;
+        Ok(removed)
+    }
+
     /// Whether the file holds verdicts for this device (reports).
     pub fn has_verdicts(&self, dev: &DeviceKey) -> bool {
         let prefix = dev.check("");

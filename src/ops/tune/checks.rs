@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::{ATTENTION, ATTENTION_COOP, MATMUL_COOP, MATMUL_TILED};
 use crate::ops::choice::Choices;
-use crate::ops::coop::{f16_values, first_mismatch};
+use crate::ops::coop::{compare, f16_values, named};
 use crate::ops::matmul::{self, Epilogue, coop, tiled};
 use crate::ops::{Activation, DType, attention, timing};
 use crate::runtime::{Gpu, RunSizes};
@@ -36,9 +36,8 @@ pub fn check_tiled(gpu: &Arc<Gpu>, dtype: DType, config: tiled::Config) -> Resul
             ),
             tiled::tile(config, case.epilogue),
         );
-        matmul::check_build(gpu, dtype, case, build, (tol, tol), 101 + 7 * i as u64).map_err(
-            |e| Error::Unsupported(format!("{MATMUL_TILED} {} check: {e}", config.name())),
-        )?;
+        matmul::check_build(gpu, dtype, case, build, (tol, tol), 101 + 7 * i as u64)
+            .map_err(|e| named(format_args!("{MATMUL_TILED} {} check", config.name()), e))?;
     }
     Ok(())
 }
@@ -54,7 +53,7 @@ pub fn check_coop(gpu: &Arc<Gpu>, config: coop::Config) -> Result<()> {
         coop::Case::new(33, 102, 40, Epilogue::None, false),
     ];
     matmul::check_coop(gpu, shape, config, &cases, 301)
-        .map_err(|e| Error::Unsupported(format!("{MATMUL_COOP} {} check: {e}", config.name())))
+        .map_err(|e| named(format_args!("{MATMUL_COOP} {} check", config.name()), e))
 }
 
 /// Seconds per run of one tensor-core configuration on `(t, k, n)` (as `time_tiled`).
@@ -99,20 +98,19 @@ pub fn check_attention(
     };
     let kernel = attention::kernel(dtype, head_dim, tiles);
     check_attention_kernel(gpu, dtype, head_dim, kernel, (tol, tol))
-        .map_err(|e| Error::Unsupported(format!("{ATTENTION} {} check {e}", tiles.name())))
+        .map_err(|e| named(format_args!("{ATTENTION} {} check", tiles.name()), e))
 }
 
 /// The same check for one tile configuration of the tensor-core attention kernel, at the
 /// adapter's shape (its self-check tolerance: P is rounded to f16).
 pub fn check_coop_attention(gpu: &Arc<Gpu>, head_dim: u32, tiles: attention::Tiles) -> Result<()> {
-    let what = |e: &dyn std::fmt::Display| format!("{ATTENTION_COOP} {} check {e}", tiles.name());
+    let what = format!("{ATTENTION_COOP} {} check", tiles.name());
     let shape = attention::coop::supported(gpu.caps()).map_err(Error::Unsupported)?;
     let storage = gpu.caps().max_workgroup_storage;
     let kernel = attention::coop::kernel(shape, head_dim, tiles, storage)
-        .ok_or_else(|| Error::Unsupported(what(&"does not fit the adapter")))?;
+        .ok_or_else(|| Error::Unsupported(format!("{what}: does not fit the adapter")))?;
     let tol = (attention::coop::CHECK_ATOL, attention::coop::CHECK_RTOL);
-    check_attention_kernel(gpu, DType::F16, head_dim, kernel, tol)
-        .map_err(|e| Error::Unsupported(what(&e)))
+    check_attention_kernel(gpu, DType::F16, head_dim, kernel, tol).map_err(|e| named(what, e))
 }
 
 /// Runs an attention kernel on ragged sequences (1, 33, 70 and 130 tokens, two heads),
@@ -142,13 +140,9 @@ fn check_attention_kernel(
         let got = attention::run_packed(gpu, none, &case, &qkv, None, Some(kernel.clone()))?;
         let (_, cu) = RunSizes::packed(&lens);
         let want = attention::reference_keys(&qkv, &cu, key_lens, 2, head_dim, window);
-        if let Some((j, g, r)) = first_mismatch(&got, &want, atol, rtol) {
-            return Err(Error::Unsupported(format!(
-                "{case:?}: out[{}, {}] = {g}, reference {r}",
-                j / h,
-                j % h
-            )));
-        }
+        compare(&got, &want, (atol, rtol), |j| {
+            format!("{case:?}: out[{}, {}]", j / h, j % h)
+        })?;
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! the device is timed with timestamp queries on a representative shape, and the fastest is
 //! chosen. Choices are cached on disk ([`Cache`]), keyed by adapter, backend, driver, driver
 //! version and crate version, so a new driver or a new wgbert tunes again; the same file
-//! keeps the verdicts of the tensor-core self-checks (`ops::f16_kernels`).
+//! keeps the verdicts of the tensor-core self-checks (`f16_kernels`).
 //!
 //! Four families are tuned ([`Family`]): the tiled matmul (`matmul::tiled::CANDIDATES`) and
 //! the tensor-core matmul (`matmul::coop::CANDIDATES`, f16) in two row classes each, and the
@@ -23,6 +23,7 @@ use serde::Serialize;
 mod cache;
 mod checks;
 mod families;
+mod verdicts;
 
 pub use cache::{Cache, DeviceKey, Entry};
 pub use checks::{
@@ -32,12 +33,13 @@ pub use checks::{
 pub use families::{
     CoopAttention, CoopMatmul, Family, PortableAttention, ShapeClass, TileConfig, TiledMatmul,
 };
+pub use verdicts::{F16Kernels, f16_kernels, verify};
 
 use crate::ops::choice::Choices;
 pub use crate::ops::choice::RowClass;
 use crate::ops::coop as coop_mode;
 use crate::ops::matmul::{self, coop};
-use crate::ops::{DType, F16Kernels, attention};
+use crate::ops::{DType, attention};
 use crate::progress::Progress;
 use crate::runtime::Gpu;
 use crate::{Error, Result};
@@ -118,7 +120,9 @@ pub type Timings<C> = Vec<(C, Option<f64>)>;
 
 /// The fastest candidate among those whose `check` passes, timed by `time` (seconds); the
 /// default when the adapter has no timestamps or no candidate passes. Every candidate's
-/// time, `None` where its check failed (or it was not timed).
+/// time, `None` where its check failed (or it was not timed). A check that was inconclusive
+/// (`Error::Inconclusive`: the device read back nothing) ends the search with that error:
+/// its timings would say as little.
 pub fn pick<C: Copy>(
     candidates: &[C],
     default: C,
@@ -133,6 +137,9 @@ pub fn pick<C: Copy>(
     let mut best: Option<(C, f64)> = None;
     for &c in candidates {
         if let Err(e) = check(c) {
+            if let Error::Inconclusive(_) = e {
+                return Err(e);
+            }
             log::warn!("autotune: a candidate failed its check and is never used: {e}");
             timings.push((c, None));
             continue;
@@ -183,7 +190,7 @@ pub struct Chosen {
 
 /// The kernel choices for a model in `dtype` with heads of `head_dim` on this device,
 /// starting from `choices` (its coop mode, and any tiles pinned there are kept): the
-/// tensor-core self-checks (f16, or where `WGBERT_COOP=1` requires them; `ops::f16_kernels`),
+/// tensor-core self-checks (f16, or where `WGBERT_COOP=1` requires them; `f16_kernels`),
 /// then the tiles of the kernels the model runs, as `mode` allows (the matmul's, tensor-core
 /// or tiled, and the attention kernel's at its head size, tensor-core or portable).
 pub fn choose(
@@ -197,7 +204,7 @@ pub fn choose(
 ) -> Result<Chosen> {
     let cache = opts.cache();
     let kernels = if dtype == DType::F16 || choices.coop == coop_mode::Mode::Required {
-        Some(crate::ops::f16_kernels(gpu, &mut choices, &cache)?)
+        Some(f16_kernels(gpu, &mut choices, &cache)?)
     } else {
         None
     };
@@ -373,7 +380,7 @@ pub fn ensure<F: Family>(
             p.start(&what, candidates.len() as u64);
         }
         let timestamps = gpu.caps().timestamps;
-        let (config, timings) = pick(
+        let picked = pick(
             &candidates,
             default,
             timestamps,
@@ -385,10 +392,19 @@ pub fn ensure<F: Family>(
                 }
                 t
             },
-        )?;
+        );
         if let Some(p) = progress {
             p.finish();
         }
+        // A device that read back nothing leaves the default in place and nothing cached.
+        let (config, timings) = match picked {
+            Err(Error::Inconclusive(why)) => {
+                let source = format!("default (inconclusive, not cached: {why})");
+                out.push(base(class, default, source));
+                continue;
+            }
+            r => r?,
+        };
         F::set(choices, class, dtype, config);
         let timings: BTreeMap<String, Option<f64>> =
             timings.into_iter().map(|(c, t)| (c.name(), t)).collect();
@@ -436,5 +452,9 @@ mod tests {
         // Nothing passes: the default.
         let fail = |_| Err(Error::Unsupported("no".into()));
         assert_eq!(pick(&[1, 2], 0, true, fail, |_| Ok(1.0)).unwrap().0, 0);
+        // A device that reads back nothing: no choice, nothing timed.
+        let zeros = |_| Err(Error::Inconclusive("zeros".into()));
+        let r = pick(&[1, 2], 0, true, zeros, |_| panic!("timed"));
+        assert!(matches!(r, Err(Error::Inconclusive(_))));
     }
 }
