@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Calls `wgbert serve --grpc-port` with grpcio, through stubs compiled from the project's
 proto/tei.proto at run time (grpcio-tools), and prints what came back as one JSON object
-(tests/serve_grpc.rs compares it with the HTTP routes).
+(tests/serve_clients.rs compares it with the HTTP routes).
 
     grpc_client.py HOST:PORT PROTO_DIR KIND [KEY]     KIND: embedder | classifier | reranker | sparse
 
