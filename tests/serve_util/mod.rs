@@ -3,6 +3,8 @@
 //! guard drops, whatever the test did.
 #![allow(dead_code)]
 
+pub mod watch;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -10,8 +12,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-
-pub mod watch;
 
 /// How long a server may take to load a fixture model on a software adapter.
 const START_TIMEOUT: Duration = Duration::from_secs(300);
