@@ -50,6 +50,7 @@ impl Timing {
 
 /// What the gRPC services report as `Metadata`: characters, tokens, and the total,
 /// tokenization, queue and inference times.
+#[cfg(feature = "grpc")]
 #[derive(Debug, Clone, Copy)]
 pub struct Spent {
     pub chars: usize,
@@ -60,6 +61,7 @@ pub struct Spent {
     pub inference: Duration,
 }
 
+#[cfg(feature = "grpc")]
 impl Timing {
     /// The figures so far.
     pub fn spent(&self) -> Spent {
