@@ -46,6 +46,11 @@ fn routes_answer_like_the_cli() {
     }
     let one = s.ok("/embed", &json!({ "inputs": texts[1] }));
     assert_json_close(&one[0], &got[1], TOL, "a single text");
+    // Token ids as TEI takes them, alone or beside texts ([CLS] w5 w6 [SEP] is "w5 w6").
+    let ids = s.ok("/embed", &json!({ "inputs": [1, 5, 6, 2] }));
+    assert_json_close(&ids[0], &got[0], TOL, "/embed ids");
+    let mixed = json!({ "inputs": [json!([1, 5, 6, 2]), json!(texts[1])] });
+    assert_json_close(&s.ok("/embed", &mixed), &got, TOL, "/embed ids and a text");
     let raw = s.ok("/embed", &json!({ "inputs": texts[0], "normalize": false }));
     let norm: f64 = floats(&raw[0]).iter().map(|x| x * x).sum::<f64>().sqrt();
     assert!(
@@ -70,6 +75,8 @@ fn routes_answer_like_the_cli() {
     for (i, w) in want.iter().enumerate() {
         assert_json_close(&got[i], &w["embedding"], TOL, &format!("/embed_all {i}"));
     }
+    let ids = json!({ "inputs": [[1, 5, 6, 2], [1, 7, 8, 9, 10, 2]] });
+    assert_json_close(&s.ok("/embed_all", &ids), &got, TOL, "/embed_all ids");
 
     // /fill-mask = `wgbert fill-mask --json`.
     let masked = ["w7 w8 [MASK] w9", "[MASK] w10 [MASK]"];

@@ -307,6 +307,15 @@ fn embed_sparse_serves_tei_format_equal_to_the_cli() {
     let one = s.ok("/embed_sparse", &json!({ "inputs": texts[0] }));
     assert_eq!(one.as_array().unwrap().len(), 1);
     assert_eq!(s.ok("/", &json!({ "inputs": texts[0] })), one);
+    // Token ids (as /tokenize gives them) are the same input.
+    let toks = s.ok("/tokenize", &json!({ "inputs": texts[0] }));
+    let ids: Vec<u64> = toks[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(s.ok("/embed_sparse", &json!({ "inputs": [ids] })), one);
     let info: Value = serde_json::from_str(&s.get("/info").1).unwrap();
     assert!(info.to_string().contains("splade"), "{info}");
     // A dense embedding of a sparse model is refused, naming why.
