@@ -35,6 +35,7 @@ mod classify;
 mod embed;
 mod inputs;
 mod kind;
+mod late;
 mod mlm;
 mod options;
 mod sentence;
@@ -45,6 +46,9 @@ pub use classify::{Classification, TokenLabel, softmax};
 pub use embed::{EmbedPooling, Embedding};
 pub use inputs::{Input, Truncation};
 pub use kind::ModelTask;
+pub use late::{
+    Chunking, DEFAULT_OVERLAP, LateChunk, LateDocument, LateOptions, LatePlan, LateSpec,
+};
 pub use mlm::{Candidate, MaskPrediction, TopK};
 pub use options::LoadOptions;
 pub use sentence::{EmbedOptions, EmbedSpec, Prompt, Ranked, RerankOptions, similarity};

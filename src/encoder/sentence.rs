@@ -275,11 +275,17 @@ impl Encoder {
             None
         };
         let hidden = self.hidden_states_keyed(seqs, keys.as_deref())?;
+        // A Normalize module before the token pooling normalizes its input; one after it
+        // (or without pooling) its output.
+        let pooling = self.sentence.token_pooling.as_ref();
+        let pooling = pooling.filter(|p| p.applies(query));
+        let norm_before = cb.normalize && pooling.is_none_or(|p| p.normalized_input);
+        let norm_after = cb.normalize && !norm_before;
         Ok(seqs
             .iter()
             .zip(hidden)
             .map(|(ids, states)| {
-                let vectors = ids
+                let mut vectors: Vec<Vec<f32>> = ids
                     .iter()
                     .zip(states)
                     .filter(|(id, _)| cb.scored(**id, query, &skip))
@@ -287,12 +293,18 @@ impl Encoder {
                         for d in &self.sentence.dense {
                             v = d.forward(&v);
                         }
-                        if cb.normalize {
+                        if norm_before {
                             super::l2_normalize(&mut v);
                         }
                         v
                     })
                     .collect();
+                if let Some(p) = pooling {
+                    vectors = p.pool(vectors);
+                }
+                if norm_after {
+                    vectors.iter_mut().for_each(|v| super::l2_normalize(v));
+                }
                 Embedding {
                     n_tokens: ids.len(),
                     vectors,

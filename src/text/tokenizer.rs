@@ -46,6 +46,17 @@ pub enum TruncationSide {
     Right,
 }
 
+/// One text's tokens with their places in it, however long it is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TokenPlaces {
+    /// Token ids, special tokens included.
+    pub ids: Vec<u32>,
+    /// Range of each token in the text in characters (Unicode code points, end exclusive).
+    pub chars: Vec<(usize, usize)>,
+    /// Whether each token is a special token the tokenizer added (`[CLS]`, `[SEP]`).
+    pub special: Vec<bool>,
+}
+
 /// A tokenizer with the model's length policy.
 pub struct TextTokenizer {
     pub(super) inner: tokenizers::Tokenizer,
@@ -172,6 +183,28 @@ impl TextTokenizer {
             Some(side) => Ok(self.encode_prompted(None, text, Some(side), index)?.ids),
             None => Ok(self.raw(text, true, index)?.get_ids().to_vec()),
         }
+    }
+
+    /// Tokenizes one text as `[CLS] text [SEP]` whatever its length (no limit, no
+    /// truncation), with each token's range in characters; `index` names it in errors.
+    pub fn encode_places(&self, text: &str, index: usize) -> Result<TokenPlaces> {
+        // `inner` never truncates: the length policy is applied by the cut (cut.rs).
+        let enc = self
+            .inner
+            .encode_char_offsets(text, true)
+            .map_err(|e| Error::Input {
+                index,
+                message: format!("tokenizing failed: {e}"),
+            })?;
+        Ok(TokenPlaces {
+            ids: enc.get_ids().to_vec(),
+            chars: enc.get_offsets().to_vec(),
+            special: enc
+                .get_special_tokens_mask()
+                .iter()
+                .map(|&m| m != 0)
+                .collect(),
+        })
     }
 
     /// Tokenizes a pair as `[CLS] a [SEP] b [SEP]`; `index` names the pair in errors.
