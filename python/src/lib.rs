@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::PyByteArray;
-use wgbert::encoder::{EmbedOptions, EmbedPooling, Encoder, LoadOptions, Prompt, RerankOptions};
+use wgbert::encoder::{
+    EmbedOptions, EmbedPooling, Encoder, Input, LoadOptions, Prompt, RerankOptions, Truncation,
+};
 use wgbert::ops::DType;
 use wgbert::progress::Progress;
 use wgbert::sentence::quantize::Precision;
@@ -425,18 +427,14 @@ impl PyEncoder {
     /// Sequence classification: label, its probability, and the flat logits with the
     /// number of labels.
     fn classify(&self, py: Python<'_>, texts: Vec<String>) -> PyResult<Classified> {
-        let enc = &*self.inner;
-        let got = py
-            .detach(|| {
-                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                enc.classify(&refs)
-            })
-            .map_err(py_err)?;
-        let n = enc.heads().classifier.unwrap_or(0);
-        let logits: Vec<f32> = got.iter().flat_map(|c| c.logits.iter().copied()).collect();
-        let labels = got.iter().map(|c| c.label.clone()).collect();
-        let scores = got.iter().map(|c| c.score).collect();
-        Ok((labels, scores, f32_array(py, &logits)?, n))
+        let inputs = texts.into_iter().map(Input::Text).collect();
+        self.classify_inputs(py, inputs)
+    }
+
+    /// Sequence classification of (text, text) pairs, as `classify` answers texts.
+    fn classify_pairs(&self, py: Python<'_>, pairs: Vec<(String, String)>) -> PyResult<Classified> {
+        let inputs = pairs.into_iter().map(|(a, b)| Input::Pair(a, b)).collect();
+        self.classify_inputs(py, inputs)
     }
 
     /// Token classification: per text, per token (token id, token, label, probability),
@@ -489,28 +487,28 @@ impl PyEncoder {
     }
 }
 
+impl PyEncoder {
+    /// `classify` and `classify_pairs`: texts or pairs through the library's one path.
+    fn classify_inputs(&self, py: Python<'_>, inputs: Vec<Input>) -> PyResult<Classified> {
+        let enc = &*self.inner;
+        let got = py
+            .detach(|| enc.classify_inputs(&inputs, Truncation::Model))
+            .map_err(py_err)?;
+        let n = enc.heads().classifier.unwrap_or(0);
+        let logits: Vec<f32> = got.iter().flat_map(|c| c.logits.iter().copied()).collect();
+        let labels = got.iter().map(|c| c.label.clone()).collect();
+        let scores = got.iter().map(|c| c.score).collect();
+        Ok((labels, scores, f32_array(py, &logits)?, n))
+    }
+}
+
 /// The facts `Encoder.info` gives, as JSON.
 fn describe(enc: &Encoder, model: &str) -> String {
     let gpu = enc.gpu().info();
     let sc = enc.sentence_config();
     let hidden = enc.config().hidden_size;
-    let token_level = enc
-        .config()
-        .architectures
-        .iter()
-        .any(|a| a.ends_with("TokenClassification"));
-    let kind = match sc.kind() {
-        wgbert::sentence::ModelKind::Colbert => "colbert",
-        wgbert::sentence::ModelKind::CrossEncoder => "cross-encoder",
-        wgbert::sentence::ModelKind::Embedder => "embedder",
-        wgbert::sentence::ModelKind::Sparse => "sparse",
-        _ => match enc.heads().classifier {
-            Some(_) if token_level => "token-classifier",
-            Some(_) => "classifier",
-            None if enc.heads().mlm => "fill-mask",
-            None => "encoder",
-        },
-    };
+    // The library decides what the model serves, for every front end alike.
+    let kind = enc.task().name();
     let max_length = enc.tokenizer().ok().and_then(|t| t.max_len());
     serde_json::json!({
         "model": model,

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -76,6 +76,27 @@ def _texts(sentences: Union[str, Sequence[str]], what: str = "sentences") -> Lis
                 f"input {i}: {what} must be strings, got {type(t).__name__}"
             )
     return texts
+
+
+def _is_pair(x: Any) -> bool:
+    return isinstance(x, (tuple, list)) and len(x) == 2 and all(isinstance(s, str) for s in x)
+
+
+def _pairs(inputs: Any) -> Optional[Tuple[bool, List[Tuple[str, str]]]]:
+    """(single, pairs) when ``inputs`` is a (text, text) tuple or a list of such pairs;
+    None for texts."""
+    if isinstance(inputs, tuple) and _is_pair(inputs):
+        return True, [(inputs[0], inputs[1])]
+    if isinstance(inputs, (str, bytes)) or not isinstance(inputs, (list, tuple)):
+        return None
+    if inputs and all(_is_pair(x) for x in inputs):
+        return False, [(x[0], x[1]) for x in inputs]
+    for i, x in enumerate(inputs):
+        if isinstance(x, (tuple, list)) and not _is_pair(x):
+            raise WgbertValueError(f"input {i}: a pair is two strings (text, text_pair)")
+    if any(isinstance(x, (tuple, list)) for x in inputs):
+        raise WgbertValueError("inputs are all texts or all (text, text_pair) pairs, not both")
+    return None
 
 
 _DTYPES = {"float32": "<f4", "int8": "i1", "uint8": "u1"}
@@ -430,6 +451,9 @@ class Encoder:
           token; with ``raw_scores``, a list of ``[tokens, labels]`` arrays.
         - Cross-encoders: ``inputs`` are (query, document) pairs and the result is a float32
           array of their scores, as ``CrossEncoder.predict`` gives.
+        - Sequence classifiers also take (text, text) pairs, ``[CLS] a [SEP] b [SEP]``, as
+          pair classifiers (natural language inference, paraphrase) were trained: a tuple
+          of two strings, or a list of such pairs.
 
         One string (or one pair) gives one result instead of a list."""
         kind = self._info["kind"]
@@ -449,6 +473,11 @@ class Encoder:
                 self._inner.cross_scores(pairs, raw_scores=raw_scores), dtype=np.float32
             )
             return scores[0] if single else scores
+        pairs = _pairs(inputs) if kind == "classifier" else None
+        if pairs is not None:
+            single, items = pairs
+            labels, scores, flat, n = self._inner.classify_pairs(items)
+            return self._classified(labels, scores, flat, n, len(items), single, raw_scores)
         single = isinstance(inputs, str)
         texts = _texts(inputs, "inputs")
         if kind == "token-classifier":
@@ -465,9 +494,13 @@ class Encoder:
                 ]
             return out[0] if single else out
         labels, scores, flat, n = self._inner.classify(texts)
+        return self._classified(labels, scores, flat, n, len(texts), single, raw_scores)
+
+    @staticmethod
+    def _classified(labels, scores, flat, n, count, single, raw_scores):
         if raw_scores:
             logits = np.frombuffer(flat, dtype="<f4").astype(np.float32, copy=False)
-            logits = logits.reshape(len(texts), n)
+            logits = logits.reshape(count, n)
             return logits[0] if single else logits
         out = [{"label": label, "score": float(s)} for label, s in zip(labels, scores)]
         return out[0] if single else out

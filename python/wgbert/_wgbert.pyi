@@ -91,6 +91,9 @@ class Encoder:
     def classify(
         self, texts: Sequence[str]
     ) -> Tuple[List[str], List[float], bytearray, int]: ...
+    def classify_pairs(
+        self, pairs: Sequence[Tuple[str, str]]
+    ) -> Tuple[List[str], List[float], bytearray, int]: ...
     def token_classify(
         self, texts: Sequence[str]
     ) -> Tuple[List[List[Tuple[int, str, str, float]]], bytearray, List[int], int]: ...

@@ -34,6 +34,8 @@ use crate::{Error, Result};
 
 mod classify;
 mod embed;
+mod inputs;
+mod kind;
 mod late;
 mod mlm;
 mod options;
@@ -43,6 +45,8 @@ mod sparse;
 pub use crate::vector::l2_normalize;
 pub use classify::{Classification, TokenLabel, softmax};
 pub use embed::{EmbedPooling, Embedding};
+pub use inputs::{Input, Truncation};
+pub use kind::ModelTask;
 pub use late::{
     Chunking, DEFAULT_OVERLAP, LateChunk, LateDocument, LateOptions, LatePlan, LateSpec,
 };

@@ -2,7 +2,7 @@
 //! Dense, Normalize, Matryoshka truncation), PyLate's per-token ColBERT vectors, and
 //! reranking with whichever the model is: cross-encoder, bi-encoder or ColBERT.
 
-use super::{EmbedPooling, Embedding, Encoder, SparseOptions, read_hidden};
+use super::{EmbedPooling, Embedding, Encoder, Input, SparseOptions, Truncation, read_hidden};
 use crate::sentence::colbert::{MultiVectorLayout, maxsim};
 use crate::sentence::{ModelKind, PoolingConfig, PoolingMode, Similarity, finish_vector};
 use crate::text::pack::PackedBatch;
@@ -134,14 +134,11 @@ impl Encoder {
         })
     }
 
-    /// The tokens of one text under `spec` (prompt first); `index` names it in errors.
+    /// The tokens of one text under `spec` (prompt first, cut as the model was loaded to);
+    /// `index` names it in errors.
     pub fn embed_tokens(&self, spec: &EmbedSpec, text: &str, index: usize) -> Result<Vec<u32>> {
-        let tok = self.tokenizer()?;
-        let ids = match &spec.prompt {
-            Some(p) => tok.encode(&format!("{p}{text}"), index)?.ids,
-            None => tok.encode(text, index)?.ids,
-        };
-        Ok(ids)
+        let input = Input::Text(text.to_string());
+        self.input_tokens(&input, spec.prompt(), Truncation::Model, index)
     }
 
     /// Embeds texts as the model's layout says (see [`EmbedOptions`]).
@@ -287,7 +284,14 @@ impl Encoder {
         texts
             .iter()
             .enumerate()
-            .map(|(i, t)| cb.tokens(tok, &format!("{prompt}{t}"), query, first_index + i))
+            .map(|(i, t)| {
+                cb.tokens(
+                    tok,
+                    &crate::text::prompted(prompt, t),
+                    query,
+                    first_index + i,
+                )
+            })
             .collect()
     }
 
@@ -460,11 +464,13 @@ impl Encoder {
                 task: "score pairs",
                 message: "not a cross-encoder (a sequence classifier with one label)".into(),
             })?;
-        let tok = self.tokenizer()?;
         let seqs = docs
             .iter()
             .enumerate()
-            .map(|(i, d)| tok.encode_pair(query, d, i).map(|e| e.ids))
+            .map(|(i, d)| {
+                let pair = Input::Pair(query.to_string(), d.to_string());
+                self.input_tokens(&pair, None, Truncation::Model, i)
+            })
             .collect::<Result<Vec<_>>>()?;
         let logits = self.classify_ids_async(&seqs).await?;
         Ok(logits

@@ -4,8 +4,6 @@
 
 use std::path::Path;
 
-use tokenizers::{TruncationDirection, TruncationParams, TruncationStrategy};
-
 use crate::{Error, Result};
 
 /// One tokenized text (or text pair), special tokens included.
@@ -61,11 +59,9 @@ pub struct TokenPlaces {
 
 /// A tokenizer with the model's length policy.
 pub struct TextTokenizer {
-    inner: tokenizers::Tokenizer,
-    /// The same tokenizer without truncation, kept while `inner` truncates.
-    whole: Option<Box<tokenizers::Tokenizer>>,
+    pub(super) inner: tokenizers::Tokenizer,
     special: SpecialIds,
-    max_len: Option<usize>,
+    pub(super) max_len: Option<usize>,
     truncate: bool,
 }
 
@@ -125,7 +121,6 @@ impl TextTokenizer {
         };
         let tok = Self {
             inner,
-            whole: None,
             special,
             max_len: None,
             truncate: false,
@@ -146,19 +141,10 @@ impl TextTokenizer {
 
     /// Sets the length policy: `max_len` is the model's limit in tokens, special tokens
     /// included (`None`: no limit). Over the limit, a text is an `Error::Input` unless
-    /// `truncate` is set, in which case it is cut to the limit, keeping the final `[SEP]`
-    /// (pairs: the longer of A and B loses tokens first).
+    /// `truncate` is set, in which case it is cut to the limit from the right, keeping the
+    /// final `[SEP]` (pairs: the longer of A and B loses tokens first). Callers that choose
+    /// per input ([`TextTokenizer::encode_prompted`]) may cut from the left or refuse.
     pub fn set_limit(&mut self, max_len: Option<usize>, truncate: bool) -> Result<()> {
-        self.set_limit_from(max_len, truncate, TruncationSide::Right)
-    }
-
-    /// [`TextTokenizer::set_limit`], cutting from `side`: `Left` keeps a text's end.
-    pub fn set_limit_from(
-        &mut self,
-        max_len: Option<usize>,
-        truncate: bool,
-        side: TruncationSide,
-    ) -> Result<()> {
         if let Some(n) = max_len {
             if n < 3 {
                 return Err(Error::Option(format!(
@@ -166,41 +152,9 @@ impl TextTokenizer {
                 )));
             }
         }
-        let params = match (max_len, truncate) {
-            (Some(max_length), true) => Some(TruncationParams {
-                direction: match side {
-                    TruncationSide::Left => TruncationDirection::Left,
-                    TruncationSide::Right => TruncationDirection::Right,
-                },
-                max_length,
-                strategy: TruncationStrategy::LongestFirst,
-                stride: 0,
-            }),
-            _ => None,
-        };
-        // `whole` is kept only while `inner` truncates, so `inner` does not yet when it is None.
-        match (&params, &self.whole) {
-            (Some(_), None) => self.whole = Some(Box::new(self.inner.clone())),
-            (None, Some(_)) => self.whole = None,
-            _ => {}
-        }
-        self.inner
-            .with_truncation(params)
-            .map_err(|e| Error::Tokenizer(format!("cannot set truncation: {e}")))?;
         self.max_len = max_len;
         self.truncate = truncate;
         Ok(())
-    }
-
-    /// Builder form of [`TextTokenizer::set_limit_from`].
-    pub fn with_limit_from(
-        mut self,
-        max_len: Option<usize>,
-        truncate: bool,
-        side: TruncationSide,
-    ) -> Result<Self> {
-        self.set_limit_from(max_len, truncate, side)?;
-        Ok(self)
     }
 
     /// Builder form of [`TextTokenizer::set_limit`].
@@ -219,30 +173,32 @@ impl TextTokenizer {
         self.truncate
     }
 
+    /// How an input over the limit is treated when its caller does not say: cut from the
+    /// right with truncation on, else refused.
+    pub fn default_cut(&self) -> Option<TruncationSide> {
+        self.truncate.then_some(TruncationSide::Right)
+    }
+
     /// Tokenizes one text as `[CLS] text [SEP]`; `index` names the text in errors.
     pub fn encode(&self, text: &str, index: usize) -> Result<Encoded> {
-        let enc = self.inner.encode(text, true).map_err(|e| Error::Input {
-            index,
-            message: format!("tokenizing failed: {e}"),
-        })?;
-        self.finish(enc, index, "text")
+        self.encode_prompted(None, text, self.default_cut(), index)
     }
 
     /// Tokenizes one text without refusing it past the limit: the caller cuts it (ColBERT's
     /// query and document lengths). With truncation on it is already cut to the limit.
     pub fn encode_any_length(&self, text: &str, index: usize) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, true).map_err(|e| Error::Input {
-            index,
-            message: format!("tokenizing failed: {e}"),
-        })?;
-        Ok(enc.get_ids().to_vec())
+        match self.default_cut() {
+            Some(side) => Ok(self.encode_prompted(None, text, Some(side), index)?.ids),
+            None => Ok(self.raw(text, true, index)?.get_ids().to_vec()),
+        }
     }
 
     /// Tokenizes one text as `[CLS] text [SEP]` whatever its length (no limit, no
     /// truncation), with each token's range in characters; `index` names it in errors.
     pub fn encode_places(&self, text: &str, index: usize) -> Result<TokenPlaces> {
-        let tok = self.whole.as_deref().unwrap_or(&self.inner);
-        let enc = tok
+        // `inner` never truncates: the length policy is applied by the cut (cut.rs).
+        let enc = self
+            .inner
             .encode_char_offsets(text, true)
             .map_err(|e| Error::Input {
                 index,
@@ -261,46 +217,29 @@ impl TextTokenizer {
 
     /// Tokenizes a pair as `[CLS] a [SEP] b [SEP]`; `index` names the pair in errors.
     pub fn encode_pair(&self, a: &str, b: &str, index: usize) -> Result<Encoded> {
-        let enc = self.inner.encode((a, b), true).map_err(|e| Error::Input {
-            index,
-            message: format!("tokenizing failed: {e}"),
-        })?;
-        self.finish(enc, index, "text pair")
+        self.encode_pair_cut(a, b, self.default_cut(), index)
     }
 
-    /// Tokenizes many texts on all cores; result `i` is text `i`, errors name
-    /// `first_index + i`.
+    /// Tokenizes many texts; result `i` is text `i`, errors name `first_index + i`.
     pub fn encode_batch(&self, texts: &[&str], first_index: usize) -> Result<Vec<Encoded>> {
-        let encs = self
-            .inner
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| Error::Input {
-                index: first_index,
-                message: format!("tokenizing a batch of {} texts failed: {e}", texts.len()),
-            })?;
-        encs.into_iter()
+        texts
+            .iter()
             .enumerate()
-            .map(|(i, enc)| self.finish(enc, first_index + i, "text"))
+            .map(|(i, t)| self.encode(t, first_index + i))
             .collect()
     }
 
-    fn finish(&self, enc: tokenizers::Encoding, index: usize, what: &str) -> Result<Encoded> {
-        let n = enc.get_ids().len();
-        if let Some(max) = self.max_len {
-            // With truncation on, the tokenizer already cut to `max`; this only fires when
-            // texts must be rejected.
-            if n > max {
-                return Err(Error::Input {
-                    index,
-                    message: format!(
-                        "{what} has {n} tokens, over the model's limit of {max} (use --truncate)"
-                    ),
-                });
-            }
-        }
-        Ok(Encoded {
-            ids: enc.get_ids().to_vec(),
-            offsets: enc.get_offsets().to_vec(),
+    /// The tokenizer's own encoding of `text`, never cut (the wrapped tokenizer has no
+    /// truncation set: cutting is ours, `text/cut.rs`).
+    pub(crate) fn raw(
+        &self,
+        text: &str,
+        specials: bool,
+        index: usize,
+    ) -> Result<tokenizers::Encoding> {
+        self.inner.encode(text, specials).map_err(|e| Error::Input {
+            index,
+            message: format!("tokenizing failed: {e}"),
         })
     }
 
@@ -358,7 +297,7 @@ fn need(id: Option<u32>, token: &str) -> Result<u32> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! The wrapper's logic on a tiny word-level tokenizer built here; tests/text.rs runs
     //! the real ModernBERT tokenizer.
 
@@ -400,7 +339,7 @@ mod tests {
         tok
     }
 
-    fn tiny() -> TextTokenizer {
+    pub(crate) fn tiny() -> TextTokenizer {
         TextTokenizer::from_tokenizer(tiny_inner(true)).unwrap()
     }
 
@@ -461,7 +400,7 @@ mod tests {
         let (index, message) = input_err(strict.encode(text, 7).unwrap_err());
         assert_eq!(index, 7);
         assert!(
-            message.contains("has 8 tokens, over the model's limit of 5 (use --truncate)"),
+            message.contains("has 8 tokens, over the model's limit of 5 (truncation is off;"),
             "{message}"
         );
         let (index, _) = input_err(strict.encode_batch(&["a", text], 10).unwrap_err());
