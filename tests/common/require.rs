@@ -32,7 +32,7 @@ pub enum Cap {
 }
 
 impl Cap {
-    pub const ALL: [Cap; 7] = [
+    pub const ALL: [Cap; 8] = [
         Cap::F16,
         Cap::Subgroups,
         Cap::Timestamps,
