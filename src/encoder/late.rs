@@ -211,6 +211,29 @@ impl Encoder {
             },
             other => other,
         })?;
+        self.pool_late(plans, &states, spec)
+    }
+
+    /// Pools planned documents from the final hidden states of their windows (`states`:
+    /// every window of `plans`, in order, as [`Encoder::hidden_states`] gives them), for a
+    /// caller that runs the encoder itself (a server's batching engine).
+    pub fn pool_late(
+        &self,
+        plans: &[LatePlan],
+        states: &[Vec<Vec<f32>>],
+        spec: &LateSpec,
+    ) -> Result<Vec<LateDocument>> {
+        let windows: usize = plans.iter().map(|p| p.windows.len()).sum();
+        let hidden = self.config.hidden_size;
+        let fits = |w: &[Vec<f32>], plan_w: &Vec<u32>| {
+            w.len() == plan_w.len() && w.iter().all(|row| row.len() == hidden)
+        };
+        let all_w = plans.iter().flat_map(|p| &p.windows);
+        if states.len() != windows || !states.iter().zip(all_w).all(|(s, w)| fits(s, w)) {
+            return Err(Error::PlanInput(
+                "pool_late: the states do not match the planned windows".into(),
+            ));
+        }
         let mut first = 0;
         let sc = &self.sentence;
         Ok(plans
@@ -219,7 +242,7 @@ impl Encoder {
                 let mine = &states[first..first + plan.windows.len()];
                 first += plan.windows.len();
                 let chunks = plan.chunks.iter().map(|(span, at)| {
-                    let mut sum = vec![0f64; self.config.hidden_size];
+                    let mut sum = vec![0f64; hidden];
                     for &(w, pos) in at {
                         sum.iter_mut()
                             .zip(&mine[w][pos])
