@@ -282,7 +282,7 @@ fn bad_extension_fields_are_refused_and_bounds_hold() {
         ),
         (
             json!({"inputs": "fish", "precision": "int8"}),
-            "from 1 embedding",
+            "needs at least two (this request has 1)",
         ),
         (
             json!({"inputs": [{"text": doc, "chunks": [[0, 3]]}]}),

@@ -180,9 +180,11 @@ impl Quant {
                 for v in &vectors {
                     stats.observe(v).map_err(engine)?;
                 }
-                Some(stats.finish(self.precision).map_err(|e| {
+                let n = vectors.len();
+                Some(stats.finish(self.precision).map_err(|_| {
                     ApiError::validation(format!(
-                        "{e}; give them as \"ranges\": [[min, ...], [max, ...]]"
+                        "\"precision\": \"{}\" computes its ranges from the request's vectors and needs at least two (this request has {n}); or give \"ranges\": [[min, ...], [max, ...]]",
+                        self.precision.name()
                     ))
                 })?)
             }
