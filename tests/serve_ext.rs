@@ -7,41 +7,18 @@ mod common;
 mod serve_util;
 
 use common::model_dir::expected;
+use common::{ints, quantized_ints};
 use serde_json::{Value, json};
 use serve_util::{Server, floats};
-use wgbert::encoder::{Chunking, EmbedOptions, Encoder, LateOptions, LoadOptions, Prompt};
+use wgbert::encoder::{Chunking, EmbedOptions, LateOptions, Prompt};
 use wgbert::ops::DType;
-use wgbert::sentence::quantize::{Precision, Quantized, RangeStats, Ranges, quantize};
-
-fn load(dir: &std::path::Path) -> Encoder {
-    let opts = LoadOptions {
-        dtype: Some(DType::F32),
-        ..Default::default()
-    };
-    Encoder::load_on(common::gpu(), dir.to_str().unwrap(), &opts).unwrap()
-}
+use wgbert::sentence::quantize::{Precision, RangeStats, Ranges, quantize};
 
 fn close(at: &str, got: &Value, want: &[f32], tol: f64) {
     let got = floats(got);
     assert_eq!(got.len(), want.len(), "{at}: lengths");
     for (i, (g, &w)) in got.iter().zip(want).enumerate() {
         assert!((g - w as f64).abs() <= tol, "{at}[{i}]: {g} vs {w}");
-    }
-}
-
-fn ints(v: &Value) -> Vec<i64> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("not a list: {v}"))
-        .iter()
-        .map(|x| x.as_i64().unwrap_or_else(|| panic!("not an integer: {x}")))
-        .collect()
-}
-
-fn quantized_ints(q: &Quantized) -> Vec<i64> {
-    match q {
-        Quantized::I8(v) => v.iter().map(|&x| x as i64).collect(),
-        Quantized::U8(v) => v.iter().map(|&x| x as i64).collect(),
-        Quantized::F32(_) => panic!("not quantized"),
     }
 }
 
@@ -52,7 +29,7 @@ fn quantized_ints(q: &Quantized) -> Vec<i64> {
 fn late_chunks_equal_the_library() {
     let (_, exp) = expected("late_chunking");
     let model = common::fixtures_dir().join(exp["model"].as_str().unwrap());
-    let enc = load(&model);
+    let enc = common::load(&model, DType::F32);
     let s = Server::start(&model, &["--dtype", "f32"], &[]);
     let docs = exp["documents"].as_array().unwrap();
     for (c, case) in exp["cases"].as_array().unwrap().iter().enumerate() {
@@ -184,7 +161,7 @@ fn quantized_embeddings_equal_sentence_transformers() {
         .collect();
     let s = Server::start(&model, &["--dtype", "f32"], &[]);
     let file = Ranges::read_npy(&dir.join("ranges.npy")).unwrap();
-    let enc = load(&model);
+    let enc = common::load(&model, DType::F32);
     let opts = EmbedOptions::default();
     let vectors: Vec<Vec<f32>> = enc
         .embed_with(&texts, &opts)
