@@ -67,7 +67,8 @@ fn spirv(source: &str) -> Result<Vec<u8>> {
     use wgpu::naga;
     let module = naga::front::wgsl::parse_str(source)?;
     let flags = naga::valid::ValidationFlags::all();
-    let info = naga::valid::Validator::new(flags, naga::valid::Capabilities::all()).validate(&module)?;
+    let info =
+        naga::valid::Validator::new(flags, naga::valid::Capabilities::all()).validate(&module)?;
     let options = naga::back::spv::Options {
         lang_version: (1, 4),
         ..Default::default()
@@ -92,7 +93,10 @@ fn main() -> Result<()> {
             .iter()
             .any(|s| s.m == f && s.n == f && s.k == f && s.acc == "f32")
     }) else {
-        bail!("{}: no 8x8x8 or 16x16x16 cooperative matrices", gpu.info().name);
+        bail!(
+            "{}: no 8x8x8 or 16x16x16 cooperative matrices",
+            gpu.info().name
+        );
     };
     let lanes = caps.subgroup_max_size * groups;
     println!(
@@ -100,7 +104,11 @@ fn main() -> Result<()> {
         gpu.info().name,
         gpu.info().driver_info,
         caps.subgroup_max_size,
-        if staged { "workgroup memory" } else { "storage buffers" }
+        if staged {
+            "workgroup memory"
+        } else {
+            "storage buffers"
+        }
     );
     let n = (frag * frag) as usize;
     let a: Vec<f32> = (0..n).map(|i| (i % 7) as f32 - 3.0).collect();

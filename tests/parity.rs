@@ -94,7 +94,11 @@ fn check_hidden_f32(name: &str) {
     let plan = enc.describe_plan(enc.capacity().min(512)).unwrap();
     let tiled = |l: &&str| l.contains("matmul/main[");
     let staged = plan.lines().filter(tiled).any(|l| !l.contains("DIRECT=1"));
-    assert_eq!(plan.contains("DIRECT=1"), common::gpu().caps().cpu, "{plan}");
+    assert_eq!(
+        plan.contains("DIRECT=1"),
+        common::gpu().caps().cpu,
+        "{plan}"
+    );
     assert_eq!(staged, !common::gpu().caps().cpu, "{plan}");
     let seqs = inputs(&exp);
     let want = expected_rows(name, &exp, &seqs);
