@@ -209,15 +209,6 @@ pub struct AdapterReport {
     pub capabilities: Capabilities,
 }
 
-/// Explicit backends, else the primary ones (Vulkan, Metal, DX12); GL is used only when
-/// asked for or when no primary adapter exists.
-fn backends_from(opt: Option<&str>) -> wgpu::Backends {
-    match opt {
-        Some(s) => wgpu::Backends::from_comma_list(s),
-        None => wgpu::Backends::PRIMARY,
-    }
-}
-
 fn coop_shapes(adapter: &wgpu::Adapter) -> Vec<CoopShape> {
     if !adapter
         .features()
@@ -276,71 +267,10 @@ pub fn list_adapters(backend: Option<&str>) -> Vec<AdapterReport> {
     instance::adapters(backends).iter().map(report).collect()
 }
 
-/// `adapter.request_device`, with a refusal (a typed error) for what wgpu-hal reports as a
-/// panic: a driver that advertises a feature and then refuses a device with it.
-fn request_device(
-    adapter: &wgpu::Adapter,
-    desc: &wgpu::DeviceDescriptor,
-) -> Result<(wgpu::Device, wgpu::Queue)> {
-    let refused = |message: String| Error::RequestDevice {
-        adapter: adapter.get_info().name,
-        message,
-    };
-    let asked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        pollster::block_on(adapter.request_device(desc))
-    }));
-    match asked {
-        Ok(r) => r.map_err(|e| refused(e.to_string())),
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "the driver refused the device".into());
-            Err(refused(message))
-        }
-    }
-}
-
 impl Gpu {
     /// Picks an adapter and creates a device with its own limits and the wanted features.
     pub fn new(opts: &GpuOptions) -> Result<Arc<Gpu>> {
-        let mut backends = backends_from(opts.backend.as_deref());
-        let mut all = instance::adapters(backends);
-        if backends == wgpu::Backends::PRIMARY && all.is_empty() {
-            backends = wgpu::Backends::all();
-            all = instance::adapters(backends);
-        }
-        let adapter = match &opts.adapter {
-            Some(want) => {
-                let want_lc = want.to_lowercase();
-                let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
-                let index = want.strip_prefix('#').and_then(|n| n.parse::<usize>().ok());
-                let picked = match index {
-                    Some(i) => all.into_iter().nth(i),
-                    None => all
-                        .into_iter()
-                        .find(|a| a.get_info().name.to_lowercase().contains(&want_lc)),
-                };
-                picked.ok_or_else(|| {
-                    Error::NoAdapter(format!(
-                        " named like '{want}' (available: {})",
-                        if names.is_empty() {
-                            "none".to_string()
-                        } else {
-                            names.join(", ")
-                        }
-                    ))
-                })?
-            }
-            None => instance::preferred(all).ok_or_else(|| {
-                Error::NoAdapter(format!(
-                    " (backends {backends:?}); install a Vulkan/Metal/DX12 driver (on Linux \
-                     without a GPU: mesa-vulkan-drivers for lavapipe) or pick one with \
-                     --backend/--adapter"
-                ))
-            })?,
-        };
+        let adapter = instance::choose(opts.backend.as_deref(), opts.adapter.as_deref())?;
         let info = adapter.get_info();
         let coop = coop_shapes(&adapter);
         // The driver's pipeline cache is wgbert's own want when a cache directory is given.
@@ -356,14 +286,14 @@ impl Gpu {
         };
         let desc = device_descriptor(&adapter, &own);
         let coop_feature = wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX;
-        let (device, queue) = match request_device(&adapter, &desc) {
+        let (device, queue) = match instance::request_device(&adapter, &desc) {
             // Drivers that advertise cooperative matrices and then refuse the device with
             // them (Mesa 26's lavapipe at 4-lane subgroups) run without.
             Err(e) if desc.required_features.contains(coop_feature) => {
                 log::warn!("{e}; trying again without cooperative matrices");
                 let mut without = desc.clone();
                 without.required_features.remove(coop_feature);
-                request_device(&adapter, &without)?
+                instance::request_device(&adapter, &without)?
             }
             r => r?,
         };

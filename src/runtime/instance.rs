@@ -1,4 +1,5 @@
-//! The wgpu instances wgbert makes for itself, and adapter choice over them: compute only.
+//! The wgpu instances wgbert makes for itself, adapter choice over them, and the device
+//! request: compute only.
 //!
 //! wgpu's Vulkan instance enables the window-system surface extensions (Xlib, XCB,
 //! Wayland). An instance with those makes Mesa's device-select layer (an implicit layer the
@@ -9,6 +10,53 @@
 //! and the BSDs) wgbert's own Vulkan instance is made without them, and the layer probes no
 //! display. A host that hands wgbert its device (`Gpu::from_wgpu`: the desktop app, which
 //! renders) keeps the instance it made.
+
+use crate::{Error, Result};
+
+/// Explicit backends, else the primary ones (Vulkan, Metal, DX12); GL is used only when
+/// asked for or when no primary adapter exists.
+fn backends_from(opt: Option<&str>) -> wgpu::Backends {
+    match opt {
+        Some(s) => wgpu::Backends::from_comma_list(s),
+        None => wgpu::Backends::PRIMARY,
+    }
+}
+
+/// The adapter `backend` (a comma list; `None`: the primary backends, else all when they
+/// have none) and `want` (the first whose name contains it, case-insensitive, or `#N`: the
+/// N-th) pick, else the high-performance one (`preferred`).
+pub(crate) fn choose(backend: Option<&str>, want: Option<&str>) -> Result<wgpu::Adapter> {
+    let mut backends = backends_from(backend);
+    let mut all = adapters(backends);
+    if backends == wgpu::Backends::PRIMARY && all.is_empty() {
+        backends = wgpu::Backends::all();
+        all = adapters(backends);
+    }
+    let Some(want) = want else {
+        return preferred(all).ok_or_else(|| {
+            Error::NoAdapter(format!(
+                " (backends {backends:?}); install a Vulkan/Metal/DX12 driver (on Linux \
+                 without a GPU: mesa-vulkan-drivers for lavapipe) or pick one with \
+                 --backend/--adapter"
+            ))
+        });
+    };
+    let want_lc = want.to_lowercase();
+    let names: Vec<String> = all.iter().map(|a| a.get_info().name).collect();
+    let picked = match want.strip_prefix('#').and_then(|n| n.parse::<usize>().ok()) {
+        Some(i) => all.into_iter().nth(i),
+        None => all
+            .into_iter()
+            .find(|a| a.get_info().name.to_lowercase().contains(&want_lc)),
+    };
+    picked.ok_or_else(|| {
+        let available = match names.is_empty() {
+            true => "none".to_string(),
+            false => names.join(", "),
+        };
+        Error::NoAdapter(format!(" named like '{want}' (available: {available})"))
+    })
+}
 
 /// Every adapter of `backends`, Vulkan's first.
 pub(crate) fn adapters(backends: wgpu::Backends) -> Vec<wgpu::Adapter> {
@@ -108,4 +156,26 @@ fn compute_vulkan(desc: &wgpu::InstanceDescriptor) -> Option<wgpu::Instance> {
 )))]
 fn compute_vulkan(_desc: &wgpu::InstanceDescriptor) -> Option<wgpu::Instance> {
     None
+}
+
+/// `adapter.request_device`, with a refusal (a typed error) for what wgpu-hal reports as a
+/// panic: a driver that advertises a feature and then refuses a device with it.
+pub(crate) fn request_device(
+    adapter: &wgpu::Adapter,
+    desc: &wgpu::DeviceDescriptor,
+) -> Result<(wgpu::Device, wgpu::Queue)> {
+    let refused = |message: String| Error::RequestDevice {
+        adapter: adapter.get_info().name,
+        message,
+    };
+    let asked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pollster::block_on(adapter.request_device(desc))
+    }));
+    match asked {
+        Ok(r) => r.map_err(|e| refused(e.to_string())),
+        Err(panic) => Err(refused(super::panic_message(
+            panic.as_ref(),
+            "the driver refused the device",
+        ))),
+    }
 }

@@ -36,6 +36,16 @@ pub fn grid(n: u32, max_per_dim: u32) -> [u32; 3] {
     }
 }
 
+/// The message of a caught panic (wgpu reports some driver and translator failures as
+/// panics, which the runtime turns into errors), else `otherwise`.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send), otherwise: &str) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| otherwise.to_string())
+}
+
 /// Workgroups needed to cover `n` items with `per` items each.
 pub fn groups(n: u32, per: u32) -> u32 {
     n.div_ceil(per)

@@ -343,11 +343,7 @@ fn create(gpu: &Gpu, kernel: &Kernel) -> Result<Arc<CachedPipeline>> {
         Ok(Err(Error::Gpu { message, .. })) => return Err(shader_err(message)),
         Ok(Err(e)) => return Err(e),
         Err(panic) => {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic in the shader compiler".into());
+            let msg = crate::runtime::panic_message(panic.as_ref(), "panic in the shader compiler");
             return Err(shader_err(format!("shader translation panicked: {msg}")));
         }
     };
