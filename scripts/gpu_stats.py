@@ -144,11 +144,20 @@ def chip_report(out_dir, label, driver, var):
         if s and s["occupancy"] is not None and top:
             s["occupancy_max"] = top
             s["occupancy_fraction"] = round(s["occupancy"] / top, 3)
+    tensor_cores = {}
+    info = out_dir / f"{label}.adapter.json"
+    if info.exists():
+        try:
+            adapters = json.loads(info.read_text() or "[]")
+            tensor_cores = (adapters[0] if adapters else {}).get("tensor_cores") or {}
+        except (json.JSONDecodeError, IndexError, AttributeError):
+            tensor_cores = {}
     return {
         "label": label,
         "driver": driver,
         "chip": var,
         "adapter": adapter,
+        "tensor_cores": tensor_cores,
         "occupancy_unit": UNITS[driver],
         "kernels": rows,
     }
@@ -250,6 +259,24 @@ def markdown(report):
             f"| {s['default_spilling_to_registers']} | {s['default_below_half_occupancy']} "
             f"| {most} |"
         )
+    lines += [
+        "",
+        "The tensor-core builds a first run takes on each chip once their self-checks pass "
+        "(`wgbert info`'s `tensor_cores`: kernel, fragment shape, subgroup size, tiles), or "
+        "why there are none:",
+        "",
+        "| chip | matmul | attention |",
+        "|---|---|---|",
+    ]
+    def cell(v):
+        return f"`{v['kernel']}`" if "kernel" in v else f"none: {v.get('none', '-')}"
+
+    for c in report["chips"]:
+        tc = c.get("tensor_cores", {})
+        lines.append(
+            f"| {c['label'].replace('_', ' ')} | {cell(tc.get('matmul', {}))} "
+            f"| {cell(tc.get('attention', {}))} |"
+        )
     lines += ["", "## Budgets", ""]
     if report.get("notes"):
         lines += [report["notes"].rstrip(), ""]
@@ -282,6 +309,12 @@ def markdown(report):
             f"## {c['label'].replace('_', ' ')}: {VENDOR[c['driver']]}, `{c['chip']}`",
             "",
             f"Adapter: {c['adapter']}.",
+            "",
+        ]
+        for family, v in sorted(c.get("tensor_cores", {}).items()):
+            what = f"`{v['kernel']}`" if "kernel" in v else f"none ({v.get('none', '?')})"
+            lines.append(f"Tensor cores, {family} (`wgbert info`): {what}.")
+        lines += [
             "",
             f"| kernel | family | config | frag | default | regs | spills | scratch "
             f"| occupancy ({unit}) | instr | shared | simd |",

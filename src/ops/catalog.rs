@@ -97,6 +97,30 @@ pub fn for_adapter(caps: &Capabilities, every: bool) -> Vec<Listed> {
     out
 }
 
+/// The tensor-core build of each family (`matmul`, `attention`) that a first run takes on an
+/// adapter of `caps` once its self-check passes: `matmul_coop 16x16x16 sg32 2x2w32` (kernel,
+/// fragment shape, subgroup size, tile configuration), or why the family has none there.
+pub fn tensor_cores(
+    caps: &Capabilities,
+) -> Vec<(&'static str, std::result::Result<String, String>)> {
+    let matmul = coop::supported(caps).map(|s| {
+        let config = coop::default_for(s, caps).name();
+        format!("matmul_coop {} sg{} {config}", s.name(), s.subgroup)
+    });
+    let storage = caps.max_workgroup_storage;
+    let attention = attention::coop::supported(caps).and_then(|s| {
+        let tiles = attention::coop::default_tiles(HEAD_DIM, storage)
+            .ok_or_else(|| "no tile configuration fits".to_string())?;
+        Ok(format!(
+            "attention_coop {} sg{} {}",
+            s.name(),
+            s.subgroup,
+            tiles.name()
+        ))
+    });
+    vec![("matmul", matmul), ("attention", attention)]
+}
+
 /// The fragment shapes the tensor-core kernels are written for that the adapter reports
 /// (largest first), at its largest subgroup size.
 pub fn coop_shapes(caps: &Capabilities) -> Vec<Shape> {

@@ -5,7 +5,7 @@
 //! product; f16 storage only. Same arguments, parameters, dispatch and semantics as the
 //! portable kernel. Tile configurations ([`Tiles`]: query rows, so 128 / rows invocations
 //! per softmax row, and keys per block) are [`CANDIDATES`], timed by the autotuner
-//! (`ops::tune`); 64 x 64 when nothing was tuned.
+//! (`ops::tune`); 32 x 32 when nothing was tuned.
 //!
 //! This module owns what is particular to the variant: whether an adapter can run it, its
 //! kernel builds and workgroup-memory budget, the emulated build (`EMULATE`: plain loops for

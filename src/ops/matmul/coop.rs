@@ -166,15 +166,24 @@ impl Config {
     }
 }
 
-/// The candidates at `shape`: every one of [`CANDIDATES`], but on Intel Xe2's 8x16x16 only
-/// 2 x 4 warp tiles of 8 accumulators. Intel's compiler builds cooperative-matrix shaders
+/// The candidates at `shape`: [`CANDIDATES`] that build distinct kernels there, but on Intel
+/// Xe2's 8x16x16 only 2 x 4 warp tiles of 8 accumulators. Intel's compiler builds cooperative-matrix shaders
 /// at SIMD32 there, where every other candidate spills to memory (`docs/gpu-compilers.md`):
 /// they can never meet the budget, so they are not tuned.
 pub fn candidates_at(shape: Shape) -> Vec<Config> {
-    match (shape.m, shape.n, shape.k) {
-        (8, 16, 16) => vec![preferred(shape)],
-        _ => CANDIDATES.to_vec(),
+    if (shape.m, shape.n, shape.k) == (8, 16, 16) {
+        return vec![preferred(shape)];
     }
+    // Accumulator budgets under one fragment row build the same kernel: the first only.
+    let mut out: Vec<Config> = Vec::new();
+    for c in CANDIDATES {
+        let same =
+            |o: &Config| (o.wm, o.wn, o.warp_tile(shape)) == (c.wm, c.wn, c.warp_tile(shape));
+        if !out.iter().any(same) {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The candidates the adapter can run at `shape`.
@@ -441,7 +450,7 @@ mod tests {
             names,
             [
                 "2x2w32", "1x2w32", "2x1w32", "1x1w32", "2x4w32", "4x2w32", "2x2w64", "1x2w64",
-                "2x2w16", "2x2w8", "2x4w8", "4x2w16"
+                "2x2w16", "2x4w8", "4x2w16"
             ]
         );
         assert_eq!(default_for(s16, &caps), DEFAULT);
@@ -475,10 +484,12 @@ mod tests {
         }
         let xe2 = Shape::of([8, 16, 16], 32);
         assert_eq!(fitting(xe2, &caps), [preferred(xe2)]);
+        // 2x2w8 builds 2x2w16's kernel at 16 x 16 fragments (one fragment row either way).
         assert_eq!(
             fitting(Shape::square(16, 32), &caps).len(),
-            CANDIDATES.len()
+            CANDIDATES.len() - 1
         );
+        assert_eq!(candidates_at(Shape::square(8, 8)).len(), 8);
     }
 
     #[test]
