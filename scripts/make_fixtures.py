@@ -46,7 +46,8 @@ Floats are rounded to 7 significant digits. The top 6 let a test judge a 5th id 
 
 The retrieval-layout fixtures (sentence-transformers bi-encoders and cross-encoder, a PyLate
 ColBERT) are written by the sibling scripts/make_st_fixtures.py, which reuses `randomize` and
-`rounded` from here.
+`rounded` from here; the fixtures of the family's quirks (tokenizers of each kind, every scaled
+RoPE) by scripts/make_family_fixtures.py, which reuses this file's writer and reference.
 """
 
 import argparse
@@ -207,8 +208,9 @@ def act(name, x):
     raise ValueError(name)
 
 
-def reference(directory, cfg, ids):
-    """MODERNBERT.md in float64: returns (last_hidden_state, head outputs or None)."""
+def reference(directory, cfg, ids, scaled=None):
+    """MODERNBERT.md in float64: returns (last_hidden_state, head outputs or None). `scaled`
+    maps a layer type to (inv_freq, attention_factor) of a scaled RoPE (default: theta's)."""
     w = {}
     for f in sorted(directory.glob("*.safetensors")):
         for k, v in load_file(str(f)).items():
@@ -232,9 +234,11 @@ def reference(directory, cfg, ids):
         theta = cfg.rope_parameters[kind]["rope_theta"]
         a = h if i == 0 else ln(h, f"model.layers.{i}.attn_norm")
         q, k, v = np.split(lin(a, f"model.layers.{i}.attn.Wqkv"), 3, axis=-1)
-        inv = 1.0 / theta ** (np.arange(0, d, 2) / d)
+        inv, factor = 1.0 / theta ** (np.arange(0, d, 2) / d), 1.0
+        if scaled is not None:
+            inv, factor = scaled[kind]
         phi = (pos * inv).astype(np.float32).astype(np.float64)
-        cos, sin = np.cos(phi), np.sin(phi)
+        cos, sin = np.cos(phi) * factor, np.sin(phi) * factor
         allowed = np.ones((n, n), bool)
         if kind == "sliding_attention":
             allowed = np.abs(pos - pos.T) <= cfg.local_attention // 2
@@ -279,6 +283,79 @@ def check(name, what, got, want, tol=1e-4):
     return err
 
 
+def run_outputs(name, cls, model, directory, inputs, sample=None, rope=None):
+    """transformers' outputs for each input alone (batch 1), cross-checked against the NumPy
+    reference (`rope`: per layer type (inv_freq, attention_factor) of a scaled RoPE); with
+    `sample` (a seed), long inputs keep a sample of positions. Returns (outputs, worst gap)."""
+    cfg = model.config
+    encoder = model if cls is ModernBertModel else model.model
+    outputs, worst = [], 0.0
+    with torch.no_grad():
+        for i, ids in enumerate(inputs):
+            t = torch.tensor([ids])
+            hidden = encoder(input_ids=t).last_hidden_state[0]
+            ref_hidden, ref_head = reference(directory, cfg, ids, scaled=rope)
+            worst = max(worst, check(name, "last_hidden_state", hidden, ref_hidden))
+            if sample is not None:
+                positions = sample_positions(len(ids), cfg.local_attention // 2, sample + i)
+                out = {"positions": positions,
+                       "last_hidden_state": rounded(hidden[positions].tolist())}
+            else:
+                out = {"last_hidden_state": rounded(hidden.tolist())}
+            if cls is ModernBertForMaskedLM:
+                logits = model(input_ids=t).logits[0]
+                worst = max(worst, check(name, "mlm logits", logits, ref_head))
+                top = torch.topk(logits, 6, dim=-1)
+                out["mlm_top6"] = top.indices.tolist()
+                out["mlm_top6_logits"] = rounded(top.values.tolist())
+                lse = torch.logsumexp(logits.double(), dim=-1)
+                ref_lse = np.log(np.exp(ref_head - ref_head.max(-1, keepdims=True)).sum(-1))
+                worst = max(worst, check(name, "mlm log-sum-exp", lse,
+                                         ref_lse + ref_head.max(-1)))
+                out["mlm_logsumexp"] = rounded(lse.tolist())
+            elif cls is not ModernBertModel:
+                logits = model(input_ids=t).logits[0]
+                worst = max(worst, check(name, "classifier logits", logits, ref_head))
+                out["logits"] = rounded(logits.tolist())
+            outputs.append(out)
+    return outputs, worst
+
+
+def expected_header(name, cls, cfg, dtype, dialect):
+    """The fields of expected.json before `inputs` and `outputs`."""
+    task = {ModernBertForMaskedLM: "mlm", ModernBertForSequenceClassification:
+            "sequence_classification", ModernBertForTokenClassification: "token_classification",
+            ModernBertModel: "encoder"}[cls]
+    labels = cfg.num_labels if task.endswith("classification") else None
+    return {
+        "config": name,
+        "model_class": cls.__name__,
+        "task": task,
+        "heads": {"mlm": task == "mlm", "classifier": labels},
+        "weights_dtype": "BF16" if dtype == torch.bfloat16 else "F32",
+        "dialect": dialect,
+        "special": SPECIAL,
+        "transformers_version": transformers.__version__,
+        "torch_version": torch.__version__,
+    }
+
+
+def write_expected(directory, expected):
+    """expected.json with one line per input and per output (lists of texts and ids too)."""
+    with open(directory / "expected.json", "w") as f:
+        f.write("{\n")
+        items = list(expected.items())
+        for i, (key, value) in enumerate(items):
+            sep = "," if i + 1 < len(items) else ""
+            if key in ("inputs", "outputs", "texts"):
+                rows = ",\n    ".join(json.dumps(v, separators=(",", ":"), ensure_ascii=False)
+                                       for v in value)
+                f.write(f'  "{key}": [\n    {rows}\n  ]{sep}\n')
+            else:
+                f.write(f"  {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}{sep}\n")
+        f.write("}\n")
+
+
 def make(name, out_root, seed):
     cls, kwargs, opts = FIXTURES[name]
     directory = out_root / name
@@ -303,67 +380,13 @@ def make(name, out_root, seed):
     model = cls.from_pretrained(directory, attn_implementation="sdpa", dtype=torch.float32)
     model.eval()
     cfg = model.config
-    encoder = model if cls is ModernBertModel else model.model
     inputs = make_inputs(seed + 1, opts.get("lengths", LENGTHS))
-    outputs, worst = [], 0.0
-    with torch.no_grad():
-        for i, ids in enumerate(inputs):
-            t = torch.tensor([ids])
-            hidden = encoder(input_ids=t).last_hidden_state[0]
-            ref_hidden, ref_head = reference(directory, cfg, ids)
-            worst = max(worst, check(name, "last_hidden_state", hidden, ref_hidden))
-            if opts.get("sample"):
-                positions = sample_positions(len(ids), cfg.local_attention // 2, seed + 2 + i)
-                out = {"positions": positions,
-                       "last_hidden_state": rounded(hidden[positions].tolist())}
-            else:
-                out = {"last_hidden_state": rounded(hidden.tolist())}
-            if cls is ModernBertForMaskedLM:
-                logits = model(input_ids=t).logits[0]
-                worst = max(worst, check(name, "mlm logits", logits, ref_head))
-                top = torch.topk(logits, 6, dim=-1)
-                out["mlm_top6"] = top.indices.tolist()
-                out["mlm_top6_logits"] = rounded(top.values.tolist())
-                lse = torch.logsumexp(logits.double(), dim=-1)
-                ref_lse = np.log(np.exp(ref_head - ref_head.max(-1, keepdims=True)).sum(-1))
-                worst = max(worst, check(name, "mlm log-sum-exp", lse,
-                                         ref_lse + ref_head.max(-1)))
-                out["mlm_logsumexp"] = rounded(lse.tolist())
-            elif cls is not ModernBertModel:
-                logits = model(input_ids=t).logits[0]
-                worst = max(worst, check(name, "classifier logits", logits, ref_head))
-                out["logits"] = rounded(logits.tolist())
-            outputs.append(out)
-
+    sample = seed + 2 if opts.get("sample") else None
+    outputs, worst = run_outputs(name, cls, model, directory, inputs, sample=sample)
     dialect = "4.x" if opts.get("dialect") == "4.x" else "5.x"
-    task = {ModernBertForMaskedLM: "mlm", ModernBertForSequenceClassification:
-            "sequence_classification", ModernBertForTokenClassification: "token_classification",
-            ModernBertModel: "encoder"}[cls]
-    labels = cfg.num_labels if task.endswith("classification") else None
-    expected = {
-        "config": name,
-        "model_class": cls.__name__,
-        "task": task,
-        "heads": {"mlm": task == "mlm", "classifier": labels},
-        "weights_dtype": "BF16" if opts.get("dtype") == torch.bfloat16 else "F32",
-        "dialect": dialect,
-        "special": SPECIAL,
-        "transformers_version": transformers.__version__,
-        "torch_version": torch.__version__,
-        "inputs": inputs,
-        "outputs": outputs,
-    }
-    with open(directory / "expected.json", "w") as f:
-        f.write("{\n")
-        items = list(expected.items())
-        for i, (key, value) in enumerate(items):
-            sep = "," if i + 1 < len(items) else ""
-            if key in ("inputs", "outputs"):
-                rows = ",\n    ".join(json.dumps(v, separators=(",", ":")) for v in value)
-                f.write(f'  "{key}": [\n    {rows}\n  ]{sep}\n')
-            else:
-                f.write(f"  {json.dumps(key)}: {json.dumps(value)}{sep}\n")
-        f.write("}\n")
+    expected = expected_header(name, cls, cfg, opts.get("dtype"), dialect)
+    expected.update(inputs=inputs, outputs=outputs)
+    write_expected(directory, expected)
     size = sum(p.stat().st_size for p in directory.iterdir())
     print(f"{name}: {size / 1024:.0f} KiB, worst relative gap to NumPy {worst:.2e}")
 

@@ -2,6 +2,10 @@
 // layernorm.wgsl (population variance, eps inside the sqrt, f32 statistics), ELEM storage.
 // An id >= vocab never reads outside E: its row is taken as zeros, so y[t] = b (or 0). The
 // host validates ids before a run; this only keeps a bad id from reading foreign memory.
+// A table held in row pieces runs one step per piece: E holds rows p.first..p.first + p.vocab
+// and the step writes only the tokens whose ids are among them; the last piece (p.tail) also
+// writes the ids past its end. Other tokens' workgroups return at once (a whole workgroup
+// reads the same id, so the return is uniform).
 // Bindings: 0 params, 1 ids (u32 [T]), 2 E ([vocab, hidden]), 3 w, 4 b, 5 y ([T, hidden]).
 // `b` is read only when p.has_bias != 0 (the host binds `w` there otherwise).
 // Dispatch: one workgroup of RN_WG threads per token, spread over x/y (runtime::grid).
@@ -38,8 +42,11 @@ fn embed_layernorm(
         return;
     }
     let id = ids[row];
-    let valid = id < p.vocab;
-    let src = select(0u, id, valid) * p.hidden;
+    if id < p.first || (id - p.first >= p.vocab && p.tail == 0u) {
+        return;
+    }
+    let valid = id - p.first < p.vocab;
+    let src = select(0u, id - p.first, valid) * p.hidden;
     var v: array<f32, RN_PT>;
     for (var j = 0u; j < RN_PT; j++) {
         let c = lid + j * RN_WG;

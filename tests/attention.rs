@@ -547,3 +547,104 @@ fn bad_rope_arguments_are_op_errors() {
         assert!(matches!(e, wgbert::Error::OpArg { op: "rope", .. }), "{e}");
     }
 }
+
+/// A score scale (the square of a scaled RoPE's attention factor) gives what the reference
+/// gives with the queries multiplied by it: global and windowed, ragged sequences, both
+/// head sizes of the family's models, f32 and f16.
+#[test]
+fn scaled_scores_match_the_reference_with_scaled_queries() {
+    let gpu = common::gpu();
+    let lens = [1u32, 7, 70, 33];
+    let (sizes, cu) = RunSizes::packed(&lens);
+    let t = sizes.rows as usize;
+    for dtype in common::dtypes() {
+        for (n_heads, head_dim, window, s) in [(2, 64, None, 1.3f32), (3, 32, Some(8), 0.6)] {
+            let h = (n_heads * head_dim) as usize;
+            let qkv = common::stored(dtype, &common::rand_vec(t * 3 * h, 77, 2.0));
+            let es = dtype.size();
+            let mut b = PlanBuilder::new(gpu.clone());
+            let args = AttentionArgs {
+                qkv: b.input("qkv", (t * 3 * h) as u64 * es),
+                cu_seqlens: b.input("cu_seqlens", cu.len() as u64 * 4),
+                key_lens: None,
+                out: b.output("out", (t * h) as u64 * es),
+                n_heads,
+                head_dim,
+                window,
+                dtype,
+                variant: None,
+            };
+            attention::record_scaled(&mut b, &Choices::default(), "a", &args, s).unwrap();
+            let mut plan = b.build().unwrap();
+            plan.write(args.qkv, &dtype.encode(&qkv)).unwrap();
+            plan.write(args.cu_seqlens, bytemuck::cast_slice(&cu))
+                .unwrap();
+            plan.run(&sizes).unwrap();
+            let got = dtype.decode(&plan.read(args.out, 0, (t * h) as u64 * es).unwrap());
+            let mut scaled = qkv.clone();
+            for row in scaled.chunks_mut(3 * h) {
+                row[..h].iter_mut().for_each(|q| *q *= s);
+            }
+            let want = attention::reference(&scaled, &cu, n_heads, head_dim, window);
+            let (atol, rtol) = match dtype {
+                DType::F32 => (1e-5, 1e-5),
+                DType::F16 => (1e-5, 5e-4),
+            };
+            let what = format!("scaled attention {dtype:?} d {head_dim} scale {s}");
+            common::assert_close(&what, &got, &want, atol, rtol);
+        }
+    }
+    let mut b = PlanBuilder::new(gpu.clone());
+    let args = AttentionArgs {
+        qkv: b.input("qkv", 3 * 64 * 4),
+        cu_seqlens: b.input("cu_seqlens", 8),
+        key_lens: None,
+        out: b.output("out", 64 * 4),
+        n_heads: 1,
+        head_dim: 64,
+        window: None,
+        dtype: DType::F32,
+        variant: None,
+    };
+    for bad in [0.0, -1.0, f32::NAN] {
+        let e = attention::record_scaled(&mut b, &Choices::default(), "a", &args, bad);
+        assert!(e.is_err(), "score scale {bad} accepted");
+    }
+}
+
+/// RoPE with a frequency table (a scaled RoPE's: zeros included, which do not rotate)
+/// against the reference with the same table.
+#[test]
+fn rope_with_a_frequency_table_matches_the_reference() {
+    let gpu = common::gpu();
+    let lens = [1u32, 5, 130];
+    let (sizes, _) = RunSizes::packed(&lens);
+    let positions = positions_of(&lens);
+    let t = positions.len() as u64;
+    let (n_heads, head_dim) = (2u32, 16u32);
+    let h = (n_heads * head_dim) as u64;
+    let table = [1.0, 0.4, 0.07, 3e-3, 1e-4, 2.5e-6, 0.0, 0.0];
+    for dtype in common::dtypes() {
+        let es = dtype.size();
+        let x = common::stored(dtype, &common::rand_vec((t * 3 * h) as usize, 9, 1.0));
+        let buf = gpu.upload("qkv", &dtype.encode(&x)).unwrap();
+        let mut b = PlanBuilder::new(gpu.clone());
+        let qkv = b.external("qkv", &buf);
+        let pos = b.input("positions", t * 4);
+        let freq = rope::Frequencies::table(&table);
+        let heads = (n_heads, head_dim);
+        rope::record_freq(&mut b, "rope", qkv, pos, Rows::Tokens, heads, freq, dtype).unwrap();
+        let mut plan = b.build().unwrap();
+        plan.write(pos, bytemuck::cast_slice(&positions)).unwrap();
+        plan.run(&sizes).unwrap();
+        let got = dtype.decode(&gpu.read("qkv", &buf, 0, t * 3 * h * es).unwrap());
+        let want = rope::reference_freq(&x, &positions, n_heads, head_dim, &table);
+        let rtol = if dtype == DType::F32 { 1e-5 } else { 5e-4 };
+        common::assert_close(&format!("rope table {dtype:?}"), &got, &want, 2e-6, rtol);
+        let mut b = PlanBuilder::new(gpu.clone());
+        let (qkv, pos) = (b.input("qkv", t * 3 * h * es), b.input("positions", t * 4));
+        let short = rope::Frequencies::table(&table[..4]);
+        let e = rope::record_freq(&mut b, "r", qkv, pos, Rows::Tokens, heads, short, dtype);
+        assert!(e.is_err(), "4 frequencies for heads of 16");
+    }
+}

@@ -365,9 +365,16 @@ fn bad_configs_fail_with_a_message_naming_the_problem() {
         (
             v4_with(
                 "rope_parameters",
+                Some(r#"{"full_attention": {"rope_type": "ntk-aware"}}"#),
+            ),
+            &["rope_parameters.full_attention.rope_type", "ntk-aware"],
+        ),
+        (
+            v4_with(
+                "rope_parameters",
                 Some(r#"{"full_attention": {"rope_type": "yarn"}}"#),
             ),
-            &["rope_type", "yarn"],
+            &["original_max_position_embeddings", "yarn"],
         ),
         (
             v4_with("id2label", Some(r#"{"0": "a", "2": "c"}"#)),

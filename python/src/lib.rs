@@ -153,7 +153,8 @@ struct PyEncoder {
 impl PyEncoder {
     #[new]
     #[pyo3(signature = (model, *, dtype=None, backend=None, adapter=None, offline=false,
-                        max_tokens=None, truncate=false, tokenizer=None, progress=None))]
+                        max_tokens=None, truncate=false, tokenizer=None, progress=None,
+                        max_binding=None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -166,6 +167,7 @@ impl PyEncoder {
         truncate: bool,
         tokenizer: Option<PathBuf>,
         progress: Option<Py<PyAny>>,
+        max_binding: Option<String>,
     ) -> PyResult<Self> {
         let dtype = match dtype.as_deref().map(str::to_ascii_lowercase).as_deref() {
             None => None,
@@ -185,6 +187,10 @@ impl PyEncoder {
             gpu: wgbert::runtime::GpuOptions {
                 backend: backend.or(env.gpu.backend.clone()),
                 adapter: adapter.or(env.gpu.adapter.clone()),
+                max_binding: match max_binding {
+                    Some(size) => Some(wgbert::runtime::parse_size(&size).map_err(py_err)?),
+                    None => env.gpu.max_binding,
+                },
                 ..env.gpu.clone()
             },
             hub: wgbert::hub::HubOptions {
@@ -554,6 +560,7 @@ fn describe(enc: &Encoder, model: &str) -> String {
         "labels": enc.label_names(),
         "heads": {"mlm": enc.heads().mlm, "classifier": enc.heads().classifier},
         "weight_bytes": enc.weight_bytes(),
+        "split": enc.weight_splits(),
     })
     .to_string()
 }

@@ -83,3 +83,10 @@ def test_unknown_prompt_and_bad_arguments():
         enc.encode(["fish"], output_value="logits")
     with pytest.raises(wgbert.WgbertValueError, match="input 1: sentences must be strings"):
         enc.encode(["fish", 3])
+
+
+@pytest.mark.parametrize("size", ["12", "lots", "1.5MiB"])
+def test_bad_max_binding(size):
+    d, _ = expected("st_mean_dense")
+    with pytest.raises(wgbert.WgbertValueError, match="binding|size"):
+        wgbert.Encoder(d, max_binding=size)

@@ -99,3 +99,21 @@ def test_token_classifier_logits_match_transformers(model_dir):
         assert [t["token_id"] for t in lab] == ids
         for t, row in zip(lab, exp["outputs"][s]["logits"]):
             assert t["label"] == ["O", "ENT"][int(np.argmax(row))]
+
+
+def test_max_binding_splits_the_table_and_keeps_the_answers(model_dir):
+    """max_binding lowers the storage binding: the 64 KiB table of mlm_v4 is held in row
+    pieces (info["split"]), and fill_mask gives the same tokens and probabilities."""
+    d = model_dir("mlm_v4")
+    whole = load(d)
+    split = load(d, max_binding="30KiB")
+    assert whole.info["split"] == []
+    table = [s for s in split.info["split"] if s["name"].endswith("tok_embeddings.weight")]
+    assert table and table[0]["pieces"] == [240, 240, 32], split.info["split"]
+    assert load(d, max_binding=30 * 1024).info["split"] == split.info["split"]
+    texts = ["w10 w11 [MASK] w12", "[MASK] w40"]
+    a, b = whole.fill_mask(texts, top_k=5), split.fill_mask(texts, top_k=5)
+    for x, y in zip(a, b):
+        assert [c["token"] for c in x[0]] == [c["token"] for c in y[0]]
+        np.testing.assert_allclose([c["score"] for c in y[0]], [c["score"] for c in x[0]],
+                                   rtol=1e-5)

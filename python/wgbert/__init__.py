@@ -99,6 +99,9 @@ class Encoder:
         unless asked).
     :param tokenizer: a ``tokenizer.json`` to use instead of the model's.
     :param show_progress_bar: draw download and weight-upload progress on stderr.
+    :param max_binding: the largest storage binding to use, in bytes (an int) or as a size
+        (``"64MiB"``); it only lowers the adapter's own limit, and weights larger than it are
+        held in row pieces (default: ``WGBERT_MAX_BINDING``, else the adapter's limit).
 
     Environment variables are read as the ``wgbert`` command line reads them
     (``WGBERT_CACHE``, ``HF_HOME``, ``HF_TOKEN``, ...); the arguments override them.
@@ -116,6 +119,7 @@ class Encoder:
         truncate: bool = False,
         tokenizer: Optional[Union[str, "os.PathLike[str]"]] = None,
         show_progress_bar: bool = False,
+        max_binding: Optional[Union[int, str]] = None,
     ) -> None:
         self._inner = _wgbert.Encoder(
             os.fspath(model),
@@ -127,6 +131,7 @@ class Encoder:
             truncate=truncate,
             tokenizer=None if tokenizer is None else os.fspath(tokenizer),
             progress=Bar() if show_progress_bar else None,
+            max_binding=None if max_binding is None else str(max_binding),
         )
         self._info = json.loads(self._inner.info_json())
 
@@ -145,7 +150,8 @@ class Encoder:
         (the matmul and attention kernels f16 runs, tensor-core or not and why), ``hidden_size``,
         ``dimensions`` (of ``encode``'s vectors), ``max_length`` (tokens per text),
         ``max_batch_tokens``, ``prompts``, ``default_prompt_name``, ``similarity``, ``labels``,
-        ``heads``, ``weight_bytes``."""
+        ``heads``, ``weight_bytes``, ``split`` (the weights held in row pieces: ``name``,
+        ``bytes``, ``pieces``, the rows of each)."""
         return dict(self._info)
 
     def get_sentence_embedding_dimension(self) -> int:

@@ -19,6 +19,7 @@ class Encoder:
         truncate: bool = False,
         tokenizer: Optional[str] = None,
         progress: Optional[Any] = None,
+        max_binding: Optional[str] = None,
     ) -> None: ...
     @property
     def model(self) -> str: ...

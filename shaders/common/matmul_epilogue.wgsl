@@ -1,8 +1,10 @@
 // Matmul I/O shared by shaders/matmul.wgsl and shaders/matmul_subgroup.wgsl: the parameters,
 // the bindings and the epilogue that turns f32 accumulators into one stored output element.
-// Bindings: 0 params, 1 x [rows, k], 2 w [n, k] ([2n, k] for GeGLU), 3 y [rows, n] (written),
-// then, when present, bias [n] ([2n] for GeGLU) and residual [rows, n] at the bindings
-// given by the values of the BIAS and RESIDUAL defines (4, or 4 and 5).
+// Bindings: 0 params, 1 x [rows, k], 2 w [n, k] ([2n, k] for GeGLU), 3 y [rows, ldy] (columns
+// col0..col0 + n written), then, when present, bias [n] ([2n] for GeGLU) and residual
+// [rows, ldy] at the bindings given by the values of the BIAS and RESIDUAL defines (4, or 4
+// and 5). ldy = n and col0 = 0 unless the weight is one row piece of a larger one, whose
+// product fills its own columns of a wider output (ops::matmul::OutCols).
 // Epilogue: v = x.W[col] (+ bias[col]);
 //   GEGLU:    y = act(v) * (x.W[n + col] (+ bias[n + col]))
 //   ACT:      y = act(v)
@@ -58,6 +60,7 @@ fn rope_partner(col: u32) -> u32 {
 
 // Stores y[row, col] from a = x.W[col] and (GeGLU only) g = x.W[n + col].
 fn store(row: u32, col: u32, a: f32, g: f32) {
+    let at = row * p.ldy + p.col0 + col;
     var v = a;
 #if BIAS
     v += f32(bias[col]);
@@ -74,7 +77,7 @@ fn store(row: u32, col: u32, a: f32, g: f32) {
 #endif
 #endif
 #if RESIDUAL
-    v += f32(residual[row * p.n + col]);
+    v += f32(residual[at]);
 #endif
 #if ROPE
     // Q and K: the first two thirds of the columns.
@@ -88,5 +91,5 @@ fn store(row: u32, col: u32, a: f32, g: f32) {
         v = select(v * sc.y + partner * sc.x, v * sc.y - partner * sc.x, c < ROPE_D / 2u);
     }
 #endif
-    y[row * p.n + col] = {{ELEM}}(v);
+    y[at] = {{ELEM}}(v);
 }

@@ -35,8 +35,9 @@ pub struct BenchArgs {
     /// Only these workloads (comma-separated names).
     #[arg(long)]
     pub only: Option<String>,
-    /// A random-weight model of the real shapes instead of --model (no download).
-    #[arg(long, value_parser = ["base", "large"])]
+    /// A random-weight model of the real shapes instead of --model (no download):
+    /// ModernBERT base or large, or mmbert-base (base with a 256,000-token vocabulary).
+    #[arg(long, value_parser = ["base", "large", "mmbert-base"])]
     pub random: Option<String>,
     /// Timed repetitions per workload (after one warm-up).
     #[arg(long, default_value_t = 5)]
@@ -98,6 +99,7 @@ pub fn run(g: &Global, a: &BenchArgs) -> Result<()> {
     );
     let weights = enc.weight_bytes();
     report.insert("weight_bytes".into(), json!(weights));
+    report.insert("split".into(), json!(enc.weight_splits()));
     if !a.json {
         println!(
             "adapter {} ({:?}), {:?}, weights {} MiB",
@@ -106,6 +108,12 @@ pub fn run(g: &Global, a: &BenchArgs) -> Result<()> {
             enc.dtype(),
             weights >> 20
         );
+        for split in enc.weight_splits() {
+            println!(
+                "{}: {} bytes in row pieces of {:?} rows",
+                split.name, split.bytes, split.pieces
+            );
+        }
         println!(
             "{:<22} {:>8} {:>14} {:>12} {:>10} {:>12}",
             "workload", "tokens", "tokens/s", "ms/run", "peak MiB", "bytes/token"

@@ -5,7 +5,8 @@
 //! shape, subgroup size and tiles: `ops::catalog::tensor_cores`), the cached tiles, and the state of
 //! the cache (its directory, whether verdicts were cached, the pipeline cache's size). Given
 //! a model (`--model`), it loads it and reports the device memory it holds: at load (the
-//! weights), and with the plans of its largest batch built.
+//! weights), and with the plans of its largest batch built, and how each tensor larger than
+//! one storage binding is held in row pieces.
 
 use std::sync::Arc;
 
@@ -29,6 +30,8 @@ fn model_memory(g: &Global) -> anyhow::Result<serde_json::Value> {
         "model": g.model,
         "adapter": enc.gpu().info().name,
         "dtype": format!("{:?}", enc.dtype()).to_lowercase(),
+        "max_storage_binding": enc.gpu().caps().max_storage_binding,
+        "split": enc.weight_splits(),
         "capacity_tokens": cap,
         "at_load": { "total": at_load.total(), "weights": at_load.weights,
                      "peak_during_load": load_memory.peak },
@@ -195,8 +198,33 @@ pub fn run(g: &Global, json: bool) -> anyhow::Result<()> {
             m["capacity_tokens"],
             m["at_capacity"]["bytes_per_token"],
         );
+        print_splits(&m);
     }
     Ok(())
+}
+
+/// One line per tensor held in row pieces: its bytes and the rows of each piece.
+fn print_splits(m: &serde_json::Value) {
+    let splits = m["split"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    let limit = m["max_storage_binding"].as_u64().unwrap_or(0);
+    if splits.is_empty() {
+        println!("    every tensor fits one storage binding ({limit} bytes)");
+        return;
+    }
+    println!("    in row pieces (storage binding {limit} bytes):");
+    for s in splits {
+        let rows: Vec<String> = s["pieces"]
+            .as_array()
+            .map(|p| p.iter().map(|r| r.to_string()).collect())
+            .unwrap_or_default();
+        println!(
+            "    {}: {} bytes in {} pieces of {} rows",
+            s["name"].as_str().unwrap_or(""),
+            s["bytes"],
+            rows.len(),
+            rows.join(", ")
+        );
+    }
 }
 
 fn yes(b: bool) -> &'static str {

@@ -65,6 +65,11 @@ pub struct Global {
     /// Largest number of tokens in one GPU batch (default: sized to the device).
     #[arg(long, global = true)]
     pub max_tokens: Option<usize>,
+    /// Largest storage binding to use: bytes, or a number with KiB, MiB or GiB. Only lowers
+    /// the adapter's own limit; weights over it are held in row pieces (`info --model`
+    /// lists them). Default: `WGBERT_MAX_BINDING`, else the adapter's limit.
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_binding)]
+    pub max_binding: Option<u64>,
     /// Print the encoder's recorded plan (steps, buffers, peak memory) on stderr.
     #[arg(long, global = true)]
     pub dump_plan: bool,
@@ -95,6 +100,11 @@ impl Cli {
     }
 }
 
+/// `--max-binding`: a size (`wgbert::runtime::parse_size`).
+fn parse_binding(text: &str) -> Result<u64, String> {
+    wgbert::runtime::parse_size(text).map_err(|e| e.to_string())
+}
+
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DTypeArg {
     F16,
@@ -119,6 +129,7 @@ impl Global {
             gpu: GpuOptions {
                 backend: self.backend.clone(),
                 adapter: self.adapter.clone(),
+                max_binding: self.max_binding.or(env.gpu.max_binding),
                 ..env.gpu
             },
             hub: HubOptions {

@@ -1,7 +1,7 @@
 //! Fill-mask: the MLM head at selected rows and its GPU top-k.
 
 use super::{Encoder, poisoned};
-use crate::model::heads::{MLM_ROWS, MLM_TOP_K, MlmHead};
+use crate::model::heads::{MLM_TOP_K, MlmHead};
 use crate::runtime::RunSizes;
 use crate::{Error, Result};
 
@@ -87,7 +87,7 @@ impl Encoder {
                     picks.push((s, p, (start + p) as u32));
                 }
             }
-            for chunk in picks.chunks(MLM_ROWS) {
+            for chunk in picks.chunks(head.max_rows) {
                 let rows: Vec<u32> = chunk.iter().map(|m| m.2).collect();
                 head.plan.write(head.rows, bytemuck::cast_slice(&rows))?;
                 head.plan.run(&RunSizes {

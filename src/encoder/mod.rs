@@ -376,6 +376,11 @@ impl Encoder {
     pub fn weight_bytes(&self) -> u64 {
         self.weights.bytes
     }
+    /// The weights held in row pieces because they exceed one storage binding of the
+    /// device (`model::split`), with the rows of each piece; empty when every tensor fits.
+    pub fn weight_splits(&self) -> Vec<crate::model::split::SplitReport> {
+        self.weights.splits()
+    }
 
     /// Device bytes this encoder holds now: weights, the shared activation arena, and the
     /// buckets' and heads' own buffers. `gpu().memory()` counts every buffer of the device

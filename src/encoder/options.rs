@@ -9,7 +9,7 @@ use crate::ops::DType;
 use crate::ops::coop;
 use crate::ops::tune::{self, TuneOptions};
 use crate::progress::Observer;
-use crate::runtime::GpuOptions;
+use crate::runtime::{GpuOptions, parse_size};
 
 /// How to load a model. `LoadOptions::default()` reads no environment variable: tensor
 /// cores automatic, autotuning on real GPUs, no disk cache; `LoadOptions::from_env` is what
@@ -66,6 +66,7 @@ impl LoadOptions {
     /// | `WGBERT_BENCH_SMALL` | `tune.small_shapes` (`1`) |
     /// | `WGBERT_SHADER_CHECKS` | `gpu.unchecked_shaders` (`0`) |
     /// | `WGBERT_CPU_AS_GPU` | `gpu.cpu_as_gpu` (`1`: a CPU adapter chooses a GPU's kernels) |
+    /// | `WGBERT_MAX_BINDING` | `gpu.max_binding` (bytes, or with `KiB`, `MiB`, `GiB`) |
     /// | `WGPU_BACKEND`, `WGPU_ADAPTER_NAME` | `gpu.backend`, `gpu.adapter` |
     /// | `HF_HUB_OFFLINE` | `hub.offline` (`1`, `true`, `yes`, `on`) |
     /// | `HF_HUB_CACHE`, `HF_HOME` | `hub.cache_dir` (`$HF_HUB_CACHE`, else `$HF_HOME/hub`) |
@@ -104,6 +105,13 @@ impl LoadOptions {
                 unchecked_shaders: var("WGBERT_SHADER_CHECKS").is_some_and(|v| v == "0"),
                 pipeline_cache_dir: cache_dir.clone(),
                 cpu_as_gpu: var("WGBERT_CPU_AS_GPU").is_some_and(|v| v == "1"),
+                max_binding: var("WGBERT_MAX_BINDING")
+                    .filter(|v| !v.trim().is_empty())
+                    .map(|v| {
+                        parse_size(&v)
+                            .map_err(|e| crate::Error::Option(format!("WGBERT_MAX_BINDING: {e}")))
+                    })
+                    .transpose()?,
             },
             coop: coop::Mode::parse(var("WGBERT_COOP").as_deref())?,
             tune: TuneOptions {

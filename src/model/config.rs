@@ -7,6 +7,7 @@
 //! name the key, so a bad file fails here and not halfway through a GPU upload.
 
 mod json;
+pub mod rope;
 
 use std::path::Path;
 
@@ -14,6 +15,7 @@ use serde_json::Value;
 
 use crate::{Error, Result};
 use json::Fields;
+pub use rope::RopeScaling;
 
 /// Largest vocabulary we accept; larger is certainly a broken file (ModernBERT has 50368).
 pub const MAX_VOCAB: usize = 10_000_000;
@@ -105,6 +107,10 @@ pub struct ModelConfig {
     pub global_rope_theta: f32,
     /// RoPE theta of local layers.
     pub local_rope_theta: f32,
+    /// The `rope_type` of global layers' `rope_parameters` and its keys.
+    pub global_rope_scaling: RopeScaling,
+    /// The `rope_type` of local layers' `rope_parameters` and its keys.
+    pub local_rope_scaling: RopeScaling,
     pub hidden_activation: Activation,
     pub classifier_activation: Activation,
     /// Bias on `Wqkv` and `attn.Wo`.
@@ -160,19 +166,22 @@ impl ModelConfig {
         Ok(config)
     }
 
-    /// The real shapes of ModernBERT `"base"` or `"large"`, for runs with random weights.
+    /// The real shapes of ModernBERT `"base"` or `"large"`, or `"mmbert-base"` (base's
+    /// encoder with a 256,000-token vocabulary, Gemma's, as mmBERT-base has), for runs with
+    /// random weights.
     pub fn random(size: &str) -> Result<Self> {
-        let (hidden, intermediate, layers, heads) = match size {
-            "base" => (768, 1152, 22, 12),
-            "large" => (1024, 2624, 28, 16),
+        let (hidden, intermediate, layers, heads, vocab) = match size {
+            "base" => (768, 1152, 22, 12, 50368),
+            "large" => (1024, 2624, 28, 16, 50368),
+            "mmbert-base" => (768, 1152, 22, 12, 256000),
             other => {
                 return Err(Error::Option(format!(
-                    "unknown model size '{other}' (expected 'base' or 'large')"
+                    "unknown model size '{other}' (expected 'base', 'large' or 'mmbert-base')"
                 )));
             }
         };
         Ok(ModelConfig {
-            vocab_size: 50368,
+            vocab_size: vocab,
             hidden_size: hidden,
             intermediate_size: intermediate,
             num_hidden_layers: layers,
@@ -184,6 +193,8 @@ impl ModelConfig {
             layers: every_nth_global(layers, 3),
             global_rope_theta: 160_000.0,
             local_rope_theta: 10_000.0,
+            global_rope_scaling: RopeScaling::Default,
+            local_rope_scaling: RopeScaling::Default,
             hidden_activation: Activation::GeluErf,
             classifier_activation: Activation::GeluErf,
             attention_bias: false,
@@ -216,6 +227,26 @@ impl ModelConfig {
         }
     }
 
+    /// The RoPE of layer `layer` (panics if out of range): its frequencies and the factor
+    /// transformers multiplies cos and sin by (`rope::RopeScaling::frequencies`; validated
+    /// when the config was read).
+    pub fn rope_frequencies(&self, layer: usize) -> Result<(Vec<f32>, f32)> {
+        let scaling = match self.layers[layer] {
+            LayerKind::Global => &self.global_rope_scaling,
+            LayerKind::Local => &self.local_rope_scaling,
+        };
+        scaling
+            .frequencies(
+                self.rope_theta(layer),
+                self.head_dim,
+                self.max_position_embeddings,
+            )
+            .map_err(|message| Error::Config {
+                path: "config.json".into(),
+                message,
+            })
+    }
+
     /// Half of the local window: a local layer lets query i see key j iff `|i - j| <=` this.
     pub fn window_half(&self) -> usize {
         self.local_attention / 2
@@ -238,7 +269,12 @@ impl ModelConfig {
         let hidden_size = f.req_usize("hidden_size")?;
         let num_attention_heads = f.req_usize("num_attention_heads")?;
         let hidden_activation = f.activation("hidden_activation", Activation::GeluErf)?;
-        let (layers, global_rope_theta, local_rope_theta) = f.layers(num_hidden_layers)?;
+        let max_position_embeddings = f.opt_usize("max_position_embeddings")?.unwrap_or(8192);
+        let json::Layers {
+            kinds: layers,
+            thetas: (global_rope_theta, local_rope_theta),
+            scalings: (global_rope_scaling, local_rope_scaling),
+        } = f.layers(num_hidden_layers, max_position_embeddings)?;
         Ok(ModelConfig {
             vocab_size: f.req_usize("vocab_size")?,
             hidden_size,
@@ -246,12 +282,14 @@ impl ModelConfig {
             num_hidden_layers,
             num_attention_heads,
             head_dim: hidden_size.checked_div(num_attention_heads).unwrap_or(0),
-            max_position_embeddings: f.opt_usize("max_position_embeddings")?.unwrap_or(8192),
+            max_position_embeddings,
             norm_eps: f.opt_f64("norm_eps")?.unwrap_or(1e-5) as f32,
             local_attention: f.opt_usize("local_attention")?.unwrap_or(128),
             layers,
             global_rope_theta,
             local_rope_theta,
+            global_rope_scaling,
+            local_rope_scaling,
             hidden_activation,
             // transformers' own default, whatever `hidden_activation` says.
             classifier_activation: f.activation("classifier_activation", Activation::GeluErf)?,
@@ -329,6 +367,24 @@ impl ModelConfig {
         ] {
             if !(theta.is_finite() && theta > 1.0) {
                 return Err(format!("{key} = {theta} must be a finite number above 1"));
+            }
+        }
+        let kinds = [
+            (
+                "full_attention",
+                &self.global_rope_scaling,
+                self.global_rope_theta,
+            ),
+            (
+                "sliding_attention",
+                &self.local_rope_scaling,
+                self.local_rope_theta,
+            ),
+        ];
+        for (kind, scaling, theta) in kinds {
+            let dim = self.head_dim;
+            if let Err(m) = scaling.frequencies(theta, dim, self.max_position_embeddings) {
+                return Err(format!("rope_parameters.{kind}: {m}"));
             }
         }
         let ids = [

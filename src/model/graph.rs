@@ -4,7 +4,8 @@
 //! ```text
 //! h = LN_emb(E[ids])
 //! per layer i:  a = i == 0 ? h : LN_attn(h)
-//!               qkv = RoPE(a Wqkv^T (+b); theta_i) on q, k;  o = Attn(qkv; global | window)
+//!               qkv = RoPE(a Wqkv^T (+b); inv_freq_i) on q, k
+//!               o = Attn(qkv; global | window; scores * attention_factor_i^2)
 //!               h2 = o Wo^T (+b) + h;  x = LN_mlp(h2)
 //!               g = act(x Wi[:I]^T) * (x Wi[I:]^T);  h = g Wo_mlp^T (+b) + h2
 //! out = LN_final(h)
@@ -128,25 +129,41 @@ impl EncoderGraph {
     }
 }
 
-/// `LN_emb(E[ids])`, the gather fused with the norm.
+/// `LN_emb(E[ids])`, the gather fused with the norm: one step per piece of a table held in
+/// row pieces, each writing the tokens whose ids it holds.
 fn embed(r: &mut Recorder, cfg: &ModelConfig, w: &ModelWeights, ids: TensorId) -> Result<TensorId> {
-    let table = r.b.external("tok_embeddings", &w.tok_embeddings);
     let (weight, bias) = r.bind("embeddings.norm", &w.emb_norm.weight, &w.emb_norm.bias);
     let hidden = cfg.hidden_size as u32;
     let y = r.activation("embeddings.out", hidden);
-    let args = ops::embedding::EmbeddingArgs {
-        ids,
-        table,
-        weight,
-        bias,
-        y,
-        rows: r.rows,
-        hidden,
-        vocab: cfg.vocab_size as u32,
-        eps: r.eps,
-        dtype: r.dtype,
-    };
-    ops::embedding::record(r.b, "embedding", &args)?;
+    let pieces = &w.tok_embeddings.pieces;
+    for (i, piece) in pieces.iter().enumerate() {
+        let (first, rows) = (piece.first as u32, piece.rows as u32);
+        let (table_name, label) = match pieces.len() {
+            1 => ("tok_embeddings".to_string(), "embedding".to_string()),
+            _ => {
+                let range = format!("[{first}..{}]", first + rows);
+                (
+                    format!("tok_embeddings{range}"),
+                    format!("embedding{range}"),
+                )
+            }
+        };
+        let table = r.b.external(&table_name, &piece.buf);
+        let args = ops::embedding::EmbeddingArgs {
+            ids,
+            table,
+            weight,
+            bias,
+            y,
+            rows: r.rows,
+            hidden,
+            vocab: rows,
+            eps: r.eps,
+            dtype: r.dtype,
+        };
+        let last = i + 1 == pieces.len();
+        ops::embedding::record_piece(r.b, &label, &args, first, last)?;
+    }
     Ok(y)
 }
 
@@ -165,15 +182,19 @@ fn encoder_layer(
         Some(norm) => r.norm(&name("attn_norm"), norm, x, h)?,
         None => x,
     };
+    // A scaled RoPE's attention factor multiplies cos and sin, so both q and k: the
+    // scores, by its square.
+    let (inv_freq, attention_factor) = cfg.rope_frequencies(i)?;
     let rope = ops::matmul::RopeArgs {
         positions: batch.positions,
         n_heads: cfg.num_attention_heads as u32,
         head_dim: cfg.head_dim as u32,
-        theta: cfg.rope_theta(i),
+        freq: ops::rope::Frequencies::table(&inv_freq),
     };
     let wqkv = name("attn.Wqkv");
     let qkv = r.linear_rope(&wqkv, &layer.wqkv, attn_in, (h, 3 * h), &rope)?;
-    let attn = attention(r, cfg, i, qkv, batch)?;
+    let score_scale = attention_factor * attention_factor;
+    let attn = attention(r, cfg, i, qkv, batch, score_scale)?;
     let h2 = r.linear_add(&name("attn.Wo"), &layer.wo, attn, (h, h), x)?;
     let mlp_in = r.norm(&name("mlp_norm"), &layer.mlp_norm, h2, h)?;
     let geglu = Epilogue::GeGlu(cfg.hidden_activation);
@@ -188,6 +209,7 @@ fn attention(
     i: usize,
     qkv: TensorId,
     batch: &Batch,
+    score_scale: f32,
 ) -> Result<TensorId> {
     let (nh, hd, dt) = (cfg.num_attention_heads as u32, cfg.head_dim as u32, r.dtype);
     let out = r.activation(&format!("layers.{i}.attn.out"), cfg.hidden_size as u32);
@@ -205,6 +227,7 @@ fn attention(
         dtype: dt,
         variant: None,
     };
-    ops::attention::record(r.b, r.choices, &format!("layers.{i}.attention"), &args)?;
+    let label = format!("layers.{i}.attention");
+    ops::attention::record_scaled(r.b, r.choices, &label, &args, score_scale)?;
     Ok(out)
 }

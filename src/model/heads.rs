@@ -18,7 +18,9 @@ use crate::ops::{self, DType, Rows};
 use crate::runtime::{Gpu, MemoryKind, Plan, PlanBuilder, TensorId};
 use crate::{Error, Result};
 
-/// Rows the MLM head handles per run; more `[MASK]`s in a batch take several runs.
+/// Rows the MLM head handles per run, at most (fewer where the device's storage binding
+/// limit cannot hold `[rows, vocab]` f32 logits); more `[MASK]`s in a batch take several
+/// runs.
 pub const MLM_ROWS: usize = 64;
 
 /// Rows of MLM logits a sparse head computes per run, at most (fewer where the device's
@@ -39,8 +41,17 @@ pub struct PoolHead {
 pub struct MlmHead {
     pub plan: Plan,
     pub rows: TensorId,
-    /// `[MLM_ROWS, MLM_TOP_K]` (id, probability) pairs, `ops::topk`'s layout.
+    /// `[max_rows, MLM_TOP_K]` (id, probability) pairs, `ops::topk`'s layout.
     pub out: TensorId,
+    /// Rows per run: `MLM_ROWS`, or fewer where the logits would exceed a binding.
+    pub max_rows: usize,
+}
+
+/// Rows of `row_bytes` (a row of f32 logits, of top-k pairs) that one binding holds, at
+/// most `want` (at least 1: a row over the limit fails when its buffer is made, naming it).
+fn fitting_rows(gpu: &Gpu, row_bytes: u64, want: usize) -> usize {
+    let fit = gpu.caps().max_storage_binding / row_bytes.max(1);
+    (fit as usize).clamp(1, want.max(1))
 }
 
 /// The k an MLM head selects: the most `fill_mask` accepts.
@@ -178,7 +189,10 @@ impl MlmHead {
             });
         };
         let v = cfg.vocab_size as u32;
-        let r = MLM_ROWS as u64;
+        // A row of f32 logits, and of the top-k's (id, probability) pairs.
+        let row_bytes = (v as u64 * 4).max(ops::topk::out_bytes(1, MLM_TOP_K as u32));
+        let max_rows = fitting_rows(gpu, row_bytes, MLM_ROWS);
+        let r = max_rows as u64;
         let k = MLM_TOP_K as u32;
         let mut b = head_builder(gpu, enc);
         let rows = b.input("mask rows", r * 4);
@@ -191,6 +205,7 @@ impl MlmHead {
             plan: b.build()?,
             rows,
             out,
+            max_rows,
         })
     }
 }
@@ -226,9 +241,8 @@ impl SparseHead {
             });
         };
         let v = cfg.vocab_size as u32;
-        let fit = (gpu.caps().max_storage_binding / (v as u64 * 4)).max(1) as usize;
-        let max_rows = SPARSE_ROWS.min(fit).min(enc.capacity.max(1));
-        let max_slots = SPARSE_SEQS.min(fit);
+        let max_rows = fitting_rows(gpu, v as u64 * 4, SPARSE_ROWS).min(enc.capacity.max(1));
+        let max_slots = fitting_rows(gpu, v as u64 * 4, SPARSE_SEQS);
         let r = max_rows as u64;
         let mut b = head_builder(gpu, enc);
         let rows = b.input("sparse rows", r * 4);

@@ -1,13 +1,16 @@
 //! Recording helpers that speak the model's terms: a `Linear` or a `Norm` applied to some rows
 //! of an activation becomes one step, its weights bound under their checkpoint names. The
-//! encoder graph and the heads are written with these.
+//! encoder graph and the heads are written with these. A linear layer whose weight is held
+//! in row pieces (`model::split`) becomes one product per piece, each filling its own
+//! output columns (a gated `Wi`'s pieces hold their features' input and gate rows; a split
+//! Wqkv is followed by the RoPE pass over the whole output).
 
-use crate::Result;
 use crate::model::upload::{Linear, Norm};
 use crate::ops::choice::Choices;
-use crate::ops::matmul::{Epilogue, MatmulArgs};
+use crate::ops::matmul::{Epilogue, MatmulArgs, OutCols};
 use crate::ops::{self, DType, Rows};
 use crate::runtime::{DeviceBuffer, PlanBuilder, TensorId};
+use crate::{Error, Result};
 
 /// Records steps over `rows` (at most `cap_rows`) of activations in one storage precision,
 /// with the kernel choices `choices`.
@@ -112,7 +115,24 @@ impl Recorder<'_> {
         rope: &ops::matmul::RopeArgs,
     ) -> Result<TensorId> {
         let y = self.activation(&format!("{name}.out"), n);
-        let args = self.matmul_args(name, lin, x, y, (k, n), Epilogue::None, None);
+        if lin.weight.is_split() {
+            self.linear_into(name, lin, x, y, (k, n), Epilogue::None, None)?;
+            let heads = (rope.n_heads, rope.head_dim);
+            let label = format!("{name} rope");
+            let (rows, dt) = (self.rows, self.dtype);
+            ops::rope::record_freq(
+                self.b,
+                &label,
+                y,
+                rope.positions,
+                rows,
+                heads,
+                rope.freq,
+                dt,
+            )?;
+            return Ok(y);
+        }
+        let args = self.matmul_args(name, lin, 0, x, y, (k, n), Epilogue::None, None);
         ops::matmul::record_rope(self.b, self.choices, name, &args, rope)?;
         Ok(y)
     }
@@ -129,24 +149,51 @@ impl Recorder<'_> {
         epilogue: Epilogue,
         residual: Option<TensorId>,
     ) -> Result<()> {
-        let args = self.matmul_args(name, lin, x, y, kn, epilogue, residual);
-        ops::matmul::record(self.b, self.choices, name, &args)
+        if !lin.weight.is_split() {
+            let args = self.matmul_args(name, lin, 0, x, y, kn, epilogue, residual);
+            return ops::matmul::record(self.b, self.choices, name, &args);
+        }
+        let gated = matches!(epilogue, Epilogue::GeGlu(_));
+        if gated != (lin.weight.halves == 2) {
+            return Err(Error::Unsupported(format!(
+                "'{name}' is held in pieces of {} halves, which its {epilogue:?} product \
+                 cannot read",
+                lin.weight.halves
+            )));
+        }
+        for (i, piece) in lin.weight.pieces.iter().enumerate() {
+            let (first, rows) = (piece.first as u32, piece.rows as u32);
+            let label = format!("{name}[{first}..{}]", first + rows);
+            let args = self.matmul_args(&label, lin, i, x, y, (kn.0, rows), epilogue, residual);
+            let cols = OutCols {
+                ldy: kn.1,
+                col0: first,
+            };
+            ops::matmul::record_cols(self.b, self.choices, &label, &args, cols)?;
+        }
+        Ok(())
     }
 
-    /// The matmul of `lin` (its weight and bias bound under `name`) over this recorder's rows
-    /// and precision.
+    /// The matmul of piece `piece` of `lin` (its weight and bias bound under `name`) over
+    /// this recorder's rows and precision.
     #[allow(clippy::too_many_arguments)]
     fn matmul_args(
         &mut self,
         name: &str,
         lin: &Linear,
+        piece: usize,
         x: TensorId,
         y: TensorId,
         (k, n): (u32, u32),
         epilogue: Epilogue,
         residual: Option<TensorId>,
     ) -> MatmulArgs {
-        let (w, bias) = self.bind(name, &lin.weight, &lin.bias);
+        let w = self.b.external(name, &lin.weight.pieces[piece].buf);
+        let bias = lin
+            .bias
+            .as_ref()
+            .and_then(|b| b.pieces.get(piece))
+            .map(|b| self.b.external(&format!("{name}.bias"), &b.buf));
         MatmulArgs {
             x,
             w,

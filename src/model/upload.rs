@@ -1,19 +1,23 @@
 //! Weights on the GPU: every tensor the config requires, converted to the storage precision
 //! one tensor at a time while streaming from the memory-mapped checkpoint (so RAM never holds
 //! a second full copy of the model), or random weights of the right shapes for benchmarks.
+//! The matrices (linear layers, the embedding table) are `split::Weight`s: in row pieces
+//! where one exceeds the device's binding limit.
 
 use std::sync::Arc;
 
 use crate::Result;
 use crate::model::config::ModelConfig;
+use crate::model::split::{self, SplitReport, Weight};
 use crate::model::weights::{Checkpoint, Heads, Storage};
 use crate::ops::DType;
 use crate::runtime::{DeviceBuffer, Gpu, MemoryKind};
 
-/// A linear layer: `weight` `[out, in]` as stored, and its bias when the config has one.
+/// A linear layer: `weight` `[out, in]` as stored, and its bias when the config has one
+/// (in the weight's pieces).
 pub struct Linear {
-    pub weight: DeviceBuffer,
-    pub bias: Option<DeviceBuffer>,
+    pub weight: Weight,
+    pub bias: Option<Weight>,
 }
 
 /// A LayerNorm's scale, and its shift when the config has `norm_bias`.
@@ -42,7 +46,7 @@ pub struct HeadWeights {
 /// All weights of a model on one device, in one storage precision.
 pub struct ModelWeights {
     pub dtype: DType,
-    pub tok_embeddings: DeviceBuffer,
+    pub tok_embeddings: Weight,
     pub emb_norm: Norm,
     pub layers: Vec<LayerWeights>,
     pub final_norm: Norm,
@@ -73,7 +77,8 @@ struct Loader<'a> {
 }
 
 impl Loader<'_> {
-    fn load(&mut self, name: &str) -> Result<DeviceBuffer> {
+    /// Reads tensor `name` into `scratch` in the storage precision.
+    fn read(&mut self, name: &str) -> Result<()> {
         (self.on_tensor)(name);
         match &self.source {
             Source::Checkpoint(ck) => {
@@ -86,28 +91,53 @@ impl Loader<'_> {
             }
         }
         self.bytes += self.scratch.len() as u64;
+        Ok(())
+    }
+
+    /// A vector (a norm's weight or bias) in one buffer.
+    fn load(&mut self, name: &str) -> Result<DeviceBuffer> {
+        self.read(name)?;
         self.gpu.upload_as(MemoryKind::Weights, name, &self.scratch)
     }
 
-    fn maybe(&mut self, present: bool, name: &str) -> Result<Option<DeviceBuffer>> {
-        if present {
-            self.load(name).map(Some)
-        } else {
-            Ok(None)
-        }
+    /// A matrix of `cols` columns in `halves` halves paired by row (2: `mlp.Wi`), in pieces
+    /// of whole features where it exceeds a binding.
+    fn matrix(&mut self, name: &str, cols: usize, halves: usize) -> Result<Weight> {
+        self.read(name)?;
+        let row_bytes = cols as u64 * self.dtype.size();
+        let rows = (self.scratch.len() as u64 / row_bytes.max(1)) as usize;
+        let limit = split::binding_limit(self.gpu);
+        let features = rows / halves;
+        let ranges = split::plan_pieces(name, features, halves, row_bytes, limit)?;
+        split::upload(self.gpu, name, &self.scratch, (rows, halves), &ranges)
     }
 
-    /// `{name}.weight`, and `{name}.bias` when `bias`.
-    fn linear(&mut self, name: &str, bias: bool) -> Result<Linear> {
-        Ok(Linear {
-            weight: self.load(&format!("{name}.weight"))?,
-            bias: self.maybe(bias, &format!("{name}.bias"))?,
-        })
+    /// `{name}.weight` (`cols` inputs, `halves` as `matrix`), and `{name}.bias` when `bias`,
+    /// split like the weight.
+    fn linear(&mut self, name: &str, (cols, halves): (usize, usize), bias: bool) -> Result<Linear> {
+        let weight = self.matrix(&format!("{name}.weight"), cols, halves)?;
+        let bias = match bias {
+            true => Some(self.bias_like(&format!("{name}.bias"), &weight)?),
+            false => None,
+        };
+        Ok(Linear { weight, bias })
+    }
+
+    /// A bias in the pieces of its weight's features.
+    fn bias_like(&mut self, name: &str, weight: &Weight) -> Result<Weight> {
+        self.read(name)?;
+        let shape = (weight.rows, weight.halves);
+        split::upload(self.gpu, name, &self.scratch, shape, &weight.ranges())
     }
 
     fn norm(&mut self, name: &str, bias: bool) -> Result<Norm> {
-        let Linear { weight, bias } = self.linear(name, bias)?;
-        Ok(Norm { weight, bias })
+        Ok(Norm {
+            weight: self.load(&format!("{name}.weight"))?,
+            bias: match bias {
+                true => Some(self.load(&format!("{name}.bias"))?),
+                false => None,
+            },
+        })
     }
 }
 
@@ -209,7 +239,8 @@ impl ModelWeights {
             on_tensor,
         };
         let nb = cfg.norm_bias;
-        let tok_embeddings = l.load("model.embeddings.tok_embeddings.weight")?;
+        let (h, inter) = (cfg.hidden_size, cfg.intermediate_size);
+        let tok_embeddings = l.matrix("model.embeddings.tok_embeddings.weight", h, 1)?;
         let emb_norm = l.norm("model.embeddings.norm", nb)?;
         let (ab, mb) = (cfg.attention_bias, cfg.mlp_bias);
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
@@ -217,18 +248,18 @@ impl ModelWeights {
             let p = |s: &str| format!("model.layers.{i}.{s}");
             layers.push(LayerWeights {
                 attn_norm: (i > 0).then(|| l.norm(&p("attn_norm"), nb)).transpose()?,
-                wqkv: l.linear(&p("attn.Wqkv"), ab)?,
-                wo: l.linear(&p("attn.Wo"), ab)?,
+                wqkv: l.linear(&p("attn.Wqkv"), (h, 1), ab)?,
+                wo: l.linear(&p("attn.Wo"), (h, 1), ab)?,
                 mlp_norm: l.norm(&p("mlp_norm"), nb)?,
-                wi: l.linear(&p("mlp.Wi"), mb)?,
-                mlp_wo: l.linear(&p("mlp.Wo"), mb)?,
+                wi: l.linear(&p("mlp.Wi"), (h, 2), mb)?,
+                mlp_wo: l.linear(&p("mlp.Wo"), (inter, 1), mb)?,
             });
         }
         let final_norm = l.norm("model.final_norm", nb)?;
         let any_head = heads.mlm || heads.classifier.is_some();
         let head = if any_head {
             Some(HeadWeights {
-                dense: l.linear("head.dense", cfg.classifier_bias)?,
+                dense: l.linear("head.dense", (h, 1), cfg.classifier_bias)?,
                 norm: l.norm("head.norm", nb)?,
             })
         } else {
@@ -236,17 +267,20 @@ impl ModelWeights {
         };
         let decoder = if heads.mlm {
             let weight = if untied {
-                l.load("decoder.weight")?
+                l.matrix("decoder.weight", h, 1)?
             } else {
                 tok_embeddings.clone()
             };
-            let bias = l.maybe(cfg.decoder_bias, "decoder.bias")?;
+            let bias = match cfg.decoder_bias {
+                true => Some(l.bias_like("decoder.bias", &weight)?),
+                false => None,
+            };
             Some(Linear { weight, bias })
         } else {
             None
         };
         let classifier = match heads.classifier {
-            Some(_) => Some(l.linear("classifier", true)?),
+            Some(_) => Some(l.linear("classifier", (h, 1), true)?),
             None => None,
         };
         let bytes = l.bytes;
@@ -262,5 +296,26 @@ impl ModelWeights {
             heads,
             bytes,
         })
+    }
+}
+
+impl ModelWeights {
+    /// The tensors held in more than one piece, with the rows of each (`info --model`).
+    pub fn splits(&self) -> Vec<SplitReport> {
+        let mut all = vec![&self.tok_embeddings];
+        for l in &self.layers {
+            all.extend([&l.wqkv, &l.wo, &l.wi, &l.mlp_wo].map(|lin| &lin.weight));
+        }
+        all.extend(self.head.iter().map(|h| &h.dense.weight));
+        all.extend(self.decoder.iter().map(|d| &d.weight));
+        all.extend(self.classifier.iter().map(|c| &c.weight));
+        let mut out: Vec<SplitReport> = Vec::new();
+        for w in all.into_iter().filter(|w| w.is_split()) {
+            // The tied decoder is the embedding table: listed once.
+            if !out.iter().any(|r| r.name == w.name) {
+                out.push(w.report());
+            }
+        }
+        out
     }
 }

@@ -4,6 +4,11 @@
 //!
 //! An id >= vocab reads nothing: its row counts as zeros, so its output is the bias (or 0).
 //! The host validates ids before a run; the kernel only keeps a bad one harmless.
+//!
+//! A table larger than one storage binding is held in row pieces (`model::split`): one step
+//! per piece (`record_piece`), each writing only the tokens whose ids fall in its rows (a
+//! row never straddles pieces, so each token's LayerNorm stays whole in one step); the last
+//! piece also writes the ids past the table.
 
 use crate::Result;
 use crate::ops::check::{Op, rows_in};
@@ -17,10 +22,13 @@ crate::gpu_params! {
         hidden: u32,
         eps: f32,
         has_bias: u32,
+        /// Rows of this step's table (piece).
         vocab: u32,
+        /// The id of the piece's first row.
+        first: u32,
+        /// 1: this step also writes ids past `first + vocab` (as zero rows).
+        tail: u32,
         _pad0: u32,
-        _pad1: u32,
-        _pad2: u32,
     }
 }
 
@@ -84,7 +92,36 @@ pub fn record_with(
     a: &EmbeddingArgs,
     reduce: Reduce,
 ) -> Result<()> {
+    record_piece_with(b, label, a, reduce, (0, true))
+}
+
+/// Records the step of one row piece of a table held in pieces: `a.table` holds the
+/// `a.vocab` rows from id `first`, and the step writes the tokens whose ids are among them;
+/// the `last` piece also writes ids past its end (zero rows, as `record` does). One step per
+/// piece, in any order, gives what `record` gives on the whole table.
+pub fn record_piece(
+    b: &mut PlanBuilder,
+    label: &str,
+    a: &EmbeddingArgs,
+    first: u32,
+    last: bool,
+) -> Result<()> {
+    let reduce = Reduce::best(b.gpu().caps());
+    record_piece_with(b, label, a, reduce, (first, last))
+}
+
+/// `record_piece` with a chosen reduction.
+pub fn record_piece_with(
+    b: &mut PlanBuilder,
+    label: &str,
+    a: &EmbeddingArgs,
+    reduce: Reduce,
+    (first, last): (u32, bool),
+) -> Result<()> {
     let op = Op::new("embedding", label);
+    if first.checked_add(a.vocab).is_none() {
+        return Err(op.err("first", "first + vocab below 2^32", first));
+    }
     let norm = rownorm::checked(op, b, a.dtype, a.hidden, reduce, a.eps)?;
     op.within("vocab", a.vocab, 1, u32::MAX)?;
     let table_bytes = a.vocab as u64 * norm.row_bytes;
@@ -106,9 +143,9 @@ pub fn record_with(
                 eps,
                 has_bias,
                 vocab,
+                first,
+                tail: u32::from(last),
                 _pad0: 0,
-                _pad1: 0,
-                _pad2: 0,
             };
             Launch::new(&p, runtime::grid(n, max_dim))
         },

@@ -54,22 +54,72 @@ pub fn variants() -> Vec<Kernel> {
 /// the power is the correctly rounded f32 of the exact power (what libm/Sleef `powf` return),
 /// and the reciprocal is an f32 division.
 pub fn inv_freq(head_dim: u32, theta: f32) -> Vec<f32> {
+    powers(head_dim, theta)
+        .iter()
+        .map(|pw| 1.0f32 / pw)
+        .collect()
+}
+
+/// `theta^(2c/d)` for `c < d/2`, rounded as `inv_freq` rounds it (the scaled RoPEs of
+/// `model::config::rope` divide by these).
+pub fn powers(head_dim: u32, theta: f32) -> Vec<f32> {
     (0..head_dim / 2)
         .map(|c| {
             let e = (2 * c) as f32 / head_dim as f32;
-            let pw = (theta as f64).powf(e as f64) as f32;
-            1.0f32 / pw
+            (theta as f64).powf(e as f64) as f32
         })
         .collect()
 }
 
-pub(crate) fn check(op: Op, n_heads: u32, head_dim: u32, theta: f32) -> Result<()> {
+/// The frequencies of one layer's rotation, `inv_freq[c]` for `c < head_dim / 2`: from a
+/// theta (`1 / theta^(2c/d)`, `inv_freq`), or a table of a scaled RoPE
+/// (`model::config::rope`: linear, yarn, llama3...). `Copy`, at most `MAX_HALF` entries.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Frequencies {
+    inv: [f32; MAX_HALF],
+    len: usize,
+}
+
+impl Frequencies {
+    /// `1 / theta^(2c/d)` for heads of `head_dim` (see [`inv_freq`]).
+    pub fn theta(head_dim: u32, theta: f32) -> Self {
+        Self::table(&inv_freq(head_dim.min(2 * MAX_HALF as u32), theta))
+    }
+
+    /// A table of at most `MAX_HALF` frequencies (more are cut; `check` refuses them).
+    pub fn table(inv: &[f32]) -> Self {
+        let mut f = Frequencies {
+            inv: [0.0; MAX_HALF],
+            len: inv.len(),
+        };
+        for (slot, &x) in f.inv.iter_mut().zip(inv) {
+            *slot = x;
+        }
+        f
+    }
+
+    pub fn values(&self) -> &[f32] {
+        &self.inv[..self.len.min(MAX_HALF)]
+    }
+}
+
+pub(crate) fn check(op: Op, n_heads: u32, head_dim: u32, freq: &Frequencies) -> Result<()> {
     op.within("n_heads", n_heads, 1, u32::MAX)?;
     if !head_dim.is_multiple_of(2) {
         return Err(op.err("head_dim", "even", head_dim));
     }
     op.within("head_dim", head_dim, 2, 2 * MAX_HALF as u32)?;
-    op.positive("theta", theta)
+    if freq.len != head_dim as usize / 2 {
+        return Err(op.err("frequencies", format_args!("{}", head_dim / 2), freq.len));
+    }
+    match freq
+        .values()
+        .iter()
+        .find(|f| !(f.is_finite() && **f >= 0.0))
+    {
+        Some(bad) => Err(op.err("frequencies", "finite and >= 0", bad)),
+        None => Ok(()),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -84,7 +134,25 @@ pub fn record(
     theta: f32,
     dtype: DType,
 ) -> Result<()> {
-    let r = (n_heads, head_dim, theta);
+    let op = Op::new("rope", label);
+    op.positive("theta", theta)?;
+    let r = (n_heads, head_dim, Frequencies::theta(head_dim, theta));
+    record_range(b, label, qkv, positions, rows, r, dtype, (0, u32::MAX))
+}
+
+/// `record` with the frequencies of a scaled RoPE.
+#[allow(clippy::too_many_arguments)]
+pub fn record_freq(
+    b: &mut PlanBuilder,
+    label: &str,
+    qkv: TensorId,
+    positions: TensorId,
+    rows: Rows,
+    (n_heads, head_dim): (u32, u32),
+    freq: Frequencies,
+    dtype: DType,
+) -> Result<()> {
+    let r = (n_heads, head_dim, freq);
     record_range(b, label, qkv, positions, rows, r, dtype, (0, u32::MAX))
 }
 
@@ -97,19 +165,20 @@ pub fn record_range(
     qkv: TensorId,
     positions: TensorId,
     rows: Rows,
-    (n_heads, head_dim, theta): (u32, u32, f32),
+    (n_heads, head_dim, freq): (u32, u32, Frequencies),
     dtype: DType,
     (lo, hi): (u32, u32),
 ) -> Result<()> {
     let op = Op::new("rope", label);
-    check(op, n_heads, head_dim, theta)?;
+    check(op, n_heads, head_dim, &freq)?;
     op.dtype(b.gpu().caps(), dtype)?;
     let stride = 3 * n_heads * head_dim;
     let row_bytes = stride as u64 * dtype.size();
     let capacity = (b.bytes(qkv) / row_bytes).min(b.bytes(positions) / 4);
     let capacity = u32::try_from(capacity).unwrap_or(u32::MAX);
+    let bits = freq;
     let mut freq = [0u32; MAX_HALF];
-    for (slot, f) in freq.iter_mut().zip(inv_freq(head_dim, theta)) {
+    for (slot, f) in freq.iter_mut().zip(bits.values()) {
         *slot = f.to_bits();
     }
     let half = head_dim / 2;
@@ -159,9 +228,25 @@ pub fn reference(
     head_dim: u32,
     theta: f32,
 ) -> Vec<f64> {
+    reference_freq(
+        qkv,
+        positions,
+        n_heads,
+        head_dim,
+        &inv_freq(head_dim, theta),
+    )
+}
+
+/// `reference` with given frequencies `inv` (`head_dim / 2` of them).
+pub fn reference_freq(
+    qkv: &[f32],
+    positions: &[u32],
+    n_heads: u32,
+    head_dim: u32,
+    inv: &[f32],
+) -> Vec<f64> {
     let (nh, d) = (n_heads as usize, head_dim as usize);
     let stride = 3 * nh * d;
-    let inv = inv_freq(head_dim, theta);
     let mut out: Vec<f64> = qkv.iter().map(|&x| x as f64).collect();
     for (row, &pos) in positions.iter().enumerate() {
         if (row + 1) * stride > qkv.len() {
@@ -200,10 +285,17 @@ mod tests {
 
     #[test]
     fn bad_shapes_are_op_errors() {
-        assert!(super::check(OP, 0, 64, 1e4).is_err());
-        assert!(super::check(OP, 12, 63, 1e4).is_err());
-        assert!(super::check(OP, 12, 128, 1e4).is_err());
-        assert!(super::check(OP, 12, 64, f32::NAN).is_err());
-        assert!(super::check(OP, 12, 64, 160000.0).is_ok());
+        use super::Frequencies;
+        let f = |d: u32| Frequencies::theta(d, 1e4);
+        assert!(super::check(OP, 0, 64, &f(64)).is_err());
+        assert!(super::check(OP, 12, 63, &f(63)).is_err());
+        assert!(super::check(OP, 12, 128, &f(128)).is_err());
+        assert!(
+            super::check(OP, 12, 64, &f(32)).is_err(),
+            "16 frequencies for d = 64"
+        );
+        let nan = Frequencies::table(&[f32::NAN; 32]);
+        assert!(super::check(OP, 12, 64, &nan).is_err());
+        assert!(super::check(OP, 12, 64, &Frequencies::theta(64, 160000.0)).is_ok());
     }
 }

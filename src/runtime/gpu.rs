@@ -40,6 +40,38 @@ pub struct GpuOptions {
     /// the kernels a GPU runs (`Capabilities::cpu` is false). Autotuning still treats the
     /// adapter as a CPU (its timings say nothing about a GPU).
     pub cpu_as_gpu: bool,
+    /// Lowers the largest storage binding the runtime uses to this many bytes (never above
+    /// the adapter's own limit; `WGBERT_MAX_BINDING`, `--max-binding`): tensors larger than
+    /// a binding are held in row pieces (`model::split`), so a small value exercises that path
+    /// on any adapter, or mimics a smaller one (WebGPU's default 128 MiB). `None`: the
+    /// adapter's limit.
+    pub max_binding: Option<u64>,
+}
+
+/// The smallest `GpuOptions::max_binding` accepted: below it, no useful batch fits.
+pub const MIN_MAX_BINDING: u64 = 4096;
+
+/// Parses a byte size: a number of bytes, or with a `KiB`, `MiB` or `GiB` suffix (also `K`,
+/// `M`, `G`, `KB`..., all binary; case-insensitive), for `--max-binding` and
+/// `WGBERT_MAX_BINDING`.
+pub fn parse_size(text: &str) -> Result<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => u32::MAX,
+    };
+    let n: Option<u64> = digits.parse().ok();
+    match n.and_then(|n| n.checked_mul(1u64.checked_shl(shift)?)) {
+        Some(bytes) => Ok(bytes),
+        None => Err(Error::Option(format!(
+            "'{text}' is not a size (bytes, or a number with KiB, MiB or GiB)"
+        ))),
+    }
 }
 
 /// What a device did, counted for reports and tests of warm starts (`Gpu::counters`).
@@ -317,6 +349,9 @@ impl Gpu {
         let mut gpu = Self::assemble(device, queue, info, coop, health, Vec::new());
         gpu.bounds_checks = !opts.unchecked_shaders;
         gpu.caps.cpu &= !opts.cpu_as_gpu;
+        if let Some(limit) = opts.max_binding {
+            gpu.lower_max_binding(limit)?;
+        }
         if let Some(dir) = &opts.pipeline_cache_dir {
             gpu.disk = DiskPipelines::open(&gpu, dir);
         }
@@ -370,6 +405,20 @@ impl Gpu {
             self_checks_run: AtomicU64::new(0),
             disk: None,
         }
+    }
+
+    /// Lowers the largest storage binding the runtime uses (`GpuOptions::max_binding`):
+    /// never above the adapter's own limit, never below `MIN_MAX_BINDING`; a multiple of 4.
+    fn lower_max_binding(&mut self, limit: u64) -> Result<()> {
+        if limit < MIN_MAX_BINDING {
+            return Err(Error::Option(format!(
+                "a maximum binding of {limit} bytes is below the least accepted, \
+                 {MIN_MAX_BINDING} bytes"
+            )));
+        }
+        let own = self.caps.max_storage_binding;
+        self.caps.max_storage_binding = own.min(limit - limit % 4);
+        Ok(())
     }
 
     /// What this device did so far: pipelines created, self-checks run, pipeline-cache

@@ -15,7 +15,10 @@ pub mod profile;
 pub mod shader;
 pub mod share;
 
-pub use gpu::{AdapterReport, Capabilities, CoopShape, Counters, Gpu, GpuOptions, list_adapters};
+pub use gpu::{
+    AdapterReport, Capabilities, CoopShape, Counters, Gpu, GpuOptions, MIN_MAX_BINDING,
+    list_adapters, parse_size,
+};
 pub use health::DeviceHealth;
 pub use memory::{DeviceBuffer, MemoryKind, MemoryStats};
 pub use params::{GpuParams, SmokeParams};

@@ -96,7 +96,10 @@ impl TextTokenizer {
         let special = SpecialIds {
             cls: inner.token_to_id("[CLS]"),
             sep: inner.token_to_id("[SEP]"),
-            mask: inner.token_to_id("[MASK]"),
+            // ModernBERT's own, else the SentencePiece kind's (mmBERT's Gemma tokenizer).
+            mask: inner
+                .token_to_id("[MASK]")
+                .or_else(|| inner.token_to_id("<mask>")),
             pad: inner.token_to_id("[PAD]"),
         };
         let tok = Self {
@@ -274,7 +277,8 @@ impl TextTokenizer {
         self.inner.get_vocab_size(true)
     }
 
-    /// Id of `[MASK]`; an error for vocabularies without one (fill-mask needs it).
+    /// Id of `[MASK]` (or `<mask>`, the SentencePiece kind's); an error for vocabularies
+    /// without one (fill-mask needs it).
     pub fn mask_id(&self) -> Result<u32> {
         need(self.special.mask, "[MASK]")
     }

@@ -149,7 +149,7 @@ pub fn check_rope(
         positions: pt,
         n_heads,
         head_dim,
-        theta,
+        freq: wgbert::ops::rope::Frequencies::theta(head_dim, theta),
     };
     match kernel {
         Some((kernel, tile)) => {

@@ -7,6 +7,7 @@
 
 pub mod matmul_case;
 pub mod model_dir;
+pub mod parity;
 pub mod require;
 pub mod spirv;
 
@@ -40,23 +41,27 @@ pub const MATMUL_SHAPES: [MatmulShape; 5] = [
     MatmulShape::new(300, 40, 70),
 ];
 
-/// The test GPU: the adapter the environment names as the CLI reads it (`WGPU_BACKEND`,
-/// `WGPU_ADAPTER_NAME`, `WGBERT_SHADER_CHECKS`, `WGBERT_CPU_AS_GPU`), without a pipeline
-/// cache on disk. Fails loudly when no adapter exists: CI installs lavapipe.
+/// The test GPU: the adapter the environment names, as the CLI reads it
+/// (`test_gpu_options`). Fails loudly when no adapter exists: CI installs lavapipe.
 pub fn gpu() -> Arc<Gpu> {
     static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
-    let opts = match wgbert::encoder::LoadOptions::from_env() {
-        Ok(o) => GpuOptions {
-            pipeline_cache_dir: None,
-            ..o.gpu
-        },
-        Err(e) => panic!("the environment's options: {e}"),
-    };
-    GPU.get_or_init(|| match Gpu::new(&opts) {
+    GPU.get_or_init(|| match Gpu::new(&test_gpu_options()) {
         Ok(g) => g,
         Err(e) => panic!("tests need a GPU adapter (install mesa-vulkan-drivers): {e}"),
     })
     .clone()
+}
+
+/// The options of the test GPU: the environment's, as the CLI reads them
+/// (`LoadOptions::from_env`: `WGPU_BACKEND`, `WGPU_ADAPTER_NAME`, `WGBERT_SHADER_CHECKS`,
+/// `WGBERT_CPU_AS_GPU`, and `WGBERT_MAX_BINDING`, so that a suite can run with weights held
+/// in row pieces), without a pipeline cache on disk.
+pub fn test_gpu_options() -> GpuOptions {
+    let env = wgbert::encoder::LoadOptions::from_env().unwrap_or_else(|e| panic!("{e}"));
+    GpuOptions {
+        pipeline_cache_dir: None,
+        ..env.gpu
+    }
 }
 
 /// The tensor-core mode the environment asks for (`WGBERT_COOP`, read as the CLI reads it:

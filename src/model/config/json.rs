@@ -6,10 +6,18 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use super::rope::RopeScaling;
 use super::{Activation, LayerKind, Pooling, every_nth_global};
 use crate::Error;
 
 type Result<T> = std::result::Result<T, Error>;
+
+/// The layer kinds, and the RoPE thetas and scalings of (global, local) layers.
+pub(super) struct Layers {
+    pub kinds: Vec<LayerKind>,
+    pub thetas: (f32, f32),
+    pub scalings: (RopeScaling, RopeScaling),
+}
 
 /// The top-level object of a config.json and the path its errors name.
 pub(super) struct Fields<'a> {
@@ -191,8 +199,9 @@ impl<'a> Fields<'a> {
             .collect()
     }
 
-    /// Resolves per-layer kinds and the two RoPE thetas from either dialect.
-    pub(super) fn layers(&self, n_layers: usize) -> Result<(Vec<LayerKind>, f32, f32)> {
+    /// Resolves per-layer kinds and the two RoPE thetas and scalings from either dialect
+    /// (`max_positions`: the model's length, which some scalings read).
+    pub(super) fn layers(&self, n_layers: usize, max_positions: usize) -> Result<Layers> {
         let kinds = match self.get("layer_types") {
             Some(v) => {
                 let items = v
@@ -229,13 +238,52 @@ impl<'a> Fields<'a> {
                 every_nth_global(n_layers.min(super::MAX_LAYERS + 1), every)
             }
         };
-        let global = self.theta(LayerKind::Global, "global_rope_theta", 160_000.0)?;
-        let local = self.theta(LayerKind::Local, "local_rope_theta", 10_000.0)?;
-        Ok((kinds, global as f32, local as f32))
+        let global = self.theta(
+            LayerKind::Global,
+            "global_rope_theta",
+            160_000.0,
+            max_positions,
+        )?;
+        let local = self.theta(
+            LayerKind::Local,
+            "local_rope_theta",
+            10_000.0,
+            max_positions,
+        )?;
+        Ok(Layers {
+            kinds,
+            thetas: (global.0 as f32, local.0 as f32),
+            scalings: (global.1, local.1),
+        })
     }
 
-    /// `rope_parameters[kind].rope_theta`, else the 4.x key, else the default.
-    fn theta(&self, kind: LayerKind, old_key: &str, default: f64) -> Result<f64> {
+    /// `rope_parameters[kind].rope_theta` (else the 4.x key, else the default) and the
+    /// entry's scaling (`rope_type` and its keys; `RopeScaling::Default` without an entry).
+    fn theta(
+        &self,
+        kind: LayerKind,
+        old_key: &str,
+        default: f64,
+        max_positions: usize,
+    ) -> Result<(f64, RopeScaling)> {
+        // The older `rope_scaling` key: transformers merges it into both kinds' entries.
+        if let Some(old) = self.get("rope_scaling") {
+            let scaling_obj = old
+                .as_object()
+                .ok_or_else(|| self.wrong_type("rope_scaling", "an object", old))?;
+            let mut merged = match self.get("rope_parameters").map(|p| p.get(kind.name())) {
+                Some(Some(Value::Object(e))) => e.clone(),
+                _ => Map::new(),
+            };
+            merged.extend(scaling_obj.clone());
+            let scaling = RopeScaling::parse(&merged, "rope_scaling", true, max_positions)
+                .map_err(|m| self.err(m))?;
+            let theta = match merged.get("rope_theta").and_then(Value::as_f64) {
+                Some(t) => t,
+                None => self.opt_f64(old_key)?.unwrap_or(default),
+            };
+            return Ok((theta, scaling));
+        }
         if let Some(params) = self.get("rope_parameters") {
             let obj = params
                 .as_object()
@@ -248,20 +296,21 @@ impl<'a> Fields<'a> {
             let entry_obj = entry
                 .as_object()
                 .ok_or_else(|| self.wrong_type(&label, "an object", entry))?;
-            if let Some(t) = entry_obj.get("rope_type").filter(|t| !t.is_null()) {
-                if t.as_str() != Some("default") {
-                    return Err(self.err(format!(
-                        "`{label}.rope_type` = {} is not supported (only 'default')",
-                        show(t)
-                    )));
-                }
-            }
+            // transformers' yarn reads `truncate` from the top level, not from the entry.
+            let truncate = obj.get("truncate").and_then(Value::as_bool).unwrap_or(true);
+            let scaling = RopeScaling::parse(entry_obj, &label, truncate, max_positions)
+                .map_err(|m| self.err(m))?;
             if let Some(theta) = entry_obj.get("rope_theta").filter(|t| !t.is_null()) {
-                return theta.as_f64().ok_or_else(|| {
+                let theta = theta.as_f64().ok_or_else(|| {
                     self.wrong_type(&format!("{label}.rope_theta"), "a number", theta)
-                });
+                })?;
+                return Ok((theta, scaling));
             }
+            return Ok((self.opt_f64(old_key)?.unwrap_or(default), scaling));
         }
-        Ok(self.opt_f64(old_key)?.unwrap_or(default))
+        Ok((
+            self.opt_f64(old_key)?.unwrap_or(default),
+            RopeScaling::Default,
+        ))
     }
 }

@@ -249,6 +249,22 @@ pub fn record(
     label: &str,
     args: &AttentionArgs,
 ) -> Result<()> {
+    record_scaled(b, choices, label, args, 1.0)
+}
+
+/// `record` with the scores multiplied by `score_scale` besides `1 / sqrt(head_dim)`: the
+/// square of a scaled RoPE's `attention_factor` (yarn, longrope), which transformers applies
+/// to both the rotated queries and keys (their cos and sin).
+pub fn record_scaled(
+    b: &mut PlanBuilder,
+    choices: &Choices,
+    label: &str,
+    args: &AttentionArgs,
+    score_scale: f32,
+) -> Result<()> {
+    if !(score_scale.is_finite() && score_scale > 0.0) {
+        return Err(Op::new("attention", label).err("score_scale", "finite and > 0", score_scale));
+    }
     let shape = match args.variant {
         Some(AttentionVariant::Portable) => None,
         Some(AttentionVariant::Coop) => {
@@ -276,10 +292,10 @@ pub fn record(
             coop::kernel(s, args.head_dim, tiles, storage)
         });
     match kernel {
-        Some(k) => record_kernel(b, label, args, Some(k)),
+        Some(k) => record_kernel_scaled(b, label, args, Some(k), score_scale),
         None => {
             let tiles = choices.attention(args.head_dim, args.dtype);
-            record_portable(b, label, args, tiles)
+            record_portable(b, label, args, tiles, score_scale)
         }
     }
 }
@@ -290,20 +306,21 @@ fn record_portable(
     label: &str,
     args: &AttentionArgs,
     tiles: Option<Tiles>,
+    score_scale: f32,
 ) -> Result<()> {
     let caps = b.gpu().caps();
     let Some(tiles) = tiles else {
-        return record_kernel(b, label, args, None);
+        return record_kernel_scaled(b, label, args, None, score_scale);
     };
     if !HEAD_DIMS.contains(&args.head_dim) || args.dtype == DType::F16 && !caps.f16 {
         // Argument errors are `record_kernel`'s to name.
-        return record_kernel(b, label, args, None);
+        return record_kernel_scaled(b, label, args, None, score_scale);
     }
     if !tiles.fits(args.head_dim, caps) {
         return Err(misfit(args.head_dim, tiles, caps));
     }
     let k = kernel(caps, args.dtype, args.head_dim, tiles);
-    record_kernel(b, label, args, Some(k))
+    record_kernel_scaled(b, label, args, Some(k), score_scale)
 }
 
 /// Why the portable kernel at `tiles` does not fit the device.
@@ -447,6 +464,17 @@ pub fn record_kernel(
     args: &AttentionArgs,
     kernel_override: Option<Kernel>,
 ) -> Result<()> {
+    record_kernel_scaled(b, label, args, kernel_override, 1.0)
+}
+
+/// `record_kernel` with the scores multiplied by `score_scale` (`record_scaled`).
+fn record_kernel_scaled(
+    b: &mut PlanBuilder,
+    label: &str,
+    args: &AttentionArgs,
+    kernel_override: Option<Kernel>,
+    score_scale: f32,
+) -> Result<()> {
     let &AttentionArgs {
         qkv,
         cu_seqlens,
@@ -491,7 +519,7 @@ pub fn record_kernel(
         out_stride: h4,
         windowed: u32::from(window.is_some()),
         window: window.unwrap_or(0).min(WINDOW_CLAMP),
-        scale: (std::f64::consts::LOG2_E / (head_dim as f64).sqrt()) as f32,
+        scale: (std::f64::consts::LOG2_E * score_scale as f64 / (head_dim as f64).sqrt()) as f32,
         rows: 0,
         key_limited: u32::from(key_lens.is_some()),
     };

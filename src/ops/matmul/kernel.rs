@@ -54,9 +54,12 @@ crate::gpu_params! {
         pub tiles_n: u32,
         /// Workgroups in all; the shader skips ids past this.
         pub tiles: u32,
+        /// Row stride of y (and of the residual) in elements: `n`, or the full width of an
+        /// output that this product fills only columns `col0..col0 + n` of (`OutCols`).
+        pub ldy: u32,
+        /// The first output column this product writes.
+        pub col0: u32,
         pub _pad0: u32,
-        pub _pad1: u32,
-        pub _pad2: u32,
     }
 }
 

@@ -67,9 +67,30 @@ impl MatmulVariant {
     }
 }
 
+/// Where a product's `[T, n]` result goes: columns `col0..col0 + n` of an output (and a
+/// residual) whose rows hold `ldy` elements. A weight held in row pieces (`model::split`)
+/// runs one product per piece, each filling its own columns of the whole output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutCols {
+    pub ldy: u32,
+    pub col0: u32,
+}
+
+impl OutCols {
+    /// The whole output: `n` columns from column 0.
+    pub fn whole(n: u32) -> Self {
+        OutCols { ldy: n, col0: 0 }
+    }
+}
+
 /// Parameters and workgroup count for `rows` rows with workgroup tiles of `(rows, output
-/// columns)` (zero workgroups when `rows` is 0).
+/// columns)` (zero workgroups when `rows` is 0), writing the whole output.
 pub fn params(tile: (u32, u32), rows: u32, k: u32, n: u32) -> MatmulParams {
+    params_cols(tile, rows, k, n, OutCols::whole(n))
+}
+
+/// `params` for a product that writes columns `cols` of a wider output.
+pub fn params_cols(tile: (u32, u32), rows: u32, k: u32, n: u32, cols: OutCols) -> MatmulParams {
     let (tiles_m, tiles_n) = (rows.div_ceil(tile.0), n.div_ceil(tile.1));
     MatmulParams {
         rows,
@@ -77,6 +98,8 @@ pub fn params(tile: (u32, u32), rows: u32, k: u32, n: u32) -> MatmulParams {
         n,
         tiles_n,
         tiles: tiles_m.saturating_mul(tiles_n),
+        ldy: cols.ldy,
+        col0: cols.col0,
         ..Default::default()
     }
 }
@@ -109,6 +132,11 @@ pub fn flops(t: u64, k: u64, n: u64, epilogue: Epilogue) -> u64 {
 
 /// Checks the arguments against the tensors' sizes and returns the most rows they hold.
 pub(crate) fn check(b: &PlanBuilder, label: &str, a: &MatmulArgs) -> Result<u32> {
+    check_cols(b, label, a, OutCols::whole(a.n))
+}
+
+/// `check` for a product that writes columns `cols` of its output (and residual).
+fn check_cols(b: &PlanBuilder, label: &str, a: &MatmulArgs, cols: OutCols) -> Result<u32> {
     let op = Op::new("matmul", label);
     if a.k == 0 || a.n == 0 {
         return Err(op.err(
@@ -128,9 +156,25 @@ pub(crate) fn check(b: &PlanBuilder, label: &str, a: &MatmulArgs) -> Result<u32>
     if let Some(bias) = a.bias {
         op.bytes(b, "bias", bias, w_rows * es)?;
     }
-    let mut cap = (b.bytes(a.x) / (k * es)).min(b.bytes(a.y) / (n * es));
+    if cols.ldy < a.n || cols.col0 > cols.ldy - a.n {
+        return Err(op.err(
+            "output columns",
+            format_args!("col0 + n <= ldy (n = {})", a.n),
+            format_args!("col0 = {}, ldy = {}", cols.col0, cols.ldy),
+        ));
+    }
+    // Rows whose written columns lie inside a buffer of `bytes`.
+    let out_rows = |bytes: u64| {
+        let (elems, ldy, end) = (bytes / es, cols.ldy as u64, (cols.col0 + a.n) as u64);
+        if elems < end {
+            0
+        } else {
+            (elems - end) / ldy + 1
+        }
+    };
+    let mut cap = (b.bytes(a.x) / (k * es)).min(out_rows(b.bytes(a.y)));
     match (a.epilogue, a.residual) {
-        (Epilogue::Residual, Some(r)) => cap = cap.min(b.bytes(r) / (n * es)),
+        (Epilogue::Residual, Some(r)) => cap = cap.min(out_rows(b.bytes(r))),
         (Epilogue::Residual, None) => {
             return Err(op.err("residual", "set for Epilogue::Residual", "None"));
         }
@@ -144,7 +188,7 @@ pub(crate) fn check(b: &PlanBuilder, label: &str, a: &MatmulArgs) -> Result<u32>
         (_, None) => {}
     }
     // Indices are u32 in the shaders.
-    let cap = cap.min(u32::MAX as u64 / k.max(n)) as u32;
+    let cap = cap.min(u32::MAX as u64 / k.max(n).max(cols.ldy as u64)) as u32;
     op.rows(a.rows, cap)?;
     Ok(cap)
 }
@@ -269,20 +313,32 @@ pub fn record(
     label: &str,
     args: &MatmulArgs,
 ) -> Result<()> {
-    check(b, label, args)?;
+    record_cols(b, choices, label, args, OutCols::whole(args.n))
+}
+
+/// `record` for a product that writes columns `cols` of a wider output (and reads the
+/// same columns of the residual): one row piece of a weight held in pieces.
+pub fn record_cols(
+    b: &mut PlanBuilder,
+    choices: &Choices,
+    label: &str,
+    args: &MatmulArgs,
+    cols: OutCols,
+) -> Result<()> {
+    check_cols(b, label, args, cols)?;
     let steps = steps(b, choices, label, args)?;
     let whole = steps.len() == 1;
     for step in steps {
         let step_label = step.label(label, whole);
+        let range = (step.lo, step.hi);
         record_range(
             b,
             step_label,
-            step.kernel,
-            step.tile,
+            (step.kernel, step.tile),
             args,
-            step.lo,
-            step.hi,
+            range,
             None,
+            cols,
         )?;
     }
     Ok(())
@@ -415,7 +471,8 @@ pub struct RopeArgs {
     pub positions: TensorId,
     pub n_heads: u32,
     pub head_dim: u32,
-    pub theta: f32,
+    /// The rotation's frequencies (`ops::rope::Frequencies::theta` for a plain RoPE).
+    pub freq: crate::ops::rope::Frequencies,
 }
 
 /// Whether `kernel` with workgroup `tile` can rotate in its store: each of its tiles holds
@@ -499,7 +556,7 @@ fn check_rope(b: &PlanBuilder, label: &str, args: &MatmulArgs, rope: &RopeArgs) 
         Op::new("rope", label),
         rope.n_heads,
         rope.head_dim,
-        rope.theta,
+        &rope.freq,
     )
 }
 
@@ -519,8 +576,9 @@ fn rope_step(
 ) -> Result<()> {
     if !rope_fusable(&kernel, tile, rope.head_dim) {
         let pass = format!("{step_label} rope");
-        record_range(b, step_label, kernel, tile, args, lo, hi, None)?;
-        let r = (rope.n_heads, rope.head_dim, rope.theta);
+        let whole = OutCols::whole(args.n);
+        record_range(b, step_label, (kernel, tile), args, (lo, hi), None, whole)?;
+        let r = (rope.n_heads, rope.head_dim, rope.freq);
         return crate::ops::rope::record_range(
             b,
             &pass,
@@ -535,10 +593,7 @@ fn rope_step(
     let table = match *freq {
         Some(t) => t,
         None => {
-            let bits: Vec<u32> = crate::ops::rope::inv_freq(rope.head_dim, rope.theta)
-                .iter()
-                .map(|f| f.to_bits())
-                .collect();
+            let bits: Vec<u32> = rope.freq.values().iter().map(|f| f.to_bits()).collect();
             let buf = b
                 .gpu()
                 .upload("rope inv_freq", bytemuck::cast_slice(&bits))?;
@@ -547,7 +602,8 @@ fn rope_step(
     };
     let kernel = kernel::with_rope(kernel, rope.head_dim);
     let fused = Some((rope.positions, table));
-    record_range(b, step_label, kernel, tile, args, lo, hi, fused)
+    let whole = OutCols::whole(args.n);
+    record_range(b, step_label, (kernel, tile), args, (lo, hi), fused, whole)
 }
 
 /// The steps of a kernel tuned per row class over rows `lo..=hi`: one per row class the
@@ -599,25 +655,37 @@ pub fn record_kernel(
     kernel: Kernel,
     tile: (u32, u32),
 ) -> Result<()> {
-    check(b, label, args)?;
-    record_range(b, label.to_string(), kernel, tile, args, 0, u32::MAX, None)
+    record_kernel_cols(b, label, args, (kernel, tile), OutCols::whole(args.n))
+}
+
+#[doc(hidden)]
+/// `record_kernel` writing columns `cols` of the output (tests: every build with an output
+/// column offset and row stride).
+pub fn record_kernel_cols(
+    b: &mut PlanBuilder,
+    label: &str,
+    args: &MatmulArgs,
+    build: (Kernel, (u32, u32)),
+    cols: OutCols,
+) -> Result<()> {
+    check_cols(b, label, args, cols)?;
+    record_range(b, label.to_string(), build, args, (0, u32::MAX), None, cols)
 }
 
 /// Records one launch of `kernel` that runs when the run's rows are in `lo..=hi`, clamped to
 /// the buffers' capacity; `rope` (positions, frequency table) is bound after bias and
-/// residual for a build with RoPE fused (`kernel::with_rope`).
-#[allow(clippy::too_many_arguments)]
+/// residual for a build with RoPE fused (`kernel::with_rope`); the result goes to columns
+/// `cols` of the output.
 fn record_range(
     b: &mut PlanBuilder,
     step_label: String,
-    kernel: Kernel,
-    tile: (u32, u32),
+    (kernel, tile): (Kernel, (u32, u32)),
     args: &MatmulArgs,
-    lo: u32,
-    hi: u32,
+    (lo, hi): (u32, u32),
     rope: Option<(TensorId, TensorId)>,
+    cols: OutCols,
 ) -> Result<()> {
-    let mut cap = check(b, &step_label, args)?;
+    let mut cap = check_cols(b, &step_label, args, cols)?;
     let mut bindings = vec![args.x, args.w, args.y];
     bindings.extend(args.bias);
     bindings.extend(args.residual);
@@ -635,7 +703,7 @@ fn record_range(
             log::warn!("matmul '{name}': {want} rows clamped to the capacity {cap}");
         }
         let rows = want.min(cap);
-        let p = params(tile, rows, a.k, a.n);
+        let p = params_cols(tile, rows, a.k, a.n, cols);
         let wg = if rows < lo || rows > hi || p.tiles == 0 {
             [0, 0, 0]
         } else {
