@@ -284,3 +284,62 @@ fn attentions(caps: &Capabilities, dtypes: &[DType]) -> Vec<Listed> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::CoopShape;
+
+    fn caps(shapes: &[[u32; 3]], lanes: u32) -> Capabilities {
+        Capabilities {
+            f16: true,
+            subgroups: true,
+            subgroup_min_size: 8,
+            subgroup_max_size: lanes,
+            coop_matrix: shapes
+                .iter()
+                .map(|&[m, n, k]| CoopShape {
+                    m,
+                    n,
+                    k,
+                    acc: "f32",
+                })
+                .collect(),
+            max_workgroup_storage: 49152,
+            max_invocations: 1024,
+            ..Default::default()
+        }
+    }
+
+    fn builds(caps: &Capabilities) -> Vec<std::result::Result<String, String>> {
+        tensor_cores(caps).into_iter().map(|(_, b)| b).collect()
+    }
+
+    #[test]
+    fn tensor_cores_name_each_chips_builds_or_why_none() {
+        let nvidia = caps(&[[16, 16, 16], [16, 8, 16], [16, 8, 8]], 32);
+        let families: Vec<&str> = tensor_cores(&nvidia).iter().map(|f| f.0).collect();
+        assert_eq!(families, ["matmul", "attention"]);
+        assert_eq!(
+            builds(&nvidia),
+            [
+                Ok("matmul_coop 16x16x16 sg32 2x2w32".to_string()),
+                Ok("attention_coop 16x16x16 sg32 32x32".to_string())
+            ]
+        );
+        // NVIDIA's non-square shapes alone: the first one reported.
+        let b = builds(&caps(&[[16, 8, 8]], 32));
+        assert_eq!(b[0].as_deref(), Ok("matmul_coop 16x8x8 sg32 2x2w32"));
+        // Intel Xe-HPG: neither family runs at 8x8x16 (SIMD32 spills); Xe2 runs the matmul.
+        for b in builds(&caps(&[[8, 8, 16]], 32)) {
+            assert!(b.as_ref().is_err_and(|e| e.contains("SIMD")), "{b:?}");
+        }
+        let xe2 = builds(&caps(&[[8, 16, 16]], 32));
+        assert_eq!(xe2[0].as_deref(), Ok("matmul_coop 8x16x16 sg32 2x4w8"));
+        assert!(xe2[1].as_ref().is_err_and(|e| e.contains("SIMD32")));
+        // No cooperative matrices: both say so.
+        for b in builds(&caps(&[], 64)) {
+            assert!(b.is_err_and(|e| e.contains("no cooperative matrices")));
+        }
+    }
+}
