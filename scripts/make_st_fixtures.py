@@ -9,6 +9,7 @@ ColBERT fixture is written from a second environment:
     python3 scripts/make_st_fixtures.py colbert   # needs torch + pylate
     python3 scripts/make_st_fixtures.py sparse    # needs torch + sentence-transformers >= 6.3
     python3 scripts/make_st_fixtures.py multivector   # the same
+    python3 scripts/make_st_fixtures.py truncation    # after st: st_mean_noprompt/truncation.json
     ... --out DIR                                  # somewhere else than tests/fixtures/
 
 Every model is a random-weight ModernBERT (hidden 32, 3 layers, global and local layers) with a
@@ -36,6 +37,12 @@ one text per batch) and the library versions:
                       max/relu, query/document prompts, dot similarity
     splade_sum        SpladePooling sum/log1p_relu in the older layout: the 5.x module name
                       sparse_encoder.models.MLMTransformer, word_embedding_dimension
+
+truncation.json (in st_mean_noprompt, whose pooling leaves the prompt out) records prompted
+long texts cut to max_seq_length 12 from either side: the tokens sentence-transformers fed its
+model and its vectors, and, for the left side, the vectors of the prompt and the text's end
+that fit (what wgbert keeps: the prompt whole, only the text cut), as sentence-transformers
+computes them without cutting.
 
 The SPLADE models are sparse as trained ones are: the MLM head's logits are scaled and shifted
 down so that a fraction of the vocabulary lights up per text, and each vocabulary column's
@@ -442,10 +449,50 @@ def multivector_fixtures(out_root):
     })
 
 
+def truncation_fixture(out_root):
+    import sentence_transformers
+    from sentence_transformers import SentenceTransformer
+
+    directory = out_root / "st_mean_noprompt"
+    model = SentenceTransformer(str(directory), device="cpu",
+                                model_kwargs={"attn_implementation": "sdpa"})
+    limit = 12
+    model.max_seq_length = limit
+    texts = [
+        "the cat of the old city ran to the river and the dog ran to the tree",
+        "what is the capital of france and where is paris on the river",
+    ]
+    cases = []
+    for side in ["right", "left"]:
+        model.tokenizer.truncation_side = side
+        for name in [None, "document"]:
+            prompt = model.prompts[name or model.default_prompt_name]
+            emb = model.encode(texts, prompt_name=name, batch_size=1, convert_to_tensor=True)
+            ids = [model.tokenize([prompt + t])["input_ids"][0].tolist() for t in texts]
+            case = {"side": side, "prompt_name": name, "prompt": prompt,
+                    "input_ids": ids, "embeddings": vec(emb)}
+            if side == "left":
+                # The prompt whole and the text's last words that fit (one token a word).
+                n_prompt = len(model.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+                room = limit - 2 - n_prompt
+                tails = [" ".join(t.split()[-room:]) for t in texts]
+                model.tokenizer.truncation_side = "right"
+                kept = model.encode(tails, prompt_name=name, batch_size=1,
+                                    convert_to_tensor=True)
+                model.tokenizer.truncation_side = side
+                case["kept_texts"] = tails
+                case["kept_embeddings"] = vec(kept)
+            cases.append(case)
+    with open(directory / "truncation.json", "w") as f:
+        json.dump({"versions": versions(sentence_transformers), "max_seq_length": limit,
+                   "texts": texts, "cases": cases}, f, indent=1)
+        f.write("\n")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     here = Path(__file__).resolve().parent.parent
-    parser.add_argument("which", choices=["st", "colbert", "sparse", "multivector"])
+    parser.add_argument("which", choices=["st", "colbert", "sparse", "multivector", "truncation"])
     parser.add_argument("--out", type=Path, default=here / "tests" / "fixtures")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
@@ -455,6 +502,8 @@ def main():
         sparse_fixtures(args.out)
     elif args.which == "multivector":
         multivector_fixtures(args.out)
+    elif args.which == "truncation":
+        truncation_fixture(args.out)
     else:
         colbert_fixtures(args.out)
 

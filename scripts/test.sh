@@ -55,6 +55,8 @@ cargo clippy --all-targets -- -D warnings
 echo "== the library alone: cargo build --lib --no-default-features"
 cargo build --lib --no-default-features
 cargo clippy --lib --no-default-features -- -D warnings
+echo "== the command line without gRPC: cargo clippy --no-default-features --features cli,hub --bin wgbert"
+cargo clippy --no-default-features --features cli,hub --bin wgbert -- -D warnings
 echo "== cargo doc --no-deps (warnings are errors)"
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 echo "== cargo test (WGBERT_REQUIRE=${WGBERT_REQUIRE})"

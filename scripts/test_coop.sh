@@ -19,7 +19,7 @@
 #     self-check (the first cached the verdicts) and loads the compiled pipelines.
 # A check that needs what the root's adapter lacks is skipped and logged; the skips are
 # counted at the end (scripts/skip_report.sh). WGBERT_REQUIRE (a comma list: f16, subgroups,
-# timestamps, coop, tokenizer; none of these tests reads the tokenizer) is passed
+# timestamps, coop, tokenizer, pipeline-cache; none of these tests reads the tokenizer) is passed
 # into the root and makes those skips failures.
 # Usage (as root, on Debian/Ubuntu): bash scripts/test_coop.sh
 # CARGO_TARGET_DIR is honoured (a target directory outside the checkout is bind-mounted too).

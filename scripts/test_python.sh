@@ -3,7 +3,8 @@
 # fresh venv with the test libraries of python/requirements-test.txt and runs pytest
 # (python/tests: the fixtures' stored outputs, errors, threads, Ctrl-C, Ray Data on a local
 # cluster); then installs the same wheel into a second fresh venv that holds only numpy and
-# runs README's Python example there on a fixture model. Prints the wheel's size.
+# runs README's Python example there on a fixture model, and SparseEncoder's ImportError
+# naming scipy, which that venv lacks. Prints the wheel's size.
 #
 # Usage: bash scripts/test_python.sh [pytest args]
 #   WGBERT_PY_VENV     the test venv (default target/python-venv; the bare one gets -bare)
@@ -69,4 +70,18 @@ awk '/^## Python/{s=1} s&&/^```python/{p=1;next} p&&/^```/{exit} p{print}' READM
 [ -s "$example" ] || { echo "no Python example found in README.md" >&2; exit 1; }
 (cd /tmp && WGBERT_MODEL="$ROOT/tests/fixtures/st_mean_dense" "$BARE/bin/python" "$example")
 rm -f "$example"
+# Without scipy the package imports and SparseEncoder loads; its vectors say scipy is needed.
+(cd /tmp && "$BARE/bin/python" - "$ROOT/tests/fixtures/splade_max" <<'PY'
+import sys
+import wgbert
+enc = wgbert.SparseEncoder(sys.argv[1], dtype="f32")
+try:
+    enc.encode("fish")
+except ImportError as e:
+    assert "scipy" in str(e), e
+    print("without scipy:", e)
+else:
+    raise SystemExit("SparseEncoder.encode worked without scipy")
+PY
+)
 echo "== python: done in $(($(date +%s) - started)) s; wheel $bytes bytes"

@@ -7,6 +7,7 @@ pub mod encoder;
 pub mod error;
 pub mod hub;
 pub mod model;
+pub mod npy;
 pub mod ops;
 pub mod progress;
 pub mod runtime;

@@ -157,11 +157,13 @@ fn a_warm_start_runs_no_self_check_and_loads_the_compiled_pipelines() {
     let state = info();
     assert_eq!(state["verdicts_cached"], checked, "{state}");
     assert_eq!(count(&state, "self_checks_run"), 0, "{state}");
-    let Some(path) = cold["pipeline_cache"].as_str() else {
-        let why = "the backend has no pipeline cache";
-        common::require::skip("pipeline-cache", why, "the warm start's pipeline cache");
+    let checks = "the warm start's pipeline cache";
+    if !common::require(common::Cap::PipelineCache, checks) {
         return;
-    };
+    }
+    let path = cold["pipeline_cache"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the device has a pipeline cache and no file: {cold}"));
     let written = std::fs::metadata(path).unwrap().len();
     assert!(written > 0, "{path}");
     eprintln!("pipeline cache: {written} bytes");

@@ -277,17 +277,24 @@ fn native_multi_vector_settings_are_followed() {
     assert_eq!(ids[1].len(), 11, "not cut: {:?}", ids[1]);
     assert!(!ids[1].contains(&mask), "{:?}", ids[1]);
 
-    // Token pooling compresses an index: refused, by name.
+    // Token pooling modules other than HierarchicalTokenPooling are refused, by name.
     let dir = copy_fixture("mve_native");
     edit_json(&dir.path().join("modules.json"), |v| {
         v.as_array_mut().unwrap().push(serde_json::json!({
-            "idx": 4, "name": "4", "path": "",
-            "type": "sentence_transformers.multi_vector_encoder.modules.token_pooling.HierarchicalTokenPooling"
+            "idx": 4, "name": "4", "path": "4_Pool",
+            "type": "my_package.KMeansTokenPooling"
         }));
     });
     let e = load_error(dir.path());
+    assert!(e.contains("KMeansTokenPooling"), "{e}");
+    edit_json(&dir.path().join("modules.json"), |v| {
+        v[4]["type"] =
+            "sentence_transformers.multi_vector_encoder.modules.token_pooling.LambdaTokenPooling"
+                .into();
+    });
+    let e = load_error(dir.path());
     assert!(
-        e.contains("HierarchicalTokenPooling") && e.contains("token pooling"),
+        e.contains("LambdaTokenPooling") && e.contains("token pooling"),
         "{e}"
     );
     // A bad expansion is refused at load, naming the key.

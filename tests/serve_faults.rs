@@ -1,7 +1,8 @@
-//! `wgbert serve` under faults and at its bounds: a device destroyed under the server, a
-//! panic in one batch, a client that hangs up before its job runs, a hung GPU; bodies over
-//! the payload limit, unauthenticated and shed requests answered before their bodies are
-//! read, and a full queue. Faults come from the test-only hook (`WGBERT_TEST_FAULTS`, read
+//! `wgbert serve` under faults and at its bounds: a device destroyed under the server with
+//! requests queued behind it, a panic in one batch, a client that hangs up before its job
+//! runs, a hung GPU; bodies over the payload limit and unauthenticated requests answered
+//! before their bodies are read (and their bodies drained), shed requests answered only
+//! once their bodies are whole, and a full queue. Faults come from the test-only hook (`WGBERT_TEST_FAULTS`, read
 //! by debug builds only).
 
 mod common;
@@ -23,17 +24,25 @@ fn heavy_body() -> serde_json::Value {
 }
 
 /// Sends a request's head declaring `len` body bytes, and `sent` of them; returns the
-/// status line and head of the answer, read while the rest of the body is still unsent.
-fn answer_before_body(s: &Server, path: &str, extra: &str, len: usize, sent: usize) -> String {
+/// connection, the status line and head of the answer (read while the rest of the body is
+/// still unsent), and how long the answer took.
+fn answer_before_body(
+    s: &Server,
+    path: &str,
+    extra: &str,
+    len: usize,
+    sent: usize,
+) -> (TcpStream, String, Duration) {
     let addr = s.base.trim_start_matches("http://").to_string();
     let mut c = TcpStream::connect(&addr).unwrap();
-    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{extra}\
          Content-Length: {len}\r\n\r\n"
     );
     c.write_all(head.as_bytes()).unwrap();
     c.write_all(&vec![b' '; sent]).unwrap();
+    let start = Instant::now();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
     while !got.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -43,7 +52,11 @@ fn answer_before_body(s: &Server, path: &str, extra: &str, len: usize, sent: usi
             Err(e) => panic!("{path}: no answer before the body was sent: {e}"),
         }
     }
-    String::from_utf8_lossy(&got).into_owned()
+    (
+        c,
+        String::from_utf8_lossy(&got).into_owned(),
+        start.elapsed(),
+    )
 }
 
 /// A metric's value from `/metrics` (0 when absent).
@@ -54,6 +67,10 @@ fn metric(s: &Server, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// The device is destroyed while requests wait in the engine's queue: the request that
+/// destroyed it and every request queued behind it fail (503, none hangs), the one that ran
+/// before it succeeds, and `/health` turns 503 within a second and stays so. The `sleep`
+/// hook keeps the engine busy with A long enough for D and then R1..R3 to queue behind it.
 #[test]
 fn a_destroyed_device_turns_health_to_503_and_in_flight_requests_fail() {
     let dir = model_dir("encoder_noprefix");
@@ -61,26 +78,49 @@ fn a_destroyed_device_turns_health_to_503_and_in_flight_requests_fail() {
         dir.path(),
         &[],
         &[],
-        &[("WGBERT_TEST_FAULTS", "destroy:79")],
+        &[("WGBERT_TEST_FAULTS", "sleep:81,destroy:79")],
     );
     assert_eq!(s.get("/health").0, 200);
-    let heavy = heavy_body();
-    let (statuses, lost_at) = std::thread::scope(|scope| {
-        let busy: Vec<_> = (0..4)
-            .map(|_| scope.spawn(|| s.post("/embed_all", &heavy).0))
+    let started = Instant::now();
+    let (a, a_done, d, queued) = std::thread::scope(|scope| {
+        let a = scope.spawn(|| {
+            let r = s.post("/embed_all", &json!({ "inputs": "w5 w81" })).0;
+            (r, started.elapsed())
+        });
+        std::thread::sleep(Duration::from_millis(400));
+        let d = scope.spawn(|| s.post("/embed", &json!({ "inputs": "w5 w79" })).0);
+        std::thread::sleep(Duration::from_millis(200));
+        let queued: Vec<_> = (0..3)
+            .map(|i| {
+                let sent = started.elapsed();
+                let s = &s;
+                let h = scope.spawn(move || {
+                    let body = json!({ "inputs": format!("w6 w{}", 7 + i) });
+                    s.post("/embed_all", &body)
+                });
+                (sent, h)
+            })
             .collect();
-        std::thread::sleep(Duration::from_millis(100));
-        let killer = scope.spawn(|| s.post("/embed", &json!({ "inputs": "w5 w79" })).0);
-        let killed = killer.join().unwrap();
-        let lost_at = Instant::now();
-        let mut statuses: Vec<u16> = busy.into_iter().map(|h| h.join().unwrap()).collect();
-        statuses.push(killed);
-        (statuses, lost_at)
+        let queued: Vec<_> = queued
+            .into_iter()
+            .map(|(sent, h)| (sent, h.join().unwrap()))
+            .collect();
+        let (a, a_done) = a.join().unwrap();
+        (a, a_done, d.join().unwrap(), queued)
     });
-    // The request that destroyed the device gets an error; none hangs (each got an answer).
-    assert!(*statuses.last().unwrap() >= 500, "{statuses:?}");
-    // /health says so within a second of the loss, and stays so.
-    let deadline = lost_at + Duration::from_secs(1);
+    assert_eq!(a, 200, "the batch before the loss is answered");
+    assert_eq!(d, 503, "the request that destroyed the device");
+    for (sent, (status, v)) in &queued {
+        // Sent while A still held the engine (it sleeps 2 s), so queued behind D.
+        assert!(
+            *sent + Duration::from_millis(800) < a_done,
+            "R was sent at {sent:?}, A answered at {a_done:?}: not queued in time"
+        );
+        assert_eq!(*status, 503, "a queued request fails with the device: {v}");
+        assert!(v["error"].as_str().unwrap_or("").contains("lost"), "{v}");
+    }
+    // /health says so within a second, and stays so.
+    let deadline = Instant::now() + Duration::from_secs(1);
     loop {
         let (status, body) = s.get("/health");
         if status == 503 {
@@ -89,7 +129,7 @@ fn a_destroyed_device_turns_health_to_503_and_in_flight_requests_fail() {
         }
         assert!(
             Instant::now() < deadline,
-            "/health still {status} a second after the loss"
+            "/health still {status} after the loss"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -196,33 +236,67 @@ fn a_gpu_wait_past_the_timeout_marks_the_device_hung() {
     assert!(s.terminate().success());
 }
 
+/// A missing key (401) and a declared size over the limit (413) are answered before the
+/// body is sent, within a second or two; the client may then send the whole body, which is
+/// read and dropped (no reset), and the connection closes. A request over
+/// `--max-concurrent-requests` is answered 429 only once its whole body is in: until then
+/// it holds no slot and gets no answer.
 #[test]
-fn bodies_keys_and_load_are_refused_before_the_body_is_read() {
+fn keys_and_sizes_are_refused_before_the_body_and_load_after_it() {
     let dir = model_dir("encoder_noprefix");
-    let s = Server::start(
+    let s = Server::start_with_env(
         dir.path(),
         &[],
         &["--api-key", "secret", "--max-concurrent-requests", "1"],
+        &[("WGBERT_TEST_FAULTS", "sleep:81")],
     );
     let auth = "Authorization: Bearer secret\r\n";
-    // A 3 MB body: 413 at once, with only its first bytes sent.
-    let head = answer_before_body(&s, "/embed", auth, 3_000_000, 1000);
-    assert!(head.starts_with("HTTP/1.1 413"), "{head}");
-    // No key: 401 before the body.
-    let head = answer_before_body(&s, "/embed", "", 1_000_000, 10);
-    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
-    let head = answer_before_body(&s, "/embed", "Authorization: Bearer secreT\r\n", 100, 0);
-    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
-    // Over --max-concurrent-requests: 429 before the body.
+    for (extra, len, want) in [
+        (auth, 3_000_000, "HTTP/1.1 413"),
+        ("", 1_000_000, "HTTP/1.1 401"),
+        ("Authorization: Bearer secreT\r\n", 100_000, "HTTP/1.1 401"),
+    ] {
+        let (mut c, head, took) = answer_before_body(&s, "/embed", extra, len, 1000);
+        assert!(head.starts_with(want), "{head}");
+        assert!(took < Duration::from_secs(2), "{want} took {took:?}");
+        // The rest of the body still goes through: read and dropped, then the close.
+        c.write_all(&vec![b' '; len - 1000])
+            .expect("the body is read, not reset");
+        let mut rest = Vec::new();
+        c.read_to_end(&mut rest).expect("a clean close");
+    }
     let mut keyed = s;
     keyed.key = Some("secret".into());
     let s = keyed;
-    let heavy = heavy_body();
     std::thread::scope(|scope| {
-        let busy = scope.spawn(|| s.post("/embed_all", &heavy).0);
-        std::thread::sleep(Duration::from_millis(150));
-        let head = answer_before_body(&s, "/embed", auth, 1_000_000, 10);
-        assert!(head.starts_with("HTTP/1.1 429"), "{head}");
+        // The one slot is busy for 2 s (the `sleep` hook).
+        let busy = scope.spawn(|| s.post("/embed", &json!({ "inputs": "w5 w81" })).0);
+        std::thread::sleep(Duration::from_millis(300));
+        let addr = s.base.trim_start_matches("http://").to_string();
+        let body = json!({ "inputs": "w5 w6" }).to_string();
+        let mut c = TcpStream::connect(&addr).unwrap();
+        let head = format!(
+            "POST /embed HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+             {auth}Content-Length: {}\r\n\r\n",
+            body.len()
+        );
+        c.write_all(head.as_bytes()).unwrap();
+        c.write_all(&body.as_bytes()[..4]).unwrap();
+        // No slot is taken and no answer comes while the body is incomplete.
+        c.set_read_timeout(Some(Duration::from_millis(700)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let early = c.read(&mut buf);
+        assert!(
+            early.is_err(),
+            "answered before the body was whole: {early:?}"
+        );
+        c.write_all(&body.as_bytes()[4..]).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut head = [0u8; 12];
+        c.read_exact(&mut head).unwrap();
+        let head = String::from_utf8_lossy(&head);
+        assert_eq!(head, "HTTP/1.1 429", "{head}");
         assert_eq!(busy.join().unwrap(), 200);
     });
     assert!(s.terminate().success());

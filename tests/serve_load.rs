@@ -40,11 +40,11 @@ fn requests() -> Vec<(&'static str, Value, u16)> {
     out.push((
         "/embed",
         json!({ "inputs": vec!["w9"; 700].join(" "), "truncate": false }),
-        413,
+        422,
     ));
     out.push(("/embed", json!({ "inputs": [] }), 400));
     out.push(("/embed", json!({ "inputs": 7 }), 422));
-    out.push(("/fill-mask", json!({ "inputs": "no mask here" }), 400));
+    out.push(("/fill-mask", json!({ "inputs": "no mask here" }), 422));
     out
 }
 

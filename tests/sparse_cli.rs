@@ -1,7 +1,7 @@
 //! Sparse (SPLADE) models in the command line and the server: `wgbert embed` as JSONL and
 //! as CSR matrices (npz as scipy writes it, safetensors), `--top-k-terms`, `wgbert rerank`
 //! by sparse dot product, and `POST /embed_sparse` in TEI's format, which equals the CLI and
-//! is a 400 naming the model's kind on any other model.
+//! is a 424 naming the model's kind on any other model (TEI's Backend error).
 
 mod common;
 mod serve_util;
@@ -307,16 +307,25 @@ fn embed_sparse_serves_tei_format_equal_to_the_cli() {
     let one = s.ok("/embed_sparse", &json!({ "inputs": texts[0] }));
     assert_eq!(one.as_array().unwrap().len(), 1);
     assert_eq!(s.ok("/", &json!({ "inputs": texts[0] })), one);
+    // Token ids (as /tokenize gives them) are the same input.
+    let toks = s.ok("/tokenize", &json!({ "inputs": texts[0] }));
+    let ids: Vec<u64> = toks[0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(s.ok("/embed_sparse", &json!({ "inputs": [ids] })), one);
     let info: Value = serde_json::from_str(&s.get("/info").1).unwrap();
     assert!(info.to_string().contains("splade"), "{info}");
     // A dense embedding of a sparse model is refused, naming why.
-    let m = s.fails("/embed", &json!({ "inputs": "fish" }), 400);
+    let m = s.fails("/embed", &json!({ "inputs": "fish" }), 424);
     assert!(m.contains("sparse"), "{m}");
     assert!(s.terminate().success());
 
     let (dense, _) = expected("st_mean_dense");
     let s = Server::start(&dense, &["--dtype", "f32"], &[]);
-    let m = s.fails("/embed_sparse", &json!({ "inputs": "fish" }), 400);
+    let m = s.fails("/embed_sparse", &json!({ "inputs": "fish" }), 424);
     assert!(
         m.contains("/embed_sparse") && m.contains("embeddings"),
         "{m}"

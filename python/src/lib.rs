@@ -3,142 +3,67 @@
 //! little-endian f32 buffers with their shapes, which the pure-Python layer (`wgbert/`)
 //! turns into numpy arrays. Library errors become the exceptions of `wgbert.exceptions`.
 
+mod buffers;
+mod errors;
+mod progress;
+mod retrieval;
+
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::PyByteArray;
 use wgbert::encoder::{
-    EmbedOptions, EmbedPooling, Embedding, Encoder, LoadOptions, Prompt, RerankOptions,
+    EmbedOptions, EmbedPooling, Encoder, Input, LoadOptions, Prompt, RerankOptions, Truncation,
 };
 use wgbert::ops::DType;
 use wgbert::progress::Progress;
+use wgbert::sentence::quantize::Precision;
 
-/// The exception class of `wgbert.exceptions` that a library error is raised as.
-fn class_name(e: &wgbert::Error) -> &'static str {
-    use wgbert::Error as E;
-    match e {
-        E::NoAdapter(_)
-        | E::RequestDevice { .. }
-        | E::Shader { .. }
-        | E::BufferTooLarge { .. }
-        | E::OutOfMemory { .. }
-        | E::DeviceLost(_)
-        | E::GpuTimeout { .. }
-        | E::Gpu { .. }
-        | E::Readback { .. }
-        | E::Unsupported(_)
-        | E::Inconclusive(_) => "DeviceError",
-        E::Hub { .. } => "WgbertFileNotFoundError",
-        E::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-            "WgbertFileNotFoundError"
-        }
-        E::Config { path, .. } if !path.exists() => "WgbertFileNotFoundError",
-        E::Io { .. } => "WgbertError",
-        E::OpArg { .. }
-        | E::PlanInput(_)
-        | E::Config { .. }
-        | E::Weights { .. }
-        | E::Tokenizer(_)
-        | E::Input { .. }
-        | E::MissingHead { .. }
-        | E::Option(_) => "WgbertValueError",
-    }
-}
-
-/// A library error as the Python exception of its kind, with the library's message.
-fn py_err(e: wgbert::Error) -> PyErr {
-    let name = class_name(&e);
-    let message = e.to_string();
-    Python::attach(|py| {
-        let class = py.import("wgbert.exceptions").and_then(|m| m.getattr(name));
-        match class {
-            Ok(class) => match class.call1((message.clone(),)) {
-                Ok(instance) => PyErr::from_value(instance),
-                Err(err) => err,
-            },
-            Err(_) => pyo3::exceptions::PyRuntimeError::new_err(message),
-        }
-    })
-}
-
-fn value_error(message: impl Into<String>) -> PyErr {
-    py_err(wgbert::Error::Option(message.into()))
-}
-
-/// A progress observer that forwards the library's calls to a Python object with
-/// `start(what, total)`, `advance(n, item)` and `finish()` (the bar of `wgbert._progress`).
-struct PyProgress(Py<PyAny>);
-
-impl PyProgress {
-    fn call<A: for<'py> pyo3::call::PyCallArgs<'py>>(&self, method: &str, args: A) {
-        Python::attach(|py| {
-            // A bar that fails to draw must not fail the load it reports on.
-            let _ = self.0.call_method1(py, method, args);
-        });
-    }
-}
-
-/// Tells `encode`'s bar (with the GIL held, between chunks): its errors, such as a
-/// `KeyboardInterrupt` raised while it draws, end the call.
-fn tell<'py, A: pyo3::call::PyCallArgs<'py>>(
-    py: Python<'py>,
-    bar: &Option<Py<PyAny>>,
-    method: &str,
-    args: A,
-) -> PyResult<()> {
-    if let Some(b) = bar {
-        b.call_method1(py, method, args)?;
-    }
-    Ok(())
-}
-
-impl Progress for PyProgress {
-    fn start(&self, what: &str, total: u64) {
-        self.call("start", (what.to_string(), total));
-    }
-    fn advance(&self, n: u64, item: &str) {
-        self.call("advance", (n, item.to_string()));
-    }
-    fn finish(&self) {
-        self.call("finish", ());
-    }
-}
-
-fn observer(progress: Option<Py<PyAny>>) -> Option<Arc<dyn Progress>> {
-    progress.map(|p| Arc::new(PyProgress(p)) as Arc<dyn Progress>)
-}
-
-fn f32_bytes(py: Python<'_>, values: &[f32]) -> Py<PyByteArray> {
-    let mut bytes = Vec::with_capacity(values.len() * 4);
-    for v in values {
-        bytes.extend_from_slice(&v.to_le_bytes());
-    }
-    PyByteArray::new(py, &bytes).unbind()
-}
-
-/// Flat f32 values, the number of rows of each item, and the row width.
-type Matrix = (Py<PyByteArray>, Vec<usize>, usize);
+use buffers::{Matrix, f32_array, matrix, put_f32, zeroed};
+use errors::{py_err, value_error};
+use progress::{PyProgress, finish_on_error, tell};
 
 /// Labels, their probabilities, the flat logits and the number of labels.
 type Classified = (Vec<String>, Vec<f32>, Py<PyByteArray>, usize);
 
-fn matrix(py: Python<'_>, items: &[Embedding], width: usize) -> PyResult<Matrix> {
-    let mut flat = Vec::new();
-    let mut rows = Vec::with_capacity(items.len());
-    for e in items {
-        for v in &e.vectors {
-            if v.len() != width {
-                return Err(py_err(wgbert::Error::PlanInput(format!(
-                    "a vector of {} values where {width} were expected",
-                    v.len()
-                ))));
-            }
-            flat.extend_from_slice(v);
-        }
-        rows.push(e.vectors.len());
+/// The prompt of `prompt` (`""`: none) or `prompt_name`, else the model's default.
+fn prompt_of(prompt: Option<String>, prompt_name: Option<String>) -> Prompt {
+    match (prompt, prompt_name) {
+        (Some(p), _) if p.is_empty() => Prompt::NoPrompt,
+        (Some(p), _) => Prompt::Text(p),
+        (None, Some(name)) => Prompt::Name(name),
+        (None, None) => Prompt::ModelDefault,
     }
-    Ok((f32_bytes(py, &flat), rows, width))
+}
+
+/// Loads on a thread of its own while this one waits with the GIL released and looks for
+/// Ctrl-C every 50 ms: `KeyboardInterrupt` comes at once, and the abandoned load finishes in
+/// the background and is dropped (its device memory with it).
+fn load_interruptibly(py: Python<'_>, model: String, opts: LoadOptions) -> PyResult<Encoder> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("wgbert-load".into())
+        .spawn(move || {
+            let _ = tx.send(Encoder::load(&model, &opts));
+        })
+        .map_err(|e| value_error(format!("cannot start the loading thread: {e}")))?;
+    let mut rx = rx;
+    loop {
+        let (got, back) = py.detach(move || (rx.recv_timeout(Duration::from_millis(50)), rx));
+        rx = back;
+        match got {
+            Ok(loaded) => return loaded.map_err(py_err),
+            Err(RecvTimeoutError::Timeout) => py.check_signals()?,
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                    "the loading thread ended without a result (it panicked)",
+                ));
+            }
+        }
+    }
 }
 
 /// A loaded model on a GPU (see `wgbert.Encoder`, which wraps this class).
@@ -169,6 +94,7 @@ impl PyEncoder {
         progress: Option<Py<PyAny>>,
         max_binding: Option<String>,
     ) -> PyResult<Self> {
+        let progress = progress.map(PyProgress::new);
         let dtype = match dtype.as_deref().map(str::to_ascii_lowercase).as_deref() {
             None => None,
             Some("f16" | "float16") => Some(DType::F16),
@@ -200,10 +126,14 @@ impl PyEncoder {
             tokenizer,
             truncate,
             max_batch_tokens: max_tokens,
-            progress: observer(progress),
+            progress: progress.clone().map(|p| p as Arc<dyn Progress>),
             ..env
         };
-        let enc = py.detach(|| Encoder::load(&model, &opts)).map_err(py_err)?;
+        let enc = load_interruptibly(py, model.clone(), opts)?;
+        // The bar's own exception, if drawing it failed, is this call's.
+        if let Some(p) = &progress {
+            p.take_error()?;
+        }
         let info = describe(&enc, &model);
         Ok(PyEncoder {
             inner: Arc::new(enc),
@@ -237,10 +167,14 @@ impl PyEncoder {
     }
 
     /// Embeddings of `texts` in chunks of `batch_size` texts (the GIL released while each
-    /// chunk is tokenized and run; Ctrl-C checked between chunks). Returns the flat f32
-    /// values, the rows of each text (1, or its tokens with `per_token`) and the width.
+    /// chunk runs; Ctrl-C checked between chunks). Returns the flat values, the rows of each
+    /// text (1, or its tokens with `per_token`), the row width and the values' dtype. Float
+    /// results go straight into the array returned (one copy of each value); quantized ones
+    /// (`precision` int8, uint8, binary, ubinary) use `ranges` or, for int8 and uint8 without
+    /// them, the ranges of these embeddings.
     #[pyo3(signature = (texts, *, prompt_name=None, prompt=None, normalize=false,
-                        truncate_dim=None, per_token=false, batch_size=1024, progress=None))]
+                        truncate_dim=None, per_token=false, batch_size=1024, progress=None,
+                        precision="float32", ranges=None))]
     #[allow(clippy::too_many_arguments)]
     fn embed(
         &self,
@@ -253,24 +187,43 @@ impl PyEncoder {
         per_token: bool,
         batch_size: usize,
         progress: Option<Py<PyAny>>,
-    ) -> PyResult<Matrix> {
+        precision: &str,
+        ranges: Option<(Vec<f32>, Vec<f32>)>,
+    ) -> PyResult<(Py<PyByteArray>, Vec<usize>, usize, &'static str)> {
         if batch_size == 0 {
             return Err(value_error("batch_size must be at least 1"));
         }
+        let precision = retrieval::precision_of(precision)?;
+        let ranges = retrieval::ranges_of(ranges)?;
+        if precision != Precision::Float32 && per_token {
+            return Err(value_error(
+                "precision applies to sentence embeddings, not token embeddings",
+            ));
+        }
+        if ranges.is_some() && !precision.uses_ranges() {
+            return Err(value_error(format!(
+                "ranges are for int8 and uint8, not {}",
+                precision.name()
+            )));
+        }
         let enc = &*self.inner;
-        let prompt = match (prompt, prompt_name) {
-            (Some(p), _) if p.is_empty() => Prompt::NoPrompt,
-            (Some(p), _) => Prompt::Text(p),
-            (None, Some(name)) => Prompt::Name(name),
-            (None, None) => Prompt::ModelDefault,
-        };
         let opts = EmbedOptions {
-            prompt,
+            prompt: prompt_of(prompt, prompt_name),
             dimensions: truncate_dim,
             normalize,
             pooling: per_token.then_some(EmbedPooling::None),
         };
-        let spec = py.detach(|| enc.embed_spec(&opts)).map_err(py_err)?;
+        let (spec, seqs) = py
+            .detach(|| {
+                let spec = enc.embed_spec(&opts)?;
+                let seqs = texts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| enc.embed_tokens(&spec, t, i))
+                    .collect::<wgbert::Result<Vec<_>>>()?;
+                Ok((spec, seqs))
+            })
+            .map_err(py_err)?;
         let hidden = enc.config().hidden_size;
         let width = if per_token {
             hidden
@@ -278,34 +231,52 @@ impl PyEncoder {
             enc.sentence_config().output_dim(hidden)
         };
         let width = truncate_dim.map_or(width, |d| d.min(width));
+        let rows: Vec<usize> = match per_token {
+            true => seqs.iter().map(Vec::len).collect(),
+            false => vec![1; seqs.len()],
+        };
+        let floats = precision == Precision::Float32;
+        let buf = zeroed(
+            py,
+            if floats {
+                rows.iter().sum::<usize>() * width * 4
+            } else {
+                0
+            },
+        )?;
+        let mut at = 0;
+        let mut held: Vec<Vec<f32>> = Vec::new();
         tell(py, &progress, "start", ("encoding", texts.len()))?;
-        let mut all = Vec::with_capacity(texts.len());
-        for (c, chunk) in texts.chunks(batch_size).enumerate() {
-            let first = c * batch_size;
+        for (c, chunk) in seqs.chunks(batch_size).enumerate() {
             let done = py.detach(|| {
-                let seqs = chunk
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| enc.embed_tokens(&spec, t, first + i))
-                    .collect::<wgbert::Result<Vec<_>>>()?;
-                enc.embed_ids_with(&seqs, &spec)
-                    .map_err(|e| e.reindexed(first))
+                enc.embed_ids_with(chunk, &spec)
+                    .map_err(|e| e.reindexed(c * batch_size))
             });
-            let step = match done {
-                Ok(d) => {
-                    all.extend(d);
-                    tell(py, &progress, "advance", (chunk.len(), ""))
-                        .and_then(|()| py.check_signals())
+            let step = done.map_err(py_err).and_then(|embedded| {
+                for v in embedded.into_iter().flat_map(|e| e.vectors) {
+                    if v.len() != width {
+                        return Err(value_error(format!(
+                            "a vector of {} values where {width} were expected",
+                            v.len()
+                        )));
+                    }
+                    match floats {
+                        true => at = put_f32(&buf, at, &v)?,
+                        false => held.push(v),
+                    }
                 }
-                Err(e) => Err(py_err(e)),
-            };
-            if let Err(e) = step {
-                let _ = tell(py, &progress, "finish", ());
-                return Err(e);
-            }
+                tell(py, &progress, "advance", (chunk.len(), ""))?;
+                py.check_signals()
+            });
+            finish_on_error(py, &progress, step)?;
         }
         tell(py, &progress, "finish", ())?;
-        matrix(py, &all, width)
+        if floats {
+            return Ok((buf.unbind(), rows, width, "float32"));
+        }
+        let (q, qwidth) = retrieval::quantize_rows(py, &held, precision, ranges)?;
+        let dtype = if precision.signed() { "int8" } else { "uint8" };
+        Ok((q, rows, qwidth, dtype))
     }
 
     /// ColBERT (PyLate) per-token vectors of queries or documents, in chunks as `embed`.
@@ -456,18 +427,14 @@ impl PyEncoder {
     /// Sequence classification: label, its probability, and the flat logits with the
     /// number of labels.
     fn classify(&self, py: Python<'_>, texts: Vec<String>) -> PyResult<Classified> {
-        let enc = &*self.inner;
-        let got = py
-            .detach(|| {
-                let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-                enc.classify(&refs)
-            })
-            .map_err(py_err)?;
-        let n = enc.heads().classifier.unwrap_or(0);
-        let logits: Vec<f32> = got.iter().flat_map(|c| c.logits.iter().copied()).collect();
-        let labels = got.iter().map(|c| c.label.clone()).collect();
-        let scores = got.iter().map(|c| c.score).collect();
-        Ok((labels, scores, f32_bytes(py, &logits), n))
+        let inputs = texts.into_iter().map(Input::Text).collect();
+        self.classify_inputs(py, inputs)
+    }
+
+    /// Sequence classification of (text, text) pairs, as `classify` answers texts.
+    fn classify_pairs(&self, py: Python<'_>, pairs: Vec<(String, String)>) -> PyResult<Classified> {
+        let inputs = pairs.into_iter().map(|(a, b)| Input::Pair(a, b)).collect();
+        self.classify_inputs(py, inputs)
     }
 
     /// Token classification: per text, per token (token id, token, label, probability),
@@ -516,7 +483,22 @@ impl PyEncoder {
             }
             labels.push(mine);
         }
-        Ok((labels, f32_bytes(py, &flat), rows, n))
+        Ok((labels, f32_array(py, &flat)?, rows, n))
+    }
+}
+
+impl PyEncoder {
+    /// `classify` and `classify_pairs`: texts or pairs through the library's one path.
+    fn classify_inputs(&self, py: Python<'_>, inputs: Vec<Input>) -> PyResult<Classified> {
+        let enc = &*self.inner;
+        let got = py
+            .detach(|| enc.classify_inputs(&inputs, Truncation::Model))
+            .map_err(py_err)?;
+        let n = enc.heads().classifier.unwrap_or(0);
+        let logits: Vec<f32> = got.iter().flat_map(|c| c.logits.iter().copied()).collect();
+        let labels = got.iter().map(|c| c.label.clone()).collect();
+        let scores = got.iter().map(|c| c.score).collect();
+        Ok((labels, scores, f32_array(py, &logits)?, n))
     }
 }
 
@@ -525,22 +507,8 @@ fn describe(enc: &Encoder, model: &str) -> String {
     let gpu = enc.gpu().info();
     let sc = enc.sentence_config();
     let hidden = enc.config().hidden_size;
-    let token_level = enc
-        .config()
-        .architectures
-        .iter()
-        .any(|a| a.ends_with("TokenClassification"));
-    let kind = match sc.kind() {
-        wgbert::sentence::ModelKind::Colbert => "colbert",
-        wgbert::sentence::ModelKind::CrossEncoder => "cross-encoder",
-        wgbert::sentence::ModelKind::Embedder => "embedder",
-        _ => match enc.heads().classifier {
-            Some(_) if token_level => "token-classifier",
-            Some(_) => "classifier",
-            None if enc.heads().mlm => "fill-mask",
-            None => "encoder",
-        },
-    };
+    // The library decides what the model serves, for every front end alike.
+    let kind = enc.task().name();
     let max_length = enc.tokenizer().ok().and_then(|t| t.max_len());
     serde_json::json!({
         "model": model,
@@ -577,6 +545,10 @@ fn adapters_json(py: Python<'_>, backend: Option<String>) -> PyResult<String> {
 fn _wgbert(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEncoder>()?;
     m.add_function(wrap_pyfunction!(adapters_json, m)?)?;
+    m.add_function(wrap_pyfunction!(retrieval::embed_sparse, m)?)?;
+    m.add_function(wrap_pyfunction!(retrieval::id_tokens, m)?)?;
+    m.add_function(wrap_pyfunction!(retrieval::late_chunks, m)?)?;
+    m.add_function(wrap_pyfunction!(retrieval::quantize_embeddings, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

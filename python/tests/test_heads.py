@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import TOL, assert_close, expected, load, text_of
+from wgbert.exceptions import WgbertValueError
 
 TIE = 1e-4
 PROB_RTOL = 1e-4
@@ -83,6 +84,22 @@ def test_sequence_classifier_labels_and_logits_match_transformers(model_dir):
     alone = enc.predict(texts[0])
     assert isinstance(alone, dict) and alone["label"] == preds[0]["label"]
     assert abs(alone["score"] - preds[0]["score"]) <= TOL
+
+
+def test_sequence_classifier_takes_text_pairs(model_dir):
+    # A pair is [CLS] a [SEP] b [SEP]: the same ids as the text "a [SEP] b" with this
+    # word-level tokenizer, so the two must score alike.
+    enc = load(model_dir("cls_mean"))
+    pair = enc.predict(("w5 w6", "w7 w8"), raw_scores=True)
+    joined = enc.predict("w5 w6 [SEP] w7 w8", raw_scores=True)
+    assert pair.shape == (3,)
+    assert_close("a pair", pair, joined)
+    both = enc.predict([("w5 w6", "w7 w8"), ("w9", "w10")])
+    assert len(both) == 2 and both[0]["label"] == enc.info["labels"][int(np.argmax(pair))]
+    with pytest.raises(WgbertValueError):
+        enc.predict([("w5", "w6"), "w7"])
+    with pytest.raises(WgbertValueError):
+        enc.predict([("w5", "w6", "w7")])
 
 
 def test_token_classifier_logits_match_transformers(model_dir):

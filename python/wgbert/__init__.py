@@ -11,8 +11,12 @@ The API follows sentence-transformers' names where a counterpart exists::
 
 One class loads any ModernBERT checkpoint the ``wgbert`` command line loads (plain,
 sentence-transformers and PyLate layouts, with their prompts and heads) and serves what its
-heads can do: ``encode`` (bi-encoders), ``rank`` (cross-encoders, bi-encoders, ColBERT),
-``encode_multi`` (ColBERT), ``fill_mask`` (masked-LM heads) and ``predict`` (classifiers).
+heads can do: ``encode`` (bi-encoders; ``precision`` for quantized vectors),
+``encode_late_chunks`` (late chunking), ``rank`` (cross-encoders, bi-encoders, ColBERT,
+sparse), ``encode_multi`` (ColBERT), ``fill_mask`` (masked-LM heads) and ``predict``
+(classifiers). :class:`SparseEncoder` gives sparse (SPLADE) models' vectors as
+``scipy.sparse.csr_matrix``; :func:`quantize_embeddings` quantizes any float embeddings as
+sentence-transformers does.
 
 The GIL is released while texts are tokenized and run on the GPU, so one ``Encoder`` may be
 shared by several threads; ``encode`` checks for Ctrl-C between batches. Errors are the
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -35,7 +39,9 @@ __version__ = _wgbert.__version__
 
 __all__ = [
     "Encoder",
+    "SparseEncoder",
     "adapters",
+    "quantize_embeddings",
     "WgbertError",
     "WgbertValueError",
     "WgbertFileNotFoundError",
@@ -70,6 +76,69 @@ def _texts(sentences: Union[str, Sequence[str]], what: str = "sentences") -> Lis
                 f"input {i}: {what} must be strings, got {type(t).__name__}"
             )
     return texts
+
+
+def _is_pair(x: Any) -> bool:
+    return isinstance(x, (tuple, list)) and len(x) == 2 and all(isinstance(s, str) for s in x)
+
+
+def _pairs(inputs: Any) -> Optional[Tuple[bool, List[Tuple[str, str]]]]:
+    """(single, pairs) when ``inputs`` is a (text, text) tuple or a list of such pairs;
+    None for texts."""
+    if isinstance(inputs, tuple) and _is_pair(inputs):
+        return True, [(inputs[0], inputs[1])]
+    if isinstance(inputs, (str, bytes)) or not isinstance(inputs, (list, tuple)):
+        return None
+    if inputs and all(_is_pair(x) for x in inputs):
+        return False, [(x[0], x[1]) for x in inputs]
+    for i, x in enumerate(inputs):
+        if isinstance(x, (tuple, list)) and not _is_pair(x):
+            raise WgbertValueError(f"input {i}: a pair is two strings (text, text_pair)")
+    if any(isinstance(x, (tuple, list)) for x in inputs):
+        raise WgbertValueError("inputs are all texts or all (text, text_pair) pairs, not both")
+    return None
+
+
+_DTYPES = {"float32": "<f4", "int8": "i1", "uint8": "u1"}
+
+
+def _ranges(ranges: Any) -> Optional[tuple]:
+    """Calibration ranges as sentence-transformers gives them, a ``(2, dim)`` array (minimum
+    row, maximum row), as the two rows the compiled module takes."""
+    if ranges is None:
+        return None
+    r = np.asarray(ranges, dtype=np.float32)
+    if r.ndim != 2 or r.shape[0] != 2:
+        raise WgbertValueError(f"ranges must have shape (2, dim), got {r.shape}")
+    return (r[0].tolist(), r[1].tolist())
+
+
+def quantize_embeddings(
+    embeddings: Any, precision: str, ranges: Optional[Any] = None
+) -> np.ndarray:
+    """Quantizes float embeddings as sentence-transformers' ``quantize_embeddings`` does:
+    ``int8`` / ``uint8`` map each dimension's range (``ranges``, a ``(2, dim)`` array of
+    minimum and maximum, else those of ``embeddings``, which then needs at least two rows)
+    onto 256 buckets; ``binary`` / ``ubinary`` pack the sign bits, 8 dimensions to a byte
+    (``np.packbits``; ``binary`` minus 128 as int8). ``float32`` returns a float32 copy.
+
+    :param embeddings: a ``[n, dim]`` (or ``[dim]``) float array.
+    :returns: ``[n, dim]`` int8 / uint8 (``[n, ceil(dim / 8)]`` for the binary ones)."""
+    arr = np.ascontiguousarray(embeddings, dtype="<f4")
+    single = arr.ndim == 1
+    if single:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2 or arr.shape[1] == 0:
+        raise WgbertValueError(f"embeddings must be a [n, dim] array, got shape {arr.shape}")
+    if precision == "float32":
+        out = arr.astype(np.float32, copy=True)
+    else:
+        flat, width = _wgbert.quantize_embeddings(
+            arr.tobytes(), arr.shape[1], precision, _ranges(ranges)
+        )
+        dtype = "i1" if precision in ("int8", "binary") else "u1"
+        out = np.frombuffer(flat, dtype=dtype).reshape(arr.shape[0], width)
+    return out[0] if single else out
 
 
 def _split(flat: bytearray, rows: List[int], width: int) -> List[np.ndarray]:
@@ -181,6 +250,8 @@ class Encoder:
         batch_size: Optional[int] = None,
         show_progress_bar: bool = False,
         output_value: str = "sentence_embedding",
+        precision: str = "float32",
+        ranges: Optional[Any] = None,
     ) -> Union[np.ndarray, List[np.ndarray]]:
         """Embeds texts as the model's sentence-transformers layout does (prompt, Pooling,
         Dense, Normalize).
@@ -198,7 +269,14 @@ class Encoder:
         :param show_progress_bar: draw a bar on stderr.
         :param output_value: ``"sentence_embedding"``, or ``"token_embeddings"`` for the
             encoder's final state of every token.
-        :returns: a float32 array ``[n, d]`` (``[d]`` for one string); with
+        :param precision: ``"float32"``, or quantized as sentence-transformers' ``precision``:
+            ``"int8"``, ``"uint8"`` (each dimension's range in 256 buckets), ``"binary"``,
+            ``"ubinary"`` (sign bits, 8 dimensions to a byte). See
+            :func:`quantize_embeddings`.
+        :param ranges: int8 / uint8 calibration ranges, a ``(2, d)`` array of minimum and
+            maximum; default: those of the embeddings of this call (at least two texts).
+        :returns: a float32 array ``[n, d]`` (``[d]`` for one string; int8 or uint8 with a
+            ``precision``); with
             ``token_embeddings``, a list of ``[tokens, hidden]`` arrays (one array for one
             string).
         """
@@ -210,7 +288,7 @@ class Encoder:
                 f"got {output_value!r}"
             )
         per_token = output_value == "token_embeddings"
-        flat, rows, width = self._inner.embed(
+        flat, rows, width, dtype = self._inner.embed(
             texts,
             prompt_name=prompt_name,
             prompt=prompt,
@@ -219,13 +297,81 @@ class Encoder:
             per_token=per_token,
             batch_size=_DEFAULT_CHUNK if batch_size is None else batch_size,
             progress=Bar("encoding") if show_progress_bar else None,
+            precision=precision,
+            ranges=_ranges(ranges),
         )
         if per_token:
             arrays = _split(flat, rows, width)
             return arrays[0] if single else arrays
-        matrix = np.frombuffer(flat, dtype="<f4").astype(np.float32, copy=False)
-        matrix = matrix.reshape(len(texts), width)
+        # The bytearray the values were written into becomes the array's memory (no copy).
+        matrix = np.frombuffer(flat, dtype=_DTYPES[dtype]).reshape(len(texts), width)
         return matrix[0] if single else matrix
+
+    def encode_late_chunks(
+        self,
+        documents: Union[str, Sequence[str]],
+        chunks: Optional[Sequence[Optional[Sequence[Sequence[int]]]]] = None,
+        *,
+        separator: Optional[str] = None,
+        chunk_tokens: Optional[int] = None,
+        prompt_name: Optional[str] = None,
+        prompt: Optional[str] = None,
+        normalize_embeddings: Optional[bool] = None,
+        truncate_dim: Optional[int] = None,
+        overlap: Optional[int] = None,
+        batch_size: Optional[int] = None,
+    ) -> Union[Dict[str, Any], List[Dict[str, Any]]]:
+        """Late chunking: each document is encoded once and each of its chunks is embedded
+        from the document's final hidden states (the mean over the chunk's tokens, then the
+        model's Dense and Normalize), so chunk vectors carry the document's context.
+
+        :param documents: a string or a list of strings.
+        :param chunks: per document, its chunks as ``(start, end)`` character spans (Unicode
+            code points, end exclusive), or ``None`` to use ``separator`` / ``chunk_tokens``.
+            For one string, its list of spans.
+        :param separator: cut documents after every occurrence of this text.
+        :param chunk_tokens: chunks of this many tokens.
+        :param prompt_name, prompt, normalize_embeddings, truncate_dim: as ``encode``.
+        :param overlap: tokens shared by consecutive windows of a document longer than the
+            model's limit (default 256, at most half a window).
+        :param batch_size: documents per chunk of work (Ctrl-C is looked at between them).
+        :returns: per document ``{"spans": [(start, end)], "embeddings": float32 [chunks, d],
+            "chunk_tokens": [tokens per chunk], "n_tokens", "windows"}`` (one dict for one
+            string). A token belongs to the chunk that holds its first character; special
+            and prompt tokens to none; a given span that holds no token is an error."""
+        single = isinstance(documents, str)
+        texts = _texts(documents, "documents")
+        if chunks is None:
+            per_doc: List[Any] = [None] * len(texts)
+        else:
+            per_doc = [chunks] if single else list(chunks)
+        if len(per_doc) != len(texts):
+            raise WgbertValueError(
+                f"{len(per_doc)} chunk lists for {len(texts)} documents (one each, or None)"
+            )
+        spans = [
+            None if c is None else [(int(s), int(e)) for s, e in c] for c in per_doc
+        ]
+        flat, docs, width = _wgbert.late_chunks(
+            self._inner,
+            texts,
+            spans,
+            separator=separator,
+            chunk_tokens=chunk_tokens,
+            prompt_name=prompt_name,
+            prompt=prompt,
+            normalize=bool(normalize_embeddings),
+            truncate_dim=truncate_dim,
+            overlap=overlap,
+            batch_size=256 if batch_size is None else batch_size,
+        )
+        arrays = _split(flat, [len(d[2]) for d in docs], width)
+        out = [
+            {"spans": spans_, "embeddings": arr, "chunk_tokens": counts, "n_tokens": n,
+             "windows": w}
+            for (n, w, spans_, counts), arr in zip(docs, arrays)
+        ]
+        return out[0] if single else out
 
     def _role(self, query: bool, prompt_name: Optional[str], prompt: Optional[str]):
         if prompt_name is None and prompt is None:
@@ -305,6 +451,9 @@ class Encoder:
           token; with ``raw_scores``, a list of ``[tokens, labels]`` arrays.
         - Cross-encoders: ``inputs`` are (query, document) pairs and the result is a float32
           array of their scores, as ``CrossEncoder.predict`` gives.
+        - Sequence classifiers also take (text, text) pairs, ``[CLS] a [SEP] b [SEP]``, as
+          pair classifiers (natural language inference, paraphrase) were trained: a tuple
+          of two strings, or a list of such pairs.
 
         One string (or one pair) gives one result instead of a list."""
         kind = self._info["kind"]
@@ -324,6 +473,11 @@ class Encoder:
                 self._inner.cross_scores(pairs, raw_scores=raw_scores), dtype=np.float32
             )
             return scores[0] if single else scores
+        pairs = _pairs(inputs) if kind == "classifier" else None
+        if pairs is not None:
+            single, items = pairs
+            labels, scores, flat, n = self._inner.classify_pairs(items)
+            return self._classified(labels, scores, flat, n, len(items), single, raw_scores)
         single = isinstance(inputs, str)
         texts = _texts(inputs, "inputs")
         if kind == "token-classifier":
@@ -340,9 +494,13 @@ class Encoder:
                 ]
             return out[0] if single else out
         labels, scores, flat, n = self._inner.classify(texts)
+        return self._classified(labels, scores, flat, n, len(texts), single, raw_scores)
+
+    @staticmethod
+    def _classified(labels, scores, flat, n, count, single, raw_scores):
         if raw_scores:
             logits = np.frombuffer(flat, dtype="<f4").astype(np.float32, copy=False)
-            logits = logits.reshape(len(texts), n)
+            logits = logits.reshape(count, n)
             return logits[0] if single else logits
         out = [{"label": label, "score": float(s)} for label, s in zip(labels, scores)]
         return out[0] if single else out
@@ -370,6 +528,9 @@ class Encoder:
             for masks in got
         ]
         return out[0] if single else out
+
+
+from ._sparse import SparseEncoder  # noqa: E402
 
 
 def __getattr__(name: str):

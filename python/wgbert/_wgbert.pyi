@@ -5,6 +5,37 @@ from typing import Any, List, Optional, Sequence, Tuple
 __version__: str
 
 def adapters_json(backend: Optional[str] = None) -> str: ...
+def embed_sparse(
+    encoder: "Encoder",
+    texts: Sequence[str],
+    *,
+    prompt_name: Optional[str] = None,
+    prompt: Optional[str] = None,
+    top_k: Optional[int] = None,
+    batch_size: int = 1024,
+    progress: Optional[Any] = None,
+) -> Tuple[bytearray, bytearray, bytearray, int]: ...
+def id_tokens(encoder: "Encoder", ids: Sequence[int]) -> List[str]: ...
+def late_chunks(
+    encoder: "Encoder",
+    texts: Sequence[str],
+    chunks: Sequence[Optional[Sequence[Tuple[int, int]]]],
+    *,
+    separator: Optional[str] = None,
+    chunk_tokens: Optional[int] = None,
+    prompt_name: Optional[str] = None,
+    prompt: Optional[str] = None,
+    normalize: bool = False,
+    truncate_dim: Optional[int] = None,
+    overlap: Optional[int] = None,
+    batch_size: int = 256,
+) -> Tuple[bytearray, List[Tuple[int, int, List[Tuple[int, int]], List[int]]], int]: ...
+def quantize_embeddings(
+    values: bytes,
+    width: int,
+    precision: str,
+    ranges: Optional[Tuple[List[float], List[float]]] = None,
+) -> Tuple[bytearray, int]: ...
 
 class Encoder:
     def __init__(
@@ -37,7 +68,9 @@ class Encoder:
         per_token: bool = False,
         batch_size: int = 1024,
         progress: Optional[Any] = None,
-    ) -> Tuple[bytearray, List[int], int]: ...
+        precision: str = "float32",
+        ranges: Optional[Tuple[List[float], List[float]]] = None,
+    ) -> Tuple[bytearray, List[int], int, str]: ...
     def embed_multi(
         self, texts: Sequence[str], *, is_query: bool, batch_size: int = 1024
     ) -> Tuple[bytearray, List[int], int]: ...
@@ -57,6 +90,9 @@ class Encoder:
     ) -> List[List[List[Tuple[int, str, float, str]]]]: ...
     def classify(
         self, texts: Sequence[str]
+    ) -> Tuple[List[str], List[float], bytearray, int]: ...
+    def classify_pairs(
+        self, pairs: Sequence[Tuple[str, str]]
     ) -> Tuple[List[str], List[float], bytearray, int]: ...
     def token_classify(
         self, texts: Sequence[str]

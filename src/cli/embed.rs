@@ -7,15 +7,17 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use wgbert::encoder::{
-    EmbedOptions, EmbedPooling, Embedding, Encoder, Prompt, SparseOptions, SparseVector,
-};
+use wgbert::encoder::{EmbedOptions, EmbedPooling, Embedding, LateOptions, Prompt, SparseOptions};
 use wgbert::sentence::ModelKind;
+use wgbert::sentence::quantize::Precision;
 use wgbert::text::pack::Packer;
 
 use super::Global;
+use super::csr::{CsrFormat, CsrWriter};
+use super::embed_sparse::{SparseSink, run_sparse};
 use super::input::{TextItem, Texts};
-use super::output::{CsrFormat, CsrWriter, MatrixFormat, MatrixWriter};
+use super::output::{Element, MatrixFormat, MatrixWriter};
+use super::quantized::{quant_stage, record, write_quantized};
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PoolingArg {
@@ -28,6 +30,27 @@ pub enum PoolingArg {
 pub enum MultiArg {
     Query,
     Document,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrecisionArg {
+    Float32,
+    Int8,
+    Uint8,
+    Binary,
+    Ubinary,
+}
+
+impl PrecisionArg {
+    fn precision(self) -> Precision {
+        match self {
+            Self::Float32 => Precision::Float32,
+            Self::Int8 => Precision::Int8,
+            Self::Uint8 => Precision::Uint8,
+            Self::Binary => Precision::Binary,
+            Self::Ubinary => Precision::Ubinary,
+        }
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +90,39 @@ pub struct EmbedArgs {
     /// Sparse models (JSONL): also give each index's token, as "terms".
     #[arg(long)]
     pub terms: bool,
+    /// Late chunking: encode each document once and embed each of its chunks from the
+    /// document's token states (JSONL out: "chunks": [{"span", "n_tokens", "embedding"}]).
+    /// Chunks come from each JSONL line's "chunks": [[start, end], ...] (character offsets,
+    /// end exclusive), else from --chunk-separator or --chunk-tokens.
+    #[arg(long, conflicts_with_all = ["pooling", "multi_vector", "top_k_terms", "terms"])]
+    pub late_chunking: bool,
+    /// Late chunking: cut each text after every SEP (\n and \t understood).
+    #[arg(long, value_name = "SEP", requires = "late_chunking")]
+    pub chunk_separator: Option<String>,
+    /// Late chunking: chunks of N tokens.
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "late_chunking",
+        conflicts_with = "chunk_separator"
+    )]
+    pub chunk_tokens: Option<usize>,
+    /// Late chunking: tokens shared by consecutive windows of a document longer than the
+    /// model's limit (default 256 or half a window, whichever is fewer; under a window's
+    /// document tokens).
+    #[arg(long, value_name = "N", requires = "late_chunking")]
+    pub overlap: Option<usize>,
+    /// Storage precision, as sentence-transformers' quantize_embeddings: int8 and uint8 map
+    /// each dimension's range onto 256 buckets; binary and ubinary keep sign bits, 8 to a byte.
+    #[arg(long, value_enum, default_value = "float32")]
+    pub precision: PrecisionArg,
+    /// int8/uint8: calibration ranges, a float32 .npy of shape (2, dim) (minimum row, maximum
+    /// row); default: computed over all embeddings of this run.
+    #[arg(long, value_name = "FILE")]
+    pub ranges: Option<PathBuf>,
+    /// int8/uint8 without --ranges: also write the computed ranges to FILE (.npy).
+    #[arg(long, value_name = "FILE")]
+    pub save_ranges: Option<PathBuf>,
     /// Read texts from a file (.jsonl: objects with "text", other fields carried; else one per line).
     #[arg(long)]
     pub input: Option<PathBuf>,
@@ -83,7 +139,7 @@ pub struct EmbedArgs {
     pub texts: Vec<String>,
 }
 
-enum Sink {
+pub enum Sink {
     Jsonl(Box<dyn Write>),
     Matrix(MatrixWriter),
 }
@@ -123,6 +179,29 @@ pub fn run(g: &Global, a: &EmbedArgs) -> Result<()> {
         (None, Some(text)) => Prompt::Text(text.clone()),
         (None, None) => Prompt::ModelDefault,
     };
+    let precision = a.precision.precision();
+    let quantizing = precision != Precision::Float32;
+    if a.late_chunking {
+        if matrix.is_some() {
+            bail!("--late-chunking writes JSONL (--format jsonl)");
+        }
+        let opts = LateOptions {
+            prompt,
+            dimensions: a.dimensions,
+            normalize: a.normalize,
+            overlap: a.overlap,
+        };
+        let width = enc.sentence_config().output_dim(enc.config().hidden_size);
+        let width = a.dimensions.map_or(width, |d| d.min(width));
+        let quant = quant_stage(a, precision, width)?;
+        let mut out = jsonl.context("no output")?;
+        super::late::run(g, a, &enc, texts, &mut out, &opts, quant)?;
+        g.report_timings(&enc, started);
+        return Ok(());
+    }
+    if quantizing && (per_token || a.top_k_terms.is_some() || a.terms) {
+        bail!("--precision applies to one vector per text (and --late-chunking's chunks)");
+    }
     if enc.sentence_config().kind() == ModelKind::Sparse {
         let sink = match (jsonl, matrix) {
             (Some(w), _) => SparseSink::Jsonl(w),
@@ -138,10 +217,14 @@ pub fn run(g: &Global, a: &EmbedArgs) -> Result<()> {
             )?),
             (None, _) => bail!("a sparse model writes --format jsonl, npz or safetensors"),
         };
-        if a.pooling.is_some() || a.dimensions.is_some() || a.normalize || a.multi_vector.is_some()
+        if a.pooling.is_some()
+            || a.dimensions.is_some()
+            || a.normalize
+            || a.multi_vector.is_some()
+            || quantizing
         {
             bail!(
-                "a sparse model takes none of --pooling, --dimensions, --normalize, --multi-vector"
+                "a sparse model takes none of --pooling, --dimensions, --normalize, --multi-vector, --precision"
             );
         }
         let opts = SparseOptions {
@@ -183,9 +266,20 @@ pub fn run(g: &Global, a: &EmbedArgs) -> Result<()> {
         None => enc.sentence_config().output_dim(hidden),
     };
     let width = a.dimensions.map_or(width, |d| d.min(width));
+    let mut quant = quant_stage(a, precision, width)?;
+    let element = match precision {
+        Precision::Float32 => Element::F32,
+        p if p.signed() => Element::I8,
+        _ => Element::U8,
+    };
     let mut sink = match (jsonl, matrix) {
         (Some(w), _) => Sink::Jsonl(w),
-        (None, Some((fmt, path))) => Sink::Matrix(MatrixWriter::create(path, fmt, width)?),
+        (None, Some((fmt, path))) => Sink::Matrix(MatrixWriter::create(
+            path,
+            fmt,
+            element,
+            precision.width(width),
+        )?),
         (None, None) => bail!("no output"),
     };
     let total = if !a.texts.is_empty() {
@@ -249,85 +343,25 @@ pub fn run(g: &Global, a: &EmbedArgs) -> Result<()> {
         }
         for (i, (item, e)) in chunk.into_iter().zip(results).enumerate() {
             let e = e.context("an embedding went missing")?;
-            write_one(&mut sink, first + i, item, e, per_token)?;
+            match &mut quant {
+                Some(q) => {
+                    let obj = record(first + i, item, &e);
+                    q.push(obj, e.vectors, &mut |o, v| write_quantized(&mut sink, o, v))?;
+                }
+                None => write_one(&mut sink, first + i, item, e, per_token)?,
+            }
         }
     }
     bar.finish_and_clear();
+    if let Some(q) = quant {
+        q.finish(&mut |o, v| write_quantized(&mut sink, o, v))?;
+    }
     match sink {
         Sink::Jsonl(mut w) => w.flush().context("writing the output")?,
         Sink::Matrix(m) => m.finish()?,
     }
     g.report_timings(&enc, started);
     Ok(())
-}
-
-enum SparseSink {
-    Jsonl(Box<dyn Write>),
-    Csr(CsrWriter),
-}
-
-/// `embed` on a sparse (SPLADE) model: chunks of texts, each packed and embedded, written
-/// in input order.
-fn run_sparse(
-    g: &Global,
-    a: &EmbedArgs,
-    enc: &Encoder,
-    texts: Texts,
-    mut sink: SparseSink,
-    opts: &SparseOptions,
-) -> Result<()> {
-    let bar = if g.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(0)
-    };
-    let mut index = 0usize;
-    let mut texts = texts.peekable();
-    while texts.peek().is_some() {
-        let chunk: Vec<TextItem> = texts.by_ref().take(a.chunk).collect::<Result<_>>()?;
-        let first = index;
-        index += chunk.len();
-        let mut seqs = Vec::with_capacity(chunk.len());
-        for (i, item) in chunk.iter().enumerate() {
-            seqs.push(enc.sparse_tokens(opts, &item.text, first + i)?);
-        }
-        let vectors = enc
-            .embed_sparse_ids(&seqs, opts.top_k)
-            .map_err(|e| e.reindexed(first))?;
-        bar.inc(chunk.len() as u64);
-        for (i, (item, v)) in chunk.into_iter().zip(vectors).enumerate() {
-            write_sparse(&mut sink, enc, first + i, item, v, a.terms)?;
-        }
-    }
-    bar.finish_and_clear();
-    match sink {
-        SparseSink::Jsonl(mut w) => w.flush().context("writing the output"),
-        SparseSink::Csr(c) => c.finish(),
-    }
-}
-
-fn write_sparse(
-    sink: &mut SparseSink,
-    enc: &Encoder,
-    index: usize,
-    item: TextItem,
-    v: SparseVector,
-    terms: bool,
-) -> Result<()> {
-    match sink {
-        SparseSink::Csr(c) => c.push(&v.indices, &v.values),
-        SparseSink::Jsonl(w) => {
-            let mut obj = item.extra;
-            obj.insert("index".into(), index.into());
-            obj.insert("n_tokens".into(), v.n_tokens.into());
-            if terms {
-                obj.insert("terms".into(), serde_json::to_value(enc.sparse_terms(&v)?)?);
-            }
-            obj.insert("indices".into(), serde_json::to_value(&v.indices)?);
-            obj.insert("values".into(), serde_json::to_value(&v.values)?);
-            writeln!(w, "{}", serde_json::Value::Object(obj)).context("writing the output")
-        }
-    }
 }
 
 fn write_one(

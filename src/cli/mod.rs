@@ -2,12 +2,16 @@
 
 mod bench;
 mod bench_kernels;
+mod csr;
 mod embed;
+mod embed_sparse;
 mod info;
 mod input;
 mod kernels;
+mod late;
 mod output;
 mod progress;
+mod quantized;
 mod rerank;
 mod serve;
 mod tasks;

@@ -1,6 +1,6 @@
 //! Sequence and token classification.
 
-use super::{Encoder, poisoned};
+use super::{Encoder, Input, Truncation, poisoned};
 use crate::model::heads::ClassifierHead;
 use crate::ops::DType;
 use crate::{Error, Result};
@@ -90,8 +90,28 @@ impl Encoder {
 
     /// Sequence classification: label, its softmax score, all logits and scores.
     pub fn classify(&self, texts: &[&str]) -> Result<Vec<Classification>> {
+        let inputs: Vec<Input> = texts.iter().map(|t| Input::Text(t.to_string())).collect();
+        self.classify_inputs(&inputs, Truncation::Model)
+    }
+
+    /// Sequence classification of (text, text) pairs, `[CLS] a [SEP] b [SEP]`, as a
+    /// pair classifier (natural language inference, paraphrase) was trained on them.
+    pub fn classify_pairs(&self, pairs: &[(&str, &str)]) -> Result<Vec<Classification>> {
+        let inputs: Vec<Input> = pairs
+            .iter()
+            .map(|(a, b)| Input::Pair(a.to_string(), b.to_string()))
+            .collect();
+        self.classify_inputs(&inputs, Truncation::Model)
+    }
+
+    /// Sequence classification of texts and pairs under `truncation`.
+    pub fn classify_inputs(
+        &self,
+        inputs: &[Input],
+        truncation: Truncation,
+    ) -> Result<Vec<Classification>> {
         self.require_classifier()?;
-        let seqs = self.tokenize(texts)?;
+        let seqs = self.inputs_tokens(inputs, None, truncation, 0)?;
         let logits = self.classify_ids(&seqs)?;
         let names = self.labels(self.weights.heads.classifier.unwrap_or(0));
         Ok(logits

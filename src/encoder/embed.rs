@@ -103,16 +103,16 @@ impl Encoder {
         let bytes = head
             .plan
             .read(head.out, 0, (batch.n_seqs() * h * 4) as u64)?;
-        let values = DType::F32.decode(&bytes);
-        Ok(values
-            .chunks_exact(h)
+        // Each vector decoded straight from the read-back bytes (one copy).
+        Ok(bytes
+            .chunks_exact(h * 4)
             .enumerate()
             .map(|(s, v)| {
                 (
                     batch.indices[s],
                     Embedding {
                         n_tokens: n_tokens(s),
-                        vectors: vec![v.to_vec()],
+                        vectors: vec![DType::F32.decode(v)],
                     },
                 )
             })

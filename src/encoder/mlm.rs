@@ -3,6 +3,7 @@
 use super::{Encoder, poisoned};
 use crate::model::heads::{MLM_TOP_K, MlmHead};
 use crate::runtime::RunSizes;
+use crate::text::Splice;
 use crate::{Error, Result};
 
 /// Per sequence: (position, top-k (token id, probability)) for each selected position.
@@ -130,27 +131,33 @@ impl Encoder {
     }
 
     /// Turns one sequence's raw top-k (as `fill_mask_ids` returns it) into the candidates
-    /// `fill_mask` gives: each token decoded, and the sequence with that mask filled in.
-    /// For callers that tokenize and batch themselves (a server packing many requests).
+    /// `fill_mask` gives: each token decoded, and the sequence with that mask filled in
+    /// (the other masks left out, as decoding skips special tokens). For callers that
+    /// tokenize and batch themselves (a server packing many requests).
+    ///
+    /// The text around the masks is decoded once per sequence; each candidate then costs the
+    /// decoding of its one token and a copy of that text, not a decoding of the whole
+    /// sequence (checked once per sequence against the tokenizer's own decoding, which is
+    /// used instead where the two would differ).
     pub fn mask_predictions(
         &self,
         seq: &[u32],
         preds: Vec<(usize, Vec<(u32, f32)>)>,
     ) -> Result<Vec<MaskPrediction>> {
         let tok = self.tokenizer()?;
+        let positions: Vec<usize> = preds.iter().map(|p| p.0).collect();
+        let splice = Splice::new(tok, seq, &positions)?;
         let mut masks = Vec::with_capacity(preds.len());
         for (position, cands) in preds {
             let mut candidates = Vec::with_capacity(cands.len());
             for (id, score) in cands {
-                let mut filled = seq.to_vec();
-                if let Some(slot) = filled.get_mut(position) {
-                    *slot = id;
-                }
+                let token = tok.decode(&[id])?;
+                let sequence = splice.filled(tok, seq, position, id, &token)?;
                 candidates.push(Candidate {
                     token_id: id,
-                    token: tok.decode(&[id])?,
+                    token,
                     score,
-                    sequence: tok.decode(&filled)?,
+                    sequence,
                 });
             }
             masks.push(MaskPrediction {

@@ -33,6 +33,9 @@ use crate::{Error, Result};
 
 mod classify;
 mod embed;
+mod inputs;
+mod kind;
+mod late;
 mod mlm;
 mod options;
 mod sentence;
@@ -41,6 +44,11 @@ mod sparse;
 pub use crate::vector::l2_normalize;
 pub use classify::{Classification, TokenLabel, softmax};
 pub use embed::{EmbedPooling, Embedding};
+pub use inputs::{Input, Truncation};
+pub use kind::ModelTask;
+pub use late::{
+    Chunking, DEFAULT_OVERLAP, LateChunk, LateDocument, LateOptions, LatePlan, LateSpec,
+};
 pub use mlm::{Candidate, MaskPrediction, TopK};
 pub use options::LoadOptions;
 pub use sentence::{EmbedOptions, EmbedSpec, Prompt, Ranked, RerankOptions, similarity};

@@ -2,7 +2,7 @@
 //! Dense, Normalize, Matryoshka truncation), PyLate's per-token ColBERT vectors, and
 //! reranking with whichever the model is: cross-encoder, bi-encoder or ColBERT.
 
-use super::{EmbedPooling, Embedding, Encoder, SparseOptions, read_hidden};
+use super::{EmbedPooling, Embedding, Encoder, Input, SparseOptions, Truncation, read_hidden};
 use crate::sentence::colbert::{MultiVectorLayout, maxsim};
 use crate::sentence::{ModelKind, PoolingConfig, PoolingMode, Similarity, finish_vector};
 use crate::text::pack::PackedBatch;
@@ -134,14 +134,11 @@ impl Encoder {
         })
     }
 
-    /// The tokens of one text under `spec` (prompt first); `index` names it in errors.
+    /// The tokens of one text under `spec` (prompt first, cut as the model was loaded to);
+    /// `index` names it in errors.
     pub fn embed_tokens(&self, spec: &EmbedSpec, text: &str, index: usize) -> Result<Vec<u32>> {
-        let tok = self.tokenizer()?;
-        let ids = match &spec.prompt {
-            Some(p) => tok.encode(&format!("{p}{text}"), index)?.ids,
-            None => tok.encode(text, index)?.ids,
-        };
-        Ok(ids)
+        let input = Input::Text(text.to_string());
+        self.input_tokens(&input, spec.prompt(), Truncation::Model, index)
     }
 
     /// Embeds texts as the model's layout says (see [`EmbedOptions`]).
@@ -254,7 +251,14 @@ impl Encoder {
         texts
             .iter()
             .enumerate()
-            .map(|(i, t)| cb.tokens(tok, &format!("{prompt}{t}"), query, first_index + i))
+            .map(|(i, t)| {
+                cb.tokens(
+                    tok,
+                    &crate::text::prompted(prompt, t),
+                    query,
+                    first_index + i,
+                )
+            })
             .collect()
     }
 
@@ -271,11 +275,17 @@ impl Encoder {
             None
         };
         let hidden = self.hidden_states_keyed(seqs, keys.as_deref())?;
+        // A Normalize module before the token pooling normalizes its input; one after it
+        // (or without pooling) its output.
+        let pooling = self.sentence.token_pooling.as_ref();
+        let pooling = pooling.filter(|p| p.applies(query));
+        let norm_before = cb.normalize && pooling.is_none_or(|p| p.normalized_input);
+        let norm_after = cb.normalize && !norm_before;
         Ok(seqs
             .iter()
             .zip(hidden)
             .map(|(ids, states)| {
-                let vectors = ids
+                let mut vectors: Vec<Vec<f32>> = ids
                     .iter()
                     .zip(states)
                     .filter(|(id, _)| cb.scored(**id, query, &skip))
@@ -283,12 +293,18 @@ impl Encoder {
                         for d in &self.sentence.dense {
                             v = d.forward(&v);
                         }
-                        if cb.normalize {
+                        if norm_before {
                             super::l2_normalize(&mut v);
                         }
                         v
                     })
                     .collect();
+                if let Some(p) = pooling {
+                    vectors = p.pool(vectors);
+                }
+                if norm_after {
+                    vectors.iter_mut().for_each(|v| super::l2_normalize(v));
+                }
                 Embedding {
                     n_tokens: ids.len(),
                     vectors,
@@ -372,11 +388,13 @@ impl Encoder {
                 task: "score pairs",
                 message: "not a cross-encoder (a sequence classifier with one label)".into(),
             })?;
-        let tok = self.tokenizer()?;
         let seqs = docs
             .iter()
             .enumerate()
-            .map(|(i, d)| tok.encode_pair(query, d, i).map(|e| e.ids))
+            .map(|(i, d)| {
+                let pair = Input::Pair(query.to_string(), d.to_string());
+                self.input_tokens(&pair, None, Truncation::Model, i)
+            })
             .collect::<Result<Vec<_>>>()?;
         let logits = self.classify_ids(&seqs)?;
         Ok(logits

@@ -108,11 +108,9 @@ impl Encoder {
         text: &str,
         index: usize,
     ) -> Result<Vec<u32>> {
-        let tok = self.tokenizer()?;
-        Ok(match self.prompt_text(&opts.prompt)? {
-            Some(p) => tok.encode(&format!("{p}{text}"), index)?.ids,
-            None => tok.encode(text, index)?.ids,
-        })
+        let prompt = self.prompt_text(&opts.prompt)?;
+        let input = super::Input::Text(text.to_string());
+        self.input_tokens(&input, prompt.as_deref(), super::Truncation::Model, index)
     }
 
     /// Sparse (SPLADE) vectors of texts, as sentence-transformers' `SparseEncoder` computes

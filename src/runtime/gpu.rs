@@ -238,6 +238,8 @@ pub struct AdapterReport {
     pub driver_info: String,
     pub vendor: u32,
     pub device: u32,
+    /// The PCI bus address the driver reports (`0000:01:00.0`), empty where it reports none.
+    pub pci_bus_id: String,
     pub capabilities: Capabilities,
 }
 
@@ -286,6 +288,7 @@ fn report(adapter: &wgpu::Adapter) -> AdapterReport {
         driver_info: info.driver_info.clone(),
         vendor: info.vendor,
         device: info.device,
+        pci_bus_id: info.device_pci_bus_id.clone(),
         capabilities: caps,
     }
 }

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::{
     ColbertConfig, Dense, ModelKind, PoolingConfig, SentenceConfig, Similarity, SparseConfig,
-    layout_err, read_json,
+    TokenPooling, layout_err, read_json,
 };
 use crate::Result;
 use crate::model::config::ModelConfig;
@@ -16,6 +16,9 @@ use crate::sentence::Activation;
 
 const ST_CONFIG: &str = "config_sentence_transformers.json";
 const BERT_CONFIG: &str = "sentence_bert_config.json";
+/// Where sentence-transformers 6 keeps the Transformer's `max_seq_length`
+/// (`model_max_length`) when sentence_bert_config.json has none.
+const TOKENIZER_CONFIG: &str = "tokenizer_config.json";
 /// Files a module folder may hold.
 const MODULE_FILES: [&str; 3] = ["config.json", "model.safetensors", "pytorch_model.bin"];
 
@@ -83,7 +86,11 @@ fn parse_modules(path: &Path) -> Result<Vec<Module>> {
 
 /// The files (relative to the model root) that the layout of `modules.json` may use.
 pub fn layout_file_names(modules_json: &Path) -> Result<Vec<String>> {
-    let mut names = vec![ST_CONFIG.to_string(), BERT_CONFIG.to_string()];
+    let mut names = vec![
+        ST_CONFIG.to_string(),
+        BERT_CONFIG.to_string(),
+        TOKENIZER_CONFIG.to_string(),
+    ];
     for m in parse_modules(modules_json)? {
         if !m.path.is_empty() {
             names.extend(MODULE_FILES.iter().map(|f| m.file(f)));
@@ -131,6 +138,12 @@ pub(super) fn read(
                 )
             })
         };
+        if sc.token_pooling.is_some() && kind != "Normalize" {
+            return Err(layout_err(
+                modules_path,
+                format!("{what} comes after the token pooling module; only Normalize may"),
+            ));
+        }
         match kind {
             "Transformer" | "MLMTransformer" => {
                 if !m.path.is_empty() {
@@ -151,6 +164,9 @@ pub(super) fn read(
                         .map(|n| n as usize);
                     mlm |= v.get("transformer_task").and_then(Value::as_str) == Some("fill-mask");
                     transformer_cfg = Some((p.clone(), v));
+                }
+                if sc.max_seq_length.is_none() {
+                    sc.max_seq_length = tokenizer_max_length(files)?;
                 }
             }
             "SpladePooling" => {
@@ -231,11 +247,23 @@ pub(super) fn read(
                 let p = need("config.json")?;
                 mask_cfg = Some((p.clone(), read_json(p)?));
             }
+            "HierarchicalTokenPooling" => {
+                if m.path.is_empty() {
+                    return Err(layout_err(
+                        modules_path,
+                        format!("{what}: its settings need a folder of their own (no path given)"),
+                    ));
+                }
+                let p = need("config.json")?;
+                let mut pooling = TokenPooling::from_json(&read_json(p)?, p)?;
+                pooling.normalized_input = sc.normalize;
+                sc.token_pooling = Some(pooling);
+            }
             pooling if pooling.ends_with("TokenPooling") => {
                 return Err(layout_err(
                     modules_path,
                     format!(
-                        "{what}: token pooling ({pooling}) merges the vectors of a multi-vector model to shrink its index; it is not supported"
+                        "{what}: token pooling module '{pooling}' is not supported (HierarchicalTokenPooling is)"
                     ),
                 ));
             }
@@ -271,6 +299,12 @@ pub(super) fn read(
         )?,
         _ => None,
     };
+    if sc.token_pooling.is_some() && sc.colbert.is_none() {
+        return Err(layout_err(
+            modules_path,
+            "token pooling needs a multi-vector (MultiVectorEncoder) model",
+        ));
+    }
     sc.kind = if sc.sparse.is_some() {
         if sc.pooling.is_some() || !sc.dense.is_empty() || sc.colbert.is_some() {
             return Err(layout_err(
@@ -299,6 +333,19 @@ pub(super) fn read(
         ));
     };
     Ok(sc)
+}
+
+/// `model_max_length` of tokenizer_config.json, unless it is transformers' stand-in for
+/// "no limit" (a number past any real length).
+fn tokenizer_max_length(files: &BTreeMap<String, PathBuf>) -> Result<Option<usize>> {
+    let Some(p) = files.get(TOKENIZER_CONFIG) else {
+        return Ok(None);
+    };
+    let v = read_json(p)?;
+    Ok(v.get("model_max_length")
+        .and_then(Value::as_u64)
+        .filter(|&n| n > 0 && n < 1 << 32)
+        .map(|n| n as usize))
 }
 
 fn read_prompts(sc: &mut SentenceConfig, v: &Value, p: &Path) -> Result<()> {

@@ -15,7 +15,9 @@ pub mod colbert;
 pub mod dense;
 mod layout;
 pub mod pool;
+pub mod quantize;
 pub mod sparse;
+pub mod token_pool;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +27,7 @@ pub use dense::{Activation, Dense};
 pub use layout::layout_file_names;
 pub use pool::{PoolingConfig, PoolingMode};
 pub use sparse::{SparseConfig, SpladeActivation, SpladeMode};
+pub use token_pool::TokenPooling;
 
 use crate::hub::{Fetch, ModelFiles};
 use crate::model::config::ModelConfig;
@@ -112,6 +115,8 @@ pub struct SentenceConfig {
     pub colbert: Option<ColbertConfig>,
     /// A sparse encoder's SpladePooling.
     pub sparse: Option<SparseConfig>,
+    /// A multi-vector model's token pooling (`HierarchicalTokenPooling`).
+    pub token_pooling: Option<TokenPooling>,
 }
 
 /// The companion files of a sentence-transformers / PyLate layout that the model's source

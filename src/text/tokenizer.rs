@@ -4,8 +4,6 @@
 
 use std::path::Path;
 
-use tokenizers::{TruncationDirection, TruncationParams, TruncationStrategy};
-
 use crate::{Error, Result};
 
 /// One tokenized text (or text pair), special tokens included.
@@ -48,11 +46,22 @@ pub enum TruncationSide {
     Right,
 }
 
+/// One text's tokens with their places in it, however long it is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TokenPlaces {
+    /// Token ids, special tokens included.
+    pub ids: Vec<u32>,
+    /// Range of each token in the text in characters (Unicode code points, end exclusive).
+    pub chars: Vec<(usize, usize)>,
+    /// Whether each token is a special token the tokenizer added (`[CLS]`, `[SEP]`).
+    pub special: Vec<bool>,
+}
+
 /// A tokenizer with the model's length policy.
 pub struct TextTokenizer {
-    inner: tokenizers::Tokenizer,
+    pub(super) inner: tokenizers::Tokenizer,
     special: SpecialIds,
-    max_len: Option<usize>,
+    pub(super) max_len: Option<usize>,
     truncate: bool,
 }
 
@@ -124,19 +133,10 @@ impl TextTokenizer {
 
     /// Sets the length policy: `max_len` is the model's limit in tokens, special tokens
     /// included (`None`: no limit). Over the limit, a text is an `Error::Input` unless
-    /// `truncate` is set, in which case it is cut to the limit, keeping the final `[SEP]`
-    /// (pairs: the longer of A and B loses tokens first).
+    /// `truncate` is set, in which case it is cut to the limit from the right, keeping the
+    /// final `[SEP]` (pairs: the longer of A and B loses tokens first). Callers that choose
+    /// per input ([`TextTokenizer::encode_prompted`]) may cut from the left or refuse.
     pub fn set_limit(&mut self, max_len: Option<usize>, truncate: bool) -> Result<()> {
-        self.set_limit_from(max_len, truncate, TruncationSide::Right)
-    }
-
-    /// [`TextTokenizer::set_limit`], cutting from `side`: `Left` keeps a text's end.
-    pub fn set_limit_from(
-        &mut self,
-        max_len: Option<usize>,
-        truncate: bool,
-        side: TruncationSide,
-    ) -> Result<()> {
         if let Some(n) = max_len {
             if n < 3 {
                 return Err(Error::Option(format!(
@@ -144,35 +144,9 @@ impl TextTokenizer {
                 )));
             }
         }
-        let params = match (max_len, truncate) {
-            (Some(max_length), true) => Some(TruncationParams {
-                direction: match side {
-                    TruncationSide::Left => TruncationDirection::Left,
-                    TruncationSide::Right => TruncationDirection::Right,
-                },
-                max_length,
-                strategy: TruncationStrategy::LongestFirst,
-                stride: 0,
-            }),
-            _ => None,
-        };
-        self.inner
-            .with_truncation(params)
-            .map_err(|e| Error::Tokenizer(format!("cannot set truncation: {e}")))?;
         self.max_len = max_len;
         self.truncate = truncate;
         Ok(())
-    }
-
-    /// Builder form of [`TextTokenizer::set_limit_from`].
-    pub fn with_limit_from(
-        mut self,
-        max_len: Option<usize>,
-        truncate: bool,
-        side: TruncationSide,
-    ) -> Result<Self> {
-        self.set_limit_from(max_len, truncate, side)?;
-        Ok(self)
     }
 
     /// Builder form of [`TextTokenizer::set_limit`].
@@ -191,67 +165,73 @@ impl TextTokenizer {
         self.truncate
     }
 
+    /// How an input over the limit is treated when its caller does not say: cut from the
+    /// right with truncation on, else refused.
+    pub fn default_cut(&self) -> Option<TruncationSide> {
+        self.truncate.then_some(TruncationSide::Right)
+    }
+
     /// Tokenizes one text as `[CLS] text [SEP]`; `index` names the text in errors.
     pub fn encode(&self, text: &str, index: usize) -> Result<Encoded> {
-        let enc = self.inner.encode(text, true).map_err(|e| Error::Input {
-            index,
-            message: format!("tokenizing failed: {e}"),
-        })?;
-        self.finish(enc, index, "text")
+        self.encode_prompted(None, text, self.default_cut(), index)
     }
 
     /// Tokenizes one text without refusing it past the limit: the caller cuts it (ColBERT's
     /// query and document lengths). With truncation on it is already cut to the limit.
     pub fn encode_any_length(&self, text: &str, index: usize) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, true).map_err(|e| Error::Input {
-            index,
-            message: format!("tokenizing failed: {e}"),
-        })?;
-        Ok(enc.get_ids().to_vec())
+        match self.default_cut() {
+            Some(side) => Ok(self.encode_prompted(None, text, Some(side), index)?.ids),
+            None => Ok(self.raw(text, true, index)?.get_ids().to_vec()),
+        }
+    }
+
+    /// Tokenizes one text as `[CLS] text [SEP]` whatever its length (no limit, no
+    /// truncation), with each token's range in characters; `index` names it in errors.
+    pub fn encode_places(&self, text: &str, index: usize) -> Result<TokenPlaces> {
+        // `inner` never truncates: the length policy is applied by the cut (cut.rs).
+        let enc = self
+            .inner
+            .encode_char_offsets(text, true)
+            .map_err(|e| Error::Input {
+                index,
+                message: format!("tokenizing failed: {e}"),
+            })?;
+        Ok(TokenPlaces {
+            ids: enc.get_ids().to_vec(),
+            chars: enc.get_offsets().to_vec(),
+            special: enc
+                .get_special_tokens_mask()
+                .iter()
+                .map(|&m| m != 0)
+                .collect(),
+        })
     }
 
     /// Tokenizes a pair as `[CLS] a [SEP] b [SEP]`; `index` names the pair in errors.
     pub fn encode_pair(&self, a: &str, b: &str, index: usize) -> Result<Encoded> {
-        let enc = self.inner.encode((a, b), true).map_err(|e| Error::Input {
-            index,
-            message: format!("tokenizing failed: {e}"),
-        })?;
-        self.finish(enc, index, "text pair")
+        self.encode_pair_cut(a, b, self.default_cut(), index)
     }
 
-    /// Tokenizes many texts on all cores; result `i` is text `i`, errors name
-    /// `first_index + i`.
+    /// Tokenizes many texts; result `i` is text `i`, errors name `first_index + i`.
     pub fn encode_batch(&self, texts: &[&str], first_index: usize) -> Result<Vec<Encoded>> {
-        let encs = self
-            .inner
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| Error::Input {
-                index: first_index,
-                message: format!("tokenizing a batch of {} texts failed: {e}", texts.len()),
-            })?;
-        encs.into_iter()
+        texts
+            .iter()
             .enumerate()
-            .map(|(i, enc)| self.finish(enc, first_index + i, "text"))
+            .map(|(i, t)| self.encode(t, first_index + i))
             .collect()
     }
 
-    fn finish(&self, enc: tokenizers::Encoding, index: usize, what: &str) -> Result<Encoded> {
-        let n = enc.get_ids().len();
-        if let Some(max) = self.max_len {
-            // With truncation on, the tokenizer already cut to `max`; this only fires when
-            // texts must be rejected.
-            if n > max {
-                return Err(Error::Input {
-                    index,
-                    message: format!(
-                        "{what} has {n} tokens, over the model's limit of {max} (use --truncate)"
-                    ),
-                });
-            }
-        }
-        Ok(Encoded {
-            ids: enc.get_ids().to_vec(),
-            offsets: enc.get_offsets().to_vec(),
+    /// The tokenizer's own encoding of `text`, never cut (the wrapped tokenizer has no
+    /// truncation set: cutting is ours, `text/cut.rs`).
+    pub(crate) fn raw(
+        &self,
+        text: &str,
+        specials: bool,
+        index: usize,
+    ) -> Result<tokenizers::Encoding> {
+        self.inner.encode(text, specials).map_err(|e| Error::Input {
+            index,
+            message: format!("tokenizing failed: {e}"),
         })
     }
 
@@ -309,7 +289,7 @@ fn need(id: Option<u32>, token: &str) -> Result<u32> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! The wrapper's logic on a tiny word-level tokenizer built here; tests/text.rs runs
     //! the real ModernBERT tokenizer.
 
@@ -351,7 +331,7 @@ mod tests {
         tok
     }
 
-    fn tiny() -> TextTokenizer {
+    pub(crate) fn tiny() -> TextTokenizer {
         TextTokenizer::from_tokenizer(tiny_inner(true)).unwrap()
     }
 
@@ -412,7 +392,7 @@ mod tests {
         let (index, message) = input_err(strict.encode(text, 7).unwrap_err());
         assert_eq!(index, 7);
         assert!(
-            message.contains("has 8 tokens, over the model's limit of 5 (use --truncate)"),
+            message.contains("has 8 tokens, over the model's limit of 5 (truncation is off;"),
             "{message}"
         );
         let (index, _) = input_err(strict.encode_batch(&["a", text], 10).unwrap_err());

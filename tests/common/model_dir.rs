@@ -49,6 +49,20 @@ pub fn write_tokenizer(path: &Path, vocab_size: usize) {
     std::fs::write(path, serde_json::to_string(&tok).unwrap()).unwrap();
 }
 
+/// Copies a directory tree (a fixture with module folders) so that a test may edit it.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let p = entry.unwrap().path();
+        let dest = to.join(p.file_name().unwrap());
+        if p.is_dir() {
+            copy_tree(&p, &dest);
+        } else {
+            std::fs::copy(&p, &dest).unwrap();
+        }
+    }
+}
+
 /// A model directory: the fixture's files (copied, so they may be corrupted) plus the test
 /// tokenizer over the fixtures' 512-token vocabulary.
 pub fn model_dir(name: &str) -> tempfile::TempDir {

@@ -3,7 +3,7 @@
 //! test skips. A skip is never silent: it is named on stderr, appended to the file
 //! `WGBERT_SKIP_LOG` names (one line per skip: test, capability, why, which checks), which
 //! `scripts/test.sh` and `scripts/test_coop.sh` count at the end, and it is a failure when
-//! `WGBERT_REQUIRE` (a comma list of `Cap::key`s: `f16,subgroups,timestamps,coop,tokenizer,clients`)
+//! `WGBERT_REQUIRE` (a comma list of `Cap::key`s: `f16,subgroups,timestamps,coop,tokenizer,clients,pipeline-cache`)
 //! lists the capability, as CI does for each suite.
 
 use std::io::Write;
@@ -24,16 +24,19 @@ pub enum Cap {
     /// A Python with the HTTP client libraries of tests/clients, named by
     /// `WGBERT_CLIENTS_PYTHON`.
     Clients,
+    /// The driver's pipeline cache (wgpu's `PIPELINE_CACHE`, Vulkan).
+    PipelineCache,
 }
 
 impl Cap {
-    pub const ALL: [Cap; 6] = [
+    pub const ALL: [Cap; 7] = [
         Cap::F16,
         Cap::Subgroups,
         Cap::Timestamps,
         Cap::Coop,
         Cap::Tokenizer,
         Cap::Clients,
+        Cap::PipelineCache,
     ];
 
     /// Its name in `WGBERT_REQUIRE` and in the skip log.
@@ -45,6 +48,7 @@ impl Cap {
             Cap::Coop => "coop",
             Cap::Tokenizer => "tokenizer",
             Cap::Clients => "clients",
+            Cap::PipelineCache => "pipeline-cache",
         }
     }
 
@@ -57,6 +61,7 @@ impl Cap {
             Cap::Coop => "cooperative matrices",
             Cap::Tokenizer => "ModernBERT's tokenizer (WGBERT_TOKENIZER)",
             Cap::Clients => "the HTTP client libraries (WGBERT_CLIENTS_PYTHON)",
+            Cap::PipelineCache => "the driver's pipeline cache (Vulkan)",
         }
     }
 
@@ -81,6 +86,10 @@ impl Cap {
             Cap::F16 if !caps.f16 => lacks("SHADER_F16"),
             Cap::Subgroups if !caps.subgroups => lacks("subgroup operations"),
             Cap::Timestamps if !caps.timestamps => lacks("timestamp queries"),
+            // wgpu has the driver's pipeline cache on Vulkan, for every Vulkan adapter.
+            Cap::PipelineCache if gpu.info().backend != wgpu::Backend::Vulkan => Some(format!(
+                "the adapter ({adapter}) is not a Vulkan one: no pipeline cache"
+            )),
             Cap::Coop => wgbert::ops::matmul::coop::supported(caps)
                 .and_then(|_| wgbert::ops::attention::coop::supported(caps))
                 .err()

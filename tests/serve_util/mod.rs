@@ -3,6 +3,8 @@
 //! guard drops, whatever the test did.
 #![allow(dead_code)]
 
+pub mod watch;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -21,6 +23,8 @@ pub struct Server {
     pub base: String,
     agent: ureq::Agent,
     pub key: Option<String>,
+    /// `HOST:PORT` of the gRPC services, when started with `--grpc-port`.
+    pub grpc: Option<String>,
 }
 
 impl Server {
@@ -51,22 +55,28 @@ impl Server {
             .spawn()
             .expect("starting wgbert serve");
         let stdout = child.stdout.take().expect("piped stdout");
+        let grpc = args.contains(&"--grpc-port");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut lines = BufReader::new(stdout).lines();
             let first = lines.next().and_then(|l| l.ok());
-            let _ = tx.send(first);
+            let second = match grpc {
+                true => lines.next().and_then(|l| l.ok()),
+                false => None,
+            };
+            let _ = tx.send(first.map(|f| (f, second)));
             // Keep draining so the server never blocks on a full pipe.
             for _ in lines {}
         });
-        let line = match rx.recv_timeout(START_TIMEOUT) {
-            Ok(Some(line)) => line,
+        let (line, second) = match rx.recv_timeout(START_TIMEOUT) {
+            Ok(Some(lines)) => lines,
             other => {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!("the server printed no listening line: {other:?}");
             }
         };
+        let grpc = second.and_then(|l| l.strip_prefix("grpc listening on ").map(str::to_string));
         let base = line
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
@@ -81,6 +91,7 @@ impl Server {
             base,
             agent,
             key: None,
+            grpc,
         }
     }
 
@@ -136,6 +147,31 @@ impl Server {
     pub fn request(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
         let req = self.agent.request(method, &format!("{}{path}", self.base));
         self.send(req, body)
+    }
+
+    /// Sends `method` to `path` with a raw body of content type `ct`; returns the status and
+    /// the body.
+    pub fn request_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        ct: &str,
+    ) -> (u16, String) {
+        let req = self.agent.request(method, &format!("{}{path}", self.base));
+        let req = match &self.key {
+            Some(k) => req.set("Authorization", &format!("Bearer {k}")),
+            None => req,
+        };
+        let result = match body {
+            Some(b) => req.set("Content-Type", ct).send_string(b),
+            None => req.call(),
+        };
+        match result {
+            Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+            Err(e) => panic!("request failed without an answer: {e}"),
+        }
     }
 
     /// POSTs raw text; returns the status and the body.
@@ -295,4 +331,14 @@ pub fn reranker_dir() -> tempfile::TempDir {
     cfg["label2id"] = json!({"LABEL_0": 0});
     std::fs::write(&cfg_path, cfg.to_string()).unwrap();
     dir
+}
+
+/// The Python with the client libraries of tests/clients (`WGBERT_CLIENTS_PYTHON`), or
+/// `None`: the checks are skipped, counted (a failure where `WGBERT_REQUIRE` lists
+/// `clients`).
+pub fn clients_python(checks: &str) -> Option<std::path::PathBuf> {
+    if !super::common::require(super::common::Cap::Clients, checks) {
+        return None;
+    }
+    std::env::var_os("WGBERT_CLIENTS_PYTHON").map(std::path::PathBuf::from)
 }

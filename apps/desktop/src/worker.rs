@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender};
 
-use wgbert::encoder::{EmbedOptions, EmbedSpec, Encoder, LoadOptions, Prompt};
+use wgbert::encoder::{EmbedOptions, EmbedSpec, Encoder, LoadOptions, ModelTask, Prompt};
 use wgbert::ops::DType;
 use wgbert::runtime::Gpu;
 
@@ -208,6 +208,18 @@ impl Worker {
         if self.embedder.as_ref().is_none_or(|(m, _)| m != model) {
             self.embedder = None;
             let enc = self.load(model)?;
+            // The library says what the model serves; the index needs one vector per text.
+            let task = enc.task();
+            if !matches!(
+                task,
+                ModelTask::Embedder | ModelTask::Encoder | ModelTask::FillMask
+            ) {
+                let labels = enc.heads().classifier.unwrap_or(0);
+                return Err(format!(
+                    "{model} is a {}, not an embedding model",
+                    task.describe(labels)
+                ));
+            }
             self.embedder = Some((model.to_string(), enc));
         }
         Ok(())
@@ -365,30 +377,4 @@ fn hit(i: usize, c: &Chunk, score: f32) -> Hit {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn chunk(file: &str) -> Chunk {
-        Chunk {
-            file: file.into(),
-            lines: [1, 1],
-            text: String::new(),
-        }
-    }
-
-    #[test]
-    fn files_rank_by_their_best_chunk() {
-        let chunks = [chunk("a"), chunk("a"), chunk("b"), chunk("c")];
-        let vectors = vec![
-            vec![1.0, 0.0],
-            vec![0.0, 1.0],
-            vec![0.6, 0.8],
-            vec![-1.0, 0.0],
-        ];
-        let hits = rank(&chunks, &vectors, &[0.0, 1.0], 10);
-        let order: Vec<(&str, usize)> = hits.iter().map(|h| (h.file.as_str(), h.chunk)).collect();
-        assert_eq!(order, [("a", 1), ("b", 2), ("c", 3)]);
-        assert_eq!(hits[1].score, 0.8);
-        assert_eq!(rank(&chunks, &vectors, &[0.0, 1.0], 1).len(), 1);
-    }
-}
+mod tests;

@@ -1,34 +1,23 @@
-//! The classifier routes: `/predict` (sequence classifiers) and `/rerank` (one-label
-//! cross-encoders), as TEI answers them; and text classification in the Hugging Face
-//! Inference API's dialect (`{"inputs", "parameters": {"top_k", "function_to_apply"}}`),
-//! which `POST /` speaks to `huggingface_hub.InferenceClient.text_classification`.
+//! The classifier routes: `/predict` (sequence classifiers, texts or (text, text) pairs as
+//! TEI reads them) and `/rerank` (one-label cross-encoders), as TEI answers them; and text
+//! classification in the Hugging Face Inference API's dialect (`{"inputs", "parameters":
+//! {"top_k", "function_to_apply"}}`), which `POST /` speaks to
+//! `huggingface_hub.InferenceClient.text_classification`.
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State;
-use serde::Deserialize;
-use serde_json::{Value, json};
-use wgbert::encoder::softmax;
+use axum::response::Response;
+use serde::{Deserialize, Serialize};
+use wgbert::encoder::{Input, ModelTask, softmax};
 
+use super::body::JsonBody;
 use super::engine::{Output, Task};
 use super::error::ApiError;
-use super::model::{Text, mismatch};
-use super::state::{AppState, Cut, Inputs, JsonBody};
-use super::tei::Answer;
-use super::timing::Timing;
-
-#[derive(Deserialize)]
-pub struct RerankRequest {
-    query: String,
-    texts: Vec<String>,
-    #[serde(default)]
-    raw_scores: bool,
-    #[serde(default)]
-    return_text: bool,
-    #[serde(flatten)]
-    cut: Cut,
-}
+use super::model::mismatch;
+use super::parse::{Batch, PredictInputs, Texts};
+use super::state::{AppState, Cut, Direction};
+use super::tei::{Answer, respond};
 
 fn sigmoid(x: f32) -> f32 {
     (1.0 / (1.0 + (-(x as f64)).exp())) as f32
@@ -39,28 +28,73 @@ fn by_score<T>(items: &mut [T], score: impl Fn(&T) -> f32) {
     items.sort_by(|a, b| score(b).total_cmp(&score(a)));
 }
 
-pub async fn rerank(
-    State(s): State<Arc<AppState>>,
-    JsonBody(req): JsonBody<RerankRequest>,
-) -> Answer<Vec<Value>> {
-    rerank_with(&s, req).await
+#[derive(Deserialize)]
+pub struct RerankRequest {
+    pub query: String,
+    pub texts: Texts,
+    #[serde(default)]
+    pub raw_scores: bool,
+    #[serde(default)]
+    pub return_text: bool,
+    #[serde(default)]
+    pub truncate: Option<bool>,
+    #[serde(default)]
+    pub truncation_direction: Direction,
 }
 
-pub async fn rerank_with(s: &Arc<AppState>, req: RerankRequest) -> Answer<Vec<Value>> {
+/// One document's place in a ranking.
+#[derive(Serialize, Debug, Clone)]
+pub struct Rank {
+    pub index: usize,
+    pub score: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+pub async fn rerank(State(s): State<Arc<AppState>>, body: JsonBody<RerankRequest>) -> Response {
+    respond(rerank_with(&s, body.value).await)
+}
+
+pub async fn rerank_with(s: &Arc<AppState>, req: RerankRequest) -> Answer<Vec<Rank>> {
+    let docs = req.texts.0;
+    if docs.is_empty() {
+        return Err(ApiError::empty("`texts` cannot be empty"));
+    }
+    let query = req.query;
+    let pairs = docs.into_iter().map(|d| (query.clone(), d)).collect();
+    let cut = Cut {
+        truncate: req.truncate,
+        truncation_direction: req.truncation_direction,
+    };
+    rank_pairs(s, pairs, req.raw_scores, req.return_text, cut).await
+}
+
+/// (query, text) pairs scored by a cross-encoder, best first (the sigmoid of its logit
+/// unless `raw`); each rank names its pair's index, and its text when asked.
+pub async fn rank_pairs(
+    s: &Arc<AppState>,
+    pairs: Vec<(String, String)>,
+    raw: bool,
+    return_text: bool,
+    cut: Cut,
+) -> Answer<Vec<Rank>> {
     let mut t = s.timing();
     let m = s.model()?;
-    if m.kind() != super::model::ModelKind::Reranker {
+    if m.task() != ModelTask::CrossEncoder {
         return Err(m.wrong_task("/rerank", "a cross-encoder (one-label sequence classifier)"));
     }
-    if req.query.is_empty() {
-        return Err(ApiError::empty("`query` cannot be empty"));
+    let mut docs = Vec::with_capacity(pairs.len());
+    let mut items = Vec::with_capacity(pairs.len());
+    for (q, d) in pairs {
+        items.push(Input::Pair(q, d.clone()));
+        docs.push(Some(d));
     }
-    let docs = s.texts(Inputs::Many(req.texts))?;
-    let pairs = docs
-        .iter()
-        .map(|d| Text::Pair(req.query.clone(), d.clone()))
-        .collect();
-    let seqs = s.tokenize_texts(pairs, req.cut, &mut t).await?;
+    let batch = Batch {
+        items,
+        single: false,
+    };
+    s.check_inputs(&batch)?;
+    let seqs = s.tokenize(batch.items, None, cut, &mut t).await?;
     let Output::Logits(logits) = m.run(Task::Classify, seqs, &mut t).await? else {
         return Err(mismatch());
     };
@@ -69,30 +103,34 @@ pub async fn rerank_with(s: &Arc<AppState>, req: RerankRequest) -> Answer<Vec<Va
         .enumerate()
         .map(|(i, l)| {
             let x = l.first().copied().unwrap_or(f32::NAN);
-            (i, if req.raw_scores { x } else { sigmoid(x) })
+            (i, if raw { x } else { sigmoid(x) })
         })
         .collect();
     by_score(&mut ranked, |r| r.1);
     let out = ranked
         .into_iter()
-        .map(|(index, score)| {
-            let mut o = json!({ "index": index, "score": score });
-            if req.return_text {
-                o["text"] = json!(docs[index]);
-            }
-            o
+        .map(|(index, score)| Rank {
+            index,
+            score,
+            text: if return_text {
+                docs[index].take()
+            } else {
+                None
+            },
         })
         .collect();
-    Ok((t, Json(out)))
+    Ok((t, out))
 }
 
 #[derive(Deserialize)]
 pub struct PredictRequest {
-    inputs: Inputs,
+    pub inputs: PredictInputs,
     #[serde(default)]
-    raw_scores: bool,
-    #[serde(flatten)]
-    cut: Cut,
+    pub raw_scores: bool,
+    #[serde(default)]
+    pub truncate: Option<bool>,
+    #[serde(default)]
+    pub truncation_direction: Direction,
 }
 
 /// What turns logits into scores.
@@ -104,66 +142,85 @@ pub enum Function {
     None,
 }
 
-/// The Inference API's text-classification body.
-#[derive(Deserialize)]
-pub struct PipelineRequest {
-    inputs: Inputs,
-    #[serde(default)]
-    parameters: PipelineParameters,
-}
-
 #[derive(Deserialize, Default)]
 pub struct PipelineParameters {
-    top_k: Option<usize>,
-    function_to_apply: Option<Function>,
-    #[serde(flatten)]
-    cut: Cut,
+    #[serde(default)]
+    pub top_k: Option<usize>,
+    #[serde(default)]
+    pub function_to_apply: Option<Function>,
+    #[serde(default)]
+    pub truncate: Option<bool>,
+    #[serde(default)]
+    pub truncation_direction: Direction,
 }
 
-pub async fn predict(
-    State(s): State<Arc<AppState>>,
-    JsonBody(req): JsonBody<PredictRequest>,
-) -> Answer<Value> {
-    predict_with(&s, req).await
+/// One label's score.
+#[derive(Serialize, Debug, Clone)]
+pub struct Prediction {
+    pub label: String,
+    pub score: f32,
 }
 
-pub async fn predict_with(s: &Arc<AppState>, req: PredictRequest) -> Answer<Value> {
-    let single = req.inputs.is_single();
+/// TEI's answer: one input answers its list of labels, a batch one list per input.
+#[derive(Serialize)]
+#[serde(untagged)]
+pub enum Predictions {
+    One(Vec<Prediction>),
+    Many(Vec<Vec<Prediction>>),
+}
+
+pub async fn predict(State(s): State<Arc<AppState>>, body: JsonBody<PredictRequest>) -> Response {
+    respond(predict_with(&s, body.value).await)
+}
+
+pub async fn predict_with(s: &Arc<AppState>, req: PredictRequest) -> Answer<Predictions> {
+    let single = req.inputs.0.single;
     let function = req.raw_scores.then_some(Function::None);
-    let (t, per_input) = classify(s, req.inputs, req.cut, function, None).await?;
-    // TEI: one input answers its list of labels, a batch one list per input.
-    let out = if single {
-        per_input.into_iter().next().unwrap_or_else(|| json!([]))
-    } else {
-        json!(per_input)
+    let cut = Cut {
+        truncate: req.truncate,
+        truncation_direction: req.truncation_direction,
     };
-    Ok((t, Json(out)))
+    let (t, mut per_input) = classify(s, req.inputs.0, cut, function, None).await?;
+    let out = match (single, per_input.pop()) {
+        (true, Some(one)) if per_input.is_empty() => Predictions::One(one),
+        (_, last) => {
+            per_input.extend(last);
+            Predictions::Many(per_input)
+        }
+    };
+    Ok((t, out))
 }
 
 /// Text classification in the Inference API's dialect: always one list per input.
-pub async fn pipeline(s: &Arc<AppState>, req: PipelineRequest) -> Answer<Value> {
-    let p = req.parameters;
+pub async fn pipeline(
+    s: &Arc<AppState>,
+    inputs: PredictInputs,
+    p: PipelineParameters,
+) -> Answer<Vec<Vec<Prediction>>> {
     if p.top_k == Some(0) {
-        return Err(ApiError::bad_request("parameters.top_k must be at least 1"));
+        return Err(ApiError::validation("parameters.top_k must be at least 1"));
     }
-    let (t, per_input) = classify(s, req.inputs, p.cut, p.function_to_apply, p.top_k).await?;
-    Ok((t, Json(json!(per_input))))
+    let cut = Cut {
+        truncate: p.truncate,
+        truncation_direction: p.truncation_direction,
+    };
+    classify(s, inputs.0, cut, p.function_to_apply, p.top_k).await
 }
 
 /// Each input's labels with scores, best first: softmax over the labels, sigmoid for a
 /// one-label model, unless `function` says otherwise; the first `top_k` when given.
-async fn classify(
+pub async fn classify(
     s: &Arc<AppState>,
-    inputs: Inputs,
+    inputs: Batch<Input>,
     cut: Cut,
     function: Option<Function>,
     top_k: Option<usize>,
-) -> Result<(Timing, Vec<Value>), ApiError> {
+) -> Answer<Vec<Vec<Prediction>>> {
     let mut t = s.timing();
     let m = s.model()?;
     let labels = m.sequence_labels("/predict")?;
-    let texts = s.texts(inputs)?;
-    let seqs = s.tokenize(texts, cut, &mut t).await?;
+    s.check_inputs(&inputs)?;
+    let seqs = s.tokenize(inputs.items, None, cut, &mut t).await?;
     let Output::Logits(logits) = m.run(Task::Classify, seqs, &mut t).await? else {
         return Err(mismatch());
     };
@@ -180,15 +237,15 @@ async fn classify(
                 Function::Sigmoid => l.into_iter().map(sigmoid).collect(),
                 Function::Softmax => softmax(&l),
             };
-            let mut pairs: Vec<(String, f32)> = labels.iter().cloned().zip(scores).collect();
-            by_score(&mut pairs, |p| p.1);
+            let mut pairs: Vec<Prediction> = labels
+                .iter()
+                .cloned()
+                .zip(scores)
+                .map(|(label, score)| Prediction { label, score })
+                .collect();
+            by_score(&mut pairs, |p| p.score);
             pairs.truncate(top_k.unwrap_or(usize::MAX));
-            json!(
-                pairs
-                    .into_iter()
-                    .map(|(label, score)| json!({ "label": label, "score": score }))
-                    .collect::<Vec<_>>()
-            )
+            pairs
         })
         .collect();
     Ok((t, per_input))

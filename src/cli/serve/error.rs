@@ -1,6 +1,9 @@
 //! HTTP errors in the two dialects: TEI routes answer `{"error", "error_type"}`, OpenAI routes
 //! `{"error": {"message", "type", "code"}}`. Every failure becomes one of these, never a panic
-//! or a bare status.
+//! or a bare status. Kinds map to statuses as TEI's router maps its error types: `Validation`
+//! and `Tokenizer` 422, `Empty` 400, `Overloaded` 429, `Backend` 424, `Unhealthy` 503; and,
+//! outside TEI's types, a body or work over a limit 413, malformed JSON 400, a body that
+//! does not arrive in time 408, a body that is not JSON 415, a missing key 401.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -27,15 +30,20 @@ impl Flavor {
 /// What went wrong, TEI's `error_type` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// Malformed JSON or wrong types (422), a bad value (400), too long or too many (413).
+    /// A value the request may not have (422), malformed JSON (400), over a limit (413).
     Validation,
+    /// The tokenizer failed on an input (422).
+    Tokenizer,
     /// No input at all (400).
     Empty,
-    /// Over `--max-concurrent-requests` (429).
+    /// Over `--max-concurrent-requests` or a full queue (429).
     Overloaded,
     /// Missing or wrong API key (401).
     Unauthorized,
-    /// The device failed (424), or the engine failed on a batch (500).
+    /// The body did not arrive within `--body-timeout` (408).
+    Timeout,
+    /// The model cannot serve the route, the device failed (424), or the engine failed on
+    /// a batch (500).
     Backend,
     /// The model is not loaded yet, or the device is lost or hung (503).
     Unhealthy,
@@ -45,9 +53,11 @@ impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::Validation => "Validation",
+            Kind::Tokenizer => "Tokenizer",
             Kind::Empty => "Empty",
             Kind::Overloaded => "Overloaded",
             Kind::Unauthorized => "Unauthorized",
+            Kind::Timeout => "Timeout",
             Kind::Backend => "Backend",
             Kind::Unhealthy => "Unhealthy",
         }
@@ -73,12 +83,13 @@ impl ApiError {
         }
     }
 
-    /// Malformed JSON or wrong types.
-    pub fn unprocessable(message: impl Into<String>) -> Self {
+    /// A value the request may not have: wrong types, a bad option, too many inputs, an
+    /// input over the model's limit (TEI's `Validation`, 422).
+    pub fn validation(message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, Kind::Validation, message)
     }
 
-    /// A value the request may not have (wrong task, bad option, no [MASK]...).
+    /// Malformed JSON (400, as axum's `Json` answers it in TEI).
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, Kind::Validation, message)
     }
@@ -87,9 +98,20 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, Kind::Empty, message)
     }
 
-    /// Too long a text or too many of them.
+    /// A body, or the work or answer a request asks for, over one of the server's limits;
+    /// the message names the limit.
     pub fn too_large(message: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, Kind::Validation, message)
+    }
+
+    /// Over `--max-concurrent-requests`, or the queue is full.
+    pub fn overloaded(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, Kind::Overloaded, message)
+    }
+
+    /// The model cannot serve this route (TEI's `Backend`, 424).
+    pub fn wrong_task(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FAILED_DEPENDENCY, Kind::Backend, message)
     }
 
     pub fn unhealthy() -> Self {
@@ -115,13 +137,17 @@ impl ApiError {
         self
     }
 
-    /// An engine error: the caller's fault (400) or the device's (424; the server stays up).
+    /// An engine error: the caller's (422: an input or an option; the tokenizer's), a task
+    /// the model has no head for, or the device's (424; the server stays up).
     pub fn from_engine(e: wgbert::Error) -> Self {
         use wgbert::Error as E;
         match e {
-            E::Input { .. } | E::MissingHead { .. } | E::Option(_) | E::Tokenizer(_) => {
-                Self::bad_request(e.to_string())
-            }
+            E::Input { .. } | E::Option(_) => Self::validation(e.to_string()),
+            E::Tokenizer(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Kind::Tokenizer,
+                e.to_string(),
+            ),
             other => Self::new(
                 StatusCode::FAILED_DEPENDENCY,
                 Kind::Backend,
@@ -138,7 +164,9 @@ impl ApiError {
                     Kind::Unauthorized => "authentication_error",
                     Kind::Overloaded => "rate_limit_error",
                     Kind::Backend | Kind::Unhealthy => "server_error",
-                    Kind::Validation | Kind::Empty => "invalid_request_error",
+                    Kind::Validation | Kind::Tokenizer | Kind::Empty | Kind::Timeout => {
+                        "invalid_request_error"
+                    }
                 };
                 json!({ "error": {
                     "message": self.message,
@@ -154,12 +182,6 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, axum::Json(self.body())).into_response()
     }
-}
-
-/// Parses a JSON body; anything malformed or of the wrong type is a 422 naming the problem.
-pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::unprocessable(format!("bad request body: {e}")))
 }
 
 #[cfg(test)]
@@ -182,14 +204,28 @@ mod tests {
     }
 
     #[test]
-    fn device_failures_are_424_and_input_errors_400() {
+    fn statuses_follow_tei_error_types() {
         let lost = ApiError::from_engine(wgbert::Error::DeviceLost("reset".into()));
         assert_eq!(lost.status, StatusCode::FAILED_DEPENDENCY);
         let bad = ApiError::from_engine(wgbert::Error::Input {
             index: 2,
             message: "x".into(),
         });
-        assert_eq!(bad.status, StatusCode::BAD_REQUEST);
-        assert!(parse_json::<Vec<u32>>(b"[1, \"a\"]").is_err_and(|e| e.status == 422));
+        assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+        let tok = ApiError::from_engine(wgbert::Error::Tokenizer("x".into()));
+        assert_eq!(
+            (tok.status, tok.body()["error_type"].clone()),
+            (StatusCode::UNPROCESSABLE_ENTITY, json!("Tokenizer"))
+        );
+        let head = ApiError::from_engine(wgbert::Error::MissingHead {
+            task: "fill masks",
+            message: "x".into(),
+        });
+        assert_eq!(head.status, StatusCode::FAILED_DEPENDENCY);
+        assert_eq!(ApiError::empty("x").status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            ApiError::overloaded("x").status,
+            StatusCode::TOO_MANY_REQUESTS
+        );
     }
 }

@@ -6,7 +6,8 @@
 //! - `destroy`: destroys the device first (`wgpu::Device::destroy`), a real device loss;
 //! - `hang`: settles its wait as timed out (`DeviceHealth::settle`, what `Gpu::wait` does
 //!   when a batch outlives `--gpu-timeout`; a software adapter may finish any batch before
-//!   its wait starts, so a real timeout cannot be forced there).
+//!   its wait starts, so a real timeout cannot be forced there);
+//! - `sleep`: sleeps 2 s first (a batch that keeps the engine busy for a known time).
 
 use wgbert::encoder::Encoder;
 
@@ -16,6 +17,7 @@ enum Action {
     Panic,
     Destroy,
     Hang,
+    Sleep,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -44,6 +46,7 @@ impl Faults {
                 "panic" => Action::Panic,
                 "destroy" => Action::Destroy,
                 "hang" => Action::Hang,
+                "sleep" => Action::Sleep,
                 other => anyhow::bail!("WGBERT_TEST_FAULTS: unknown action '{other}'"),
             };
             let token = token
@@ -69,6 +72,10 @@ impl Faults {
             Some(Action::Panic) => panic!("injected panic"),
             Some(Action::Destroy) => {
                 enc.gpu().device().destroy();
+                Ok(())
+            }
+            Some(Action::Sleep) => {
+                std::thread::sleep(std::time::Duration::from_secs(2));
                 Ok(())
             }
             Some(Action::Hang) => {

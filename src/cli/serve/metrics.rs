@@ -1,6 +1,6 @@
 //! Prometheus metrics: requests by route and status, time in the queue, tokens per engine
 //! call, tokens per second and GPU time per call, jobs dropped because their client hung up,
-//! engine calls that panicked, and the device memory the model holds (by category, and its
+//! engine calls that panicked, open and refused connections, and the device memory the model holds (by category, and its
 //! peak), read from the device's count when `/metrics` is rendered.
 
 use axum::extract::{MatchedPath, Request, State};
@@ -22,6 +22,8 @@ pub struct Metrics {
     pub gpu_seconds: Histogram,
     pub jobs_dropped: IntCounter,
     pub panics: IntCounter,
+    pub connections: IntGauge,
+    pub connections_refused: IntCounterVec,
     device_bytes: IntGaugeVec,
     device_peak_bytes: IntGauge,
     /// The model's device, once loaded: its memory count feeds the gauges.
@@ -65,6 +67,15 @@ impl Metrics {
                 "wgbert_engine_panics_total",
                 "engine calls that panicked (their requests got 500)",
             )?,
+            connections: IntGauge::new("wgbert_connections", "open HTTP connections")?,
+            connections_refused: IntCounterVec::new(
+                Opts::new(
+                    "wgbert_connections_refused_total",
+                    "connections refused over --max-connections (total) or \
+                     --max-connections-per-client (per_client)",
+                ),
+                &["limit"],
+            )?,
             device_bytes: IntGaugeVec::new(
                 Opts::new(
                     "wgbert_device_bytes",
@@ -81,6 +92,9 @@ impl Metrics {
         m.registry.register(Box::new(m.requests.clone()))?;
         m.registry.register(Box::new(m.jobs_dropped.clone()))?;
         m.registry.register(Box::new(m.panics.clone()))?;
+        m.registry.register(Box::new(m.connections.clone()))?;
+        m.registry
+            .register(Box::new(m.connections_refused.clone()))?;
         m.registry.register(Box::new(m.device_bytes.clone()))?;
         m.registry.register(Box::new(m.device_peak_bytes.clone()))?;
         for h in [

@@ -1,48 +1,59 @@
 //! `wgbert serve`: an HTTP server speaking text-embeddings-inference (TEI) and OpenAI's
 //! embeddings API, with fill-mask besides, batching requests from every connection together.
 //!
-//! The listener is bound first (so `/health` answers 503 while the model loads); the model is
-//! loaded, a test batch is run, the batching engine starts, and then the one line
-//! `listening on http://HOST:PORT` goes to stdout. SIGTERM or ctrl-c stops accepting, lets
-//! the requests in flight finish, and exits 0. A lost or hung device turns `/health` to 503
-//! for good; the process stays up to say why, and its orchestrator restarts it.
+//! The listeners are bound first (so `/health` answers 503 while the model loads); the model
+//! is loaded, a test batch is run, the batching engine starts, and then the line
+//! `listening on http://HOST:PORT` goes to stdout (and, with `--grpc-port`, `grpc listening
+//! on HOST:PORT`). SIGTERM or ctrl-c stops accepting, lets the requests in flight finish,
+//! and exits 0. A lost or hung device turns `/health` to 503 for good; the process stays up
+//! to say why, and its orchestrator restarts it.
+//!
+//! Bounds, from the socket in (README's Deployment section lists each with its default and
+//! TEI's): connections in total and per client address, the time to a request's head
+//! (`listen.rs`); the body's size and time, then its inputs counted while it is parsed
+//! (`body.rs`, `parse.rs`); a request slot only for a whole, valid body; tokens per request,
+//! fill-mask candidates and the answer's size before the model runs; the engine's queue.
 
+mod body;
 mod classify;
 mod engine;
 mod error;
 mod faults;
 mod fill;
+#[cfg(feature = "grpc")]
+mod grpc;
 mod health;
+mod listen;
+mod load;
 mod metrics;
 mod model;
 mod openai;
 mod openapi;
+mod parse;
 mod root;
+mod routes;
 mod state;
 mod tei;
 mod timing;
+mod tokens;
 
 use std::io::Write;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, Method, header};
-use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post};
 use clap::{ArgAction, Args};
 use serde_json::json;
+use tokio::sync::watch;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use wgbert::encoder::EmbedPooling;
 
 use super::Global;
 use super::embed::PoolingArg;
-use engine::Engine;
 use faults::Faults;
 use health::Health;
+use listen::ConnLimits;
 use metrics::Metrics;
-use model::{Model, ModelKind, embed_setup};
 use state::{AppState, Limits};
 
 #[derive(Args, Debug)]
@@ -86,6 +97,43 @@ pub struct ServeArgs {
     /// Bearer token required on every route but the health probes (GET /, /health, /ping).
     #[arg(long, env = "WGBERT_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Open connections at most; more are answered 503 and closed [fewer where the
+    /// open-file limit is lower].
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Open connections from one client address at most; more are answered 429 and closed
+    /// (0: no bound, as behind a load balancer that holds every connection).
+    #[arg(long, default_value_t = 256)]
+    pub max_connections_per_client: usize,
+    /// Seconds to receive a request's head; a connection slower than that, or idle that long
+    /// between requests, is closed (with 408 where a request had begun).
+    #[arg(long, default_value_t = 30.0)]
+    pub header_timeout: f64,
+    /// Seconds to receive a whole request body; a slower one is answered 408.
+    #[arg(long, default_value_t = 30.0)]
+    pub body_timeout: f64,
+    /// Tokens across one request's inputs; more are refused with 413 [default:
+    /// --max-client-batch-size times the model's longest input].
+    #[arg(long)]
+    pub max_request_tokens: Option<usize>,
+    /// [MASK] tokens times top_k across one fill-mask request; more are refused with 413.
+    #[arg(long, default_value_t = 4096)]
+    pub max_fill_mask_candidates: usize,
+    /// Bytes of one answer, estimated before the model runs; a larger one is refused with 413.
+    #[arg(long, default_value_t = 134_217_728)]
+    pub max_response_bytes: usize,
+    /// Port of TEI's gRPC services (package tei.v1) on --host [default: none].
+    #[cfg(feature = "grpc")]
+    #[arg(long)]
+    pub grpc_port: Option<u16>,
+}
+
+/// Seconds from a flag: finite and positive.
+fn seconds(flag: &str, v: f64) -> Result<Duration> {
+    if !v.is_finite() || v <= 0.0 {
+        bail!("{flag} must be a number of seconds above 0");
+    }
+    Ok(Duration::from_secs_f64(v))
 }
 
 pub fn run(g: &Global, a: &ServeArgs) -> Result<()> {
@@ -101,6 +149,18 @@ pub fn run(g: &Global, a: &ServeArgs) -> Result<()> {
     if a.payload_limit == 0 {
         bail!("--payload-limit must be at least 1 byte");
     }
+    if a.max_connections == 0
+        || a.max_request_tokens == Some(0)
+        || a.max_fill_mask_candidates == 0
+        || a.max_response_bytes == 0
+    {
+        bail!(
+            "--max-connections, --max-request-tokens, --max-fill-mask-candidates and \
+             --max-response-bytes must be at least 1"
+        );
+    }
+    seconds("--header-timeout", a.header_timeout)?;
+    seconds("--body-timeout", a.body_timeout)?;
     if a.gpu_timeout.is_some_and(|t| !t.is_finite() || t < 0.0) {
         bail!("--gpu-timeout must be a number of seconds, 0 or more");
     }
@@ -132,6 +192,10 @@ async fn serve(g: &Global, a: &ServeArgs) -> Result<()> {
         max_concurrent: a.max_concurrent_requests,
         payload: a.payload_limit,
         auto_truncate: a.auto_truncate || g.truncate,
+        body_timeout: seconds("--body-timeout", a.body_timeout)?,
+        max_request_tokens: a.max_request_tokens,
+        max_fill_candidates: a.max_fill_mask_candidates,
+        max_response_bytes: a.max_response_bytes,
     };
     let state = Arc::new(AppState::new(
         metrics.clone(),
@@ -143,14 +207,45 @@ async fn serve(g: &Global, a: &ServeArgs) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}:{}", a.host, a.port))?;
     let addr = listener.local_addr()?;
-    let stop = Arc::new(tokio::sync::Notify::new());
-    let server = tokio::spawn(
-        axum::serve(listener, router(state.clone(), cors(&a.cors_allow_origin)?))
-            .with_graceful_shutdown(shutdown(stop.clone()))
-            .into_future(),
-    );
+    let conns = ConnLimits {
+        total: a.max_connections.min(open_file_budget()),
+        per_client: a.max_connections_per_client,
+        header_timeout: seconds("--header-timeout", a.header_timeout)?,
+    };
+    if conns.total < a.max_connections {
+        log::warn!(
+            "--max-connections {} is more than the open-file limit allows: {} connections",
+            a.max_connections,
+            conns.total
+        );
+    }
+    let (stop, stopped) = watch::channel(false);
+    let stop = Arc::new(stop);
+    let app = routes::router(state.clone(), cors(&a.cors_allow_origin)?);
+    let server = tokio::spawn(listen::run(
+        listener,
+        app,
+        conns,
+        metrics.clone(),
+        stopped.clone(),
+    ));
+    #[cfg(feature = "grpc")]
+    let grpc = match a.grpc_port {
+        Some(port) => {
+            let l = tokio::net::TcpListener::bind((a.host.as_str(), port))
+                .await
+                .with_context(|| format!("cannot listen for gRPC on {}:{port}", a.host))?;
+            let at = l.local_addr()?;
+            Some((
+                at,
+                tokio::spawn(grpc::serve(l, state.clone(), stopped.clone())),
+            ))
+        }
+        None => None,
+    };
+    tokio::spawn(shutdown(stop.clone()));
 
-    let setup = Setup {
+    let setup = load::Setup {
         max_batch_tokens: a.max_batch_tokens,
         max_queued: a.max_queued_requests.unwrap_or(a.max_concurrent_requests),
         pooling: a.pooling,
@@ -158,84 +253,104 @@ async fn serve(g: &Global, a: &ServeArgs) -> Result<()> {
         faults: Faults::from_env()?,
     };
     let (g2, h2) = (g.clone(), health.clone());
-    let loaded = tokio::task::spawn_blocking(move || load(g2, setup, metrics, h2))
+    let loaded = tokio::task::spawn_blocking(move || load::load(g2, setup, metrics, h2))
         .await
         .context("loading the model")?;
-    let (model, info, engine_thread) = match loaded {
+    let (model, mut info, engine_thread) = match loaded {
         Ok(m) => m,
         Err(e) => {
-            stop.notify_one();
+            let _ = stop.send(true);
             let _ = server.await;
             return Err(e);
         }
     };
-    let mut info = info;
-    info["max_concurrent_requests"] = json!(a.max_concurrent_requests);
-    info["max_client_batch_size"] = json!(a.max_client_batch_size);
-    info["auto_truncate"] = json!(state.limits.auto_truncate);
-    info["payload_limit"] = json!(a.payload_limit);
     let gpu = model.enc.gpu().clone();
     let cpu = gpu.info().device_type == wgpu::DeviceType::Cpu;
     let _ = state.compute_type.set(if cpu { "cpu" } else { "gpu" });
-    let _ = state.info.set(info);
     let _ = state.model.set(model);
+    for (k, v) in [
+        ("max_concurrent_requests", json!(a.max_concurrent_requests)),
+        ("max_client_batch_size", json!(a.max_client_batch_size)),
+        ("auto_truncate", json!(state.limits.auto_truncate)),
+        ("payload_limit", json!(a.payload_limit)),
+        ("max_request_tokens", json!(state.max_request_tokens())),
+        (
+            "max_fill_mask_candidates",
+            json!(a.max_fill_mask_candidates),
+        ),
+        ("max_response_bytes", json!(a.max_response_bytes)),
+        ("max_connections", json!(conns.total)),
+        ("max_connections_per_client", json!(conns.per_client)),
+        ("header_timeout_seconds", json!(a.header_timeout)),
+        ("body_timeout_seconds", json!(a.body_timeout)),
+    ] {
+        info[k] = v;
+    }
+    let _ = state.info.set(info);
     health.ready(gpu);
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on http://{addr}")?;
+    #[cfg(feature = "grpc")]
+    if let Some((at, _)) = &grpc {
+        writeln!(out, "grpc listening on {at}")?;
+    }
     out.flush()?;
     drop(out);
     let served = server.await;
+    #[cfg(feature = "grpc")]
+    if let Some((_, task)) = grpc {
+        if let Ok(Err(e)) = task.await {
+            log::error!("the gRPC server failed: {e}");
+        }
+    }
     // Orderly exit: the last handles go with the state, the engine thread then ends and drops
     // its encoder; wait for it (bounded) so no GPU work or teardown races the process exit.
     drop(state);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !engine_thread.is_finished() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     if engine_thread.is_finished() {
         let _ = engine_thread.join();
     } else {
         log::warn!("the engine thread did not stop within 30 s; exiting anyway");
     }
-    served
-        .context("the server task failed")?
-        .context("serving")?;
+    served.context("the server task failed")?;
     Ok(())
 }
 
-/// The routes. The model's routes share the request limit; the probes (`GET /`,
-/// `/health`, `/ping`), `/info`, `/metrics` and the OpenAPI document do not. Layers, from
-/// the outside in: metrics, CORS (preflights answer here), auth, the declared body size,
-/// then the body limit itself.
-fn router(state: Arc<AppState>, cors: CorsLayer) -> Router {
-    let payload = state.limits.payload;
-    Router::new()
-        .route("/", post(root::post))
-        .route("/invocations", post(root::post))
-        .route("/embed", post(tei::embed))
-        .route("/embed_all", post(tei::embed_all))
-        .route("/embed_sparse", post(tei::embed_sparse))
-        .route("/similarity", post(tei::similarity))
-        .route("/rerank", post(classify::rerank))
-        .route("/predict", post(classify::predict))
-        .route("/fill-mask", post(fill::fill_mask))
-        .route("/tokenize", post(tei::tokenize))
-        .route("/decode", post(tei::decode))
-        .route("/v1/embeddings", post(openai::embeddings))
-        .route("/embeddings", post(openai::embeddings))
-        .layer(from_fn_with_state(state.clone(), state::limit))
-        .route("/", get(state::health))
-        .route("/health", get(state::health))
-        .route("/ping", get(state::health))
-        .route("/info", get(state::info))
-        .route("/metrics", get(state::metrics))
-        .route("/api-doc/openapi.json", get(openapi::document))
-        .layer(DefaultBodyLimit::max(payload))
-        .layer(from_fn_with_state(state.clone(), state::payload))
-        .layer(from_fn_with_state(state.clone(), state::auth))
-        .layer(cors)
-        .layer(from_fn_with_state(state.metrics.clone(), metrics::track))
-        .with_state(state)
+/// Connections the open-file limit leaves room for: the soft limit is raised to the hard
+/// one first (as servers do), and some descriptors stay for the model's files and the
+/// driver.
+fn open_file_budget() -> usize {
+    #[cfg(unix)]
+    {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `lim` is a valid rlimit for the calls to fill and read.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+                return usize::MAX;
+            }
+            if lim.rlim_cur < lim.rlim_max {
+                let raised = libc::rlimit {
+                    rlim_cur: lim.rlim_max,
+                    rlim_max: lim.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                    lim = raised;
+                }
+            }
+        }
+        usize::try_from(lim.rlim_cur)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(128)
+            .max(16)
+    }
+    #[cfg(not(unix))]
+    usize::MAX
 }
 
 /// CORS as TEI sets it: GET and POST from the listed origins (any when none is listed).
@@ -258,115 +373,8 @@ fn cors(origins: &[String]) -> Result<CorsLayer> {
         .allow_origin(allow))
 }
 
-/// What the engine is started with.
-struct Setup {
-    max_batch_tokens: Option<usize>,
-    max_queued: usize,
-    pooling: Option<PoolingArg>,
-    gpu_timeout: Option<f64>,
-    faults: Faults,
-}
-
-/// Loads the model, runs a test batch, starts the engine; returns the model, `/info` and
-/// the engine thread.
-fn load(
-    mut g: Global,
-    setup: Setup,
-    metrics: Arc<Metrics>,
-    health: Arc<Health>,
-) -> Result<(Model, serde_json::Value, std::thread::JoinHandle<()>)> {
-    // Length policy is per request here, so the encoder itself never truncates.
-    g.truncate = false;
-    g.max_tokens = setup.max_batch_tokens.or(g.max_tokens);
-    let enc = Arc::new(g.load()?);
-    let embed = embed_setup(setup.pooling, &enc)?;
-    let tok = enc.tokenizer()?;
-    let probe = tok.encode("", 0)?.ids;
-    enc.embed_ids(&[probe], EmbedPooling::Cls, false)
-        .context("the test batch failed")?;
-    // The test batch ran without a limit (first pipelines compile then); batches after it
-    // are held to the GPU timeout.
-    let gpu = enc.gpu();
-    let cpu = gpu.info().device_type == wgpu::DeviceType::Cpu;
-    let timeout = match setup.gpu_timeout {
-        Some(t) if t > 0.0 => Some(std::time::Duration::from_secs_f64(t)),
-        Some(_) => None,
-        None if cpu => None,
-        None => Some(std::time::Duration::from_secs(120)),
-    };
-    gpu.health().set_wait_timeout(timeout);
-    metrics.watch(enc.gpu().clone());
-    let (engine, engine_thread) = Engine {
-        enc: enc.clone(),
-        metrics,
-        health,
-        budget: enc.capacity(),
-        max_waiting: setup.max_queued,
-        faults: setup.faults,
-    }
-    .spawn()
-    .context("starting the engine thread")?;
-    let model = Model::new(g.model.clone(), enc.clone(), engine, embed)?;
-    let info = json!({
-        "model_id": g.model,
-        "model_sha": null,
-        "model_dtype": tei_dtype(enc.dtype()),
-        "served_model_name": g.model,
-        "model_type": model_type(&model),
-        "max_batch_tokens": enc.capacity(),
-        "max_batch_requests": null,
-        "max_input_length": model.max_input,
-        "tokenization_workers": std::thread::available_parallelism().map_or(1, |n| n.get()),
-        "version": env!("CARGO_PKG_VERSION"),
-        "sha": null,
-        "docker_label": null,
-        "task": model.task(),
-        "pooling": model.setup.describe,
-        "adapter": gpu.info().name,
-        "f16_kernels": gpu.caps().f16,
-        "gpu_timeout_seconds": timeout.map(|t| t.as_secs_f64()),
-    });
-    Ok((model, info, engine_thread))
-}
-
-/// TEI's spelling of a dtype.
-fn tei_dtype(d: wgbert::ops::DType) -> &'static str {
-    match d {
-        wgbert::ops::DType::F32 => "float32",
-        wgbert::ops::DType::F16 => "float16",
-    }
-}
-
-/// TEI's `model_type`: `{"embedding": {"pooling"}}`, `{"classifier": {"id2label",
-/// "label2id"}}` or `{"reranker": {..}}`. A masked language model is an embedder to TEI (its
-/// `POST /` fills masks here; `task` says so).
-fn model_type(m: &Model) -> serde_json::Value {
-    let labels = || {
-        let names = m.enc.label_names();
-        let id2label: serde_json::Map<String, serde_json::Value> = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (i.to_string(), json!(n)))
-            .collect();
-        let label2id: serde_json::Map<String, serde_json::Value> = names
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.clone(), json!(i)))
-            .collect();
-        json!({ "id2label": id2label, "label2id": label2id })
-    };
-    match m.kind() {
-        ModelKind::Classifier | ModelKind::TokenClassifier => json!({ "classifier": labels() }),
-        ModelKind::Reranker => json!({ "reranker": labels() }),
-        ModelKind::Embedding | ModelKind::FillMask => {
-            json!({ "embedding": { "pooling": m.setup.describe } })
-        }
-        ModelKind::Sparse => json!({ "embedding": { "pooling": "splade" } }),
-    }
-}
-
-/// Resolves on SIGTERM, ctrl-c, or `stop` (the model failed to load).
-async fn shutdown(stop: Arc<tokio::sync::Notify>) {
+/// Turns `stop` true on SIGTERM or ctrl-c.
+async fn shutdown(stop: Arc<watch::Sender<bool>>) {
     let term = async {
         #[cfg(unix)]
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -381,6 +389,6 @@ async fn shutdown(stop: Arc<tokio::sync::Notify>) {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term => {}
-        _ = stop.notified() => {}
     }
+    let _ = stop.send(true);
 }

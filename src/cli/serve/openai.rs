@@ -1,28 +1,23 @@
 //! `POST /v1/embeddings` (also `/embeddings`): OpenAI's embeddings API. Vectors are
 //! normalized; `encoding_format: "base64"` sends each as little-endian f32 bytes in base64.
-//! Token-id inputs are taken as the model's whole sequence, as given.
+//! Inputs are texts or token ids, as `/embed` takes them (ids are the whole sequence as
+//! given; a prompt decodes them to text first, as TEI does).
 
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::body::JsonBody;
 use super::error::{ApiError, Flavor};
-use super::model::with_prompt;
-use super::state::{AppState, Cut, JsonBody};
+use super::parse::EmbedInputs;
+use super::state::{AppState, Cut};
+use super::tei::BYTES_PER_FLOAT;
 use super::timing::Timing;
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-pub enum Input {
-    Text(String),
-    Texts(Vec<String>),
-    Ids(Vec<u32>),
-    IdsBatch(Vec<Vec<u32>>),
-}
 
 #[derive(Deserialize, Default, Clone, Copy, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -34,26 +29,24 @@ pub enum Format {
 
 #[derive(Deserialize)]
 pub struct Request {
-    input: Input,
+    input: EmbedInputs,
     #[serde(default)]
     model: Option<String>,
     #[serde(default)]
     encoding_format: Format,
+    #[serde(default)]
     dimensions: Option<usize>,
     /// Accepted and ignored, as OpenAI's clients may send it.
     #[serde(default)]
     #[allow(dead_code)]
-    user: Option<String>,
+    user: Option<serde::de::IgnoredAny>,
 }
 
-pub async fn embeddings(
-    State(s): State<Arc<AppState>>,
-    JsonBody(req): JsonBody<Request>,
-) -> Result<(Timing, Json<Value>), ApiError> {
+pub async fn embeddings(State(s): State<Arc<AppState>>, body: JsonBody<Request>) -> Response {
     let mut t = s.timing();
-    match answer(&s, req, &mut t).await {
-        Ok(v) => Ok((t, Json(v))),
-        Err(e) => Err(e.in_flavor(Flavor::OpenAi)),
+    match answer(&s, body.value, &mut t).await {
+        Ok(v) => (t, Json(v)).into_response(),
+        Err(e) => e.in_flavor(Flavor::OpenAi).into_response(),
     }
 }
 
@@ -61,22 +54,11 @@ async fn answer(s: &Arc<AppState>, req: Request, t: &mut Timing) -> Result<Value
     let m = s.model()?;
     let dims = m.dimensions(req.dimensions)?;
     let spec = m.setup.spec(&m.enc, None)?;
-    let from_ids = matches!(req.input, Input::Ids(_) | Input::IdsBatch(_));
-    let seqs = match req.input {
-        Input::Text(one) => {
-            let texts = with_prompt(&spec, s.texts(super::state::Inputs::One(one))?);
-            s.tokenize(texts, Cut::default(), t).await?
-        }
-        Input::Texts(many) => {
-            let texts = with_prompt(&spec, s.texts(super::state::Inputs::Many(many))?);
-            s.tokenize(texts, Cut::default(), t).await?
-        }
-        Input::Ids(ids) => token_inputs(s, vec![ids])?,
-        Input::IdsBatch(batch) => token_inputs(s, batch)?,
-    };
-    if from_ids {
-        t.ids(&seqs);
-    }
+    let batch = req.input.0;
+    s.check_inputs(&batch)?;
+    s.check_response(batch.items.len() * dims * BYTES_PER_FLOAT, "the vectors")?;
+    let prompt = spec.prompt().map(str::to_string);
+    let seqs = s.tokenize(batch.items, prompt, Cut::default(), t).await?;
     let tokens: usize = seqs.iter().map(Vec::len).sum();
     let vectors = m.pooled(spec, seqs, dims, true, t).await?;
     let data: Vec<Value> = vectors
@@ -99,27 +81,4 @@ async fn answer(s: &Arc<AppState>, req: Request, t: &mut Timing) -> Result<Value
         "model": req.model.unwrap_or_else(|| m.id.clone()),
         "usage": { "prompt_tokens": tokens, "total_tokens": tokens },
     }))
-}
-
-/// Token-id inputs: each non-empty, inside the vocabulary, and within the length limit (or
-/// cut to it under `--auto-truncate`).
-fn token_inputs(s: &AppState, mut batch: Vec<Vec<u32>>) -> Result<Vec<Vec<u32>>, ApiError> {
-    let m = s.model()?;
-    s.check_count(batch.len())?;
-    let vocab = m.enc.config().vocab_size;
-    for (i, ids) in batch.iter_mut().enumerate() {
-        if ids.is_empty() {
-            return Err(ApiError::empty(format!("input {i} has no tokens")));
-        }
-        if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
-            return Err(ApiError::bad_request(format!(
-                "input {i}: token id {bad} is outside the model's vocabulary of {vocab}"
-            )));
-        }
-        if s.limits.auto_truncate {
-            ids.truncate(m.max_input);
-        }
-        m.check_len(i, ids.len())?;
-    }
-    Ok(batch)
 }

@@ -1,44 +1,71 @@
-//! The TEI routes that embed or tokenize: `/embed`, `/embed_all`, `/embed_sparse`, `/similarity`,
-//! `/tokenize`, `/decode`. Field names, defaults and answers follow
-//! text-embeddings-inference; every route that truncates takes `truncation_direction`.
+//! The TEI routes that embed: `/embed`, `/embed_all`, `/embed_sparse`, `/similarity`. Field names, defaults and answers follow
+//! text-embeddings-inference; every route that truncates takes `truncation_direction`, and
+//! the embedding routes take token ids as inputs. Each route's work is a function the gRPC
+//! services call too (`grpc/`), so both answer alike.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use axum::Json;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use wgbert::encoder::{Input, Prompt};
 
+use super::body::JsonBody;
 use super::engine::{Output, Task};
 use super::error::ApiError;
-use super::model::{ModelKind, mismatch, with_prompt};
-use super::state::{AppState, Cut, Inputs, JsonBody, blocking};
+use super::model::mismatch;
+use super::parse::{Batch, EmbedInputs, SimilarityInputs};
+use super::state::{AppState, Cut, Direction, Slot};
 use super::timing::Timing;
-use wgbert::encoder::Prompt;
 
-fn yes() -> bool {
+pub(super) fn yes() -> bool {
     true
 }
 
-/// An answer with TEI's timing headers.
-pub type Answer<T> = Result<(Timing, Json<T>), ApiError>;
+/// A route's work: TEI's timing headers and the answer.
+pub type Answer<T> = Result<(Timing, T), ApiError>;
+
+/// An answer as JSON with its timing headers, or the error.
+pub fn respond<T: Serialize>(answer: Answer<T>) -> Response {
+    match answer {
+        Ok((t, v)) => (t, Json(v)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// JSON bytes per value of a vector, as an estimate of an answer's size.
+pub const BYTES_PER_FLOAT: usize = 12;
 
 #[derive(Deserialize)]
 pub struct EmbedRequest {
-    pub inputs: Inputs,
+    pub inputs: EmbedInputs,
     #[serde(default = "yes")]
     pub normalize: bool,
-    #[serde(flatten)]
-    pub cut: Cut,
+    #[serde(default)]
+    pub truncate: Option<bool>,
+    #[serde(default)]
+    pub truncation_direction: Direction,
+    #[serde(default)]
     pub dimensions: Option<usize>,
+    #[serde(default)]
     pub prompt_name: Option<String>,
 }
 
-pub async fn embed(
-    State(s): State<Arc<AppState>>,
-    JsonBody(req): JsonBody<EmbedRequest>,
-) -> Answer<Vec<Vec<f32>>> {
-    embed_with(&s, req).await
+impl EmbedRequest {
+    pub fn cut(&self) -> Cut {
+        Cut {
+            truncate: self.truncate,
+            truncation_direction: self.truncation_direction,
+        }
+    }
+}
+
+pub async fn embed(State(s): State<Arc<AppState>>, body: JsonBody<EmbedRequest>) -> Response {
+    respond(embed_with(&s, body.value).await)
 }
 
 pub async fn embed_with(s: &Arc<AppState>, req: EmbedRequest) -> Answer<Vec<Vec<f32>>> {
@@ -46,78 +73,140 @@ pub async fn embed_with(s: &Arc<AppState>, req: EmbedRequest) -> Answer<Vec<Vec<
     let m = s.model()?;
     let dims = m.dimensions(req.dimensions)?;
     let spec = m.setup.spec(&m.enc, req.prompt_name.as_deref())?;
-    let texts = with_prompt(&spec, s.texts(req.inputs)?);
-    let seqs = s.tokenize(texts, req.cut, &mut t).await?;
+    let cut = req.cut();
+    let batch = req.inputs.0;
+    s.check_inputs(&batch)?;
+    s.check_response(batch.items.len() * dims * BYTES_PER_FLOAT, "the vectors")?;
+    let prompt = spec.prompt().map(str::to_string);
+    let seqs = s.tokenize(batch.items, prompt, cut, &mut t).await?;
     let vectors = m.pooled(spec, seqs, dims, req.normalize, &mut t).await?;
-    Ok((t, Json(vectors)))
+    Ok((t, vectors))
 }
 
 #[derive(Deserialize)]
 pub struct EmbedAllRequest {
-    inputs: Inputs,
-    #[serde(flatten)]
-    cut: Cut,
-    prompt_name: Option<String>,
+    pub inputs: EmbedInputs,
+    #[serde(default)]
+    pub truncate: Option<bool>,
+    #[serde(default)]
+    pub truncation_direction: Direction,
+    #[serde(default)]
+    pub prompt_name: Option<String>,
 }
 
+/// `/embed_all`: every token's vector. The answer is estimated before the model runs
+/// (413 over `--max-response-bytes`) and streamed one input at a time, so the server never
+/// holds its JSON whole.
 pub async fn embed_all(
     State(s): State<Arc<AppState>>,
-    JsonBody(req): JsonBody<EmbedAllRequest>,
-) -> Answer<Vec<Vec<Vec<f32>>>> {
+    body: JsonBody<EmbedAllRequest>,
+) -> Response {
+    let JsonBody { value, slot } = body;
+    match embed_all_with(&s, value).await {
+        Ok((t, rows)) => (t, stream_json(rows, slot)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+pub async fn embed_all_with(s: &Arc<AppState>, req: EmbedAllRequest) -> Answer<Vec<Vec<Vec<f32>>>> {
     let mut t = s.timing();
     let m = s.model()?;
     let spec = m.setup.spec_all(&m.enc, req.prompt_name.as_deref())?;
-    let texts = with_prompt(&spec, s.texts(req.inputs)?);
-    let seqs = s.tokenize(texts, req.cut, &mut t).await?;
+    let cut = Cut {
+        truncate: req.truncate,
+        truncation_direction: req.truncation_direction,
+    };
+    let batch = req.inputs.0;
+    s.check_inputs(&batch)?;
+    let prompt = spec.prompt().map(str::to_string);
+    let seqs = s.tokenize(batch.items, prompt, cut, &mut t).await?;
+    let tokens: usize = seqs.iter().map(Vec::len).sum();
+    let hidden = m.enc.config().hidden_size;
+    s.check_response(tokens * hidden * BYTES_PER_FLOAT, "every token's vector")?;
     match m.run(Task::Embed(Box::new(spec)), seqs, &mut t).await? {
-        Output::Embeddings(e) => Ok((t, Json(e.into_iter().map(|e| e.vectors).collect()))),
+        Output::Embeddings(e) => Ok((t, e.into_iter().map(|e| e.vectors).collect())),
         _ => Err(mismatch()),
     }
 }
 
+/// A JSON list written one item at a time; `slot` is held until the last is sent.
+fn stream_json<T: Serialize + Send + 'static>(items: Vec<T>, slot: Slot) -> Response {
+    let n = items.len();
+    let chunks = items.into_iter().enumerate().map(move |(i, item)| {
+        let _held = &slot;
+        let mut out = Vec::new();
+        out.push(if i == 0 { b'[' } else { b',' });
+        if let Err(e) = serde_json::to_writer(&mut out, &item) {
+            log::error!("writing an answer failed: {e}");
+        }
+        if i + 1 == n {
+            out.push(b']');
+        }
+        Ok::<_, Infallible>(Bytes::from(out))
+    });
+    let body = match n {
+        0 => Body::from("[]"),
+        _ => Body::from_stream(futures_util::stream::iter(chunks)),
+    };
+    let mut r = body.into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
 #[derive(Deserialize)]
 pub struct EmbedSparseRequest {
-    inputs: Inputs,
-    #[serde(flatten)]
-    cut: Cut,
-    prompt_name: Option<String>,
+    pub inputs: EmbedInputs,
+    #[serde(default)]
+    pub truncate: Option<bool>,
+    #[serde(default)]
+    pub truncation_direction: Direction,
+    #[serde(default)]
+    pub prompt_name: Option<String>,
 }
 
 /// One non-zero term of a sparse vector, as TEI writes it.
-#[derive(serde::Serialize)]
+#[derive(Serialize)]
 pub struct SparseValue {
-    index: u32,
-    value: f32,
+    pub index: u32,
+    pub value: f32,
 }
 
 pub async fn embed_sparse(
     State(s): State<Arc<AppState>>,
-    JsonBody(req): JsonBody<EmbedSparseRequest>,
-) -> Answer<Vec<Vec<SparseValue>>> {
-    embed_sparse_with(&s, req).await
+    body: JsonBody<EmbedSparseRequest>,
+) -> Response {
+    respond(embed_sparse_with(&s, body.value).await)
 }
 
 /// Sparse vectors of a SPLADE model: per input, its non-zero terms, indices ascending. Any
-/// other kind of model is a 400 naming its kind.
+/// other kind of model is a 424 naming its kind.
 pub async fn embed_sparse_with(
     s: &Arc<AppState>,
     req: EmbedSparseRequest,
 ) -> Answer<Vec<Vec<SparseValue>>> {
     let mut t = s.timing();
     let m = s.model()?;
-    if m.kind() != ModelKind::Sparse {
+    if m.task() != wgbert::encoder::ModelTask::Sparse {
         return Err(m.wrong_task("/embed_sparse", "a sparse (SPLADE) encoder"));
     }
     let prompt = req.prompt_name.map_or(Prompt::ModelDefault, Prompt::Name);
-    let prompt = m
-        .enc
-        .prompt_text(&prompt)
-        .map_err(|e| ApiError::bad_request(format!("prompt_name: {e}")))?;
-    let mut texts = s.texts(req.inputs)?;
-    if let Some(p) = prompt {
-        texts = texts.into_iter().map(|t| format!("{p}{t}")).collect();
-    }
-    let seqs = s.tokenize(texts, req.cut, &mut t).await?;
+    let prompt = m.enc.prompt_text(&prompt).map_err(ApiError::from_engine)?;
+    let cut = Cut {
+        truncate: req.truncate,
+        truncation_direction: req.truncation_direction,
+    };
+    let batch = req.inputs.0;
+    s.check_inputs(&batch)?;
+    let vocab = m.enc.config().vocab_size;
+    // A sparse vector has at most one term per vocabulary entry, about 24 bytes each.
+    s.check_response(
+        batch.items.len() * vocab.min(4096) * 24,
+        "the sparse vectors",
+    )?;
+    let seqs = s.tokenize(batch.items, prompt, cut, &mut t).await?;
     let Output::Sparse(vectors) = m.run(Task::Sparse, seqs, &mut t).await? else {
         return Err(mismatch());
     };
@@ -131,7 +220,7 @@ pub async fn embed_sparse_with(
                 .collect()
         })
         .collect();
-    Ok((t, Json(out)))
+    Ok((t, out))
 }
 
 /// huggingface_hub's `sentence_similarity` body.
@@ -142,42 +231,48 @@ pub struct SimilarityRequest {
     pub parameters: Option<SimilarityParameters>,
 }
 
-#[derive(Deserialize)]
-pub struct SimilarityInputs {
-    pub source_sentence: String,
-    pub sentences: Vec<String>,
-}
-
 #[derive(Deserialize, Default)]
 pub struct SimilarityParameters {
-    #[serde(flatten)]
-    pub cut: Cut,
+    #[serde(default)]
+    pub truncate: Option<bool>,
+    #[serde(default)]
+    pub truncation_direction: Direction,
+    #[serde(default)]
     pub prompt_name: Option<String>,
 }
 
 pub async fn similarity(
     State(s): State<Arc<AppState>>,
-    JsonBody(req): JsonBody<SimilarityRequest>,
-) -> Answer<Vec<f32>> {
-    similarity_with(&s, req).await
+    body: JsonBody<SimilarityRequest>,
+) -> Response {
+    respond(similarity_with(&s, body.value.inputs, body.value.parameters).await)
 }
 
 /// Cosine similarity of the source sentence with each of the others, in their order.
-pub async fn similarity_with(s: &Arc<AppState>, req: SimilarityRequest) -> Answer<Vec<f32>> {
-    if req.inputs.sentences.is_empty() {
+pub async fn similarity_with(
+    s: &Arc<AppState>,
+    inputs: SimilarityInputs,
+    parameters: Option<SimilarityParameters>,
+) -> Answer<Vec<f32>> {
+    let sentences = inputs.sentences.0;
+    if sentences.is_empty() {
         return Err(ApiError::empty("`inputs.sentences` cannot be empty"));
     }
-    let params = req.parameters.unwrap_or_default();
-    let mut texts = vec![req.inputs.source_sentence];
-    texts.extend(req.inputs.sentences);
+    let params = parameters.unwrap_or_default();
+    let mut items = vec![Input::Text(inputs.source_sentence)];
+    items.extend(sentences.into_iter().map(Input::Text));
     let embed = EmbedRequest {
-        inputs: Inputs::Many(texts),
+        inputs: EmbedInputs(Batch {
+            items,
+            single: false,
+        }),
         normalize: true,
-        cut: params.cut,
+        truncate: params.truncate,
+        truncation_direction: params.truncation_direction,
         dimensions: None,
         prompt_name: params.prompt_name,
     };
-    let (t, Json(vectors)) = embed_with(s, embed).await?;
+    let (t, vectors) = embed_with(s, embed).await?;
     let Some((source, others)) = vectors.split_first() else {
         return Err(mismatch());
     };
@@ -188,104 +283,5 @@ pub async fn similarity_with(s: &Arc<AppState>, req: SimilarityRequest) -> Answe
             dot as f32
         })
         .collect();
-    Ok((t, Json(scores)))
-}
-
-#[derive(Deserialize)]
-pub struct TokenizeRequest {
-    inputs: Inputs,
-    #[serde(default = "yes")]
-    add_special_tokens: bool,
-}
-
-pub async fn tokenize(
-    State(s): State<Arc<AppState>>,
-    JsonBody(req): JsonBody<TokenizeRequest>,
-) -> Result<Json<Vec<Vec<Value>>>, ApiError> {
-    let texts = s.texts(req.inputs)?;
-    let state = s.clone();
-    let out = blocking(move || {
-        let inner = state.model()?.tokenizer().inner();
-        let mut out = Vec::with_capacity(texts.len());
-        for (i, text) in texts.iter().enumerate() {
-            let enc = inner
-                .encode(text.as_str(), req.add_special_tokens)
-                .map_err(|e| {
-                    ApiError::bad_request(format!("input {i}: tokenizing failed: {e}"))
-                })?;
-            let tokens = enc
-                .get_ids()
-                .iter()
-                .zip(enc.get_tokens())
-                .zip(enc.get_offsets())
-                .zip(enc.get_special_tokens_mask())
-                .map(|(((id, token), &(start, stop)), &special)| {
-                    let special = special == 1;
-                    let piece = match text.get(start..stop) {
-                        Some(p) if !special => p.to_string(),
-                        _ => token.clone(),
-                    };
-                    json!({ "id": id, "text": piece, "special": special, "start": start, "stop": stop })
-                })
-                .collect();
-            out.push(tokens);
-        }
-        Ok(out)
-    })
-    .await?;
-    Ok(Json(out))
-}
-
-/// Token ids: one sequence or a batch of them.
-#[derive(Deserialize)]
-#[serde(untagged)]
-pub enum Ids {
-    One(Vec<u32>),
-    Many(Vec<Vec<u32>>),
-}
-
-#[derive(Deserialize)]
-pub struct DecodeRequest {
-    ids: Ids,
-    #[serde(default = "yes")]
-    skip_special_tokens: bool,
-}
-
-/// `/decode`: one text per sequence of ids (special tokens skipped unless asked).
-pub async fn decode(
-    State(s): State<Arc<AppState>>,
-    JsonBody(req): JsonBody<DecodeRequest>,
-) -> Result<Json<Vec<String>>, ApiError> {
-    let batch = match req.ids {
-        Ids::One(ids) => vec![ids],
-        Ids::Many(batch) => batch,
-    };
-    if batch.is_empty() {
-        return Err(ApiError::empty("`ids` cannot be empty"));
-    }
-    s.check_count(batch.len())?;
-    let vocab = s.model()?.enc.config().vocab_size;
-    for (i, ids) in batch.iter().enumerate() {
-        if let Some(bad) = ids.iter().find(|&&id| id as usize >= vocab) {
-            return Err(ApiError::bad_request(format!(
-                "input {i}: token id {bad} is outside the model's vocabulary of {vocab}"
-            )));
-        }
-    }
-    let state = s.clone();
-    let skip = req.skip_special_tokens;
-    let texts = blocking(move || {
-        let inner = state.model()?.tokenizer().inner();
-        batch
-            .iter()
-            .enumerate()
-            .map(|(i, ids)| {
-                inner
-                    .decode(ids, skip)
-                    .map_err(|e| ApiError::bad_request(format!("input {i}: decoding failed: {e}")))
-            })
-            .collect()
-    })
-    .await?;
-    Ok(Json(texts))
+    Ok((t, scores))
 }

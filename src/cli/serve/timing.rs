@@ -41,15 +41,38 @@ impl Timing {
         self.tokens += seqs.iter().map(Vec::len).sum::<usize>();
     }
 
-    /// Adds tokens that came as ids (no tokenization).
-    pub fn ids(&mut self, seqs: &[Vec<u32>]) {
-        self.tokens += seqs.iter().map(Vec::len).sum::<usize>();
-    }
-
     /// Adds one engine job's queue and inference time.
     pub fn ran(&mut self, t: Times) {
         self.queue += t.queue;
         self.inference += t.inference;
+    }
+}
+
+/// What the gRPC services report as `Metadata`: characters, tokens, and the total,
+/// tokenization, queue and inference times.
+#[cfg(feature = "grpc")]
+#[derive(Debug, Clone, Copy)]
+pub struct Spent {
+    pub chars: usize,
+    pub tokens: usize,
+    pub total: Duration,
+    pub tokenization: Duration,
+    pub queue: Duration,
+    pub inference: Duration,
+}
+
+#[cfg(feature = "grpc")]
+impl Timing {
+    /// The figures so far.
+    pub fn spent(&self) -> Spent {
+        Spent {
+            chars: self.chars,
+            tokens: self.tokens,
+            total: self.start.elapsed(),
+            tokenization: self.tokenization,
+            queue: self.queue,
+            inference: self.inference,
+        }
     }
 }
 
