@@ -4,10 +4,12 @@
 # library that fakes the kernel driver of a chip you name (submissions do nothing, so this
 # compiles and never computes). For each chip it runs `wgbert kernels --compile --json`
 # (every build the engine can make there, one pipeline at a time, its name on stderr first)
-# with the driver's statistics turned on, then scripts/gpu_stats.py attributes the
-# statistics to the kernels and writes docs/gpu-compilers.md (one table per chip: registers,
-# spills and fills, occupancy, instructions, shared memory; the kernels a first run takes by
-# default marked) and JSON beside the logs.
+# with the driver's statistics turned on, and `wgbert info --json` (the tensor-core builds
+# the chip would run), then scripts/gpu_stats.py attributes the statistics to the kernels
+# and writes docs/gpu-compilers.md (one table per chip: registers, spills and fills, scratch,
+# occupancy, instructions, shared memory; the kernels a first run takes by default marked;
+# the budgets, with scripts/gpu_budgets.md's reasons for the defaults that miss them) and
+# JSON beside the logs.
 #
 # Chips (WGBERT_GPU_CHIPS, a space-separated list; default all six):
 #   ga102 ad104    NVIDIA Ampere, Ada   (NVK; NOUVEAU_CHIPSET 172, 194)
@@ -239,6 +241,14 @@ run_chip() { # run_chip LABEL DRIVER CHIP-VARIABLE
   echo "== $label ($driver, $var): $(grep -c '^kernel [0-9]*/' "$OUT/$label.log" || true) kernels" \
     "in $((SECONDS - started)) s, exit $rc"
   [ "$rc" -eq 0 ] || tail -5 "$OUT/$label.log" >&2
+  # What `info` says the chip's tensor cores would run (its `tensor_cores`), with the
+  # self-checks off (WGBERT_COOP=0: they read zeros here) and a cache of its own.
+  # shellcheck disable=SC2046
+  mesa_root_run "$(dirname "$BIN")" WGPU_BACKEND=vulkan WGBERT_COOP=0 RUST_LOG=error \
+    WGBERT_CACHE="/tmp/wgbert-gpu-compilers-info.$label.$$" \
+    $(driver_env "$driver" | sed 's/VK_INSTANCE_LAYERS=[^ ]*//') "$var" "$BIN" info --json \
+    >"$OUT/$label.adapter.json" 2>/dev/null || rc=$?
+  rm -rf "$MESA_ROOT/tmp/wgbert-gpu-compilers-info.$label.$$"
   echo "$rc" >"$OUT/$label.rc"
 }
 
@@ -296,6 +306,7 @@ NOUVEAU="$(cat "$MESA_ROOT$SHIMS/nouveau/VERSION" 2>/dev/null || echo none)"
 INTEL="$(cat "$MESA_ROOT$SHIMS/intel/VERSION" 2>/dev/null || echo none)"
 if [ ${#RAN[@]} -gt 0 ]; then
   python3 scripts/gpu_stats.py --out "$OUT" --doc "$DOC" --mesa "$MESA" \
+    --notes scripts/gpu_budgets.md \
     --shims "amdgpu: mesa-drm-shim $(version mesa-drm-shim); nouveau: mesa-drm-shim $NOUVEAU (sid); intel: built from $INTEL" \
     "${RAN[@]}" || FAILED+=("the report")
 fi

@@ -8,7 +8,8 @@ size and bytes) and OUT/LABEL.log (stderr: `kernel I/N: NAME` before each pipeli
 statistics layer's `executable:` and `stat:` lines for it). Lines before the first kernel
 belong to wgpu's own pipelines and are left out.
 
-Usage: gpu_stats.py --out DIR --doc FILE|- --mesa VERSION --shims TEXT LABEL=DRIVER:VAR...
+Usage: gpu_stats.py --out DIR --doc FILE|- --mesa VERSION --shims TEXT [--notes FILE]
+       LABEL=DRIVER:VAR...
 Standard library only.
 """
 
@@ -26,6 +27,10 @@ STAT = re.compile(r"^stat: (.*?) = (-?[0-9.e+]+)$")
 ADAPTER = re.compile(r"^adapter: (.*)$")
 
 UNITS = {"nvk": "warps/SM", "radv": "waves/SIMD", "anv": "threads/EU"}
+# NVIDIA's shared memory per SM and resident workgroups per SM by chipset family (Ampere
+# GA10x 0x17x, Ada AD10x 0x19x): NVK's "Max warps/SM" counts registers only, so the report
+# takes the shared-memory limit as well where it knows the chip.
+NV_SM = {"17": (100 * 1024, 16), "19": (100 * 1024, 24)}
 VENDOR = {"nvk": "NVIDIA (NVK)", "radv": "AMD (RADV)", "anv": "Intel (ANV)"}
 
 
@@ -104,12 +109,32 @@ def normalize(driver, executables, workgroup_bytes):
     return out
 
 
+def nv_shared_limit(var, k, stats):
+    """Warps per SM that a workgroup's shared memory and the SM's workgroup slots allow, on
+    NVIDIA chips NV_SM knows (None elsewhere or without the figures)."""
+    chipset = var.split("=", 1)[1] if "=" in var else ""
+    sm = NV_SM.get(chipset[:2])
+    size = k.get("workgroup_size")
+    if not sm or not size:
+        return None
+    threads = size[0] * size[1] * size[2]
+    warps = -(-threads // 32)
+    shared = stats.get("shared") or 0
+    groups = sm[1] if shared == 0 else min(sm[1], sm[0] // shared)
+    return groups * warps
+
+
 def chip_report(out_dir, label, driver, var):
     kernels = json.loads((out_dir / f"{label}.json").read_text() or "[]")
     adapter, stats = parse_log(out_dir / f"{label}.log")
     rows = []
     for i, k in enumerate(kernels):
         figures = normalize(driver, stats.get(i, []), k.get("workgroup_bytes"))
+        if figures and driver == "nvk" and figures["occupancy"] is not None:
+            limit = nv_shared_limit(var, k, figures)
+            if limit is not None:
+                figures["occupancy_registers"] = figures["occupancy"]
+                figures["occupancy"] = min(figures["occupancy"], limit)
         rows.append({**k, "stats": figures})
     occupied = [r["stats"]["occupancy"] for r in rows if r["stats"] and r["stats"]["occupancy"]]
     # The most any kernel reaches: the hardware's limit, which the smallest kernels reach.
@@ -119,11 +144,20 @@ def chip_report(out_dir, label, driver, var):
         if s and s["occupancy"] is not None and top:
             s["occupancy_max"] = top
             s["occupancy_fraction"] = round(s["occupancy"] / top, 3)
+    tensor_cores = {}
+    info = out_dir / f"{label}.adapter.json"
+    if info.exists():
+        try:
+            adapters = json.loads(info.read_text() or "[]")
+            tensor_cores = (adapters[0] if adapters else {}).get("tensor_cores") or {}
+        except (json.JSONDecodeError, IndexError, AttributeError):
+            tensor_cores = {}
     return {
         "label": label,
         "driver": driver,
         "chip": var,
         "adapter": adapter,
+        "tensor_cores": tensor_cores,
         "occupancy_unit": UNITS[driver],
         "kernels": rows,
     }
@@ -149,24 +183,32 @@ def spills(s):
 
 
 def bad(s):
-    return bool(s and (s["spills_mem"] or 0) > 0)
+    """Spills to memory, or scratch memory (arrays the compiler could not keep in registers:
+    memory traffic as a spill is)."""
+    return bool(s and ((s["spills_mem"] or 0) > 0 or (s.get("scratch") or 0) > 0))
 
 
 def summary(chip):
     rows = chip["kernels"]
     stats = [r for r in rows if r["stats"]]
     failed = [r for r in rows if r.get("ok") is False]
-    spilling = [r for r in stats if bad(r["stats"])]
-    defaults = [r for r in stats if r["default"]]
+    # Budgets hold for the builds the engine may run; builds listed only to be compiled
+    # (`unused`) are counted apart.
+    used = [r for r in stats if not r.get("unused")]
+    spilling = [r for r in used if bad(r["stats"])]
+    unused_spilling = [r for r in stats if r.get("unused") and bad(r["stats"])]
+    defaults = [r for r in used if r["default"]]
     low = [r for r in defaults if r["stats"].get("occupancy_fraction", 1) < 0.5]
     default_spill = [r for r in defaults if bad(r["stats"])]
     default_reg = [r for r in defaults if (r["stats"]["spills_reg"] or 0) > 0]
-    most = max(stats, key=lambda r: r["stats"]["registers"] or 0, default=None)
+    most = max(used, key=lambda r: r["stats"]["registers"] or 0, default=None)
     return {
         "kernels": len(rows),
         "failed": len(failed),
         "with_statistics": len(stats),
         "spill_to_memory": len(spilling),
+        "unused": len(stats) - len(used),
+        "unused_spill_to_memory": len(unused_spilling),
         "default": len(defaults),
         "default_spilling": len(default_spill),
         "default_spilling_to_registers": len(default_reg),
@@ -189,27 +231,77 @@ def markdown(report):
         "Columns: **regs** registers per thread (NVIDIA: GPRs; AMD: VGPRs; Intel: the most "
         "live registers, of the 128 GRFs a thread has in the default mode); **spills** "
         "spills:fills to memory, and where the driver has them to registers (NVIDIA: spills "
-        "to other register files; AMD: SGPRs spilled to VGPR lanes); **occupancy** warps per "
-        "SM (NVIDIA), waves per SIMD (AMD) or threads per EU (Intel, from the GRF mode), of "
-        "the most any kernel reaches on the chip; **instr** instructions; **shared** bytes of "
-        "workgroup memory; **simd** the subgroup size the driver compiled for (Intel: the "
-        "widest width kept). **default**: a first run takes this build (nothing tuned yet, "
-        "the tensor-core self-checks passed).",
+        "to other register files, predicates among them; AMD: SGPRs spilled to VGPR lanes); "
+        "**scratch** bytes of scratch memory per invocation (arrays the compiler could not "
+        "keep in registers: memory traffic, counted with the spills to memory); **occupancy** "
+        "warps per SM (NVIDIA: the fewer of what the registers allow, as NVK reports it, and "
+        "what shared memory allows, 100 KiB per SM on Ampere and Ada), waves per SIMD (AMD, "
+        "in RADV's wave32 units, registers and LDS) or threads per EU (Intel, from the GRF "
+        "mode), of the most any kernel reaches on the chip; **instr** instructions; "
+        "**shared** bytes of workgroup memory; **simd** the subgroup size the driver compiled "
+        "for (Intel: the widest width kept). **default**: a first run takes this build "
+        "(nothing tuned yet, the tensor-core self-checks passed); **unused**: listed only so "
+        "that the driver compiles it, never run on this chip (the budget counts leave it out; "
+        "see Budgets).",
         "",
-        "| chip | adapter | kernels | failed | spill to memory | default | default spilling "
-        "to memory | default spilling to registers | default below half occupancy "
-        "| most registers |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| chip | adapter | kernels | failed | spill to memory | unused (spilling) | default "
+        "| default spilling to memory | default spilling to registers | default below half "
+        "occupancy | most registers |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in report["chips"]:
         s = c["summary"]
         most = f"{s['most_registers'][0]} ({s['most_registers'][1]})" if s["most_registers"] else "-"
         lines.append(
             f"| {c['label'].replace('_', ' ')} | {c['adapter']} | {s['kernels']} | {s['failed']} "
-            f"| {s['spill_to_memory']} | {s['default']} | {s['default_spilling']} "
+            f"| {s['spill_to_memory']} | {s['unused']} ({s['unused_spill_to_memory']}) "
+            f"| {s['default']} | {s['default_spilling']} "
             f"| {s['default_spilling_to_registers']} | {s['default_below_half_occupancy']} "
             f"| {most} |"
         )
+    lines += [
+        "",
+        "The tensor-core builds a first run takes on each chip once their self-checks pass "
+        "(`wgbert info`'s `tensor_cores`: kernel, fragment shape, subgroup size, tiles), or "
+        "why there are none:",
+        "",
+        "| chip | matmul | attention |",
+        "|---|---|---|",
+    ]
+    def cell(v):
+        return f"`{v['kernel']}`" if "kernel" in v else f"none: {v.get('none', '-')}"
+
+    for c in report["chips"]:
+        tc = c.get("tensor_cores", {})
+        lines.append(
+            f"| {c['label'].replace('_', ' ')} | {cell(tc.get('matmul', {}))} "
+            f"| {cell(tc.get('attention', {}))} |"
+        )
+    lines += ["", "## Budgets", ""]
+    if report.get("notes"):
+        lines += [report["notes"].rstrip(), ""]
+    lines += [
+        "Default builds outside the budget (no spills at all, at least half the occupancy), "
+        "by chip:",
+        "",
+        "| chip | kernel | regs | spills | scratch | occupancy | shared |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for c in report["chips"]:
+        for r in c["kernels"]:
+            st = r["stats"]
+            if not st or not r["default"] or r.get("unused"):
+                continue
+            low = st.get("occupancy_fraction", 1) < 0.5
+            if not (low or bad(st) or (st["spills_reg"] or 0) > 0):
+                continue
+            occ = f"{n(st['occupancy'])}/{n(st.get('occupancy_max'))}"
+            if st.get("occupancy_registers") not in (None, st["occupancy"]):
+                occ += f" (registers: {st['occupancy_registers']})"
+            lines.append(
+                f"| {c['label'].replace('_', ' ')} | `{short(r['name'])}` | {n(st['registers'])} "
+                f"| {spills(st)} | {n(st.get('scratch'))} | {occ} | {n(st['shared'])} |"
+            )
     for c in report["chips"]:
         unit = c["occupancy_unit"]
         lines += [
@@ -218,22 +310,28 @@ def markdown(report):
             "",
             f"Adapter: {c['adapter']}.",
             "",
-            f"| kernel | family | config | frag | default | regs | spills | occupancy ({unit}) "
-            "| instr | shared | simd |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for family, v in sorted(c.get("tensor_cores", {}).items()):
+            what = f"`{v['kernel']}`" if "kernel" in v else f"none ({v.get('none', '?')})"
+            lines.append(f"Tensor cores, {family} (`wgbert info`): {what}.")
+        lines += [
+            "",
+            f"| kernel | family | config | frag | default | regs | spills | scratch "
+            f"| occupancy ({unit}) | instr | shared | simd |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in c["kernels"]:
             s = r["stats"]
             name = f"`{short(r['name'])}`"
             head = (
                 f"| {name} | {r['family']} | {r.get('config', '-')} | {r.get('fragment', '-')} "
-                f"| {'yes' if r['default'] else ''} "
+                f"| {'yes' if r['default'] else 'unused' if r.get('unused') else ''} "
             )
             if r.get("ok") is False:
-                lines.append(head + "| FAILED: " + r.get("error", "").splitlines()[0][:120] + " |||||")
+                lines.append(head + "| FAILED: " + r.get("error", "").splitlines()[0][:120] + " ||||||")
                 continue
             if not s:
-                lines.append(head + "| no statistics |||||")
+                lines.append(head + "| no statistics ||||||")
                 continue
             occ = n(s["occupancy"])
             if s.get("occupancy_max"):
@@ -242,8 +340,8 @@ def markdown(report):
             if s.get("grf_mode", 128) != 128:
                 regs += f" (GRF {s['grf_mode']})"
             lines.append(
-                head + f"| {regs} | {spills(s)} | {occ} | {n(s['instructions'])} "
-                f"| {n(s['shared'])} | {s['simd']} |"
+                head + f"| {regs} | {spills(s)} | {n(s.get('scratch'))} | {occ} "
+                f"| {n(s['instructions'])} | {n(s['shared'])} | {s['simd']} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -255,6 +353,7 @@ def main():
     ap.add_argument("--mesa", required=True)
     ap.add_argument("--shims", default="")
     ap.add_argument("--commit", help="the wgbert commit the kernels are from (default HEAD)")
+    ap.add_argument("--notes", type=Path, help="markdown put under Budgets (why defaults miss)")
     ap.add_argument("legs", nargs="+", help="LABEL=DRIVER:CHIP-VARIABLE")
     a = ap.parse_args()
     commit = a.commit
@@ -269,6 +368,7 @@ def main():
         "mesa": a.mesa,
         "shims": a.shims,
         "commit": commit,
+        "notes": a.notes.read_text() if a.notes else "",
         "chips": [],
     }
     missing = 0

@@ -123,7 +123,7 @@ echo "$INFO" | grep -q '"attention": "attention_coop' || die "info: no tensor-co
 echo "== wgbert --dtype f16 bench --kernels --sweep (Mesa 26 lavapipe, small shapes)"
 SWEEP="$(run env WGBERT_BENCH_SMALL=1 WGBERT_CACHE=/tmp/wgbert-sweep-cache \
   "$TARGET/debug/wgbert" --dtype f16 bench --kernels --sweep --json)"
-for want in '[coop 2x2w]' '[coop 1x4w]' '[coop 32x64]' '[coop 32x32]'; do
+for want in '[coop 2x2w32]' '[coop 2x4w32]' '[coop 32x64]' '[coop 32x32]'; do
   echo "$SWEEP" | grep -qF "$want" || die "the sweep has no $want case"
 done
 echo "$SWEEP" | grep -o '"[^"]*\[coop [^]]*\]"' | wc -l | sed 's/^/tensor-core cases swept: /'

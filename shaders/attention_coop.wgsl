@@ -5,11 +5,11 @@
 // Formula: o_i = sum_j softmax_j(q_i . k_j / sqrt(D)) v_j over the allowed keys j of the same
 // sequence (all, or |i - j| <= window; and j < key_lens[s] when key-limited); a query with
 // no allowed key writes zeros.
-// Fragments: common/coop.wgsl, F = FRAG (8 or 16). One workgroup of 128 invocations per
+// Fragments: common/coop.wgsl, FM x FN x FK. One workgroup of 128 invocations per
 // (query tile, head, sequence), LANES = 128 / BR per query row. The output fragments of a
-// product (BR / F row slabs x BC / F or D / F columns) are looped over the subgroups the
-// launch has (fragment = subgroup, + number of subgroups, ...), so any subgroup size from 8
-// to 64 works. K and V blocks are loaded with 8-byte vectors into registers one product
+// product (BR / FM row slabs x BC / FN or D / FN columns, each FK deep per step) are looped
+// over the subgroups the launch has (fragment = subgroup, + number of subgroups, ...), so any
+// subgroup size from 8 to 64 works. K and V blocks are loaded with 8-byte vectors into registers one product
 // ahead and stored to kv after it, so their latency hides behind the tensor-core work. Per
 // block of BC keys:
 //   (K in kv) fetch V; S = Q K^T (each fragment D / F deep) -> ct f32;
@@ -93,19 +93,19 @@ fn fetch(r0: u32, limit: u32, start: u32, col: u32, li: u32) {
     }
 }
 
-// Stores the fetched block to kv ([BC][LD]).
+// Stores the fetched block to kv ([BC][LD]). No early exit from the loop: its trip count
+// stays constant, so the compiler unrolls it and rkv lives in registers, not scratch.
 fn put(li: u32) {
     for (var i = 0u; i < NV; i++) {
         let e = li + i * 128u;
-        if e >= BC * D4 {
-            break;
+        if e < BC * D4 {
+            let o = KV_AT + (e / D4) * LD + 4u * (e % D4);
+            let v = rkv[i];
+            sh[o] = v.x;
+            sh[o + 1u] = v.y;
+            sh[o + 2u] = v.z;
+            sh[o + 3u] = v.w;
         }
-        let o = KV_AT + (e / D4) * LD + 4u * (e % D4);
-        let v = rkv[i];
-        sh[o] = v.x;
-        sh[o + 1u] = v.y;
-        sh[o + 2u] = v.z;
-        sh[o + 3u] = v.w;
     }
 }
 
@@ -158,16 +158,16 @@ fn main(
         // K is staged (and Q, at first), the previous block's O_blk read by everyone.
         workgroupBarrier();
         fetch(kt, sp.k_end, sp.start, col + 2u * h4, li);
-        for (var f = sg; f < (BR / FRAG) * (BC / FRAG); f += nsg) {
-            let slab = f / (BC / FRAG);
-            let n = f % (BC / FRAG);
+        for (var f = sg; f < (BR / FM) * (BC / FN); f += nsg) {
+            let slab = f / (BC / FN);
+            let n = f % (BC / FN);
             var acc = frag_zero();
-            for (var kd = 0u; kd < D / FRAG; kd++) {
-                let a = load_a(FRAG * slab * LD + FRAG * kd, LD);
-                let b = load_b_col(KV_AT + FRAG * n * LD + FRAG * kd, LD);
+            for (var kd = 0u; kd < D / FK; kd++) {
+                let a = load_a(FM * slab * LD + FK * kd, LD);
+                let b = load_b_col(KV_AT + FN * n * LD + FK * kd, LD);
                 acc = mma(a, b, acc);
             }
-            store_c(acc, FRAG * slab * SS + FRAG * n, SS);
+            store_c(acc, FM * slab * SS + FN * n, SS);
         }
         // S is complete and K no longer read: V replaces K while the softmax runs.
         workgroupBarrier();
@@ -196,16 +196,16 @@ fn main(
         if more {
             fetch(kt + BC, sp.k_end, sp.start, col + h4, li);
         }
-        for (var f = sg; f < (BR / FRAG) * (D / FRAG); f += nsg) {
-            let slab = f / (D / FRAG);
-            let n = f % (D / FRAG);
+        for (var f = sg; f < (BR / FM) * (D / FN); f += nsg) {
+            let slab = f / (D / FN);
+            let n = f % (D / FN);
             var acc = frag_zero();
-            for (var kk = 0u; kk < BC / FRAG; kk++) {
-                let a = load_a(P_AT + FRAG * slab * LP + FRAG * kk, LP);
-                let b = load_b_row(KV_AT + FRAG * kk * LD + FRAG * n, LD);
+            for (var kk = 0u; kk < BC / FK; kk++) {
+                let a = load_a(P_AT + FM * slab * LP + FK * kk, LP);
+                let b = load_b_row(KV_AT + FK * kk * LD + FN * n, LD);
                 acc = mma(a, b, acc);
             }
-            store_c(acc, FRAG * slab * SS + FRAG * n, SS);
+            store_c(acc, FM * slab * SS + FN * n, SS);
         }
         // O_blk is complete and V no longer read: the next K may replace it.
         workgroupBarrier();

@@ -65,10 +65,14 @@ fn layernorm(
     }
     let base = row * p.hidden;
     var v: array<f32, RN_PT>;
+    // `c <= last`, not `c < p.hidden`: a test of another form than write_normalised's, so
+    // the compiler does not keep its PT outcomes across the barriers for it (on NVIDIA,
+    // predicates spilled to registers).
+    let last = p.hidden - 1u;
     for (var j = 0u; j < RN_PT; j++) {
         let c = lid + j * RN_WG;
         v[j] = 0.0;
-        if c < p.hidden {
+        if c <= last {
 #if RESIDUAL
             let h = {{ELEM}}(f32(x[base + c]) + f32(r[base + c]));
             sum[base + c] = h;

@@ -62,10 +62,22 @@ fn store_row(row: u32, col: u32, acc: array<f32, RN>) {
     for (var j = 0u; j < RN; j++) {
         if col + 16u * j < p.n {
 #if ROPE
-            // The partner column d/2 away is this thread's j +- d/32 (tiles hold whole heads).
+            // The partner column d/2 away is this thread's j +- d/32 (tiles hold whole heads),
+            // picked with constant indices: an index known only at run time would keep acc
+            // in scratch memory.
             let ahead = (col + 16u * j) % ROPE_D < ROPE_D / 2u;
             let pj = select(j - ROPE_D / 32u, j + ROPE_D / 32u, ahead);
-            store(row, col + 16u * j, acc[j], acc[pj]);
+            var own = acc[0];
+            var partner = 0.0;
+            for (var q = 0u; q < RN; q++) {
+                if q == j {
+                    own = acc[q];
+                }
+                if q == pj {
+                    partner = acc[q];
+                }
+            }
+            store(row, col + 16u * j, own, partner);
 #else
             store(row, col + 16u * j, acc[j], 0.0);
 #endif
@@ -159,6 +171,14 @@ fn main(
     }
 #endif
     for (var i = 0u; i < RM; i++) {
-        store_row(m0 + lid.y + 16u * i, n0 + lid.x, acc[i]);
+        // acc by constant indices only (see store_row): a compiler that does not unroll this
+        // loop (a long epilogue) would otherwise index it at run time, in scratch memory.
+        var r = acc[0];
+        for (var q = 1u; q < RM; q++) {
+            if q == i {
+                r = acc[q];
+            }
+        }
+        store_row(m0 + lid.y + 16u * i, n0 + lid.x, r);
     }
 }

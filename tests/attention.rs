@@ -44,6 +44,15 @@ fn attention_case(c: &Case) -> (Vec<f32>, Vec<f64>) {
 
 /// `attention_case` with the portable kernel at `tiles` when given.
 fn attention_case_with(c: &Case, tiles: Option<attention::Tiles>) -> (Vec<f32>, Vec<f64>) {
+    let kernel = tiles.map(|t| attention::kernel(common::gpu().caps(), c.dtype, c.head_dim, t));
+    attention_case_kernel(c, kernel)
+}
+
+/// `attention_case` with `kernel` when given.
+fn attention_case_kernel(
+    c: &Case,
+    kernel: Option<wgbert::runtime::Kernel>,
+) -> (Vec<f32>, Vec<f64>) {
     let case = attention::PackedCase {
         lens: c.lens,
         key_lens: c.keys,
@@ -54,7 +63,6 @@ fn attention_case_with(c: &Case, tiles: Option<attention::Tiles>) -> (Vec<f32>, 
     };
     let h = (c.n_heads * c.head_dim) as usize;
     let qkv = common::stored(c.dtype, &common::rand_vec(case.rows() * 3 * h, c.seed, 2.0));
-    let kernel = tiles.map(|t| attention::kernel(c.dtype, c.head_dim, t));
     let none = &Choices::default();
     let got = attention::run_packed(&common::gpu(), none, &case, &qkv, None, kernel).unwrap();
     let (_, cu) = RunSizes::packed(c.lens);
@@ -139,6 +147,41 @@ fn every_tile_candidate_matches_the_reference() {
         }
     }
     assert!(checked > 0, "no candidate fits the adapter");
+}
+
+/// The lanes of a query row (two at head size 32, four at 64) sum their partial scores
+/// through workgroup memory where subgroups are too narrow for them or missing: that build
+/// against the reference at every head size with more than one lane, ragged sequences,
+/// bands and key limits, f32 and f16.
+#[test]
+fn row_sums_through_workgroup_memory_match_the_reference() {
+    use wgbert::ops::rownorm::Reduce;
+    let gpu = common::gpu();
+    let lens = [1u32, 31, 33, 130];
+    let keys = [1u32, 20, 33, 100];
+    for head_dim in [32u32, 64] {
+        assert!(attention::lanes(head_dim) > 1);
+        let tiles = attention::Tiles::default_for(head_dim, gpu.caps());
+        for dtype in common::dtypes() {
+            for (window, limited) in [(None, false), (Some(8), true)] {
+                let c = Case {
+                    lens: &lens,
+                    n_heads: 2,
+                    head_dim,
+                    window,
+                    dtype,
+                    seed: 7 + u64::from(head_dim),
+                    keys: limited.then_some(&keys[..]),
+                };
+                let kernel = attention::kernel_with(Reduce::Workgroup, dtype, head_dim, tiles);
+                assert!(kernel.name().contains("SHARED_SUMS=1"), "{}", kernel.name());
+                let (got, want) = attention_case_kernel(&c, Some(kernel));
+                let (atol, rtol) = tolerance(&c);
+                let what = format!("workgroup sums {dtype:?} d {head_dim} window {window:?}");
+                common::assert_close(&what, &got, &want, atol, rtol);
+            }
+        }
+    }
 }
 
 #[test]

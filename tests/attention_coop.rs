@@ -9,9 +9,8 @@
 //!   cooperative operations) against the f64 reference on any adapter, lavapipe included:
 //!   checks Q/K/V staging and zero padding, the split of fragments over subgroups, the S and
 //!   O_blk round trips, masking, the online softmax with its two or four invocations per
-//!   row, block skipping in window mode and the output layout, at both fragment sizes,
-//!   subgroups of 8 to 64 lanes and every tile configuration that fits. On lavapipe's 32 KiB
-//!   the default key blocks are 64 (d 16) or 32 (d 32, 64) keys; GPUs use 64.
+//!   row, block skipping in window mode and the output layout, at every fragment shape,
+//!   subgroups of 8 to 64 lanes and every tile configuration that fits.
 //! - The real kernel against the reference ONLY where the adapter supports it: on Debian
 //!   12's lavapipe these tests are skips (`common::require`: logged, failures under
 //!   `WGBERT_REQUIRE=coop`); on Mesa 26 (`scripts/test_coop.sh`) and GPUs they run, with the
@@ -33,7 +32,7 @@ mod common;
 use common::Cap;
 use wgbert::ops::DType;
 use wgbert::ops::attention::{self, AttentionArgs, AttentionVariant, Tiles, coop};
-use wgbert::ops::coop::Mode;
+use wgbert::ops::coop::{Mode, Shape};
 use wgbert::runtime::{PlanBuilder, RunSizes};
 
 const ATOL: f64 = 5e-4;
@@ -50,10 +49,10 @@ fn require_coop(checks: &str) -> bool {
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Build {
-    /// The EMULATE build at (fragment size, subgroup lanes), with the default tiles.
-    Emulated(u32, u32),
-    /// The EMULATE build at (fragment size, subgroup lanes) and these tiles.
-    EmulatedTiles(u32, u32, Tiles),
+    /// The EMULATE build at (fragment shape, subgroup lanes), with the default tiles.
+    Emulated([u32; 3], u32),
+    /// The EMULATE build at (fragment shape, subgroup lanes) and these tiles.
+    EmulatedTiles([u32; 3], u32, Tiles),
     /// What `attention::record` chooses (the real kernel, tuned or default tiles).
     Real,
     /// The real kernel at these tiles.
@@ -95,10 +94,12 @@ fn check_keys(
     let kernel = match build {
         Build::Emulated(frag, lanes) => {
             let tiles = coop::default_tiles(head_dim, storage).unwrap();
-            Some(coop::emulated_kernel(frag, lanes, head_dim, tiles, storage).unwrap())
+            let shape = Shape::of(frag, lanes);
+            Some(coop::emulated_kernel(shape, lanes, head_dim, tiles, storage).unwrap())
         }
         Build::EmulatedTiles(frag, lanes, tiles) => {
-            Some(coop::emulated_kernel(frag, lanes, head_dim, tiles, storage).unwrap())
+            let shape = Shape::of(frag, lanes);
+            Some(coop::emulated_kernel(shape, lanes, head_dim, tiles, storage).unwrap())
         }
         Build::Real => None,
         Build::RealTiles(tiles) => {
@@ -144,17 +145,39 @@ fn emulated_kernel_matches_the_reference() {
     if !has_f16("the emulated tensor-core attention") {
         return;
     }
-    // 16x16 fragments on 32 lanes (NVIDIA), 8x8 on 8 (lavapipe 26) in full.
-    all_cases(Build::Emulated(16, 32));
-    all_cases(Build::Emulated(8, 8));
+    // 16x16x16 fragments on 32 lanes (NVIDIA), 8x8x8 on 8 (lavapipe 26) in full.
+    all_cases(Build::Emulated(S16, 32));
+    all_cases(Build::Emulated(S8, 8));
     // Other subgroup sizes: fewer subgroups than row slabs, and more.
     for build in [
-        Build::Emulated(8, 64),
-        Build::Emulated(16, 64),
-        Build::Emulated(16, 8),
+        Build::Emulated(S8, 64),
+        Build::Emulated(S16, 64),
+        Build::Emulated(S16, 8),
     ] {
         check(&[300, 129, 65], 2, 32, Some(64), build);
         check(&[1, 5, 17, 40, 130], 2, 64, None, build);
+    }
+}
+
+/// 16x16x16 and 8x8x8 fragments.
+const S16: [u32; 3] = [16, 16, 16];
+const S8: [u32; 3] = [8, 8, 8];
+
+/// Every other fragment shape the kernel is written for (NVIDIA's 16x8x16 and 16x8x8,
+/// Intel's 8x16x16 and 8x8x16), emulated at 32 lanes: S and P V with rectangular fragments
+/// of both depths over ragged query tiles, key blocks and bands, every head size, key limits.
+#[test]
+fn every_fragment_shape_matches_the_reference() {
+    if !has_f16("the emulated tensor-core attention at every fragment shape") {
+        return;
+    }
+    for frag in wgbert::ops::coop::FRAGMENTS {
+        let build = Build::Emulated(frag, 32);
+        for head_dim in coop::HEAD_DIMS {
+            check(&[1, 5, 17, 40, 130], 2, head_dim, None, build);
+        }
+        check(&[300, 129, 65], 2, 64, Some(64), build);
+        check_keys(&[5, 40, 130], Some(&[1, 33, 100]), 2, 32, Some(8), build);
     }
 }
 
@@ -168,8 +191,8 @@ fn emulated_tile_configurations_match_the_reference() {
     }
     let storage = common::gpu().caps().max_workgroup_storage;
     for build_of in [
-        |t| Build::EmulatedTiles(16, 32, t),
-        |t| Build::EmulatedTiles(8, 8, t),
+        |t| Build::EmulatedTiles(S16, 32, t),
+        |t| Build::EmulatedTiles(S8, 8, t),
     ] {
         for head_dim in coop::HEAD_DIMS {
             for tiles in coop::fitting(head_dim, storage) {
@@ -190,7 +213,7 @@ fn emulated_kernel_edge_cases() {
     if !has_f16("the emulated tensor-core attention's edge cases") {
         return;
     }
-    for build in [Build::Emulated(16, 32), Build::Emulated(8, 8)] {
+    for build in [Build::Emulated(S16, 32), Build::Emulated(S8, 8)] {
         check(&[1], 1, 64, Some(0), build);
         check(&[3, 0, 70], 3, 32, None, build);
         check(&[4, 70], 1, 16, Some(0), build);
@@ -321,7 +344,7 @@ fn variant_choice_follows_the_adapter() {
         head_dim: 48,
         ..forced(&mut b, DType::F16)
     };
-    let k = coop::emulated_kernel(8, 8, 64, Tiles { br: 64, bc: 32 }, 32768);
+    let k = coop::emulated_kernel(Shape::square(8, 8), 8, 64, Tiles { br: 64, bc: 32 }, 32768);
     assert!(attention::record_kernel(&mut b, "bad", &bad, k).is_err());
 }
 
@@ -347,10 +370,8 @@ fn required_coop_is_chosen() {
     attention::record(&mut b, choices, "auto", &a).unwrap();
     let listing = b.build().unwrap().describe();
     assert!(listing.contains("attention_coop/"), "{listing}");
-    assert!(
-        listing.contains(&format!("FRAG={}", shape.frag)),
-        "{listing}"
-    );
+    let want = format!("FM={},FN={},FK={},", shape.m, shape.n, shape.k);
+    assert!(listing.contains(&want), "{want}: {listing}");
     assert!(!listing.contains("EMULATE"), "{listing}");
     eprintln!("tensor-core attention chosen: {}", k.attention);
 }
@@ -365,7 +386,7 @@ fn coop_kernels_emit_cooperative_matrix_spirv() {
     for d in coop::HEAD_DIMS {
         for storage in [32768, 49152] {
             let tiles = coop::default_tiles(d, storage).unwrap();
-            let k = coop::emulated_kernel(8, 8, d, tiles, storage).unwrap();
+            let k = coop::emulated_kernel(Shape::square(8, 8), 8, d, tiles, storage).unwrap();
             kernels.push((k, false));
         }
     }

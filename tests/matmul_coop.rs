@@ -27,7 +27,7 @@ mod common;
 use common::Cap;
 use common::matmul_case::Case;
 
-use wgbert::ops::coop::{Mode, Shape};
+use wgbert::ops::coop::{FRAGMENTS, Mode, Shape};
 use wgbert::ops::matmul::{self, Epilogue, MatmulArgs, MatmulVariant, coop};
 use wgbert::ops::{Activation, DType, Rows};
 use wgbert::runtime::PlanBuilder;
@@ -143,12 +143,12 @@ fn check(t: usize, k: usize, n: usize, epilogue: Epilogue, bias: bool, build: Bu
             let shape = coop::supported(common::gpu().caps()).unwrap();
             Some((
                 coop::kernel(shape, config, epilogue, bias, k as u32),
-                coop::tile(shape.frag, config, epilogue),
+                coop::tile(shape, config, epilogue),
             ))
         }
         Build::Emulated(shape, lanes, config) => Some((
             coop::emulated_kernel(shape, lanes, config, epilogue, bias, k as u32),
-            coop::tile(shape.frag, config, epilogue),
+            coop::tile(shape, config, epilogue),
         )),
     };
     let what = format!("K={k} N={n} {epilogue:?} bias={bias} {build:?}");
@@ -175,24 +175,80 @@ fn emulated_kernel_matches_the_reference() {
     ];
     // (fragment, subgroup size the workgroup is sized for, lanes the "driver" runs)
     let builds = [
-        (16, 32, 32),
-        (8, 8, 8),
-        (8, 32, 8),
-        (16, 64, 64),
-        (8, 16, 16),
+        ([16, 16, 16], 32, 32),
+        ([8, 8, 8], 8, 8),
+        ([8, 8, 8], 32, 8),
+        ([16, 16, 16], 64, 64),
+        ([8, 8, 8], 16, 16),
     ];
     for (j, &(frag, subgroup, lanes)) in builds.iter().enumerate() {
-        let shape = Shape { frag, subgroup };
+        let shape = Shape::of(frag, subgroup);
         for (i, &(t, k, n, e, bias)) in cases.iter().enumerate() {
             let seed = 100 + 10 * i as u64 + 1000 * j as u64;
-            let build = Build::Emulated(shape, lanes, coop::DEFAULT);
+            let build = Build::Emulated(shape, lanes, coop::default_for(shape, &caps()));
             check(t, k, n, e, bias, build, seed);
         }
     }
 }
 
-/// Every tile configuration (warp grid), emulated at both fragment sizes: ragged row and
-/// column tiles, vector and scalar loads, GeGLU's paired W rows across the grid's columns.
+/// Workgroup limits wide enough for every candidate (the emulated builds run on any adapter).
+fn caps() -> wgbert::runtime::Capabilities {
+    wgbert::runtime::Capabilities {
+        max_workgroup_storage: 49152,
+        max_invocations: 1024,
+        ..Default::default()
+    }
+}
+
+/// Every fragment shape the kernel is written for (NVIDIA's 16x8x16 and 16x8x8, Intel's
+/// 8x16x16 and 8x8x16 besides 16x16x16 and 8x8x8), emulated at 32 lanes and at narrower
+/// subgroups than the workgroup is sized for, at its default configuration and the one of
+/// twice the accumulators: ragged row and column tiles, K off the 32-wide blocks and below
+/// a fragment's depth, vector and scalar loads, GeGLU's paired W rows.
+#[test]
+fn every_fragment_shape_matches_the_reference() {
+    if !common::require(
+        Cap::F16,
+        "the emulated tensor-core matmul at every fragment shape",
+    ) {
+        return;
+    }
+    let cases = [
+        (70, 100, 90, Epilogue::Residual, true),
+        (33, 40, 20, Epilogue::GeGlu(GELU), false),
+        (129, 8, 17, Epilogue::Act(GELU), true),
+    ];
+    let mut seed = 3000;
+    for frag in FRAGMENTS {
+        let shape = Shape::of(frag, 32);
+        let default = coop::default_for(shape, &caps());
+        let wide = coop::Config {
+            wm: 1,
+            wn: 2,
+            acc: 2 * default.acc,
+        };
+        // Every case at the default; one each at 16 lanes and at twice the accumulators.
+        let builds = [(32, default, 3), (16, default, 1), (32, wide, 1)];
+        for (lanes, config, n_cases) in builds {
+            for &(t, k, n, e, bias) in &cases[..n_cases] {
+                check(
+                    t,
+                    k,
+                    n,
+                    e,
+                    bias,
+                    Build::Emulated(shape, lanes, config),
+                    seed,
+                );
+                seed += 10;
+            }
+        }
+    }
+}
+
+/// Every tile configuration (warp grid and accumulators per lane), emulated at 8x8x8,
+/// 16x16x16 and 16x8x16: ragged row and column tiles, vector and scalar loads, GeGLU's paired
+/// W rows across the grid's columns.
 #[test]
 fn emulated_configurations_match_the_reference() {
     if !common::require(Cap::F16, "the emulated tensor-core matmul configurations") {
@@ -202,11 +258,15 @@ fn emulated_configurations_match_the_reference() {
         (70, 100, 90, Epilogue::Residual, true),
         (40, 70, 40, Epilogue::GeGlu(GELU), true),
     ];
-    let shapes = [(8, 8, 8), (16, 32, 32), (8, 16, 8)];
+    let shapes = [
+        ([8, 8, 8], 8, 8),
+        ([16, 16, 16], 32, 32),
+        ([16, 8, 16], 32, 32),
+    ];
     let mut seed = 5000;
     for config in coop::CANDIDATES {
         for &(frag, subgroup, lanes) in &shapes {
-            let shape = Shape { frag, subgroup };
+            let shape = Shape::of(frag, subgroup);
             for &(t, k, n, e, bias) in &cases {
                 check(
                     t,
@@ -264,7 +324,8 @@ fn every_coop_configuration_matches_the_reference() {
         (33, 44, 48, Epilogue::Act(Activation::Silu), false),
     ];
     let configs = coop::fitting(shape, gpu.caps());
-    assert!(configs.contains(&coop::DEFAULT), "{configs:?}");
+    let default = coop::default_for(shape, gpu.caps());
+    assert!(configs.contains(&default), "{configs:?}");
     let mut seed = 7000;
     for config in configs {
         for &(t, k, n, e, bias) in &cases {
@@ -311,7 +372,7 @@ fn required_coop_is_chosen_or_refused() {
     let a = args(&mut b, 200, 64, 96, DType::F16);
     matmul::record(&mut b, choices, "auto", &a).unwrap();
     let listing = b.build().unwrap().describe();
-    let want = format!("FRAG={},SG={}", shape.frag, shape.subgroup);
+    let want = format!("FM={},FN={},FK={},COOP=", shape.m, shape.n, shape.k);
     assert!(listing.contains("matmul_coop/"), "{listing}");
     assert!(listing.contains(&want), "{want}: {listing}");
     assert!(!listing.contains("EMULATE"), "{listing}");
@@ -322,14 +383,9 @@ fn required_coop_is_chosen_or_refused() {
 /// the Coop kernels compile to SPIR-V cooperative-matrix instructions.
 #[test]
 fn coop_kernels_emit_cooperative_matrix_spirv() {
-    let s8 = Shape {
-        frag: 8,
-        subgroup: 8,
-    };
-    let s16 = Shape {
-        frag: 16,
-        subgroup: 32,
-    };
+    let s8 = Shape::square(8, 8);
+    let s16 = Shape::square(16, 32);
+    let nv = Shape::of([16, 8, 8], 32);
     for (kernel, want) in [
         (
             coop::kernel(s16, coop::DEFAULT, Epilogue::GeGlu(GELU), true, 768),
@@ -337,6 +393,10 @@ fn coop_kernels_emit_cooperative_matrix_spirv() {
         ),
         (
             coop::kernel(s8, coop::DEFAULT, Epilogue::Residual, false, 770),
+            true,
+        ),
+        (
+            coop::kernel(nv, coop::DEFAULT, Epilogue::Residual, false, 768),
             true,
         ),
         (
@@ -353,29 +413,34 @@ fn coop_kernels_emit_cooperative_matrix_spirv() {
 
 /// RoPE fused into the Wqkv projection on the tensor-core kernel: fused where the output
 /// tile holds whole heads (the partner column is in the staged row), the separate pass
-/// otherwise, emulated (slow: a few builds) at both fragment sizes, f16, against the matmul
-/// then RoPE references. At F = 8 the default 32-column tile fuses head size 16 but not 64,
-/// the 1x4 grid's 64 columns both.
+/// otherwise, emulated (slow: a few builds) at three fragment shapes, f16, against the
+/// matmul then RoPE references. The default 64-column tile (two warp tiles of 32) fuses
+/// head sizes 16 and 64 (also 2x4's 128 columns).
 #[test]
 fn emulated_rope_in_the_projection_matches_the_reference() {
     if !common::require(Cap::F16, "RoPE in the emulated tensor-core projection") {
         return;
     }
-    let wide = coop::Config { wm: 1, wn: 4 };
+    let wide = coop::Config {
+        wm: 2,
+        wn: 4,
+        acc: 32,
+    };
     for (frag, subgroup, configs) in [
-        (8, 8, vec![coop::DEFAULT, wide]),
-        (16, 32, vec![coop::DEFAULT]),
+        ([8, 8, 8], 8, vec![coop::DEFAULT, wide]),
+        ([16, 16, 16], 32, vec![coop::DEFAULT]),
+        ([16, 8, 16], 32, vec![coop::DEFAULT]),
     ] {
-        let shape = Shape { frag, subgroup };
+        let shape = Shape::of(frag, subgroup);
         for config in configs {
             for head_dim in [16u32, 64] {
                 let kernel =
                     coop::emulated_kernel(shape, subgroup, config, Epilogue::None, true, 40);
-                let build = Some((kernel, coop::tile(frag, config, Epilogue::None)));
+                let build = Some((kernel, coop::tile(shape, config, Epilogue::None)));
                 rope_case(
                     head_dim,
                     build,
-                    &format!("F={frag} {} emulated", config.name()),
+                    &format!("{} {} emulated", shape.name(), config.name()),
                 );
             }
         }
@@ -394,7 +459,7 @@ fn rope_in_the_projection_matches_the_reference() {
     for config in coop::fitting(shape, gpu.caps()) {
         for head_dim in [16u32, 32, 64] {
             let kernel = coop::kernel(shape, config, Epilogue::None, true, 40);
-            let build = Some((kernel, coop::tile(shape.frag, config, Epilogue::None)));
+            let build = Some((kernel, coop::tile(shape, config, Epilogue::None)));
             rope_case(head_dim, build, &config.name());
         }
     }

@@ -7,22 +7,13 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::model_dir::{expected, fails, floats, succeeds, wgbert};
 use common::require::Cap;
+use common::{ints, load, quantized_ints};
 use serde_json::Value;
-use wgbert::encoder::{Chunking, Encoder, LateOptions, LoadOptions, Prompt};
+use wgbert::encoder::{Chunking, Encoder, LateOptions, Prompt};
 use wgbert::ops::DType;
-use wgbert::sentence::quantize::{Precision, Quantized, RangeStats, Ranges, quantize};
-
-fn load(dir: &Path, dtype: DType) -> Encoder {
-    let opts = LoadOptions {
-        dtype: Some(dtype),
-        ..Default::default()
-    };
-    Encoder::load_on(common::gpu(), dir.to_str().unwrap(), &opts).unwrap()
-}
+use wgbert::sentence::quantize::{Precision, RangeStats, Ranges, quantize};
 
 fn chunking(v: &Value) -> Chunking {
     if let Some(spans) = v.get("spans") {
@@ -235,22 +226,6 @@ fn late_chunking_cli() {
     );
 }
 
-fn values(v: &Value) -> Vec<i64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_i64().unwrap())
-        .collect()
-}
-
-fn quantized_ints(q: &Quantized) -> Vec<i64> {
-    match q {
-        Quantized::I8(v) => v.iter().map(|&x| x as i64).collect(),
-        Quantized::U8(v) => v.iter().map(|&x| x as i64).collect(),
-        Quantized::F32(_) => panic!("not quantized"),
-    }
-}
-
 /// The quantizer on sentence-transformers' own float32 embeddings gives its exact values.
 #[test]
 fn quantize_equals_sentence_transformers() {
@@ -278,7 +253,7 @@ fn quantize_equals_sentence_transformers() {
             .enumerate()
         {
             let q = quantize(v, precision, ranges.as_ref()).unwrap();
-            assert_eq!(quantized_ints(&q), values(want), "{case:?} text {i}");
+            assert_eq!(quantized_ints(&q), ints(want), "{case:?} text {i}");
         }
     }
 }
@@ -314,7 +289,7 @@ fn quantized_outputs_from_the_cli() {
             .zip(case["values"].as_array().unwrap())
             .enumerate()
         {
-            let (got, want) = (values(&line["embedding"]), values(want));
+            let (got, want) = (ints(&line["embedding"]), ints(want));
             let close = got.iter().zip(&want).all(|(g, w)| (g - w).abs() <= 1);
             assert!(
                 close && got.len() == want.len(),
@@ -357,7 +332,7 @@ fn quantized_outputs_from_the_cli() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .flat_map(|r| values(r).into_iter().map(|x| x as i8 as u8))
+                .flat_map(|r| ints(r).into_iter().map(|x| x as i8 as u8))
                 .collect();
             assert_eq!(t.data(), &want[..]);
         }

@@ -13,6 +13,18 @@ use naga::valid::{Capabilities, ValidationFlags, Validator};
 fn translate(name: &str, entry: &str, src: &str) -> Result<(), String> {
     let module = naga::front::wgsl::parse_str(src)
         .map_err(|e| format!("parse: {}", e.emit_to_string(src)))?;
+    translate_module(name, entry, src, module)
+}
+
+/// `translate` for a parsed module (`src` names its errors); the MSL writer is skipped for
+/// non-square cooperative matrices, which Metal has not (8 x 8 only) and which only Vulkan
+/// adapters report.
+fn translate_module(
+    name: &str,
+    entry: &str,
+    src: &str,
+    module: naga::Module,
+) -> Result<(), String> {
     let info = Validator::new(ValidationFlags::all(), Capabilities::all())
         .validate(&module)
         .map_err(|e| format!("validate: {}", e.emit_to_string(src)))?;
@@ -20,6 +32,9 @@ fn translate(name: &str, entry: &str, src: &str) -> Result<(), String> {
         return Err(format!("no entry point '{entry}'"));
     }
     let uses_coop = src.contains("wgpu_cooperative_matrix");
+    let square = !module.types.iter().any(|(_, t)| {
+        matches!(t.inner, naga::TypeInner::CooperativeMatrix { rows, columns, .. } if rows != columns)
+    });
     let spv_opts = spv::Options {
         lang_version: (1, 3),
         ..Default::default()
@@ -35,6 +50,9 @@ fn translate(name: &str, entry: &str, src: &str) -> Result<(), String> {
     .map_err(|e| format!("SPIR-V: {e}"))?;
     assert!(!spirv.is_empty(), "{name}: empty SPIR-V");
 
+    if !square {
+        return Ok(());
+    }
     let msl_opts = msl::Options {
         lang_version: (3, 0),
         fake_missing_bindings: true,
@@ -87,13 +105,15 @@ fn every_kernel_translates_to_spirv_msl_and_hlsl() {
     let mut failures = Vec::new();
     for k in &kernels {
         let name = k.name();
-        match k.wgsl() {
-            Err(e) => failures.push(format!("{name}: preprocess: {e}")),
-            Ok(src) => {
-                if let Err(e) = translate(&name, k.entry, &src) {
-                    failures.push(format!("{name}: {e}"));
-                }
-            }
+        let translated = k
+            .wgsl()
+            .map_err(|e| format!("preprocess: {e}"))
+            .and_then(|src| {
+                let module = k.module().map_err(|e| format!("parse: {e}"))?;
+                translate_module(&name, k.entry, &src, module)
+            });
+        if let Err(e) = translated {
+            failures.push(format!("{name}: {e}"));
         }
     }
     assert!(
@@ -148,6 +168,56 @@ fn the_translation_check_catches_the_coop_store_bug() {
     }
     let e = translate("coop-bad", "main", &bad).expect_err("the inline-index form must be caught");
     assert!(e.contains("SPIR-V"), "{e}");
+}
+
+/// naga 30's WGSL spells square cooperative matrices only; a kernel of a non-square shape is
+/// reshaped after parsing (`runtime::shader::reshape_coop`). Its SPIR-V must declare A as
+/// m x k, B as k x n and C as m x n, and the module must validate.
+#[test]
+fn non_square_fragments_are_declared_with_their_shape() {
+    use wgbert::ops::coop::{FRAGMENTS, Shape};
+    use wgbert::ops::matmul::{Epilogue, coop};
+    let mut checked = 0;
+    for frag in FRAGMENTS {
+        let [m, n, k] = frag;
+        let shape = Shape::of(frag, 32);
+        let matmul = coop::kernel(shape, coop::DEFAULT, Epilogue::Residual, true, 768);
+        let tiles = wgbert::ops::attention::coop::DEFAULT;
+        let attention = wgbert::ops::attention::coop::kernel(shape, 64, tiles, 49152).unwrap();
+        for kernel in [matmul, attention] {
+            let mut types = common::spirv::coop_types(&common::spirv::words(&kernel));
+            types.sort();
+            types.dedup();
+            // OpTypeCooperativeMatrixKHR Use: 0 MatrixA, 1 MatrixB, 2 MatrixAccumulator.
+            let mut want = vec![(m, k, 0), (k, n, 1), (m, n, 2)];
+            want.sort();
+            assert_eq!(types, want, "{}", kernel.name());
+            assert_eq!(kernel.coop_shape.is_some(), !(m == n && n == k));
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2 * FRAGMENTS.len());
+}
+
+/// Reshaping refuses what it cannot express: naga has 8 and 16 rows or columns only.
+#[test]
+fn reshaping_refuses_sizes_naga_has_not() {
+    let src = "enable f16;\nenable wgpu_cooperative_matrix;\n\
+               @compute @workgroup_size(32) fn main() { var c = coop_mat16x16<f32, C>(); }\n";
+    let mut module = naga::front::wgsl::parse_str(src).unwrap();
+    let e = wgbert::runtime::shader::reshape_coop(&mut module, [32, 8, 16]).unwrap_err();
+    assert!(e.contains("32"), "{e}");
+    wgbert::runtime::shader::reshape_coop(&mut module, [16, 8, 16]).unwrap();
+    let shapes: Vec<_> = module
+        .types
+        .iter()
+        .filter_map(|(_, t)| match t.inner {
+            naga::TypeInner::CooperativeMatrix { rows, columns, .. } => Some((rows, columns)),
+            _ => None,
+        })
+        .collect();
+    use naga::CooperativeSize::{Eight, Sixteen};
+    assert_eq!(shapes, [(Sixteen, Eight)]);
 }
 
 /// The size naga gives the uniform at `@group(0) @binding(0)`, the step's parameters.

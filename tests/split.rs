@@ -189,12 +189,13 @@ fn every_build_writes_its_columns_of_a_wider_output() {
                     builds.push(("subgroup".into(), Build::Given(kernel, subgroup::tile())));
                 }
                 if dtype == DType::F16 && (t, k, n) == shapes[0] {
-                    for frag in [8, 16] {
-                        let shape = Shape { frag, subgroup: 8 };
+                    // Square fragments of both sizes and one non-square shape.
+                    for f in [[8, 8, 8], [16, 16, 16], [16, 8, 16]] {
+                        let shape = Shape::of(f, 8);
                         let kernel =
                             coop::emulated_kernel(shape, 8, coop::DEFAULT, e, true, k as u32);
-                        let tile = coop::tile(frag, coop::DEFAULT, e);
-                        let name = format!("emulated coop F={frag}");
+                        let tile = coop::tile(shape, coop::DEFAULT, e);
+                        let name = format!("emulated coop {}", shape.name());
                         builds.push((name, Build::Given(kernel, tile)));
                     }
                 }

@@ -192,8 +192,16 @@ fn each_row_class_runs_its_own_coop_configuration() {
     if !common::require(Cap::Coop, "per-row-class tensor-core matmul configurations") {
         return;
     }
-    let small = coop::Config { wm: 1, wn: 1 };
-    let big = coop::Config { wm: 1, wn: 4 };
+    let small = coop::Config {
+        wm: 1,
+        wn: 1,
+        acc: 32,
+    };
+    let big = coop::Config {
+        wm: 2,
+        wn: 4,
+        acc: 32,
+    };
     let mut choices = Choices::default();
     choices.set_coop_matmul(RowClass::Mid, small);
     choices.set_coop_matmul(RowClass::Large, big);
@@ -202,7 +210,7 @@ fn each_row_class_runs_its_own_coop_configuration() {
         &choices,
         DType::F16,
         wgbert::ops::matmul::MatmulVariant::Coop,
-        &["WARPS_M=1,WARPS_N=1", "WARPS_M=1,WARPS_N=4"],
+        &["WARPS_M=1,WARPS_N=1", "WARPS_M=2,WARPS_N=4"],
         2e-3,
     );
 }

@@ -16,7 +16,9 @@ use wgbert::runtime::Gpu;
 /// the kernels'.
 fn any_shape(_: &wgbert::runtime::Capabilities) -> Result<Shape, String> {
     Ok(Shape {
-        frag: 8,
+        m: 8,
+        n: 8,
+        k: 8,
         subgroup: 8,
     })
 }

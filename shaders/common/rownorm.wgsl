@@ -51,9 +51,13 @@ fn rn_stats(v: ptr<function, array<f32, RN_PT>>, lid: u32, hidden: u32, eps: f32
         s += (*v)[j];
     }
     let mean = rn_sum(s, lid) / f32(hidden);
+    // Slots j < n of this thread hold values: a test of another form than the callers' own
+    // `column < hidden`, so the compiler does not keep its PT outcomes across the barriers
+    // for them (on NVIDIA, predicates spilled to registers).
+    let n = (hidden + RN_WG - 1u - lid) / RN_WG;
     var q = 0.0;
     for (var j = 0u; j < RN_PT; j++) {
-        if lid + j * RN_WG < hidden {
+        if j < n {
             let d = (*v)[j] - mean;
             q += d * d;
         }

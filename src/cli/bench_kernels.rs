@@ -156,7 +156,7 @@ fn matmul_case(
         Pick::Coop(c) => {
             let shape = matmul::coop::supported(gpu.caps()).map_err(anyhow::Error::msg)?;
             let kernel = matmul::coop::kernel(shape, c, epilogue, false, k);
-            let tile = matmul::coop::tile(shape.frag, c, epilogue);
+            let tile = matmul::coop::tile(shape, c, epilogue);
             (Some(MatmulVariant::Coop), Some((kernel, tile)))
         }
     };
@@ -280,7 +280,7 @@ pub fn run(
             .map(|t| {
                 (
                     format!("portable {}", t.name()),
-                    attention::kernel(dt, d, t),
+                    attention::kernel(gpu.caps(), dt, d, t),
                 )
             })
             .collect();

@@ -1,6 +1,8 @@
 //! `wgbert info`: every adapter with its backend, driver, type, features and key limits, the
 //! f16 kernels it would run (the tensor-core ones only after their self-check passed there,
-//! which `info` runs unless the cache holds its verdict), the cached tiles, and the state of
+//! which `info` runs unless the cache holds its verdict), the tensor-core build of each
+//! family a first run would take there once its check passes, or why none (the fragment
+//! shape, subgroup size and tiles: `ops::catalog::tensor_cores`), the cached tiles, and the state of
 //! the cache (its directory, whether verdicts were cached, the pipeline cache's size). Given
 //! a model (`--model`), it loads it and reports the device memory it holds: at load (the
 //! weights), and with the plans of its largest batch built, and how each tensor larger than
@@ -10,6 +12,7 @@ use std::sync::Arc;
 
 use wgbert::encoder::LoadOptions;
 use wgbert::ops::DType;
+use wgbert::ops::catalog;
 use wgbert::ops::choice::Choices;
 use wgbert::ops::tune::{self, Choice, DeviceKey, F16Kernels, Mode, f16_kernels};
 use wgbert::runtime::{AdapterReport, Gpu, GpuOptions, list_adapters};
@@ -42,6 +45,9 @@ fn model_memory(g: &Global) -> anyhow::Result<serde_json::Value> {
 /// What `info` learns on one adapter's device.
 struct Probe {
     kernels: F16Kernels,
+    /// The tensor-core build of each family a first run takes once its self-check passes,
+    /// or why there is none (`catalog::tensor_cores`).
+    tensor_cores: serde_json::Value,
     tiles: Vec<Choice>,
     cache: serde_json::Value,
 }
@@ -69,6 +75,7 @@ fn probe(a: &AdapterReport, opts: &LoadOptions) -> Probe {
                     attention: "attention".into(),
                     coop_reason: Some(e.to_string()),
                 },
+                tensor_cores: serde_json::Value::Null,
                 tiles: Vec::new(),
                 cache: serde_json::Value::Null,
             };
@@ -112,8 +119,19 @@ fn probe(a: &AdapterReport, opts: &LoadOptions) -> Probe {
         "pipeline_cache": pipelines,
         "counters": gpu.counters(),
     });
+    let tensor_cores = catalog::tensor_cores(gpu.caps())
+        .into_iter()
+        .map(|(family, build)| {
+            let v = match build {
+                Ok(b) => serde_json::json!({ "kernel": b }),
+                Err(why) => serde_json::json!({ "none": why }),
+            };
+            (family.to_string(), v)
+        })
+        .collect::<serde_json::Map<_, _>>();
     Probe {
         kernels,
+        tensor_cores: tensor_cores.into(),
         tiles,
         cache,
     }
@@ -140,6 +158,7 @@ pub fn run(g: &Global, json: bool) -> anyhow::Result<()> {
                 if let Some(r) = k.coop_reason {
                     o.insert("coop_reason".into(), r.into());
                 }
+                o.insert("tensor_cores".into(), p.tensor_cores);
                 o.insert("tiles".into(), serde_json::to_value(p.tiles)?);
                 o.insert("cache".into(), p.cache);
             }
@@ -251,6 +270,16 @@ fn print_adapter(i: usize, a: &AdapterReport, p: Probe) {
     println!("    f16 kernels:         {}, {}", k.matmul, k.attention);
     if let Some(r) = k.coop_reason {
         println!("    no tensor cores:     {r}");
+    }
+    if let Some(families) = p.tensor_cores.as_object() {
+        for (family, v) in families {
+            let what = match (v["kernel"].as_str(), v["none"].as_str()) {
+                (Some(k), _) => k.to_string(),
+                (_, Some(why)) => format!("none ({why})"),
+                _ => continue,
+            };
+            println!("    tensor-core {family:<9} {what}");
+        }
     }
     let c = &p.cache;
     let shown = |v: &serde_json::Value| match v {

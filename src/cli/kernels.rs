@@ -19,7 +19,8 @@ pub struct KernelsArgs {
     #[arg(long)]
     pub compile: bool,
     /// One JSON array, an object per build: name, family, default, config, fragment (for
-    /// tensor-core builds), ok and error (with --compile).
+    /// tensor-core builds), unused (why the engine never runs a build listed only to be
+    /// compiled), ok and error (with --compile).
     #[arg(long)]
     pub json: bool,
     /// Every activation, bias and load width of the matmuls, not only ModernBERT's.
@@ -58,6 +59,9 @@ fn row(l: &Listed, compiled: Option<&std::result::Result<(), String>>) -> serde_
     }
     if let Some(f) = &l.fragment {
         v["fragment"] = f.as_str().into();
+    }
+    if let Some(why) = l.unused {
+        v["unused"] = why.into();
     }
     if let Some(r) = compiled {
         v["ok"] = r.is_ok().into();
@@ -108,7 +112,11 @@ pub fn run(g: &Global, a: &KernelsArgs) -> Result<()> {
                 Some(false) => "FAILED",
                 None => "",
             };
-            let default = if r["default"] == true { "default" } else { "" };
+            let default = match (r["default"] == true, r["unused"].is_string()) {
+                (true, _) => "default",
+                (_, true) => "unused",
+                _ => "",
+            };
             println!(
                 "{:<16} {:<8} {:<8} {:<7} {:<6} {}",
                 s("family"),

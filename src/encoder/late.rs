@@ -20,7 +20,7 @@
 //!   token's state comes from the window where it has the more context.
 
 use super::{Encoder, Prompt};
-use crate::sentence::{ModelKind, finish_vector};
+use crate::sentence::ModelKind;
 use crate::text::tokenizer::TokenPlaces;
 use crate::{Error, Result};
 
@@ -206,62 +206,6 @@ impl Encoder {
             start = end;
         }
         Ok(out)
-    }
-
-    async fn embed_late_group(
-        &self,
-        plans: &[LatePlan],
-        spec: &LateSpec,
-    ) -> Result<Vec<LateDocument>> {
-        let seqs: Vec<Vec<u32>> = plans.iter().flat_map(|p| p.windows.clone()).collect();
-        // An input error names a window; the caller knows documents.
-        let doc_of: Vec<usize> = (0..plans.len())
-            .flat_map(|d| std::iter::repeat_n(d, plans[d].windows.len()))
-            .collect();
-        let states = self.hidden_states_keyed_async(&seqs, None).await;
-        let states = states.map_err(|e| match e {
-            Error::Input { index, message } => Error::Input {
-                index: doc_of.get(index).copied().unwrap_or(index),
-                message,
-            },
-            other => other,
-        })?;
-        let mut first = 0;
-        let sc = &self.sentence;
-        Ok(plans
-            .iter()
-            .map(|plan| {
-                let mine = &states[first..first + plan.windows.len()];
-                first += plan.windows.len();
-                let chunks = plan.chunks.iter().map(|(span, at)| {
-                    let mut sum = vec![0f64; self.config.hidden_size];
-                    for &(w, pos) in at {
-                        sum.iter_mut()
-                            .zip(&mine[w][pos])
-                            .for_each(|(s, &x)| *s += x as f64);
-                    }
-                    let n = at.len().max(1) as f64;
-                    let mut v: Vec<f32> = sum.into_iter().map(|s| (s / n) as f32).collect();
-                    for d in &sc.dense {
-                        v = d.forward(&v);
-                    }
-                    if sc.normalize {
-                        super::l2_normalize(&mut v);
-                    }
-                    finish_vector(&mut v, spec.dimensions, spec.normalize);
-                    LateChunk {
-                        span: *span,
-                        n_tokens: at.len(),
-                        embedding: v,
-                    }
-                });
-                LateDocument {
-                    n_tokens: plan.n_tokens,
-                    windows: plan.windows.len(),
-                    chunks: chunks.collect(),
-                }
-            })
-            .collect())
     }
 
     /// Late-chunks documents, each with its own chunking, in input order.
@@ -461,5 +405,6 @@ impl Document {
     }
 }
 
+mod pool;
 #[cfg(test)]
 mod tests;

@@ -45,6 +45,10 @@ pub struct Listed {
     pub config: Option<String>,
     /// Whether a first run (nothing tuned, self-checks passed) records it.
     pub default: bool,
+    /// Why the engine never runs this build on the adapter, for builds listed only so that
+    /// the driver's compiler meets them (a fragment shape the adapter reports that a family
+    /// is not run at: `matmul::coop::unused_at`, `attention::coop::unused_at`).
+    pub unused: Option<&'static str>,
 }
 
 impl Listed {
@@ -55,6 +59,7 @@ impl Listed {
             fragment: None,
             config: None,
             default,
+            unused: None,
         }
     }
 }
@@ -92,27 +97,38 @@ pub fn for_adapter(caps: &Capabilities, every: bool) -> Vec<Listed> {
     out
 }
 
+/// The tensor-core build of each family (`matmul`, `attention`) that a first run takes on an
+/// adapter of `caps` once its self-check passes: `matmul_coop 16x16x16 sg32 2x2w32` (kernel,
+/// fragment shape, subgroup size, tile configuration), or why the family has none there.
+pub fn tensor_cores(
+    caps: &Capabilities,
+) -> Vec<(&'static str, std::result::Result<String, String>)> {
+    let matmul = coop::supported(caps).map(|s| {
+        let config = coop::default_for(s, caps).name();
+        format!("matmul_coop {} sg{} {config}", s.name(), s.subgroup)
+    });
+    let storage = caps.max_workgroup_storage;
+    let attention = attention::coop::supported(caps).and_then(|s| {
+        let tiles = attention::coop::default_tiles(HEAD_DIM, storage)
+            .ok_or_else(|| "no tile configuration fits".to_string())?;
+        Ok(format!(
+            "attention_coop {} sg{} {}",
+            s.name(),
+            s.subgroup,
+            tiles.name()
+        ))
+    });
+    vec![("matmul", matmul), ("attention", attention)]
+}
+
 /// The fragment shapes the tensor-core kernels are written for that the adapter reports
 /// (largest first), at its largest subgroup size.
 pub fn coop_shapes(caps: &Capabilities) -> Vec<Shape> {
-    let Ok(preferred) = coop_mode::shape(caps) else {
-        return Vec::new();
-    };
-    coop_mode::FRAGS
-        .into_iter()
-        .filter(|&f| {
-            let has = |s: &&crate::runtime::CoopShape| s.m == f && s.n == f && s.k == f;
-            caps.coop_matrix.iter().filter(has).any(|s| s.acc == "f32")
-        })
-        .map(|frag| Shape {
-            frag,
-            subgroup: preferred.subgroup,
-        })
-        .collect()
+    coop_mode::shapes(caps).unwrap_or_default()
 }
 
 fn fragment(shape: Shape) -> String {
-    format!("{f}x{f}x{f}", f = shape.frag)
+    shape.name()
 }
 
 /// The epilogues listed, with bias or not, and the inner sizes (load widths) of the
@@ -148,7 +164,7 @@ fn matmuls(caps: &Capabilities, dtypes: &[DType], every: bool) -> Vec<Listed> {
     for &dtype in dtypes {
         // On an adapter with tensor cores an f16 model runs them in place of the tiled
         // kernel (once their self-check passed).
-        let tiled_default = dtype == DType::F32 || shapes.is_empty();
+        let tiled_default = dtype == DType::F32 || coop::supported(caps).is_err();
         for config in tiled::fitting(caps) {
             for &(e, bias) in &epis {
                 let kernel = tiled::build(caps, dtype, e, bias, config, K);
@@ -170,18 +186,32 @@ fn matmuls(caps: &Capabilities, dtypes: &[DType], every: bool) -> Vec<Listed> {
     if !caps.f16 {
         return out;
     }
-    for shape in shapes {
-        let default = coop::default_for(shape, caps);
-        for config in coop::fitting(shape, caps) {
+    // The engine runs the preferred shape (the first); every other shape the adapter
+    // reports is listed too, so that each one's builds meet the driver's compiler. A shape
+    // the kernel is never run at is listed at its default configuration only.
+    let usable: Vec<Shape> = shapes
+        .iter()
+        .copied()
+        .filter(|&s| coop::unused_at(s).is_none())
+        .collect();
+    for &shape in &shapes {
+        let unused = coop::unused_at(shape);
+        let default = (usable.first() == Some(&shape)).then(|| coop::default_for(shape, caps));
+        let configs = match unused {
+            None => coop::fitting(shape, caps),
+            Some(_) => vec![coop::default_for(shape, caps)],
+        };
+        for config in configs {
             for &(e, bias) in &epis {
                 for &k in &ks {
                     let kernel = coop::kernel(shape, config, e, bias, k);
-                    let tile = coop::tile(shape.frag, config, e);
+                    let tile = coop::tile(shape, config, e);
                     for kernel in with_rope(kernel, tile, e, bias) {
                         out.push(Listed {
                             fragment: Some(fragment(shape)),
                             config: Some(config.name()),
-                            ..Listed::new("matmul_coop", kernel, config == default)
+                            unused,
+                            ..Listed::new("matmul_coop", kernel, Some(config) == default)
                         });
                     }
                 }
@@ -211,24 +241,41 @@ fn attentions(caps: &Capabilities, dtypes: &[DType]) -> Vec<Listed> {
                     config: Some(t.name()),
                     ..Listed::new(
                         "attention",
-                        attention::kernel(dtype, d, t),
+                        attention::kernel(caps, dtype, d, t),
                         portable_default && t == default,
                     )
                 });
             }
         }
     }
-    if !caps.f16 || !coop_ok {
+    if !caps.f16 {
         return out;
     }
-    for shape in shapes {
+    let usable: Vec<Shape> = shapes
+        .iter()
+        .copied()
+        .filter(|&s| attention::coop::unused_at(s).is_none())
+        .collect();
+    for &shape in &shapes {
+        let unused = attention::coop::unused_at(shape);
+        if unused.is_none() && !coop_ok {
+            continue;
+        }
         for d in attention::coop::HEAD_DIMS {
-            let default = attention::coop::default_tiles(d, storage);
-            for t in attention::coop::fitting(d, storage) {
+            let first = usable.first() == Some(&shape);
+            let default = attention::coop::default_tiles(d, storage).filter(|_| first);
+            let tiles = match unused {
+                None => attention::coop::fitting(d, storage),
+                Some(_) => attention::coop::default_tiles(d, storage)
+                    .into_iter()
+                    .collect(),
+            };
+            for t in tiles {
                 if let Some(k) = attention::coop::kernel(shape, d, t, storage) {
                     out.push(Listed {
                         fragment: Some(fragment(shape)),
                         config: Some(t.name()),
+                        unused,
                         ..Listed::new("attention_coop", k, Some(t) == default)
                     });
                 }
@@ -236,4 +283,63 @@ fn attentions(caps: &Capabilities, dtypes: &[DType]) -> Vec<Listed> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::CoopShape;
+
+    fn caps(shapes: &[[u32; 3]], lanes: u32) -> Capabilities {
+        Capabilities {
+            f16: true,
+            subgroups: true,
+            subgroup_min_size: 8,
+            subgroup_max_size: lanes,
+            coop_matrix: shapes
+                .iter()
+                .map(|&[m, n, k]| CoopShape {
+                    m,
+                    n,
+                    k,
+                    acc: "f32",
+                })
+                .collect(),
+            max_workgroup_storage: 49152,
+            max_invocations: 1024,
+            ..Default::default()
+        }
+    }
+
+    fn builds(caps: &Capabilities) -> Vec<std::result::Result<String, String>> {
+        tensor_cores(caps).into_iter().map(|(_, b)| b).collect()
+    }
+
+    #[test]
+    fn tensor_cores_name_each_chips_builds_or_why_none() {
+        let nvidia = caps(&[[16, 16, 16], [16, 8, 16], [16, 8, 8]], 32);
+        let families: Vec<&str> = tensor_cores(&nvidia).iter().map(|f| f.0).collect();
+        assert_eq!(families, ["matmul", "attention"]);
+        assert_eq!(
+            builds(&nvidia),
+            [
+                Ok("matmul_coop 16x16x16 sg32 2x2w32".to_string()),
+                Ok("attention_coop 16x16x16 sg32 32x32".to_string())
+            ]
+        );
+        // NVIDIA's non-square shapes alone: the first one reported.
+        let b = builds(&caps(&[[16, 8, 8]], 32));
+        assert_eq!(b[0].as_deref(), Ok("matmul_coop 16x8x8 sg32 2x2w32"));
+        // Intel Xe-HPG: neither family runs at 8x8x16 (SIMD32 spills); Xe2 runs the matmul.
+        for b in builds(&caps(&[[8, 8, 16]], 32)) {
+            assert!(b.as_ref().is_err_and(|e| e.contains("SIMD")), "{b:?}");
+        }
+        let xe2 = builds(&caps(&[[8, 16, 16]], 32));
+        assert_eq!(xe2[0].as_deref(), Ok("matmul_coop 8x16x16 sg32 2x4w8"));
+        assert!(xe2[1].as_ref().is_err_and(|e| e.contains("SIMD32")));
+        // No cooperative matrices: both say so.
+        for b in builds(&caps(&[], 64)) {
+            assert!(b.is_err_and(|e| e.contains("no cooperative matrices")));
+        }
+    }
 }

@@ -52,11 +52,13 @@ pub struct TiledConfig {
 }
 
 /// A tile configuration of the tensor-core matmul (`matmul::coop::Config`): a grid of `wm` x
-/// `wn` warp tiles of 4 x 2 fragments, one subgroup per warp tile.
+/// `wn` warp tiles, one subgroup per warp tile, each of `acc` accumulator values per lane
+/// (the fragments of a warp tile follow from the fragment shape and subgroup size).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct CoopConfig {
     pub wm: u32,
     pub wn: u32,
+    pub acc: u32,
 }
 
 /// A tile configuration of an attention kernel (`attention::Tiles`): `br` query rows per

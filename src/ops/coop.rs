@@ -9,7 +9,7 @@
 //! recorded; recording only reads the verdicts the `ops::choice::Choices` it is given holds.
 
 use crate::ops::DType;
-use crate::runtime::Capabilities;
+use crate::runtime::{Capabilities, Kernel};
 use crate::{Error, Result};
 
 /// A self-check's verdict: a pass, or why the kernel failed it.
@@ -41,21 +41,91 @@ impl Mode {
     }
 }
 
-/// The fragment shape (`frag` x `frag` x `frag`, f16 operands, f32 accumulators) and the
-/// subgroup size (the adapter's largest) a tensor-core kernel is built for.
+/// The fragment shape (`m` x `n` x `k`: A is m x k, B k x n, the accumulator C m x n; f16
+/// operands, f32 accumulators) and the subgroup size (the adapter's largest) a tensor-core
+/// kernel is built for. The kernels are right at any narrower subgroup the driver runs them
+/// at (their extra subgroups only stage), and drivers do run them at their largest: Intel's
+/// compiles cooperative-matrix shaders at SIMD32 unless a pipeline asks for another size,
+/// which wgpu does not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Shape {
-    pub frag: u32,
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
     pub subgroup: u32,
 }
 
-/// Fragment sizes the kernels are written for, preferred first.
-pub const FRAGS: [u32; 2] = [16, 8];
+impl Shape {
+    /// `frag` x `frag` x `frag` fragments at `subgroup` lanes.
+    pub const fn square(frag: u32, subgroup: u32) -> Shape {
+        Shape {
+            m: frag,
+            n: frag,
+            k: frag,
+            subgroup,
+        }
+    }
+
+    /// A shape of [`FRAGMENTS`] at `subgroup` lanes.
+    pub const fn of([m, n, k]: [u32; 3], subgroup: u32) -> Shape {
+        Shape { m, n, k, subgroup }
+    }
+
+    /// `MxNxK`, as listings and verdicts name it.
+    pub fn name(self) -> String {
+        format!("{}x{}x{}", self.m, self.n, self.k)
+    }
+
+    /// The defines of `common/coop.wgsl` for this shape (`FM`, `FN`, `FK`, the square
+    /// placeholder `COOP` of the WGSL types) and `lanes` wide subgroups (`SG`), and the
+    /// reshaping of the module where the shape is not square.
+    pub fn apply(self, kernel: Kernel, lanes: u32) -> Kernel {
+        let placeholder = if self.m == 8 && self.n == 8 && self.k == 8 {
+            "8x8"
+        } else {
+            "16x16"
+        };
+        kernel
+            .define("FM", self.m)
+            .define("FN", self.n)
+            .define("FK", self.k)
+            .define("COOP", placeholder)
+            .define("SG", lanes)
+            .with_coop_shape([self.m, self.n, self.k])
+    }
+}
+
+/// Fragment shapes the kernels are written for, preferred first: NVIDIA's 16x16x16, 16x8x16
+/// and 16x8x8, Intel Xe2's 8x16x16, Intel Xe-HPG's 8x8x16, and 8x8x8 (Apple, lavapipe).
+pub const FRAGMENTS: [[u32; 3]; 6] = [
+    [16, 16, 16],
+    [16, 8, 16],
+    [16, 8, 8],
+    [8, 16, 16],
+    [8, 8, 16],
+    [8, 8, 8],
+];
 /// Subgroup sizes the kernels are written for.
 pub const SUBGROUPS: std::ops::RangeInclusive<u32> = 8..=64;
 
-/// The shape the tensor-core kernels use on this adapter, or why there is none.
+/// Whether the adapter reports fragment shape `f` with f16 operands and an f32 accumulator.
+fn reports(caps: &Capabilities, [m, n, k]: [u32; 3]) -> bool {
+    caps.coop_matrix
+        .iter()
+        .any(|s| s.m == m && s.n == n && s.k == k && s.acc == "f32")
+}
+
+/// The shape the tensor-core kernels use on this adapter (the first of [`FRAGMENTS`] it
+/// reports), or why there is none.
 pub fn shape(caps: &Capabilities) -> std::result::Result<Shape, String> {
+    shapes(caps)?
+        .first()
+        .copied()
+        .ok_or_else(|| "no fragment shape".into())
+}
+
+/// Every shape of [`FRAGMENTS`] the adapter reports, preferred first, or why there is none.
+pub fn shapes(caps: &Capabilities) -> std::result::Result<Vec<Shape>, String> {
     if !caps.f16 {
         return Err("the adapter has no SHADER_F16".into());
     }
@@ -68,23 +138,29 @@ pub fn shape(caps: &Capabilities) -> std::result::Result<Shape, String> {
     if !caps.subgroups {
         return Err("the adapter has no subgroups".into());
     }
-    let has = |f: u32| {
-        caps.coop_matrix
-            .iter()
-            .any(|s| s.m == f && s.n == f && s.k == f && s.acc == "f32")
-    };
-    let Some(frag) = FRAGS.into_iter().find(|&f| has(f)) else {
+    let lanes = caps.subgroup_max_size;
+    let found: Vec<Shape> = FRAGMENTS
+        .into_iter()
+        .filter(|&f| reports(caps, f))
+        .map(|f| Shape::of(f, lanes))
+        .collect();
+    if found.is_empty() {
         let shapes: Vec<String> = caps
             .coop_matrix
             .iter()
             .map(|s| format!("{}x{}x{} f16->{}", s.m, s.n, s.k, s.acc))
             .collect();
+        let known: Vec<String> = FRAGMENTS
+            .iter()
+            .map(|[m, n, k]| format!("{m}x{n}x{k}"))
+            .collect();
         return Err(format!(
-            "no 16x16x16 or 8x8x8 f16 cooperative matrix with an f32 accumulator (the \
-             adapter reports {})",
+            "no f16 cooperative matrix with an f32 accumulator of a shape the kernels are \
+             written for ({}; the adapter reports {})",
+            known.join(", "),
             shapes.join(", ")
         ));
-    };
+    }
     let (lo, hi) = (caps.subgroup_min_size, caps.subgroup_max_size);
     if !SUBGROUPS.contains(&lo) || !SUBGROUPS.contains(&hi) || !hi.is_power_of_two() {
         return Err(format!(
@@ -93,7 +169,11 @@ pub fn shape(caps: &Capabilities) -> std::result::Result<Shape, String> {
             SUBGROUPS.end()
         ));
     }
-    Ok(Shape { frag, subgroup: hi })
+    // An emulated fragment spreads its m x n accumulator over the lanes, as a real one does.
+    if found.iter().any(|s| s.m * s.n < lanes) {
+        return Err(format!("{lanes}-lane subgroups are wider than a fragment"));
+    }
+    Ok(found)
 }
 
 /// Whether the automatic choice takes a family's tensor-core kernel for `dtype`, with its
@@ -198,53 +278,32 @@ mod tests {
     use super::*;
     use crate::runtime::CoopShape;
 
-    fn caps(shapes: &[(u32, &'static str)], sg: (u32, u32)) -> Capabilities {
+    fn caps(shapes: &[([u32; 3], &'static str)], sg: (u32, u32)) -> Capabilities {
         Capabilities {
-            cpu: false,
             f16: true,
             subgroups: true,
             subgroup_min_size: sg.0,
             subgroup_max_size: sg.1,
-            timestamps: false,
             coop_matrix: shapes
                 .iter()
-                .map(|&(f, acc)| CoopShape {
-                    m: f,
-                    n: f,
-                    k: f,
-                    acc,
-                })
+                .map(|&([m, n, k], acc)| CoopShape { m, n, k, acc })
                 .collect(),
-            coop_fault: None,
             max_storage_binding: 1 << 27,
             max_buffer_size: 1 << 28,
             max_workgroup_storage: 32768,
             max_invocations: 1024,
-            max_workgroups_per_dim: 65535,
-            min_uniform_offset_alignment: 256,
-            min_storage_offset_alignment: 256,
+            ..Default::default()
         }
     }
 
     #[test]
     fn shape_follows_the_adapter() {
-        let s = shape(&caps(&[(8, "f16"), (8, "f32")], (8, 8))).unwrap();
-        assert_eq!(
-            s,
-            Shape {
-                frag: 8,
-                subgroup: 8
-            }
-        );
-        let s = shape(&caps(&[(8, "f32"), (16, "f32")], (32, 64))).unwrap();
-        assert_eq!(
-            s,
-            Shape {
-                frag: 16,
-                subgroup: 64
-            }
-        );
-        let e = shape(&caps(&[(16, "f16")], (32, 32))).unwrap_err();
+        let (s8, s16) = ([8, 8, 8], [16, 16, 16]);
+        let s = shape(&caps(&[(s8, "f16"), (s8, "f32")], (8, 8))).unwrap();
+        assert_eq!(s, Shape::square(8, 8));
+        let s = shape(&caps(&[(s8, "f32"), (s16, "f32")], (32, 64))).unwrap();
+        assert_eq!(s, Shape::square(16, 64));
+        let e = shape(&caps(&[(s16, "f16")], (32, 32))).unwrap_err();
         assert!(e.contains("16x16x16 f16->f16"), "{e}");
         assert!(
             shape(&caps(&[], (32, 32)))
@@ -252,16 +311,54 @@ mod tests {
                 .contains("no cooperative")
         );
         assert!(
-            shape(&caps(&[(16, "f32")], (4, 4)))
+            shape(&caps(&[(s16, "f32")], (4, 4)))
                 .unwrap_err()
                 .contains("4..4")
         );
-        assert!(shape(&caps(&[(16, "f32")], (32, 128))).is_err());
+        assert!(shape(&caps(&[(s16, "f32")], (32, 128))).is_err());
         let faulty = Capabilities {
             coop_fault: Some("crashes".into()),
-            ..caps(&[(8, "f32")], (8, 8))
+            ..caps(&[(s8, "f32")], (8, 8))
         };
         assert_eq!(shape(&faulty).unwrap_err(), "crashes");
+    }
+
+    #[test]
+    fn every_vendor_shape_is_found_at_its_subgroup() {
+        // NVIDIA: three shapes, 32 lanes, 16x16x16 preferred.
+        let nv = caps(
+            &[
+                ([16, 16, 16], "f32"),
+                ([16, 8, 16], "f32"),
+                ([16, 8, 8], "f32"),
+            ],
+            (32, 32),
+        );
+        let names: Vec<String> = shapes(&nv).unwrap().iter().map(|s| s.name()).collect();
+        assert_eq!(names, ["16x16x16", "16x8x16", "16x8x8"]);
+        // Intel Xe-HPG: 8x8x16 at the largest subgroup (ANV compiles it SIMD32).
+        let dg2 = caps(&[([8, 8, 16], "f32")], (8, 32));
+        assert_eq!(shape(&dg2).unwrap(), Shape::of([8, 8, 16], 32));
+        // Intel Xe2: 8x16x16; its f16 accumulator is not used.
+        let bmg = caps(&[([8, 16, 16], "f16"), ([8, 16, 16], "f32")], (16, 32));
+        assert_eq!(shape(&bmg).unwrap(), Shape::of([8, 16, 16], 32));
+        // A shape the kernels are not written for is named with the ones they are.
+        let e = shape(&caps(&[([32, 8, 16], "f32")], (32, 32))).unwrap_err();
+        assert!(e.contains("32x8x16") && e.contains("8x16x16"), "{e}");
+    }
+
+    #[test]
+    fn non_square_shapes_are_reshaped() {
+        let k = Shape::of([16, 8, 8], 32).apply(Kernel::new("matmul_coop", "main", &[]), 32);
+        assert_eq!(k.coop_shape, Some([16, 8, 8]));
+        assert!(
+            k.name().contains("FM=16,FN=8,FK=8,COOP=16x16,SG=32"),
+            "{}",
+            k.name()
+        );
+        let k = Shape::square(8, 8).apply(Kernel::new("matmul_coop", "main", &[]), 8);
+        assert_eq!(k.coop_shape, None);
+        assert!(k.name().contains("COOP=8x8"), "{}", k.name());
     }
 
     #[test]

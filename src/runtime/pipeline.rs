@@ -39,6 +39,11 @@ pub struct Kernel {
     pub params: Option<u64>,
     /// The WGSL declaration of that block, which the shader's `{{PARAMS}}` expands to.
     pub params_wgsl: Option<&'static str>,
+    /// The cooperative-matrix fragment shape `[m, n, k]` of a kernel whose fragments WGSL
+    /// cannot spell (naga 30's WGSL has `coop_mat8x8` and `coop_mat16x16` only): its module
+    /// is parsed with square placeholders and reshaped (`shader::reshape_coop`) before the
+    /// driver sees it. `None`: the WGSL is the module.
+    pub coop_shape: Option<[u32; 3]>,
 }
 
 impl Kernel {
@@ -50,7 +55,16 @@ impl Kernel {
             bindings: bindings.to_vec(),
             params: None,
             params_wgsl: None,
+            coop_shape: None,
         }
+    }
+
+    /// Declares the fragment shape `[m, n, k]` its cooperative-matrix types take where that
+    /// is not square (builder style; square shapes are spelled in WGSL and left as they are).
+    pub fn with_coop_shape(mut self, shape: [u32; 3]) -> Self {
+        let square = shape.iter().all(|&s| s == shape[0]);
+        self.coop_shape = (!square).then_some(shape);
+        self
     }
 
     /// Declares `P` as the parameter block of binding 0 (builder style): its size, and the
@@ -91,6 +105,24 @@ impl Kernel {
             }
             None => shader::preprocess(self.shader, &self.defines),
         }
+    }
+}
+
+impl Kernel {
+    /// The naga module of this variant: its WGSL parsed (and validated by the caller), its
+    /// cooperative-matrix types reshaped where `coop_shape` says so.
+    pub fn module(&self) -> Result<wgpu::naga::Module> {
+        let source = self.wgsl()?;
+        let err = |message: String| Error::Shader {
+            kernel: self.name(),
+            message,
+        };
+        let mut module = wgpu::naga::front::wgsl::parse_str(&source)
+            .map_err(|e| err(e.emit_to_string(&source)))?;
+        if let Some(shape) = self.coop_shape {
+            shader::reshape_coop(&mut module, shape).map_err(err)?;
+        }
+        Ok(module)
     }
 }
 
@@ -260,7 +292,10 @@ fn thread_panicked() -> Error {
 /// Compiles `kernel`'s pipeline (the caller holds its slot).
 fn create(gpu: &Gpu, kernel: &Kernel) -> Result<Arc<CachedPipeline>> {
     let name = kernel.name();
-    let source = kernel.wgsl()?;
+    let source = match kernel.coop_shape {
+        None => wgpu::ShaderSource::Wgsl(kernel.wgsl()?.into()),
+        Some(_) => wgpu::ShaderSource::Naga(std::borrow::Cow::Owned(kernel.module()?)),
+    };
     let shader_err = |message: String| Error::Shader {
         kernel: name.clone(),
         message,
@@ -272,7 +307,7 @@ fn create(gpu: &Gpu, kernel: &Kernel) -> Result<Arc<CachedPipeline>> {
         gpu.guarded(&format!("creating kernel {name}"), || {
             let desc = wgpu::ShaderModuleDescriptor {
                 label: Some(&name),
-                source: wgpu::ShaderSource::Wgsl(source.as_str().into()),
+                source,
             };
             let module = if gpu.bounds_checks() {
                 device.create_shader_module(desc)

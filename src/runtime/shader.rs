@@ -10,6 +10,7 @@
 //! problem sizes never go here: they travel in the uniform parameters.
 
 use crate::{Error, Result};
+use wgpu::naga;
 
 /// Every shader file, by name (the file stem under `shaders/`).
 pub const SHADERS: &[(&str, &str)] = &[
@@ -173,6 +174,88 @@ fn substitute(
         rest = &after[end + 2..];
     }
     out.push_str(rest);
+    Ok(())
+}
+
+/// Reshapes every cooperative-matrix type of `module` and every cooperative load to the
+/// fragment shape `[m, n, k]` by role: A is m x k, B is k x n, C (the accumulator) m x n.
+/// naga's IR and its SPIR-V writer have any combination of 8 and 16 rows and columns, its
+/// WGSL front end only the square `coop_mat8x8` and `coop_mat16x16`: a kernel is written
+/// with one square placeholder per role and reshaped here. Fails on a size other than 8 or
+/// 16, or on two types of one role and element (a shader this was not written for).
+pub fn reshape_coop(
+    module: &mut naga::Module,
+    [m, n, k]: [u32; 3],
+) -> std::result::Result<(), String> {
+    use naga::{CooperativeRole, CooperativeSize, Expression, Type, TypeInner};
+    let size = |v: u32| match v {
+        8 => Ok(CooperativeSize::Eight),
+        16 => Ok(CooperativeSize::Sixteen),
+        _ => Err(format!(
+            "cooperative fragments of {v} rows or columns (8 or 16)"
+        )),
+    };
+    // (rows, columns) of each role.
+    let dims = |role: CooperativeRole| -> std::result::Result<_, String> {
+        let (r, c) = match role {
+            CooperativeRole::A => (m, k),
+            CooperativeRole::B => (k, n),
+            CooperativeRole::C => (m, n),
+        };
+        Ok((size(r)?, size(c)?))
+    };
+    let coop: Vec<_> = module
+        .types
+        .iter()
+        .filter(|(_, t)| matches!(t.inner, TypeInner::CooperativeMatrix { .. }))
+        .map(|(h, t)| (h, t.clone()))
+        .collect();
+    for (handle, ty) in coop {
+        let TypeInner::CooperativeMatrix {
+            scalar,
+            role,
+            rows: old_rows,
+            columns: old_columns,
+        } = ty.inner
+        else {
+            continue;
+        };
+        let (rows, columns) = dims(role)?;
+        if (rows, columns) == (old_rows, old_columns) {
+            continue;
+        }
+        let new = Type {
+            name: ty.name,
+            inner: TypeInner::CooperativeMatrix {
+                columns,
+                rows,
+                scalar,
+                role,
+            },
+        };
+        if module.types.get(&new).is_some() {
+            return Err(format!("two {role:?} fragment types of one element type"));
+        }
+        module.types.replace(handle, new);
+    }
+    let functions = module
+        .functions
+        .iter_mut()
+        .map(|(_, f)| f)
+        .chain(module.entry_points.iter_mut().map(|e| &mut e.function));
+    for function in functions {
+        for (_, e) in function.expressions.iter_mut() {
+            if let Expression::CooperativeLoad {
+                columns,
+                rows,
+                role,
+                ..
+            } = e
+            {
+                (*rows, *columns) = dims(*role)?;
+            }
+        }
+    }
     Ok(())
 }
 

@@ -213,3 +213,31 @@ pub fn random_config(m: &TinyModel) -> wgbert::model::config::ModelConfig {
     wgbert::model::config::ModelConfig::from_json_str(&json.to_string(), "tiny/config.json")
         .unwrap()
 }
+
+/// A fixture model loaded on the test GPU in `dtype`.
+pub fn load(dir: &std::path::Path, dtype: DType) -> wgbert::encoder::Encoder {
+    let opts = wgbert::encoder::LoadOptions {
+        dtype: Some(dtype),
+        ..Default::default()
+    };
+    wgbert::encoder::Encoder::load_on(gpu(), dir.to_str().unwrap(), &opts).unwrap()
+}
+
+/// Integers of a JSON list (quantized values).
+pub fn ints(v: &serde_json::Value) -> Vec<i64> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|x| x.as_i64().unwrap_or_else(|| panic!("not an integer: {x}")))
+        .collect()
+}
+
+/// A quantized vector's values as integers.
+pub fn quantized_ints(q: &wgbert::sentence::quantize::Quantized) -> Vec<i64> {
+    use wgbert::sentence::quantize::Quantized;
+    match q {
+        Quantized::I8(v) => v.iter().map(|&x| x as i64).collect(),
+        Quantized::U8(v) => v.iter().map(|&x| x as i64).collect(),
+        Quantized::F32(_) => panic!("not quantized"),
+    }
+}

@@ -18,6 +18,7 @@ mod body;
 mod classify;
 mod engine;
 mod error;
+mod ext;
 mod faults;
 mod fill;
 #[cfg(feature = "grpc")]

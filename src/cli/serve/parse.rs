@@ -8,6 +8,8 @@
 //!
 //! The shapes follow TEI's router:
 //! - [`EmbedInputs`]: `"text"`, `[token ids]`, or a batch of texts and id lists;
+//! - [`EmbedDocs`] (docs.rs, `/embed` only): as `EmbedInputs`, where a text may also be an
+//!   object `{"text", "chunks"}` for late chunking;
 //! - [`PredictInputs`] (predict.rs): `"text"`, `["a", "b"]` (one pair), or a batch
 //!   `[["a"], ["a", "b"]]`;
 //! - [`TextInputs`]: `"text"` or `["text", ...]`; [`Texts`]: `["text", ...]`;
@@ -22,7 +24,9 @@ use wgbert::encoder::Input;
 
 use super::error::ApiError;
 
+mod docs;
 mod predict;
+pub use docs::EmbedDocs;
 pub use predict::PredictInputs;
 
 thread_local! {
@@ -95,6 +99,8 @@ enum EmbedItem {
     Text(String),
     Ids(Vec<u32>),
     Id(u32),
+    /// `{"text", "chunks"}`: a document for `/embed`'s late chunking (docs.rs).
+    Doc(docs::DocItem),
 }
 
 fn id<E: de::Error>(v: u64) -> Result<u32, E> {
@@ -125,6 +131,10 @@ impl<'de> Deserialize<'de> for EmbedItem {
                 }
                 Ok(EmbedItem::Ids(ids))
             }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<EmbedItem, A::Error> {
+                let d = de::value::MapAccessDeserializer::new(map);
+                docs::DocItem::deserialize(d).map(EmbedItem::Doc)
+            }
         }
         d.deserialize_any(V)
     }
@@ -145,40 +155,65 @@ impl<'de> Visitor<'de> for EmbedVisitor {
     fn visit_str<E: de::Error>(self, v: &str) -> Result<EmbedInputs, E> {
         Ok(EmbedInputs(Batch::one(Input::Text(v.to_string()))))
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<EmbedInputs, A::Error> {
-        let mut n = 0;
-        let mut items = Vec::new();
-        match seq.next_element::<EmbedItem>()? {
-            None => return Ok(EmbedInputs::default()),
-            // A bare list of token ids is one input.
-            Some(EmbedItem::Id(first)) => {
-                let mut ids = vec![first];
-                while let Some(v) = seq.next_element::<u64>()? {
-                    ids.push(id(v)?);
-                }
-                return Ok(EmbedInputs(Batch::one(Input::Ids(ids))));
-            }
-            Some(EmbedItem::Text(t)) => items.push(Input::Text(t)),
-            Some(EmbedItem::Ids(ids)) => items.push(Input::Ids(ids)),
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<EmbedInputs, A::Error> {
+        let (inputs, chunks) = embed_seq(seq)?;
+        if let Some(i) = chunks.iter().position(Option::is_some) {
+            // Objects are late chunking's documents, which only /embed reads.
+            return Err(de::Error::custom(format!(
+                "input {i} is an object ({{\"text\", \"chunks\"}}): only /embed takes such inputs, with \"late_chunking\""
+            )));
         }
-        count(&mut n)?;
-        while let Some(item) = seq.next_element::<EmbedItem>()? {
-            count(&mut n)?;
-            items.push(match item {
-                EmbedItem::Text(t) => Input::Text(t),
-                EmbedItem::Ids(ids) => Input::Ids(ids),
-                EmbedItem::Id(_) => {
-                    return Err(de::Error::custom(
-                        "a batch holds texts and lists of token ids, not bare token ids",
-                    ));
-                }
-            });
-        }
-        Ok(EmbedInputs(Batch {
-            items,
-            single: false,
-        }))
+        Ok(inputs)
     }
+}
+
+/// A list of `/embed` inputs, counted; objects (`{"text", "chunks"}`) are read as texts,
+/// with their spans beside them (`Some(spans given or not)` for an object, `None` for the
+/// other inputs).
+#[allow(clippy::type_complexity)]
+fn embed_seq<'de, A: SeqAccess<'de>>(
+    mut seq: A,
+) -> Result<(EmbedInputs, Vec<Option<Option<docs::Spans>>>), A::Error> {
+    let mut n = 0;
+    let mut items = Vec::new();
+    let mut chunks = Vec::new();
+    let mut take = |item: EmbedItem, items: &mut Vec<Input>| -> Result<(), A::Error> {
+        let (input, spans) = match item {
+            EmbedItem::Text(t) => (Input::Text(t), None),
+            EmbedItem::Ids(ids) => (Input::Ids(ids), None),
+            EmbedItem::Doc(d) => (Input::Text(d.text), Some(d.chunks)),
+            EmbedItem::Id(_) => {
+                return Err(de::Error::custom(
+                    "a batch holds texts and lists of token ids, not bare token ids",
+                ));
+            }
+        };
+        items.push(input);
+        chunks.push(spans);
+        Ok(())
+    };
+    match seq.next_element::<EmbedItem>()? {
+        None => return Ok((EmbedInputs::default(), Vec::new())),
+        // A bare list of token ids is one input.
+        Some(EmbedItem::Id(first)) => {
+            let mut ids = vec![first];
+            while let Some(v) = seq.next_element::<u64>()? {
+                ids.push(id(v)?);
+            }
+            return Ok((EmbedInputs(Batch::one(Input::Ids(ids))), vec![None]));
+        }
+        Some(item) => take(item, &mut items)?,
+    }
+    count(&mut n)?;
+    while let Some(item) = seq.next_element::<EmbedItem>()? {
+        count(&mut n)?;
+        take(item, &mut items)?;
+    }
+    let inputs = EmbedInputs(Batch {
+        items,
+        single: false,
+    });
+    Ok((inputs, chunks))
 }
 
 impl<'de> Deserialize<'de> for EmbedInputs {
@@ -268,7 +303,7 @@ impl<'de> Deserialize<'de> for IdsInputs {
                         return Ok(IdsInputs(Batch::one(ids)));
                     }
                     Some(EmbedItem::Ids(ids)) => items.push(ids),
-                    Some(EmbedItem::Text(_)) => {
+                    Some(EmbedItem::Text(_) | EmbedItem::Doc(_)) => {
                         return Err(de::Error::custom("token ids are numbers, not texts"));
                     }
                 }

@@ -64,8 +64,13 @@ impl EmbedRequest {
     }
 }
 
-pub async fn embed(State(s): State<Arc<AppState>>, body: JsonBody<EmbedRequest>) -> Response {
-    respond(embed_with(&s, body.value).await)
+/// `/embed`, with the extension fields of `ext.rs` (a TEI client's request is answered by
+/// `embed_with` as before).
+pub async fn embed(
+    State(s): State<Arc<AppState>>,
+    body: JsonBody<super::ext::EmbedExtRequest>,
+) -> Response {
+    respond(super::ext::embed(&s, body.value).await)
 }
 
 pub async fn embed_with(s: &Arc<AppState>, req: EmbedRequest) -> Answer<Vec<Vec<f32>>> {

@@ -1,11 +1,11 @@
 //! The tensor-core attention (`AttentionVariant::Coop`, `shaders/attention_coop.wgsl`): the
-//! varlen flash attention of `ops::attention` with QK^T and PV on F x F x F f16 cooperative
-//! matrices (F = 16 or 8, the adapter's shape; f32 accumulators), f32 softmax, 128
+//! varlen flash attention of `ops::attention` with QK^T and PV on f16 cooperative matrices
+//! of the adapter's shape (`ops::coop::Shape`; f32 accumulators), f32 softmax, 128
 //! invocations whose subgroups (8 to 64 lanes) loop over the output fragments of each
 //! product; f16 storage only. Same arguments, parameters, dispatch and semantics as the
 //! portable kernel. Tile configurations ([`Tiles`]: query rows, so 128 / rows invocations
 //! per softmax row, and keys per block) are [`CANDIDATES`], timed by the autotuner
-//! (`ops::tune`); 64 x 64 when nothing was tuned.
+//! (`ops::tune`); 32 x 32 when nothing was tuned.
 //!
 //! This module owns what is particular to the variant: whether an adapter can run it, its
 //! kernel builds and workgroup-memory budget, the emulated build (`EMULATE`: plain loops for
@@ -31,19 +31,22 @@ pub const INVOCATIONS: u32 = 128;
 pub const HEAD_DIMS: [u32; 3] = [16, 32, 64];
 /// Row padding (f16 elements) where workgroup memory allows it.
 pub const PAD: u32 = 8;
-/// The configuration when nothing was tuned: 64 query rows (two invocations per softmax
-/// row), 64 keys per block.
-pub const DEFAULT: Tiles = Tiles { br: 64, bc: 64 };
-/// Workgroup memory of the default configuration at head_dim 64 (the largest).
-pub const WORKGROUP_BYTES: u32 = workgroup_bytes(64, DEFAULT, PAD);
+/// The configuration when nothing was tuned: 32 query rows (four invocations per softmax
+/// row), 32 keys per block. The drivers' statistics chose it (`docs/gpu-compilers.md`): at
+/// head size 64 it takes 104 registers on NVIDIA without spills (64 x 64 took 136 and
+/// spilled to registers) and 20 KiB of workgroup memory (64 x 64: 44 KiB), so AMD runs three
+/// times the waves per SIMD.
+pub const DEFAULT: Tiles = Tiles { br: 32, bc: 32 };
+/// Workgroup memory of the largest configuration at head_dim 64 (the largest).
+pub const WORKGROUP_BYTES: u32 = workgroup_bytes(64, Tiles { br: 64, bc: 64 }, PAD);
 
-/// What the autotuner times: the default, then shorter key blocks (less workgroup memory)
-/// and 32-row query tiles (four invocations per softmax row, twice the workgroups).
+/// What the autotuner times: the default, then 64-key blocks (fewer blocks per query tile),
+/// 64-row query tiles (two invocations per softmax row, half the workgroups) and both.
 pub const CANDIDATES: [Tiles; 4] = [
     DEFAULT,
-    Tiles { br: 64, bc: 32 },
     Tiles { br: 32, bc: 64 },
-    Tiles { br: 32, bc: 32 },
+    Tiles { br: 64, bc: 32 },
+    Tiles { br: 64, bc: 64 },
 ];
 
 /// Bytes of workgroup memory for (head_dim, tiles, padding): f16 Q [br][d + pad],
@@ -81,23 +84,32 @@ pub fn fitting(head_dim: u32, max_workgroup_storage: u32) -> Vec<Tiles> {
         .collect()
 }
 
-/// The configuration used untuned: 64 query rows and 64-key padded blocks where they fit,
-/// else 32-key blocks, padded if that fits (lavapipe's 32 KiB: head_dim 16 runs 64-key
-/// blocks, 32 padded 32-key blocks, 64 unpadded 32-key blocks); `None` where none fits.
+/// The configuration used untuned: [`DEFAULT`], padded where that fits, else unpadded;
+/// `None` where neither fits.
 pub fn default_tiles(head_dim: u32, max_workgroup_storage: u32) -> Option<Tiles> {
-    let short = Tiles { br: 64, bc: 32 };
-    let padded = |t| workgroup_bytes(head_dim, t, PAD) <= max_workgroup_storage;
-    [DEFAULT, short]
-        .into_iter()
-        .find(|&t| padded(t))
-        .or_else(|| padding(head_dim, short, max_workgroup_storage).map(|_| short))
+    padding(head_dim, DEFAULT, max_workgroup_storage).map(|_| DEFAULT)
+}
+
+/// Why the kernel is never run at `shape` though the adapter reports it, if so: Intel's
+/// 8x8x16 and 8x16x16. Intel's compiler builds cooperative-matrix shaders at SIMD32 unless
+/// the pipeline asks for another subgroup size, which wgpu cannot, and this kernel's softmax
+/// and output rows spill to memory at SIMD32 in every tile configuration
+/// (`docs/gpu-compilers.md`).
+pub fn unused_at(shape: Shape) -> Option<&'static str> {
+    (shape.m == 8 && shape.k == 16).then_some(
+        "Intel's 8x8x16 and 8x16x16 compile at SIMD32, where every tile configuration of the \
+         attention spills to memory (wgpu cannot ask for a narrower subgroup)",
+    )
 }
 
 /// The shape the real kernel runs at on the adapter, or why it cannot run there.
 pub fn supported(caps: &Capabilities) -> std::result::Result<Shape, String> {
     let s = coop::shape(caps)?;
+    if let Some(why) = unused_at(s) {
+        return Err(why.into());
+    }
     if default_tiles(64, caps.max_workgroup_storage).is_none() {
-        let least = workgroup_bytes(64, Tiles { br: 64, bc: 32 }, 0);
+        let least = workgroup_bytes(64, DEFAULT, 0);
         return Err(format!(
             "attention needs {least} bytes of workgroup memory, the adapter has {}",
             caps.max_workgroup_storage
@@ -112,8 +124,8 @@ pub fn supported(caps: &Capabilities) -> std::result::Result<Shape, String> {
     Ok(s)
 }
 
-fn build(frag: u32, lanes: u32, head_dim: u32, tiles: Tiles, pad: u32) -> Kernel {
-    DType::F16
+fn build(shape: Shape, lanes: u32, head_dim: u32, tiles: Tiles, pad: u32) -> Kernel {
+    let kernel = DType::F16
         .apply(Kernel::new(
             SHADER,
             "main",
@@ -123,9 +135,8 @@ fn build(frag: u32, lanes: u32, head_dim: u32, tiles: Tiles, pad: u32) -> Kernel
         .define("HEAD_DIM", head_dim)
         .define("BR", tiles.br)
         .define("BC", tiles.bc)
-        .define("PAD", pad)
-        .define("FRAG", frag)
-        .define("SG", lanes)
+        .define("PAD", pad);
+    shape.apply(kernel, lanes)
 }
 
 /// The real kernel for one head size and tile configuration at `shape` on a device with
@@ -137,28 +148,32 @@ pub fn kernel(
     max_workgroup_storage: u32,
 ) -> Option<Kernel> {
     padding(head_dim, tiles, max_workgroup_storage)
-        .map(|pad| build(shape.frag, shape.subgroup, head_dim, tiles, pad))
+        .map(|pad| build(shape, shape.subgroup, head_dim, tiles, pad))
 }
 
 #[doc(hidden)]
 /// The emulated build (`EMULATE`, subgroups of `lanes`) of what `kernel` builds.
 pub fn emulated_kernel(
-    frag: u32,
+    shape: Shape,
     lanes: u32,
     head_dim: u32,
     tiles: Tiles,
     max_workgroup_storage: u32,
 ) -> Option<Kernel> {
-    padding(head_dim, tiles, max_workgroup_storage)
-        .map(|pad| build(frag, lanes, head_dim, tiles, pad).define("EMULATE", 1))
+    padding(head_dim, tiles, max_workgroup_storage).map(|pad| {
+        let mut k = build(shape, lanes, head_dim, tiles, pad).define("EMULATE", 1);
+        // Emulated fragments are plain arrays: nothing to reshape.
+        k.coop_shape = None;
+        k
+    })
 }
 
-/// Every real kernel at both fragment sizes, with 48 and 32 KiB of workgroup memory, every
+/// Every real kernel at every fragment shape, with 48 and 32 KiB of workgroup memory, every
 /// candidate (for the shader translation test).
 pub fn variants() -> Vec<Kernel> {
     let mut v = Vec::new();
-    for frag in coop::FRAGS {
-        let shape = Shape { frag, subgroup: 32 };
+    for f in coop::FRAGMENTS {
+        let shape = Shape::of(f, 32);
         for storage in [49152, 32768] {
             for d in HEAD_DIMS {
                 for t in CANDIDATES {
@@ -221,16 +236,18 @@ mod tests {
     fn defaults_fit_32_kib() {
         let name = |d| {
             default_tiles(d, 32768)
-                .and_then(|t| emulated_kernel(8, 8, d, t, 32768))
+                .and_then(|t| emulated_kernel(Shape::square(8, 8), 8, d, t, 32768))
                 .map(|k| k.name())
                 .unwrap_or_default()
         };
-        assert!(name(16).contains("BR=64,BC=64,PAD=8"), "{}", name(16));
-        assert!(name(32).contains("BR=64,BC=32,PAD=8"), "{}", name(32));
-        assert!(name(64).contains("BR=64,BC=32,PAD=0"), "{}", name(64));
-        assert!(name(64).contains("EMULATE=1") && name(64).contains("FRAG=8"));
+        for d in HEAD_DIMS {
+            assert!(name(d).contains("BR=32,BC=32,PAD=8"), "{}", name(d));
+        }
+        assert!(name(64).contains("EMULATE=1") && name(64).contains("FM=8,FN=8,FK=8"));
         assert_eq!(default_tiles(64, 49152), Some(DEFAULT));
         assert_eq!(default_tiles(64, 16384), None);
+        assert!(unused_at(Shape::of([8, 16, 16], 32)).is_some());
+        assert!(unused_at(Shape::of([16, 8, 16], 32)).is_none());
         // Tiles that do not divide the work: query rows off the fragment, or more lanes per
         // row than the head has output vectors.
         assert_eq!(padding(64, Tiles { br: 40, bc: 64 }, 49152), None);

@@ -19,6 +19,7 @@ use crate::ops::DType;
 use crate::ops::check::Op;
 use crate::ops::choice::Choices;
 use crate::ops::coop::{self as coop_mode, Shape, compare, f16_values, named};
+use crate::ops::rownorm::Reduce;
 use crate::runtime::{
     self, Access, Capabilities, Gpu, Kernel, Launch, PlanBuilder, RunSizes, TensorId,
 };
@@ -72,10 +73,36 @@ pub struct AttentionArgs {
     pub variant: Option<AttentionVariant>,
 }
 
-/// Keys per staged tile: 2 tiles (K and V) of `bc * head_dim` f32 within 16 KiB, halved
-/// while the device allows less workgroup memory.
+/// Head columns of q and of the output each invocation of the portable kernel holds (its
+/// registers stay bounded at every head size: 255 registers and spills to memory on NVIDIA
+/// when one invocation held a 64-wide row, `docs/gpu-compilers.md`).
+const LANE_COLUMNS: u32 = 16;
+/// Most invocations of a portable workgroup (query rows times lanes per row).
+const MAX_WORKGROUP: u32 = 256;
+/// Bytes of the K and V tiles of the default configuration: 8 KiB keeps a 128-invocation
+/// workgroup at half the occupancy of AMD's 64 KiB LDS per compute unit and below NVIDIA's
+/// per-warp share of shared memory at 24 warps.
+const DEFAULT_TILE_BYTES: u32 = 8192;
+
+/// Invocations per query row of the portable kernel at `head_dim` (its `LANES`): 1, 2, 4 at
+/// head sizes 16, 32, 64.
+pub fn lanes(head_dim: u32) -> u32 {
+    (head_dim / LANE_COLUMNS).max(1)
+}
+
+/// How the lanes of a row sum their partial scores on this adapter: subgroup shuffles where
+/// every subgroup holds whole rows, else workgroup memory.
+pub fn reduce_for(head_dim: u32, caps: &Capabilities) -> Reduce {
+    match Reduce::best(caps) {
+        Reduce::Subgroup if caps.subgroup_min_size >= lanes(head_dim) => Reduce::Subgroup,
+        _ => Reduce::Workgroup,
+    }
+}
+
+/// Keys per staged tile: K and V tiles of `bc * head_dim` f32 within `DEFAULT_TILE_BYTES`,
+/// halved while the device allows less workgroup memory.
 fn key_tile(head_dim: u32, max_workgroup_storage: u32) -> u32 {
-    let mut bc = 2048 / head_dim;
+    let mut bc = DEFAULT_TILE_BYTES / (2 * 4 * head_dim);
     while bc > CH && 2 * bc * head_dim * 4 > max_workgroup_storage {
         bc /= 2;
     }
@@ -83,30 +110,41 @@ fn key_tile(head_dim: u32, max_workgroup_storage: u32) -> u32 {
 }
 
 /// A tile configuration of either kernel: `br` query rows per workgroup (for the portable
-/// kernel one invocation each, so also the workgroup size) and `bc` keys per staged K/V
-/// tile (defined with the other choices in `ops::choice`).
+/// kernel `lanes(head_dim)` invocations each) and `bc` keys per staged K/V tile (defined
+/// with the other choices in `ops::choice`).
 pub use crate::ops::choice::AttentionTiles as Tiles;
 
 impl Tiles {
-    /// The static choice: 64 query rows, K and V tiles within 16 KiB (fewer keys where the
-    /// device allows less workgroup memory).
+    /// The static choice: 128 invocations (128 / `lanes` query rows), K and V tiles within
+    /// 8 KiB (fewer keys where the device allows less workgroup memory).
     pub fn default_for(head_dim: u32, caps: &Capabilities) -> Tiles {
         Tiles {
-            br: 64,
+            br: 128 / lanes(head_dim),
             bc: key_tile(head_dim, caps.max_workgroup_storage),
         }
     }
 
-    /// Workgroup memory of the two f32 tiles at `head_dim`.
-    pub fn bytes(self, head_dim: u32) -> u32 {
-        2 * self.bc * head_dim * 4
+    /// Workgroup memory of the portable kernel at `head_dim`: the two f32 tiles, and the
+    /// lanes' partial scores where they are summed through workgroup memory.
+    pub fn bytes(self, head_dim: u32, reduce: Reduce) -> u32 {
+        let sums = match reduce {
+            Reduce::Workgroup if lanes(head_dim) > 1 => self.invocations(head_dim) * CH * 4,
+            _ => 0,
+        };
+        2 * self.bc * head_dim * 4 + sums
     }
 
-    /// Whether the device can run this configuration at `head_dim`.
+    /// Invocations of the portable kernel's workgroup at `head_dim`.
+    pub fn invocations(self, head_dim: u32) -> u32 {
+        self.br * lanes(head_dim)
+    }
+
+    /// Whether the device can run this configuration of the portable kernel at `head_dim`.
     pub fn fits(self, head_dim: u32, caps: &Capabilities) -> bool {
+        let wg = self.invocations(head_dim);
         self.bc.is_multiple_of(CH)
-            && self.bytes(head_dim) <= caps.max_workgroup_storage
-            && self.br <= caps.max_invocations
+            && self.bytes(head_dim, reduce_for(head_dim, caps)) <= caps.max_workgroup_storage
+            && wg <= caps.max_invocations.min(MAX_WORKGROUP)
     }
 
     /// `BRxBC`, as reports and sweeps name it.
@@ -116,15 +154,17 @@ impl Tiles {
 }
 
 /// Candidate tiles of the portable kernel: 32 to 128 query rows, 16 to 64 keys per tile
-/// (those that `fits` a device and head size). `bench --kernels --sweep` times each; the
-/// tests check each against the reference.
-pub const CANDIDATES: [Tiles; 6] = [
+/// (those that `fits` a device and head size: at most 256 invocations). `bench --kernels
+/// --sweep` times each; the tests check each against the reference.
+pub const CANDIDATES: [Tiles; 8] = [
+    Tiles { br: 32, bc: 16 },
     Tiles { br: 32, bc: 32 },
     Tiles { br: 64, bc: 16 },
     Tiles { br: 64, bc: 32 },
     Tiles { br: 64, bc: 64 },
     Tiles { br: 128, bc: 16 },
     Tiles { br: 128, bc: 32 },
+    Tiles { br: 128, bc: 64 },
 ];
 
 /// The candidates this device can run at `head_dim`.
@@ -135,9 +175,15 @@ pub fn fitting(head_dim: u32, caps: &Capabilities) -> Vec<Tiles> {
         .collect()
 }
 
-/// The portable kernel of one precision, head size and tile configuration.
-pub fn kernel(dtype: DType, head_dim: u32, tiles: Tiles) -> Kernel {
-    dtype
+/// The portable kernel of one precision, head size and tile configuration, with the row
+/// sums this adapter does best (`reduce_for`).
+pub fn kernel(caps: &Capabilities, dtype: DType, head_dim: u32, tiles: Tiles) -> Kernel {
+    kernel_with(reduce_for(head_dim, caps), dtype, head_dim, tiles)
+}
+
+/// The portable kernel with the row sums of `reduce` (where a row has more than one lane).
+pub fn kernel_with(reduce: Reduce, dtype: DType, head_dim: u32, tiles: Tiles) -> Kernel {
+    let k = dtype
         .apply(Kernel::new(
             "attention",
             "main",
@@ -147,6 +193,12 @@ pub fn kernel(dtype: DType, head_dim: u32, tiles: Tiles) -> Kernel {
         .define("HEAD_DIM", head_dim)
         .define("BR", tiles.br)
         .define("BC", tiles.bc)
+        .define("LANES", lanes(head_dim));
+    match (lanes(head_dim) > 1, reduce) {
+        (false, _) => k,
+        (true, Reduce::Subgroup) => k.define("SUBGROUP", 1),
+        (true, Reduce::Workgroup) => k.define("SHARED_SUMS", 1),
+    }
 }
 
 /// Query rows per workgroup of an attention kernel: its `BR` define (both shaders have one).
@@ -159,19 +211,23 @@ fn query_rows(kernel: &Kernel) -> Result<u32> {
         .ok_or_else(|| Error::Unsupported(format!("{}: no BR define", kernel.name())))
 }
 
-/// Every variant (the default tiles with 16 KiB and every candidate), and the tensor-core
-/// builds, for the translation test.
+/// Every variant (the default tiles and every candidate, both row sums), and the
+/// tensor-core builds, for the translation test.
 pub fn variants() -> Vec<Kernel> {
+    let caps = Capabilities {
+        max_workgroup_storage: 32768,
+        max_invocations: 1024,
+        ..Default::default()
+    };
     let mut v = Vec::new();
     for dtype in [DType::F32, DType::F16] {
         for d in HEAD_DIMS {
-            let default = Tiles {
-                br: 64,
-                bc: key_tile(d, 16384),
-            };
+            let default = Tiles::default_for(d, &caps);
             for tiles in std::iter::once(default).chain(CANDIDATES) {
-                if tiles.bytes(d) <= 32768 {
-                    v.push(kernel(dtype, d, tiles));
+                for reduce in Reduce::ALL {
+                    if tiles.invocations(d) <= MAX_WORKGROUP && tiles.bytes(d, reduce) <= 32768 {
+                        v.push(kernel_with(reduce, dtype, d, tiles));
+                    }
                 }
             }
         }
@@ -261,14 +317,23 @@ fn record_portable(
         return record_kernel_scaled(b, label, args, None, score_scale);
     }
     if !tiles.fits(args.head_dim, caps) {
-        return Err(Error::Unsupported(format!(
-            "attention: needs {} bytes of workgroup memory, the device has {}",
-            tiles.bytes(args.head_dim),
-            caps.max_workgroup_storage
-        )));
+        return Err(misfit(args.head_dim, tiles, caps));
     }
-    let k = kernel(args.dtype, args.head_dim, tiles);
+    let k = kernel(caps, args.dtype, args.head_dim, tiles);
     record_kernel_scaled(b, label, args, Some(k), score_scale)
+}
+
+/// Why the portable kernel at `tiles` does not fit the device.
+fn misfit(head_dim: u32, tiles: Tiles, caps: &Capabilities) -> Error {
+    Error::Unsupported(format!(
+        "attention {}: needs {} bytes of workgroup memory and {} invocations, the device \
+         has {} and {}",
+        tiles.name(),
+        tiles.bytes(head_dim, reduce_for(head_dim, caps)),
+        tiles.invocations(head_dim),
+        caps.max_workgroup_storage,
+        caps.max_invocations
+    ))
 }
 
 /// Whether the automatic choice takes the tensor-core kernel for `dtype` on this device
@@ -433,13 +498,9 @@ fn record_kernel_scaled(
         None => {
             let tiles = Tiles::default_for(head_dim, &caps);
             if !tiles.fits(head_dim, &caps) {
-                return Err(Error::Unsupported(format!(
-                    "attention: needs {} bytes of workgroup memory, the device has {}",
-                    tiles.bytes(head_dim),
-                    caps.max_workgroup_storage
-                )));
+                return Err(misfit(head_dim, tiles, &caps));
             }
-            kernel(dtype, head_dim, tiles)
+            kernel(&caps, dtype, head_dim, tiles)
         }
     };
     let br = query_rows(&kernel)?;
@@ -564,11 +625,40 @@ pub fn reference_keys(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn key_tiles_fit_the_workgroup_memory() {
-        assert_eq!(super::key_tile(64, 16384), 32);
-        assert_eq!(super::key_tile(16, 16384), 128);
-        assert_eq!(super::key_tile(64, 8192), 16);
+        assert_eq!(key_tile(64, 65536), 16);
+        assert_eq!(key_tile(16, 65536), 64);
+        assert_eq!(key_tile(64, 4096), 8);
+        let caps = Capabilities {
+            max_workgroup_storage: 32768,
+            max_invocations: 1024,
+            subgroups: true,
+            subgroup_min_size: 4,
+            ..Default::default()
+        };
+        for d in HEAD_DIMS {
+            let t = Tiles::default_for(d, &caps);
+            assert_eq!(t.invocations(d), 128, "d {d}");
+            assert_eq!(t.bytes(d, Reduce::Subgroup), 8192, "d {d}");
+            assert!(t.fits(d, &caps));
+        }
+        // Rows of four lanes summed through workgroup memory where subgroups are narrower.
+        let narrow = Capabilities {
+            subgroup_min_size: 2,
+            ..caps.clone()
+        };
+        assert_eq!(reduce_for(64, &narrow), Reduce::Workgroup);
+        assert_eq!(reduce_for(16, &narrow), Reduce::Subgroup);
+        let name = kernel(&narrow, DType::F32, 64, Tiles { br: 32, bc: 16 }).name();
+        assert!(name.contains("LANES=4,SHARED_SUMS=1"), "{name}");
+        let name = kernel(&caps, DType::F16, 32, Tiles { br: 64, bc: 32 }).name();
+        assert!(name.contains("LANES=2,SUBGROUP=1"), "{name}");
+        // 128 rows of four lanes are more invocations than a workgroup takes.
+        assert!(!Tiles { br: 128, bc: 16 }.fits(64, &caps));
+        assert_eq!(fitting(64, &caps).len(), 5);
     }
 
     #[test]

@@ -229,7 +229,7 @@ pub fn check_coop(
     // Compiled together first: on several threads where the machine has the cores.
     runtime::pipeline::prepare(gpu, &kernels)?;
     for (i, (&case, kernel)) in cases.iter().zip(kernels).enumerate() {
-        let build = (kernel, coop::tile(shape.frag, config, case.epilogue));
+        let build = (kernel, coop::tile(shape, config, case.epilogue));
         check_build(gpu, DType::F16, case, build, tol, seed + 5 * i as u64)?;
     }
     Ok(())
@@ -450,7 +450,7 @@ fn steps(b: &PlanBuilder, choices: &Choices, label: &str, args: &MatmulArgs) -> 
                 for (c, a, z) in class_ranges(args.rows, lo, hi, config) {
                     steps.push(Step {
                         kernel: coop::kernel(shape, c, args.epilogue, bias, args.k),
-                        tile: coop::tile(shape.frag, c, args.epilogue),
+                        tile: coop::tile(shape, c, args.epilogue),
                         config: Some(c.name()),
                         lo: a,
                         hi: z,

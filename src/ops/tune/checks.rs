@@ -60,7 +60,7 @@ pub fn check_coop(gpu: &Arc<Gpu>, config: coop::Config) -> Result<()> {
 pub fn time_coop(gpu: &Arc<Gpu>, config: coop::Config, shape: (u32, u32, u32)) -> Result<f64> {
     let s = coop::supported(gpu.caps()).map_err(Error::Unsupported)?;
     let kernel = coop::kernel(s, config, Epilogue::None, false, shape.1);
-    let build = Some((kernel, coop::tile(s.frag, config, Epilogue::None)));
+    let build = Some((kernel, coop::tile(s, config, Epilogue::None)));
     let dtype = DType::F16;
     let none = &Choices::default();
     let (mut plan, sizes) =
@@ -96,7 +96,7 @@ pub fn check_attention(
         DType::F32 => 1e-4,
         DType::F16 => 4e-3,
     };
-    let kernel = attention::kernel(dtype, head_dim, tiles);
+    let kernel = attention::kernel(gpu.caps(), dtype, head_dim, tiles);
     check_attention_kernel(gpu, dtype, head_dim, kernel, (tol, tol))
         .map_err(|e| named(format_args!("{ATTENTION} {} check", tiles.name()), e))
 }
@@ -157,7 +157,7 @@ pub fn time_attention(
     tiles: attention::Tiles,
     small: bool,
 ) -> Result<f64> {
-    let kernel = attention::kernel(dtype, head_dim, tiles);
+    let kernel = attention::kernel(gpu.caps(), dtype, head_dim, tiles);
     time_attention_kernel(gpu, dtype, head_dim, kernel, small)
 }
 

@@ -43,7 +43,7 @@ pub struct F16Kernels {
 pub fn f16_kernels(gpu: &Arc<Gpu>, choices: &mut Choices, cache: &Cache) -> Result<F16Kernels> {
     let mode = choices.coop;
     let name = |family: &str, r: &std::result::Result<Shape, String>| match r {
-        Ok(s) => format!("{family}_coop {f}x{f}x{f} sg{}", s.subgroup, f = s.frag),
+        Ok(s) => format!("{family}_coop {} sg{}", s.name(), s.subgroup),
         Err(_) => family.to_string(),
     };
     let (m, a) = if mode == Mode::Off {

@@ -88,3 +88,36 @@ fn root_inputs_are_embed_or_similarity() {
     assert_eq!(ids.items, [vec![1], vec![2, 3]]);
     assert!(parse::<IdsInputs>(b"[1, 2]", 4).unwrap().0.single);
 }
+
+#[test]
+fn embed_docs_read_objects_with_spans_counted() {
+    let d = |j: &str, max: usize| parse::<EmbedDocs>(j.as_bytes(), max);
+    let batch = d(
+        r#"[{"text": "a b", "chunks": [[0, 1], [2, 3]]}, "c", {"text": "d"}]"#,
+        3,
+    )
+    .unwrap();
+    assert!(batch.objects && !batch.inputs.0.single);
+    let texts = ["a b", "c", "d"].map(|t| Input::Text(t.into()));
+    assert_eq!(batch.inputs.0.items, texts);
+    assert_eq!(batch.chunks, [Some(vec![(0, 1), (2, 3)]), None, None]);
+    let one = d(r#"{"text": "a", "chunks": [[0, 1]]}"#, 1).unwrap();
+    assert!(one.objects && one.inputs.0.single);
+    let plain = d(r#"["a", [1, 2]]"#, 2).unwrap();
+    assert!(!plain.objects);
+    assert_eq!(plain.chunks, [None, None]);
+    // Objects count as inputs; a span is a pair; no other field.
+    let e = d(r#"[{"text": "a"}, {"text": "b"}, {"text": "c"}"#, 2).unwrap_err();
+    assert!(e.message.contains("maximum allowed batch size 2"), "{e:?}");
+    for bad in [
+        r#"[{"text": "a", "chunks": [[0]]}]"#,
+        r#"[{"text": "a", "chunks": [[0, -1]]}]"#,
+        r#"[{"chunks": [[0, 1]]}]"#,
+        r#"[{"text": "a", "spans": [[0, 1]]}]"#,
+    ] {
+        assert_eq!(d(bad, 4).unwrap_err().status, 422, "{bad}");
+    }
+    // The other routes' inputs take no objects.
+    let e = embed(r#"["a", {"text": "b"}]"#, 2).unwrap_err();
+    assert!(e.message.contains("only /embed"), "{e:?}");
+}
