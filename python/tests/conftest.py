@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,16 @@ FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures"
 # f32 results within this of the reference (tests/sentence.rs, tests/parity.rs).
 TOL = 1e-4
 SPECIALS = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
+
+
+@pytest.fixture
+def ctrl_c():
+    """Ctrl-C reaches Python as KeyboardInterrupt during the test, even where the run started
+    with SIGINT ignored (a background job of a non-interactive shell), in which case
+    `_thread.interrupt_main` does nothing."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 def expected(name: str):

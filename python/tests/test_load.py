@@ -34,7 +34,7 @@ class SlowBar:
         pass
 
 
-def test_ctrl_c_interrupts_a_load():
+def test_ctrl_c_interrupts_a_load(ctrl_c):
     model = str(expected("st_mean_dense")[0])
     bar = SlowBar()
     started = time.monotonic()

@@ -81,7 +81,7 @@ class Interrupter:
         pass
 
 
-def test_ctrl_c_stops_encode_between_batches():
+def test_ctrl_c_stops_encode_between_batches(ctrl_c):
     enc = load(expected("st_mean_dense")[0])
     items = texts(400)
     bar = Interrupter()
